@@ -1,0 +1,267 @@
+"""Reading a Canary-Qwen checkpoint in the Hugging Face layout of ``nvidia/canary-qwen-2.5b``.
+
+The layout: ``config.json`` holding NeMo's SALM config and one ``model.safetensors`` with
+``perception.*``, ``llm.base_model.model.*`` (PEFT layout, ``lora_A``/``lora_B`` on the adapted
+projections) and the top-level ``embed_tokens.weight``. The Qwen3 tokenizer and the Qwen3
+``config.json`` come from a folder given separately (``llm_dir``, e.g. a local copy of
+``Qwen/Qwen3-1.7B``) or sit beside the checkpoint as NeMo saves them offline (tokenizer files at
+the root, the LLM config in ``llm_backbone/``).
+
+:func:`inspect_checkpoint` reads everything that needs no torch: paths, the config, dimensions and
+the LoRA scale. :func:`load_salm` builds NeMo's ``SALM`` and loads the weights strictly: a missing,
+extra or misshapen tensor is an error that names it; nothing stays randomly initialised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import contract
+from .errors import CheckpointError
+from .tokenizer import TOKENIZER_FILES, Tokenizer, find_tokenizer_dir, load_tokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LLM_BACKBONE_DIR = "llm_backbone"  # NeMo's name (speechlm2/parts/hf_hub.py)
+REQUIRED_SALM_KEYS = ("perception", "pretrained_llm", "audio_locator_tag", "prompt_format")
+MAX_NAMES_IN_ERROR = 8
+
+
+@dataclass(frozen=True)
+class CheckpointPaths:
+    root: Path
+    config: Path
+    weights: Path
+    tokenizer_dir: Path
+    llm_config_dir: Path  # holds the Qwen3 config.json
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint's config says, with every dimension read from it."""
+
+    paths: CheckpointPaths
+    cfg: dict[str, Any]
+    llm_cfg: dict[str, Any]
+    mel: contract.MelParams
+    subsampling: contract.Subsampling
+    encoder_dim: int
+    llm_hidden: int
+    vocab_rows: int
+    lora_r: int | None
+    lora_alpha: float | None
+    lora_targets: tuple[str, ...]
+
+    @property
+    def lora_scale(self) -> float:
+        """PEFT's scale alpha / r (2.0 for Canary-Qwen-2.5B); 0 when there is no adapter."""
+        if not self.lora_r:
+            return 0.0
+        return float(self.lora_alpha) / float(self.lora_r)
+
+    def num_audio_frames(self, num_samples: int) -> int:
+        return contract.num_audio_frames(num_samples, self.mel, self.subsampling)
+
+
+def _names(keys: Iterable[str]) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:MAX_NAMES_IN_ERROR])
+    more = f" (and {len(keys) - MAX_NAMES_IN_ERROR} more)" if len(keys) > MAX_NAMES_IN_ERROR else ""
+    return shown + more
+
+
+def locate(path: str | Path, llm_dir: str | Path | None = None) -> CheckpointPaths:
+    root = Path(path)
+    if not root.exists():
+        raise CheckpointError(
+            f"checkpoint folder {root} does not exist; expected a folder with {CONFIG_FILE} and "
+            f"{WEIGHTS_FILE} (the Hugging Face layout of nvidia/canary-qwen-2.5b)"
+        )
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint path {root} is a file; expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE}")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (root / name).is_file():
+            raise CheckpointError(f"checkpoint folder {root} has no {name}; expected {CONFIG_FILE} and {WEIGHTS_FILE}")
+    backbone = root / LLM_BACKBONE_DIR
+    if llm_dir is not None:
+        llm_dir = Path(llm_dir)
+        if not llm_dir.is_dir():
+            raise CheckpointError(f"Qwen3 folder {llm_dir} does not exist")
+        tok_candidates = [llm_dir]
+        cfg_candidates = [llm_dir]
+    else:
+        tok_candidates = [root, backbone]
+        cfg_candidates = [backbone]
+    tok_dir = find_tokenizer_dir(tok_candidates)
+    if tok_dir is None:
+        raise CheckpointError(
+            f"no Qwen3 tokenizer ({' + '.join(TOKENIZER_FILES)}) in {', '.join(map(str, tok_candidates))}; "
+            "pass the Qwen3-1.7B folder with --llm-dir"
+        )
+    cfg_dir = next((c for c in cfg_candidates if (c / CONFIG_FILE).is_file()), None)
+    if cfg_dir is None:
+        raise CheckpointError(
+            f"no Qwen3 {CONFIG_FILE} in {', '.join(map(str, cfg_candidates))}; pass the Qwen3-1.7B folder "
+            "(config.json + tokenizer) with --llm-dir"
+        )
+    return CheckpointPaths(root, root / CONFIG_FILE, root / WEIGHTS_FILE, tok_dir, cfg_dir)
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{what} {path} is not readable JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} {path} must hold a JSON object")
+    return data
+
+
+def read_salm_config(path: Path) -> dict[str, Any]:
+    cfg = _read_json(path, "config")
+    missing = [k for k in REQUIRED_SALM_KEYS if k not in cfg]
+    perception = cfg.get("perception")
+    if isinstance(perception, dict):
+        missing += [f"perception.{k}" for k in ("preprocessor", "encoder") if k not in perception]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a NeMo SALM config (missing {', '.join(missing)}); expected the config.json "
+            "of nvidia/canary-qwen-2.5b"
+        )
+    if cfg["audio_locator_tag"] != contract.AUDIO_PLACEHOLDER_TOKEN:
+        raise CheckpointError(
+            f"{path}: audio_locator_tag is {cfg['audio_locator_tag']!r}, expected {contract.AUDIO_PLACEHOLDER_TOKEN!r}"
+        )
+    if cfg["prompt_format"] != contract.PROMPT_FORMAT_NAME:
+        raise CheckpointError(
+            f"{path}: prompt_format is {cfg['prompt_format']!r}, expected {contract.PROMPT_FORMAT_NAME!r}"
+        )
+    return cfg
+
+
+def inspect_checkpoint(path: str | Path, llm_dir: str | Path | None = None) -> CheckpointInfo:
+    paths = locate(path, llm_dir)
+    cfg = read_salm_config(paths.config)
+    llm_cfg = _read_json(paths.llm_config_dir / CONFIG_FILE, "Qwen3 config")
+    for key in ("hidden_size", "vocab_size"):
+        if key not in llm_cfg:
+            raise CheckpointError(f"Qwen3 config {paths.llm_config_dir / CONFIG_FILE} has no {key}")
+    perception = cfg["perception"]
+    try:
+        mel = contract.MelParams.from_config(perception["preprocessor"])
+        sub = contract.Subsampling.from_config(perception["encoder"])
+    except ValueError as e:
+        raise CheckpointError(f"{paths.config}: {e}") from None
+    lora = cfg.get("lora") or {}
+    return CheckpointInfo(
+        paths=paths,
+        cfg=cfg,
+        llm_cfg=llm_cfg,
+        mel=mel,
+        subsampling=sub,
+        encoder_dim=int(perception["encoder"]["d_model"]),
+        llm_hidden=int(llm_cfg["hidden_size"]),
+        vocab_rows=int(llm_cfg["vocab_size"]),
+        lora_r=int(lora["r"]) if "r" in lora else None,
+        lora_alpha=float(lora.get("lora_alpha", lora.get("r", 0))) if "r" in lora else None,
+        lora_targets=tuple(lora.get("target_modules", ())),
+    )
+
+
+def checkpoint_tokenizer(info: CheckpointInfo) -> Tokenizer:
+    """The tokenizer as NeMo's SALM builds it, checked against the checkpoint's embedding rows."""
+    tok = load_tokenizer(info.paths.tokenizer_dir)
+    if tok.ids.audio_placeholder >= info.vocab_rows:
+        raise CheckpointError(
+            f"the tokenizer in {info.paths.tokenizer_dir} puts {contract.AUDIO_PLACEHOLDER_TOKEN} at id "
+            f"{tok.ids.audio_placeholder}, beyond the model's {info.vocab_rows} embedding rows; "
+            "use the tokenizer the checkpoint was trained with"
+        )
+    return tok
+
+
+def read_weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for a damaged file
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from None
+
+
+def check_weights(expected: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]],
+                  tied: dict[str, str], weights: Path) -> None:
+    """Fail, naming the tensors, unless ``stored`` holds exactly the ``expected`` set.
+
+    ``tied`` maps a parameter name to the name it shares storage with (the tied ``lm_head``),
+    which the file may store under either name, as safetensors de-duplicates shared tensors.
+    """
+    missing = [k for k in expected if k not in stored and tied.get(k) not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    if missing:
+        raise CheckpointError(f"{weights} is missing {len(missing)} tensor(s) the model needs: {_names(missing)}")
+    if unexpected:
+        raise CheckpointError(
+            f"{weights} holds {len(unexpected)} tensor(s) this model does not have: {_names(unexpected)}"
+        )
+    wrong = [
+        f"{k} {list(stored[k])} (expected {list(shape)})"
+        for k, shape in expected.items()
+        if k in stored and tuple(stored[k]) != tuple(shape)
+    ]
+    if wrong:
+        raise CheckpointError(f"{weights} has tensor(s) of the wrong shape: {_names(wrong)}")
+
+
+def build_config_for_local_load(info: CheckpointInfo) -> dict[str, Any]:
+    """The SALM config with the LLM and tokenizer redirected to the local folders (no hub)."""
+    cfg = json.loads(json.dumps(info.cfg))
+    cfg["pretrained_llm"] = str(info.paths.llm_config_dir)
+    cfg["tokenizer_path"] = str(info.paths.tokenizer_dir)
+    cfg["pretrained_weights"] = False
+    for key in ("model_type", "architectures"):
+        cfg.pop(key, None)
+    return cfg
+
+
+def load_salm(path: str | Path, llm_dir: str | Path | None = None, *, threads: int | None = None):
+    """Build NeMo's SALM offline from a checkpoint and load its weights strictly (fp32, eval)."""
+    import torch
+    from safetensors.torch import load_file
+
+    info = inspect_checkpoint(path, llm_dir)
+    checkpoint_tokenizer(info)  # fails early with a clear message on a wrong tokenizer
+    stored = read_weight_shapes(info.paths.weights)
+    from nemo.collections.speechlm2.models import SALM
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = SALM(build_config_for_local_load(info))
+    state = model.state_dict(keep_vars=True)
+    tied = _tied_names(state)
+    check_weights({k: tuple(v.shape) for k, v in state.items()}, stored, tied, info.paths.weights)
+    tensors = load_file(str(info.paths.weights))
+    for name, other in tied.items():
+        if name not in tensors and other in tensors:
+            tensors[name] = tensors[other]
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()}, strict=True)
+    return model.eval(), info
+
+
+def _tied_names(state: dict[str, Any]) -> dict[str, str]:
+    by_ptr: dict[int, list[str]] = {}
+    for k, v in state.items():
+        if v.numel() == 0:
+            continue
+        by_ptr.setdefault(v.data_ptr(), []).append(k)
+    tied: dict[str, str] = {}
+    for names in by_ptr.values():
+        if len(names) > 1:
+            for n in names:
+                tied[n] = next(o for o in names if o != n)
+    return tied

@@ -1,0 +1,159 @@
+"""``canary-triton``: one command, with subcommands.
+
+Errors the user can fix print as one line (``error: ...``) with exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__, contract
+from .errors import CanaryTritonError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_CHECKPOINT = ASSETS / "tiny-trained"
+DEMO_HELDOUT = ASSETS / "speech" / "heldout"
+DEMO_SAMPLE = DEMO_HELDOUT / "heldout_000.flac"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .checkpoint import checkpoint_tokenizer, inspect_checkpoint, read_weight_shapes
+
+    info = inspect_checkpoint(args.checkpoint, args.llm_dir)
+    tok = checkpoint_tokenizer(info)
+    shapes = read_weight_shapes(info.paths.weights)
+    report = {
+        "checkpoint": str(info.paths.root),
+        "tokenizer": str(info.paths.tokenizer_dir),
+        "llm_config": str(info.paths.llm_config_dir / "config.json"),
+        "tensors": len(shapes),
+        "encoder_dim": info.encoder_dim,
+        "encoder_layers": int(info.cfg["perception"]["encoder"].get("n_layers", 0)),
+        "subsampling_factor": info.subsampling.factor,
+        "llm_hidden": info.llm_hidden,
+        "vocab_rows": info.vocab_rows,
+        "lora": {"r": info.lora_r, "alpha": info.lora_alpha, "scale": info.lora_scale,
+                 "targets": list(info.lora_targets)},
+        "mel": info.mel.__dict__,
+        "special_ids": tok.ids.__dict__,
+        "asr_prompt_ids": tok.asr_prompt_ids(),
+        "max_audio_seconds": contract.MAX_AUDIO_SECONDS,
+        "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_make_fixture(args: argparse.Namespace) -> int:
+    if args.kind == "tiny-random":
+        from .fixtures.tiny import make_tiny_random
+
+        print(make_tiny_random(args.out, seed=args.seed))
+        return 0
+    from .fixtures.train import main as train_main
+
+    argv = ["--out", str(args.out), "--seed", str(args.seed)]
+    if args.heldout:
+        argv += ["--heldout", str(args.heldout)]
+    return train_main(argv)
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    """Transcribe files in-process with NeMo's SALM (the oracle): the ground truth for serving."""
+    from .audio import load_audio
+    from .oracle import Oracle
+
+    oracle = Oracle.from_checkpoint(args.checkpoint, args.llm_dir)
+    audios = [load_audio(f, oracle.info.mel.sample_rate) for f in args.audio]
+    limit = contract.max_audio_samples(oracle.info.mel)
+    for f, a in zip(args.audio, audios):
+        if len(a) > limit:
+            raise CanaryTritonError(f"{f} is {len(a)/oracle.info.mel.sample_rate:.1f} s long; the limit is {contract.MAX_AUDIO_SECONDS:.0f} s")
+    for f, text in zip(args.audio, oracle.transcribe(audios, max_new_tokens=args.max_new_tokens)):
+        print(f"{f}\t{text}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
+    if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
+        from .fixtures.train import main as train_main
+
+        print(f"building the demo checkpoint in {checkpoint} (CPU, minutes)...", file=sys.stderr)
+        if train_main(["--out", str(checkpoint)]) != 0:
+            raise CanaryTritonError("training the demo checkpoint did not reach its WER target")
+    sample = Path(args.audio) if args.audio else DEMO_SAMPLE
+    ns = argparse.Namespace(checkpoint=str(checkpoint), llm_dir=args.llm_dir, audio=[str(sample)],
+                            max_new_tokens=args.max_new_tokens)
+    return _cmd_reference(ns)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="canary-triton", description="Serve NVIDIA Canary-Qwen-2.5B on Triton.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("inspect", _cmd_inspect, "Check a checkpoint folder and print what it holds (dimensions, ids, LoRA scale).")
+    p.add_argument("checkpoint")
+    p.add_argument("--llm-dir", help="Qwen3-1.7B folder (tokenizer + config.json) if not beside the checkpoint")
+
+    p = add("make-fixture", _cmd_make_fixture, "Write a tiny test checkpoint: tiny-random, or train tiny-trained.")
+    p.add_argument("kind", choices=["tiny-random", "tiny-trained"])
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--heldout", help="tiny-trained: also write the held-out clips and manifest here")
+
+    p = add("reference", _cmd_reference, "Transcribe audio files in-process with NeMo (the reference the server must match).")
+    p.add_argument("audio", nargs="+")
+    p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
+    p.add_argument("--llm-dir")
+    p.add_argument("--max-new-tokens", type=int, default=contract.DEFAULT_MAX_NEW_TOKENS)
+
+    p = add("demo", _cmd_demo, "The main job on the embedded default: demo checkpoint, bundled sample, print the transcript.")
+    p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
+    p.add_argument("--llm-dir")
+    p.add_argument("--audio", help="an audio file; default: a bundled sample")
+    p.add_argument("--max-new-tokens", type=int, default=contract.DEFAULT_MAX_NEW_TOKENS)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Keep NeMo's and transformers' info logs and deprecation chatter off the user's stdout."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("nv_one_logger").setLevel(logging.ERROR)
+    try:
+        from nemo.utils import logging as nemo_logging
+
+        nemo_logging.setLevel(logging.ERROR)
+    except ImportError:  # NeMo is only needed by export/reference commands
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in ("inspect",):
+        quiet_libraries()
+    try:
+        return int(args.func(args))
+    except CanaryTritonError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""The model contract of Canary-Qwen-2.5B as served by this project: the one place for it.
+
+Everything that export, the Triton models, the client and the tests must agree on lives here:
+special token strings, the NeMo ``qwen`` prompt format, mel parameters, frame-count arithmetic,
+the tensors exchanged between Triton models and the serving limits. No other module writes any of
+these constants again; they import them.
+
+Token *ids* are not constants: they depend on the tokenizer a checkpoint ships with. They are
+resolved once from the tokenizer into :class:`SpecialIds` (for the real Qwen3-1.7B tokenizer they
+are 151643/151644/151645 and the placeholder 151669; the tiny test tokenizers give other ids).
+Dimensions (encoder width, LLM hidden size, vocabulary rows, LoRA rank/alpha) are read from each
+checkpoint's config; nothing here assumes the real model's sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# Special tokens (Qwen3 + the audio locator tag NeMo adds) and the ``qwen`` prompt format
+# --------------------------------------------------------------------------------------------
+PAD_TOKEN = "<|endoftext|>"
+IM_START_TOKEN = "<|im_start|>"
+IM_END_TOKEN = "<|im_end|>"  # the only EOS of generation
+AUDIO_PLACEHOLDER_TOKEN = "<|audioplaceholder|>"
+
+#: Qwen3's added special tokens in id order (151643 ... 151668 in the real tokenizer).
+QWEN3_SPECIAL_TOKENS: tuple[str, ...] = (
+    PAD_TOKEN,
+    IM_START_TOKEN,
+    IM_END_TOKEN,
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+)
+#: Added tokens that Qwen3 does *not* mark special (they survive ``skip_special_tokens``).
+QWEN3_NON_SPECIAL_ADDED = frozenset(
+    {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"}
+)
+
+#: NeMo ``qwen`` prompt format (``nemo/collections/common/prompts/qwen.py``). Each turn is
+#: rendered from its template and tokenised on its own, without BOS/EOS insertion; the inference
+#: prefix follows when the last turn is the user's. No system turn, no ``<think>`` block.
+PROMPT_FORMAT_NAME = "qwen"
+USER_TURN_TEMPLATE = IM_START_TOKEN + "user\n{message}" + IM_END_TOKEN + "\n"
+ASSISTANT_TURN_TEMPLATE = IM_START_TOKEN + "assistant\n{message}" + IM_END_TOKEN + "\n"
+INFERENCE_PREFIX = IM_START_TOKEN + "assistant\n"
+
+#: The ASR instruction used by the model card and the Open ASR Leaderboard script.
+ASR_INSTRUCTION = "Transcribe the following: " + AUDIO_PLACEHOLDER_TOKEN
+
+#: The real Qwen3-1.7B tokenizer's ids: documentation and a sanity check for real checkpoints.
+REAL_MODEL_IDS = {"pad": 151643, "im_start": 151644, "im_end": 151645, "audio_placeholder": 151669}
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Token ids resolved from one tokenizer (see :func:`canary_triton.tokenizer`)."""
+
+    pad: int
+    im_start: int
+    im_end: int
+    audio_placeholder: int
+
+    @property
+    def eos(self) -> int:
+        return self.im_end
+
+
+# --------------------------------------------------------------------------------------------
+# Mel front end (NeMo >= 2.5 ``FilterbankFeatures``)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MelParams:
+    """Parameters of NeMo's ``AudioToMelSpectrogramPreprocessor`` as Canary-Qwen uses them.
+
+    Defaults are the Canary-Qwen-2.5B values; :meth:`from_config` reads a checkpoint's
+    ``perception.preprocessor`` section and refuses settings this front end does not implement.
+    """
+
+    sample_rate: int = 16000
+    n_mels: int = 128
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    preemph: float = 0.97
+    log_zero_guard: float = 2.0**-24
+    mag_power: float = 2.0
+    std_epsilon: float = 1e-5  # NeMo's CONSTANT added to the per-feature std
+    pad_value: float = 0.0
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @classmethod
+    def from_config(cls, pre: Mapping[str, Any]) -> "MelParams":
+        def get(key: str, default: Any) -> Any:
+            value = pre.get(key, default)
+            return default if value is None else value
+
+        unsupported = {
+            "normalize": ("per_feature", get("normalize", "per_feature")),
+            "window": ("hann", get("window", "hann")),
+            "log": (True, get("log", True)),
+            "frame_splicing": (1, get("frame_splicing", 1)),
+            "exact_pad": (False, get("exact_pad", False)),
+            "log_zero_guard_type": ("add", get("log_zero_guard_type", "add")),
+            "pad_to": (0, get("pad_to", 0)),
+        }
+        for key, (want, got) in unsupported.items():
+            if got != want:
+                raise ValueError(
+                    f"preprocessor setting {key}={got!r} is not supported by this front end "
+                    f"(expected {want!r}, as in Canary-Qwen-2.5B)"
+                )
+        sample_rate = int(get("sample_rate", cls.sample_rate))
+        guard = get("log_zero_guard_value", cls.log_zero_guard)
+        if isinstance(guard, str):
+            finfo = np.finfo(np.float32)
+            guard = {"tiny": float(finfo.tiny), "eps": float(finfo.eps)}[guard]
+        return cls(
+            sample_rate=sample_rate,
+            n_mels=int(get("features", get("nfilt", cls.n_mels))),
+            n_fft=int(get("n_fft", cls.n_fft)),
+            win_length=int(round(float(get("window_size", 0.025)) * sample_rate)),
+            hop_length=int(round(float(get("window_stride", 0.01)) * sample_rate)),
+            preemph=float(get("preemph", cls.preemph)),
+            log_zero_guard=float(guard),
+            mag_power=float(get("mag_power", cls.mag_power)),
+            pad_value=float(get("pad_value", cls.pad_value)),
+        )
+
+
+def num_mel_frames(num_samples: int, mel: MelParams = MelParams()) -> int:
+    """Valid mel frames for ``num_samples`` samples: NeMo's ``get_seq_len`` with ``center=True``.
+
+    ``floor((N + 2*(n_fft//2) - n_fft) / hop)``, i.e. ``floor(N / hop)`` for an even ``n_fft``.
+    The feature tensor itself has ``N // hop + 1`` columns; the last one is padding.
+    """
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    return (num_samples + (mel.n_fft // 2) * 2 - mel.n_fft) // mel.hop_length
+
+
+@dataclass(frozen=True)
+class Subsampling:
+    """The encoder's convolutional subsampling, read from ``perception.encoder``."""
+
+    factor: int = 8
+    kernel_size: int = 3
+    stride: int = 2
+
+    @property
+    def repeats(self) -> int:
+        return int(np.log2(self.factor))
+
+    @classmethod
+    def from_config(cls, enc: Mapping[str, Any]) -> "Subsampling":
+        kind = enc.get("subsampling", "dw_striding")
+        factor = int(enc.get("subsampling_factor", 8))
+        if kind not in ("dw_striding", "striding"):
+            raise ValueError(f"encoder subsampling {kind!r} is not supported (expected 'dw_striding')")
+        if factor < 2 or factor & (factor - 1):
+            raise ValueError(f"encoder subsampling_factor must be a power of two, got {factor}")
+        if enc.get("causal_downsampling", False):
+            raise ValueError("causal_downsampling=True is not supported (Canary-Qwen uses False)")
+        return cls(factor=factor)
+
+
+def num_encoder_frames(num_mel: int, sub: Subsampling = Subsampling()) -> int:
+    """Encoder output frames for ``num_mel`` valid mel frames: NeMo's ``calc_length``.
+
+    Each of ``log2(factor)`` stride-2 convolutions (kernel 3, padding 1) maps
+    ``L -> floor((L + 2*pad - kernel) / stride) + 1``.
+    """
+    pad = (sub.kernel_size - 1) // 2
+    length = num_mel
+    for _ in range(sub.repeats):
+        length = (length + 2 * pad - sub.kernel_size) // sub.stride + 1
+    return max(length, 0)
+
+
+def num_audio_frames(
+    num_samples: int, mel: MelParams = MelParams(), sub: Subsampling = Subsampling()
+) -> int:
+    """Audio embeddings (prompt-table rows) produced for ``num_samples`` samples of audio."""
+    return num_encoder_frames(num_mel_frames(num_samples, mel), sub)
+
+
+# --------------------------------------------------------------------------------------------
+# Limits
+# --------------------------------------------------------------------------------------------
+#: The model was trained on clips up to 40 s (500 encoder frames). Longer audio goes through the
+#: long-form path, which splits it into segments no longer than this.
+MAX_AUDIO_SECONDS = 40.0
+#: Shortest clip accepted: one encoder frame needs at least one hop of samples.
+MIN_AUDIO_SECONDS = 0.01
+DEFAULT_MAX_NEW_TOKENS = 128  # NeMo / Open ASR Leaderboard setting
+MAX_NEW_TOKENS_LIMIT = 512  # training used 1024 total tokens; prompt + audio take up to ~515
+#: Largest absolute sample value accepted (float PCM is nominally within [-1, 1]).
+MAX_ABS_SAMPLE = 64.0
+
+
+def max_audio_samples(mel: MelParams = MelParams()) -> int:
+    return int(MAX_AUDIO_SECONDS * mel.sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors between Triton models (same names and dtypes in the CPU and GPU profiles)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # Triton type name, e.g. "TYPE_FP32"
+    dims: tuple[int, ...]  # without the batch dimension
+    optional: bool = False
+    reshape: tuple[int, ...] | None = None
+    ragged: bool = False
+
+
+#: Model names in the generated repository.
+ENSEMBLE_MODEL = "canary_qwen"
+PREPROCESSOR_MODEL = "preprocessor"
+ENCODER_MODEL = "encoder"
+PROJECTOR_MODEL = "projector"
+LLM_MODEL = "llm"
+POSTPROCESSOR_MODEL = "postprocessor"
+
+# Client-facing ensemble tensors.
+AUDIO = TensorSpec("audio", "TYPE_FP32", (-1,))
+MAX_NEW_TOKENS = TensorSpec("max_new_tokens", "TYPE_INT32", (1,), optional=True)
+TRANSCRIPT = TensorSpec("transcript", "TYPE_STRING", (1,))
+
+# preprocessor -> encoder
+MEL = TensorSpec("mel", "TYPE_FP32", (-1, -1))  # [n_mels, T_mel]
+MEL_LENGTH = TensorSpec("mel_length", "TYPE_INT32", (1,))
+# preprocessor -> llm (TensorRT-LLM backend names)
+INPUT_IDS = TensorSpec("input_ids", "TYPE_INT32", (-1,), ragged=True)
+INPUT_LENGTHS = TensorSpec("input_lengths", "TYPE_INT32", (1,), reshape=())
+REQUEST_OUTPUT_LEN = TensorSpec("request_output_len", "TYPE_INT32", (1,), reshape=())
+# encoder -> projector
+ENCODED = TensorSpec("encoded", "TYPE_FP32", (-1, -1))  # [T_enc, d_model]
+ENCODED_LENGTH = TensorSpec("encoded_length", "TYPE_INT32", (1,))
+# projector -> llm
+PROMPT_EMBEDDING_TABLE = TensorSpec("prompt_embedding_table", "TYPE_FP32", (-1, -1), ragged=True)
+PROMPT_VOCAB_SIZE = TensorSpec("prompt_vocab_size", "TYPE_INT32", (1,), reshape=())
+# llm -> postprocessor
+OUTPUT_IDS = TensorSpec("output_ids", "TYPE_INT32", (-1, -1))  # [beams, L]
+SEQUENCE_LENGTH = TensorSpec("sequence_length", "TYPE_INT32", (-1,))  # [beams]
+
+TRITON_TO_NUMPY: dict[str, Any] = {
+    "TYPE_FP32": np.float32,
+    "TYPE_FP16": np.float16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_BOOL": np.bool_,
+    "TYPE_UINT64": np.uint64,
+    "TYPE_STRING": np.object_,
+}

@@ -1,0 +1,13 @@
+"""Exceptions with messages a user can act on (no tracebacks needed to understand them)."""
+
+
+class CanaryTritonError(Exception):
+    """Base class: the message names what was wrong and what was expected."""
+
+
+class CheckpointError(CanaryTritonError):
+    """A checkpoint, its config, its weights or its tokenizer is not what this project needs."""
+
+
+class InputError(CanaryTritonError, ValueError):
+    """A client's input is invalid (wrong dtype, shape, length, value range...)."""

@@ -1,0 +1,122 @@
+"""Loading the Qwen3 tokenizer the way NeMo's SALM does, prompt ids, and detokenisation.
+
+NeMo builds ``AutoTokenizer(path, use_fast=True)`` and then ``add_special_tokens`` for the audio
+locator tag: with the real Qwen3-1.7B tokenizer the tag gets id ``len(tokenizer)`` = 151669. This
+module does exactly that, so prompt ids equal NeMo's; and it renders the ``qwen`` prompt format
+turn by turn as ``QwenPromptFormatter.encode_dialog`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import contract
+from .errors import CheckpointError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A HF fast tokenizer with the audio placeholder added and the special ids resolved."""
+
+    hf: object  # transformers.PreTrainedTokenizerFast
+    ids: contract.SpecialIds
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.hf)
+
+    def encode(self, text: str) -> list[int]:
+        """NeMo's ``text_to_ids``: ``tokenize`` then ``convert_tokens_to_ids``; no BOS/EOS."""
+        return list(self.hf.convert_tokens_to_ids(self.hf.tokenize(text)))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """NeMo's rule: cut at the first EOS, drop special tokens, strip whitespace."""
+        ids = [int(i) for i in ids]
+        if self.ids.eos in ids:
+            ids = ids[: ids.index(self.ids.eos)]
+        return self.hf.decode(ids, skip_special_tokens=True).strip()
+
+    # -- prompts ------------------------------------------------------------------------------
+    def prompt_ids(self, user_message: str) -> list[int]:
+        """Ids of a one-turn ``qwen`` prompt followed by the inference prefix."""
+        return self.encode(contract.USER_TURN_TEMPLATE.format(message=user_message)) + self.encode(
+            contract.INFERENCE_PREFIX
+        )
+
+    def asr_prompt_ids(self) -> list[int]:
+        """The ASR prompt: holds exactly one audio placeholder id."""
+        ids = self.prompt_ids(contract.ASR_INSTRUCTION)
+        if ids.count(self.ids.audio_placeholder) != 1:
+            raise CheckpointError(
+                f"the ASR prompt must hold exactly one {contract.AUDIO_PLACEHOLDER_TOKEN} id, "
+                f"the tokenizer at {self.path} produced {ids.count(self.ids.audio_placeholder)}"
+            )
+        return ids
+
+    def llm_prompt_ids(self, text: str) -> list[int]:
+        """LLM mode (adapter off): the user's text as one user turn; it may not hold the tag."""
+        if contract.AUDIO_PLACEHOLDER_TOKEN in text:
+            raise ValueError(f"LLM-mode text may not contain {contract.AUDIO_PLACEHOLDER_TOKEN}")
+        return self.prompt_ids(text)
+
+
+def find_tokenizer_dir(candidates: Sequence[Path]) -> Path | None:
+    for c in candidates:
+        if all((c / f).is_file() for f in TOKENIZER_FILES):
+            return c
+    return None
+
+
+def load_tokenizer(path: str | Path, *, require_placeholder: bool = False) -> Tokenizer:
+    """Load a Qwen3-style tokenizer folder and add the audio placeholder as NeMo does.
+
+    ``require_placeholder=True`` is for serving artifacts written by export, which must already
+    hold the placeholder (a plain Qwen3 tokenizer would otherwise silently renumber nothing but
+    hide a wrong folder).
+    """
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    missing = [f for f in TOKENIZER_FILES if not (path / f).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"tokenizer folder {path} lacks {', '.join(missing)}: expected a Qwen3 tokenizer "
+            "(tokenizer.json + tokenizer_config.json)"
+        )
+    hf = AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True)
+    vocab = hf.get_vocab()
+    tag = contract.AUDIO_PLACEHOLDER_TOKEN
+    if tag not in vocab:
+        if require_placeholder:
+            raise CheckpointError(
+                f"tokenizer at {path} has no {tag} token; serving needs the tokenizer written by "
+                "`canary-triton export`, which adds it"
+            )
+        hf.add_special_tokens({"additional_special_tokens": [tag]})
+        vocab = hf.get_vocab()
+    needed = {
+        "pad": contract.PAD_TOKEN,
+        "im_start": contract.IM_START_TOKEN,
+        "im_end": contract.IM_END_TOKEN,
+        "audio_placeholder": tag,
+    }
+    absent = [tok for tok in needed.values() if tok not in vocab]
+    if absent:
+        raise CheckpointError(
+            f"tokenizer at {path} lacks the Qwen3 special token(s) {', '.join(absent)}"
+        )
+    for role, want, got in (("eos", contract.IM_END_TOKEN, hf.eos_token), ("pad", contract.PAD_TOKEN, hf.pad_token)):
+        if got != want:
+            raise CheckpointError(
+                f"tokenizer at {path} declares {role}_token={got!r}; Canary-Qwen needs {want!r} "
+                "(NeMo stops generation at the tokenizer's EOS and pads with its pad token)"
+            )
+    ids = contract.SpecialIds(**{k: int(vocab[t]) for k, t in needed.items()})
+    tok = Tokenizer(hf=hf, ids=ids, path=path)
+    if len(tok.encode(tag)) != 1:
+        raise CheckpointError(f"tokenizer at {path} splits {tag} into several tokens")
+    return tok

@@ -1,0 +1,1 @@
+"""Python clients over tritonclient (mapped to ``canary_triton.client``)."""

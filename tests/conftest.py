@@ -1,0 +1,68 @@
+"""Shared fixtures: one pytest session builds tiny-random once and loads each oracle once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SR = 16000
+
+
+@pytest.fixture(scope="session")
+def tiny_random_dir(tmp_path_factory) -> Path:
+    from canary_triton.fixtures.tiny import make_tiny_random
+
+    return make_tiny_random(tmp_path_factory.mktemp("ckpt") / "tiny-random", seed=1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_dir() -> Path:
+    assert (DEMO_CHECKPOINT / "model.safetensors").is_file(), "the committed tiny-trained checkpoint is missing"
+    return DEMO_CHECKPOINT
+
+
+@pytest.fixture(scope="session")
+def oracle_random(tiny_random_dir):
+    from canary_triton.oracle import Oracle
+
+    return Oracle.from_checkpoint(tiny_random_dir)
+
+
+@pytest.fixture(scope="session")
+def oracle_trained(tiny_trained_dir):
+    from canary_triton.oracle import Oracle
+
+    return Oracle.from_checkpoint(tiny_trained_dir)
+
+
+@pytest.fixture(scope="session")
+def heldout():
+    """The committed held-out renditions of the tiny-trained speech set: (audio, text) pairs."""
+    from canary_triton.audio import load_audio
+    from canary_triton.fixtures.speech import read_manifest
+
+    rows = read_manifest(DEMO_HELDOUT / "manifest.jsonl")
+    return [(load_audio(r["audio_filepath"], SR), r["text"]) for r in rows]
+
+
+def speechlike(seconds: float, seed: int) -> np.ndarray:
+    """A deterministic test clip: harmonic tones with an envelope plus noise (not silence)."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * SR))
+    t = np.arange(n) / SR
+    f0 = 100 + 80 * rng.random()
+    x = sum(np.sin(2 * np.pi * f0 * k * t + rng.random() * 6.28) / k for k in range(1, 6))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * (1 + 3 * rng.random()) * t)
+    return (0.1 * x * env + 0.01 * rng.standard_normal(n)).astype(np.float32)

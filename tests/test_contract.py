@@ -1,0 +1,96 @@
+"""Frame-count arithmetic and parameters of the contract against NeMo's own code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from canary_triton import contract
+from canary_triton.checkpoint import inspect_checkpoint
+
+# 0.1 s .. 40 s, with lengths that are not multiples of the hop and the edges around them.
+LENGTHS = sorted(
+    {1, 159, 160, 161, 319, 320, 1599, 1600, 1601, 2399, 4000, 16000, 16001, 16159, 117_123, 176_000,
+     320_000, 639_999, 640_000}
+    | set(np.random.default_rng(0).integers(1600, 640_000, size=40).tolist())
+)
+
+
+def test_mel_frames_equal_nemo_get_seq_len(oracle_random):
+    featurizer = oracle_random.model.perception.preprocessor.featurizer
+    info = oracle_random.info
+    nemo = featurizer.get_seq_len(torch.tensor(LENGTHS)).tolist()
+    ours = [contract.num_mel_frames(n, info.mel) for n in LENGTHS]
+    assert ours == nemo
+
+
+def test_encoder_frames_equal_nemo_calc_length(oracle_random):
+    from nemo.collections.asr.parts.submodules.subsampling import calc_length
+
+    enc = oracle_random.model.perception.encoder
+    info = oracle_random.info
+    mel = torch.tensor([contract.num_mel_frames(n, info.mel) for n in LENGTHS])
+    nemo = calc_length(
+        mel.float(), all_paddings=2, kernel_size=3, stride=2, ceil_mode=False,
+        repeat_num=int(np.log2(enc.subsampling_factor)),
+    ).long().tolist()
+    ours = [info.num_audio_frames(n) for n in LENGTHS]
+    assert ours == nemo
+    # 11.0 s -> 1100 -> 550 -> 275 -> 138 frames, as transcribe.cpp reported for the real model.
+    assert contract.num_audio_frames(176_000) == 138
+    assert contract.num_audio_frames(contract.max_audio_samples()) == 500
+
+
+@pytest.mark.parametrize("seconds", [0.1, 0.37, 1.0, 3.3, 40.0])
+def test_audio_frames_equal_nemo_perception_output(oracle_random, seconds):
+    n = int(seconds * 16000) + 7
+    audio = torch.randn(1, n) * 0.1
+    _, enc_len = oracle_random.model.perception(input_signal=audio, input_signal_length=torch.tensor([n]))
+    assert int(enc_len[0]) == oracle_random.info.num_audio_frames(n)
+
+
+def test_mel_params_read_from_checkpoint_match_nemo(oracle_random):
+    f = oracle_random.model.perception.preprocessor.featurizer
+    p = oracle_random.info.mel
+    assert (p.n_fft, p.hop_length, p.win_length, p.n_mels) == (f.n_fft, f.hop_length, f.win_length, f.nfilt)
+    assert p.sample_rate == f.sample_rate
+    assert p.preemph == pytest.approx(f.preemph)
+    assert p.log_zero_guard == f.log_zero_guard_value_fn(torch.zeros(1))
+    # Canary-Qwen-2.5B's own values are the defaults.
+    assert p == contract.MelParams()
+
+
+def test_unsupported_front_end_settings_are_refused():
+    with pytest.raises(ValueError, match="normalize='all_features'"):
+        contract.MelParams.from_config({"normalize": "all_features"})
+    with pytest.raises(ValueError, match="exact_pad"):
+        contract.MelParams.from_config({"exact_pad": True})
+    with pytest.raises(ValueError, match="subsampling 'vggnet'"):
+        contract.Subsampling.from_config({"subsampling": "vggnet"})
+    with pytest.raises(ValueError, match="power of two"):
+        contract.Subsampling.from_config({"subsampling_factor": 6})
+
+
+def test_subsampling_factor_is_read_not_assumed():
+    sub4 = contract.Subsampling.from_config({"subsampling": "dw_striding", "subsampling_factor": 4})
+    assert contract.num_encoder_frames(1100, sub4) == 275
+    assert contract.num_encoder_frames(0) == 0
+
+
+def test_dimensions_come_from_the_checkpoint(tiny_random_dir, tiny_trained_dir):
+    a, b = inspect_checkpoint(tiny_random_dir), inspect_checkpoint(tiny_trained_dir)
+    assert (a.encoder_dim, a.llm_hidden, a.lora_scale) == (64, 64, 3.0)
+    assert (b.encoder_dim, b.llm_hidden, b.lora_scale) == (128, 128, 2.0)
+
+
+def test_tensor_specs_are_consistent():
+    specs = [v for v in vars(contract).values() if isinstance(v, contract.TensorSpec)]
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names))
+    assert all(s.dtype in contract.TRITON_TO_NUMPY for s in specs)
+    # The CPU llm imitates the TensorRT-LLM backend: its tensor names are that backend's.
+    for s in (contract.INPUT_IDS, contract.INPUT_LENGTHS, contract.REQUEST_OUTPUT_LEN,
+              contract.PROMPT_EMBEDDING_TABLE, contract.PROMPT_VOCAB_SIZE, contract.OUTPUT_IDS,
+              contract.SEQUENCE_LENGTH):
+        assert s.name == s.name.lower()
