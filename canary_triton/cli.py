@@ -48,6 +48,49 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export.pipeline import ExportOptions, export_checkpoint
+    from .export.tensorrt_engine import EngineOptions
+    from .export.trtllm_engine import LlmEngineOptions
+
+    opts = ExportOptions(
+        profile=args.profile,
+        llm_dtype=args.llm_dtype,
+        engine=EngineOptions(precision=args.precision, max_batch=args.max_batch,
+                             opt_batch=min(args.opt_batch, args.max_batch),
+                             max_audio_seconds=args.max_audio_seconds,
+                             opt_audio_seconds=min(args.opt_audio_seconds, args.max_audio_seconds)),
+        llm_engine=LlmEngineOptions(max_batch=args.llm_max_batch, weight_quant=args.weight_quant,
+                                    max_new_tokens=args.max_new_tokens),
+        parity=not args.skip_parity,
+    )
+    manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
+    print(json.dumps({"output": str(Path(args.output).resolve()), "profile": manifest["profile"],
+                      "parity_passed": manifest.get("parity_passed"), "files": manifest["files"]}, indent=2))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _max_new_tokens(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= contract.MAX_NEW_TOKENS_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}, got {value}")
+    return value
+
+
+def _audio_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= contract.MAX_AUDIO_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be in (0, {contract.MAX_AUDIO_SECONDS:g}] seconds, got {value:g}")
+    return value
+
+
 def _cmd_make_fixture(args: argparse.Namespace) -> int:
     if args.kind == "tiny-random":
         from .fixtures.tiny import make_tiny_random
@@ -106,6 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--llm-dir", help="Qwen3-1.7B folder (tokenizer + config.json) if not beside the checkpoint")
 
+    p = add("export", _cmd_export, "Export a checkpoint: mel constants, ONNX encoder/projector, merged and base Qwen3 "
+            "(+ TensorRT and TensorRT-LLM engines with --profile gpu), with a parity report against NeMo.")
+    p.add_argument("checkpoint")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--profile", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--llm-dir", help="Qwen3-1.7B folder (tokenizer + config.json) if not beside the checkpoint")
+    p.add_argument("--llm-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="dtype of the written Qwen3 weights (auto: float32 for cpu, bfloat16 for gpu)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="bf16", help="gpu: encoder engine precision")
+    p.add_argument("--max-batch", type=_positive_int, default=16, help="gpu: encoder engine max batch")
+    p.add_argument("--opt-batch", type=_positive_int, default=8, help="gpu: encoder engine optimal batch")
+    p.add_argument("--max-audio-seconds", type=_audio_seconds, default=contract.MAX_AUDIO_SECONDS)
+    p.add_argument("--opt-audio-seconds", type=_audio_seconds, default=10.0)
+    p.add_argument("--llm-max-batch", type=_positive_int, default=64, help="gpu: TensorRT-LLM max batch")
+    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
+                   help="gpu: longest output the TensorRT-LLM engine is built for")
+    p.add_argument("--weight-quant", choices=["none", "int8", "int4", "fp8"], default="none",
+                   help="gpu: TensorRT-LLM weight quantisation")
+    p.add_argument("--skip-parity", action="store_true", help="do not compare the artifacts with NeMo")
+    p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+
     p = add("make-fixture", _cmd_make_fixture, "Write a tiny test checkpoint: tiny-random, or train tiny-trained.")
     p.add_argument("kind", choices=["tiny-random", "tiny-trained"])
     p.add_argument("out")
@@ -116,13 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+")
     p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
     p.add_argument("--llm-dir")
-    p.add_argument("--max-new-tokens", type=int, default=contract.DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
 
     p = add("demo", _cmd_demo, "The main job on the embedded default: demo checkpoint, bundled sample, print the transcript.")
     p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
     p.add_argument("--llm-dir")
     p.add_argument("--audio", help="an audio file; default: a bundled sample")
-    p.add_argument("--max-new-tokens", type=int, default=contract.DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
     return parser
 
 
@@ -136,6 +200,13 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
     logging.getLogger("nv_one_logger").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     try:
         from nemo.utils import logging as nemo_logging
 

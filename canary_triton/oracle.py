@@ -9,8 +9,9 @@ token ids decoded with NeMo's rules (stop at ``<|im_end|>``, special tokens drop
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -78,7 +79,7 @@ class Oracle:
         from nemo.collections.speechlm2.models import SALM
 
         info = inspect_checkpoint(path, llm_dir)
-        with _nemo_layout(info) as folder:
+        with _nemo_layout(info) as folder, redirect_stdout(sys.stderr):  # hub mixin print()s
             model = SALM.from_pretrained(str(folder), local_files_only=True, strict=True)
         model = model.to(torch.float32).eval()
         return cls(model, info)
@@ -182,7 +183,9 @@ class Oracle:
         m = self.model
         with m.llm.disable_adapter():
             gen = m.generate(prompts=[[{"role": "user", "content": t}] for t in texts], max_new_tokens=max_new_tokens)
+        # Text-only generate() returns the left-padded prompts followed by the new tokens.
+        prompt_len = max(len(self.prompt_ids(t)) for t in texts)
         rows = []
-        for row in gen.tolist():
+        for row in gen[:, prompt_len:].tolist():
             rows.append(row[: row.index(m.text_eos_id)] if m.text_eos_id in row else row)
         return rows

@@ -1,0 +1,35 @@
+"""Front-end constants: the mel filterbank and window exactly as stored in the checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from .. import contract
+from ..checkpoint import CheckpointInfo
+from ..features import FB_KEY, WINDOW_KEY, MelFrontEnd
+
+MEL_WEIGHTS = "mel.safetensors"
+MEL_PARAMS = "mel.json"
+
+
+def export_front_end(info: CheckpointInfo, out_dir: str | Path) -> Path:
+    """Copy ``fb``/``window`` bit for bit (their stored dtype, BF16 in the real checkpoint)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with safe_open(str(info.paths.weights), framework="pt") as f:
+        tensors = {k: f.get_tensor(k).contiguous() for k in (FB_KEY, WINDOW_KEY)}
+    save_file(tensors, str(out_dir / MEL_WEIGHTS))
+    (out_dir / MEL_PARAMS).write_text(json.dumps(asdict(info.mel), indent=2))
+    return out_dir
+
+
+def load_front_end(folder: str | Path) -> MelFrontEnd:
+    """The front end an export wrote (what the preprocessor model loads)."""
+    folder = Path(folder)
+    params = contract.MelParams(**json.loads((folder / MEL_PARAMS).read_text()))
+    return MelFrontEnd.from_safetensors(params, folder / MEL_WEIGHTS)

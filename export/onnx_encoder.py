@@ -1,0 +1,118 @@
+"""Encoder and projector to ONNX (legacy TorchScript exporter, opset 17), checked with ONNX Runtime.
+
+- ``encoder.onnx``: ``mel`` [B, n_mels, T] fp32 + ``mel_length`` [B] int64 ->
+  ``encoded`` [B, T', d_enc] + ``encoded_length`` [B] int64. Padding masks come from the lengths,
+  so a clip's output does not depend on what it is batched with.
+- ``projector.onnx``: ``encoded`` [B, T', d_enc] -> ``prompt_embedding_table`` [B, T', hidden].
+
+Batch and time are dynamic. The export example is small so that NeMo traces the plain masked
+subsampling path (its by-batch/by-channel splitting is chosen in Python at trace time), and the
+positional table covers ``pos_emb_max_len`` encoder frames (5000, ~400 s), far beyond the 40 s limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import contract
+
+OPSET = 17
+ENCODER_ONNX = "encoder.onnx"
+PROJECTOR_ONNX = "projector.onnx"
+ONNX_IN_MEL, ONNX_IN_MEL_LENGTH = contract.MEL.name, contract.MEL_LENGTH.name
+ONNX_OUT_ENCODED, ONNX_OUT_ENCODED_LENGTH = contract.ENCODED.name, contract.ENCODED_LENGTH.name
+ONNX_OUT_TABLE = contract.PROMPT_EMBEDDING_TABLE.name
+
+
+class EncoderForExport(nn.Module):
+    """NeMo's FastConformer in export mode, output time-major: [B, T', d_enc]."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, mel: torch.Tensor, mel_length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded, encoded_length = self.encoder.forward_for_export(audio_signal=mel, length=mel_length)
+        return encoded.transpose(1, 2), encoded_length
+
+
+class ProjectorForExport(nn.Module):
+    """The modality adapter (identity for Canary-Qwen) and the Linear d_enc -> hidden."""
+
+    def __init__(self, proj: nn.Module):
+        super().__init__()
+        self.proj = proj
+
+    def forward(self, encoded: torch.Tensor) -> torch.Tensor:
+        return self.proj(encoded)
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    encoder: Path
+    projector: Path
+
+
+def _example(n_mels: int, frames: int = 320) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(2, n_mels, frames, generator=g)
+    return mel, torch.tensor([frames, frames - 77], dtype=torch.int64)
+
+
+def export_onnx(model, out_dir: str | Path) -> OnnxExport:
+    """Export ``model.perception``'s encoder and projector (``model`` is NeMo's SALM, eval)."""
+    from nemo.collections.speechlm2.modules.perception import IdentityConnector
+    from nemo.core.classes.common import typecheck
+
+    perception = model.perception
+    if not isinstance(perception.modality_adapter, IdentityConnector):
+        raise ValueError(f"modality adapter {type(perception.modality_adapter).__name__} is not supported (Canary-Qwen uses IdentityConnector)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    enc = EncoderForExport(perception.encoder).eval()
+    proj = ProjectorForExport(perception.proj).eval()
+    mel, mel_len = _example(int(perception.encoder._feat_in))
+    with torch.no_grad(), typecheck.disable_checks():
+        encoded, _ = enc(mel, mel_len)
+        torch.onnx.export(
+            enc, (mel, mel_len), str(out_dir / ENCODER_ONNX), opset_version=OPSET, dynamo=False,
+            input_names=[ONNX_IN_MEL, ONNX_IN_MEL_LENGTH],
+            output_names=[ONNX_OUT_ENCODED, ONNX_OUT_ENCODED_LENGTH],
+            dynamic_axes={ONNX_IN_MEL: {0: "batch", 2: "mel_frames"}, ONNX_IN_MEL_LENGTH: {0: "batch"},
+                          ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_ENCODED_LENGTH: {0: "batch"}},
+            do_constant_folding=True,
+        )
+        torch.onnx.export(
+            proj, (encoded,), str(out_dir / PROJECTOR_ONNX), opset_version=OPSET, dynamo=False,
+            input_names=[ONNX_OUT_ENCODED], output_names=[ONNX_OUT_TABLE],
+            dynamic_axes={ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_TABLE: {0: "batch", 1: "frames"}},
+            do_constant_folding=True,
+        )
+    # The legacy exporter restores the wrappers' training flags on exit; keep everything in eval.
+    model.eval()
+    return OnnxExport(out_dir / ENCODER_ONNX, out_dir / PROJECTOR_ONNX)
+
+
+class OnnxEncoderProjector:
+    """ONNX Runtime sessions for the exported encoder and projector (the CPU serving path)."""
+
+    def __init__(self, encoder_path: str | Path, projector_path: str | Path, threads: int = 1):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
+        self.projector = ort.InferenceSession(str(projector_path), opts, providers=providers)
+
+    def encode(self, mel, mel_length):
+        encoded, length = self.encoder.run(None, {ONNX_IN_MEL: mel, ONNX_IN_MEL_LENGTH: mel_length})
+        return encoded, length
+
+    def project(self, encoded):
+        return self.projector.run(None, {ONNX_OUT_ENCODED: encoded})[0]

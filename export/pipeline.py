@@ -1,0 +1,254 @@
+"""``canary-triton export``: a checkpoint folder -> every artifact the Triton repository needs.
+
+Layout of the output folder::
+
+    export.json          what was exported, from what, with which settings and versions
+    parity.json          each artifact against NeMo's SALM on fixed probe clips (max abs diffs)
+    frontend/            mel.safetensors (fb, window bit-exact from the checkpoint), mel.json
+    onnx/                encoder.onnx, projector.onnx
+    llm_merged/          HF Qwen3 with the LoRA merged (ASR mode) + tokenizer with the placeholder
+    llm_base/            HF Qwen3 without it (LLM mode)
+    engines/             gpu profile only: encoder.smXX.plan, projector.smXX.plan, timing cache
+    trtllm/merged, trtllm/base   gpu profile only: TensorRT-LLM engines
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__, contract
+from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
+from ..errors import CanaryTritonError
+from .frontend import export_front_end, load_front_end
+from .lora import export_llm
+from .onnx_encoder import OnnxEncoderProjector, export_onnx
+from .tensorrt_engine import EngineOptions, build_encoder_engines, require_tensorrt
+from .trtllm_engine import LlmEngineOptions, build_llm_engine, require_tensorrt_llm
+
+EXPORT_MANIFEST = "export.json"
+PARITY_REPORT = "parity.json"
+PARITY_TABLE = "parity.md"
+PROFILES = ("cpu", "gpu")
+#: fp32 parity limits (max abs): features/embeddings, and LLM logits (merged vs unmerged LoRA
+#: sums in another order, which grows with depth and width).
+FEATURE_TOL = 1e-3
+LOGIT_TOL = 1e-3
+REL_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    profile: str = "cpu"
+    llm_dtype: str = "auto"  # auto: float32 for cpu (exact parity), bfloat16 for gpu
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
+    parity: bool = True
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.llm_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"llm_dtype must be auto, float32, bfloat16 or float16, got {self.llm_dtype!r}")
+
+    @property
+    def torch_llm_dtype(self) -> torch.dtype:
+        name = self.llm_dtype if self.llm_dtype != "auto" else ("float32" if self.profile == "cpu" else "bfloat16")
+        return getattr(torch, name)
+
+
+#: Probe clip lengths (seconds): short, typical and the 40 s limit.
+PROBE_SECONDS = (0.5, 1.0, 7.3, 20.0, 40.0)
+
+
+def probe_clips(sample_rate: int, seconds: tuple[float, ...] = PROBE_SECONDS) -> list[np.ndarray]:
+    """Fixed, audio-like probe signals (harmonics with an envelope, plus noise)."""
+    clips = []
+    for i, sec in enumerate(seconds):
+        rng = np.random.default_rng(1000 + i)
+        t = np.arange(int(sec * sample_rate)) / sample_rate
+        x = sum(np.sin(2 * np.pi * (110 + 37 * i) * k * t + k) / k for k in range(1, 6))
+        env = 0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t)
+        clips.append((0.1 * x * env + 0.01 * rng.standard_normal(t.size)).astype(np.float32))
+    return clips
+
+
+def diff(ours, ref) -> dict[str, float]:
+    """Max abs difference and the same relative to the reference's largest magnitude."""
+    a = np.asarray(ours, dtype=np.float64)
+    b = np.asarray(ref, dtype=np.float64)
+    max_abs = float(np.abs(a - b).max()) if a.size else 0.0
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    return {"max_abs": max_abs, "rel": max_abs / scale if scale > 0 else max_abs}
+
+
+@torch.no_grad()
+def _perception_rows(model, front_end, runner, clips: list[np.ndarray], mode: str, sr: int) -> list[dict[str, Any]]:
+    from ..oracle import pad_batch
+
+    p = model.perception
+    audio, lens = pad_batch(clips)
+    ref_mel, ref_mel_len = p.preprocessor(input_signal=audio, length=lens)
+    mel, mel_len = front_end(audio, lens)
+    ref_enc, ref_len = p.encoder(audio_signal=ref_mel, length=ref_mel_len)
+    ref_enc = ref_enc.transpose(1, 2)
+    ref_proj = p.proj(ref_enc)
+    enc, enc_len = runner.encode(ref_mel.numpy(), ref_mel_len.numpy())
+    table = runner.project(enc)
+    rows = []
+    for i, clip in enumerate(clips):
+        m, n = int(ref_mel_len[i]), int(ref_len[i])
+        lengths_equal = int(mel_len[i]) == m and int(enc_len[i]) == n
+        for stage, ours, ref in (("mel", mel[i, :, :m], ref_mel[i, :, :m]), ("encoder", enc[i, :n], ref_enc[i, :n]),
+                                 ("projector", table[i, :n], ref_proj[i, :n])):
+            rows.append({"stage": stage, "seconds": round(len(clip) / sr, 3), "mode": mode,
+                         "lengths_equal": lengths_equal, **diff(ours, ref)})
+    return rows
+
+
+@torch.no_grad()
+def parity_report(model, info: CheckpointInfo, out_dir: Path) -> dict[str, Any]:
+    """Compare every CPU artifact with NeMo's SALM (fp32): each probe clip alone and all batched."""
+    from nemo.collections.speechlm2.models.salm import replace_placeholders_and_build_targets
+    from transformers import AutoModelForCausalLM
+
+    sr = info.mel.sample_rate
+    clips = probe_clips(sr)
+    front_end = load_front_end(out_dir / "frontend")
+    runner = OnnxEncoderProjector(out_dir / "onnx" / "encoder.onnx", out_dir / "onnx" / "projector.onnx")
+    rows: list[dict[str, Any]] = []
+    for clip in clips:
+        rows += _perception_rows(model, front_end, runner, [clip], "single", sr)
+    rows += _perception_rows(model, front_end, runner, clips, "batched", sr)
+
+    # LLM, ASR mode: the 1 s probe spliced into the prompt, NeMo (LoRA unmerged) vs merged Qwen3.
+    p = model.perception
+    tok = checkpoint_tokenizer(info)
+    prompt = tok.asr_prompt_ids()
+    k = prompt.index(tok.ids.audio_placeholder)
+    audio = torch.from_numpy(clips[1])[None]
+    proj, proj_len = p(input_signal=audio, input_signal_length=torch.tensor([audio.shape[1]]))
+    rows_audio = proj[0, : int(proj_len[0])]
+    ids = torch.tensor([prompt])
+    spliced, _, mask = replace_placeholders_and_build_targets(
+        input_ids=ids, embeds=model.embed_tokens(ids.where(ids != tok.ids.audio_placeholder, 0)),
+        padding_id=tok.ids.pad, placeholder_id=tok.ids.audio_placeholder, replacements=[rows_audio], target_ids=None,
+    )
+    ref_logits = model(spliced, attention_mask=mask)["logits"][0]
+    merged = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_merged"), dtype=torch.float32).eval()
+    emb = merged.get_input_embeddings()
+    ours_in = torch.cat([emb(ids[0, :k]), rows_audio, emb(ids[0, k + 1 :])])[None]
+    rows.append({"stage": "llm_merged_logits", "seconds": round(len(clips[1]) / sr, 3), "mode": "single",
+                 "lengths_equal": True, **diff(merged(inputs_embeds=ours_in).logits[0], ref_logits)})
+    del merged
+    # LLM mode: text through NeMo with the adapter disabled and through the base Qwen3.
+    text_ids = torch.tensor([tok.llm_prompt_ids("Summarize the transcript in one sentence.")])
+    with model.llm.disable_adapter():
+        ref_text = model(model.embed_tokens(text_ids))["logits"][0]
+    base = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_base"), dtype=torch.float32).eval()
+    rows.append({"stage": "llm_base_logits", "seconds": 0.0, "mode": "text", "lengths_equal": True,
+                 **diff(base(input_ids=text_ids).logits[0], ref_text)})
+
+    def ok(row: dict[str, Any]) -> bool:
+        tol = LOGIT_TOL if row["stage"].startswith("llm") else FEATURE_TOL
+        return row["lengths_equal"] and row["max_abs"] <= tol and row["rel"] <= REL_TOL
+
+    for row in rows:
+        row["ok"] = ok(row)
+    return {"tolerances": {"features_max_abs": FEATURE_TOL, "logits_max_abs": LOGIT_TOL, "rel": REL_TOL},
+            "rows": rows, "passed": all(r["ok"] for r in rows)}
+
+
+def parity_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table (written as parity.md)."""
+    lines = ["| stage | clip (s) | mode | max abs | relative | lengths equal | ok |", "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['stage']} | {r['seconds']} | {r['mode']} | {r['max_abs']:.2e} | {r['rel']:.2e} | "
+                     f"{r['lengths_equal']} | {'yes' if r['ok'] else 'NO'} |")
+    tol = report["tolerances"]
+    lines.append("")
+    lines.append(f"Tolerances: features/embeddings max abs {tol['features_max_abs']:g}, logits max abs "
+                 f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}. Passed: {report['passed']}.")
+    return "\n".join(lines) + "\n"
+
+
+def check_audio_limit(info: CheckpointInfo, max_audio_seconds: float) -> None:
+    """The exported encoder's positional table holds ``pos_emb_max_len`` frames; refuse more."""
+    table = int(info.cfg["perception"]["encoder"].get("pos_emb_max_len", 5000))
+    frames = info.num_audio_frames(int(max_audio_seconds * info.mel.sample_rate))
+    if frames > table:
+        raise CanaryTritonError(
+            f"{max_audio_seconds:g} s of audio needs {frames} encoder frames, but the exported encoder's "
+            f"positional table (pos_emb_max_len) holds {table}"
+        )
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions = ExportOptions(),
+                      llm_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Run the whole export; returns the manifest (also written to ``export.json``)."""
+    if opts.profile == "gpu":  # fail at once, before minutes of work, where engines cannot be built
+        require_tensorrt()
+        require_tensorrt_llm()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise CanaryTritonError(f"output folder {out_dir} is not empty; choose another or pass --force to overwrite")
+    info = inspect_checkpoint(checkpoint, llm_dir)
+    check_audio_limit(info, opts.engine.max_audio_seconds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, info = load_salm(checkpoint, llm_dir)
+    tok = checkpoint_tokenizer(info)
+    export_front_end(info, out_dir / "frontend")
+    onnx = export_onnx(model, out_dir / "onnx")
+    merged, base = export_llm(info, out_dir, dtype=opts.torch_llm_dtype)
+    manifest: dict[str, Any] = {
+        "canary_triton_version": __version__,
+        "profile": opts.profile,
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "options": {"llm_dtype": str(opts.torch_llm_dtype).replace("torch.", ""),
+                    "engine": asdict(opts.engine), "llm_engine": asdict(opts.llm_engine)},
+        "lora": "merged into llm_merged" if info.lora_r else "none in the checkpoint: llm_merged == llm_base",
+        "model": {
+            "encoder_dim": info.encoder_dim, "llm_hidden": info.llm_hidden, "vocab_rows": info.vocab_rows,
+            "lora_r": info.lora_r, "lora_alpha": info.lora_alpha, "lora_scale": info.lora_scale,
+            "subsampling_factor": info.subsampling.factor, "mel": asdict(info.mel),
+        },
+        "special_ids": asdict(tok.ids),
+        "asr_prompt_ids": tok.asr_prompt_ids(),
+        "limits": {"max_audio_seconds": contract.MAX_AUDIO_SECONDS,
+                   "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
+                   "default_max_new_tokens": contract.DEFAULT_MAX_NEW_TOKENS,
+                   "max_new_tokens": contract.MAX_NEW_TOKENS_LIMIT},
+        "files": {"frontend": "frontend", "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
+                  "projector_onnx": str(onnx.projector.relative_to(out_dir)),
+                  "llm_merged": merged.name, "llm_base": base.name},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }
+    if opts.parity:
+        report = parity_report(model, info, out_dir)
+        (out_dir / PARITY_REPORT).write_text(json.dumps(report, indent=2))
+        (out_dir / PARITY_TABLE).write_text(parity_table(report))
+        manifest["parity_passed"] = report["passed"]
+        if not report["passed"]:
+            (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+            raise CanaryTritonError(f"exported artifacts differ from NeMo beyond tolerance: see {out_dir / PARITY_REPORT}")
+    if opts.profile == "gpu":
+        enc_plan, proj_plan = build_encoder_engines(
+            onnx.encoder, onnx.projector, out_dir / "engines", info.encoder_dim,
+            info.mel, info.subsampling, opts.engine,
+        )
+        manifest["files"].update(encoder_plan=str(enc_plan.relative_to(out_dir)),
+                                 projector_plan=str(proj_plan.relative_to(out_dir)))
+        # The prompt table holds up to the longest audio the encoder profile admits, per request.
+        frames = info.num_audio_frames(int(opts.engine.max_audio_seconds * info.mel.sample_rate))
+        llm_opts = replace(opts.llm_engine, max_audio_frames=frames)
+        for name, hf in (("merged", merged), ("base", base)):
+            engine = build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts)
+            manifest["files"][f"trtllm_{name}"] = str(engine.relative_to(out_dir))
+    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest

@@ -1,0 +1,40 @@
+"""Encoder and projector ONNX against NeMo, padded batches included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from canary_triton.checkpoint import load_salm
+from canary_triton.export.onnx_encoder import OnnxEncoderProjector, export_onnx
+
+from .conftest import speechlike
+
+
+@pytest.fixture(scope="module")
+def onnx_runner(tiny_random_dir, tmp_path_factory):
+    model, _ = load_salm(tiny_random_dir)
+    ex = export_onnx(model, tmp_path_factory.mktemp("onnx"))
+    return OnnxEncoderProjector(ex.encoder, ex.projector)
+
+
+def test_onnx_equals_nemo_on_a_padded_batch(onnx_runner, oracle_random):
+    clips = [speechlike(s, seed=i) for i, s in enumerate([0.1, 2.37, 40.0])]
+    ref = oracle_random.run(clips, max_new_tokens=1)
+    enc, enc_len = onnx_runner.encode(ref.mel.numpy(), ref.mel_lengths.numpy())
+    assert enc_len.tolist() == ref.encoded_lengths.tolist()
+    table = onnx_runner.project(enc)
+    for i, n in enumerate(enc_len.tolist()):
+        assert np.abs(enc[i, :n] - ref.encoded[i, :n].numpy()).max() <= 1e-4
+        assert np.abs(table[i, :n] - ref.projected[i, :n].numpy()).max() <= 1e-4
+
+
+def test_onnx_result_does_not_depend_on_the_batch(onnx_runner, oracle_random):
+    a, b = speechlike(1.1, seed=3), speechlike(9.9, seed=4)
+    both = oracle_random.run([a, b], max_new_tokens=1)
+    alone = oracle_random.run([a], max_new_tokens=1)
+    enc_both, len_both = onnx_runner.encode(both.mel.numpy(), both.mel_lengths.numpy())
+    enc_alone, len_alone = onnx_runner.encode(alone.mel.numpy(), alone.mel_lengths.numpy())
+    n = int(len_alone[0])
+    assert int(len_both[0]) == n
+    assert np.abs(enc_both[0, :n] - enc_alone[0, :n]).max() <= 1e-4

@@ -1,0 +1,151 @@
+"""``canary-triton export --profile cpu`` end to end, and the gpu profile's fail-fast on CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from canary_triton.export.frontend import load_front_end
+from canary_triton.errors import CanaryTritonError
+from canary_triton.export.pipeline import (
+    EXPORT_MANIFEST, PARITY_REPORT, PARITY_TABLE, ExportOptions, check_audio_limit, export_checkpoint,
+)
+from canary_triton.features import FB_KEY, WINDOW_KEY
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_random_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    manifest = export_checkpoint(tiny_random_dir, out, ExportOptions(profile="cpu"))
+    return out, manifest
+
+
+def test_manifest_and_parity(exported, oracle_random):
+    out, manifest = exported
+    assert json.loads((out / EXPORT_MANIFEST).read_text()) == manifest
+    report = json.loads((out / PARITY_REPORT).read_text())
+    assert report["passed"] is True
+    rows = report["rows"]
+    # Every probe length, alone and batched, for each perception stage, within 1e-3 abs / 1e-4 rel.
+    for stage in ("mel", "encoder", "projector"):
+        for mode in ("single", "batched"):
+            got = {r["seconds"] for r in rows if r["stage"] == stage and r["mode"] == mode}
+            assert got == {0.5, 1.0, 7.3, 20.0, 40.0}, (stage, mode, got)
+    for r in rows:
+        assert r["lengths_equal"] and r["max_abs"] <= 1e-3 and r["rel"] <= 1e-4, r
+    # fp32 LLM parity: merged vs NeMo with the adapter, base vs NeMo with it disabled.
+    assert {r["stage"] for r in rows if r["stage"].startswith("llm")} == {"llm_merged_logits", "llm_base_logits"}
+    assert all(r["max_abs"] <= 1e-4 for r in rows if r["stage"].startswith("llm"))
+    table = (out / PARITY_TABLE).read_text()
+    assert table.startswith("| stage | clip (s) | mode |") and "Passed: True" in table
+    assert manifest["special_ids"] == oracle_random.special_ids.__dict__
+    assert manifest["model"]["lora_scale"] == 3.0
+    assert manifest["limits"]["max_audio_frames"] == 500
+    for key in ("encoder_onnx", "projector_onnx", "llm_merged", "llm_base"):
+        assert (out / manifest["files"][key]).exists()
+
+
+def test_front_end_constants_are_bit_exact(exported, tiny_random_dir):
+    out, _ = exported
+    with safe_open(str(tiny_random_dir / "model.safetensors"), "pt") as src, \
+            safe_open(str(out / "frontend" / "mel.safetensors"), "pt") as dst:
+        for key in (FB_KEY, WINDOW_KEY):
+            a, b = src.get_tensor(key), dst.get_tensor(key)
+            assert a.dtype == b.dtype and torch.equal(a, b)
+    fe = load_front_end(out / "frontend")
+    assert fe.params.n_mels == 128 and fe.params.hop_length == 160
+
+
+def test_gpu_profile_fails_at_once_without_tensorrt(tiny_random_dir, tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "canary_triton.cli", "export", str(tiny_random_dir), "-o", str(tmp_path / "o"),
+         "--profile", "gpu"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 2
+    assert "TensorRT is not importable here" in r.stderr and "Triton+TensorRT-LLM container" in r.stderr
+    assert not (tmp_path / "o").exists()  # failed before doing any work
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-new-tokens", "0"], "must be between 1 and 512"),
+    (["--max-audio-seconds", "41"], "must be in (0, 40]"),
+    (["--max-batch", "0"], "must be >= 1"),
+])
+def test_export_option_limits(tiny_random_dir, tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", str(tiny_random_dir), "-o",
+                        str(tmp_path / "o"), *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr
+
+
+def test_artifacts_load_from_the_output_folder_alone(exported, tmp_path, oracle_random):
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from canary_triton.export.onnx_encoder import OnnxEncoderProjector
+    from canary_triton.tokenizer import load_tokenizer
+
+    out, _ = exported
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)  # nothing may point back at the checkpoint
+    OnnxEncoderProjector(moved / "onnx" / "encoder.onnx", moved / "onnx" / "projector.onnx")
+    for name in ("llm_merged", "llm_base"):
+        AutoModelForCausalLM.from_pretrained(str(moved / name))
+        assert load_tokenizer(moved / name, require_placeholder=True).ids == oracle_random.special_ids
+    assert load_front_end(moved / "frontend").fb.shape == (128, 257)
+
+
+def test_tiny_trained_exports(tiny_trained_dir, tmp_path):
+    manifest = export_checkpoint(tiny_trained_dir, tmp_path / "t", ExportOptions(profile="cpu"))
+    assert manifest["parity_passed"] is True
+    assert manifest["model"]["lora_scale"] == 2.0
+
+
+def test_non_empty_output_folder_is_refused(tiny_random_dir, tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(CanaryTritonError, match="not empty.*--force"):
+        export_checkpoint(tiny_random_dir, tmp_path, ExportOptions(profile="cpu"))
+
+
+def test_audio_limit_beyond_the_positional_table_is_refused(tiny_random_dir):
+    from canary_triton.checkpoint import inspect_checkpoint
+
+    info = inspect_checkpoint(tiny_random_dir)
+    check_audio_limit(info, 40.0)
+    with pytest.raises(CanaryTritonError, match="positional table"):
+        check_audio_limit(info, 401.0)
+
+
+def test_checkpoint_without_lora_exports_the_base_model(tiny_random_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from canary_triton.checkpoint import inspect_checkpoint
+    from canary_triton.export.lora import PEFT_PREFIX, export_llm
+
+    ckpt = tmp_path / "nolora"
+    import shutil
+
+    shutil.copytree(tiny_random_dir, ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    del cfg["lora"]
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    tensors = load_file(str(ckpt / "model.safetensors"))
+    plain = {}
+    for k, v in tensors.items():
+        if ".lora_" in k:
+            continue
+        if k.startswith(PEFT_PREFIX):
+            k = "llm." + k[len(PEFT_PREFIX):].replace(".base_layer", "")
+        plain[k] = v
+    save_file(plain, str(ckpt / "model.safetensors"))
+    merged, base = export_llm(inspect_checkpoint(ckpt), tmp_path / "out")
+    a, b = load_file(str(merged / "model.safetensors")), load_file(str(base / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(a["model.layers.0.self_attn.q_proj.weight"],
+                       tensors[PEFT_PREFIX + "model.layers.0.self_attn.q_proj.base_layer.weight"])
