@@ -70,6 +70,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import ServerOptions, TritonServer, run_forever
+
+    repo = Path(args.repository)
+    if (repo / "model_repository").is_dir():  # an export folder: serve its repository
+        repo = repo / "model_repository"
+    if not repo.is_dir():
+        raise CanaryTritonError(f"model repository {repo} does not exist; create it with `canary-triton export`")
+    opts = ServerOptions(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                         host=args.host, log_verbose=args.log_verbose, extra_args=tuple(args.triton_arg or ()))
+    server = TritonServer(repo, opts, log_path=args.log_file)
+    return run_forever(server, [f"models: {', '.join(sorted(p.name for p in repo.iterdir() if p.is_dir()))}"])
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -95,11 +109,11 @@ def _cmd_make_fixture(args: argparse.Namespace) -> int:
     if args.kind == "tiny-random":
         from .fixtures.tiny import make_tiny_random
 
-        print(make_tiny_random(args.out, seed=args.seed))
+        print(make_tiny_random(args.out, seed=1234 if args.seed is None else args.seed))
         return 0
     from .fixtures.train import main as train_main
 
-    argv = ["--out", str(args.out), "--seed", str(args.seed)]
+    argv = ["--out", str(args.out)] + (["--seed", str(args.seed)] if args.seed is not None else [])
     if args.heldout:
         argv += ["--heldout", str(args.heldout)]
     return train_main(argv)
@@ -121,7 +135,21 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """Export the checkpoint (once), start tritonserver, transcribe a sample over gRPC, stop."""
+    from .audio import load_audio
+    from .client.transcribe import ClientOptions, transcribe
+    from .export.pipeline import ExportOptions, export_checkpoint
+    from .server import ServerOptions, TritonServer
+
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
         from .fixtures.train import main as train_main
@@ -129,10 +157,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"building the demo checkpoint in {checkpoint} (CPU, minutes)...", file=sys.stderr)
         if train_main(["--out", str(checkpoint)]) != 0:
             raise CanaryTritonError("training the demo checkpoint did not reach its WER target")
+    work = Path(args.work_dir).expanduser()
+    export_dir = work / "export"
+    manifest = export_dir / "export.json"
+    if not manifest.is_file() or json.loads(manifest.read_text()).get("checkpoint") != str(checkpoint.resolve()):
+        print(f"exporting {checkpoint} to {export_dir} ...", file=sys.stderr)
+        export_checkpoint(checkpoint, export_dir, ExportOptions(profile="cpu"), llm_dir=args.llm_dir, force=True)
+    ports = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
     sample = Path(args.audio) if args.audio else DEMO_SAMPLE
-    ns = argparse.Namespace(checkpoint=str(checkpoint), llm_dir=args.llm_dir, audio=[str(sample)],
-                            max_new_tokens=args.max_new_tokens)
-    return _cmd_reference(ns)
+    print("starting tritonserver ...", file=sys.stderr)
+    with TritonServer(export_dir / "model_repository", ports, workdir=work, log_path=work / "tritonserver.log") as server:
+        audio = load_audio(sample, 16000)
+        text = transcribe(audio, ClientOptions(url=server.grpc_url, protocol="grpc"), max_new_tokens=args.max_new_tokens)
+    print(f"{sample}\t{text}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,10 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-parity", action="store_true", help="do not compare the artifacts with NeMo")
     p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
 
+    p = add("serve", _cmd_serve, "Start tritonserver on a generated repository (or an export folder) and wait; "
+            "Ctrl-C / SIGTERM stops it cleanly.")
+    p.add_argument("repository")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument("--log-file", help="write tritonserver's log here (default: discard)")
+    p.add_argument("--triton-arg", action="append", help="pass one more option to tritonserver, e.g. --triton-arg=--model-control-mode=explicit")
+
     p = add("make-fixture", _cmd_make_fixture, "Write a tiny test checkpoint: tiny-random, or train tiny-trained.")
     p.add_argument("kind", choices=["tiny-random", "tiny-trained"])
     p.add_argument("out")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, help="default: 1234 for tiny-random, the training script's for tiny-trained")
     p.add_argument("--heldout", help="tiny-trained: also write the held-out clips and manifest here")
 
     p = add("reference", _cmd_reference, "Transcribe audio files in-process with NeMo (the reference the server must match).")
@@ -182,11 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-dir")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
 
-    p = add("demo", _cmd_demo, "The main job on the embedded default: demo checkpoint, bundled sample, print the transcript.")
+    p = add("demo", _cmd_demo, "The main job on the embedded default: export the demo checkpoint, start Triton, "
+            "transcribe a bundled sample through the served ensemble, print the transcript.")
     p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
     p.add_argument("--llm-dir")
     p.add_argument("--audio", help="an audio file; default: a bundled sample")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--work-dir", default="~/.cache/canary-triton/demo", help="export, server files and log go here")
     return parser
 
 

@@ -251,23 +251,29 @@ LLM_MODEL = "llm"
 POSTPROCESSOR_MODEL = "postprocessor"
 
 # Client-facing ensemble tensors.
-AUDIO = TensorSpec("audio", "TYPE_FP32", (-1,))
+AUDIO = TensorSpec("audio", "TYPE_FP32", (-1,))  # 16 kHz mono samples, nominally in [-1, 1]
 MAX_NEW_TOKENS = TensorSpec("max_new_tokens", "TYPE_INT32", (1,), optional=True)
+STREAM = TensorSpec("stream", "TYPE_BOOL", (1,), optional=True)
 TRANSCRIPT = TensorSpec("transcript", "TYPE_STRING", (1,))
 
 # preprocessor -> encoder
 MEL = TensorSpec("mel", "TYPE_FP32", (-1, -1))  # [n_mels, T_mel]
-MEL_LENGTH = TensorSpec("mel_length", "TYPE_INT32", (1,))
+MEL_LENGTH = TensorSpec("mel_length", "TYPE_INT64", (1,), reshape=())  # int64: as the ONNX/TensorRT encoder takes it
 # preprocessor -> llm (TensorRT-LLM backend names)
 INPUT_IDS = TensorSpec("input_ids", "TYPE_INT32", (-1,), ragged=True)
 INPUT_LENGTHS = TensorSpec("input_lengths", "TYPE_INT32", (1,), reshape=())
 REQUEST_OUTPUT_LEN = TensorSpec("request_output_len", "TYPE_INT32", (1,), reshape=())
+END_ID = TensorSpec("end_id", "TYPE_INT32", (1,), optional=True, reshape=())
+PAD_ID = TensorSpec("pad_id", "TYPE_INT32", (1,), optional=True, reshape=())
+STREAMING = TensorSpec("streaming", "TYPE_BOOL", (1,), optional=True, reshape=())
 # encoder -> projector
 ENCODED = TensorSpec("encoded", "TYPE_FP32", (-1, -1))  # [T_enc, d_model]
-ENCODED_LENGTH = TensorSpec("encoded_length", "TYPE_INT32", (1,))
+ENCODED_LENGTH = TensorSpec("encoded_length", "TYPE_INT64", (1,), reshape=())
 # projector -> llm
-PROMPT_EMBEDDING_TABLE = TensorSpec("prompt_embedding_table", "TYPE_FP32", (-1, -1), ragged=True)
-PROMPT_VOCAB_SIZE = TensorSpec("prompt_vocab_size", "TYPE_INT32", (1,), reshape=())
+PROMPT_EMBEDDING_TABLE = TensorSpec("prompt_embedding_table", "TYPE_FP32", (-1, -1), optional=True, ragged=True)
+#: The table's dtype per profile: the TensorRT-LLM engine requires its own dtype (bf16).
+PROMPT_TABLE_DTYPE = {"cpu": "TYPE_FP32", "gpu": "TYPE_BF16"}
+PROMPT_VOCAB_SIZE = TensorSpec("prompt_vocab_size", "TYPE_INT32", (1,), optional=True, reshape=())
 # llm -> postprocessor
 OUTPUT_IDS = TensorSpec("output_ids", "TYPE_INT32", (-1, -1))  # [beams, L]
 SEQUENCE_LENGTH = TensorSpec("sequence_length", "TYPE_INT32", (-1,))  # [beams]
@@ -280,4 +286,5 @@ TRITON_TO_NUMPY: dict[str, Any] = {
     "TYPE_BOOL": np.bool_,
     "TYPE_UINT64": np.uint64,
     "TYPE_STRING": np.object_,
+    "TYPE_BF16": np.float32,  # numpy has no bfloat16: the Python backend moves it through DLPack
 }

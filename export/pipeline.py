@@ -29,6 +29,7 @@ from ..errors import CanaryTritonError
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
 from .onnx_encoder import OnnxEncoderProjector, export_onnx
+from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import EngineOptions, build_encoder_engines, require_tensorrt
 from .trtllm_engine import LlmEngineOptions, build_llm_engine, require_tensorrt_llm
 
@@ -49,6 +50,7 @@ class ExportOptions:
     llm_dtype: str = "auto"  # auto: float32 for cpu (exact parity), bfloat16 for gpu
     engine: EngineOptions = field(default_factory=EngineOptions)
     llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
+    repository: RepositoryOptions = field(default_factory=RepositoryOptions)
     parity: bool = True
 
     def __post_init__(self) -> None:
@@ -250,5 +252,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
         for name, hf in (("merged", merged), ("base", base)):
             engine = build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts)
             manifest["files"][f"trtllm_{name}"] = str(engine.relative_to(out_dir))
+    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    manifest["repository"] = str(write_repository(out_dir, opts.profile, opts.repository))
     (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest

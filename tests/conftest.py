@@ -66,3 +66,53 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
     x = sum(np.sin(2 * np.pi * f0 * k * t + rng.random() * 6.28) / k for k in range(1, 6))
     env = 0.5 + 0.5 * np.sin(2 * np.pi * (1 + 3 * rng.random()) * t)
     return (0.1 * x * env + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _served(export_dir: Path, tmp: Path):
+    from canary_triton.server import ServerOptions, TritonServer
+
+    opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
+    return TritonServer(export_dir / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")
+
+
+@pytest.fixture(scope="session")
+def exported_trained(tiny_trained_dir, tmp_path_factory) -> Path:
+    from canary_triton.export.pipeline import ExportOptions, export_checkpoint
+
+    out = tmp_path_factory.mktemp("served-trained")
+    export_checkpoint(tiny_trained_dir, out, ExportOptions(profile="cpu"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def server_trained(exported_trained, tmp_path_factory):
+    """One tritonserver (pytriton's binary, CPU) on the tiny-trained export for the whole session."""
+    server = _served(exported_trained, tmp_path_factory.mktemp("triton-trained"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def exported_random(tiny_random_dir, tmp_path_factory) -> Path:
+    from canary_triton.export.pipeline import ExportOptions, export_checkpoint
+
+    out = tmp_path_factory.mktemp("served-random")
+    export_checkpoint(tiny_random_dir, out, ExportOptions(profile="cpu"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def server_random(exported_random, tmp_path_factory):
+    server = _served(exported_random, tmp_path_factory.mktemp("triton-random"))
+    server.start()
+    yield server
+    server.stop()

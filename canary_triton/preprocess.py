@@ -1,0 +1,112 @@
+"""Request validation and preprocessing for the served pipeline (no Triton here).
+
+Audio in -> mel features + the prompt ids with one fake id per audio frame where the audio goes
+(ids >= vocab rows address rows of the prompt-embedding table: TensorRT-LLM's convention).
+Every check names the input and the limit, so a client can act on the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import contract
+from .errors import InputError
+from .features import MelFrontEnd
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    sample_rate: int
+    min_samples: int
+    max_samples: int
+    max_abs: float = contract.MAX_ABS_SAMPLE
+
+    @classmethod
+    def for_mel(cls, mel: contract.MelParams, max_seconds: float = contract.MAX_AUDIO_SECONDS) -> "AudioLimits":
+        # At least one hop: fewer samples give no valid mel frame and no audio embedding.
+        return cls(mel.sample_rate, max(mel.hop_length, int(contract.MIN_AUDIO_SECONDS * mel.sample_rate)),
+                   int(max_seconds * mel.sample_rate))
+
+
+def validate_audio(x: np.ndarray, limits: AudioLimits, name: str = contract.AUDIO.name) -> np.ndarray:
+    """One request's audio as 1-D float32; raises :class:`InputError` naming the problem."""
+    if x.dtype != np.float32:
+        raise InputError(f"input '{name}' must be FP32 samples at {limits.sample_rate} Hz, got {x.dtype}")
+    if x.ndim == 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 1:
+        raise InputError(f"input '{name}' must have shape [1, samples] (one mono clip per request), got {list(x.shape)}")
+    n = x.shape[0]
+    sr = limits.sample_rate
+    if n < limits.min_samples:
+        raise InputError(f"input '{name}' has {n} samples; at least {limits.min_samples} "
+                         f"({limits.min_samples / sr:g} s at {sr} Hz) are needed")
+    if n > limits.max_samples:
+        raise InputError(f"input '{name}' is {n / sr:.2f} s long ({n} samples); the limit is "
+                         f"{limits.max_samples / sr:g} s ({limits.max_samples} samples); use the long-form entry point")
+    if not np.isfinite(x).all():
+        raise InputError(f"input '{name}' contains NaN or Inf samples")
+    peak = float(np.abs(x).max())
+    if peak > limits.max_abs:
+        raise InputError(f"input '{name}' has a sample of magnitude {peak:g}; float PCM must stay within "
+                         f"+-{limits.max_abs:g} (expected [-1, 1])")
+    return x
+
+
+def validate_max_new_tokens(value: np.ndarray | int | None, name: str = contract.MAX_NEW_TOKENS.name) -> int:
+    if value is None:
+        return contract.DEFAULT_MAX_NEW_TOKENS
+    arr = np.asarray(value)
+    if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"input '{name}' must be one INT32 value, got {arr.dtype} with shape {list(arr.shape)}")
+    v = int(arr.reshape(-1)[0])
+    if not 1 <= v <= contract.MAX_NEW_TOKENS_LIMIT:
+        raise InputError(f"input '{name}' is {v}; it must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}")
+    return v
+
+
+def audio_prompt_ids(prompt_ids: list[int], placeholder_id: int, n_frames: int, vocab_rows: int) -> list[int]:
+    """Replace the one placeholder id by ``n_frames`` fake ids ``vocab_rows .. vocab_rows + n - 1``."""
+    if prompt_ids.count(placeholder_id) != 1:
+        raise ValueError("the prompt must hold exactly one audio placeholder id")
+    k = prompt_ids.index(placeholder_id)
+    return prompt_ids[:k] + list(range(vocab_rows, vocab_rows + n_frames)) + prompt_ids[k + 1 :]
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    mel: np.ndarray  # [n_mels, N // hop + 1] float32
+    mel_length: int  # valid frames
+    input_ids: np.ndarray  # [L] int32
+    audio_frames: int
+
+
+class Preprocessor:
+    """Mel features for a batch of clips (one padded STFT batch) and their ASR prompts."""
+
+    def __init__(self, front_end: MelFrontEnd, asr_prompt_ids: list[int], placeholder_id: int,
+                 vocab_rows: int, subsampling: contract.Subsampling):
+        self.front_end = front_end
+        self.prompt = list(asr_prompt_ids)
+        self.placeholder = placeholder_id
+        self.vocab_rows = vocab_rows
+        self.subsampling = subsampling
+        self.limits = AudioLimits.for_mel(front_end.params)
+
+    def __call__(self, clips: list[np.ndarray]) -> list[Preprocessed]:
+        lens = torch.tensor([len(c) for c in clips], dtype=torch.long)
+        batch = torch.zeros(len(clips), int(lens.max()), dtype=torch.float32)
+        for i, c in enumerate(clips):
+            batch[i, : len(c)] = torch.from_numpy(c)
+        feats, valid = self.front_end(batch, lens)
+        hop = self.front_end.params.hop_length
+        out = []
+        for i, c in enumerate(clips):
+            m = int(valid[i])
+            frames = contract.num_encoder_frames(m, self.subsampling)
+            ids = audio_prompt_ids(self.prompt, self.placeholder, frames, self.vocab_rows)
+            out.append(Preprocessed(feats[i, :, : len(c) // hop + 1].numpy(), m, np.asarray(ids, dtype=np.int32), frames))
+        return out

@@ -1,0 +1,106 @@
+"""Loading an export's artifacts for the served pipeline, and the LLM request contract.
+
+The Triton ``model.py`` files call these; tests call them directly too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import contract
+from .errors import CheckpointError, InputError
+from .tokenizer import Tokenizer, load_tokenizer
+
+EXPORT_MANIFEST = "export.json"
+
+
+def read_manifest(export_dir: Path) -> dict:
+    path = Path(export_dir) / EXPORT_MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: point the repository at a `canary-triton export` output")
+    return json.loads(path.read_text())
+
+
+def load_serving_tokenizer(export_dir: Path) -> Tokenizer:
+    manifest = read_manifest(export_dir)
+    return load_tokenizer(Path(export_dir) / manifest["files"]["llm_merged"], require_placeholder=True)
+
+
+def load_preprocessor(export_dir: Path):
+    from .export.frontend import load_front_end
+    from .preprocess import Preprocessor
+
+    manifest = read_manifest(export_dir)
+    tok = load_serving_tokenizer(export_dir)
+    sub = contract.Subsampling(factor=int(manifest["model"]["subsampling_factor"]))
+    pre = Preprocessor(load_front_end(Path(export_dir) / manifest["files"]["frontend"]), tok.asr_prompt_ids(),
+                       tok.ids.audio_placeholder, int(manifest["model"]["vocab_rows"]), sub)
+    return pre, tok.ids
+
+
+def load_encoder(export_dir: Path, threads: int = 1):
+    from .export.onnx_encoder import OnnxEncoderProjector
+
+    files = read_manifest(export_dir)["files"]
+    for key in ("encoder_onnx", "projector_onnx"):
+        if not (Path(export_dir) / files[key]).is_file():
+            raise CheckpointError(f"{Path(export_dir) / files[key]} is missing")
+    return OnnxEncoderProjector(Path(export_dir) / files["encoder_onnx"], Path(export_dir) / files["projector_onnx"],
+                                threads=threads)
+
+
+def load_llm(export_dir: Path, which: str = "llm_merged"):
+    from transformers import AutoModelForCausalLM
+
+    path = Path(export_dir) / read_manifest(export_dir)["files"][which]
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+
+
+@dataclass(frozen=True)
+class LlmRequest:
+    """One request to the ``llm`` model, validated (TensorRT-LLM backend semantics)."""
+
+    input_ids: torch.Tensor  # [L] int64, fake ids >= vocab address table rows
+    max_new_tokens: int
+    end_id: int
+    table: torch.Tensor | None  # [T, hidden]
+    streaming: bool
+
+
+def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
+                      end_id: np.ndarray | None, table: np.ndarray | None, streaming: np.ndarray | None,
+                      vocab_rows: int, hidden: int, max_table_rows: int) -> LlmRequest:
+    ids = np.asarray(input_ids).reshape(-1).astype(np.int64)
+    if input_lengths is not None:
+        n = int(np.asarray(input_lengths).reshape(-1)[0])
+        if not 0 < n <= ids.size:
+            raise InputError(f"input 'input_lengths' is {n}; it must be between 1 and the {ids.size} ids sent")
+        ids = ids[:n]
+    if ids.size == 0:
+        raise InputError("input 'input_ids' is empty")
+    out_len = int(np.asarray(request_output_len).reshape(-1)[0])
+    if not 1 <= out_len <= contract.MAX_NEW_TOKENS_LIMIT:
+        raise InputError(f"input 'request_output_len' is {out_len}; it must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}")
+    t = None
+    if table is not None:
+        t = np.asarray(table)
+        if t.ndim == 3 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 2 or t.shape[1] != hidden:
+            raise InputError(f"input 'prompt_embedding_table' must be [1, rows, {hidden}], got {list(np.asarray(table).shape)}")
+        if t.shape[0] > max_table_rows:
+            raise InputError(f"input 'prompt_embedding_table' has {t.shape[0]} rows; the limit is {max_table_rows}")
+        if t.dtype != np.float32:
+            raise InputError(f"input 'prompt_embedding_table' must be FP32 in the CPU profile, got {t.dtype}")
+    rows = 0 if t is None else t.shape[0]
+    if int(ids.min()) < 0 or int(ids.max()) >= vocab_rows + rows:
+        raise InputError(f"input 'input_ids' holds id {int(ids.max()) if ids.max() >= vocab_rows + rows else int(ids.min())}; "
+                         f"ids must be in [0, {vocab_rows + rows}) (vocab {vocab_rows} + {rows} table rows)")
+    end = -1 if end_id is None else int(np.asarray(end_id).reshape(-1)[0])
+    stream = bool(np.asarray(streaming).reshape(-1)[0]) if streaming is not None else False
+    return LlmRequest(torch.from_numpy(ids), out_len, end, None if t is None else torch.from_numpy(np.ascontiguousarray(t)), stream)

@@ -1,0 +1,273 @@
+"""The Triton model repository, generated from one declarative description per profile.
+
+Both profiles have the same model names, tensor names and ensemble wiring; only the backends of
+``encoder``, ``projector`` and ``llm`` differ (Python + ONNX Runtime / PyTorch on CPU; TensorRT
+plans and the ``tensorrtllm`` backend on GPU). Every ``config.pbtxt`` is rendered from
+:data:`CONFIG_TEMPLATE` by :func:`fill_template`, which fails on any unfilled ``${field}`` (as
+TensorRT-LLM's ``fill_template.py`` would leave it and Triton would then reject it at load).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import contract
+from ..contract import TensorSpec
+from ..errors import CanaryTritonError
+
+MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"  # canary_triton.model_repository
+REPOSITORY_DIR = "model_repository"
+BOOTSTRAP = "canary_bootstrap.py"
+
+CONFIG_TEMPLATE = """name: "${name}"
+${backend}
+max_batch_size: ${max_batch_size}
+${inputs}
+${outputs}
+${instance_group}
+${batching}
+${transaction_policy}
+${parameters}
+${ensemble_scheduling}
+"""
+
+_FIELD = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Substitute every ``${field}``; unknown fields in ``values`` and unfilled ones are errors."""
+    wanted = set(_FIELD.findall(template))
+    missing = sorted(wanted - values.keys())
+    if missing:
+        raise CanaryTritonError(f"template field(s) left unfilled: {', '.join(missing)}")
+    extra = sorted(values.keys() - wanted)
+    if extra:
+        raise CanaryTritonError(f"value(s) for field(s) the template does not have: {', '.join(extra)}")
+    text = _FIELD.sub(lambda m: values[m.group(1)], template)
+    if _FIELD.search(text):
+        raise CanaryTritonError(f"a filled value itself holds an unfilled field: {_FIELD.search(text).group(0)}")
+    return "\n".join(line for line in text.splitlines() if line.strip()) + "\n"
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_queue_delay_us: int = 1000
+    max_queue_size: int = 256  # beyond this, requests are rejected at once (UNAVAILABLE)
+    default_timeout_us: int = 0  # 0: no queue timeout
+
+
+@dataclass(frozen=True)
+class Step:
+    model: str
+    inputs: dict[str, str]  # model input -> ensemble tensor
+    outputs: dict[str, str]  # model output -> ensemble tensor
+
+
+@dataclass(frozen=True)
+class ModelDecl:
+    name: str
+    backend: str  # python | tensorrt_plan | tensorrtllm | ensemble
+    max_batch_size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    instance_count: int = 1
+    kind: str = "KIND_CPU"
+    batching: Batching | None = None
+    decoupled: bool = False
+    parameters: dict[str, str] = field(default_factory=dict)
+    cc_model_filenames: dict[str, str] = field(default_factory=dict)
+    steps: tuple[Step, ...] = ()
+
+
+def _tensor(spec: TensorSpec, io: str) -> str:
+    parts = [f'name: "{spec.name}"', f"data_type: {spec.dtype}", f"dims: [ {', '.join(map(str, spec.dims))} ]"]
+    if io == "input":
+        if spec.optional:
+            parts.append("optional: true")
+        if spec.ragged:
+            parts.append("allow_ragged_batch: true")
+    if spec.reshape is not None:
+        parts.append(f"reshape: {{ shape: [ {', '.join(map(str, spec.reshape))} ] }}")
+    return "  {\n    " + "\n    ".join(parts) + "\n  }"
+
+
+def render(decl: ModelDecl) -> str:
+    if decl.backend == "ensemble":
+        backend = 'platform: "ensemble"'
+    elif decl.backend == "tensorrt_plan":
+        backend = 'platform: "tensorrt_plan"'
+    else:
+        backend = f'backend: "{decl.backend}"'
+    if decl.cc_model_filenames:
+        backend += "\n" + "\n".join(
+            f'cc_model_filenames {{ key: "{k}" value: "{v}" }}' for k, v in sorted(decl.cc_model_filenames.items())
+        )
+    values = {
+        "name": decl.name,
+        "backend": backend,
+        "max_batch_size": str(decl.max_batch_size),
+        "inputs": "input [\n" + ",\n".join(_tensor(t, "input") for t in decl.inputs) + "\n]",
+        "outputs": "output [\n" + ",\n".join(_tensor(t, "output") for t in decl.outputs) + "\n]",
+        "instance_group": "" if decl.backend == "ensemble"
+        else f"instance_group [ {{ count: {decl.instance_count} kind: {decl.kind} }} ]",
+        "batching": "",
+        "transaction_policy": f"model_transaction_policy {{ decoupled: {'true' if decl.decoupled else 'false'} }}"
+        if decl.backend != "ensemble" else "",
+        "parameters": "\n".join(
+            f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in sorted(decl.parameters.items())
+        ),
+        "ensemble_scheduling": "",
+    }
+    if decl.batching is not None:
+        b = decl.batching
+        policy = f"default_queue_policy {{ max_queue_size: {b.max_queue_size}"
+        if b.default_timeout_us:
+            policy += f" timeout_action: REJECT default_timeout_microseconds: {b.default_timeout_us}"
+        policy += " }"
+        values["batching"] = (f"dynamic_batching {{\n  max_queue_delay_microseconds: {b.max_queue_delay_us}\n"
+                              f"  {policy}\n}}")
+    if decl.steps:
+        steps = []
+        for s in decl.steps:
+            maps = [f'      input_map {{ key: "{k}" value: "{v}" }}' for k, v in s.inputs.items()]
+            maps += [f'      output_map {{ key: "{k}" value: "{v}" }}' for k, v in s.outputs.items()]
+            steps.append(f'    {{\n      model_name: "{s.model}"\n      model_version: -1\n' + "\n".join(maps) + "\n    }")
+        values["ensemble_scheduling"] = "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}"
+    return fill_template(CONFIG_TEMPLATE, values)
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    max_batch: int = 16
+    preprocessor_instances: int = 1
+    encoder_instances: int = 1
+    llm_max_batch: int = 16  # in-flight batch of the CPU llm
+    threads_per_instance: int = 1
+    max_queue_delay_us: int = 2000
+    max_queue_size: int = 256
+    queue_timeout_us: int = 0
+    kv_cache_free_gpu_mem_fraction: float = 0.5
+    decoupled: bool = False  # True: llm streams (gRPC streaming clients only); False: unary HTTP/gRPC
+
+
+def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
+    return replace(spec, **kw)
+
+
+def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
+             export_dir: Path = Path(".")) -> list[ModelDecl]:
+    """The whole repository as declarations (no files); ``export_dir`` holds the GPU engines."""
+    C = contract
+    n_mels = manifest["model"]["mel"]["n_mels"]
+    d_enc = manifest["model"]["encoder_dim"]
+    hidden = manifest["model"]["llm_hidden"]
+    table_dtype = C.PROMPT_TABLE_DTYPE[profile]
+    mel = _with(C.MEL, dims=(n_mels, -1), ragged=True)
+    encoded = _with(C.ENCODED, dims=(-1, d_enc), ragged=True)
+    table_out = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype, optional=False, ragged=False)
+    table_in = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype)
+    batching = Batching(opts.max_queue_delay_us, opts.max_queue_size, opts.queue_timeout_us)
+    common = {"artifacts": "../..", "threads": str(opts.threads_per_instance)}
+    req_out = _with(C.REQUEST_OUTPUT_LEN, reshape=None)
+    end_out, pad_out = _with(C.END_ID, optional=False, reshape=None), _with(C.PAD_ID, optional=False, reshape=None)
+    lengths_out = _with(C.INPUT_LENGTHS, reshape=None)
+    ids_out = _with(C.INPUT_IDS, ragged=False)
+    llm_inputs = (C.INPUT_IDS, C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
+                  table_in, C.PROMPT_VOCAB_SIZE)
+    llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
+
+    pre = ModelDecl(C.PREPROCESSOR_MODEL, "python", opts.max_batch,
+                    (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
+                    (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
+                    instance_count=opts.preprocessor_instances, batching=batching, parameters=dict(common))
+    post = ModelDecl(C.POSTPROCESSOR_MODEL, "python", opts.max_batch, (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
+                     (C.TRANSCRIPT,), batching=batching, parameters=dict(common))
+    if profile == "cpu":
+        enc = ModelDecl(C.ENCODER_MODEL, "python", opts.max_batch, (mel, C.MEL_LENGTH), (encoded, C.ENCODED_LENGTH),
+                        instance_count=opts.encoder_instances, batching=batching, parameters=dict(common))
+        proj = ModelDecl(C.PROJECTOR_MODEL, "python", opts.max_batch, (encoded,), (table_out, C.PROMPT_VOCAB_SIZE),
+                         batching=batching, parameters=dict(common))
+        llm = ModelDecl(C.LLM_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
+                        decoupled=opts.decoupled,
+                        parameters={**common, "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true"})
+    elif profile == "gpu":
+        files = manifest["files"]
+        plans = {k: v for k, v in files.items() if k.endswith("_plan")}
+        if not plans:
+            raise CanaryTritonError("the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU")
+        enc = ModelDecl(C.ENCODER_MODEL, "tensorrt_plan", opts.max_batch, (_with(mel, ragged=False), C.MEL_LENGTH),
+                        (_with(encoded, ragged=False), C.ENCODED_LENGTH), kind="KIND_GPU", batching=batching,
+                        cc_model_filenames=_cc_files(export_dir / files["encoder_plan"]))
+        proj = ModelDecl(C.PROJECTOR_MODEL, "tensorrt_plan", opts.max_batch, (_with(encoded, ragged=False),),
+                         (table_out,), kind="KIND_GPU", batching=batching,
+                         cc_model_filenames=_cc_files(export_dir / files["projector_plan"]))
+        llm = ModelDecl(C.LLM_MODEL, "tensorrtllm", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
+                        decoupled=opts.decoupled, parameters={
+                            "gpt_model_type": "inflight_fused_batching",
+                            "gpt_model_path": "../../" + files["trtllm_merged"],
+                            "max_beam_width": "1",
+                            "batch_scheduler_policy": "guaranteed_no_evict",
+                            "kv_cache_free_gpu_mem_fraction": str(opts.kv_cache_free_gpu_mem_fraction),
+                            "exclude_input_in_output": "true",
+                            "enable_chunked_context": "false",
+                            "cancellation_check_period_ms": "100",
+                            "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
+                        })
+    else:
+        raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
+    # The projector emits prompt_vocab_size itself on CPU; on GPU the preprocessor's length is used.
+    ens = ModelDecl(C.ENSEMBLE_MODEL, "ensemble", opts.max_batch, (C.AUDIO, C.MAX_NEW_TOKENS, C.STREAM),
+                    (C.TRANSCRIPT,), steps=(
+        Step(C.PREPROCESSOR_MODEL, {C.AUDIO.name: C.AUDIO.name, C.MAX_NEW_TOKENS.name: C.MAX_NEW_TOKENS.name},
+             {t.name: "_" + t.name for t in pre.outputs}),
+        Step(C.ENCODER_MODEL, {C.MEL.name: "_mel", C.MEL_LENGTH.name: "_mel_length"},
+             {C.ENCODED.name: "_encoded"}),
+        Step(C.PROJECTOR_MODEL, {C.ENCODED.name: "_encoded"},
+             {C.PROMPT_EMBEDDING_TABLE.name: "_table"}),
+        Step(C.LLM_MODEL, {C.INPUT_IDS.name: "_input_ids", C.INPUT_LENGTHS.name: "_input_lengths",
+                           C.REQUEST_OUTPUT_LEN.name: "_request_output_len", C.END_ID.name: "_end_id",
+                           C.PAD_ID.name: "_pad_id", C.PROMPT_EMBEDDING_TABLE.name: "_table",
+                           C.STREAMING.name: C.STREAM.name},
+             {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"}),
+        Step(C.POSTPROCESSOR_MODEL, {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"},
+             {C.TRANSCRIPT.name: C.TRANSCRIPT.name}),
+    ))
+    return [pre, enc, proj, llm, post, ens]
+
+
+def _cc_files(path: Path) -> dict[str, str]:
+    """``encoder.sm90.plan`` -> {"9.0": "encoder.sm90.plan"} for every plan of that model in the
+    folder (engines are per GPU architecture; Triton picks by the GPU's compute capability)."""
+    stem = path.name.split(".")[0]
+    out = {}
+    for p in sorted(path.parent.glob(f"{stem}.sm*.plan")) or [path]:
+        arch = p.name.split(".")[1][2:]
+        out[f"{arch[:-1]}.{arch[-1]}"] = p.name
+    return out
+
+
+def write_repository(export_dir: str | Path, profile: str, opts: RepositoryOptions = RepositoryOptions()) -> Path:
+    """Write ``<export_dir>/model_repository`` for ``profile`` from the export's manifest."""
+    export_dir = Path(export_dir)
+    manifest = json.loads((export_dir / "export.json").read_text())
+    repo = export_dir / REPOSITORY_DIR
+    if repo.exists():
+        shutil.rmtree(repo)
+    for decl in describe(manifest, profile, opts, export_dir):
+        model_dir = repo / decl.name
+        (model_dir / "1").mkdir(parents=True)
+        (model_dir / "config.pbtxt").write_text(render(decl))
+        if decl.backend == "python":
+            src = MODEL_SOURCES / decl.name / "1" / "model.py"
+            shutil.copy2(src, model_dir / "1" / "model.py")
+            shutil.copy2(MODEL_SOURCES / BOOTSTRAP, model_dir / "1" / BOOTSTRAP)
+        elif decl.backend == "tensorrt_plan":
+            for name in decl.cc_model_filenames.values():
+                target = (export_dir / "engines" / name).resolve()
+                (model_dir / "1" / name).symlink_to(target)
+    return repo

@@ -1,0 +1,83 @@
+"""Triton model `llm` (CPU profile): the TensorRT-LLM backend's tensors, served by PyTorch with
+in-flight batching (decoupled: responses are sent from the engine thread as tokens come)."""
+
+import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from canary_triton import contract as C  # noqa: E402
+from canary_triton.llm_engine import ContinuousBatcher, GenerationRequest, splice_prompt_table  # noqa: E402
+from canary_triton.serving import load_llm, parse_llm_request, read_manifest  # noqa: E402
+from canary_triton.triton_adapter import artifacts_dir, error_response, input_array, model_parameters  # noqa: E402
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = model_parameters(args)
+        threads = int(params.get("threads", "1"))
+        torch.set_num_threads(threads)
+        export = artifacts_dir(args, params)
+        self.model = load_llm(export)
+        self.embedding = self.model.get_input_embeddings()
+        self.max_table_rows = int(read_manifest(export)["limits"]["max_audio_frames"])
+        self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
+        self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads).start()
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                req = parse_llm_request(
+                    input_array(pb_utils, request, C.INPUT_IDS.name),
+                    input_array(pb_utils, request, C.INPUT_LENGTHS.name, optional=True),
+                    input_array(pb_utils, request, C.REQUEST_OUTPUT_LEN.name),
+                    input_array(pb_utils, request, C.END_ID.name, optional=True),
+                    input_array(pb_utils, request, C.PROMPT_EMBEDDING_TABLE.name, optional=True),
+                    input_array(pb_utils, request, C.STREAMING.name, optional=True),
+                    vocab_rows=self.embedding.num_embeddings, hidden=self.embedding.embedding_dim,
+                    max_table_rows=self.max_table_rows,
+                )
+                with torch.no_grad():
+                    embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
+                self.engine.submit(GenerationRequest(
+                    embeds=embeds, max_new_tokens=req.max_new_tokens, end_id=req.end_id,
+                    on_tokens=_Sender(sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()),
+                    is_cancelled=request.is_cancelled,
+                    on_error=lambda e, s=sender: s.send(error_response(pb_utils, e), flags=FINAL),
+                ))
+            except Exception as e:  # noqa: BLE001
+                sender.send(error_response(pb_utils, e), flags=FINAL)
+        return None
+
+    def finalize(self):
+        self.engine.stop()
+
+
+class _Sender:
+    """Streams each new token, or sends all tokens once; exactly one FINAL flag per request."""
+
+    def __init__(self, sender, streaming, prompt):
+        self.sender, self.streaming, self.prompt, self.tokens = sender, streaming, prompt, []
+
+    def __call__(self, tokens, done):
+        if self.streaming:
+            if tokens:
+                self.sender.send(_response(tokens), flags=FINAL if done else 0)
+            elif done:
+                self.sender.send(flags=FINAL)
+            return
+        self.tokens.extend(tokens)
+        if done:
+            out = (self.prompt or []) + self.tokens
+            self.sender.send(_response(out), flags=FINAL)
+
+
+def _response(tokens):
+    return pb_utils.InferenceResponse([
+        pb_utils.Tensor(C.OUTPUT_IDS.name, np.array([[tokens]], dtype=np.int32).reshape(1, 1, len(tokens))),
+        pb_utils.Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(tokens)]], dtype=np.int32)),
+    ])

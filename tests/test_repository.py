@@ -1,0 +1,113 @@
+"""The repository generator: templates that fail loudly, and an ensemble whose wiring type-checks,
+for both profiles (the GPU one is checked structurally; it is not loaded here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from canary_triton import contract as C
+from canary_triton.errors import CanaryTritonError
+from canary_triton.export.repository import (
+    CONFIG_TEMPLATE, RepositoryOptions, describe, fill_template, render, write_repository,
+)
+
+
+def test_fill_template_fails_on_unfilled_and_unknown_fields():
+    with pytest.raises(CanaryTritonError, match="left unfilled: name"):
+        fill_template("name: ${name}", {})
+    with pytest.raises(CanaryTritonError, match="does not have: extra"):
+        fill_template("name: ${name}", {"name": "x", "extra": "y"})
+    with pytest.raises(CanaryTritonError, match="unfilled field"):
+        fill_template("a: ${a}", {"a": "${b}"})
+    assert set(re.findall(r"\$\{(\w+)\}", CONFIG_TEMPLATE)) >= {"name", "inputs", "outputs"}
+
+
+def _manifest(exported_random) -> dict:
+    return json.loads((exported_random / "export.json").read_text())
+
+
+def _gpu_manifest(exported_random, tmp_path) -> dict:
+    m = _manifest(exported_random)
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    for arch in ("sm80", "sm90", "sm100"):
+        for name in ("encoder", "projector"):
+            (engines / f"{name}.{arch}.plan").write_bytes(b"plan")
+    m["files"].update(encoder_plan="engines/encoder.sm90.plan", projector_plan="engines/projector.sm90.plan",
+                      trtllm_merged="trtllm/merged", trtllm_base="trtllm/base")
+    m["files"] = {k: v for k, v in m["files"].items()}
+    return m
+
+
+def _check_wiring(decls) -> None:
+    by_name = {d.name: d for d in decls}
+    ens = by_name[C.ENSEMBLE_MODEL]
+    produced: dict[str, tuple[str, str]] = {t.name: (t.dtype, "client") for t in ens.inputs}
+    consumed: set[str] = set()
+    for step in ens.steps:
+        assert step.model in by_name, step.model
+        model = by_name[step.model]
+        ins = {t.name: t for t in model.inputs}
+        for key, tensor in step.inputs.items():
+            assert key in ins, (step.model, key)
+            assert tensor in produced, (step.model, tensor)
+            assert produced[tensor][0] == ins[key].dtype, (step.model, key, produced[tensor], ins[key].dtype)
+            consumed.add(tensor)
+        required = {t.name for t in model.inputs if not t.optional}
+        assert required <= set(step.inputs), (step.model, required - set(step.inputs))
+        outs = {t.name: t for t in model.outputs}
+        for key, tensor in step.outputs.items():
+            assert key in outs, (step.model, key)
+            produced[tensor] = (outs[key].dtype, step.model)
+    intermediate = {t for t, (_, src) in produced.items() if src != "client" and not t in {o.name for o in ens.outputs}}
+    assert intermediate <= consumed, intermediate - consumed  # Triton rejects unused ensemble tensors
+    assert {o.name for o in ens.outputs} <= set(produced)
+
+
+def test_cpu_repository_wiring(exported_random):
+    decls = describe(_manifest(exported_random), "cpu", RepositoryOptions())
+    assert [d.name for d in decls] == [C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL,
+                                       C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL]
+    _check_wiring(decls)
+
+
+def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
+    m = _gpu_manifest(exported_random, tmp_path)
+    cpu = {d.name: d for d in describe(_manifest(exported_random), "cpu", RepositoryOptions())}
+    gpu = {d.name: d for d in describe(m, "gpu", RepositoryOptions(), tmp_path)}
+    _check_wiring(list(gpu.values()))
+    # Same names, tensor names and wiring in both profiles; only backends (and the table dtype) differ.
+    assert cpu.keys() == gpu.keys()
+    for name in cpu:
+        assert [t.name for t in cpu[name].inputs] == [t.name for t in gpu[name].inputs], name
+        assert [t.name for t in cpu[name].outputs if name != C.PROJECTOR_MODEL] == \
+               [t.name for t in gpu[name].outputs if name != C.PROJECTOR_MODEL], name
+    assert cpu[C.ENSEMBLE_MODEL].steps == gpu[C.ENSEMBLE_MODEL].steps
+    assert gpu[C.ENCODER_MODEL].backend == "tensorrt_plan" and gpu[C.LLM_MODEL].backend == "tensorrtllm"
+    llm = render(gpu[C.LLM_MODEL])
+    for key in ("gpt_model_type", "gpt_model_path", "kv_cache_free_gpu_mem_fraction", "exclude_input_in_output"):
+        assert f'key: "{key}"' in llm
+    assert 'string_value: "inflight_fused_batching"' in llm
+    assert "TYPE_BF16" in llm and "${" not in llm
+    enc = render(gpu[C.ENCODER_MODEL])
+    for cc, arch in (("8.0", "sm80"), ("9.0", "sm90"), ("10.0", "sm100")):
+        assert f'cc_model_filenames {{ key: "{cc}" value: "encoder.{arch}.plan" }}' in enc
+
+
+def test_gpu_repository_needs_plans(exported_random):
+    with pytest.raises(CanaryTritonError, match="no TensorRT plans"):
+        describe(_manifest(exported_random), "gpu", RepositoryOptions())
+
+
+def test_written_cpu_repository(exported_random):
+    repo = exported_random / "model_repository"
+    for name in (C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.POSTPROCESSOR_MODEL):
+        assert (repo / name / "1" / "model.py").is_file()
+        assert (repo / name / "1" / "canary_bootstrap.py").is_file()
+        text = (repo / name / "config.pbtxt").read_text()
+        assert 'backend: "python"' in text and "${" not in text
+    assert 'platform: "ensemble"' in (repo / C.ENSEMBLE_MODEL / "config.pbtxt").read_text()
