@@ -51,6 +51,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export.pipeline import ExportOptions, export_checkpoint
     from .export.tensorrt_engine import EngineOptions
+    from .export.repository import RepositoryOptions
     from .export.trtllm_engine import LlmEngineOptions
 
     opts = ExportOptions(
@@ -62,6 +63,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
                              opt_audio_seconds=min(args.opt_audio_seconds, args.max_audio_seconds)),
         llm_engine=LlmEngineOptions(max_batch=args.llm_max_batch, weight_quant=args.weight_quant,
                                     max_new_tokens=args.max_new_tokens),
+        repository=RepositoryOptions(max_batch=args.triton_max_batch, preprocessor_instances=args.instances,
+                                     encoder_instances=args.instances, llm_max_batch=args.llm_max_batch,
+                                     threads_per_instance=args.threads, max_queue_delay_us=args.queue_delay_us,
+                                     max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
+                                     kv_cache_free_gpu_mem_fraction=args.kv_cache_fraction),
         parity=not args.skip_parity,
     )
     manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
@@ -200,7 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt-batch", type=_positive_int, default=8, help="gpu: encoder engine optimal batch")
     p.add_argument("--max-audio-seconds", type=_audio_seconds, default=contract.MAX_AUDIO_SECONDS)
     p.add_argument("--opt-audio-seconds", type=_audio_seconds, default=10.0)
-    p.add_argument("--llm-max-batch", type=_positive_int, default=64, help="gpu: TensorRT-LLM max batch")
+    p.add_argument("--llm-max-batch", type=_positive_int, default=16,
+                   help="requests in flight in the llm (CPU engine; gpu: TensorRT-LLM max batch and table size)")
+    p.add_argument("--triton-max-batch", type=_positive_int, default=16, help="max_batch_size of every Triton model")
+    p.add_argument("--instances", type=_positive_int, default=1, help="instances of the preprocessor and encoder")
+    p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per Python model instance")
+    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching max queue delay")
+    p.add_argument("--max-queue-size", type=_positive_int, default=256,
+                   help="requests queued per model beyond which new ones are rejected at once")
+    p.add_argument("--queue-timeout-us", type=int, default=0, help="reject requests queued longer (0: never)")
+    p.add_argument("--kv-cache-fraction", type=float, default=0.5, help="gpu: kv_cache_free_gpu_mem_fraction")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
                    help="gpu: longest output the TensorRT-LLM engine is built for")
     p.add_argument("--weight-quant", choices=["none", "int8", "int4", "fp8"], default="none",

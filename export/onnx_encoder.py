@@ -23,6 +23,7 @@ from .. import contract
 OPSET = 17
 ENCODER_ONNX = "encoder.onnx"
 PROJECTOR_ONNX = "projector.onnx"
+PROJECTOR_BF16_ONNX = "projector_bf16.onnx"  # GPU profile: emits the BF16 prompt table
 ONNX_IN_MEL, ONNX_IN_MEL_LENGTH = contract.MEL.name, contract.MEL_LENGTH.name
 ONNX_OUT_ENCODED, ONNX_OUT_ENCODED_LENGTH = contract.ENCODED.name, contract.ENCODED_LENGTH.name
 ONNX_OUT_TABLE = contract.PROMPT_EMBEDDING_TABLE.name
@@ -41,14 +42,19 @@ class EncoderForExport(nn.Module):
 
 
 class ProjectorForExport(nn.Module):
-    """The modality adapter (identity for Canary-Qwen) and the Linear d_enc -> hidden."""
+    """The modality adapter (identity for Canary-Qwen) and the Linear d_enc -> hidden.
 
-    def __init__(self, proj: nn.Module):
+    ``out_dtype`` bfloat16 adds a final Cast: the TensorRT-LLM engine takes its prompt table in its
+    own dtype, so the GPU projector emits BF16 directly.
+    """
+
+    def __init__(self, proj: nn.Module, out_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.proj = proj
+        self.out_dtype = out_dtype
 
     def forward(self, encoded: torch.Tensor) -> torch.Tensor:
-        return self.proj(encoded)
+        return self.proj(encoded).to(self.out_dtype)
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,12 @@ def _example(n_mels: int, frames: int = 320) -> tuple[torch.Tensor, torch.Tensor
     return mel, torch.tensor([frames, frames - 77], dtype=torch.int64)
 
 
-def export_onnx(model, out_dir: str | Path) -> OnnxExport:
-    """Export ``model.perception``'s encoder and projector (``model`` is NeMo's SALM, eval)."""
+def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExport:
+    """Export ``model.perception``'s encoder and projector (``model`` is NeMo's SALM, eval).
+
+    ``bf16_table`` also writes ``projector_bf16.onnx`` (same graph plus a Cast to BF16) for the
+    GPU profile; ONNX Runtime's CPU provider does not run it, TensorRT does.
+    """
     from nemo.collections.speechlm2.modules.perception import IdentityConnector
     from nemo.core.classes.common import typecheck
 
@@ -92,6 +102,13 @@ def export_onnx(model, out_dir: str | Path) -> OnnxExport:
             dynamic_axes={ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_TABLE: {0: "batch", 1: "frames"}},
             do_constant_folding=True,
         )
+        if bf16_table:
+            torch.onnx.export(
+                ProjectorForExport(perception.proj, torch.bfloat16).eval(), (encoded,), str(out_dir / PROJECTOR_BF16_ONNX),
+                opset_version=OPSET, dynamo=False, input_names=[ONNX_OUT_ENCODED], output_names=[ONNX_OUT_TABLE],
+                dynamic_axes={ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_TABLE: {0: "batch", 1: "frames"}},
+                do_constant_folding=True,
+            )
     # The legacy exporter restores the wrappers' training flags on exit; keep everything in eval.
     model.eval()
     return OnnxExport(out_dir / ENCODER_ONNX, out_dir / PROJECTOR_ONNX)

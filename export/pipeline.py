@@ -28,7 +28,7 @@ from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoin
 from ..errors import CanaryTritonError
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
-from .onnx_encoder import OnnxEncoderProjector, export_onnx
+from .onnx_encoder import PROJECTOR_BF16_ONNX, OnnxEncoderProjector, export_onnx
 from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import EngineOptions, build_encoder_engines, require_tensorrt
 from .trtllm_engine import LlmEngineOptions, build_llm_engine, require_tensorrt_llm
@@ -206,7 +206,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
     model, info = load_salm(checkpoint, llm_dir)
     tok = checkpoint_tokenizer(info)
     export_front_end(info, out_dir / "frontend")
-    onnx = export_onnx(model, out_dir / "onnx")
+    onnx = export_onnx(model, out_dir / "onnx", bf16_table=opts.profile == "gpu")
     merged, base = export_llm(info, out_dir, dtype=opts.torch_llm_dtype)
     manifest: dict[str, Any] = {
         "canary_triton_version": __version__,
@@ -241,7 +241,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
             raise CanaryTritonError(f"exported artifacts differ from NeMo beyond tolerance: see {out_dir / PARITY_REPORT}")
     if opts.profile == "gpu":
         enc_plan, proj_plan = build_encoder_engines(
-            onnx.encoder, onnx.projector, out_dir / "engines", info.encoder_dim,
+            onnx.encoder, onnx.projector.with_name(PROJECTOR_BF16_ONNX), out_dir / "engines", info.encoder_dim,
             info.mel, info.subsampling, opts.engine,
         )
         manifest["files"].update(encoder_plan=str(enc_plan.relative_to(out_dir)),

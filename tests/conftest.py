@@ -83,36 +83,31 @@ def _served(export_dir: Path, tmp: Path):
     return TritonServer(export_dir / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")
 
 
-@pytest.fixture(scope="session")
-def exported_trained(tiny_trained_dir, tmp_path_factory) -> Path:
+def _export(checkpoint: Path, out: Path) -> Path:
     from canary_triton.export.pipeline import ExportOptions, export_checkpoint
 
-    out = tmp_path_factory.mktemp("served-trained")
-    export_checkpoint(tiny_trained_dir, out, ExportOptions(profile="cpu"))
+    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu"))
     return out
+
+
+@pytest.fixture(scope="session")
+def exported_trained(tiny_trained_dir, tmp_path_factory) -> Path:
+    return _export(tiny_trained_dir, tmp_path_factory.mktemp("served-trained"))
+
+
+@pytest.fixture(scope="session")
+def exported_random(tiny_random_dir, tmp_path_factory) -> Path:
+    return _export(tiny_random_dir, tmp_path_factory.mktemp("served-random"))
 
 
 @pytest.fixture(scope="session")
 def server_trained(exported_trained, tmp_path_factory):
     """One tritonserver (pytriton's binary, CPU) on the tiny-trained export for the whole session."""
-    server = _served(exported_trained, tmp_path_factory.mktemp("triton-trained"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def exported_random(tiny_random_dir, tmp_path_factory) -> Path:
-    from canary_triton.export.pipeline import ExportOptions, export_checkpoint
-
-    out = tmp_path_factory.mktemp("served-random")
-    export_checkpoint(tiny_random_dir, out, ExportOptions(profile="cpu"))
-    return out
+    with _served(exported_trained, tmp_path_factory.mktemp("triton-trained")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def server_random(exported_random, tmp_path_factory):
-    server = _served(exported_random, tmp_path_factory.mktemp("triton-random"))
-    server.start()
-    yield server
-    server.stop()
+    with _served(exported_random, tmp_path_factory.mktemp("triton-random")) as server:
+        yield server

@@ -17,7 +17,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_subcommands():
     r = run("--help")
     assert r.returncode == 0
-    for cmd in ("inspect", "make-fixture", "reference", "demo"):
+    for cmd in ("inspect", "export", "serve", "make-fixture", "reference", "demo"):
         assert cmd in r.stdout
 
 
@@ -39,8 +39,41 @@ def test_bad_checkpoint_path_is_a_one_line_error(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_demo_prints_the_transcript_of_the_bundled_sample():
-    r = run("demo")
+def test_demo_prints_the_transcript_of_the_bundled_sample(tmp_path):
+    # export -> tritonserver -> gRPC client, as the README's main command runs it
+    r = run("demo", "--work-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     expected = read_manifest(DEMO_HELDOUT / "manifest.jsonl")[0]["text"]
     assert r.stdout.strip().endswith(expected)
+    assert (tmp_path / "export" / "model_repository" / "canary_qwen" / "config.pbtxt").is_file()
+
+
+def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trained, heldout, tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    from canary_triton.client.transcribe import ClientOptions, transcribe
+
+    from .conftest import free_port
+
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "canary_triton.cli", "serve", str(exported_trained), "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--log-file", str(tmp_path / "triton.log")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()  # printed once the server is ready
+        assert line.startswith("ready: HTTP http://127.0.0.1:"), line + proc.stderr.read()
+        assert "canary_qwen" in proc.stdout.readline()
+        audio = heldout[1][0]
+        assert transcribe(audio, ClientOptions(url=f"127.0.0.1:{grpc}")) == oracle_trained.transcribe([audio])[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
+            assert b"nv_inference_request_success" in r.read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        code = proc.wait(timeout=120)
+    assert code == 0
+    assert time.monotonic() - t0 < 60

@@ -38,3 +38,14 @@ def test_onnx_result_does_not_depend_on_the_batch(onnx_runner, oracle_random):
     n = int(len_alone[0])
     assert int(len_both[0]) == n
     assert np.abs(enc_both[0, :n] - enc_alone[0, :n]).max() <= 1e-4
+
+
+def test_gpu_projector_emits_a_bf16_table(tiny_random_dir, tmp_path):
+    import onnx
+
+    model, _ = load_salm(tiny_random_dir)
+    export_onnx(model, tmp_path, bf16_table=True)
+    graph = onnx.load(str(tmp_path / "projector_bf16.onnx")).graph
+    assert graph.output[0].name == "prompt_embedding_table"
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
