@@ -243,17 +243,18 @@ class TensorSpec:
 
 
 #: Model names in the generated repository.
-ENSEMBLE_MODEL = "canary_qwen"
+ENSEMBLE_MODEL = "canary_qwen"  # unary entry point (HTTP and gRPC)
+STREAM_MODEL = "canary_qwen_stream"  # streaming entry point (gRPC streaming): partial transcripts
 PREPROCESSOR_MODEL = "preprocessor"
 ENCODER_MODEL = "encoder"
 PROJECTOR_MODEL = "projector"
-LLM_MODEL = "llm"
+LLM_MODEL = "llm"  # decoupled, as TensorRT-LLM's decoupled_mode (streaming-capable)
+LLM_UNARY_MODEL = "llm_unary"  # the unary face of llm for the ensemble
 POSTPROCESSOR_MODEL = "postprocessor"
 
 # Client-facing ensemble tensors.
 AUDIO = TensorSpec("audio", "TYPE_FP32", (-1,))  # 16 kHz mono samples, nominally in [-1, 1]
 MAX_NEW_TOKENS = TensorSpec("max_new_tokens", "TYPE_INT32", (1,), optional=True)
-STREAM = TensorSpec("stream", "TYPE_BOOL", (1,), optional=True)
 TRANSCRIPT = TensorSpec("transcript", "TYPE_STRING", (1,))
 
 # preprocessor -> encoder

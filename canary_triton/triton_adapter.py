@@ -52,3 +52,54 @@ def pad_stack(arrays: list[np.ndarray], axis: int) -> np.ndarray:
         pad[axis] = (0, longest - a.shape[axis])
         out.append(np.pad(a, pad))
     return np.stack(out)
+
+
+class ForwardedError(Exception):
+    """An error response from a model called through BLS, with its Triton error code kept."""
+
+    def __init__(self, message: str, code: int | None):
+        super().__init__(message)
+        self.code = code
+
+
+def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False):
+    """Call the decoupled ``llm`` through BLS; yield each response's new token ids."""
+    from . import contract as C
+
+    # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
+    scalars = {t.name for t in (C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
+                                C.PROMPT_VOCAB_SIZE)}
+    fixed = []
+    for t in inputs:
+        arr = t.as_numpy()
+        fixed.append(pb_utils.Tensor(t.name(), arr[:, None]) if t.name() in scalars and arr.ndim == 1 else t)
+    inputs = fixed
+    if streaming:
+        inputs.append(pb_utils.Tensor(C.STREAMING.name, np.array([[True]], dtype=np.bool_)))
+    request = pb_utils.InferenceRequest(model_name=model, inputs=inputs,
+                                        requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name])
+    for response in request.exec(decoupled=True):
+        if response.has_error():
+            err = response.error()
+            raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
+        ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
+        if ids is None:  # the flag-only final response
+            continue
+        n = int(pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0])
+        yield ids.as_numpy()[0, 0, :n].tolist()
+
+
+def bls_error(pb_utils, exc: Exception):
+    """Pass a called model's error on with its code (INVALID_ARG stays INVALID_ARG)."""
+    if isinstance(exc, ForwardedError) and exc.code is not None:
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc), exc.code))
+    return error_response(pb_utils, exc)
+
+
+def unary_call(pb_utils, model: str, inputs, outputs: list[str]) -> dict:
+    """One BLS request to a non-decoupled model; its output tensors by name."""
+    response = pb_utils.InferenceRequest(model_name=model, inputs=list(inputs), requested_output_names=outputs).exec()
+    if response.has_error():
+        err = response.error()
+        raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
+    return {name: pb_utils.get_output_tensor_by_name(response, name) for name in outputs}

@@ -152,7 +152,7 @@ class RepositoryOptions:
     max_queue_size: int = 256
     queue_timeout_us: int = 0
     kv_cache_free_gpu_mem_fraction: float = 0.5
-    decoupled: bool = False  # True: llm streams (gRPC streaming clients only); False: unary HTTP/gRPC
+    max_inflight: int = 64  # worker threads of the BLS models (requests they forward at once)
 
 
 def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
@@ -193,7 +193,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         proj = ModelDecl(C.PROJECTOR_MODEL, "python", opts.max_batch, (encoded,), (table_out, C.PROMPT_VOCAB_SIZE),
                          batching=batching, parameters=dict(common))
         llm = ModelDecl(C.LLM_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                        decoupled=opts.decoupled,
+                        decoupled=True,
                         parameters={**common, "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true"})
     elif profile == "gpu":
         files = manifest["files"]
@@ -207,7 +207,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                          (table_out,), kind="KIND_GPU", batching=batching,
                          cc_model_filenames=_cc_files(export_dir / files["projector_plan"]))
         llm = ModelDecl(C.LLM_MODEL, "tensorrtllm", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                        decoupled=opts.decoupled, parameters={
+                        decoupled=True, parameters={
                             "gpt_model_type": "inflight_fused_batching",
                             "gpt_model_path": "../../" + files["trtllm_merged"],
                             "max_beam_width": "1",
@@ -220,8 +220,12 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                         })
     else:
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
-    # The projector emits prompt_vocab_size itself on CPU; on GPU the preprocessor's length is used.
-    ens = ModelDecl(C.ENSEMBLE_MODEL, "ensemble", opts.max_batch, (C.AUDIO, C.MAX_NEW_TOKENS, C.STREAM),
+    bls = {"max_inflight": str(opts.max_inflight)}
+    unary = ModelDecl(C.LLM_UNARY_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
+                      parameters={**bls, "llm_model": C.LLM_MODEL})
+    stream = ModelDecl(C.STREAM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
+                       (C.TRANSCRIPT,), batching=batching, decoupled=True, parameters={**common, **bls})
+    ens = ModelDecl(C.ENSEMBLE_MODEL, "ensemble", opts.max_batch, (C.AUDIO, C.MAX_NEW_TOKENS),
                     (C.TRANSCRIPT,), steps=(
         Step(C.PREPROCESSOR_MODEL, {C.AUDIO.name: C.AUDIO.name, C.MAX_NEW_TOKENS.name: C.MAX_NEW_TOKENS.name},
              {t.name: "_" + t.name for t in pre.outputs}),
@@ -229,15 +233,14 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
              {C.ENCODED.name: "_encoded"}),
         Step(C.PROJECTOR_MODEL, {C.ENCODED.name: "_encoded"},
              {C.PROMPT_EMBEDDING_TABLE.name: "_table"}),
-        Step(C.LLM_MODEL, {C.INPUT_IDS.name: "_input_ids", C.INPUT_LENGTHS.name: "_input_lengths",
-                           C.REQUEST_OUTPUT_LEN.name: "_request_output_len", C.END_ID.name: "_end_id",
-                           C.PAD_ID.name: "_pad_id", C.PROMPT_EMBEDDING_TABLE.name: "_table",
-                           C.STREAMING.name: C.STREAM.name},
+        Step(C.LLM_UNARY_MODEL, {C.INPUT_IDS.name: "_input_ids", C.INPUT_LENGTHS.name: "_input_lengths",
+                                 C.REQUEST_OUTPUT_LEN.name: "_request_output_len", C.END_ID.name: "_end_id",
+                                 C.PAD_ID.name: "_pad_id", C.PROMPT_EMBEDDING_TABLE.name: "_table"},
              {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"}),
         Step(C.POSTPROCESSOR_MODEL, {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"},
              {C.TRANSCRIPT.name: C.TRANSCRIPT.name}),
     ))
-    return [pre, enc, proj, llm, post, ens]
+    return [pre, enc, proj, llm, unary, post, ens, stream]
 
 
 def _cc_files(path: Path) -> dict[str, str]:

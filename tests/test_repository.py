@@ -71,7 +71,11 @@ def _check_wiring(decls) -> None:
 def test_cpu_repository_wiring(exported_random):
     decls = describe(_manifest(exported_random), "cpu", RepositoryOptions())
     assert [d.name for d in decls] == [C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL,
-                                       C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL]
+                                       C.LLM_UNARY_MODEL, C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL, C.STREAM_MODEL]
+    by_name = {d.name: d for d in decls}
+    assert by_name[C.LLM_MODEL].decoupled and by_name[C.STREAM_MODEL].decoupled
+    assert not by_name[C.LLM_UNARY_MODEL].decoupled  # the ensemble answers unary HTTP/gRPC
+    assert [t.name for t in by_name[C.LLM_UNARY_MODEL].inputs] == [t.name for t in by_name[C.LLM_MODEL].inputs]
     _check_wiring(decls)
 
 
@@ -92,7 +96,7 @@ def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
     for key in ("gpt_model_type", "gpt_model_path", "kv_cache_free_gpu_mem_fraction", "exclude_input_in_output"):
         assert f'key: "{key}"' in llm
     assert 'string_value: "inflight_fused_batching"' in llm
-    assert "TYPE_BF16" in llm and "${" not in llm
+    assert "TYPE_BF16" in llm and "${" not in llm and "decoupled: true" in llm
     enc = render(gpu[C.ENCODER_MODEL])
     for cc, arch in (("8.0", "sm80"), ("9.0", "sm90"), ("10.0", "sm100")):
         assert f'cc_model_filenames {{ key: "{cc}" value: "encoder.{arch}.plan" }}' in enc
@@ -105,7 +109,8 @@ def test_gpu_repository_needs_plans(exported_random):
 
 def test_written_cpu_repository(exported_random):
     repo = exported_random / "model_repository"
-    for name in (C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.POSTPROCESSOR_MODEL):
+    for name in (C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.LLM_UNARY_MODEL,
+                 C.POSTPROCESSOR_MODEL, C.STREAM_MODEL):
         assert (repo / name / "1" / "model.py").is_file()
         assert (repo / name / "1" / "canary_bootstrap.py").is_file()
         text = (repo / name / "config.pbtxt").read_text()

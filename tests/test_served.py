@@ -50,7 +50,7 @@ def test_served_token_ids_equal_oracle_greedy_ids(server_random, oracle_random, 
     (encoded,) = _infer(c, C.ENCODER_MODEL, {"mel": mel, "mel_length": mel_len}, ["encoded"])
     (table,) = _infer(c, C.PROJECTOR_MODEL, {"encoded": encoded}, ["prompt_embedding_table"])
     assert table.shape[1] == oracle_random.info.num_audio_frames(len(clip))
-    out_ids, seq_len = _infer(c, C.LLM_MODEL, {"input_ids": ids, "input_lengths": n_ids, "request_output_len": out_len,
+    out_ids, seq_len = _infer(c, C.LLM_UNARY_MODEL, {"input_ids": ids, "input_lengths": n_ids, "request_output_len": out_len,
                                               "end_id": end_id, "prompt_embedding_table": table},
                               ["output_ids", "sequence_length"])
     got = out_ids[0, 0, : int(seq_len[0, 0])].tolist()
@@ -68,7 +68,7 @@ def test_concurrent_mixed_lengths_equal_single_results(server_trained, heldout):
     assert together == single * 2
     stats = _stats(server_trained)
     # Dynamic batching formed batches larger than one (fewer executions than inferences).
-    for model in (C.ENCODER_MODEL, C.LLM_MODEL):
+    for model in (C.ENCODER_MODEL, C.LLM_UNARY_MODEL):
         inferences = stats[model][0] - stats_before[model][0]
         executions = stats[model][1] - stats_before[model][1]
         assert inferences == len(clips) * 2 and executions < inferences, (model, inferences, executions)
@@ -91,7 +91,7 @@ def test_short_requests_are_not_held_behind_a_long_one(server_random):
     def run(name: str, n_tokens: int):
         client = grpcclient.InferenceServerClient(server_random.grpc_url)
         ids = np.array([[5, 6, 7, 8]], dtype=np.int32)
-        _infer(client, C.LLM_MODEL, {"input_ids": ids, "input_lengths": np.array([[4]], np.int32),
+        _infer(client, C.LLM_UNARY_MODEL, {"input_ids": ids, "input_lengths": np.array([[4]], np.int32),
                                      "request_output_len": np.array([[n_tokens]], np.int32),
                                      "end_id": np.array([[-1]], np.int32)}, ["output_ids"])
         with lock:
@@ -166,3 +166,46 @@ def test_a_bad_request_in_a_batch_does_not_hurt_the_others(server_trained, heldo
         got = list(pool.map(run, jobs))
     assert isinstance(got[3], CanaryTritonError)
     assert got[:3] + got[4:] == want
+
+
+def _stream(server, audio, max_new_tokens=None):
+    """Partial transcripts from canary_qwen_stream over the gRPC streaming API, in arrival order."""
+    import queue
+
+    results: "queue.Queue" = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    x = np.asarray(audio, dtype=np.float32)[None]
+    inputs = [grpcclient.InferInput("audio", list(x.shape), "FP32")]
+    inputs[0].set_data_from_numpy(x)
+    if max_new_tokens is not None:
+        inputs.append(grpcclient.InferInput("max_new_tokens", [1, 1], "INT32"))
+        inputs[-1].set_data_from_numpy(np.array([[max_new_tokens]], np.int32))
+    client.async_stream_infer(C.STREAM_MODEL, inputs, request_id="s1", enable_empty_final_response=True)
+    pieces = []
+    while True:
+        result, error = results.get(timeout=120)
+        if error is not None:
+            client.stop_stream()
+            raise error
+        response = result.get_response()
+        if response.outputs:
+            pieces.append(result.as_numpy("transcript").reshape(-1)[0].decode())
+        if response.parameters.get("triton_final_response") and response.parameters["triton_final_response"].bool_param:
+            break
+    client.stop_stream()
+    return pieces
+
+
+def test_streaming_pieces_concatenate_to_the_unary_transcript(server_trained, heldout):
+    opts = ClientOptions(url=server_trained.grpc_url)
+    for audio, _ in heldout[:4]:
+        pieces = _stream(server_trained, audio)
+        assert len(pieces) >= 2  # text arrived before the end, then the final piece
+        assert "".join(pieces) == transcribe(audio, opts)
+
+
+def test_streaming_refuses_bad_audio_with_the_same_message(server_trained):
+    with pytest.raises(InferenceServerException, match="at least 160"):
+        _stream(server_trained, np.zeros(5, np.float32))
+    assert httpclient.InferenceServerClient(server_trained.http_url).is_server_ready()
