@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-max-batch", type=_positive_int, default=16, help="max_batch_size of every Triton model")
     p.add_argument("--instances", type=_positive_int, default=1, help="instances of the preprocessor and encoder")
     p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per Python model instance")
-    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching max queue delay")
+    p.add_argument("--queue-delay-us", type=int, default=0,
+                   help="dynamic batching max queue delay (0 measured best on CPU: see benchmarks/serving_sweep.py)")
     p.add_argument("--max-queue-size", type=_positive_int, default=256,
                    help="requests queued per model beyond which new ones are rejected at once")
     p.add_argument("--queue-timeout-us", type=int, default=0, help="reject requests queued longer (0: never)")

@@ -70,9 +70,9 @@ def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False):
     scalars = {t.name for t in (C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
                                 C.PROMPT_VOCAB_SIZE)}
     fixed = []
-    for t in inputs:
-        arr = t.as_numpy()
-        fixed.append(pb_utils.Tensor(t.name(), arr[:, None]) if t.name() in scalars and arr.ndim == 1 else t)
+    for t in inputs:  # only the small scalar tensors are touched: the table may be BF16 on the GPU
+        arr = t.as_numpy() if t.name() in scalars else None
+        fixed.append(pb_utils.Tensor(t.name(), arr[:, None]) if arr is not None and arr.ndim == 1 else t)
     inputs = fixed
     if streaming:
         inputs.append(pb_utils.Tensor(C.STREAMING.name, np.array([[True]], dtype=np.bool_)))
