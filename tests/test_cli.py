@@ -58,14 +58,15 @@ def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trai
     from .conftest import free_port
 
     http, grpc, metrics = free_port(), free_port(), free_port()
+    err = open(tmp_path / "stderr.log", "w")  # a file: an unread pipe could fill and block the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "canary_triton.cli", "serve", str(exported_trained), "--http-port", str(http),
          "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--log-file", str(tmp_path / "triton.log")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=err, text=True,
     )
     try:
         line = proc.stdout.readline()  # printed once the server is ready
-        assert line.startswith("ready: HTTP http://127.0.0.1:"), line + proc.stderr.read()
+        assert line.startswith("ready: HTTP http://127.0.0.1:"), line + (tmp_path / 'stderr.log').read_text()[-3000:]
         assert "canary_qwen" in proc.stdout.readline()
         audio = heldout[1][0]
         assert transcribe(audio, ClientOptions(url=f"127.0.0.1:{grpc}")) == oracle_trained.transcribe([audio])[0]

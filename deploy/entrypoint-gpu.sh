@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# GPU image entrypoint: build engines for this GPU's architecture once (cached in $CANARY_ENGINES,
+# a volume shared by restarts), then run NVIDIA's tritonserver on the generated repository.
+# NOT RUN IN CI. Environment: CANARY_CHECKPOINT, CANARY_LLM_DIR, CANARY_ENGINES, CANARY_EXPORT_ARGS
+# (extra `canary-triton export` options, e.g. "--precision bf16 --llm-max-batch 64"); extra
+# arguments go to tritonserver.
+set -euo pipefail
+arch=$(python3 -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'sm{m}{n}')")
+out="${CANARY_ENGINES:-/engines}/$arch"
+if [ ! -f "$out/model_repository/canary_qwen/config.pbtxt" ]; then
+  # shellcheck disable=SC2086
+  canary-triton export "$CANARY_CHECKPOINT" --output "$out" --profile gpu --force \
+    --llm-dir "$CANARY_LLM_DIR" ${CANARY_EXPORT_ARGS:-}
+fi
+exec tritonserver --model-repository="$out/model_repository" \
+  --http-port=8000 --grpc-port=8001 --metrics-port=8002 \
+  --exit-timeout-secs=30 --strict-readiness=true "$@"

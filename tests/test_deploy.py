@@ -1,0 +1,139 @@
+"""Dockerfiles and Kubernetes manifests: linted with the tools made for them, checked against the
+``serve`` command, and the CPU image's entrypoint run for real (the GPU image is not built here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from canary_triton.server import ServerOptions
+
+from .conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+DOCKERFILES = [ROOT / "Dockerfile.triton", ROOT / "Dockerfile.cpu"]
+PORTS = {ServerOptions.http_port, ServerOptions.grpc_port, ServerOptions.metrics_port}
+
+
+def _bin(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"{name} is installed by the dev extra"
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint(dockerfile):
+    r = subprocess.run([_bin("hadolint"), str(dockerfile)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_agrees_with_serve(dockerfile):
+    text = dockerfile.read_text()
+    exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
+    assert exposed == PORTS
+    user = re.findall(r"^USER (\S+)$", text, re.M)[-1]
+    assert user.isdigit() and int(user) != 0  # non-root, numeric
+    assert "/v2/health/ready" in text and "HEALTHCHECK" in text
+    entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, re.M).group(1)
+    script = re.search(rf"^COPY (\S+) {re.escape(entry)}$", text, re.M).group(1)
+    assert (ROOT / script).is_file()
+    if dockerfile.name == "Dockerfile.triton":
+        assert re.search(r"tritonserver:\$\{TRITON_RELEASE\}-trtllm-python-py3", text)
+        assert re.search(r"ARG TRITON_RELEASE=(2[6-9]|[3-9]\d)\.\d\d", text)  # >= 26.06 per the CVE list
+        assert "NOT BUILT OR RUN IN CI" in text
+
+
+def test_dockerignore_keeps_the_image_small():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+def _docs():
+    out = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            out[(doc["kind"], doc["metadata"]["name"])] = doc
+    return out
+
+
+def test_kubernetes_validate():
+    files = [str(p) for p in sorted(K8S.glob("*.yaml")) if p.name != "kustomization.yaml"]
+    r = subprocess.run([_bin("kubernetes-validate"), "--strict", *files], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_kubernetes_validate_catches_mistakes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((K8S / "service.yaml").read_text().replace("targetPort: http", "targetPortt: http"))
+    r = subprocess.run([_bin("kubernetes-validate"), "--strict", str(bad)], capture_output=True, text=True)
+    assert r.returncode != 0
+
+
+def test_kustomization_lists_every_manifest():
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+def test_manifests_agree_with_each_other_and_with_serve():
+    docs = _docs()
+    dep = docs[("Deployment", "canary-triton")]
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002} and set(ports.values()) == PORTS
+    svc = docs[("Service", "canary-triton")]
+    assert {p["targetPort"] for p in svc["spec"]["ports"]} == set(ports)
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 1200
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == 1 == container["resources"]["limits"]["nvidia.com/gpu"]
+    assert pod["terminationGracePeriodSeconds"] > 30  # tritonserver's exit timeout in the GPU entrypoint
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[env["CANARY_ENGINES"]] == "engines"
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert ("PersistentVolumeClaim", claims["engines"]) in docs  # engines cached on a volume
+    hpa = docs[("HorizontalPodAutoscaler", "canary-triton")]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    metric = hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    rules = docs[("ConfigMap", "canary-triton-adapter-rules")]["data"]["config.yaml"]
+    assert f"as: {metric}" in rules and "nv_inference_queue_duration_us" in rules
+    pdb = docs[("PodDisruptionBudget", "canary-triton")]
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+
+
+def test_cpu_image_entrypoint_exports_serves_and_stops(tiny_trained_dir, oracle_trained, heldout, tmp_path):
+    """Runs deploy/entrypoint-cpu.sh as the CPU image does, with the tiny-trained checkpoint."""
+    from canary_triton.client.transcribe import ClientOptions, transcribe
+
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    env = dict(os.environ, CANARY_CHECKPOINT=str(tiny_trained_dir), CANARY_EXPORT=str(tmp_path / "export"),
+               CANARY_HOST="127.0.0.1", CANARY_HTTP_PORT=str(http), CANARY_GRPC_PORT=str(grpc),
+               CANARY_METRICS_PORT=str(metrics), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    err = open(tmp_path / "stderr.log", "w")  # a file: an unread pipe could fill and block the child
+    proc = subprocess.Popen(["bash", str(ROOT / "deploy" / "entrypoint-cpu.sh")], env=env,
+                            stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"ready: HTTP http://127.0.0.1:{http}"), line + (tmp_path / 'stderr.log').read_text()[-3000:]
+        audio = heldout[2][0]
+        assert transcribe(audio, ClientOptions(url=f"127.0.0.1:{grpc}")) == oracle_trained.transcribe([audio])[0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    assert code == 0
