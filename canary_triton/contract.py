@@ -221,6 +221,9 @@ MAX_AUDIO_SECONDS = 40.0
 MIN_AUDIO_SECONDS = 0.01
 DEFAULT_MAX_NEW_TOKENS = 128  # NeMo / Open ASR Leaderboard setting
 MAX_NEW_TOKENS_LIMIT = 512  # training used 1024 total tokens; prompt + audio take up to ~515
+MAX_TEXT_PROMPT_TOKENS = 1024  # LLM mode: longest prompt (instruction + transcript) in tokens
+MAX_TEXT_BYTES = 64 * 1024  # LLM mode: longest text_input accepted, in UTF-8 bytes
+MAX_TEMPERATURE = 2.0
 #: Largest absolute sample value accepted (float PCM is nominally within [-1, 1]).
 MAX_ABS_SAMPLE = 64.0
 
@@ -245,6 +248,8 @@ class TensorSpec:
 #: Model names in the generated repository.
 ENSEMBLE_MODEL = "canary_qwen"  # unary entry point (HTTP and gRPC)
 STREAM_MODEL = "canary_qwen_stream"  # streaming entry point (gRPC streaming): partial transcripts
+LLM_MODE_MODEL = "canary_qwen_llm"  # LLM mode entry point: text in, text out, base Qwen3 (no LoRA)
+LLM_BASE_MODEL = "llm_base"  # decoupled, the base Qwen3 with the TensorRT-LLM tensors
 PREPROCESSOR_MODEL = "preprocessor"
 ENCODER_MODEL = "encoder"
 PROJECTOR_MODEL = "projector"
@@ -257,6 +262,11 @@ AUDIO = TensorSpec("audio", "TYPE_FP32", (-1,))  # 16 kHz mono samples, nominall
 MAX_NEW_TOKENS = TensorSpec("max_new_tokens", "TYPE_INT32", (1,), optional=True)
 TRANSCRIPT = TensorSpec("transcript", "TYPE_STRING", (1,))
 
+# LLM mode entry point (TensorRT-LLM ensemble names)
+TEXT_INPUT = TensorSpec("text_input", "TYPE_STRING", (1,))
+TEXT_OUTPUT = TensorSpec("text_output", "TYPE_STRING", (1,))
+TOP_P = TensorSpec("top_p", "TYPE_FP32", (1,), optional=True)
+
 # preprocessor -> encoder
 MEL = TensorSpec("mel", "TYPE_FP32", (-1, -1))  # [n_mels, T_mel]
 MEL_LENGTH = TensorSpec("mel_length", "TYPE_INT64", (1,), reshape=())  # int64: as the ONNX/TensorRT encoder takes it
@@ -267,6 +277,10 @@ REQUEST_OUTPUT_LEN = TensorSpec("request_output_len", "TYPE_INT32", (1,), reshap
 END_ID = TensorSpec("end_id", "TYPE_INT32", (1,), optional=True, reshape=())
 PAD_ID = TensorSpec("pad_id", "TYPE_INT32", (1,), optional=True, reshape=())
 STREAMING = TensorSpec("streaming", "TYPE_BOOL", (1,), optional=True, reshape=())
+# sampling (TensorRT-LLM backend names); absent or temperature 0: greedy, as NeMo
+TEMPERATURE = TensorSpec("temperature", "TYPE_FP32", (1,), optional=True, reshape=())
+RUNTIME_TOP_P = TensorSpec("runtime_top_p", "TYPE_FP32", (1,), optional=True, reshape=())
+SEED = TensorSpec("seed", "TYPE_UINT64", (1,), optional=True, reshape=())
 # encoder -> projector
 ENCODED = TensorSpec("encoded", "TYPE_FP32", (-1, -1))  # [T_enc, d_model]
 ENCODED_LENGTH = TensorSpec("encoded_length", "TYPE_INT64", (1,), reshape=())
@@ -278,14 +292,3 @@ PROMPT_VOCAB_SIZE = TensorSpec("prompt_vocab_size", "TYPE_INT32", (1,), optional
 # llm -> postprocessor
 OUTPUT_IDS = TensorSpec("output_ids", "TYPE_INT32", (-1, -1))  # [beams, L]
 SEQUENCE_LENGTH = TensorSpec("sequence_length", "TYPE_INT32", (-1,))  # [beams]
-
-TRITON_TO_NUMPY: dict[str, Any] = {
-    "TYPE_FP32": np.float32,
-    "TYPE_FP16": np.float16,
-    "TYPE_INT32": np.int32,
-    "TYPE_INT64": np.int64,
-    "TYPE_BOOL": np.bool_,
-    "TYPE_UINT64": np.uint64,
-    "TYPE_STRING": np.object_,
-    "TYPE_BF16": np.float32,  # numpy has no bfloat16: the Python backend moves it through DLPack
-}

@@ -36,9 +36,36 @@ class GenerationRequest:
     on_tokens: TokenCallback
     is_cancelled: Callable[[], bool] = lambda: False
     on_error: Callable[[Exception], None] | None = None
+    sampling: "Sampling | None" = None  # None: greedy (NeMo's default)
     # engine state
     generated: list[int] = field(default_factory=list)
     position: int = 0
+    generator: torch.Generator | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Temperature / nucleus sampling for one request (TensorRT-LLM's ``temperature``,
+    ``runtime_top_p``, ``seed``); a seeded request is reproducible whatever it is batched with."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+
+def choose_token(logits: torch.Tensor, sampling: Sampling | None, gen: torch.Generator | None) -> int:
+    """Greedy argmax, or a draw from the temperature-scaled, top-p-truncated distribution."""
+    if sampling is None or sampling.temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        keep = sorted_p.cumsum(0) - sorted_p < sampling.top_p  # the smallest set reaching top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
 
 
 def splice_prompt_table(embedding: torch.nn.Embedding, ids: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
@@ -169,11 +196,8 @@ class ContinuousBatcher:
         embeds = req.embeds.to(self.model.dtype)[None]
         out = self.model(inputs_embeds=embeds, use_cache=True)
         req.position = embeds.shape[1]
-        return int(out.logits[0, -1].argmax()), out.past_key_values
-
-    @staticmethod
-    def _layers(cache):
-        return cache.layers
+        req.generator = req.sampling.generator() if req.sampling is not None else None
+        return choose_token(out.logits[0, -1], req.sampling, req.generator), out.past_key_values
 
     def _merge(self, cache, mask, last, new_cache, first: int):
         new_len = new_cache.get_seq_length()
@@ -182,7 +206,7 @@ class ContinuousBatcher:
             return new_cache, new_mask, torch.tensor([first], dtype=torch.long)
         old_len = mask.shape[1]
         total = max(old_len, new_len)
-        for old_layer, new_layer in zip(self._layers(cache), self._layers(new_cache)):
+        for old_layer, new_layer in zip(cache.layers, new_cache.layers):
             old_layer.keys = _left_pad(old_layer.keys, total)
             old_layer.values = _left_pad(old_layer.values, total)
             old_layer.keys = torch.cat([old_layer.keys, _left_pad(new_layer.keys, total)], dim=0)
@@ -197,7 +221,9 @@ class ContinuousBatcher:
         mask = torch.cat([mask, torch.ones(len(running), 1, dtype=mask.dtype)], dim=1)
         out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                          past_key_values=cache, use_cache=True)
-        return out.logits[:, -1].argmax(-1).tolist(), out.past_key_values, mask
+        logits = out.logits[:, -1]
+        tokens = [choose_token(logits[i], r.sampling, r.generator) for i, r in enumerate(running)]
+        return tokens, out.past_key_values, mask
 
     def _select(self, cache, mask: torch.Tensor, keep: list[int]):
         idx = torch.tensor(keep, dtype=torch.long)
@@ -205,7 +231,7 @@ class ContinuousBatcher:
         # Drop columns that are padding for every remaining row.
         first_used = int((mask.sum(0) > 0).long().argmax())
         mask = mask[:, first_used:]
-        for layer in self._layers(cache):
+        for layer in cache.layers:
             layer.keys = layer.keys.index_select(0, idx)[:, :, first_used:]
             layer.values = layer.values.index_select(0, idx)[:, :, first_used:]
         return cache, mask

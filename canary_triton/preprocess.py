@@ -110,3 +110,22 @@ class Preprocessor:
             ids = audio_prompt_ids(self.prompt, self.placeholder, frames, self.vocab_rows)
             out.append(Preprocessed(feats[i, :, : len(c) // hop + 1].numpy(), m, np.asarray(ids, dtype=np.int32), frames))
         return out
+
+
+def llm_mode_prompt(tokenizer, raw: bytes | str, name: str = contract.TEXT_INPUT.name) -> list[int]:
+    """LLM mode (adapter off): the user's text as one ``qwen`` user turn, validated."""
+    if isinstance(raw, bytes):
+        if len(raw) > contract.MAX_TEXT_BYTES:
+            raise InputError(f"input '{name}' is {len(raw)} bytes; the limit is {contract.MAX_TEXT_BYTES}")
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"input '{name}' is not valid UTF-8 (byte {e.start})") from None
+    if not raw.strip():
+        raise InputError(f"input '{name}' is empty")
+    if contract.AUDIO_PLACEHOLDER_TOKEN in raw:
+        raise InputError(f"input '{name}' may not contain {contract.AUDIO_PLACEHOLDER_TOKEN}")
+    ids = tokenizer.llm_prompt_ids(raw)
+    if len(ids) > contract.MAX_TEXT_PROMPT_TOKENS:
+        raise InputError(f"input '{name}' makes a prompt of {len(ids)} tokens; the limit is {contract.MAX_TEXT_PROMPT_TOKENS}")
+    return ids

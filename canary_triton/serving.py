@@ -70,11 +70,30 @@ class LlmRequest:
     end_id: int
     table: torch.Tensor | None  # [T, hidden]
     streaming: bool
+    sampling: object | None = None  # llm_engine.Sampling, or None for greedy
+
+
+def parse_sampling(temperature: np.ndarray | None, top_p: np.ndarray | None, seed: np.ndarray | None,
+                   names: tuple[str, str, str] = ("temperature", "runtime_top_p", "seed")):
+    """Sampling settings, validated; None (greedy) when no temperature > 0 is given."""
+    from .llm_engine import Sampling
+
+    t = float(np.asarray(temperature).reshape(-1)[0]) if temperature is not None else 0.0
+    p = float(np.asarray(top_p).reshape(-1)[0]) if top_p is not None else 1.0
+    if not (0.0 <= t <= contract.MAX_TEMPERATURE) or t != t:
+        raise InputError(f"input '{names[0]}' is {t:g}; it must be between 0 (greedy) and {contract.MAX_TEMPERATURE:g}")
+    if not (0.0 < p <= 1.0):
+        raise InputError(f"input '{names[1]}' is {p:g}; it must be in (0, 1]")
+    if t == 0.0:
+        return None
+    s = int(np.asarray(seed).reshape(-1)[0]) if seed is not None else 0
+    return Sampling(temperature=t, top_p=p, seed=s)
 
 
 def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
                       end_id: np.ndarray | None, table: np.ndarray | None, streaming: np.ndarray | None,
-                      vocab_rows: int, hidden: int, max_table_rows: int) -> LlmRequest:
+                      vocab_rows: int, hidden: int, max_table_rows: int, temperature: np.ndarray | None = None,
+                      top_p: np.ndarray | None = None, seed: np.ndarray | None = None) -> LlmRequest:
     ids = np.asarray(input_ids).reshape(-1).astype(np.int64)
     if input_lengths is not None:
         n = int(np.asarray(input_lengths).reshape(-1)[0])
@@ -103,4 +122,5 @@ def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, r
                          f"ids must be in [0, {vocab_rows + rows}) (vocab {vocab_rows} + {rows} table rows)")
     end = -1 if end_id is None else int(np.asarray(end_id).reshape(-1)[0])
     stream = bool(np.asarray(streaming).reshape(-1)[0]) if streaming is not None else False
-    return LlmRequest(torch.from_numpy(ids), out_len, end, None if t is None else torch.from_numpy(np.ascontiguousarray(t)), stream)
+    return LlmRequest(torch.from_numpy(ids), out_len, end, None if t is None else torch.from_numpy(np.ascontiguousarray(t)),
+                      stream, parse_sampling(temperature, top_p, seed))

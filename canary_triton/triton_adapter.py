@@ -68,7 +68,7 @@ def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False):
 
     # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
     scalars = {t.name for t in (C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
-                                C.PROMPT_VOCAB_SIZE)}
+                                C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED)}
     fixed = []
     for t in inputs:  # only the small scalar tensors are touched: the table may be BF16 on the GPU
         arr = t.as_numpy() if t.name() in scalars else None

@@ -82,6 +82,7 @@ class ModelDecl:
     parameters: dict[str, str] = field(default_factory=dict)
     cc_model_filenames: dict[str, str] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
+    source: str | None = None  # model_repository/<source>/1/model.py (default: the model's name)
 
 
 def _tensor(spec: TensorSpec, io: str) -> str:
@@ -178,7 +179,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
     lengths_out = _with(C.INPUT_LENGTHS, reshape=None)
     ids_out = _with(C.INPUT_IDS, ragged=False)
     llm_inputs = (C.INPUT_IDS, C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
-                  table_in, C.PROMPT_VOCAB_SIZE)
+                  table_in, C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED)
     llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
     pre = ModelDecl(C.PREPROCESSOR_MODEL, "python", opts.max_batch,
@@ -195,6 +196,8 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         llm = ModelDecl(C.LLM_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
                         decoupled=True,
                         parameters={**common, "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true"})
+        llm_base = replace(llm, name=C.LLM_BASE_MODEL, source=C.LLM_MODEL,
+                           parameters={**llm.parameters, "weights": "llm_base"})  # export.json files key
     elif profile == "gpu":
         files = manifest["files"]
         plans = {k: v for k, v in files.items() if k.endswith("_plan")}
@@ -218,6 +221,8 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                             "cancellation_check_period_ms": "100",
                             "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
                         })
+        llm_base = replace(llm, name=C.LLM_BASE_MODEL,
+                           parameters={**llm.parameters, "gpt_model_path": "../../" + files["trtllm_base"]})
     else:
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
     bls = {"max_inflight": str(opts.max_inflight)}
@@ -240,7 +245,10 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         Step(C.POSTPROCESSOR_MODEL, {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"},
              {C.TRANSCRIPT.name: C.TRANSCRIPT.name}),
     ))
-    return [pre, enc, proj, llm, unary, post, ens, stream]
+    llm_mode = ModelDecl(C.LLM_MODE_MODEL, "python", opts.max_batch,
+                         (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED), (C.TEXT_OUTPUT,),
+                         batching=batching, parameters={**common, **bls, "llm_model": C.LLM_BASE_MODEL})
+    return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode]
 
 
 def _cc_files(path: Path) -> dict[str, str]:
@@ -266,7 +274,7 @@ def write_repository(export_dir: str | Path, profile: str, opts: RepositoryOptio
         (model_dir / "1").mkdir(parents=True)
         (model_dir / "config.pbtxt").write_text(render(decl))
         if decl.backend == "python":
-            src = MODEL_SOURCES / decl.name / "1" / "model.py"
+            src = MODEL_SOURCES / (decl.source or decl.name) / "1" / "model.py"
             shutil.copy2(src, model_dir / "1" / "model.py")
             shutil.copy2(MODEL_SOURCES / BOOTSTRAP, model_dir / "1" / BOOTSTRAP)
         elif decl.backend == "tensorrt_plan":

@@ -51,7 +51,8 @@ class LlmEngineOptions:
 
     @property
     def max_input_len(self) -> int:
-        return self.prompt_tokens + self.max_audio_frames
+        """ASR prompts (text + audio rows) and LLM-mode prompts (the base engine) both fit."""
+        return max(self.prompt_tokens + self.max_audio_frames, contract.MAX_TEXT_PROMPT_TOKENS)
 
     @property
     def max_seq_len(self) -> int:

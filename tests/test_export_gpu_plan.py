@@ -38,7 +38,8 @@ def test_llm_engine_sizing_from_the_contract():
     opts = LlmEngineOptions(max_batch=64, max_audio_frames=500, prompt_tokens=64, max_new_tokens=512)
     k = build_config_kwargs(opts)
     assert k["max_prompt_embedding_table_size"] == 64 * 500  # the backend's per-request cap is 500 rows
-    assert k["max_input_len"] == 564 and k["max_seq_len"] == 564 + 512
+    assert k["max_input_len"] == max(564, contract.MAX_TEXT_PROMPT_TOKENS)
+    assert k["max_seq_len"] == k["max_input_len"] + 512
     assert k["strongly_typed"] is True
     assert PLUGIN_SETTINGS == {"remove_input_padding": True, "paged_kv_cache": True, "use_paged_context_fmha": True}
 

@@ -71,7 +71,8 @@ def _check_wiring(decls) -> None:
 def test_cpu_repository_wiring(exported_random):
     decls = describe(_manifest(exported_random), "cpu", RepositoryOptions())
     assert [d.name for d in decls] == [C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL,
-                                       C.LLM_UNARY_MODEL, C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL, C.STREAM_MODEL]
+                                       C.LLM_UNARY_MODEL, C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL, C.STREAM_MODEL,
+                                       C.LLM_BASE_MODEL, C.LLM_MODE_MODEL]
     by_name = {d.name: d for d in decls}
     assert by_name[C.LLM_MODEL].decoupled and by_name[C.STREAM_MODEL].decoupled
     assert not by_name[C.LLM_UNARY_MODEL].decoupled  # the ensemble answers unary HTTP/gRPC
@@ -97,6 +98,8 @@ def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
         assert f'key: "{key}"' in llm
     assert 'string_value: "inflight_fused_batching"' in llm
     assert "TYPE_BF16" in llm and "${" not in llm and "decoupled: true" in llm
+    base = render(gpu[C.LLM_BASE_MODEL])
+    assert 'string_value: "../../trtllm/base"' in base and 'string_value: "../../trtllm/merged"' in llm
     enc = render(gpu[C.ENCODER_MODEL])
     for cc, arch in (("8.0", "sm80"), ("9.0", "sm90"), ("10.0", "sm100")):
         assert f'cc_model_filenames {{ key: "{cc}" value: "encoder.{arch}.plan" }}' in enc
@@ -110,7 +113,7 @@ def test_gpu_repository_needs_plans(exported_random):
 def test_written_cpu_repository(exported_random):
     repo = exported_random / "model_repository"
     for name in (C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.LLM_UNARY_MODEL,
-                 C.POSTPROCESSOR_MODEL, C.STREAM_MODEL):
+                 C.POSTPROCESSOR_MODEL, C.STREAM_MODEL, C.LLM_BASE_MODEL, C.LLM_MODE_MODEL):
         assert (repo / name / "1" / "model.py").is_file()
         assert (repo / name / "1" / "canary_bootstrap.py").is_file()
         text = (repo / name / "config.pbtxt").read_text()

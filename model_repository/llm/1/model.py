@@ -21,7 +21,7 @@ class TritonPythonModel:
         threads = int(params.get("threads", "1"))
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
-        self.model = load_llm(export)
+        self.model = load_llm(export, params.get("weights", "llm_merged"))
         self.embedding = self.model.get_input_embeddings()
         self.max_table_rows = int(read_manifest(export)["limits"]["max_audio_frames"])
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
@@ -40,13 +40,16 @@ class TritonPythonModel:
                     input_array(pb_utils, request, C.STREAMING.name, optional=True),
                     vocab_rows=self.embedding.num_embeddings, hidden=self.embedding.embedding_dim,
                     max_table_rows=self.max_table_rows,
+                    temperature=input_array(pb_utils, request, C.TEMPERATURE.name, optional=True),
+                    top_p=input_array(pb_utils, request, C.RUNTIME_TOP_P.name, optional=True),
+                    seed=input_array(pb_utils, request, C.SEED.name, optional=True),
                 )
                 with torch.no_grad():
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
                 self.engine.submit(GenerationRequest(
                     embeds=embeds, max_new_tokens=req.max_new_tokens, end_id=req.end_id,
                     on_tokens=_Sender(sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()),
-                    is_cancelled=request.is_cancelled,
+                    is_cancelled=request.is_cancelled, sampling=req.sampling,
                     on_error=lambda e, s=sender: s.send(error_response(pb_utils, e), flags=FINAL),
                 ))
             except Exception as e:  # noqa: BLE001

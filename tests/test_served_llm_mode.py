@@ -1,0 +1,62 @@
+"""LLM mode served: the base Qwen3 (adapter disabled) against NeMo, sampling, bad text input."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from canary_triton.client.transcribe import ClientOptions, ask, transcribe
+from canary_triton.errors import CanaryTritonError
+
+TEXTS = ["Summarize: one two three four", "what is the weather", "turn on the light please"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_llm_mode_equals_nemo_with_the_adapter_disabled(server_random, oracle_random, protocol):
+    url = server_random.grpc_url if protocol == "grpc" else server_random.http_url
+    want = [oracle_random.decode(ids) for ids in oracle_random.llm_generate(TEXTS, max_new_tokens=10)]
+    got = [ask(t, ClientOptions(url=url, protocol=protocol), max_new_tokens=10) for t in TEXTS]
+    assert got == want
+
+
+def test_asr_and_llm_requests_interleaved(server_trained, heldout):
+    # tiny-trained: its transcripts are robust to the ~1e-6 differences batching makes in the
+    # encoder (tiny-random's exaggerated weights turn those into other tokens).
+    opts = ClientOptions(url=server_trained.grpc_url)
+    clips = [a for a, _ in heldout[:4]]
+    asr_alone = [transcribe(c, opts, max_new_tokens=12) for c in clips]
+    llm_alone = [ask(t, opts, max_new_tokens=10) for t in TEXTS]
+    jobs = [("asr", c) for c in clips] + [("llm", t) for t in TEXTS]
+    jobs = jobs[::2] + jobs[1::2]
+
+    def run(job):
+        kind, x = job
+        return transcribe(x, opts, max_new_tokens=12) if kind == "asr" else ask(x, opts, max_new_tokens=10)
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = dict(zip([id(j) for j in jobs], pool.map(run, jobs)))
+    assert [together[id(j)] for j in jobs if j[0] == "asr"] == [asr_alone[i] for i in (0, 2, 1, 3)]
+    assert [together[id(j)] for j in jobs if j[0] == "llm"] == [llm_alone[i] for i in (0, 2, 1)]
+
+
+def test_sampling_is_reproducible_with_a_seed(server_random):
+    opts = ClientOptions(url=server_random.grpc_url)
+    a = ask(TEXTS[0], opts, max_new_tokens=12, temperature=0.9, top_p=0.9, seed=7)
+    b = ask(TEXTS[0], opts, max_new_tokens=12, temperature=0.9, top_p=0.9, seed=7)
+    assert a == b
+
+
+@pytest.mark.parametrize("text,kwargs,message", [
+    ("say <|audioplaceholder|>", {}, "may not contain <|audioplaceholder|>"),
+    ("   ", {}, "'text_input' is empty"),
+    (b"\xff\xfe bad", {}, "not valid UTF-8"),
+    ("x" * (64 * 1024 + 1), {}, "the limit is 65536"),
+    ("one two " * 700, {}, "the limit is 1024"),
+    ("hello", {"temperature": 5.0}, "'temperature' is 5; it must be between 0"),
+    ("hello", {"temperature": 0.5, "top_p": 0.0}, "'top_p' is 0; it must be in (0, 1]"),
+    ("hello", {"max_new_tokens": 0}, "'max_new_tokens' is 0"),
+])
+def test_bad_llm_mode_input(server_random, text, kwargs, message):
+    with pytest.raises(CanaryTritonError, match=message.replace("|", r"\|").replace("(", r"\(").replace(")", r"\)")):
+        ask(text, ClientOptions(url=server_random.grpc_url), **kwargs)
