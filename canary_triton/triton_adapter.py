@@ -103,3 +103,22 @@ def unary_call(pb_utils, model: str, inputs, outputs: list[str]) -> dict:
         err = response.error()
         raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
     return {name: pb_utils.get_output_tensor_by_name(response, name) for name in outputs}
+
+
+class ThreadedModel:
+    """Base of the BLS models that answer from worker threads: ``execute`` hands each request to
+    the pool and returns at once (the response sender answers later), so one instance serves many
+    requests concurrently. Subclasses call :meth:`start_workers` and define ``_run(request)``."""
+
+    def start_workers(self, params: dict[str, str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_inflight", "64")))
+
+    def execute(self, requests):
+        for request in requests:
+            self.pool.submit(self._run, request)
+        return None
+
+    def finalize(self):
+        self.pool.shutdown(wait=True)

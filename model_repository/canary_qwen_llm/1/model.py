@@ -4,8 +4,6 @@ decoupled `llm_base` through BLS on a worker thread and answers once (unary HTTP
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
 
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
@@ -13,23 +11,18 @@ from canary_triton import contract as C  # noqa: E402
 from canary_triton.preprocess import llm_mode_prompt, validate_max_new_tokens  # noqa: E402
 from canary_triton.serving import load_serving_tokenizer, parse_sampling  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
-    artifacts_dir, bls_error, forward_tokens, input_array, model_parameters,
+    ThreadedModel, artifacts_dir, bls_error, forward_tokens, input_array, model_parameters,
 )
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
-class TritonPythonModel:
+class TritonPythonModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
         self.tokenizer = load_serving_tokenizer(artifacts_dir(args, params))
         self.target = params.get("llm_model", C.LLM_BASE_MODEL)
-        self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_inflight", "64")))
-
-    def execute(self, requests):
-        for request in requests:
-            self.pool.submit(self._run, request)
-        return None
+        self.start_workers(params)
 
     def _run(self, request):
         sender = request.get_response_sender()
@@ -59,6 +52,3 @@ class TritonPythonModel:
             ]), flags=FINAL)
         except Exception as e:  # noqa: BLE001
             sender.send(bls_error(pb_utils, e), flags=FINAL)
-
-    def finalize(self):
-        self.pool.shutdown(wait=True)

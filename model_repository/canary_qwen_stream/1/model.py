@@ -8,8 +8,6 @@ the pieces concatenate exactly to the unary ensemble's transcript. Same models, 
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
 
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
@@ -17,7 +15,7 @@ from canary_triton import contract as C  # noqa: E402
 from canary_triton.serving import load_serving_tokenizer  # noqa: E402
 from canary_triton.streaming import TranscriptStream  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
-    artifacts_dir, bls_error, forward_tokens, model_parameters, unary_call,
+    ThreadedModel, artifacts_dir, bls_error, forward_tokens, model_parameters, unary_call,
 )
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -25,16 +23,11 @@ PRE_OUT = [C.MEL.name, C.MEL_LENGTH.name, C.INPUT_IDS.name, C.INPUT_LENGTHS.name
            C.END_ID.name, C.PAD_ID.name]
 
 
-class TritonPythonModel:
+class TritonPythonModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
         self.tokenizer = load_serving_tokenizer(artifacts_dir(args, params))
-        self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_inflight", "64")))
-
-    def execute(self, requests):
-        for request in requests:
-            self.pool.submit(self._run, request)
-        return None
+        self.start_workers(params)
 
     def _run(self, request):
         sender = request.get_response_sender()
@@ -52,9 +45,6 @@ class TritonPythonModel:
             sender.send(_text(stream.finish()), flags=FINAL)
         except Exception as e:  # noqa: BLE001
             sender.send(bls_error(pb_utils, e), flags=FINAL)
-
-    def finalize(self):
-        self.pool.shutdown(wait=True)
 
 
 def _text(text):

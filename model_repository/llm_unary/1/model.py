@@ -8,28 +8,22 @@ once, so requests keep flowing into the in-flight batch.
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
 
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
+import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
-from canary_triton.triton_adapter import bls_error, forward_tokens, model_parameters  # noqa: E402
+from canary_triton.triton_adapter import ThreadedModel, bls_error, forward_tokens, model_parameters  # noqa: E402
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
-class TritonPythonModel:
+class TritonPythonModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
         self.target = params.get("llm_model", C.LLM_MODEL)
-        self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_inflight", "64")))
+        self.start_workers(params)
 
-    def execute(self, requests):
-        for request in requests:
-            self.pool.submit(self._forward, request)
-        return None
-
-    def _forward(self, request):
+    def _run(self, request):
         sender = request.get_response_sender()
         try:
             inputs = [t for t in request.inputs() if t.name() != C.STREAMING.name]
@@ -37,23 +31,9 @@ class TritonPythonModel:
             for piece in forward_tokens(pb_utils, self.target, inputs):
                 tokens.extend(piece)
             sender.send(pb_utils.InferenceResponse([
-                pb_utils.Tensor(C.OUTPUT_IDS.name, _ids(tokens)),
-                pb_utils.Tensor(C.SEQUENCE_LENGTH.name, _len(tokens)),
+                pb_utils.Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))),
+                pb_utils.Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(tokens)]], dtype=np.int32)),
             ]), flags=FINAL)
         except Exception as e:  # noqa: BLE001
             sender.send(bls_error(pb_utils, e), flags=FINAL)
 
-    def finalize(self):
-        self.pool.shutdown(wait=True)
-
-
-def _ids(tokens):
-    import numpy as np
-
-    return np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))
-
-
-def _len(tokens):
-    import numpy as np
-
-    return np.array([[len(tokens)]], dtype=np.int32)
