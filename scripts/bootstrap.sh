@@ -18,5 +18,5 @@ fi
 # pulls the default build of the same version.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
-"$VENV/bin/python" -m pip check
+"$VENV/bin/python" -m pip check >&2
 echo "$want" > "$stamp"
