@@ -155,6 +155,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .client.transcribe import ClientOptions, transcribe
     from .export.pipeline import ExportOptions, export_checkpoint
     from .server import ServerOptions, TritonServer
+    from .serving import EXPORT_MANIFEST
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
@@ -165,7 +166,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             raise CanaryTritonError("training the demo checkpoint did not reach its WER target")
     work = Path(args.work_dir).expanduser()
     export_dir = work / "export"
-    manifest = export_dir / "export.json"
+    manifest = export_dir / EXPORT_MANIFEST
     if not manifest.is_file() or json.loads(manifest.read_text()).get("checkpoint") != str(checkpoint.resolve()):
         print(f"exporting {checkpoint} to {export_dir} ...", file=sys.stderr)
         export_checkpoint(checkpoint, export_dir, ExportOptions(profile="cpu"), llm_dir=args.llm_dir, force=True)

@@ -81,7 +81,6 @@ class Preprocessed:
     mel: np.ndarray  # [n_mels, N // hop + 1] float32
     mel_length: int  # valid frames
     input_ids: np.ndarray  # [L] int32
-    audio_frames: int
 
 
 class Preprocessor:
@@ -108,7 +107,7 @@ class Preprocessor:
             m = int(valid[i])
             frames = contract.num_encoder_frames(m, self.subsampling)
             ids = audio_prompt_ids(self.prompt, self.placeholder, frames, self.vocab_rows)
-            out.append(Preprocessed(feats[i, :, : len(c) // hop + 1].numpy(), m, np.asarray(ids, dtype=np.int32), frames))
+            out.append(Preprocessed(feats[i, :, : len(c) // hop + 1].numpy(), m, np.asarray(ids, dtype=np.int32)))
         return out
 
 

@@ -43,14 +43,14 @@ def load_preprocessor(export_dir: Path):
     return pre, tok.ids
 
 
-def load_encoder(export_dir: Path, threads: int = 1):
+def load_onnx(export_dir: Path, part: str, threads: int = 1):
+    """ONNX Runtime session(s) for ``part`` = "encoder" or "projector" (only that one is loaded)."""
     from .export.onnx_encoder import OnnxEncoderProjector
 
-    files = read_manifest(export_dir)["files"]
-    for key in ("encoder_onnx", "projector_onnx"):
-        if not (Path(export_dir) / files[key]).is_file():
-            raise CheckpointError(f"{Path(export_dir) / files[key]} is missing")
-    return OnnxEncoderProjector(Path(export_dir) / files["encoder_onnx"], Path(export_dir) / files["projector_onnx"],
+    path = Path(export_dir) / read_manifest(export_dir)["files"][f"{part}_onnx"]
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    return OnnxEncoderProjector(path if part == "encoder" else None, path if part == "projector" else None,
                                 threads=threads)
 
 

@@ -1,7 +1,7 @@
 """Helpers shared by the thin Triton ``model.py`` adapters (they pass ``pb_utils`` in).
 
-The Python-backend stub starts with an ASCII locale and an isolated ``sys.path``: every model.py
-calls :func:`bootstrap` semantics inline (it cannot import this package before fixing them).
+Each model.py first imports ``canary_bootstrap`` (copied beside it), which fixes the stub's ASCII
+locale and isolated ``sys.path`` so that this package can be imported at all.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ class ForwardedError(Exception):
         self.code = code
 
 
+def _raise_if_error(response) -> None:
+    if response.has_error():
+        err = response.error()
+        raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
+
+
 def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False):
     """Call the decoupled ``llm`` through BLS; yield each response's new token ids."""
     from . import contract as C
@@ -79,9 +85,7 @@ def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False):
     request = pb_utils.InferenceRequest(model_name=model, inputs=inputs,
                                         requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name])
     for response in request.exec(decoupled=True):
-        if response.has_error():
-            err = response.error()
-            raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
+        _raise_if_error(response)
         ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
         if ids is None:  # the flag-only final response
             continue
@@ -99,9 +103,7 @@ def bls_error(pb_utils, exc: Exception):
 def unary_call(pb_utils, model: str, inputs, outputs: list[str]) -> dict:
     """One BLS request to a non-decoupled model; its output tensors by name."""
     response = pb_utils.InferenceRequest(model_name=model, inputs=list(inputs), requested_output_names=outputs).exec()
-    if response.has_error():
-        err = response.error()
-        raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
+    _raise_if_error(response)
     return {name: pb_utils.get_output_tensor_by_name(response, name) for name in outputs}
 
 

@@ -117,15 +117,19 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
 class OnnxEncoderProjector:
     """ONNX Runtime sessions for the exported encoder and projector (the CPU serving path)."""
 
-    def __init__(self, encoder_path: str | Path, projector_path: str | Path, threads: int = 1):
+    def __init__(self, encoder_path: str | Path | None, projector_path: str | Path | None, threads: int = 1):
+        """Either path may be None: the served encoder and projector models each load only theirs."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
-        self.projector = ort.InferenceSession(str(projector_path), opts, providers=providers)
+
+        def session(path):
+            return None if path is None else ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+        self.encoder = session(encoder_path)
+        self.projector = session(projector_path)
 
     def encode(self, mel, mel_length):
         encoded, length = self.encoder.run(None, {ONNX_IN_MEL: mel, ONNX_IN_MEL_LENGTH: mel_length})

@@ -26,6 +26,7 @@ import torch
 from .. import __version__, contract
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
+from ..serving import EXPORT_MANIFEST
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
 from .onnx_encoder import PROJECTOR_BF16_ONNX, OnnxEncoderProjector, export_onnx
@@ -33,7 +34,6 @@ from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import EngineOptions, build_encoder_engines, require_tensorrt
 from .trtllm_engine import LlmEngineOptions, build_llm_engine, require_tensorrt_llm
 
-EXPORT_MANIFEST = "export.json"
 PARITY_REPORT = "parity.json"
 PARITY_TABLE = "parity.md"
 PROFILES = ("cpu", "gpu")

@@ -9,7 +9,6 @@ TensorRT-LLM's ``fill_template.py`` would leave it and Triton would then reject 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from typing import Any
 from .. import contract
 from ..contract import TensorSpec
 from ..errors import CanaryTritonError
+from ..serving import read_manifest
 
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"  # canary_triton.model_repository
 REPOSITORY_DIR = "model_repository"
@@ -265,7 +265,7 @@ def _cc_files(path: Path) -> dict[str, str]:
 def write_repository(export_dir: str | Path, profile: str, opts: RepositoryOptions = RepositoryOptions()) -> Path:
     """Write ``<export_dir>/model_repository`` for ``profile`` from the export's manifest."""
     export_dir = Path(export_dir)
-    manifest = json.loads((export_dir / "export.json").read_text())
+    manifest = read_manifest(export_dir)
     repo = export_dir / REPOSITORY_DIR
     if repo.exists():
         shutil.rmtree(repo)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 
 from canary_triton import contract
 from canary_triton.checkpoint import checkpoint_tokenizer

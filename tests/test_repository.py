@@ -3,16 +3,15 @@ for both profiles (the GPU one is checked structurally; it is not loaded here)."
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pytest
 
 from canary_triton import contract as C
 from canary_triton.errors import CanaryTritonError
+from canary_triton.serving import read_manifest
 from canary_triton.export.repository import (
-    CONFIG_TEMPLATE, RepositoryOptions, describe, fill_template, render, write_repository,
+    CONFIG_TEMPLATE, RepositoryOptions, describe, fill_template, render,
 )
 
 
@@ -27,7 +26,7 @@ def test_fill_template_fails_on_unfilled_and_unknown_fields():
 
 
 def _manifest(exported_random) -> dict:
-    return json.loads((exported_random / "export.json").read_text())
+    return read_manifest(exported_random)
 
 
 def _gpu_manifest(exported_random, tmp_path) -> dict:

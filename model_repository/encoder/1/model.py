@@ -6,14 +6,14 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
-from canary_triton.serving import load_encoder  # noqa: E402
+from canary_triton.serving import load_onnx  # noqa: E402
 from canary_triton.triton_adapter import artifacts_dir, error_response, input_array, model_parameters, pad_stack  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
-        self.runner = load_encoder(artifacts_dir(args, params), threads=int(params.get("threads", "1")))
+        self.runner = load_onnx(artifacts_dir(args, params), "encoder", threads=int(params.get("threads", "1")))
 
     def execute(self, requests):
         try:
