@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-dir")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
 
+    from .client.commands import register
+
+    register(add, _max_new_tokens)
+
     p = add("demo", _cmd_demo, "The main job on the embedded default: export the demo checkpoint, start Triton, "
             "transcribe a bundled sample through the served ensemble, print the transcript.")
     p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
@@ -284,8 +288,10 @@ def quiet_libraries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .client.commands import CLIENT_COMMANDS
+
     args = build_parser().parse_args(argv)
-    if args.command not in ("inspect",):
+    if args.command not in ("inspect",) + CLIENT_COMMANDS:  # client commands never import NeMo
         quiet_libraries()
     try:
         return int(args.func(args))

@@ -72,6 +72,17 @@ INFERENCE_PREFIX = IM_START_TOKEN + "assistant\n"
 #: The ASR instruction used by the model card and the Open ASR Leaderboard script.
 ASR_INSTRUCTION = "Transcribe the following: " + AUDIO_PLACEHOLDER_TOKEN
 
+# LLM mode over a transcript, as the model card's example: the instruction, a blank line, the text.
+SUMMARIZE_INSTRUCTION = "Summarize the following transcript in a few sentences."
+LLM_MODE_TEXT_TEMPLATE = "{instruction}\n\n{transcript}"
+
+
+def llm_mode_text(instruction: str, transcript: str | None = None) -> str:
+    """The user turn of an LLM-mode request: an instruction, optionally about a transcript."""
+    if transcript is None:
+        return instruction
+    return LLM_MODE_TEXT_TEMPLATE.format(instruction=instruction.strip(), transcript=transcript.strip())
+
 #: The real Qwen3-1.7B tokenizer's ids: documentation and a sanity check for real checkpoints.
 REAL_MODEL_IDS = {"pad": 151643, "im_start": 151644, "im_end": 151645, "audio_placeholder": 151669}
 

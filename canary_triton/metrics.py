@@ -21,6 +21,27 @@ def simple_normalize(text: str) -> str:
     return " ".join(keep.split())
 
 
+def leaderboard_normalize(text: str) -> str:
+    """The Open ASR Leaderboard's normaliser: Whisper's English text normaliser (spellings,
+    numbers, contractions), from the ``whisper-normalizer`` package (client extra)."""
+    return _english_normalizer()(text)
+
+
+_NORMALIZER = None
+
+
+def _english_normalizer():
+    global _NORMALIZER
+    if _NORMALIZER is None:
+        try:
+            from whisper_normalizer.english import EnglishTextNormalizer
+        except ImportError:  # pragma: no cover - the client extra installs it
+            raise ImportError("WER with the leaderboard's normaliser needs whisper-normalizer: "
+                              "pip install 'canary-triton[client]'") from None
+        _NORMALIZER = EnglishTextNormalizer()
+    return _NORMALIZER
+
+
 def wer(refs: Sequence[str], hyps: Sequence[str], normalize: Callable[[str], str] = simple_normalize) -> float:
     """Pooled WER: sum of word edits over the sum of reference words."""
     if len(refs) != len(hyps):

@@ -1,1 +1,8 @@
-"""Python clients over tritonclient (mapped to ``canary_triton.client``)."""
+"""Clients for the served Canary-Qwen pipeline: sync and asyncio, gRPC and HTTP."""
+
+from .aio import AsyncCanaryClient
+from .api import CanaryClient, ClientOptions, Result, ServerError
+from .audio_input import Audio, as_audio, decode_bytes, decode_file, expand_paths, from_array
+
+__all__ = ["AsyncCanaryClient", "Audio", "CanaryClient", "ClientOptions", "Result", "ServerError", "as_audio",
+           "decode_bytes", "decode_file", "expand_paths", "from_array"]

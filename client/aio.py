@@ -1,0 +1,156 @@
+"""The asyncio client: the same calls as ``CanaryClient``, as coroutines.
+
+    async with AsyncCanaryClient("127.0.0.1:8001") as c:
+        text = await c.transcribe("a.flac")
+        results = await c.transcribe_many(paths, concurrency=32)
+        async for piece in c.stream("a.flac"):
+            ...
+
+Cancelling the task that awaits a gRPC call cancels the request on the server (the LLM stops
+generating between two steps and frees its batch slot); ``timeout_s`` does the same at its
+deadline. Retries on UNAVAILABLE use the same backoff as the synchronous client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator, Callable, Sequence
+
+import numpy as np
+
+from .. import contract
+from ..errors import CanaryTritonError
+from .api import (
+    ClientOptions, Result, ServerError, audio_request, backoff_delays, first_string, is_retryable, llm_request,
+    make_inputs, source_name,
+)
+from .audio_input import Audio, AudioLike, as_audio
+
+
+def _aio_module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc.aio as m
+    else:
+        import tritonclient.http.aio as m
+    return m
+
+
+class AsyncCanaryClient:
+    def __init__(self, url: str | None = None, protocol: str | None = None, options: ClientOptions | None = None):
+        opts = options or ClientOptions()
+        if url is not None or protocol is not None:
+            opts = ClientOptions(**{**opts.__dict__, **({"url": url} if url else {}),
+                                    **({"protocol": protocol} if protocol else {})})
+        self.opts = opts
+        self._m = _aio_module(opts.protocol)
+        if opts.protocol == "http":
+            self._client = self._m.InferenceServerClient(opts.url, conn_timeout=opts.timeout_s)
+        else:
+            self._client = self._m.InferenceServerClient(opts.url)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> "AsyncCanaryClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def infer(self, model: str, arrays: dict[str, np.ndarray], output: str) -> str:
+        from tritonclient.utils import InferenceServerException
+
+        tensors = make_inputs(self._m, arrays)
+        outputs = [self._m.InferRequestedOutput(output)]
+        kwargs = {"client_timeout": self.opts.timeout_s} if self.opts.protocol == "grpc" else {}
+        delays = backoff_delays(self.opts)
+        while True:
+            try:
+                if self.opts.protocol == "http":
+                    result = await asyncio.wait_for(
+                        self._client.infer(model, tensors, outputs=outputs, headers=self.opts.headers or None),
+                        self.opts.timeout_s)
+                else:
+                    result = await self._client.infer(model, tensors, outputs=outputs,
+                                                      headers=self.opts.headers or None, **kwargs)
+                return first_string(result, output)
+            except InferenceServerException as e:
+                err = ServerError(f"{model}: {e.message()}", str(e.status() or ""),
+                                  is_retryable(str(e.status() or ""), e.message() or ""))
+            except asyncio.TimeoutError:
+                raise ServerError(f"{model}: no answer within {self.opts.timeout_s:.0f} s",
+                                  "DEADLINE_EXCEEDED") from None
+            except (ConnectionError, OSError) as e:
+                err = ServerError(f"{model}: cannot reach {self.opts.url}: {e}", "UNAVAILABLE", True)
+            if not err.retryable:
+                raise err from None
+            delay = next(delays, None)
+            if delay is None:
+                raise ServerError(f"{err} (gave up after {self.opts.retries} retries)", err.status, True) from None
+            await asyncio.sleep(delay)
+
+    async def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
+                         max_new_tokens: int | None = None) -> str:
+        a = await asyncio.to_thread(as_audio, audio, sample_rate)
+        return await self.infer(self.opts.model, audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+
+    async def transcribe_many(self, audios: Sequence[AudioLike | Audio], concurrency: int = 8,
+                              max_new_tokens: int | None = None,
+                              on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int, src) -> Result:
+            name = source_name(i, src)
+            async with gate:
+                t0 = time.perf_counter()
+                try:
+                    a = await asyncio.to_thread(as_audio, src)
+                except CanaryTritonError as e:
+                    r = Result(i, name, 0.0, error=str(e))
+                else:
+                    try:
+                        text = await self.infer(self.opts.model, audio_request(a, max_new_tokens),
+                                                contract.TRANSCRIPT.name)
+                        r = Result(i, name, a.seconds, text=text, latency_s=time.perf_counter() - t0)
+                    except CanaryTritonError as e:
+                        r = Result(i, name, a.seconds, error=str(e), latency_s=time.perf_counter() - t0)
+            if on_result is not None:
+                on_result(r)
+            return r
+
+        return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(audios))))
+
+    async def stream(self, audio: AudioLike | Audio, sample_rate: int | None = None,
+                     max_new_tokens: int | None = None) -> AsyncIterator[str]:
+        """Partial transcripts (gRPC only). The stream is closed after the one request, so the
+        server ends it when the last partial is sent; breaking out early cancels the request."""
+        if self.opts.protocol != "grpc":
+            raise CanaryTritonError("streaming needs the gRPC protocol; use protocol='grpc'")
+        a = await asyncio.to_thread(as_audio, audio, sample_rate)
+        inputs = make_inputs(self._m, audio_request(a, max_new_tokens))
+
+        async def requests():
+            yield {"model_name": contract.STREAM_MODEL, "inputs": inputs}
+
+        responses = self._client.stream_infer(requests(), stream_timeout=self.opts.timeout_s,
+                                              headers=self.opts.headers or None)
+        done = False
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    raise ServerError(f"{contract.STREAM_MODEL}: {error.message()}", str(error.status() or ""))
+                if result.get_response().outputs:
+                    yield first_string(result, contract.TRANSCRIPT.name)
+            done = True
+        finally:
+            if not done:
+                responses.cancel()
+
+    async def ask(self, instruction: str, transcript: str | None = None, max_new_tokens: int | None = None,
+                  temperature: float | None = None, top_p: float | None = None, seed: int | None = None) -> str:
+        text = contract.llm_mode_text(instruction, transcript)
+        return await self.infer(contract.LLM_MODE_MODEL, llm_request(text, max_new_tokens, temperature, top_p, seed),
+                                contract.TEXT_OUTPUT.name)

@@ -1,0 +1,94 @@
+"""perf_analyzer's ``--input-data`` JSON for the ASR ensemble, from real audio files.
+
+Each file becomes one entry of ``data`` (perf_analyzer cycles through them): ``audio`` as 16 kHz
+mono float32, base64 of the little-endian bytes, with its own shape (the input is variable
+length, so every entry carries ``shape`` without the batch dimension), and ``max_new_tokens``
+when given. Run with ``--input-data FILE -b 1`` (one clip per request, as clients send them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import contract
+from ..errors import InputError
+from .audio_input import as_audio
+
+_NUMPY = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64}
+
+
+def perf_input_entry(samples: np.ndarray, max_new_tokens: int | None = None) -> dict[str, Any]:
+    x = np.ascontiguousarray(samples, dtype="<f4")
+    entry: dict[str, Any] = {contract.AUDIO.name: {"b64": base64.b64encode(x.tobytes()).decode("ascii"),
+                                                   "shape": [int(x.shape[0])]}}
+    if max_new_tokens is not None:
+        entry[contract.MAX_NEW_TOKENS.name] = {"content": [int(max_new_tokens)], "shape": [1]}
+    return entry
+
+
+def build_perf_input(files: Sequence[str | Path], max_new_tokens: int | None = None) -> dict[str, Any]:
+    if not files:
+        raise InputError("perf-input needs at least one audio file")
+    return {"data": [perf_input_entry(as_audio(f).samples, max_new_tokens) for f in files]}
+
+
+def write_perf_input(files: Sequence[str | Path], out: str | Path, max_new_tokens: int | None = None) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(build_perf_input(files, max_new_tokens)))
+    return out
+
+
+def decode_entry_tensor(value: dict[str, Any], datatype: str) -> np.ndarray:
+    """An entry's tensor as perf_analyzer will send it (b64 raw bytes or a ``content`` list)."""
+    dtype = _NUMPY[datatype]
+    if "b64" in value:
+        arr = np.frombuffer(base64.b64decode(value["b64"]), dtype=np.dtype(dtype).newbyteorder("<"))
+    else:
+        arr = np.asarray(value["content"], dtype=dtype)
+    return arr.reshape(value["shape"])
+
+
+def validate_perf_input(data: dict[str, Any], metadata: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Problems of ``data`` against a served model's metadata and config (the JSON of
+    ``get_model_metadata`` and ``get_model_config``): unknown or missing required inputs, wrong
+    datatypes, shapes that do not fit the declared dims (metadata dims include the batch
+    dimension when ``max_batch_size`` > 0). Empty list: valid."""
+    problems: list[str] = []
+    max_batch_size = int(config.get("max_batch_size", 0))
+    optional = {i["name"] for i in config.get("input", []) if i.get("optional")}
+    inputs = {i["name"]: i for i in metadata["inputs"]}
+    entries = data.get("data")
+    if not isinstance(entries, list) or not entries:
+        return ["'data' must be a non-empty list"]
+    for n, entry in enumerate(entries):
+        for name, value in entry.items():
+            if name not in inputs:
+                problems.append(f"entry {n}: the model has no input '{name}'")
+                continue
+            spec = inputs[name]
+            dims = [int(d) for d in spec["shape"]][1 if max_batch_size > 0 else 0:]
+            shape = list(value.get("shape", []))
+            if len(shape) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, shape)):
+                problems.append(f"entry {n}: '{name}' shape {shape} does not fit dims {dims}")
+                continue
+            if spec["datatype"] not in _NUMPY:
+                problems.append(f"entry {n}: '{name}' has datatype {spec['datatype']} this writer does not produce")
+                continue
+            try:
+                arr = decode_entry_tensor(value, spec["datatype"])
+            except (ValueError, KeyError) as e:
+                problems.append(f"entry {n}: '{name}' content does not match shape {shape} as "
+                                f"{spec['datatype']}: {e}")
+                continue
+            if arr.size != int(np.prod(shape)):
+                problems.append(f"entry {n}: '{name}' holds {arr.size} values for shape {shape}")
+        for name, spec in inputs.items():
+            if name not in entry and name not in optional:
+                problems.append(f"entry {n}: required input '{name}' is missing")
+    return problems
