@@ -67,7 +67,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                      encoder_instances=args.instances, llm_max_batch=args.llm_max_batch,
                                      threads_per_instance=args.threads, max_queue_delay_us=args.queue_delay_us,
                                      max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
-                                     kv_cache_free_gpu_mem_fraction=args.kv_cache_fraction),
+                                     kv_cache_free_gpu_mem_fraction=args.kv_cache_fraction,
+                                     long_form_max_s=args.long_form_max_seconds,
+                                     long_form_merge_s=args.long_form_merge_seconds),
         parity=not args.skip_parity,
     )
     manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
@@ -84,8 +86,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         repo = repo / "model_repository"
     if not repo.is_dir():
         raise CanaryTritonError(f"model repository {repo} does not exist; create it with `canary-triton export`")
+    import os
+
     opts = ServerOptions(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                         host=args.host, log_verbose=args.log_verbose, extra_args=tuple(args.triton_arg or ()))
+                         host=args.host, log_verbose=args.log_verbose, extra_args=tuple(args.triton_arg or ()),
+                         exit_timeout_s=args.exit_timeout, admin_key=os.environ.get("CANARY_TRITON_ADMIN_KEY") or None,
+                         allow_shared_memory=args.allow_shared_memory, supervise_stubs=not args.no_stub_supervisor)
     server = TritonServer(repo, opts, log_path=args.log_file)
     return run_forever(server, [f"models: {', '.join(sorted(p.name for p in repo.iterdir() if p.is_dir()))}"])
 
@@ -104,6 +110,13 @@ def _max_new_tokens(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _audio_seconds(text: str) -> float:
     value = float(text)
     if not 0 < value <= contract.MAX_AUDIO_SECONDS:
@@ -117,12 +130,9 @@ def _cmd_make_fixture(args: argparse.Namespace) -> int:
 
         print(make_tiny_random(args.out, seed=1234 if args.seed is None else args.seed))
         return 0
-    from .fixtures.train import main as train_main
+    from .fixtures.train import train_fixture
 
-    argv = ["--out", str(args.out)] + (["--seed", str(args.seed)] if args.seed is not None else [])
-    if args.heldout:
-        argv += ["--heldout", str(args.heldout)]
-    return train_main(argv)
+    return train_fixture(Path(args.out), Path(args.heldout) if args.heldout else None, args.seed)
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
@@ -159,10 +169,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
-        from .fixtures.train import main as train_main
+        from .fixtures.train import train_fixture
 
         print(f"building the demo checkpoint in {checkpoint} (CPU, minutes)...", file=sys.stderr)
-        if train_main(["--out", str(checkpoint)]) != 0:
+        if train_fixture(checkpoint) != 0:
             raise CanaryTritonError("training the demo checkpoint did not reach its WER target")
     work = Path(args.work_dir).expanduser()
     export_dir = work / "export"
@@ -218,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests queued per model beyond which new ones are rejected at once")
     p.add_argument("--queue-timeout-us", type=int, default=0, help="reject requests queued longer (0: never)")
     p.add_argument("--kv-cache-fraction", type=float, default=0.5, help="gpu: kv_cache_free_gpu_mem_fraction")
+    p.add_argument("--long-form-max-seconds", type=_positive_float, default=contract.MAX_LONG_FORM_SECONDS,
+                   help="longest recording canary_qwen_long accepts")
+    p.add_argument("--long-form-merge-seconds", type=_audio_seconds, default=30.0,
+                   help="long-form segments merge speech up to this span (at most the model's 40 s)")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
                    help="gpu: longest output the TensorRT-LLM engine is built for")
     p.add_argument("--weight-quant", choices=["none", "int8", "int4", "fp8"], default="none",
@@ -233,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument("--exit-timeout", type=int, default=30,
+                   help="seconds in-flight requests get to finish after SIGTERM (new ones are refused)")
+    p.add_argument("--no-stub-supervisor", action="store_true",
+                   help="do not reload a model whose Python stub died (then model control is off entirely)")
+    p.add_argument("--allow-shared-memory", action="store_true",
+                   help="let clients register shared memory (off: restricted to the admin key, "
+                        "$CANARY_TRITON_ADMIN_KEY; model-repository, logging and trace always are)")
     p.add_argument("--log-file", help="write tritonserver's log here (default: discard)")
     p.add_argument("--triton-arg", action="append", help="pass one more option to tritonserver, e.g. --triton-arg=--model-control-mode=explicit")
 

@@ -237,6 +237,21 @@ MAX_TEXT_BYTES = 64 * 1024  # LLM mode: longest text_input accepted, in UTF-8 by
 MAX_TEMPERATURE = 2.0
 #: Largest absolute sample value accepted (float PCM is nominally within [-1, 1]).
 MAX_ABS_SAMPLE = 64.0
+#: Hallucination guard: an ASR answer may hold at most this many tokens per second of audio plus
+#: the headroom, whatever max_new_tokens asks. Fast read speech is about 4 words/s, about 5-6
+#: Qwen3 tokens/s; 8/s + 16 leaves room for digits and rare words, and stops noise or silence from
+#: producing runaway text (a 2 s clip of silence: at most 32 tokens instead of 128 or 512).
+MAX_OUTPUT_TOKENS_PER_AUDIO_SECOND = 8.0
+OUTPUT_TOKEN_HEADROOM = 16
+#: Long-form entry point: longest recording accepted by default (one hour), and segmenting.
+MAX_LONG_FORM_SECONDS = 3600.0
+
+
+def output_token_cap(num_samples: int, sample_rate: int) -> int:
+    """Most tokens an ASR answer may hold for ``num_samples`` of audio (the hallucination guard)."""
+    import math
+
+    return int(math.ceil(num_samples / sample_rate * MAX_OUTPUT_TOKENS_PER_AUDIO_SECOND)) + OUTPUT_TOKEN_HEADROOM
 
 
 def max_audio_samples(mel: MelParams = MelParams()) -> int:
@@ -260,6 +275,14 @@ class TensorSpec:
 ENSEMBLE_MODEL = "canary_qwen"  # unary entry point (HTTP and gRPC)
 STREAM_MODEL = "canary_qwen_stream"  # streaming entry point (gRPC streaming): partial transcripts
 LLM_MODE_MODEL = "canary_qwen_llm"  # LLM mode entry point: text in, text out, base Qwen3 (no LoRA)
+#: Request parameters between the BLS models and the llm: a key per forwarded request, and a
+#: second request carrying the same key plus the order flag cancels it (Python-backend BLS in
+#: Triton 2.51 cannot cancel a request it sent, so cancellation travels as a message).
+CANCEL_KEY_PARAMETER = "canary_cancel_key"
+CANCEL_ORDER_PARAMETER = "canary_cancel"
+ASK_MODEL = "canary_qwen_ask"  # audio + instruction -> transcript + answer (ASR then LLM mode)
+LONG_FORM_MODEL = "canary_qwen_long"  # unary: audio of any length up to the long-form limit -> transcript
+LONG_FORM_STREAM_MODEL = "canary_qwen_long_stream"  # decoupled: one transcript piece per segment, in order
 LLM_BASE_MODEL = "llm_base"  # decoupled, the base Qwen3 with the TensorRT-LLM tensors
 PREPROCESSOR_MODEL = "preprocessor"
 ENCODER_MODEL = "encoder"
@@ -272,6 +295,9 @@ POSTPROCESSOR_MODEL = "postprocessor"
 AUDIO = TensorSpec("audio", "TYPE_FP32", (-1,))  # 16 kHz mono samples, nominally in [-1, 1]
 MAX_NEW_TOKENS = TensorSpec("max_new_tokens", "TYPE_INT32", (1,), optional=True)
 TRANSCRIPT = TensorSpec("transcript", "TYPE_STRING", (1,))
+#: Long-form: the segments as JSON, [{"start": s, "end": s, "text": "..."}] (seconds); in the
+#: streaming variant each response carries the segment its text came from.
+SEGMENTS = TensorSpec("segments", "TYPE_STRING", (1,))
 
 # LLM mode entry point (TensorRT-LLM ensemble names)
 TEXT_INPUT = TensorSpec("text_input", "TYPE_STRING", (1,))

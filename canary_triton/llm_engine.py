@@ -37,10 +37,15 @@ class GenerationRequest:
     is_cancelled: Callable[[], bool] = lambda: False
     on_error: Callable[[Exception], None] | None = None
     sampling: "Sampling | None" = None  # None: greedy (NeMo's default)
+    #: Called once when the request leaves the engine: outcome ("completed" | "cancelled" |
+    #: "failed") and the number of tokens generated (statistics, metrics).
+    on_finish: Callable[[str, int], None] | None = None
+    on_admit: Callable[[], None] | None = None  # called when the request takes a batch slot
     # engine state
     generated: list[int] = field(default_factory=list)
     position: int = 0
     generator: torch.Generator | None = None
+    in_slot: bool = False  # holds a row of the running batch
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,9 @@ class ContinuousBatcher:
         self._stopping = threading.Event()
         self.steps = 0  # decode steps run (statistics)
         self.max_rows_seen = 0
+        self.active = 0  # requests holding a batch slot now
+        self.outcomes = {"completed": 0, "cancelled": 0, "failed": 0}
+        self.tokens_generated = 0
 
     # -- public ---------------------------------------------------------------------------------
     def start(self) -> "ContinuousBatcher":
@@ -136,16 +144,28 @@ class ContinuousBatcher:
             except queue.Empty:
                 pass
             for req in admitted:
+                if req.is_cancelled():  # cancelled while queued: no prefill, no slot
+                    self._safe_callback(req, [], True)
+                    self._finished(req, "cancelled")
+                    continue
                 try:
                     first, req_cache = self._prefill(req)
                 except Exception as e:  # a bad request must not stop the engine
                     log.exception("prefill failed")
                     self._safe_callback(req, [], True, error=e)
+                    self._finished(req, "failed")
                     continue
                 if self._emit(req, first):
                     continue  # finished at its first token
                 cache, mask, last = self._merge(cache, mask, last, req_cache, first)
                 running.append(req)
+                req.in_slot = True
+                self.active += 1
+                if req.on_admit is not None:
+                    try:
+                        req.on_admit()
+                    except Exception:  # metrics must never stop the engine
+                        log.exception("admit callback failed")
             if not running:
                 cache = mask = last = None
                 continue
@@ -171,11 +191,27 @@ class ContinuousBatcher:
         """Record one token; True when the request is finished (and has been told so)."""
         if token == req.end_id:
             self._safe_callback(req, [], True)
+            self._finished(req, "completed")
             return True
         req.generated.append(token)
-        done = len(req.generated) >= req.max_new_tokens or req.is_cancelled()
+        self.tokens_generated += 1
+        cancelled = req.is_cancelled()
+        done = len(req.generated) >= req.max_new_tokens or cancelled
         self._safe_callback(req, [token], done)
+        if done:
+            self._finished(req, "cancelled" if cancelled else "completed")
         return done
+
+    def _finished(self, req: GenerationRequest, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        if req.in_slot:
+            req.in_slot = False
+            self.active -= 1
+        if req.on_finish is not None:
+            try:
+                req.on_finish(outcome, len(req.generated))
+            except Exception:  # metrics must never stop the engine
+                log.exception("finish callback failed")
 
     @staticmethod
     def _safe_callback(req: GenerationRequest, tokens: list[int], done: bool, error: Exception | None = None) -> None:
@@ -190,11 +226,12 @@ class ContinuousBatcher:
     def _finish_all(self, running, admitted, error: Exception | None = None) -> None:
         for req in list(running) + list(admitted):
             self._safe_callback(req, [], True, error=error)
+            self._finished(req, "failed" if error is not None else "completed")
 
     @torch.no_grad()
     def _prefill(self, req: GenerationRequest):
         embeds = req.embeds.to(self.model.dtype)[None]
-        out = self.model(inputs_embeds=embeds, use_cache=True)
+        out = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)  # only the last position's logits
         req.position = embeds.shape[1]
         req.generator = req.sampling.generator() if req.sampling is not None else None
         return choose_token(out.logits[0, -1], req.sampling, req.generator), out.past_key_values
@@ -244,3 +281,33 @@ def _left_pad(t: torch.Tensor, length: int, dim: int = 2) -> torch.Tensor:
     shape = list(t.shape)
     shape[dim] = pad
     return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
+
+
+class CancelRegistry:
+    """Keys of forwarded requests whose caller was cancelled (see contract.CANCEL_KEY_PARAMETER).
+
+    An order may arrive before the request it cancels (they travel separately), so keys are kept
+    for ``ttl_s``; at most ``max_keys`` are held (oldest dropped first)."""
+
+    def __init__(self, ttl_s: float = 600.0, max_keys: int = 100_000):
+        import collections
+
+        self.ttl_s, self.max_keys = ttl_s, max_keys
+        self._keys: "collections.OrderedDict[str, float]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def cancel(self, key: str) -> None:
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            self._keys[key] = now
+            self._keys.move_to_end(key)
+            while self._keys and (len(self._keys) > self.max_keys or next(iter(self._keys.values())) < now - self.ttl_s):
+                self._keys.popitem(last=False)
+
+    def is_cancelled(self, key: str | None) -> bool:
+        if key is None:
+            return False
+        with self._lock:
+            return key in self._keys

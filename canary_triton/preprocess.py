@@ -23,6 +23,7 @@ class AudioLimits:
     min_samples: int
     max_samples: int
     max_abs: float = contract.MAX_ABS_SAMPLE
+    too_long_hint: str = "use the long-form entry point"
 
     @classmethod
     def for_mel(cls, mel: contract.MelParams, max_seconds: float = contract.MAX_AUDIO_SECONDS) -> "AudioLimits":
@@ -46,7 +47,8 @@ def validate_audio(x: np.ndarray, limits: AudioLimits, name: str = contract.AUDI
                          f"({limits.min_samples / sr:g} s at {sr} Hz) are needed")
     if n > limits.max_samples:
         raise InputError(f"input '{name}' is {n / sr:.2f} s long ({n} samples); the limit is "
-                         f"{limits.max_samples / sr:g} s ({limits.max_samples} samples); use the long-form entry point")
+                         f"{limits.max_samples / sr:g} s ({limits.max_samples} samples)"
+                         + (f"; {limits.too_long_hint}" if limits.too_long_hint else ""))
     if not np.isfinite(x).all():
         raise InputError(f"input '{name}' contains NaN or Inf samples")
     peak = float(np.abs(x).max())
@@ -66,6 +68,11 @@ def validate_max_new_tokens(value: np.ndarray | int | None, name: str = contract
     if not 1 <= v <= contract.MAX_NEW_TOKENS_LIMIT:
         raise InputError(f"input '{name}' is {v}; it must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}")
     return v
+
+
+def asr_output_limit(requested: int, num_samples: int, sample_rate: int) -> int:
+    """``max_new_tokens`` as asked, bounded by the audio's duration (contract.output_token_cap)."""
+    return min(requested, contract.output_token_cap(num_samples, sample_rate))
 
 
 def audio_prompt_ids(prompt_ids: list[int], placeholder_id: int, n_frames: int, vocab_rows: int) -> list[int]:

@@ -33,6 +33,39 @@ class ServerOptions:
     log_verbose: int = 0
     exit_timeout_s: int = 30
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    #: Shared secret for the restricted APIs (header ``admin-key`` on HTTP,
+    #: ``triton-grpc-protocol-admin-key`` on gRPC). None: a random one per start, told to no one,
+    #: so those APIs are closed.
+    admin_key: str | None = None
+    allow_shared_memory: bool = False  # client shared-memory registration (restricted unless asked)
+    #: Reload a Python model whose stub process died (Triton 2.51's Python backend answers "stub
+    #: not healthy" forever instead). Needs explicit model control, restricted to the admin key.
+    supervise_stubs: bool = True
+    supervise_interval_s: float = 1.0
+
+
+#: APIs only an operator needs; they answer only with the admin key. Shared memory is the entry
+#: point of the 2025 Python-backend CVE chain (CVE-2025-23319/-23320/-23334); model-repository
+#: (load/unload) of CVE-2025-23316. Inference, health, metadata, model config and statistics stay open.
+RESTRICTED_APIS = ("model-repository", "logging", "trace")
+SHARED_MEMORY_API = "shared-memory"
+ADMIN_KEY_HEADER = "admin-key"
+
+
+def hardening_args(opts: ServerOptions, admin_key: str) -> list[str]:
+    """tritonserver flags for secure defaults (used by `serve`, checked against the GPU entrypoint)."""
+    apis = list(RESTRICTED_APIS) + ([] if opts.allow_shared_memory else [SHARED_MEMORY_API])
+    restricted = f"{','.join(apis)}:{ADMIN_KEY_HEADER}={admin_key}"
+    # load/unload only with the admin key (the stub supervisor has it); none at all without supervision
+    control = ["--model-control-mode=explicit", "--load-model=*"] if opts.supervise_stubs \
+        else ["--model-control-mode=none"]
+    return [
+        *control,
+        "--allow-sagemaker=false",
+        "--allow-vertex-ai=false",
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+    ]
 
 
 def _pytriton_dist() -> Path | None:
@@ -74,7 +107,8 @@ def prepare_bundled_server(workdir: str | Path) -> tuple[Path, Path, dict[str, s
     return dist / "bin" / "tritonserver", backends, env
 
 
-def server_command(binary: Path, repository: Path, backends: Path | None, opts: ServerOptions) -> list[str]:
+def server_command(binary: Path, repository: Path, backends: Path | None, opts: ServerOptions,
+                   admin_key: str) -> list[str]:
     cmd = [
         str(binary),
         f"--model-repository={repository}",
@@ -86,6 +120,7 @@ def server_command(binary: Path, repository: Path, backends: Path | None, opts: 
         f"--log-verbose={opts.log_verbose}",
         f"--exit-timeout-secs={opts.exit_timeout_s}",
         "--strict-readiness=true",
+        *hardening_args(opts, admin_key),
     ]
     if backends is not None:
         cmd.append(f"--backend-directory={backends}")
@@ -102,6 +137,10 @@ class TritonServer:
         self.workdir = Path(workdir) if workdir else Path.home() / ".cache" / "canary-triton"
         self.log_path = Path(log_path) if log_path else None
         self.proc: subprocess.Popen | None = None
+        import secrets
+
+        self.admin_key = opts.admin_key or secrets.token_hex(16)  # random: told to no one but the supervisor
+        self.supervisor: StubSupervisor | None = None
 
     @property
     def http_url(self) -> str:
@@ -117,10 +156,13 @@ class TritonServer:
             binary, backends, env = Path(on_path), None, dict(os.environ)
         else:
             binary, backends, env = prepare_bundled_server(self.workdir)
-        cmd = server_command(binary, self.repository, backends, self.opts)
+        cmd = server_command(binary, self.repository, backends, self.opts, self.admin_key)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_ready(timeout_s)
+        if self.opts.supervise_stubs:
+            self.supervisor = StubSupervisor(self)
+            self.supervisor.start()
         return self
 
     def is_ready(self) -> bool:
@@ -136,7 +178,8 @@ class TritonServer:
             if self.proc is not None and self.proc.poll() is not None:
                 raise CanaryTritonError(
                     f"tritonserver exited with code {self.proc.returncode} while loading {self.repository}"
-                    + (f"; see {self.log_path}" if self.log_path else "")
+                    + "".join(f"\n  {line}" for line in self.load_errors())
+                    + (f"\nsee {self.log_path}" if self.log_path else "")
                 )
             if self.is_ready():
                 return
@@ -144,7 +187,18 @@ class TritonServer:
         self.stop()
         raise CanaryTritonError(f"tritonserver was not ready after {timeout_s:.0f} s")
 
+    def load_errors(self, limit: int = 5) -> list[str]:
+        """The log's model-load failures (one line each), to name what could not be loaded."""
+        if self.log_path is None or not self.log_path.is_file():
+            return []
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        failed = [ln.split('] ', 1)[-1].strip() for ln in lines if "failed to load" in ln or "Failed to load" in ln]
+        return failed[-limit:]
+
     def stop(self, timeout_s: float | None = None) -> int | None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
@@ -159,6 +213,83 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class StubSupervisor:
+    """Watches the Python-backend stub processes of a running server and reloads a model whose
+    stub died (SIGKILL, OOM killer): Triton 2.51's Python backend would answer "stub process is
+    not healthy" until the server restarts. Reload = Triton's load API with the admin key, so only
+    that model (and the ensembles using it) is re-initialised; the others keep serving."""
+
+    def __init__(self, server: TritonServer):
+        import threading
+
+        self.server = server
+        self.baseline = self.stub_counts()  # the steady state after the first load
+        self.restarts: list[tuple[str, float]] = []  # (model, seconds until ready again)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="stub-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def stub_counts(self) -> dict[str, int]:
+        """Stub processes per model, from /proc (the stubs' command lines name model.py)."""
+        repo = str(self.server.repository)
+        counts: dict[str, int] = {}
+        for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            for a in args:
+                text = a.decode(errors="replace")
+                if text.startswith(repo + "/") and text.endswith("/1/model.py"):
+                    name = text[len(repo) + 1:].split("/")[0]
+                    counts[name] = counts.get(name, 0) + 1
+                    break
+        return counts
+
+    def _post(self, model: str, action: str) -> None:
+        req = urllib.request.Request(f"http://{self.server.http_url}/v2/repository/models/{model}/{action}",
+                                     data=b"{}", method="POST", headers={ADMIN_KEY_HEADER: self.server.admin_key})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            r.read()
+
+    def reload(self, model: str) -> None:
+        """Unload, then load: a load of a loaded, unchanged model is a no-op in Triton."""
+        self._post(model, "unload")
+        deadline = time.monotonic() + 120
+        while self.stub_counts().get(model, 0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self._post(model, "load")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.server.opts.supervise_interval_s):
+            if self.server.proc is None or self.server.proc.poll() is not None:
+                return
+            counts = self.stub_counts()
+            missing = [m for m, want in self.baseline.items() if counts.get(m, 0) < want]
+            # a server shutting down stops its stubs too: only a live, serving server is repaired
+            if not missing or self.server.proc.poll() is not None or not self.server.is_ready():
+                continue
+            for model in missing:
+                if not self._stop.is_set():
+                    print(f"canary-triton: the Python stub of model '{model}' died; reloading it", file=sys.stderr)
+                    t0 = time.monotonic()
+                    try:
+                        self.reload(model)
+                        self.restarts.append((model, time.monotonic() - t0))
+                        print(f"canary-triton: '{model}' reloaded in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+                    except OSError as e:
+                        print(f"canary-triton: reloading '{model}' failed: {e}", file=sys.stderr)
+                        self._stop.wait(10)  # do not hammer a server that cannot load it
 
 
 def run_forever(server: TritonServer, announce: Sequence[str] = ()) -> int:

@@ -90,10 +90,12 @@ def parse_sampling(temperature: np.ndarray | None, top_p: np.ndarray | None, see
     return Sampling(temperature=t, top_p=p, seed=s)
 
 
-def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
-                      end_id: np.ndarray | None, table: np.ndarray | None, streaming: np.ndarray | None,
-                      vocab_rows: int, hidden: int, max_table_rows: int, temperature: np.ndarray | None = None,
-                      top_p: np.ndarray | None = None, seed: np.ndarray | None = None) -> LlmRequest:
+def check_llm_tensors(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
+                      table_shape: tuple[int, ...] | None, vocab_rows: int, hidden: int,
+                      max_table_rows: int) -> tuple[np.ndarray, int, int]:
+    """The checks of an ``llm`` request that need no table data (its shape is enough, so BLS
+    adapters run them on BF16 tables too): the prompt ids (cut to ``input_lengths``), the output
+    length, the table's row count."""
     ids = np.asarray(input_ids).reshape(-1).astype(np.int64)
     if input_lengths is not None:
         n = int(np.asarray(input_lengths).reshape(-1)[0])
@@ -105,21 +107,36 @@ def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, r
     out_len = int(np.asarray(request_output_len).reshape(-1)[0])
     if not 1 <= out_len <= contract.MAX_NEW_TOKENS_LIMIT:
         raise InputError(f"input 'request_output_len' is {out_len}; it must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}")
-    t = None
-    if table is not None:
-        t = np.asarray(table)
-        if t.ndim == 3 and t.shape[0] == 1:
-            t = t[0]
-        if t.ndim != 2 or t.shape[1] != hidden:
-            raise InputError(f"input 'prompt_embedding_table' must be [1, rows, {hidden}], got {list(np.asarray(table).shape)}")
-        if t.shape[0] > max_table_rows:
-            raise InputError(f"input 'prompt_embedding_table' has {t.shape[0]} rows; the limit is {max_table_rows}")
-        if t.dtype != np.float32:
-            raise InputError(f"input 'prompt_embedding_table' must be FP32 in the CPU profile, got {t.dtype}")
-    rows = 0 if t is None else t.shape[0]
+    rows = 0
+    if table_shape is not None:
+        shape = tuple(table_shape)
+        if len(shape) == 3 and shape[0] == 1:
+            shape = shape[1:]
+        if len(shape) != 2 or shape[1] != hidden:
+            raise InputError(f"input 'prompt_embedding_table' must be [1, rows, {hidden}], got {list(table_shape)}")
+        if shape[0] > max_table_rows:
+            raise InputError(f"input 'prompt_embedding_table' has {shape[0]} rows; the limit is {max_table_rows}")
+        rows = shape[0]
     if int(ids.min()) < 0 or int(ids.max()) >= vocab_rows + rows:
         raise InputError(f"input 'input_ids' holds id {int(ids.max()) if ids.max() >= vocab_rows + rows else int(ids.min())}; "
                          f"ids must be in [0, {vocab_rows + rows}) (vocab {vocab_rows} + {rows} table rows)")
+    return ids, out_len, rows
+
+
+def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
+                      end_id: np.ndarray | None, table: np.ndarray | None, streaming: np.ndarray | None,
+                      vocab_rows: int, hidden: int, max_table_rows: int, temperature: np.ndarray | None = None,
+                      top_p: np.ndarray | None = None, seed: np.ndarray | None = None) -> LlmRequest:
+    ids, out_len, _ = check_llm_tensors(input_ids, input_lengths, request_output_len,
+                                        None if table is None else np.asarray(table).shape,
+                                        vocab_rows, hidden, max_table_rows)
+    t = None
+    if table is not None:
+        t = np.asarray(table)
+        if t.ndim == 3:
+            t = t[0]
+        if t.dtype != np.float32:
+            raise InputError(f"input 'prompt_embedding_table' must be FP32 in the CPU profile, got {t.dtype}")
     end = -1 if end_id is None else int(np.asarray(end_id).reshape(-1)[0])
     stream = bool(np.asarray(streaming).reshape(-1)[0]) if streaming is not None else False
     return LlmRequest(torch.from_numpy(ids), out_len, end, None if t is None else torch.from_numpy(np.ascontiguousarray(t)),

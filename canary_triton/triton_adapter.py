@@ -68,8 +68,90 @@ def _raise_if_error(response) -> None:
         raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
 
 
-def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False):
-    """Call the decoupled ``llm`` through BLS; yield each response's new token ids."""
+class CancelWatcher:
+    """One thread per model instance that polls the in-flight callers' ``is_cancelled()`` (an
+    IPC round trip each, hence a shared poller at ``interval_s`` rather than one per request) and
+    runs each watch's ``on_cancel`` once when its caller is cancelled."""
+
+    def __init__(self, interval_s: float = 0.2):
+        import threading
+
+        self.interval_s = interval_s
+        self._watches: dict[int, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
+        self._thread.start()
+
+    def watch(self, is_cancelled, on_cancel) -> int:
+        with self._lock:
+            self._next += 1
+            self._watches[self._next] = (is_cancelled, on_cancel)
+            return self._next
+
+    def unwatch(self, handle: int) -> None:
+        with self._lock:
+            self._watches.pop(handle, None)
+
+    def _loop(self) -> None:
+        import time
+
+        while True:
+            time.sleep(self.interval_s)
+            with self._lock:
+                handles = list(self._watches)
+            for handle in handles:
+                # is_cancelled() runs under the lock and only while the watch exists: unwatch()
+                # (called before the caller is answered) waits for it, so a request is never asked
+                # after its response (Triton 2.51 crashes in ResponseFactoryIsCancelled then).
+                with self._lock:
+                    watch = self._watches.get(handle)
+                    if watch is None:
+                        continue
+                    try:
+                        cancelled = bool(watch[0]())
+                    except Exception:  # noqa: BLE001
+                        cancelled = False
+                    if cancelled:
+                        del self._watches[handle]
+                if cancelled:
+                    try:
+                        watch[1]()
+                    except Exception:  # noqa: BLE001  the llm may be gone: nothing left to stop
+                        pass
+
+
+def send_cancel(pb_utils, model: str, key: str) -> None:
+    """Tell the decoupled ``model`` to stop the request it received with ``key``."""
+    from . import contract as C
+
+    one = lambda v: np.array([[v]], dtype=np.int32)  # noqa: E731  (a minimal valid request)
+    request = pb_utils.InferenceRequest(
+        model_name=model, requested_output_names=[C.OUTPUT_IDS.name],
+        inputs=[pb_utils.Tensor(C.INPUT_IDS.name, one(0)), pb_utils.Tensor(C.INPUT_LENGTHS.name, one(1)),
+                pb_utils.Tensor(C.REQUEST_OUTPUT_LEN.name, one(1))],
+        parameters={C.CANCEL_KEY_PARAMETER: key, C.CANCEL_ORDER_PARAMETER: True})
+    for _ in request.exec(decoupled=True):
+        pass
+
+
+def request_parameters(request) -> dict[str, Any]:
+    try:
+        return json.loads(request.parameters() or "{}")
+    except (AttributeError, ValueError):
+        return {}
+
+
+def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False, caller=None,
+                   watcher: CancelWatcher | None = None):
+    """Call the decoupled ``llm`` through BLS; yield each response's new token ids.
+
+    With ``caller`` (whatever tells whether the request being served was cancelled: the request
+    of a unary model, the response sender of a decoupled one) and a ``watcher``, a cancelled
+    caller cancels the forwarded request too: generation stops at the next token and its batch
+    slot is freed."""
+    import uuid
+
     from . import contract as C
 
     # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
@@ -82,19 +164,35 @@ def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False):
     inputs = fixed
     if streaming:
         inputs.append(pb_utils.Tensor(C.STREAMING.name, np.array([[True]], dtype=np.bool_)))
+    key = uuid.uuid4().hex if caller is not None and watcher is not None else None
     request = pb_utils.InferenceRequest(model_name=model, inputs=inputs,
-                                        requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name])
-    for response in request.exec(decoupled=True):
-        _raise_if_error(response)
-        ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
-        if ids is None:  # the flag-only final response
-            continue
-        n = int(pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0])
-        yield ids.as_numpy()[0, 0, :n].tolist()
+                                        requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name],
+                                        parameters={C.CANCEL_KEY_PARAMETER: key} if key else {})
+    handle = watcher.watch(caller.is_cancelled, lambda: send_cancel(pb_utils, model, key)) if key else None
+    try:
+        for response in request.exec(decoupled=True):
+            _raise_if_error(response)
+            ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
+            if ids is None:  # the flag-only final response
+                continue
+            n = int(pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0])
+            yield ids.as_numpy()[0, 0, :n].tolist()
+    finally:
+        if handle is not None:
+            watcher.unwatch(handle)
+    if caller is not None and caller.is_cancelled():
+        raise CallerCancelled("the request was cancelled by the client")
+
+
+class CallerCancelled(Exception):
+    """The request being served was cancelled; it is answered with CANCELLED."""
 
 
 def bls_error(pb_utils, exc: Exception):
     """Pass a called model's error on with its code (INVALID_ARG stays INVALID_ARG)."""
+    if isinstance(exc, CallerCancelled) and hasattr(pb_utils.TritonError, "CANCELLED"):
+        return pb_utils.InferenceResponse(output_tensors=[],
+                                          error=pb_utils.TritonError(str(exc), pb_utils.TritonError.CANCELLED))
     if isinstance(exc, ForwardedError) and exc.code is not None:
         return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc), exc.code))
     return error_response(pb_utils, exc)
@@ -116,6 +214,7 @@ class ThreadedModel:
         from concurrent.futures import ThreadPoolExecutor
 
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_inflight", "64")))
+        self.watcher = CancelWatcher()
 
     def execute(self, requests):
         for request in requests:

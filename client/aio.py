@@ -90,10 +90,16 @@ class AsyncCanaryClient:
                 raise ServerError(f"{err} (gave up after {self.opts.retries} retries)", err.status, True) from None
             await asyncio.sleep(delay)
 
+    def _model_for(self, a: Audio, long_form: bool | None) -> str:
+        if long_form is None:
+            long_form = a.seconds > contract.MAX_AUDIO_SECONDS
+        return contract.LONG_FORM_MODEL if long_form else self.opts.model
+
     async def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                         max_new_tokens: int | None = None) -> str:
+                         max_new_tokens: int | None = None, long_form: bool | None = None) -> str:
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
-        return await self.infer(self.opts.model, audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+        return await self.infer(self._model_for(a, long_form), audio_request(a, max_new_tokens),
+                                contract.TRANSCRIPT.name)
 
     async def transcribe_many(self, audios: Sequence[AudioLike | Audio], concurrency: int = 8,
                               max_new_tokens: int | None = None,
@@ -112,7 +118,7 @@ class AsyncCanaryClient:
                     r = Result(i, name, 0.0, error=str(e))
                 else:
                     try:
-                        text = await self.infer(self.opts.model, audio_request(a, max_new_tokens),
+                        text = await self.infer(self._model_for(a, None), audio_request(a, max_new_tokens),
                                                 contract.TRANSCRIPT.name)
                         r = Result(i, name, a.seconds, text=text, latency_s=time.perf_counter() - t0)
                     except CanaryTritonError as e:
@@ -124,7 +130,7 @@ class AsyncCanaryClient:
         return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(audios))))
 
     async def stream(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                     max_new_tokens: int | None = None) -> AsyncIterator[str]:
+                     max_new_tokens: int | None = None, long_form: bool | None = None) -> AsyncIterator[str]:
         """Partial transcripts (gRPC only). The stream is closed after the one request, so the
         server ends it when the last partial is sent; breaking out early cancels the request."""
         if self.opts.protocol != "grpc":
@@ -132,8 +138,11 @@ class AsyncCanaryClient:
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
         inputs = make_inputs(self._m, audio_request(a, max_new_tokens))
 
+        model = contract.LONG_FORM_STREAM_MODEL if self._model_for(a, long_form) == contract.LONG_FORM_MODEL \
+            else contract.STREAM_MODEL
+
         async def requests():
-            yield {"model_name": contract.STREAM_MODEL, "inputs": inputs}
+            yield {"model_name": model, "inputs": inputs}
 
         responses = self._client.stream_infer(requests(), stream_timeout=self.opts.timeout_s,
                                               headers=self.opts.headers or None)
@@ -141,7 +150,7 @@ class AsyncCanaryClient:
         try:
             async for result, error in responses:
                 if error is not None:
-                    raise ServerError(f"{contract.STREAM_MODEL}: {error.message()}", str(error.status() or ""))
+                    raise ServerError(f"{model}: {error.message()}", str(error.status() or ""))
                 if result.get_response().outputs:
                     yield first_string(result, contract.TRANSCRIPT.name)
             done = True

@@ -186,17 +186,21 @@ class CanaryClient:
 
     def infer(self, model: str, arrays: dict[str, np.ndarray], output: str) -> str:
         """One request with retries on UNAVAILABLE; returns the first string of ``output``."""
+        return self.infer_strings(model, arrays, [output])[output]
+
+    def infer_strings(self, model: str, arrays: dict[str, np.ndarray], output_names: list[str]) -> dict[str, str]:
+        """One request with retries on UNAVAILABLE; the first string of each requested output."""
         from tritonclient.utils import InferenceServerException
 
         tensors = make_inputs(self._m, arrays)
-        outputs = [self._m.InferRequestedOutput(output)]
+        outputs = [self._m.InferRequestedOutput(o) for o in output_names]
         kwargs = {"client_timeout": self.opts.timeout_s} if self.opts.protocol == "grpc" else {}
         delays = backoff_delays(self.opts)
         while True:
             try:
                 result = self._client.infer(model, tensors, outputs=outputs, headers=self.opts.headers or None,
                                             **kwargs)
-                return first_string(result, output)
+                return {o: first_string(result, o) for o in output_names}
             except InferenceServerException as e:
                 err = ServerError(f"{model}: {e.message()}", str(e.status() or ""),
                                   is_retryable(str(e.status() or ""), e.message() or ""))
@@ -210,11 +214,28 @@ class CanaryClient:
             time.sleep(delay)
 
     # -- ASR --------------------------------------------------------------------------------
+    def _model_for(self, a: Audio, long_form: bool | None) -> str:
+        """The entry point: the ensemble, or canary_qwen_long for audio over the model's 40 s
+        (``long_form=None``: chosen by duration)."""
+        if long_form is None:
+            long_form = a.seconds > contract.MAX_AUDIO_SECONDS
+        return contract.LONG_FORM_MODEL if long_form else self.opts.model
+
     def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                   max_new_tokens: int | None = None) -> str:
-        """Transcribe one clip (path, bytes, array at ``sample_rate`` or (array, rate))."""
+                   max_new_tokens: int | None = None, long_form: bool | None = None) -> str:
+        """Transcribe one clip (path, bytes, array at ``sample_rate`` or (array, rate)); audio
+        longer than 40 s goes through the long-form entry point unless ``long_form=False``."""
         a = as_audio(audio, sample_rate)
-        return self.infer(self.opts.model, audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+        return self.infer(self._model_for(a, long_form), audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+
+    def transcribe_segments(self, audio: AudioLike | Audio, sample_rate: int | None = None,
+                            max_new_tokens: int | None = None) -> list[dict]:
+        """Long-form with timing: [{"start": s, "end": s, "text": ...}] per segment (seconds)."""
+        import json
+
+        a = as_audio(audio, sample_rate)
+        return json.loads(self.infer(contract.LONG_FORM_MODEL, audio_request(a, max_new_tokens),
+                                     contract.SEGMENTS.name))
 
     def transcribe_many(self, audios: Sequence[AudioLike | Audio], concurrency: int = 8,
                         max_new_tokens: int | None = None,
@@ -233,7 +254,8 @@ class CanaryClient:
                 r = Result(i, name, 0.0, error=str(e))
             else:
                 try:
-                    text = self.infer(self.opts.model, audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+                    text = self.infer(self._model_for(a, None), audio_request(a, max_new_tokens),
+                                      contract.TRANSCRIPT.name)
                     r = Result(i, name, a.seconds, text=text, latency_s=time.perf_counter() - t0)
                 except CanaryTritonError as e:
                     r = Result(i, name, a.seconds, error=str(e), latency_s=time.perf_counter() - t0)
@@ -245,14 +267,17 @@ class CanaryClient:
             return list(pool.map(one, range(len(audios)), audios))
 
     def stream(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-               max_new_tokens: int | None = None) -> Iterator[str]:
+               max_new_tokens: int | None = None, long_form: bool | None = None) -> Iterator[str]:
         """Partial transcripts as the model produces them (gRPC only); they concatenate to the
-        transcript ``transcribe`` returns. Closing the iterator early cancels the request."""
+        transcript ``transcribe`` returns. Long-form audio streams one piece per segment, in
+        order. Closing the iterator early cancels the request."""
         if self.opts.protocol != "grpc":
             raise CanaryTritonError("streaming needs the gRPC protocol (Triton's HTTP API has no bidirectional "
                                     "streams); use --protocol grpc")
         a = as_audio(audio, sample_rate)
-        yield from self._stream(contract.STREAM_MODEL, audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+        model = contract.LONG_FORM_STREAM_MODEL if self._model_for(a, long_form) == contract.LONG_FORM_MODEL \
+            else contract.STREAM_MODEL
+        yield from self._stream(model, audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
 
     def _stream(self, model: str, arrays: dict[str, np.ndarray], output: str) -> Iterator[str]:
         import tritonclient.grpc as grpcclient
@@ -297,6 +322,10 @@ class CanaryClient:
 
     def transcribe_and_ask(self, audio: AudioLike | Audio, instruction: str, sample_rate: int | None = None,
                            max_new_tokens: int | None = None) -> tuple[str, str]:
-        """Transcribe, then ask about the transcript: (transcript, answer)."""
-        text = self.transcribe(audio, sample_rate)
-        return text, self.ask(instruction, text, max_new_tokens=max_new_tokens)
+        """One call to ``canary_qwen_ask``: the audio is transcribed (long-form when over 40 s),
+        then the instruction is answered about the transcript. Returns (transcript, answer)."""
+        a = as_audio(audio, sample_rate)
+        arrays = llm_request(instruction, max_new_tokens, None, None, None)
+        arrays[contract.AUDIO.name] = a.samples.reshape(1, -1)
+        out = self.infer_strings(contract.ASK_MODEL, arrays, [contract.TRANSCRIPT.name, contract.TEXT_OUTPUT.name])
+        return out[contract.TRANSCRIPT.name], out[contract.TEXT_OUTPUT.name]

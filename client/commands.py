@@ -84,6 +84,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     with CanaryClient(options=opts, concurrency=args.concurrency) as client:
         if args.stream:
             return _stream_files(client, paths, args)
+        if args.format == "srt":
+            return _srt_files(client, paths, args)
         progress = Progress(len(paths), enabled=not args.no_progress)
         results = client.transcribe_many(paths, concurrency=args.concurrency, max_new_tokens=args.max_new_tokens,
                                          on_result=progress.update)
@@ -133,6 +135,32 @@ def _print(rows: list[dict], fmt: str, out: TextIO) -> None:
                 out.write(f"{row[AUDIO_KEY]}\t{row[PRED_KEY]}\n")
 
 
+def srt_time(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def srt_blocks(segments: list[dict]) -> str:
+    """SubRip text: one numbered block per long-form segment with its start --> end time."""
+    return "".join(f"{i}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['text']}\n\n"
+                   for i, s in enumerate((s for s in segments if s["text"].strip()), 1))
+
+
+def _srt_files(client: CanaryClient, paths: list[str], args: argparse.Namespace) -> int:
+    failed = 0
+    for p in paths:
+        try:
+            segments = client.transcribe_segments(p, max_new_tokens=args.max_new_tokens)
+        except Exception as e:  # noqa: BLE001  report it, go on with the next file
+            print(f"error: {p}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if len(paths) > 1:
+            print(f"# {p}")
+        print(srt_blocks(segments), end="")
+    return 1 if failed else 0
+
+
 def _stream_files(client: CanaryClient, paths: list[str], args: argparse.Namespace) -> int:
     failed = 0
     for p in paths:
@@ -163,8 +191,16 @@ def _transcript_of(args: argparse.Namespace, client_opts: ClientOptions) -> str:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     opts = _options(args, contract.LLM_MODE_MODEL)
-    transcript = _transcript_of(args, opts) if (args.transcript or args.audio) else None
     instruction = contract.SUMMARIZE_INSTRUCTION if args.command == "summarize" else args.instruction
+    sampling = args.temperature is not None or args.top_p is not None or args.seed is not None
+    if args.audio and not args.transcript and not sampling:  # one call: canary_qwen_ask
+        with CanaryClient(options=opts, concurrency=1) as c:
+            transcript, answer = c.transcribe_and_ask(args.audio, instruction, max_new_tokens=args.max_new_tokens)
+        if args.show_transcript:
+            print(f"transcript: {transcript}")
+        print(answer)
+        return 0
+    transcript = _transcript_of(args, opts) if (args.transcript or args.audio) else None
     with CanaryClient(options=opts, concurrency=1) as c:
         answer = c.ask(instruction, transcript, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                        top_p=args.top_p, seed=args.seed)
@@ -202,7 +238,8 @@ def register(add: Callable[..., argparse.ArgumentParser], max_new_tokens_type: C
     p.add_argument("inputs", nargs="*", help="files, globs (quote them; ** recurses) or folders")
     p.add_argument("--manifest", help="NeMo manifest (jsonl with audio_filepath, duration, optional text)")
     p.add_argument("--output", "-o", help="write the output manifest here (input rows + pred_text, wer)")
-    p.add_argument("--format", choices=["text", "json", "jsonl"], default="text", help="stdout format without -o")
+    p.add_argument("--format", choices=["text", "json", "jsonl", "srt"], default="text",
+                   help="stdout format without -o; srt: timed segments from the long-form entry point")
     p.add_argument("--stream", action="store_true", help="print partial text as it comes (gRPC)")
     p.add_argument("--concurrency", type=_positive, default=8, help="requests in flight")
     p.add_argument("--max-new-tokens", type=max_new_tokens_type, default=None)

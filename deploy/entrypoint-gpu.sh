@@ -12,6 +12,14 @@ if [ ! -f "$out/model_repository/canary_qwen/config.pbtxt" ]; then
   canary-triton export "$CANARY_CHECKPOINT" --output "$out" --profile gpu --force \
     --llm-dir "$CANARY_LLM_DIR" ${CANARY_EXPORT_ARGS:-}
 fi
+# Secure defaults, as `canary-triton serve` (canary_triton/server.py hardening_args): operator APIs
+# only with the admin key ($CANARY_TRITON_ADMIN_KEY, else random), no model control, no
+# SageMaker/Vertex, HTTP bodies bounded by the long-form limit (1 h of FP32 audio + 1 MiB).
+key="${CANARY_TRITON_ADMIN_KEY:-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"
+restricted="model-repository,logging,trace,shared-memory:admin-key=$key"
 exec tritonserver --model-repository="$out/model_repository" \
   --http-port=8000 --grpc-port=8001 --metrics-port=8002 \
-  --exit-timeout-secs=30 --strict-readiness=true "$@"
+  --exit-timeout-secs=30 --strict-readiness=true \
+  --model-control-mode=none --allow-sagemaker=false --allow-vertex-ai=false \
+  --http-restricted-api="$restricted" --grpc-restricted-protocol="$restricted" \
+  --http-max-input-size=$((3600 * 16000 * 4 + 1048576)) "$@"

@@ -154,6 +154,9 @@ class RepositoryOptions:
     queue_timeout_us: int = 0
     kv_cache_free_gpu_mem_fraction: float = 0.5
     max_inflight: int = 64  # worker threads of the BLS models (requests they forward at once)
+    long_form_max_s: float = contract.MAX_LONG_FORM_SECONDS  # longest recording canary_qwen_long takes
+    long_form_merge_s: float = 30.0  # segments merge speech up to this span (<= 40 s, the model's limit)
+    long_form_concurrency: int = 16  # segments in flight at once (shared by all long-form requests)
 
 
 def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
@@ -227,7 +230,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
     bls = {"max_inflight": str(opts.max_inflight)}
     unary = ModelDecl(C.LLM_UNARY_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                      parameters={**bls, "llm_model": C.LLM_MODEL})
+                      parameters={**common, **bls, "llm_model": C.LLM_MODEL})
     stream = ModelDecl(C.STREAM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
                        (C.TRANSCRIPT,), batching=batching, decoupled=True, parameters={**common, **bls})
     ens = ModelDecl(C.ENSEMBLE_MODEL, "ensemble", opts.max_batch, (C.AUDIO, C.MAX_NEW_TOKENS),
@@ -248,7 +251,17 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
     llm_mode = ModelDecl(C.LLM_MODE_MODEL, "python", opts.max_batch,
                          (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED), (C.TEXT_OUTPUT,),
                          batching=batching, parameters={**common, **bls, "llm_model": C.LLM_BASE_MODEL})
-    return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode]
+    long_params = {**common, **bls, "segment_model": C.ENSEMBLE_MODEL, "max_seconds": str(opts.long_form_max_s),
+                   "merge_seconds": str(opts.long_form_merge_s),
+                   "segment_concurrency": str(opts.long_form_concurrency)}
+    long = ModelDecl(C.LONG_FORM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
+                     (C.TRANSCRIPT, C.SEGMENTS), batching=batching, parameters=long_params)
+    long_stream = replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True, source=C.LONG_FORM_MODEL)
+    ask = ModelDecl(C.ASK_MODEL, "python", opts.max_batch,
+                    (_with(C.AUDIO, ragged=True), C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
+                    (C.TRANSCRIPT, C.TEXT_OUTPUT), batching=batching,
+                    parameters={**common, **bls, "max_seconds": str(opts.long_form_max_s)})
+    return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode, long, long_stream, ask]
 
 
 def _cc_files(path: Path) -> dict[str, str]:

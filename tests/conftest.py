@@ -83,10 +83,17 @@ def _served(export_dir: Path, tmp: Path):
     return TritonServer(export_dir / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")
 
 
+#: The tiny fixtures know single short utterances only, so long-form segments hold one utterance
+#: each (merge target 0.5 s); the real model's default merges speech up to 30 s.
+TINY_LONG_FORM_MERGE_S = 0.5
+
+
 def _export(checkpoint: Path, out: Path) -> Path:
     from canary_triton.export.pipeline import ExportOptions, export_checkpoint
+    from canary_triton.export.repository import RepositoryOptions
 
-    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu"))
+    repo = RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S)
+    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu", repository=repo))
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from canary_triton import contract as C
 from canary_triton.server import ServerOptions
 
 from .conftest import free_port
@@ -136,3 +137,21 @@ def test_cpu_image_entrypoint_exports_serves_and_stops(tiny_trained_dir, oracle_
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
     assert code == 0
+
+
+def test_gpu_entrypoint_applies_the_same_secure_defaults_as_serve():
+    from canary_triton.server import ADMIN_KEY_HEADER, RESTRICTED_APIS, SHARED_MEMORY_API, ServerOptions, hardening_args
+
+    text = (ROOT / "deploy" / "entrypoint-gpu.sh").read_text()
+    flags = hardening_args(ServerOptions(supervise_stubs=False), "KEY")
+    for flag in flags:
+        name = flag.split("=", 1)[0]
+        assert name in text, name
+    assert "--model-control-mode=none" in text
+    for api in (*RESTRICTED_APIS, SHARED_MEMORY_API):
+        assert api in text
+    assert f"{ADMIN_KEY_HEADER}=$key" in text
+    limit = int(C.MAX_LONG_FORM_SECONDS) * C.MelParams().sample_rate * 4
+    assert f"--http-max-input-size=$(({int(C.MAX_LONG_FORM_SECONDS)} * {C.MelParams().sample_rate} * 4 + 1048576))" in text
+    assert limit > 0
+    subprocess.run(["bash", "-n", str(ROOT / "deploy" / "entrypoint-gpu.sh")], check=True)

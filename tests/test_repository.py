@@ -71,9 +71,12 @@ def test_cpu_repository_wiring(exported_random):
     decls = describe(_manifest(exported_random), "cpu", RepositoryOptions())
     assert [d.name for d in decls] == [C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL,
                                        C.LLM_UNARY_MODEL, C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL, C.STREAM_MODEL,
-                                       C.LLM_BASE_MODEL, C.LLM_MODE_MODEL]
+                                       C.LLM_BASE_MODEL, C.LLM_MODE_MODEL, C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL,
+                                       C.ASK_MODEL]
     by_name = {d.name: d for d in decls}
     assert by_name[C.LLM_MODEL].decoupled and by_name[C.STREAM_MODEL].decoupled
+    assert by_name[C.LONG_FORM_STREAM_MODEL].decoupled and not by_name[C.LONG_FORM_MODEL].decoupled
+    assert by_name[C.LONG_FORM_MODEL].parameters["segment_model"] == C.ENSEMBLE_MODEL
     assert not by_name[C.LLM_UNARY_MODEL].decoupled  # the ensemble answers unary HTTP/gRPC
     assert [t.name for t in by_name[C.LLM_UNARY_MODEL].inputs] == [t.name for t in by_name[C.LLM_MODEL].inputs]
     _check_wiring(decls)
@@ -112,7 +115,8 @@ def test_gpu_repository_needs_plans(exported_random):
 def test_written_cpu_repository(exported_random):
     repo = exported_random / "model_repository"
     for name in (C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.LLM_UNARY_MODEL,
-                 C.POSTPROCESSOR_MODEL, C.STREAM_MODEL, C.LLM_BASE_MODEL, C.LLM_MODE_MODEL):
+                 C.POSTPROCESSOR_MODEL, C.STREAM_MODEL, C.LLM_BASE_MODEL, C.LLM_MODE_MODEL, C.LONG_FORM_MODEL,
+                 C.LONG_FORM_STREAM_MODEL, C.ASK_MODEL):
         assert (repo / name / "1" / "model.py").is_file()
         assert (repo / name / "1" / "canary_bootstrap.py").is_file()
         text = (repo / name / "config.pbtxt").read_text()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
+from canary_triton import contract as C
 from canary_triton.client.transcribe import ClientOptions, ask, transcribe
 from canary_triton.errors import CanaryTritonError
 
@@ -60,3 +62,22 @@ def test_sampling_is_reproducible_with_a_seed(server_random):
 def test_bad_llm_mode_input(server_random, text, kwargs, message):
     with pytest.raises(CanaryTritonError, match=message.replace("|", r"\|").replace("(", r"\(").replace(")", r"\)")):
         ask(text, ClientOptions(url=server_random.grpc_url), **kwargs)
+
+
+def test_audio_and_instruction_in_one_call_equals_the_two_calls(server_trained, heldout):
+    from canary_triton.client import CanaryClient, ServerError
+
+    audio = heldout[2][0]
+    long_audio = np.concatenate([np.concatenate([a, np.zeros(8000, np.float32)]) for a, _ in heldout[:25]])
+    assert len(long_audio) > C.MAX_AUDIO_SECONDS * 16000
+    with CanaryClient(server_trained.grpc_url) as c:
+        for clip in (audio, long_audio):
+            transcript, answer = c.transcribe_and_ask(clip, "Repeat the text.", max_new_tokens=6)
+            assert transcript == c.transcribe(clip)
+            assert answer == c.ask("Repeat the text.", transcript, max_new_tokens=6)
+        for bad, message in ((np.zeros(5, np.float32), "at least 160"), (np.full(1600, np.nan, np.float32), "NaN")):
+            with pytest.raises(ServerError, match=message) as e:
+                c.transcribe_and_ask(bad, "Repeat.")
+            assert "INVALID_ARG" in e.value.status
+        with pytest.raises(ServerError, match="instruction.*is empty"):
+            c.transcribe_and_ask(audio, "   ")

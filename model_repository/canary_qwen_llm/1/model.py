@@ -45,7 +45,8 @@ class TritonPythonModel(ThreadedModel):
                                        (C.RUNTIME_TOP_P.name, top_p, np.float32), (C.SEED.name, seed, np.uint64)):
                 if value is not None:
                     inputs.append(pb_utils.Tensor(name, np.asarray(value, dtype=dtype).reshape(1, 1)))
-            tokens = [t for piece in forward_tokens(pb_utils, self.target, inputs) for t in piece]
+            pieces = forward_tokens(pb_utils, self.target, inputs, caller=request, watcher=self.watcher)
+            tokens = [t for piece in pieces for t in piece]
             text = self.tokenizer.decode(tokens)
             sender.send(pb_utils.InferenceResponse([
                 pb_utils.Tensor(C.TEXT_OUTPUT.name, np.array([[text.encode("utf-8")]], dtype=np.object_)),

@@ -38,7 +38,8 @@ class TritonPythonModel(ThreadedModel):
             proj = unary_call(pb_utils, C.PROJECTOR_MODEL, [enc[C.ENCODED.name]], [C.PROMPT_EMBEDDING_TABLE.name])
             llm_inputs = [pre[n] for n in PRE_OUT[2:]] + [proj[C.PROMPT_EMBEDDING_TABLE.name]]
             stream = TranscriptStream(self.tokenizer.decode)
-            for tokens in forward_tokens(pb_utils, C.LLM_MODEL, llm_inputs, streaming=True):
+            for tokens in forward_tokens(pb_utils, C.LLM_MODEL, llm_inputs, streaming=True, caller=sender,
+                                         watcher=self.watcher):
                 delta = stream.push(tokens)
                 if delta:
                     sender.send(_text(delta))

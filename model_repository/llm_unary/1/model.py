@@ -12,7 +12,10 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
-from canary_triton.triton_adapter import ThreadedModel, bls_error, forward_tokens, model_parameters  # noqa: E402
+from canary_triton.serving import check_llm_tensors, read_manifest  # noqa: E402
+from canary_triton.triton_adapter import (  # noqa: E402
+    ThreadedModel, artifacts_dir, bls_error, forward_tokens, input_array, model_parameters,
+)
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -21,14 +24,26 @@ class TritonPythonModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
         self.target = params.get("llm_model", C.LLM_MODEL)
+        manifest = read_manifest(artifacts_dir(args, params))
+        self.vocab_rows = int(manifest["model"]["vocab_rows"])
+        self.hidden = int(manifest["model"]["llm_hidden"])
+        self.max_table_rows = int(manifest["limits"]["max_audio_frames"])
         self.start_workers(params)
 
     def _run(self, request):
         sender = request.get_response_sender()
         try:
+            # Checked here too: an error code does not survive the decoupled BLS hop (Triton 2.51
+            # turns it into INTERNAL), and a direct caller's mistake must come back as INVALID_ARG.
+            table = pb_utils.get_input_tensor_by_name(request, C.PROMPT_EMBEDDING_TABLE.name)
+            check_llm_tensors(input_array(pb_utils, request, C.INPUT_IDS.name),
+                              input_array(pb_utils, request, C.INPUT_LENGTHS.name, optional=True),
+                              input_array(pb_utils, request, C.REQUEST_OUTPUT_LEN.name),
+                              None if table is None else tuple(table.shape()),
+                              self.vocab_rows, self.hidden, self.max_table_rows)
             inputs = [t for t in request.inputs() if t.name() != C.STREAMING.name]
             tokens = []
-            for piece in forward_tokens(pb_utils, self.target, inputs):
+            for piece in forward_tokens(pb_utils, self.target, inputs, caller=request, watcher=self.watcher):
                 tokens.extend(piece)
             sender.send(pb_utils.InferenceResponse([
                 pb_utils.Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))),

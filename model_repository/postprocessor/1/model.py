@@ -6,21 +6,25 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
-from canary_triton.serving import load_serving_tokenizer  # noqa: E402
+from canary_triton.serving import load_serving_tokenizer, read_manifest  # noqa: E402
+from canary_triton.tensor_checks import check_output_ids  # noqa: E402
 from canary_triton.triton_adapter import artifacts_dir, error_response, input_array, model_parameters  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.tokenizer = load_serving_tokenizer(artifacts_dir(args, model_parameters(args)))
+        export = artifacts_dir(args, model_parameters(args))
+        self.tokenizer = load_serving_tokenizer(export)
+        self.vocab_rows = int(read_manifest(export)["model"]["vocab_rows"])
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                ids = input_array(pb_utils, request, C.OUTPUT_IDS.name)  # [1, beams, L]
-                lengths = input_array(pb_utils, request, C.SEQUENCE_LENGTH.name)  # [1, beams]
-                text = self.tokenizer.decode(ids[0, 0, : int(lengths.reshape(-1)[0])].tolist())
+                ids = check_output_ids(input_array(pb_utils, request, C.OUTPUT_IDS.name),  # [1, beams, L]
+                                       input_array(pb_utils, request, C.SEQUENCE_LENGTH.name),  # [1, beams]
+                                       self.vocab_rows)
+                text = self.tokenizer.decode(ids)
                 responses.append(pb_utils.InferenceResponse([
                     pb_utils.Tensor(C.TRANSCRIPT.name, np.array([[text.encode("utf-8")]], dtype=np.object_)),
                 ]))

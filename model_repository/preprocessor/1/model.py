@@ -7,7 +7,7 @@ import torch  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
-from canary_triton.preprocess import validate_audio, validate_max_new_tokens  # noqa: E402
+from canary_triton.preprocess import asr_output_limit, validate_audio, validate_max_new_tokens  # noqa: E402
 from canary_triton.serving import load_preprocessor  # noqa: E402
 from canary_triton.triton_adapter import artifacts_dir, error_response, input_array, model_parameters  # noqa: E402
 
@@ -25,6 +25,7 @@ class TritonPythonModel:
             try:
                 audio = validate_audio(input_array(pb_utils, request, C.AUDIO.name), self.pre.limits)
                 limit = validate_max_new_tokens(input_array(pb_utils, request, C.MAX_NEW_TOKENS.name, optional=True))
+                limit = asr_output_limit(limit, len(audio), self.pre.limits.sample_rate)  # hallucination guard
                 valid.append((i, audio, limit))
             except Exception as e:  # noqa: BLE001 - every failure becomes this request's error
                 responses[i] = error_response(pb_utils, e)

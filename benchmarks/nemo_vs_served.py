@@ -1,0 +1,302 @@
+"""NeMo in-process vs the served pipeline, side by side: same checkpoint, same clips, same machine.
+
+NeMo: the project's oracle (``SALM.from_pretrained``, eval, fp32 on CPU) runs ``SALM.generate``
+over all clips sorted longest first in fixed batches, as the Open ASR Leaderboard does, for each
+of ``--batch-sizes`` (one warm-up batch excluded each time); the best RTFx counts. Served: the
+checkpoint exported with the CPU profile and served by tritonserver here (or ``--url`` with its
+``--export-dir``), the same clips in the same order sent with ``transcribe_many`` at each of
+``--concurrency`` (``--warmup`` requests excluded); the best RTFx counts. RTFx = total audio
+seconds / wall seconds, pooled. Printed: both tables, the ratio served/NeMo of the best
+throughputs, and per-model Triton statistics (queue vs compute) of the best served run;
+``--profile`` adds a cProfile of NeMo's best run. Exit 1 if any served transcript differs from
+NeMo's (greedy, cut to the served duration-based token limit where the server applies one) or
+any request errors.
+
+Checkpoints: ``--size trained`` the bundled tiny-trained (default, meaningful transcripts);
+``tiny|small|full`` random weights built here with NeMo (``full`` = Canary-Qwen-2.5B's shapes:
+slow and ~10 GB of RAM per copy on CPU), whose EOS row is zeroed so every request generates
+exactly ``--max-new-tokens`` tokens; or ``--checkpoint DIR`` (any SALM checkpoint). Usage:
+
+    python benchmarks/nemo_vs_served.py [--size trained|tiny|small|full | --checkpoint DIR]
+        [--manifest M.jsonl] [--limit N] [--batch-sizes 1,4,16,45] [--concurrency 2,4,8]
+        [--max-new-tokens N] [--url HOST:8001 --export-dir OUT] [--profile] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+if __package__ in (None, ""):  # run as a file: python benchmarks/nemo_vs_served.py
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
+
+from benchmarks._common import (DEFAULT_CHECKPOINT, EXIT_OK, EXIT_WRONG, HELDOUT_MANIFEST, PIPELINE_MODELS,
+                                STATISTICS_NOTE, Clip, ServeOptions, TokenCounter, export_description, fmt,
+                                group_cpu_seconds, latency_summary, load_clips, machine_info, machine_line,
+                                markdown_table, model_statistics, parse_repository_options, served, served_settings,
+                                statistics_delta, statistics_markdown, write_outputs)
+from benchmarks._nemo import SIZES, checkpoint_parameters, longest_first, make_random_checkpoint, output_limit
+from benchmarks.throughput import parse_ints
+from canary_triton import contract
+
+GOAL_RATIO = 2.0  # the served CPU pipeline's target: at least 2x NeMo's in-process throughput
+
+
+def nemo_side(oracle, clips: Sequence[Clip], batch_sizes: Sequence[int], max_new_tokens: int,
+              tokens: TokenCounter | None, profile_dir: Path | None, repeats: int = 1) -> dict[str, Any]:
+    from benchmarks._nemo import profile_top, timed_run
+
+    runs = []
+    for bs in batch_sizes:
+        passes = [timed_run(oracle, clips, min(bs, len(clips)), max_new_tokens, warmup=k == 0)
+                  for k in range(repeats)]
+        run = min(passes, key=lambda r: r.wall_s)
+        runs.append(run)
+        print(f"NeMo batch {bs:>3}: RTFx {run.rtfx:7.1f}  ({run.wall_s:.2f} s for {run.audio_s:.1f} s of audio; "
+              f"passes {', '.join(f'{r.wall_s:.2f}' for r in passes)} s)", file=sys.stderr, flush=True)
+    best = max(runs, key=lambda r: r.rtfx)
+    rows = []
+    for r in runs:
+        row = r.row()
+        n_tok = sum(tokens.count(t) for t in r.texts) if tokens else None
+        row["tokens_per_s"] = n_tok / r.wall_s if n_tok is not None else None
+        row["differs_from_best"] = [clips[i].name for i, (a, b) in enumerate(zip(r.texts, best.texts)) if a != b]
+        rows.append(row)
+    out: dict[str, Any] = {"rows": rows, "best_batch_size": best.batch_size, "best_rtfx": best.rtfx,
+                           "texts": list(best.texts)}
+    if profile_dir is not None:
+        path = Path(profile_dir) / "nemo_best.prof"
+        prof_run = timed_run(oracle, clips, best.batch_size, max_new_tokens, warmup=False, profile_path=path)
+        out["profile"] = {"file": str(path), "batch_size": best.batch_size,
+                          "wall_s_under_cprofile": prof_run.wall_s, "top_own_time": profile_top(path)}
+    return out
+
+
+def _served_pass(client, url: str, clips: Sequence[Clip], order: Sequence[int], audios, concurrency: int,
+                 max_new_tokens: int, reference: Sequence[str], tokens: TokenCounter | None,
+                 server_pgid: int | None) -> dict[str, Any]:
+    before = model_statistics(url)
+    s0 = group_cpu_seconds(server_pgid)
+    t0, c0 = time.perf_counter(), time.process_time()
+    results = client.transcribe_many(audios, concurrency=concurrency, max_new_tokens=max_new_tokens)
+    wall, client_cpu = time.perf_counter() - t0, time.process_time() - c0
+    s1 = group_cpu_seconds(server_pgid)
+    after = model_statistics(url)
+    texts: list[str | None] = [None] * len(clips)
+    for pos, i in enumerate(order):
+        texts[i] = results[pos].text
+    audio_s = float(sum(c.seconds for c in clips))
+    n_tok = sum(tokens.count(t) for t in texts if t) if tokens else None
+    wrong = [{"name": clips[i].name, "nemo": reference[i], "served": texts[i]}
+             for i in range(len(clips)) if texts[i] is not None and texts[i] != reference[i]]
+    return {
+        "concurrency": concurrency, "requests": len(clips), "audio_s": audio_s, "wall_s": wall,
+        "rtfx": audio_s / wall, "requests_per_s": len(clips) / wall,
+        "tokens_per_s": n_tok / wall if n_tok is not None else None,
+        **latency_summary([r.latency_s for r in results if r.ok]),
+        "client_cpu_s": client_cpu, "server_cpu_s": s1 - s0 if s0 is not None and s1 is not None else None,
+        "errors": [f"{r.name}: {r.error}" for r in results if not r.ok], "wrong": wrong,
+        "server_statistics": statistics_delta(before, after), "texts": texts,
+    }
+
+
+def served_side(url: str, clips: Sequence[Clip], concurrency: Sequence[int], max_new_tokens: int, warmup: int,
+                reference: Sequence[str], tokens: TokenCounter | None, timeout_s: float,
+                repeats: int = 1, server_pgid: int | None = None) -> dict[str, Any]:
+    from canary_triton.client.api import CanaryClient, ClientOptions
+    from canary_triton.client.audio_input import Audio
+
+    order = longest_first(clips)
+    audios = [Audio(clips[i].samples, clips[i].name) for i in order]
+    rows = []
+    with CanaryClient(options=ClientOptions(url=url, timeout_s=timeout_s), concurrency=max(concurrency)) as client:
+        client.wait_ready()
+        warm = client.transcribe_many(audios[:warmup], concurrency=max(concurrency), max_new_tokens=max_new_tokens)
+        warm_errors = [f"{r.name}: {r.error}" for r in warm if not r.ok]
+        for c in concurrency:
+            passes = [_served_pass(client, url, clips, order, audios, c, max_new_tokens, reference, tokens,
+                                   server_pgid) for _ in range(repeats)]
+            row = max(passes, key=lambda r: r["rtfx"])
+            row["pass_wall_s"] = [r["wall_s"] for r in passes]
+            row["errors"] = [e for r in passes for e in r["errors"]]
+            row["wrong"] = [w for r in passes for w in r["wrong"]]
+            rows.append(row)
+            print(f"served c={c:>3}: RTFx {row['rtfx']:7.1f}  p50 {fmt(row['latency_p50_ms'], 0)} ms  "
+                  f"{len(row['errors'])} errors, {len(row['wrong'])} differ from NeMo; passes "
+                  f"{', '.join(f'{w:.2f}' for w in row['pass_wall_s'])} s", file=sys.stderr, flush=True)
+    best = max(rows, key=lambda r: r["rtfx"])
+    return {"warmup": {"requests": min(warmup, len(clips)), "errors": warm_errors}, "rows": rows,
+            "best_concurrency": best["concurrency"], "best_rtfx": best["rtfx"]}
+
+
+def render(p: dict[str, Any]) -> str:
+    n, s = p["nemo"], p["served"]
+    head = (f"Measured: NeMo SALM.generate in-process vs the served pipeline on the same clips; checkpoint "
+            f"{p['checkpoint']['description']}; {p['clips']['count']} clips, {p['clips']['audio_s']:.1f} s of audio "
+            f"(manifest {p['clips']['manifest']}); max_new_tokens {p['max_new_tokens']}.\n"
+            f"Machine: {machine_line(p['machine'])}. NeMo: {p['nemo_settings']}. Served: {p['server']['how']}.\n"
+            f"Warm-up excluded: one batch per NeMo batch size; {s['warmup']['requests']} served requests. Each "
+            f"setting timed {p['repeats']} time(s), the fastest pass counts.")
+    nemo_t = markdown_table(["NeMo batch size", "RTFx", "clips/s", "tokens/s", "wall s", "CPU s (process)",
+                             "differs from best batch"],
+                            [[r["batch_size"], r["rtfx"], r["clips_per_s"], r["tokens_per_s"], r["wall_s"], r["cpu_s"],
+                              len(r["differs_from_best"])] for r in n["rows"]])
+    served_t = markdown_table(["served concurrency", "RTFx", "req/s", "tokens/s", "p50 ms", "p90 ms", "p99 ms",
+                               "CPU s server", "CPU s client", "errors", "differ from NeMo"],
+                              [[r["concurrency"], r["rtfx"], r["requests_per_s"], r["tokens_per_s"],
+                                r["latency_p50_ms"], r["latency_p90_ms"], r["latency_p99_ms"], r["server_cpu_s"],
+                                r["client_cpu_s"], len(r["errors"]), len(r["wrong"])] for r in s["rows"]])
+    best = next(r for r in s["rows"] if r["concurrency"] == s["best_concurrency"])
+    ratio = p["ratio"]
+    lines = [head, "", nemo_t, "", served_t, "",
+             f"**Served / NeMo throughput: {ratio:.2f}x** (served best RTFx {s['best_rtfx']:.1f} at concurrency "
+             f"{s['best_concurrency']} vs NeMo best RTFx {n['best_rtfx']:.1f} at batch {n['best_batch_size']}); goal "
+             f">= {GOAL_RATIO:.0f}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}. Transcripts identical: "
+             f"{p['identical']}.", "",
+             f"Served best run, per model. {STATISTICS_NOTE}", "", statistics_markdown(best["server_statistics"])]
+    if "profile" in n:
+        prof = n["profile"]
+        lines += ["", f"NeMo cProfile (batch {prof['batch_size']}, {prof['wall_s_under_cprofile']:.2f} s under the "
+                      f"profiler; {prof['file']}), functions with the most own time:", "",
+                  markdown_table(["function", "calls", "own s", "cumulative s"],
+                                 [[r["function"], r["calls"], f"{r['own_s']:.3f}", f"{r['cumulative_s']:.3f}"]
+                                  for r in prof["top_own_time"]])]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=["trained", *SIZES], default="trained",
+                    help="trained: the bundled tiny-trained; others: random weights of that size, built here")
+    ap.add_argument("--checkpoint", type=Path, help="any SALM checkpoint folder (overrides --size)")
+    ap.add_argument("--llm-dir", type=Path, help="Qwen3 folder if not beside the checkpoint")
+    ap.add_argument("--seed", type=int, default=1234, help="random-weight sizes: the seed")
+    ap.add_argument("--manifest", type=Path, default=HELDOUT_MANIFEST)
+    ap.add_argument("--limit", type=int, help="use the first N clips of the manifest")
+    ap.add_argument("--batch-sizes", type=parse_ints, default=(1, 4, 16, 45))
+    ap.add_argument("--concurrency", type=parse_ints, default=(2, 4, 8))
+    ap.add_argument("--max-new-tokens", type=int, help="default: 128 for real/trained checkpoints; for random "
+                                                       "weights the served token limit of the shortest clip")
+    ap.add_argument("--warmup", type=int, default=4, help="served warm-up requests (excluded)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="timed passes per NeMo batch size and per served concurrency; the fastest counts (both "
+                         "sides alike: the least disturbed by other load on a shared machine)")
+    ap.add_argument("--url", help="gRPC address of a running server on the same checkpoint (needs --export-dir)")
+    ap.add_argument("--export-dir", type=Path, help="the export folder served by --url, or one to serve here")
+    ap.add_argument("--skip-parity", action="store_true", help="export here without the parity report")
+    ap.add_argument("--repository-option", action="append", metavar="KEY=VALUE",
+                    help="export made here: a RepositoryOptions field, e.g. threads_per_instance=2 (repeatable)")
+    ap.add_argument("--nemo-device", default="cpu", help="cpu, or cuda on a GPU machine")
+    ap.add_argument("--nemo-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--max-mismatches", type=int, default=0,
+                    help="transcripts allowed to differ before exit 1 (0 on CPU fp32; see README for GPU bf16)")
+    ap.add_argument("--profile", action="store_true", help="also run NeMo's best batch size under cProfile")
+    ap.add_argument("--work-dir", type=Path, help="checkpoint, export, server files (default: a temporary folder)")
+    ap.add_argument("--out", type=Path, help="write nemo_vs_served.json / .md (and the profile) here")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per served request")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
+    """``oracle``: an already loaded ``canary_triton.oracle.Oracle`` of the same checkpoint (tests)."""
+    import tempfile
+
+    import torch
+
+    a = build_parser().parse_args(argv)
+    if a.url and not a.export_dir:
+        print("error: --url needs --export-dir (the export the server runs: its tokenizer and checkpoint)",
+              file=sys.stderr)
+        return 2
+    try:
+        repo = parse_repository_options(a.repository_option)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    machine = machine_info()
+    with tempfile.TemporaryDirectory(prefix="canary-nemo-vs-served-") as tmp:
+        work = Path(a.work_dir) if a.work_dir else Path(tmp)
+        if a.checkpoint:
+            ckpt, desc = a.checkpoint, f"{a.checkpoint}"
+        elif a.size == "trained":
+            ckpt, desc = DEFAULT_CHECKPOINT, f"tiny-trained ({DEFAULT_CHECKPOINT})"
+        else:
+            t0 = time.perf_counter()
+            ckpt = make_random_checkpoint(a.size, work / f"random-{a.size}", seed=a.seed)
+            desc = f"random weights, size {a.size} (built here in {time.perf_counter() - t0:.0f} s, seed {a.seed})"
+        params = checkpoint_parameters(ckpt)
+        desc += f"; {params['total'] / 1e6:.1f} M parameters (encoder {params['encoder'] / 1e6:.1f} M, " \
+                f"LLM layers {params['llm'] / 1e6:.1f} M, embeddings and projection {params['other'] / 1e6:.1f} M)"
+        clips = load_clips(a.manifest, a.limit)
+        random_size = a.checkpoint is None and a.size != "trained"
+        max_new = a.max_new_tokens or (min(output_limit(c, contract.DEFAULT_MAX_NEW_TOKENS) for c in clips)
+                                       if random_size else contract.DEFAULT_MAX_NEW_TOKENS)
+        own_oracle = oracle is None
+        if own_oracle:
+            from benchmarks._nemo import load_oracle
+
+            oracle = load_oracle(ckpt, a.llm_dir, a.nemo_device, a.nemo_dtype)
+        nemo_settings = (f"device {a.nemo_device}, {a.nemo_dtype}, torch {torch.__version__} with "
+                         f"{torch.get_num_threads()} threads, clips sorted longest first")
+        tokens_nemo = TokenCounter(_NemoTokenizer(oracle), "NeMo's tokenizer")
+        nemo = nemo_side(oracle, clips, a.batch_sizes, max_new, tokens_nemo, (a.out or work) if a.profile else None,
+                         a.repeats)
+        if own_oracle:
+            del oracle
+            gc.collect()
+        serve = ServeOptions(url=a.url, export_dir=a.export_dir, checkpoint=ckpt, llm_dir=a.llm_dir,
+                             parity=not a.skip_parity, work_dir=work / "serve", repository=repo)
+        with served(serve) as target:
+            tokens = TokenCounter.load(target.export_dir)
+            export = export_description(target.export_dir)
+            models = served_settings(target.grpc_url, (contract.ENSEMBLE_MODEL, *PIPELINE_MODELS))
+            srv = served_side(target.grpc_url, clips, a.concurrency, max_new, a.warmup, nemo["texts"], tokens,
+                              a.timeout, a.repeats, target.process_group)
+    best = next(r for r in srv["rows"] if r["concurrency"] == srv["best_concurrency"])
+    identical = all(not r["wrong"] for r in srv["rows"])
+    payload = {
+        "benchmark": "nemo_vs_served",
+        "measured": "RTFx = total audio s / wall s (pooled) of NeMo SALM.generate in-process (best batch size) and "
+                    "of the served pipeline (best client concurrency), on the same clips and machine",
+        "machine": machine,
+        "checkpoint": {"path": str(ckpt), "size": None if a.checkpoint else a.size, "description": desc,
+                       "parameters": params},
+        "clips": {"manifest": str(a.manifest), "count": len(clips), "audio_s": float(sum(c.seconds for c in clips))},
+        "max_new_tokens": max_new,
+        "repeats": a.repeats,
+        "nemo_settings": nemo_settings,
+        "server": {"how": target.how, "export": export, "models": models},
+        "nemo": nemo, "served": srv,
+        "ratio": srv["best_rtfx"] / nemo["best_rtfx"],
+        "goal_ratio": GOAL_RATIO,
+        "identical": identical,
+    }
+    md = render(payload)
+    print(md)
+    for p in write_outputs(a.out, "nemo_vs_served", payload, md):
+        print(f"wrote {p}", file=sys.stderr)
+    errors = sum(len(r["errors"]) for r in srv["rows"]) + len(srv["warmup"]["errors"])
+    mismatches = max(len(r["wrong"]) for r in srv["rows"])
+    if errors or mismatches > a.max_mismatches:
+        print(f"FAILED: {errors} request errors; up to {mismatches} served transcripts differ from NeMo's "
+              f"(allowed {a.max_mismatches}); examples: {best['wrong'][:3] or best['errors'][:3]}", file=sys.stderr)
+        return EXIT_WRONG
+    return EXIT_OK
+
+
+class _NemoTokenizer:
+    """NeMo's own tokenizer behind the ``encode`` the token counter calls."""
+
+    def __init__(self, oracle):
+        self._tok = oracle.model.tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.text_to_ids(text))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

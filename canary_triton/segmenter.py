@@ -1,0 +1,177 @@
+"""Long-form audio -> segments the model can take (<= 40 s), cut at pauses.
+
+An energy voice-activity detector: 20 ms frames whose RMS level is within ``threshold_db`` of the
+recording's loud level (its 95th-percentile frame), ``noise_margin_db`` above its noise floor
+(10th-percentile frame) and above an absolute floor count as speech;
+pauses shorter than ``min_pause_s`` do not split speech. Consecutive speech regions are merged
+into segments up to ``merge_s`` (fewer, longer segments: the model was trained on up to 40 s and
+the server batches fewer requests). A region longer than ``max_segment_s`` (speech with no
+pause; by default the model's 40 s) is hard-cut at
+the quietest frame in the last ``search_s`` before the limit, and the next segment starts
+``overlap_s`` earlier; :func:`join_texts` removes the words the overlap transcribed twice.
+
+Why energy and not silero-vad: on this project's test recordings (synthetic speech with silences)
+it finds every pause of at least ``min_pause_s`` and cuts no utterance (tests/test_segmenter.py);
+noisy field recordings are where a neural VAD pays off (README, long-form section).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import contract
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    merge_s: float = 30.0  # merge consecutive speech into segments up to this span
+    max_segment_s: float = contract.MAX_AUDIO_SECONDS  # hard limit: longer speech is hard-cut
+    min_pause_s: float = 0.3  # shorter silences do not split speech
+    threshold_db: float = 45.0  # speech: within this many dB of the loud level (95th-percentile frame),
+    noise_margin_db: float = 10.0  # this far above the noise floor (10th-percentile frame),
+    floor_db: float = -60.0  # and above this absolute level (dBFS)
+    frame_s: float = 0.02
+    pad_s: float = 0.15  # silence kept before and after speech
+    overlap_s: float = 1.0  # hard cuts: the next segment starts this much before the cut
+    search_s: float = 3.0  # hard cuts: look for the quietest frame this far before the limit
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_segment_s <= contract.MAX_AUDIO_SECONDS:
+            raise ValueError(f"max_segment_s must be in (0, {contract.MAX_AUDIO_SECONDS:g}], got {self.max_segment_s}")
+        if not 0 < self.merge_s <= self.max_segment_s:
+            raise ValueError(f"merge_s must be in (0, max_segment_s={self.max_segment_s:g}], got {self.merge_s}")
+        if not 0 <= self.overlap_s < self.max_segment_s / 2:
+            raise ValueError(f"overlap_s must be in [0, max_segment_s / 2), got {self.overlap_s}")
+        if self.min_pause_s <= 0 or self.frame_s <= 0:
+            raise ValueError("min_pause_s and frame_s must be > 0")
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: int  # sample index, inclusive
+    end: int  # sample index, exclusive
+    after_hard_cut: bool = False  # starts inside the previous segment (overlap): de-duplicate words
+
+    def seconds(self, sample_rate: int) -> tuple[float, float]:
+        return self.start / sample_rate, self.end / sample_rate
+
+
+def frame_levels_db(audio: np.ndarray, frame: int) -> np.ndarray:
+    n = len(audio) // frame
+    if n == 0:
+        return np.full(1, -120.0)
+    x = audio[: n * frame].astype(np.float64).reshape(n, frame)
+    rms = np.sqrt(np.mean(x * x, axis=1))
+    return 20 * np.log10(np.maximum(rms, 1e-6))
+
+
+def speech_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) -> list[tuple[int, int]]:
+    """Speech as (start, end) sample ranges, pauses shorter than ``min_pause_s`` bridged."""
+    frame = max(1, int(round(opts.frame_s * sample_rate)))
+    levels = frame_levels_db(audio, frame)
+    loud, noise = float(np.percentile(levels, 95)), float(np.percentile(levels, 10))
+    # the noise-floor rule never asks more than ``noise_margin_db`` below the loud level: a recording
+    # without any pause (floor close to the loud level) is all speech, not all silence
+    above_noise = min(noise + opts.noise_margin_db, loud - opts.noise_margin_db)
+    speech = levels > max(loud - opts.threshold_db, above_noise, opts.floor_db)
+    regions: list[list[int]] = []
+    min_gap = int(np.ceil(opts.min_pause_s / opts.frame_s))
+    for i in np.flatnonzero(speech):
+        if regions and i - regions[-1][1] < min_gap:
+            regions[-1][1] = i + 1
+        else:
+            regions.append([int(i), int(i) + 1])
+    return [(a * frame, min(len(audio), b * frame)) for a, b in regions]
+
+
+def split(audio: np.ndarray, sample_rate: int, opts: SegmentOptions = SegmentOptions()) -> list[Segment]:
+    """Segments covering every speech region (with ``pad_s`` around it), each <= max_segment_s."""
+    n = len(audio)
+    limit = int(opts.max_segment_s * sample_rate)
+    merge = int(opts.merge_s * sample_rate)
+    pad = int(opts.pad_s * sample_rate)
+    regions = speech_regions(audio, sample_rate, opts)
+    # pad each region, never into its neighbour's padding
+    padded = []
+    for k, (a, b) in enumerate(regions):
+        lo = max(0, a - pad) if k == 0 else max(a - pad, (regions[k - 1][1] + a) // 2)
+        hi = min(n, b + pad) if k == len(regions) - 1 else min(b + pad, (b + regions[k + 1][0]) // 2)
+        padded.append((lo, hi))
+    segments: list[Segment] = []
+    current: list[int] | None = None
+    for lo, hi in padded:
+        if hi - lo > limit:  # no pause long enough: hard cuts with overlap
+            if current:
+                segments.append(Segment(current[0], current[1]))
+                current = None
+            segments.extend(_hard_cuts(audio, lo, hi, sample_rate, opts))
+        elif current is not None and hi - current[0] <= merge:
+            current[1] = hi
+        else:
+            if current:
+                segments.append(Segment(current[0], current[1]))
+            current = [lo, hi]
+    if current:
+        segments.append(Segment(current[0], current[1]))
+    return segments
+
+
+def _hard_cuts(audio: np.ndarray, lo: int, hi: int, sample_rate: int, opts: SegmentOptions) -> list[Segment]:
+    limit = int(opts.max_segment_s * sample_rate)
+    overlap = int(opts.overlap_s * sample_rate)
+    search = min(int(opts.search_s * sample_rate), limit // 2)
+    frame = max(1, int(round(opts.frame_s * sample_rate)))
+    out: list[Segment] = []
+    start, first = lo, True
+    while hi - start > limit:
+        window = audio[start + limit - search: start + limit]
+        levels = frame_levels_db(window, frame)
+        cut = start + limit - search + int(np.argmin(levels)) * frame + frame // 2
+        out.append(Segment(start, cut, after_hard_cut=not first))
+        start, first = cut - overlap, False
+    out.append(Segment(start, hi, after_hard_cut=not first))
+    return out
+
+
+class TextJoiner:
+    """Joins segment texts in order; after a hard cut, the longest run of words that ends the text
+    so far and starts the new one (at most ``max_overlap_words``) is dropped once. ``push``
+    returns what the segment adds (with its leading space), so the pieces concatenate to ``text``."""
+
+    def __init__(self, max_overlap_words: int = 8):
+        self.words: list[str] = []
+        self.max_overlap_words = max_overlap_words
+
+    def push(self, segment: Segment, text: str) -> str:
+        new = text.split()
+        if segment.after_hard_cut and self.words:
+            new = new[_overlap(self.words, new, self.max_overlap_words):]
+        if not new:
+            return ""
+        piece = (" " if self.words else "") + " ".join(new)
+        self.words.extend(new)
+        return piece
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+def join_texts(texts: list[str], segments: list[Segment], max_overlap_words: int = 8) -> str:
+    """Segment transcripts joined in order (see :class:`TextJoiner`)."""
+    joiner = TextJoiner(max_overlap_words)
+    for text, seg in zip(texts, segments):
+        joiner.push(seg, text)
+    return joiner.text
+
+
+def _overlap(prev: list[str], new: list[str], limit: int) -> int:
+    def norm(w: str) -> str:
+        return "".join(ch for ch in w.lower() if ch.isalnum())
+
+    for k in range(min(limit, len(prev), len(new)), 0, -1):
+        if [norm(w) for w in prev[-k:]] == [norm(w) for w in new[:k]]:
+            return k
+    return 0

@@ -1,0 +1,121 @@
+"""The in-flight batching engine in-process: batch-exact, cancellation frees slots, outcomes counted."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from canary_triton.llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest
+from canary_triton.serving import load_llm
+
+
+@pytest.fixture(scope="module")
+def llm(exported_random):
+    return load_llm(exported_random, "llm_merged")
+
+
+class Collect:
+    def __init__(self):
+        self.tokens, self.done, self.outcome = [], threading.Event(), None
+
+    def on_tokens(self, tokens, done):
+        self.tokens.extend(tokens)
+        if done:
+            self.done.set()
+
+    def on_finish(self, outcome, n):
+        self.outcome = (outcome, n)
+
+
+def _request(llm, ids, n, collect, is_cancelled=lambda: False):
+    with torch.no_grad():
+        embeds = llm.get_input_embeddings()(torch.tensor(ids))
+    return GenerationRequest(embeds=embeds, max_new_tokens=n, end_id=-1, on_tokens=collect.on_tokens,
+                             is_cancelled=is_cancelled, on_finish=collect.on_finish)
+
+
+def test_batched_equals_one_at_a_time_and_slots_are_released(llm):
+    prompts = [[5, 6, 7], [9, 10, 11, 12, 13], [3], [20, 21]]
+    engine = ContinuousBatcher(llm, max_batch=4).start()
+    try:
+        alone = []
+        for p in prompts:
+            c = Collect()
+            engine.submit(_request(llm, p, 12, c))
+            assert c.done.wait(60)
+            alone.append(c.tokens)
+        together = [Collect() for _ in prompts]
+        for p, c, n in zip(prompts, together, (12, 5, 12, 9)):
+            engine.submit(_request(llm, p, n, c))
+        for c in together:
+            assert c.done.wait(60)
+        assert [c.tokens for c in together] == [alone[0], alone[1][:5], alone[2], alone[3][:9]]
+        assert [c.outcome for c in together] == [("completed", 12), ("completed", 5), ("completed", 12),
+                                                 ("completed", 9)]
+        assert engine.max_rows_seen > 1 and engine.active == 0
+        assert engine.outcomes == {"completed": 8, "cancelled": 0, "failed": 0}
+    finally:
+        engine.stop()
+
+
+def test_cancellation_stops_generation_and_frees_the_slot(llm):
+    engine = ContinuousBatcher(llm, max_batch=2).start()
+    try:
+        flag = threading.Event()
+        long = Collect()
+
+        def cancel_after_10():  # checked once per generated token, as the served model does
+            if len(long.tokens) >= 10:
+                flag.set()
+            return flag.is_set()
+
+        engine.submit(_request(llm, [5, 6, 7], 500, long, cancel_after_10))
+        assert long.done.wait(60)
+        assert long.outcome == ("cancelled", 11) and len(long.tokens) == 11  # stops at the next token
+        # a request cancelled while it waited is never prefilled
+        queued = Collect()
+        engine.submit(_request(llm, [5, 6, 7], 500, queued, lambda: True))
+        assert queued.done.wait(60) and queued.tokens == [] and queued.outcome == ("cancelled", 0)
+        # both slots are free: two full requests run side by side
+        pair = [Collect(), Collect()]
+        for c in pair:
+            engine.submit(_request(llm, [8, 9], 6, c))
+        assert all(c.done.wait(60) for c in pair) and [len(c.tokens) for c in pair] == [6, 6]
+        assert engine.active == 0
+        assert engine.outcomes == {"completed": 2, "cancelled": 2, "failed": 0}
+        assert engine.tokens_generated == 11 + 12
+    finally:
+        engine.stop()
+
+
+def test_a_bad_request_fails_alone(llm):
+    engine = ContinuousBatcher(llm, max_batch=2).start()
+    try:
+        good, bad = Collect(), Collect()
+        errors = []
+        bad_req = _request(llm, [5, 6], 4, bad)
+        bad_req.embeds = torch.zeros(2, 3)  # wrong hidden size: prefill fails
+        bad_req.on_error = errors.append
+        engine.submit(bad_req)
+        engine.submit(_request(llm, [5, 6], 4, good))
+        assert good.done.wait(60) and len(good.tokens) == 4
+        assert len(errors) == 1 and bad.outcome == ("failed", 0) and engine.active == 0
+    finally:
+        engine.stop()
+
+
+def test_cancel_registry_keeps_orders_that_arrive_first_and_forgets_old_ones(monkeypatch):
+    import time
+
+    reg = CancelRegistry(ttl_s=10, max_keys=3)
+    reg.cancel("a")
+    assert reg.is_cancelled("a") and not reg.is_cancelled("b") and not reg.is_cancelled(None)
+    for k in "bcd":
+        reg.cancel(k)
+    assert not reg.is_cancelled("a") and all(reg.is_cancelled(k) for k in "bcd")  # at most 3 kept
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + 60)
+    reg.cancel("e")
+    assert reg.is_cancelled("e") and not reg.is_cancelled("b")  # older than the TTL: dropped

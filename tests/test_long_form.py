@@ -1,0 +1,107 @@
+"""Long-form served: a 3-5 minute recording, streaming, a 70 s clip without pauses, limits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from canary_triton import contract as C
+from canary_triton.client import CanaryClient, ClientOptions, ServerError
+from canary_triton.metrics import wer
+from canary_triton.segmenter import SegmentOptions, join_texts, split
+
+from .conftest import SR, TINY_LONG_FORM_MERGE_S
+from .test_segmenter import long_recording
+
+OPTS = SegmentOptions(merge_s=TINY_LONG_FORM_MERGE_S)
+
+
+@pytest.fixture(scope="module")
+def recording(heldout):
+    audio, spans, texts = long_recording(heldout, 200, seed=5, pauses=(0.35, 2.5))
+    assert 180 <= len(audio) / SR <= 300
+    return audio, texts
+
+
+def test_a_recording_of_minutes_is_transcribed_and_equals_its_segments_one_by_one(server_trained, recording):
+    audio, texts = recording
+    with CanaryClient(options=ClientOptions(url=server_trained.grpc_url, timeout_s=600)) as c:
+        got = c.transcribe(audio)  # > 40 s: the long-form entry point
+        segments = c.transcribe_segments(audio)
+        planned = split(audio, SR, OPTS)
+        one_by_one = [c.transcribe(audio[s.start: s.end]) for s in planned]
+    assert wer([" ".join(texts)], [got]) <= 0.10, (wer([" ".join(texts)], [got]), got[:200])
+    assert got == join_texts(one_by_one, planned)
+    assert [(round(s.start / SR, 3), round(s.end / SR, 3)) for s in planned] == \
+        [(d["start"], d["end"]) for d in segments]
+    assert [d["text"] for d in segments] == one_by_one
+    print(f"\nlong-form: {len(audio) / SR:.0f} s, {len(planned)} segments, "
+          f"WER {100 * wer([' '.join(texts)], [got]):.1f}%")
+
+
+def test_streaming_long_form_sends_segments_in_order(server_trained, recording):
+    audio, _ = recording
+    audio = audio[: 60 * SR]
+    with CanaryClient(options=ClientOptions(url=server_trained.grpc_url, timeout_s=600)) as c:
+        unary = c.transcribe(audio)
+        pieces = list(c.stream(audio))
+    assert len(pieces) == len([s for s in split(audio, SR, OPTS)]) - pieces.count("")
+    assert "".join(pieces) == unary
+
+
+def test_seventy_seconds_without_a_pause_is_cut_with_overlap_and_nothing_dropped(server_trained, heldout):
+    """The tiny model knows single utterances, so its text at a hard cut is not a quality measure;
+    what is checked: every sample is in a segment, each segment's text is that audio's own
+    transcript, and joining drops at most ``max_overlap_words`` repeated words per cut."""
+    rng = np.random.default_rng(9)
+    parts, total = [], 0
+    while total < 70 * SR:
+        a, _ = heldout[int(rng.integers(len(heldout)))]
+        loud = np.flatnonzero(np.abs(a) > 1e-3)
+        a = a[loud[0]: loud[-1] + 1]  # no silence at either end: the clips run into each other
+        parts.append(a)
+        total += len(a)
+    audio = np.concatenate(parts)[: 70 * SR]
+    with CanaryClient(options=ClientOptions(url=server_trained.grpc_url, timeout_s=600)) as c:
+        got = c.transcribe(audio)
+        segments = c.transcribe_segments(audio)
+        alone = [c.transcribe(audio[int(round(d["start"] * SR)): int(round(d["end"] * SR))]) for d in segments]
+    assert len(segments) >= 2
+    assert segments[0]["start"] <= 0.2 and segments[-1]["end"] >= 70 - 0.2
+    for a, b in zip(segments, segments[1:]):
+        assert b["start"] < a["end"]  # overlap: no sample between two segments is skipped
+        assert b["end"] - b["start"] <= C.MAX_AUDIO_SECONDS
+    assert [d["text"] for d in segments] == alone
+    joined, dropped = got.split(), sum(len(d["text"].split()) for d in segments) - len(got.split())
+    assert 0 <= dropped <= 8 * (len(segments) - 1), dropped
+    assert joined[: len(alone[0].split())] == alone[0].split()
+
+
+def test_long_form_limits_and_bad_input(server_trained):
+    with CanaryClient(server_trained.grpc_url) as c:
+        with pytest.raises(ServerError, match="NaN or Inf"):
+            c.transcribe(np.full(50 * SR, np.nan, np.float32))
+        with pytest.raises(ServerError, match="at least 160"):
+            c.transcribe(np.zeros(10, np.float32), long_form=True)
+        with pytest.raises(ServerError, match="'max_new_tokens' is 0"):
+            c.infer(C.LONG_FORM_MODEL, {"audio": np.zeros((1, 50 * SR), np.float32) + 0.01,
+                                        "max_new_tokens": np.array([[0]], np.int32)}, C.TRANSCRIPT.name)
+        # silence only: no speech, no segment, an empty transcript
+        assert c.transcribe(np.zeros(45 * SR, np.float32)) == ""
+        assert json.loads(c.infer(C.LONG_FORM_MODEL, {"audio": np.zeros((1, 45 * SR), np.float32)},
+                                  C.SEGMENTS.name)) == []
+
+
+def test_the_long_form_limit_is_read_from_the_repository(exported_trained):
+    text = (exported_trained / "model_repository" / C.LONG_FORM_MODEL / "config.pbtxt").read_text()
+    assert f'"{C.MAX_LONG_FORM_SECONDS}"' in text or f'"{C.MAX_LONG_FORM_SECONDS:g}"' in text
+
+
+def test_audio_over_the_long_form_limit_is_refused_naming_it():
+    from canary_triton.errors import InputError
+    from canary_triton.long_form import LongFormOptions, plan
+
+    with pytest.raises(InputError, match="the limit is 60 s .*raise the server's long-form limit"):
+        plan(np.zeros((1, 61 * SR), np.float32), C.MelParams(), LongFormOptions(max_seconds=60))

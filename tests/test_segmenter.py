@@ -1,0 +1,90 @@
+"""Long-form segmentation: every pause found, no utterance cut, segments <= the limit, overlap
+words de-duplicated at hard cuts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from canary_triton import contract
+from canary_triton.segmenter import Segment, SegmentOptions, join_texts, speech_regions, split
+
+from .conftest import SR
+
+
+def _voiced(audio: np.ndarray) -> tuple[int, int]:
+    """First and last sample of the 10 ms frames above -60 dBFS (espeak's clips end in silence)."""
+    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    loud = np.flatnonzero(np.sqrt(np.mean(frames ** 2, axis=1)) > 1e-3)
+    return int(loud[0]) * 160, int(loud[-1] + 1) * 160
+
+
+def long_recording(heldout, seconds: float, seed: int, pauses=(0.4, 2.0)):
+    """Held-out clips joined with silences of varied length; each clip's voiced sample range."""
+    rng = np.random.default_rng(seed)
+    pieces, spans, texts, t = [np.zeros(int(0.5 * SR), np.float32)], [], [], int(0.5 * SR)
+    while t < seconds * SR:
+        audio, text = heldout[int(rng.integers(len(heldout)))]
+        pieces.append(audio)
+        a, b = _voiced(audio)
+        spans.append((t + a, t + b))
+        texts.append(text)
+        t += len(audio)
+        gap = np.zeros(int(rng.uniform(*pauses) * SR), np.float32)
+        pieces.append(gap)
+        t += len(gap)
+    return np.concatenate(pieces), spans, texts
+
+
+def test_every_pause_is_found_and_no_utterance_is_cut(heldout):
+    audio, spans, _ = long_recording(heldout, 120, seed=1)
+    regions = speech_regions(audio, SR, SegmentOptions())
+    assert len(regions) == len(spans)
+    for (a, b), (s, e) in zip(regions, spans):  # each region is one clip's voiced part (within the padding)
+        assert abs(a - s) <= 0.06 * SR and abs(b - e) <= 0.06 * SR
+
+
+def test_short_limit_gives_one_utterance_per_segment_and_long_limit_merges(heldout):
+    audio, spans, _ = long_recording(heldout, 90, seed=2)
+    one = split(audio, SR, SegmentOptions(merge_s=0.5))
+    assert len(one) == len(spans)
+    assert all(seg.start <= s and e <= seg.end for seg, (s, e) in zip(one, spans))
+    merged = split(audio, SR, SegmentOptions(merge_s=20))
+    assert len(merged) < len(spans) / 3
+    assert all(seg.end - seg.start <= 20 * SR for seg in merged)
+    for s, e in spans:  # every clip lies whole inside one segment
+        assert sum(seg.start <= s and e <= seg.end for seg in merged) == 1
+    assert all(not seg.after_hard_cut for seg in merged)
+
+
+def test_speech_without_pauses_is_hard_cut_with_overlap_and_nothing_is_lost():
+    t = np.arange(int(95 * SR)) / SR
+    audio = (0.3 * np.sin(2 * np.pi * 200 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    opts = SegmentOptions()
+    segs = split(audio, SR, opts)
+    assert len(segs) == 3 and segs[0].start == 0 and segs[-1].end == len(audio)
+    assert [s.after_hard_cut for s in segs] == [False, True, True]
+    for a, b in zip(segs, segs[1:]):
+        assert b.start == a.end - int(opts.overlap_s * SR)  # every sample is covered, with the overlap
+    assert all(s.end - s.start <= contract.MAX_AUDIO_SECONDS * SR for s in segs)
+
+
+def test_silence_only_gives_no_segment():
+    assert split(np.zeros(10 * SR, np.float32), SR) == []
+
+
+def test_join_texts_drops_the_overlap_once():
+    segs = [Segment(0, 10), Segment(8, 20, after_hard_cut=True), Segment(25, 30)]
+    assert join_texts(["one two three four", "three four five six", "four five"], segs) == \
+        "one two three four five six four five"  # no de-dup across a pause
+    assert join_texts(["a b", "c d"], [Segment(0, 1), Segment(1, 2, after_hard_cut=True)]) == "a b c d"
+    assert join_texts(["Hello, world.", "world. Again"], [Segment(0, 1), Segment(1, 2, True)]) == "Hello, world. Again"
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="max_segment_s"):
+        SegmentOptions(max_segment_s=41)
+    with pytest.raises(ValueError, match="overlap_s"):
+        SegmentOptions(merge_s=2, max_segment_s=2, overlap_s=1.5)
+    with pytest.raises(ValueError, match="merge_s"):
+        SegmentOptions(merge_s=35, max_segment_s=30)
