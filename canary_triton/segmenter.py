@@ -30,7 +30,8 @@ class SegmentOptions:
     max_segment_s: float = contract.MAX_AUDIO_SECONDS  # hard limit: longer speech is hard-cut
     min_pause_s: float = 0.3  # shorter silences do not split speech
     threshold_db: float = 45.0  # speech: within this many dB of the loud level (95th-percentile frame),
-    noise_margin_db: float = 10.0  # this far above the noise floor (10th-percentile frame),
+    noise_margin_db: float = 10.0  # this far above the noise floor (10th-percentile frame) when the
+    noise_gap_db: float = 30.0  # floor is at least this far below the loud level,
     floor_db: float = -60.0  # and above this absolute level (dBFS)
     frame_s: float = 0.02
     pad_s: float = 0.15  # silence kept before and after speech
@@ -72,9 +73,9 @@ def speech_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) ->
     frame = max(1, int(round(opts.frame_s * sample_rate)))
     levels = frame_levels_db(audio, frame)
     loud, noise = float(np.percentile(levels, 95)), float(np.percentile(levels, 10))
-    # the noise-floor rule never asks more than ``noise_margin_db`` below the loud level: a recording
-    # without any pause (floor close to the loud level) is all speech, not all silence
-    above_noise = min(noise + opts.noise_margin_db, loud - opts.noise_margin_db)
+    # the noise-floor rule applies only to a recording with a clear floor far below its speech
+    # (background noise); in speech without pauses the quietest frames are speech, not noise
+    above_noise = noise + opts.noise_margin_db if loud - noise > opts.noise_gap_db else -np.inf
     speech = levels > max(loud - opts.threshold_db, above_noise, opts.floor_db)
     regions: list[list[int]] = []
     min_gap = int(np.ceil(opts.min_pause_s / opts.frame_s))

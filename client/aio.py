@@ -22,8 +22,8 @@ import numpy as np
 from .. import contract
 from ..errors import CanaryTritonError
 from .api import (
-    ClientOptions, Result, ServerError, audio_request, backoff_delays, first_string, is_retryable, llm_request,
-    make_inputs, source_name,
+    ClientOptions, Result, ServerError, audio_request, backoff_delays, entry_model, first_string, is_retryable,
+    llm_request, make_inputs, resolve_options, source_name,
 )
 from .audio_input import Audio, AudioLike, as_audio
 
@@ -38,11 +38,7 @@ def _aio_module(protocol: str):
 
 class AsyncCanaryClient:
     def __init__(self, url: str | None = None, protocol: str | None = None, options: ClientOptions | None = None):
-        opts = options or ClientOptions()
-        if url is not None or protocol is not None:
-            opts = ClientOptions(**{**opts.__dict__, **({"url": url} if url else {}),
-                                    **({"protocol": protocol} if protocol else {})})
-        self.opts = opts
+        self.opts = opts = resolve_options(options, url, protocol)
         self._m = _aio_module(opts.protocol)
         if opts.protocol == "http":
             self._client = self._m.InferenceServerClient(opts.url, conn_timeout=opts.timeout_s)
@@ -91,9 +87,7 @@ class AsyncCanaryClient:
             await asyncio.sleep(delay)
 
     def _model_for(self, a: Audio, long_form: bool | None) -> str:
-        if long_form is None:
-            long_form = a.seconds > contract.MAX_AUDIO_SECONDS
-        return contract.LONG_FORM_MODEL if long_form else self.opts.model
+        return entry_model(self.opts, a, long_form)
 
     async def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
                          max_new_tokens: int | None = None, long_form: bool | None = None) -> str:

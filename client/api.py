@@ -134,6 +134,21 @@ class Result:
         return self.error is None
 
 
+def resolve_options(options: ClientOptions | None, url: str | None, protocol: str | None) -> ClientOptions:
+    """``options`` (default ClientOptions()) with ``url``/``protocol`` put in when given."""
+    opts = options or ClientOptions()
+    override = {k: v for k, v in (("url", url), ("protocol", protocol)) if v}
+    return ClientOptions(**{**opts.__dict__, **override}) if override else opts
+
+
+def entry_model(opts: ClientOptions, audio: Audio, long_form: bool | None) -> str:
+    """The ensemble, or canary_qwen_long for audio over the model's 40 s (``long_form=None``:
+    chosen by duration)."""
+    if long_form is None:
+        long_form = audio.seconds > contract.MAX_AUDIO_SECONDS
+    return contract.LONG_FORM_MODEL if long_form else opts.model
+
+
 def source_name(index: int, src) -> str:
     """What results and errors call an input: its path or name, else its position."""
     if isinstance(src, Audio):
@@ -148,11 +163,7 @@ class CanaryClient:
 
     def __init__(self, url: str | None = None, protocol: str | None = None, options: ClientOptions | None = None,
                  concurrency: int = 16):
-        opts = options or ClientOptions()
-        if url is not None or protocol is not None:
-            opts = ClientOptions(**{**opts.__dict__, **({"url": url} if url else {}),
-                                    **({"protocol": protocol} if protocol else {})})
-        self.opts = opts
+        self.opts = opts = resolve_options(options, url, protocol)
         self._m = protocol_module(opts.protocol)
         if opts.protocol == "http":
             self._client = self._m.InferenceServerClient(
@@ -215,11 +226,7 @@ class CanaryClient:
 
     # -- ASR --------------------------------------------------------------------------------
     def _model_for(self, a: Audio, long_form: bool | None) -> str:
-        """The entry point: the ensemble, or canary_qwen_long for audio over the model's 40 s
-        (``long_form=None``: chosen by duration)."""
-        if long_form is None:
-            long_form = a.seconds > contract.MAX_AUDIO_SECONDS
-        return contract.LONG_FORM_MODEL if long_form else self.opts.model
+        return entry_model(self.opts, a, long_form)
 
     def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
                    max_new_tokens: int | None = None, long_form: bool | None = None) -> str:

@@ -20,10 +20,11 @@ def infer_one(opts: ClientOptions, model: str, inputs: dict[str, np.ndarray], ou
 
 
 def transcribe(audio, opts: ClientOptions = ClientOptions(), max_new_tokens: int | None = None,
-               sample_rate: int | None = None) -> str:
-    """Transcribe one clip: a path, encoded bytes, (array, rate) or a 16 kHz array."""
+               sample_rate: int | None = None, long_form: bool | None = None) -> str:
+    """Transcribe one clip: a path, encoded bytes, (array, rate) or a 16 kHz array (over 40 s:
+    the long-form entry point, unless ``long_form=False``)."""
     with CanaryClient(options=opts, concurrency=1) as c:
-        return c.transcribe(audio, sample_rate=sample_rate, max_new_tokens=max_new_tokens)
+        return c.transcribe(audio, sample_rate=sample_rate, max_new_tokens=max_new_tokens, long_form=long_form)
 
 
 def ask(text: str | bytes, opts: ClientOptions = ClientOptions(), max_new_tokens: int | None = None,

@@ -66,8 +66,11 @@ def test_streaming_concatenates_to_the_unary_transcript_sync_and_async(server_tr
             assert len(pieces) >= 2 and "".join(pieces) == reference[f]
 
     async def run():
+        out = []
         async with AsyncCanaryClient(server_trained.grpc_url) as c:
-            return [[p async for p in c.stream(f)] for f in files]
+            for f in files:
+                out.append([p async for p in c.stream(f)])
+        return out
 
     for f, pieces in zip(files, asyncio.run(run())):
         assert "".join(pieces) == reference[f]

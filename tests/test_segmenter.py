@@ -88,3 +88,14 @@ def test_options_are_checked():
         SegmentOptions(merge_s=2, max_segment_s=2, overlap_s=1.5)
     with pytest.raises(ValueError, match="merge_s"):
         SegmentOptions(merge_s=35, max_segment_s=30)
+
+
+def test_pauses_are_found_over_background_noise_and_speech_without_pauses_is_one_region(heldout):
+    audio, spans, _ = long_recording(heldout, 60, seed=3)
+    noisy = audio + np.random.default_rng(0).normal(0, 0.003, len(audio)).astype(np.float32)  # about -50 dBFS
+    assert len(speech_regions(noisy, SR, SegmentOptions())) == len(spans)
+    frames = np.concatenate([a for a, _ in heldout[:20]])
+    frames = frames[: len(frames) // 320 * 320].reshape(-1, 320)
+    level = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames ** 2, axis=1)), 1e-6))
+    continuous = frames[level > level.max() - 30].reshape(-1)  # quiet frames removed: no pause left
+    assert len(speech_regions(continuous, SR, SegmentOptions())) == 1
