@@ -536,3 +536,33 @@ def test_missing_or_corrupt_artifacts_fail_at_load_naming_the_file(strict_export
         server.start(timeout_s=240)
     server.stop()
     assert "encoder" in str(e.value) and "encoder.onnx" in str(e.value), str(e.value)
+
+
+def test_cancelling_an_asyncio_task_cancels_the_llm_mode_request(server_random):
+    """The asyncio client's cancellation reaches the base model's generation (LLM mode, via BLS)."""
+    import asyncio
+
+    from canary_triton.client import AsyncCanaryClient
+
+    cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL, outcome="cancelled")
+    tokens0 = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL)
+
+    async def run():
+        async with AsyncCanaryClient(server_random.grpc_url) as c:
+            task = asyncio.create_task(c.ask("Write a very long story about the sea.",
+                                             max_new_tokens=C.MAX_NEW_TOKENS_LIMIT))
+            deadline = time.monotonic() + 60
+            while _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) < 1:
+                assert time.monotonic() < deadline, "generation did not start"
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL,
+                                  outcome="cancelled") > cancelled0, 30, "llm_base to count the request as cancelled")
+    generated = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL) - tokens0
+    assert 0 < generated < C.MAX_NEW_TOKENS_LIMIT
+    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) == 0, 10,
+              "the batch slot to be freed")
