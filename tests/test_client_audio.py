@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -121,23 +122,44 @@ def test_corrupt_and_missing_files_are_named(tmp_path, monkeypatch):
         as_audio({"a": 1})
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed: the fallback is only "
-                    "reachable where it is (the no-ffmpeg error path is tested above)")
-def test_formats_libsndfile_cannot_read_go_through_ffmpeg(tmp_path, clip):
+def _fake_ffmpeg(bin_dir, monkeypatch):
+    """An `ffmpeg` on PATH that decodes this test's headerless float32 `.raw` files (and fails on
+    anything else with ffmpeg's kind of message), to exercise the fallback's plumbing anywhere."""
+    import sys
+
+    script = bin_dir / "ffmpeg"
+    script.write_text(f"""#!{sys.executable}
+import sys, numpy as np, soundfile as sf
+args = sys.argv[1:]
+src, out = args[args.index("-i") + 1], args[-1]
+if not src.endswith(".raw"):
+    sys.stderr.write(src + ": Invalid data found when processing input\\n"); sys.exit(1)
+sf.write(out, np.fromfile(src, dtype="<f4"), 16000, subtype="FLOAT")
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_formats_libsndfile_cannot_read_go_through_ffmpeg(tmp_path, clip, monkeypatch):
     import subprocess
 
-    wav = tmp_path / "a.wav"
-    sf.write(wav, clip, MODEL_RATE, subtype="PCM_16")
-    m4a = tmp_path / "a.m4a"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "128k", str(m4a)],
-                   check=True)
-    got = decode_file(m4a).samples
-    assert _aligned_snr_db(np.concatenate([np.zeros(4000, np.float32), clip]),
-                           np.concatenate([np.zeros(4000, np.float32), got])) > 12.0
-    corrupt = tmp_path / "c.m4a"
-    corrupt.write_bytes(b"\x00\x00\x00\x18ftypM4A garbage")
-    with pytest.raises(InputError, match="c.m4a"):
-        decode_file(corrupt)
+    real = shutil.which("ffmpeg")
+    if real:  # the real thing where it is installed (it is on the development machines)
+        wav = tmp_path / "a.wav"
+        sf.write(wav, clip, MODEL_RATE, subtype="PCM_16")
+        m4a = tmp_path / "a.m4a"
+        subprocess.run([real, "-nostdin", "-v", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "128k", str(m4a)],
+                       check=True)
+        got = decode_file(m4a).samples
+        assert _aligned_snr_db(np.concatenate([np.zeros(4000, np.float32), clip]),
+                               np.concatenate([np.zeros(4000, np.float32), got])) > 12.0
+    (tmp_path / "bin").mkdir()
+    _fake_ffmpeg(tmp_path / "bin", monkeypatch)
+    clip.astype("<f4").tofile(tmp_path / "a.raw")
+    np.testing.assert_array_equal(decode_file(tmp_path / "a.raw").samples, clip)
+    (tmp_path / "c.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A garbage")
+    with pytest.raises(InputError, match="c.m4a.*Invalid data"):
+        decode_file(tmp_path / "c.m4a")
 
 
 def test_expand_paths_takes_files_globs_and_folders(tmp_path):
