@@ -118,17 +118,24 @@ class Preprocessor:
         return out
 
 
-def llm_mode_prompt(tokenizer, raw: bytes | str, name: str = contract.TEXT_INPUT.name) -> list[int]:
-    """LLM mode (adapter off): the user's text as one ``qwen`` user turn, validated."""
+def decode_text(raw: bytes | str, name: str = contract.TEXT_INPUT.name, role: str = "") -> str:
+    """A BYTES input as text: at most MAX_TEXT_BYTES of UTF-8, not blank (``role`` names it in errors)."""
+    label = f"input '{name}'" + (f" ({role})" if role else "")
     if isinstance(raw, bytes):
         if len(raw) > contract.MAX_TEXT_BYTES:
-            raise InputError(f"input '{name}' is {len(raw)} bytes; the limit is {contract.MAX_TEXT_BYTES}")
+            raise InputError(f"{label} is {len(raw)} bytes; the limit is {contract.MAX_TEXT_BYTES}")
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"input '{name}' is not valid UTF-8 (byte {e.start})") from None
+            raise InputError(f"{label} is not valid UTF-8 (byte {e.start})") from None
     if not raw.strip():
-        raise InputError(f"input '{name}' is empty")
+        raise InputError(f"{label} is empty")
+    return raw
+
+
+def llm_mode_prompt(tokenizer, raw: bytes | str, name: str = contract.TEXT_INPUT.name) -> list[int]:
+    """LLM mode (adapter off): the user's text as one ``qwen`` user turn, validated."""
+    raw = decode_text(raw, name)
     if contract.AUDIO_PLACEHOLDER_TOKEN in raw:
         raise InputError(f"input '{name}' may not contain {contract.AUDIO_PLACEHOLDER_TOKEN}")
     ids = tokenizer.llm_prompt_ids(raw)

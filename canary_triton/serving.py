@@ -26,6 +26,11 @@ def read_manifest(export_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def export_mel_params(export_dir: Path) -> contract.MelParams:
+    """The mel front end's parameters recorded in the export (sample rate, n_mels, hop...)."""
+    return contract.MelParams(**read_manifest(export_dir)["model"]["mel"])
+
+
 def load_serving_tokenizer(export_dir: Path) -> Tokenizer:
     manifest = read_manifest(export_dir)
     return load_tokenizer(Path(export_dir) / manifest["files"]["llm_merged"], require_placeholder=True)

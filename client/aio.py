@@ -22,8 +22,8 @@ import numpy as np
 from .. import contract
 from ..errors import CanaryTritonError
 from .api import (
-    ClientOptions, Result, ServerError, audio_request, backoff_delays, entry_model, first_string, is_retryable,
-    llm_request, make_inputs, resolve_options, source_name,
+    ClientOptions, Result, ServerError, audio_request, backoff_delays, entry_model, first_string,
+    item_result, llm_request, make_inputs, resolve_options, retry_delay, server_error,
 )
 from .audio_input import Audio, AudioLike, as_audio
 
@@ -71,20 +71,11 @@ class AsyncCanaryClient:
                     result = await self._client.infer(model, tensors, outputs=outputs,
                                                       headers=self.opts.headers or None, **kwargs)
                 return first_string(result, output)
-            except InferenceServerException as e:
-                err = ServerError(f"{model}: {e.message()}", str(e.status() or ""),
-                                  is_retryable(str(e.status() or ""), e.message() or ""))
             except asyncio.TimeoutError:
                 raise ServerError(f"{model}: no answer within {self.opts.timeout_s:.0f} s",
                                   "DEADLINE_EXCEEDED") from None
-            except (ConnectionError, OSError) as e:
-                err = ServerError(f"{model}: cannot reach {self.opts.url}: {e}", "UNAVAILABLE", True)
-            if not err.retryable:
-                raise err from None
-            delay = next(delays, None)
-            if delay is None:
-                raise ServerError(f"{err} (gave up after {self.opts.retries} retries)", err.status, True) from None
-            await asyncio.sleep(delay)
+            except (InferenceServerException, ConnectionError, OSError) as e:
+                await asyncio.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
 
     def _model_for(self, a: Audio, long_form: bool | None) -> str:
         return entry_model(self.opts, a, long_form)
@@ -103,20 +94,16 @@ class AsyncCanaryClient:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int, src) -> Result:
-            name = source_name(i, src)
             async with gate:
                 t0 = time.perf_counter()
+                a = None
                 try:
                     a = await asyncio.to_thread(as_audio, src)
+                    text = await self.infer(self._model_for(a, None), audio_request(a, max_new_tokens),
+                                            contract.TRANSCRIPT.name)
+                    r = item_result(i, src, a, t0, text=text)
                 except CanaryTritonError as e:
-                    r = Result(i, name, 0.0, error=str(e))
-                else:
-                    try:
-                        text = await self.infer(self._model_for(a, None), audio_request(a, max_new_tokens),
-                                                contract.TRANSCRIPT.name)
-                        r = Result(i, name, a.seconds, text=text, latency_s=time.perf_counter() - t0)
-                    except CanaryTritonError as e:
-                        r = Result(i, name, a.seconds, error=str(e), latency_s=time.perf_counter() - t0)
+                    r = item_result(i, src, a, t0, error=str(e))
             if on_result is not None:
                 on_result(r)
             return r

@@ -78,6 +78,27 @@ def is_retryable(status: str, message: str = "") -> bool:
     return "UNAVAILABLE" in s or s in ("503", "502") or "exceeds maximum queue size" in message.lower()
 
 
+def server_error(model: str, exc: Exception, url: str) -> ServerError:
+    """A tritonclient exception, or a connection failure (UNAVAILABLE), as a ServerError."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException):
+        status = str(exc.status() or "")
+        return ServerError(f"{model}: {exc.message()}", status, is_retryable(status, exc.message() or ""))
+    return ServerError(f"{model}: cannot reach {url}: {exc}", "UNAVAILABLE", True)
+
+
+def retry_delay(err: ServerError, delays: Iterator[float], retries: int) -> float:
+    """How long to wait before the next attempt; raises ``err`` when it is not retryable or the
+    retries are used up."""
+    if not err.retryable:
+        raise err from None
+    delay = next(delays, None)
+    if delay is None:
+        raise ServerError(f"{err} (gave up after {retries} retries)", err.status, True) from None
+    return delay
+
+
 def backoff_delays(opts: ClientOptions, rng: random.Random | None = None) -> Iterator[float]:
     """Exponential backoff with full jitter (AWS's recipe): uniform in [d/2, d], d doubling."""
     rng = rng or random.Random()
@@ -158,6 +179,15 @@ def source_name(index: int, src) -> str:
     return str(src)
 
 
+def item_result(index: int, src, audio: Audio | None, t0: float, text: str | None = None,
+                error: str | None = None) -> Result:
+    """One ``transcribe_many`` item: its text, or the error it met (``audio`` None: not decoded)."""
+    if audio is None:
+        return Result(index, source_name(index, src), 0.0, error=error)
+    return Result(index, source_name(index, src), audio.seconds, text=text, error=error,
+                  latency_s=time.perf_counter() - t0)
+
+
 class CanaryClient:
     """Synchronous client (thread-safe: share one across threads)."""
 
@@ -212,17 +242,8 @@ class CanaryClient:
                 result = self._client.infer(model, tensors, outputs=outputs, headers=self.opts.headers or None,
                                             **kwargs)
                 return {o: first_string(result, o) for o in output_names}
-            except InferenceServerException as e:
-                err = ServerError(f"{model}: {e.message()}", str(e.status() or ""),
-                                  is_retryable(str(e.status() or ""), e.message() or ""))
-            except (ConnectionError, OSError) as e:  # HTTP: connection refused/reset
-                err = ServerError(f"{model}: cannot reach {self.opts.url}: {e}", "UNAVAILABLE", True)
-            if not err.retryable:
-                raise err from None
-            delay = next(delays, None)
-            if delay is None:
-                raise ServerError(f"{err} (gave up after {self.opts.retries} retries)", err.status, True) from None
-            time.sleep(delay)
+            except (InferenceServerException, ConnectionError, OSError) as e:  # OSError: HTTP connection refused/reset
+                time.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
 
     # -- ASR --------------------------------------------------------------------------------
     def _model_for(self, a: Audio, long_form: bool | None) -> str:
@@ -253,19 +274,14 @@ class CanaryClient:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
 
         def one(i: int, src) -> Result:
-            name = source_name(i, src)
             t0 = time.perf_counter()
+            a = None
             try:
                 a = as_audio(src)
+                text = self.infer(self._model_for(a, None), audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+                r = item_result(i, src, a, t0, text=text)
             except CanaryTritonError as e:
-                r = Result(i, name, 0.0, error=str(e))
-            else:
-                try:
-                    text = self.infer(self._model_for(a, None), audio_request(a, max_new_tokens),
-                                      contract.TRANSCRIPT.name)
-                    r = Result(i, name, a.seconds, text=text, latency_s=time.perf_counter() - t0)
-                except CanaryTritonError as e:
-                    r = Result(i, name, a.seconds, error=str(e), latency_s=time.perf_counter() - t0)
+                r = item_result(i, src, a, t0, error=str(e))
             if on_result is not None:
                 on_result(r)
             return r

@@ -26,7 +26,7 @@ from tritonclient.utils import InferenceServerException
 from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
-from canary_triton.serving import read_manifest
+from canary_triton.serving import export_mel_params, read_manifest
 
 from .bad_inputs import cases, triton_inputs
 from .conftest import SR, free_port
@@ -36,7 +36,7 @@ ADMIN_KEY = "test-admin-key"
 
 def _manifest_cases(export_dir):
     m = read_manifest(export_dir)
-    mel = C.MelParams(**m["model"]["mel"])
+    mel = export_mel_params(export_dir)
     return cases(int(m["model"]["vocab_rows"]), mel.n_mels, int(m["model"]["encoder_dim"]),
                  C.num_mel_frames(C.max_audio_samples(mel), mel) + 1)
 

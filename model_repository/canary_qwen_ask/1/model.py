@@ -11,10 +11,9 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
-from canary_triton.errors import InputError  # noqa: E402
 from canary_triton.long_form import LongFormOptions  # noqa: E402
-from canary_triton.preprocess import validate_audio  # noqa: E402
-from canary_triton.serving import read_manifest  # noqa: E402
+from canary_triton.preprocess import decode_text, validate_audio  # noqa: E402
+from canary_triton.serving import export_mel_params  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
     ThreadedModel, artifacts_dir, bls_error, input_array, model_parameters, unary_call,
 )
@@ -25,7 +24,7 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 class TritonPythonModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
-        mel = C.MelParams(**read_manifest(artifacts_dir(args, params))["model"]["mel"])
+        mel = export_mel_params(artifacts_dir(args, params))
         self.short_limit = int(C.MAX_AUDIO_SECONDS * mel.sample_rate)
         # checked here as well: error codes do not survive a BLS hop in Triton 2.51
         self.limits = LongFormOptions(max_seconds=float(params["max_seconds"])).limits(mel)
@@ -36,13 +35,8 @@ class TritonPythonModel(ThreadedModel):
         try:
             audio = pb_utils.get_input_tensor_by_name(request, C.AUDIO.name)
             validate_audio(input_array(pb_utils, request, C.AUDIO.name), self.limits)
-            raw = input_array(pb_utils, request, C.TEXT_INPUT.name).reshape(-1)[0]
-            try:
-                instruction = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-            except UnicodeDecodeError as e:
-                raise InputError(f"input '{C.TEXT_INPUT.name}' is not valid UTF-8 (byte {e.start})") from None
-            if not instruction.strip():
-                raise InputError(f"input '{C.TEXT_INPUT.name}' (the instruction) is empty")
+            instruction = decode_text(input_array(pb_utils, request, C.TEXT_INPUT.name).reshape(-1)[0],
+                                      role="the instruction")
             asr = C.LONG_FORM_MODEL if audio.as_numpy().size > self.short_limit else C.ENSEMBLE_MODEL
             text = unary_call(pb_utils, asr, [audio], [C.TRANSCRIPT.name])[C.TRANSCRIPT.name]
             transcript = text.as_numpy().reshape(-1)[0].decode("utf-8")

@@ -21,7 +21,7 @@ from canary_triton.long_form import (  # noqa: E402
 )
 from canary_triton.preprocess import validate_max_new_tokens  # noqa: E402
 from canary_triton.segmenter import SegmentOptions  # noqa: E402
-from canary_triton.serving import read_manifest  # noqa: E402
+from canary_triton.serving import export_mel_params  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
     ThreadedModel, artifacts_dir, bls_error, input_array, model_parameters, unary_call,
 )
@@ -33,7 +33,7 @@ class TritonPythonModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
         self.streaming = pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
-        self.mel = C.MelParams(**read_manifest(artifacts_dir(args, params))["model"]["mel"])
+        self.mel = export_mel_params(artifacts_dir(args, params))
         self.opts = LongFormOptions(max_seconds=float(params["max_seconds"]),
                                     segment=SegmentOptions(merge_s=float(params["merge_seconds"])))
         self.target = params.get("segment_model", C.ENSEMBLE_MODEL)
