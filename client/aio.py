@@ -5,6 +5,10 @@
         results = await c.transcribe_many(paths, concurrency=32)
         async for piece in c.stream("a.flac"):
             ...
+        transcript, answer = await c.transcribe_and_ask("a.flac", "Who is speaking?")
+
+Both clients build each request with the same ``api.*_call`` functions (model, tensors, outputs,
+parsing); only sending differs.
 
 Cancelling the task that awaits a gRPC call cancels the request on the server (the LLM stops
 generating between two steps and frees its batch slot); ``timeout_s`` does the same at its
@@ -22,8 +26,9 @@ import numpy as np
 from .. import contract
 from ..errors import CanaryTritonError
 from .api import (
-    ClientOptions, Result, ServerError, audio_request, backoff_delays, entry_model, first_string,
-    item_result, llm_request, make_inputs, resolve_options, retry_delay, server_error,
+    Call, ClientOptions, Result, ServerError, ask_call, audio_request, backoff_delays, first_string, item_result,
+    make_inputs, resolve_options, retry_delay, segments_call, server_error, stream_model, summarize_call,
+    transcribe_and_ask_call, transcribe_call,
 )
 from .audio_input import Audio, AudioLike, as_audio
 
@@ -54,11 +59,30 @@ class AsyncCanaryClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
+    async def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Wait until the server and the entry model are ready (raises ServerError on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                if await self._client.is_server_ready() and await self._client.is_model_ready(self.opts.model):
+                    return
+            except Exception as e:  # noqa: BLE001  not up yet
+                last = str(e)
+            await asyncio.sleep(0.5)
+        raise ServerError(f"server at {self.opts.url} not ready after {timeout_s:.0f} s {last}".strip(), "UNAVAILABLE")
+
     async def infer(self, model: str, arrays: dict[str, np.ndarray], output: str) -> str:
+        """One request with retries on UNAVAILABLE; returns the first string of ``output``."""
+        return (await self.infer_strings(model, arrays, [output]))[output]
+
+    async def infer_strings(self, model: str, arrays: dict[str, np.ndarray],
+                            output_names: list[str]) -> dict[str, str]:
+        """One request with retries on UNAVAILABLE; the first string of each requested output."""
         from tritonclient.utils import InferenceServerException
 
         tensors = make_inputs(self._m, arrays)
-        outputs = [self._m.InferRequestedOutput(output)]
+        outputs = [self._m.InferRequestedOutput(o) for o in output_names]
         kwargs = {"client_timeout": self.opts.timeout_s} if self.opts.protocol == "grpc" else {}
         delays = backoff_delays(self.opts)
         while True:
@@ -70,21 +94,27 @@ class AsyncCanaryClient:
                 else:
                     result = await self._client.infer(model, tensors, outputs=outputs,
                                                       headers=self.opts.headers or None, **kwargs)
-                return first_string(result, output)
+                return {o: first_string(result, o) for o in output_names}
             except asyncio.TimeoutError:
                 raise ServerError(f"{model}: no answer within {self.opts.timeout_s:.0f} s",
                                   "DEADLINE_EXCEEDED") from None
             except (InferenceServerException, ConnectionError, OSError) as e:
                 await asyncio.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
 
-    def _model_for(self, a: Audio, long_form: bool | None) -> str:
-        return entry_model(self.opts, a, long_form)
+    async def call(self, c: Call):
+        """Send one ``Call`` (with retries) and parse its answer."""
+        return c.parse(await self.infer_strings(c.model, c.arrays, list(c.outputs)))
 
     async def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
                          max_new_tokens: int | None = None, long_form: bool | None = None) -> str:
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
-        return await self.infer(self._model_for(a, long_form), audio_request(a, max_new_tokens),
-                                contract.TRANSCRIPT.name)
+        return await self.call(transcribe_call(self.opts, a, max_new_tokens, long_form))
+
+    async def transcribe_segments(self, audio: AudioLike | Audio, sample_rate: int | None = None,
+                                  max_new_tokens: int | None = None) -> list[dict]:
+        """Long-form with timing: [{"start": s, "end": s, "text": ...}] per segment (seconds)."""
+        a = await asyncio.to_thread(as_audio, audio, sample_rate)
+        return await self.call(segments_call(a, max_new_tokens))
 
     async def transcribe_many(self, audios: Sequence[AudioLike | Audio], concurrency: int = 8,
                               max_new_tokens: int | None = None,
@@ -99,8 +129,7 @@ class AsyncCanaryClient:
                 a = None
                 try:
                     a = await asyncio.to_thread(as_audio, src)
-                    text = await self.infer(self._model_for(a, None), audio_request(a, max_new_tokens),
-                                            contract.TRANSCRIPT.name)
+                    text = await self.call(transcribe_call(self.opts, a, max_new_tokens, None))
                     r = item_result(i, src, a, t0, text=text)
                 except CanaryTritonError as e:
                     r = item_result(i, src, a, t0, error=str(e))
@@ -118,9 +147,7 @@ class AsyncCanaryClient:
             raise CanaryTritonError("streaming needs the gRPC protocol; use protocol='grpc'")
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
         inputs = make_inputs(self._m, audio_request(a, max_new_tokens))
-
-        model = contract.LONG_FORM_STREAM_MODEL if self._model_for(a, long_form) == contract.LONG_FORM_MODEL \
-            else contract.STREAM_MODEL
+        model = stream_model(self.opts, a, long_form)
 
         async def requests():
             yield {"model_name": model, "inputs": inputs}
@@ -141,6 +168,15 @@ class AsyncCanaryClient:
 
     async def ask(self, instruction: str, transcript: str | None = None, max_new_tokens: int | None = None,
                   temperature: float | None = None, top_p: float | None = None, seed: int | None = None) -> str:
-        text = contract.llm_mode_text(instruction, transcript)
-        return await self.infer(contract.LLM_MODE_MODEL, llm_request(text, max_new_tokens, temperature, top_p, seed),
-                                contract.TEXT_OUTPUT.name)
+        """LLM mode (base Qwen3, adapter off): an instruction, optionally about a transcript."""
+        return await self.call(ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
+
+    async def summarize(self, transcript: str, max_new_tokens: int | None = None) -> str:
+        """LLM mode with the contract's summary instruction."""
+        return await self.call(summarize_call(transcript, max_new_tokens))
+
+    async def transcribe_and_ask(self, audio: AudioLike | Audio, instruction: str, sample_rate: int | None = None,
+                                 max_new_tokens: int | None = None) -> tuple[str, str]:
+        """One request to ``canary_qwen_ask``: (transcript, answer)."""
+        a = await asyncio.to_thread(as_audio, audio, sample_rate)
+        return await self.call(transcribe_and_ask_call(a, instruction, max_new_tokens))

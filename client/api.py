@@ -170,6 +170,63 @@ def entry_model(opts: ClientOptions, audio: Audio, long_form: bool | None) -> st
     return contract.LONG_FORM_MODEL if long_form else opts.model
 
 
+def stream_model(opts: ClientOptions, audio: Audio, long_form: bool | None) -> str:
+    """The decoupled entry point that streams what ``entry_model`` would answer in one piece."""
+    return contract.LONG_FORM_STREAM_MODEL if entry_model(opts, audio, long_form) == contract.LONG_FORM_MODEL \
+        else contract.STREAM_MODEL
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as plain data: both clients build it with the functions below and only differ
+    in how they send it (``outputs`` are string tensors; ``parse`` turns their first strings into
+    the call's result)."""
+
+    model: str
+    arrays: dict
+    outputs: tuple[str, ...]
+    parse: Callable[[dict[str, str]], object]
+
+
+def _only(name: str) -> Callable[[dict[str, str]], str]:
+    return lambda out: out[name]
+
+
+def transcribe_call(opts: ClientOptions, audio: Audio, max_new_tokens: int | None,
+                    long_form: bool | None) -> Call:
+    """``transcript`` of the ensemble (or of canary_qwen_long for audio over 40 s)."""
+    return Call(entry_model(opts, audio, long_form), audio_request(audio, max_new_tokens),
+                (contract.TRANSCRIPT.name,), _only(contract.TRANSCRIPT.name))
+
+
+def segments_call(audio: Audio, max_new_tokens: int | None) -> Call:
+    """``segments`` (JSON) of canary_qwen_long: [{"start", "end", "text"}] in seconds."""
+    import json
+
+    return Call(contract.LONG_FORM_MODEL, audio_request(audio, max_new_tokens), (contract.SEGMENTS.name,),
+                lambda out: json.loads(out[contract.SEGMENTS.name]))
+
+
+def ask_call(instruction: str, transcript: str | None, max_new_tokens: int | None, temperature: float | None,
+             top_p: float | None, seed: int | None) -> Call:
+    """``text_output`` of canary_qwen_llm for the LLM-mode text built from instruction + transcript."""
+    text = contract.llm_mode_text(instruction, transcript)
+    return Call(contract.LLM_MODE_MODEL, llm_request(text, max_new_tokens, temperature, top_p, seed),
+                (contract.TEXT_OUTPUT.name,), _only(contract.TEXT_OUTPUT.name))
+
+
+def summarize_call(transcript: str, max_new_tokens: int | None) -> Call:
+    return ask_call(contract.SUMMARIZE_INSTRUCTION, transcript, max_new_tokens, None, None, None)
+
+
+def transcribe_and_ask_call(audio: Audio, instruction: str, max_new_tokens: int | None) -> Call:
+    """One request to canary_qwen_ask: (``transcript``, ``text_output``)."""
+    arrays = llm_request(instruction, max_new_tokens, None, None, None)
+    arrays[contract.AUDIO.name] = audio.samples.reshape(1, -1)
+    return Call(contract.ASK_MODEL, arrays, (contract.TRANSCRIPT.name, contract.TEXT_OUTPUT.name),
+                lambda out: (out[contract.TRANSCRIPT.name], out[contract.TEXT_OUTPUT.name]))
+
+
 def source_name(index: int, src) -> str:
     """What results and errors call an input: its path or name, else its position."""
     if isinstance(src, Audio):
@@ -245,25 +302,21 @@ class CanaryClient:
             except (InferenceServerException, ConnectionError, OSError) as e:  # OSError: HTTP connection refused/reset
                 time.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
 
-    # -- ASR --------------------------------------------------------------------------------
-    def _model_for(self, a: Audio, long_form: bool | None) -> str:
-        return entry_model(self.opts, a, long_form)
+    def call(self, c: Call):
+        """Send one ``Call`` (with retries) and parse its answer."""
+        return c.parse(self.infer_strings(c.model, c.arrays, list(c.outputs)))
 
+    # -- ASR --------------------------------------------------------------------------------
     def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
                    max_new_tokens: int | None = None, long_form: bool | None = None) -> str:
         """Transcribe one clip (path, bytes, array at ``sample_rate`` or (array, rate)); audio
         longer than 40 s goes through the long-form entry point unless ``long_form=False``."""
-        a = as_audio(audio, sample_rate)
-        return self.infer(self._model_for(a, long_form), audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+        return self.call(transcribe_call(self.opts, as_audio(audio, sample_rate), max_new_tokens, long_form))
 
     def transcribe_segments(self, audio: AudioLike | Audio, sample_rate: int | None = None,
                             max_new_tokens: int | None = None) -> list[dict]:
         """Long-form with timing: [{"start": s, "end": s, "text": ...}] per segment (seconds)."""
-        import json
-
-        a = as_audio(audio, sample_rate)
-        return json.loads(self.infer(contract.LONG_FORM_MODEL, audio_request(a, max_new_tokens),
-                                     contract.SEGMENTS.name))
+        return self.call(segments_call(as_audio(audio, sample_rate), max_new_tokens))
 
     def transcribe_many(self, audios: Sequence[AudioLike | Audio], concurrency: int = 8,
                         max_new_tokens: int | None = None,
@@ -278,8 +331,7 @@ class CanaryClient:
             a = None
             try:
                 a = as_audio(src)
-                text = self.infer(self._model_for(a, None), audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
-                r = item_result(i, src, a, t0, text=text)
+                r = item_result(i, src, a, t0, text=self.call(transcribe_call(self.opts, a, max_new_tokens, None)))
             except CanaryTritonError as e:
                 r = item_result(i, src, a, t0, error=str(e))
             if on_result is not None:
@@ -298,9 +350,8 @@ class CanaryClient:
             raise CanaryTritonError("streaming needs the gRPC protocol (Triton's HTTP API has no bidirectional "
                                     "streams); use --protocol grpc")
         a = as_audio(audio, sample_rate)
-        model = contract.LONG_FORM_STREAM_MODEL if self._model_for(a, long_form) == contract.LONG_FORM_MODEL \
-            else contract.STREAM_MODEL
-        yield from self._stream(model, audio_request(a, max_new_tokens), contract.TRANSCRIPT.name)
+        yield from self._stream(stream_model(self.opts, a, long_form), audio_request(a, max_new_tokens),
+                                contract.TRANSCRIPT.name)
 
     def _stream(self, model: str, arrays: dict[str, np.ndarray], output: str) -> Iterator[str]:
         import tritonclient.grpc as grpcclient
@@ -336,19 +387,14 @@ class CanaryClient:
     def ask(self, instruction: str, transcript: str | None = None, max_new_tokens: int | None = None,
             temperature: float | None = None, top_p: float | None = None, seed: int | None = None) -> str:
         """LLM mode (base Qwen3, adapter off): an instruction, optionally about a transcript."""
-        text = contract.llm_mode_text(instruction, transcript)
-        return self.infer(contract.LLM_MODE_MODEL, llm_request(text, max_new_tokens, temperature, top_p, seed),
-                          contract.TEXT_OUTPUT.name)
+        return self.call(ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
 
     def summarize(self, transcript: str, max_new_tokens: int | None = None) -> str:
-        return self.ask(contract.SUMMARIZE_INSTRUCTION, transcript, max_new_tokens=max_new_tokens)
+        """LLM mode with the contract's summary instruction."""
+        return self.call(summarize_call(transcript, max_new_tokens))
 
     def transcribe_and_ask(self, audio: AudioLike | Audio, instruction: str, sample_rate: int | None = None,
                            max_new_tokens: int | None = None) -> tuple[str, str]:
-        """One call to ``canary_qwen_ask``: the audio is transcribed (long-form when over 40 s),
-        then the instruction is answered about the transcript. Returns (transcript, answer)."""
-        a = as_audio(audio, sample_rate)
-        arrays = llm_request(instruction, max_new_tokens, None, None, None)
-        arrays[contract.AUDIO.name] = a.samples.reshape(1, -1)
-        out = self.infer_strings(contract.ASK_MODEL, arrays, [contract.TRANSCRIPT.name, contract.TEXT_OUTPUT.name])
-        return out[contract.TRANSCRIPT.name], out[contract.TEXT_OUTPUT.name]
+        """One request to ``canary_qwen_ask``: the server transcribes the audio (long-form when over
+        40 s), then answers the instruction about the transcript. Returns (transcript, answer)."""
+        return self.call(transcribe_and_ask_call(as_audio(audio, sample_rate), instruction, max_new_tokens))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import inspect
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -99,24 +99,33 @@ def test_asyncio_transcribe_many_and_ask(server_trained, reference, protocol):
         assert answer == c.ask("Repeat the transcript.", results[0].text, max_new_tokens=4)
 
 
-def test_server_errors_carry_the_message_and_are_not_retried(server_trained):
+def _record_sleeps(monkeypatch) -> list[float]:
+    """The client's backoff waits, recorded instead of slept (the retry tests then hold on any machine)."""
+    import canary_triton.client.api as api
+
+    waits: list[float] = []
+    monkeypatch.setattr(api.time, "sleep", waits.append)
+    return waits
+
+
+def test_server_errors_carry_the_message_and_are_not_retried(server_trained, monkeypatch):
+    waits = _record_sleeps(monkeypatch)
     opts = ClientOptions(url=server_trained.grpc_url, retries=3, backoff_s=5.0)
-    t0 = time.monotonic()
     with CanaryClient(options=opts) as c, pytest.raises(ServerError, match="at least 160") as e:
         c.transcribe(np.zeros(5, np.float32))
     assert "INVALID_ARG" in e.value.status and not e.value.retryable
-    assert time.monotonic() - t0 < 5.0  # no backoff wait for a client mistake
+    assert waits == []  # a client mistake is reported at once, with no backoff wait
 
 
-def test_unavailable_is_retried_with_backoff_then_reported():
+def test_unavailable_is_retried_with_backoff_then_reported(monkeypatch):
     url = f"127.0.0.1:{free_port()}"  # nothing listens there
     for protocol in ("grpc", "http"):
+        waits = _record_sleeps(monkeypatch)
         opts = ClientOptions(url=url, protocol=protocol, retries=2, backoff_s=0.2, timeout_s=5)
-        t0 = time.monotonic()
         with CanaryClient(options=opts) as c, pytest.raises(ServerError, match="gave up after 2 retries") as e:
             c.transcribe(np.zeros(1600, np.float32))
         assert e.value.retryable
-        assert time.monotonic() - t0 >= 0.2  # two waits of at least 0.1 s and 0.2 s
+        assert len(waits) == 2 and 0.1 <= waits[0] <= 0.2 and 0.2 <= waits[1] <= 0.4  # full jitter, doubling
 
 
 def test_retry_policy():
@@ -201,3 +210,32 @@ def test_perf_input_validates_against_the_served_model(server_trained, reference
     bad["data"][0]["speech"] = bad["data"][0].pop("audio")
     problems = validate_perf_input(bad, meta, config)
     assert any("no input 'speech'" in p for p in problems) and any("'audio' is missing" in p for p in problems)
+
+
+def test_async_client_has_every_call_of_the_sync_client_with_the_same_parameters():
+    public = {n for n in dir(CanaryClient) if not n.startswith("_") and callable(getattr(CanaryClient, n))}
+    assert public <= set(dir(AsyncCanaryClient))
+    for name in sorted(public - {"close"}):
+        sync_params = list(inspect.signature(getattr(CanaryClient, name)).parameters)
+        async_fn = getattr(AsyncCanaryClient, name)
+        assert list(inspect.signature(async_fn).parameters) == sync_params, name
+        assert inspect.iscoroutinefunction(async_fn) or inspect.isasyncgenfunction(async_fn), name
+
+
+def test_async_summarize_transcribe_and_ask_and_segments_equal_the_sync_calls(server_trained, reference):
+    f = sorted(reference)[5]
+
+    async def run():
+        async with AsyncCanaryClient(server_trained.grpc_url) as c:
+            await c.wait_ready(60)
+            return (await c.summarize(reference[f], max_new_tokens=6),
+                    await c.transcribe_and_ask(f, "Repeat the text.", max_new_tokens=6),
+                    await c.transcribe_segments(f))
+
+    summary, (transcript, answer), segments = asyncio.run(run())
+    with CanaryClient(server_trained.grpc_url) as c:
+        assert summary == c.summarize(reference[f], max_new_tokens=6)
+        assert (transcript, answer) == c.transcribe_and_ask(f, "Repeat the text.", max_new_tokens=6)
+        assert segments == c.transcribe_segments(f)
+    assert transcript == reference[f]
+    assert "".join(s["text"] for s in segments).strip() == reference[f].strip()
