@@ -5,7 +5,9 @@ The layout: ``config.json`` holding NeMo's SALM config and one ``model.safetenso
 projections) and the top-level ``embed_tokens.weight``. The Qwen3 tokenizer and the Qwen3
 ``config.json`` come from a folder given separately (``llm_dir``, e.g. a local copy of
 ``Qwen/Qwen3-1.7B``) or sit beside the checkpoint as NeMo saves them offline (tokenizer files at
-the root, the LLM config in ``llm_backbone/``).
+the root, the LLM config in ``llm_backbone/``), or are named by ``pretrained_llm`` in ``config.json`` (a
+folder, or a hub id such as ``Qwen/Qwen3-1.7B`` found in the local Hugging Face cache), the order
+:func:`locate` documents.
 
 :func:`inspect_checkpoint` reads everything that needs no torch: paths, the config, dimensions and
 the LoRA scale. :func:`load_salm` builds NeMo's ``SALM`` and loads the weights strictly: a missing,
@@ -73,7 +75,51 @@ def _names(keys: Iterable[str]) -> str:
     return shown + more
 
 
+def _hub_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot folder of a hub id in the Hugging Face cache (``HF_HUB_CACHE`` /
+    ``HF_HOME``), looked up with local files only; None when it is not cached."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError):
+        return None
+
+
+def _named_folders(root: Path, key: str, value: Any) -> list[tuple[str, Path | None]]:
+    """Where a config entry naming the Qwen3 (``pretrained_llm`` / ``tokenizer_path``) may point,
+    as (what was tried, folder or None): an existing folder, absolute or relative to the checkpoint
+    (NeMo's ``save_pretrained`` writes it as given at training time); then, for a hub id such as
+    ``Qwen/Qwen3-1.7B``, its snapshot in the local Hugging Face cache."""
+    if not isinstance(value, str) or not value.strip():
+        return []
+    given = Path(value).expanduser()
+    folder = given if given.is_absolute() else root / given
+    tried = [(f"{folder} ({key}={value!r})", folder if folder.is_dir() else None)]
+    if not given.is_absolute() and not value.startswith((".", "~")) and value.count("/") <= 1:
+        tried.append((f"hub id {value!r} in the local Hugging Face cache {_hub_cache_dir()} ({key})",
+                      _hub_snapshot(value)))
+    return tried
+
+
+def _hub_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        return "HF_HUB_CACHE"
+
+
 def locate(path: str | Path, llm_dir: str | Path | None = None) -> CheckpointPaths:
+    """Find the checkpoint's files and its Qwen3 (config + tokenizer), in the order NeMo's
+    ``SALM.from_pretrained`` would, offline: ``llm_dir`` when given; else the folder beside the
+    checkpoint (tokenizer at the root, config in ``llm_backbone/``); else ``tokenizer_path`` (the
+    tokenizer only) and ``pretrained_llm`` from ``config.json`` as an existing folder (absolute or
+    relative to the checkpoint) or as a hub id cached locally."""
     root = Path(path)
     if not root.exists():
         raise CheckpointError(
@@ -85,26 +131,41 @@ def locate(path: str | Path, llm_dir: str | Path | None = None) -> CheckpointPat
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (root / name).is_file():
             raise CheckpointError(f"checkpoint folder {root} has no {name}; expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-    backbone = root / LLM_BACKBONE_DIR
+    tried_tok: list[str] = []
+    tried_cfg: list[str] = []
     if llm_dir is not None:
         llm_dir = Path(llm_dir)
         if not llm_dir.is_dir():
-            raise CheckpointError(f"Qwen3 folder {llm_dir} does not exist")
-        tok_candidates = [llm_dir]
-        cfg_candidates = [llm_dir]
+            raise CheckpointError(f"Qwen3 folder {llm_dir} (--llm-dir) does not exist")
+        tok_candidates = [(f"{llm_dir} (--llm-dir)", llm_dir)]
+        cfg_candidates = list(tok_candidates)
     else:
-        tok_candidates = [root, backbone]
-        cfg_candidates = [backbone]
-    tok_dir = find_tokenizer_dir(tok_candidates)
+        backbone = root / LLM_BACKBONE_DIR
+        cfg = _read_json(root / CONFIG_FILE, "config")
+        named = _named_folders(root, "pretrained_llm", cfg.get("pretrained_llm"))
+        tok_candidates = [(f"{root} (beside the checkpoint)", root), (str(backbone), backbone)]
+        tok_candidates += _named_folders(root, "tokenizer_path", cfg.get("tokenizer_path")) + named
+        cfg_candidates = [(f"{backbone} (beside the checkpoint)", backbone)] + named
+    tok_dir = None
+    for what, folder in tok_candidates:
+        tried_tok.append(what)
+        if folder is not None and find_tokenizer_dir([folder]) is not None:
+            tok_dir = folder
+            break
+    cfg_dir = None
+    for what, folder in cfg_candidates:
+        tried_cfg.append(what)
+        if folder is not None and (folder / CONFIG_FILE).is_file():
+            cfg_dir = folder
+            break
     if tok_dir is None:
         raise CheckpointError(
-            f"no Qwen3 tokenizer ({' + '.join(TOKENIZER_FILES)}) in {', '.join(map(str, tok_candidates))}; "
-            "pass the Qwen3-1.7B folder with --llm-dir"
+            f"no Qwen3 tokenizer ({' + '.join(TOKENIZER_FILES)}) found; tried: {'; '.join(tried_tok)}. "
+            "Pass the Qwen3-1.7B folder with --llm-dir"
         )
-    cfg_dir = next((c for c in cfg_candidates if (c / CONFIG_FILE).is_file()), None)
     if cfg_dir is None:
         raise CheckpointError(
-            f"no Qwen3 {CONFIG_FILE} in {', '.join(map(str, cfg_candidates))}; pass the Qwen3-1.7B folder "
+            f"no Qwen3 {CONFIG_FILE} found; tried: {'; '.join(tried_cfg)}. Pass the Qwen3-1.7B folder "
             "(config.json + tokenizer) with --llm-dir"
         )
     return CheckpointPaths(root, root / CONFIG_FILE, root / WEIGHTS_FILE, tok_dir, cfg_dir)

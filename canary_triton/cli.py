@@ -17,6 +17,8 @@ from .errors import CanaryTritonError
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CHECKPOINT = ASSETS / "tiny-trained"
 DEMO_HELDOUT = ASSETS / "speech" / "heldout"
+LLM_DIR_HELP = ("Qwen3-1.7B folder (config.json + tokenizer); default: found as NeMo does, beside the checkpoint, "
+                "then config.json's pretrained_llm as a folder or a hub id in the local Hugging Face cache")
 DEMO_SAMPLE = DEMO_HELDOUT / "heldout_000.flac"
 
 
@@ -202,14 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("inspect", _cmd_inspect, "Check a checkpoint folder and print what it holds (dimensions, ids, LoRA scale).")
     p.add_argument("checkpoint")
-    p.add_argument("--llm-dir", help="Qwen3-1.7B folder (tokenizer + config.json) if not beside the checkpoint")
+    p.add_argument("--llm-dir", help=LLM_DIR_HELP)
 
     p = add("export", _cmd_export, "Export a checkpoint: mel constants, ONNX encoder/projector, merged and base Qwen3 "
             "(+ TensorRT and TensorRT-LLM engines with --profile gpu), with a parity report against NeMo.")
     p.add_argument("checkpoint")
     p.add_argument("--output", "-o", required=True)
     p.add_argument("--profile", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--llm-dir", help="Qwen3-1.7B folder (tokenizer + config.json) if not beside the checkpoint")
+    p.add_argument("--llm-dir", help=LLM_DIR_HELP)
     p.add_argument("--llm-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="dtype of the written Qwen3 weights (auto: float32 for cpu, bfloat16 for gpu)")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="bf16", help="gpu: encoder engine precision")
@@ -266,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("reference", _cmd_reference, "Transcribe audio files in-process with NeMo (the reference the server must match).")
     p.add_argument("audio", nargs="+")
     p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
-    p.add_argument("--llm-dir")
+    p.add_argument("--llm-dir", help=LLM_DIR_HELP)
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
 
     from .client.commands import register
@@ -276,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", _cmd_demo, "The main job on the embedded default: export the demo checkpoint, start Triton, "
             "transcribe a bundled sample through the served ensemble, print the transcript.")
     p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
-    p.add_argument("--llm-dir")
+    p.add_argument("--llm-dir", help=LLM_DIR_HELP)
     p.add_argument("--audio", help="an audio file; default: a bundled sample")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--work-dir", default="~/.cache/canary-triton/demo", help="export, server files and log go here")

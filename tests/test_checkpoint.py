@@ -133,3 +133,125 @@ def test_missing_tokenizer(ckpt_copy):
     (ckpt_copy / "tokenizer.json").unlink()
     with pytest.raises(CheckpointError, match="no Qwen3 tokenizer"):
         inspect_checkpoint(ckpt_copy)
+
+
+# -- where the Qwen3 is found (the order NeMo's SALM.from_pretrained uses, offline) -----------------
+
+def _qwen3_folder(src, dst):
+    """A plain Qwen3 folder (config.json + tokenizer) made from a fixture's offline companions."""
+    dst.mkdir(parents=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(src / f, dst / f)
+    shutil.copy(src / "llm_backbone" / "config.json", dst / "config.json")
+    return dst
+
+
+def _bare_checkpoint(src, dst, **config_changes):
+    """Only config.json + model.safetensors, as the hub holds nvidia/canary-qwen-2.5b."""
+    dst.mkdir(parents=True)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.update(config_changes)
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
+    shutil.copy(src / "model.safetensors", dst / "model.safetensors")
+    return dst
+
+
+def hub_cache_with(cache, repo_id, files):
+    """A Hugging Face cache laid out as huggingface_hub writes it: content-addressed blobs,
+    refs/main holding the commit, snapshots/<commit>/<file> as relative symlinks to the blobs."""
+    import hashlib
+    import os
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for name, src in files.items():
+        data = src.read_bytes()
+        blob = hashlib.sha256(data).hexdigest()
+        (repo / "blobs" / blob).write_bytes(data)
+        os.symlink(f"../../blobs/{blob}", snap / name)
+    return snap
+
+
+def _cache_files(ckpt):
+    return {"config.json": ckpt / "llm_backbone" / "config.json", "tokenizer.json": ckpt / "tokenizer.json",
+            "tokenizer_config.json": ckpt / "tokenizer_config.json"}
+
+
+def test_pretrained_llm_as_an_absolute_folder(tiny_random_dir, tmp_path, oracle_random):
+    qwen = _qwen3_folder(tiny_random_dir, tmp_path / "models" / "qwen3")
+    ckpt = _bare_checkpoint(tiny_random_dir, tmp_path / "canary", pretrained_llm=str(qwen))
+    info = inspect_checkpoint(ckpt)
+    assert info.paths.tokenizer_dir == qwen and info.paths.llm_config_dir == qwen
+    oracle = Oracle.from_checkpoint(ckpt)
+    a, b = oracle.model.state_dict(), oracle_random.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_pretrained_llm_relative_to_the_checkpoint(tiny_random_dir, tmp_path, monkeypatch):
+    qwen = _qwen3_folder(tiny_random_dir, tmp_path / "models" / "qwen3")
+    ckpt = _bare_checkpoint(tiny_random_dir, tmp_path / "models" / "canary", pretrained_llm="../qwen3")
+    monkeypatch.chdir(tmp_path)  # relative to the checkpoint, not to the working directory
+    info = inspect_checkpoint(ckpt)
+    assert info.paths.llm_config_dir.resolve() == qwen.resolve()
+    assert info.paths.tokenizer_dir.resolve() == qwen.resolve()
+
+
+def test_tokenizer_path_is_read_as_nemo_reads_it(tiny_random_dir, tmp_path):
+    qwen = _qwen3_folder(tiny_random_dir, tmp_path / "qwen3")
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.move(qwen / f, tok / f)
+    ckpt = _bare_checkpoint(tiny_random_dir, tmp_path / "canary", pretrained_llm=str(qwen), tokenizer_path=str(tok))
+    info = inspect_checkpoint(ckpt)
+    assert info.paths.tokenizer_dir == tok and info.paths.llm_config_dir == qwen
+
+
+def test_hub_id_found_in_the_local_hugging_face_cache(tiny_random_dir, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf" / "hub"
+    repo_id = json.loads((tiny_random_dir / "config.json").read_text())["pretrained_llm"]
+    snap = hub_cache_with(cache, repo_id, _cache_files(tiny_random_dir))
+    ckpt = _bare_checkpoint(tiny_random_dir, tmp_path / "canary")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    info = inspect_checkpoint(ckpt)
+    assert info.paths.llm_config_dir == snap and info.paths.tokenizer_dir == snap
+    assert info.llm_hidden == json.loads((tiny_random_dir / "llm_backbone" / "config.json").read_text())["hidden_size"]
+
+
+def test_order_llm_dir_then_beside_then_pretrained_llm(tiny_random_dir, tmp_path):
+    named = _qwen3_folder(tiny_random_dir, tmp_path / "named")
+    given = _qwen3_folder(tiny_random_dir, tmp_path / "given")
+    ckpt = tmp_path / "canary"
+    shutil.copytree(tiny_random_dir, ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["pretrained_llm"] = str(named)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    beside = inspect_checkpoint(ckpt).paths
+    assert beside.tokenizer_dir == ckpt and beside.llm_config_dir == ckpt / "llm_backbone"
+    assert inspect_checkpoint(ckpt, llm_dir=given).paths.llm_config_dir == given
+    shutil.rmtree(ckpt / "llm_backbone")
+    assert inspect_checkpoint(ckpt).paths.llm_config_dir == named
+    assert inspect_checkpoint(ckpt).paths.tokenizer_dir == ckpt  # the root's tokenizer still comes first
+
+
+def test_qwen3_found_nowhere_names_every_place_tried(tiny_random_dir, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    ckpt = _bare_checkpoint(tiny_random_dir, tmp_path / "canary", pretrained_llm="Qwen/Qwen3-1.7B")
+    with pytest.raises(CheckpointError) as e:
+        inspect_checkpoint(ckpt)
+    msg = str(e.value)
+    assert "\n" not in msg and "--llm-dir" in msg
+    for place in (str(ckpt), str(ckpt / "llm_backbone"), str(ckpt / "Qwen" / "Qwen3-1.7B"), "'Qwen/Qwen3-1.7B'",
+                  str(tmp_path / "empty-cache")):
+        assert place in msg, place
+    with pytest.raises(CheckpointError, match="does not exist"):
+        inspect_checkpoint(ckpt, llm_dir=tmp_path / "nope")

@@ -147,3 +147,63 @@ def test_checkpoint_without_lora_exports_the_base_model(tiny_random_dir, tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(a["model.layers.0.self_attn.q_proj.weight"],
                        tensors[PEFT_PREFIX + "model.layers.0.self_attn.q_proj.base_layer.weight"])
+
+
+_NEMO_ALONE = """
+import json, sys
+import torch
+from nemo.collections.speechlm2.models import SALM
+from canary_triton.audio import load_audio
+from canary_triton.checkpoint import inspect_checkpoint
+from canary_triton.oracle import Oracle
+ckpt, files = sys.argv[1], sys.argv[2:]
+model = SALM.from_pretrained(ckpt, local_files_only=True, strict=True).to(torch.float32).eval()  # NeMo's own lookup
+texts = Oracle(model, inspect_checkpoint(ckpt)).transcribe([load_audio(f, 16000) for f in files])
+print("TEXTS=" + json.dumps(texts))
+"""
+
+
+@pytest.mark.parametrize("where", ["folder", "hub-cache"])
+def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(where, tiny_trained_dir, exported_trained,
+                                                                       server_trained, tmp_path):
+    """A checkpoint that names its Qwen3 as NeMo's save_pretrained writes it (``pretrained_llm``: a
+    folder, or a hub id in the local cache) exports with no --llm-dir to the same artifacts as the
+    bundled layout; NeMo loading it by itself transcribes as the served export does."""
+    import os
+    import shutil
+
+    from canary_triton.cli import DEMO_HELDOUT
+    from canary_triton.client import CanaryClient
+
+    from .test_checkpoint import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if where == "folder":
+        qwen = _qwen3_folder(tiny_trained_dir, tmp_path / "qwen3")
+        ckpt = _bare_checkpoint(tiny_trained_dir, tmp_path / "canary", pretrained_llm=str(qwen))
+    else:
+        repo_id = json.loads((tiny_trained_dir / "config.json").read_text())["pretrained_llm"]
+        hub_cache_with(tmp_path / "hf" / "hub", repo_id, _cache_files(tiny_trained_dir))
+        ckpt = _bare_checkpoint(tiny_trained_dir, tmp_path / "canary")
+        env["HF_HUB_CACHE"] = str(tmp_path / "hf" / "hub")
+    assert not (ckpt / "llm_backbone").exists() and not (ckpt / "tokenizer.json").exists()
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", str(ckpt), "-o", str(out)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / EXPORT_MANIFEST).read_text())["parity_passed"] is True
+    for rel in ("onnx/encoder.onnx", "onnx/projector.onnx", "llm_merged/model.safetensors",
+                "llm_base/model.safetensors", "llm_merged/tokenizer.json", "frontend/mel.safetensors"):
+        assert (out / rel).read_bytes() == (exported_trained / rel).read_bytes(), rel
+    ours, bundled = (json.loads((d / EXPORT_MANIFEST).read_text()) for d in (out, exported_trained))
+    for key in ("special_ids", "asr_prompt_ids", "limits", "model"):
+        assert ours[key] == bundled[key], key
+    # NeMo alone (SALM.from_pretrained with its own lookup) against the served transcripts.
+    files = [str(p) for p in sorted(DEMO_HELDOUT.glob("*.flac"))[:4]]
+    nemo = subprocess.run([sys.executable, "-c", _NEMO_ALONE, str(ckpt), *files], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=tmp_path)
+    assert nemo.returncode == 0, nemo.stderr[-2000:]
+    want = json.loads(nemo.stdout.split("TEXTS=")[-1])
+    with CanaryClient(server_trained.grpc_url) as c:
+        assert [c.transcribe(f) for f in files] == want
+    shutil.rmtree(out)
