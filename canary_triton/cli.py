@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from . import __version__, contract
 from .errors import CanaryTritonError
+from .server import ServerOptions
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CHECKPOINT = ASSETS / "tiny-trained"
@@ -81,7 +82,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import ServerOptions, TritonServer, run_forever
+    from .server import TritonServer, run_forever
 
     repo = Path(args.repository)
     if (repo / "model_repository").is_dir():  # an export folder: serve its repository
@@ -92,7 +93,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     opts = ServerOptions(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                          host=args.host, log_verbose=args.log_verbose, extra_args=tuple(args.triton_arg or ()),
-                         exit_timeout_s=args.exit_timeout, admin_key=os.environ.get("CANARY_TRITON_ADMIN_KEY") or None,
+                         exit_timeout_s=args.exit_timeout, start_timeout_s=args.start_timeout,
+                         admin_key=os.environ.get("CANARY_TRITON_ADMIN_KEY") or None,
                          allow_shared_memory=args.allow_shared_memory, supervise_stubs=not args.no_stub_supervisor)
     server = TritonServer(repo, opts, log_path=args.log_file)
     return run_forever(server, [f"models: {', '.join(sorted(p.name for p in repo.iterdir() if p.is_dir()))}"])
@@ -166,7 +168,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .client.transcribe import ClientOptions, transcribe
     from .export.pipeline import ExportOptions, export_checkpoint
-    from .server import ServerOptions, TritonServer
+    from .server import TritonServer
     from .serving import EXPORT_MANIFEST
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
@@ -251,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-verbose", type=int, default=0)
     p.add_argument("--exit-timeout", type=int, default=30,
                    help="seconds in-flight requests get to finish after SIGTERM (new ones are refused)")
+    p.add_argument("--start-timeout", type=_positive_int, default=int(ServerOptions.start_timeout_s),
+                   help="seconds loading every model may take before serve gives up (default %(default)s)")
     p.add_argument("--no-stub-supervisor", action="store_true",
                    help="do not reload a model whose Python stub died (then model control is off entirely)")
     p.add_argument("--allow-shared-memory", action="store_true",

@@ -58,15 +58,18 @@ def validate_audio(x: np.ndarray, limits: AudioLimits, name: str = contract.AUDI
     return x
 
 
-def validate_max_new_tokens(value: np.ndarray | int | None, name: str = contract.MAX_NEW_TOKENS.name) -> int:
+def validate_max_new_tokens(value: np.ndarray | int | None, name: str = contract.MAX_NEW_TOKENS.name,
+                            limit: int = contract.MAX_NEW_TOKENS_LIMIT) -> int:
+    """A request's token budget: one integer in [1, ``limit``] (ASR: the contract's 512; LLM mode:
+    the export's ``limits.llm_max_output_len``); absent: the contract's default."""
     if value is None:
         return contract.DEFAULT_MAX_NEW_TOKENS
     arr = np.asarray(value)
     if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise InputError(f"input '{name}' must be one INT32 value, got {arr.dtype} with shape {list(arr.shape)}")
     v = int(arr.reshape(-1)[0])
-    if not 1 <= v <= contract.MAX_NEW_TOKENS_LIMIT:
-        raise InputError(f"input '{name}' is {v}; it must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}")
+    if not 1 <= v <= limit:
+        raise InputError(f"input '{name}' is {v}; it must be between 1 and {limit}")
     return v
 
 

@@ -32,6 +32,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     log_verbose: int = 0
     exit_timeout_s: int = 30
+    start_timeout_s: float = 600.0  # how long loading every model may take before start() gives up
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     #: Shared secret for the restricted APIs (header ``admin-key`` on HTTP,
     #: ``triton-grpc-protocol-admin-key`` on gRPC). None: a random one per start, told to no one,
@@ -150,7 +151,8 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"{self.opts.host}:{self.opts.grpc_port}"
 
-    def start(self, timeout_s: float = 180.0) -> "TritonServer":
+    def start(self, timeout_s: float | None = None) -> "TritonServer":
+        """Launch tritonserver and wait until it is ready (``timeout_s``: default the options')."""
         on_path = shutil.which("tritonserver")
         if on_path and _pytriton_dist() is None:
             binary, backends, env = Path(on_path), None, dict(os.environ)
@@ -159,7 +161,7 @@ class TritonServer:
         cmd = server_command(binary, self.repository, backends, self.opts, self.admin_key)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(timeout_s)
+        self.wait_ready(self.opts.start_timeout_s if timeout_s is None else timeout_s)
         if self.opts.supervise_stubs:
             self.supervisor = StubSupervisor(self)
             self.supervisor.start()

@@ -26,6 +26,12 @@ def read_manifest(export_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def llm_max_output_len(manifest: dict) -> int:
+    """The most tokens one request to ``llm``/``llm_base`` (and LLM mode) may ask for: the LLM
+    engines' ``max_new_tokens`` recorded at export (exports older than this key: the contract's)."""
+    return int(manifest["limits"].get("llm_max_output_len", contract.MAX_NEW_TOKENS_LIMIT))
+
+
 def export_mel_params(export_dir: Path) -> contract.MelParams:
     """The mel front end's parameters recorded in the export (sample rate, n_mels, hop...)."""
     return contract.MelParams(**read_manifest(export_dir)["model"]["mel"])
@@ -97,10 +103,12 @@ def parse_sampling(temperature: np.ndarray | None, top_p: np.ndarray | None, see
 
 def check_llm_tensors(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
                       table_shape: tuple[int, ...] | None, vocab_rows: int, hidden: int,
-                      max_table_rows: int) -> tuple[np.ndarray, int, int]:
+                      max_table_rows: int, max_output_len: int = contract.MAX_NEW_TOKENS_LIMIT,
+                      ) -> tuple[np.ndarray, int, int]:
     """The checks of an ``llm`` request that need no table data (its shape is enough, so BLS
     adapters run them on BF16 tables too): the prompt ids (cut to ``input_lengths``), the output
-    length, the table's row count."""
+    length (at most ``max_output_len``, the export's ``limits.llm_max_output_len``, as the
+    TensorRT-LLM engine allows at most its build's max new tokens), the table's row count."""
     ids = np.asarray(input_ids).reshape(-1).astype(np.int64)
     if input_lengths is not None:
         n = int(np.asarray(input_lengths).reshape(-1)[0])
@@ -110,8 +118,8 @@ def check_llm_tensors(input_ids: np.ndarray, input_lengths: np.ndarray | None, r
     if ids.size == 0:
         raise InputError("input 'input_ids' is empty")
     out_len = int(np.asarray(request_output_len).reshape(-1)[0])
-    if not 1 <= out_len <= contract.MAX_NEW_TOKENS_LIMIT:
-        raise InputError(f"input 'request_output_len' is {out_len}; it must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}")
+    if not 1 <= out_len <= max_output_len:
+        raise InputError(f"input 'request_output_len' is {out_len}; it must be between 1 and {max_output_len}")
     rows = 0
     if table_shape is not None:
         shape = tuple(table_shape)
@@ -131,10 +139,11 @@ def check_llm_tensors(input_ids: np.ndarray, input_lengths: np.ndarray | None, r
 def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
                       end_id: np.ndarray | None, table: np.ndarray | None, streaming: np.ndarray | None,
                       vocab_rows: int, hidden: int, max_table_rows: int, temperature: np.ndarray | None = None,
-                      top_p: np.ndarray | None = None, seed: np.ndarray | None = None) -> LlmRequest:
+                      top_p: np.ndarray | None = None, seed: np.ndarray | None = None,
+                      max_output_len: int = contract.MAX_NEW_TOKENS_LIMIT) -> LlmRequest:
     ids, out_len, _ = check_llm_tensors(input_ids, input_lengths, request_output_len,
                                         None if table is None else np.asarray(table).shape,
-                                        vocab_rows, hidden, max_table_rows)
+                                        vocab_rows, hidden, max_table_rows, max_output_len)
     t = None
     if table is not None:
         t = np.asarray(table)

@@ -191,6 +191,20 @@ def check_audio_limit(info: CheckpointInfo, max_audio_seconds: float) -> None:
         )
 
 
+def llm_max_output_len(info: CheckpointInfo, opts: LlmEngineOptions) -> int:
+    """The LLM engines' ``max_new_tokens``: the most tokens one ``llm``/``llm_base`` request may
+    generate in either profile (TensorRT-LLM: max_seq_len - max_input_len). The longest prompt plus
+    that many tokens must fit the Qwen3's ``max_position_embeddings``."""
+    context = int(info.llm_cfg.get("max_position_embeddings", 0)) or None
+    if opts.max_new_tokens < 1:
+        raise CanaryTritonError(f"--max-new-tokens is {opts.max_new_tokens}; it must be >= 1")
+    if context is not None and opts.max_input_len + opts.max_new_tokens > context:
+        raise CanaryTritonError(
+            f"--max-new-tokens {opts.max_new_tokens} plus the longest prompt ({opts.max_input_len} tokens) exceeds "
+            f"the Qwen3's max_position_embeddings {context}; the most is {context - opts.max_input_len}")
+    return opts.max_new_tokens
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions = ExportOptions(),
                       llm_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """Run the whole export; returns the manifest (also written to ``export.json``)."""
@@ -202,6 +216,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
         raise CanaryTritonError(f"output folder {out_dir} is not empty; choose another or pass --force to overwrite")
     info = inspect_checkpoint(checkpoint, llm_dir)
     check_audio_limit(info, opts.engine.max_audio_seconds)
+    llm_max_output_len(info, opts.llm_engine)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, info = load_salm(checkpoint, llm_dir)
     tok = checkpoint_tokenizer(info)
@@ -225,7 +240,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
         "limits": {"max_audio_seconds": contract.MAX_AUDIO_SECONDS,
                    "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
                    "default_max_new_tokens": contract.DEFAULT_MAX_NEW_TOKENS,
-                   "max_new_tokens": contract.MAX_NEW_TOKENS_LIMIT},
+                   "max_new_tokens": contract.MAX_NEW_TOKENS_LIMIT,
+                   "llm_max_output_len": llm_max_output_len(info, opts.llm_engine)},
         "files": {"frontend": "frontend", "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
                   "projector_onnx": str(onnx.projector.relative_to(out_dir)),
                   "llm_merged": merged.name, "llm_base": base.name},

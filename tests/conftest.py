@@ -76,6 +76,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: How long a test server may take to load before the test fails: a bound against a hang, not a
+#: speed target (about 30 s on an idle 2-core machine; far more while other work loads it).
+SERVER_START_TIMEOUT_S = 900.0
+
+
 def _served(export_dir: Path, tmp: Path):
     from canary_triton.server import ServerOptions, TritonServer
 
@@ -88,12 +93,20 @@ def _served(export_dir: Path, tmp: Path):
 TINY_LONG_FORM_MERGE_S = 0.5
 
 
-def _export(checkpoint: Path, out: Path) -> Path:
+#: tiny-random's export lets one llm / LLM-mode request generate this many tokens (its engines'
+#: max_new_tokens; tiny-random never emits EOS), so a "long" request in the in-flight and
+#: cancellation tests outlasts any cancel path or short request by thousands of steps.
+LONG_GENERATION_TOKENS = 8192
+
+
+def _export(checkpoint: Path, out: Path, **llm_engine) -> Path:
     from canary_triton.export.pipeline import ExportOptions, export_checkpoint
     from canary_triton.export.repository import RepositoryOptions
+    from canary_triton.export.trtllm_engine import LlmEngineOptions
 
     repo = RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S)
-    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu", repository=repo))
+    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu", repository=repo,
+                                                     llm_engine=LlmEngineOptions(**llm_engine)))
     return out
 
 
@@ -104,17 +117,23 @@ def exported_trained(tiny_trained_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_random(tiny_random_dir, tmp_path_factory) -> Path:
-    return _export(tiny_random_dir, tmp_path_factory.mktemp("served-random"))
+    return _export(tiny_random_dir, tmp_path_factory.mktemp("served-random"), max_new_tokens=LONG_GENERATION_TOKENS)
 
 
 @pytest.fixture(scope="session")
 def server_trained(exported_trained, tmp_path_factory):
     """One tritonserver (pytriton's binary, CPU) on the tiny-trained export for the whole session."""
-    with _served(exported_trained, tmp_path_factory.mktemp("triton-trained")) as server:
-        yield server
+    server = _served(exported_trained, tmp_path_factory.mktemp("triton-trained"))
+    try:
+        yield server.start(SERVER_START_TIMEOUT_S)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def server_random(exported_random, tmp_path_factory):
-    with _served(exported_random, tmp_path_factory.mktemp("triton-random")) as server:
-        yield server
+    server = _served(exported_random, tmp_path_factory.mktemp("triton-random"))
+    try:
+        yield server.start(SERVER_START_TIMEOUT_S)
+    finally:
+        server.stop()

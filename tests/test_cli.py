@@ -50,18 +50,18 @@ def test_demo_prints_the_transcript_of_the_bundled_sample(tmp_path):
 
 def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trained, heldout, tmp_path):
     import signal
-    import time
     import urllib.request
 
     from canary_triton.client.transcribe import ClientOptions, transcribe
 
-    from .conftest import free_port
+    from .conftest import SERVER_START_TIMEOUT_S, free_port
 
     http, grpc, metrics = free_port(), free_port(), free_port()
     err = open(tmp_path / "stderr.log", "w")  # a file: an unread pipe could fill and block the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "canary_triton.cli", "serve", str(exported_trained), "--http-port", str(http),
-         "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--log-file", str(tmp_path / "triton.log")],
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--log-file", str(tmp_path / "triton.log"),
+         "--start-timeout", str(int(SERVER_START_TIMEOUT_S))],
         stdout=subprocess.PIPE, stderr=err, text=True,
     )
     try:
@@ -74,7 +74,5 @@ def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trai
             assert b"nv_inference_request_success" in r.read()
     finally:
         proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        code = proc.wait(timeout=120)
+        code = proc.wait(timeout=300)  # a bound against a hang, not a speed target
     assert code == 0
-    assert time.monotonic() - t0 < 60

@@ -207,3 +207,23 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(where, t
     with CanaryClient(server_trained.grpc_url) as c:
         assert [c.transcribe(f) for f in files] == want
     shutil.rmtree(out)
+
+
+def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(tiny_trained_dir, exported_trained,
+                                                                    exported_random):
+    from canary_triton.checkpoint import inspect_checkpoint
+    from canary_triton.export.pipeline import llm_max_output_len
+    from canary_triton.export.trtllm_engine import LlmEngineOptions
+
+    from .conftest import LONG_GENERATION_TOKENS
+
+    info = inspect_checkpoint(tiny_trained_dir)
+    context = info.llm_cfg["max_position_embeddings"]
+    most = context - LlmEngineOptions().max_input_len
+    assert llm_max_output_len(info, LlmEngineOptions(max_new_tokens=most)) == most
+    with pytest.raises(CanaryTritonError, match=f"exceeds the Qwen3's max_position_embeddings {context}; "
+                                                f"the most is {most}"):
+        llm_max_output_len(info, LlmEngineOptions(max_new_tokens=most + 1))
+    limits = [json.loads((d / EXPORT_MANIFEST).read_text())["limits"] for d in (exported_trained, exported_random)]
+    assert [lim["llm_max_output_len"] for lim in limits] == [512, LONG_GENERATION_TOKENS]
+    assert [lim["max_new_tokens"] for lim in limits] == [512, 512]  # ASR requests keep the contract's cap

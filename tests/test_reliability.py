@@ -29,7 +29,7 @@ from canary_triton.errors import CanaryTritonError
 from canary_triton.serving import export_mel_params, read_manifest
 
 from .bad_inputs import cases, triton_inputs
-from .conftest import SR, free_port
+from .conftest import LONG_GENERATION_TOKENS, SERVER_START_TIMEOUT_S, SR, free_port
 
 ADMIN_KEY = "test-admin-key"
 
@@ -257,12 +257,13 @@ def test_2000_requests_at_concurrency_64_each_answered_once_and_right(server_tra
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. Cancellation and deadlines (tiny-random never stops by itself: generation runs to its cap)
+# 4. Cancellation and deadlines (tiny-random never stops by itself: generation runs to its cap,
+#    LONG_GENERATION_TOKENS, thousands of steps longer than any cancel path takes)
 # ---------------------------------------------------------------------------------------------
 def _long_llm_request():
     ids = np.array([[5, 6, 7, 8]], np.int32)
     arrays = {"input_ids": ids, "input_lengths": np.array([[4]], np.int32),
-              "request_output_len": np.array([[C.MAX_NEW_TOKENS_LIMIT]], np.int32),
+              "request_output_len": np.array([[LONG_GENERATION_TOKENS]], np.int32),
               "end_id": np.array([[-1]], np.int32)}
     return triton_inputs(grpcclient, arrays)
 
@@ -285,7 +286,7 @@ def test_cancelled_or_timed_out_requests_stop_generating_and_free_their_slot(ser
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled") > cancelled0, 30,
               "the llm to count the request as cancelled")
     generated = _llm_metric(server_random, "canary_llm_generated_tokens_total") - tokens0
-    assert 0 < generated < C.MAX_NEW_TOKENS_LIMIT, f"{generated} tokens: generation did not stop early"
+    assert 0 < generated < LONG_GENERATION_TOKENS, f"{generated} tokens: generation did not stop early"
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") == 0, 10, "the batch slot to be freed")
     _wait_for(lambda: done, 10, "the client's callback")
     assert done[0] is not None and ("CANCELLED" in str(done[0].status()) or "DEADLINE" in str(done[0].status()))
@@ -306,7 +307,7 @@ def test_closing_a_stream_to_the_llm_stops_it_at_once(server_random):
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled") > cancelled0, 30,
               "the llm to count the stream as cancelled")
     generated = _llm_metric(server_random, "canary_llm_generated_tokens_total") - tokens0
-    assert generated < C.MAX_NEW_TOKENS_LIMIT // 4, generated
+    assert generated < LONG_GENERATION_TOKENS // 4, generated
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") == 0, 10, "the batch slot to be freed")
 
 
@@ -396,7 +397,7 @@ def strict_server(strict_export, tmp_path_factory):
     opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=20,
                          admin_key=ADMIN_KEY)
     server = TritonServer(strict_export / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")
-    server.start()
+    server.start(SERVER_START_TIMEOUT_S)
     yield server
     server.stop()
 
@@ -407,6 +408,7 @@ def test_a_burst_beyond_the_queue_is_refused_at_once_and_retries_recover(strict_
         reference = {i: c.transcribe(a) for i, a in enumerate(clips[:8])}
     no_retry = ClientOptions(url=strict_server.grpc_url, retries=0, timeout_s=120)
     statuses: list[str] = []
+    messages: list[str] = []
     t_refused: list[float] = []
 
     def once(a):
@@ -416,6 +418,7 @@ def test_a_burst_beyond_the_queue_is_refused_at_once_and_retries_recover(strict_
             statuses.append("ok")
         except ServerError as e:
             statuses.append(e.status)
+            messages.append(str(e))
             t_refused.append(time.monotonic() - t0)
 
     with ThreadPoolExecutor(64) as pool:
@@ -423,7 +426,8 @@ def test_a_burst_beyond_the_queue_is_refused_at_once_and_retries_recover(strict_
     refused = [s for s in statuses if s != "ok"]
     assert refused, "a burst of 64 against max_queue_size 2 was not refused at all"
     assert all("UNAVAILABLE" in s for s in refused), set(refused)
-    assert max(t_refused) < 10.0  # refused at once, not after queueing
+    # refused by admission control (the queue bound), not after waiting in a queue until a deadline
+    assert all("exceeds maximum queue size" in m.lower() for m in messages), messages[:3]
     # with retries and backoff every request gets its answer
     retrying = ClientOptions(url=strict_server.grpc_url, retries=12, backoff_s=0.1, max_backoff_s=2.0)
     with CanaryClient(options=retrying, concurrency=64) as c, ThreadPoolExecutor(64) as pool:
@@ -461,63 +465,65 @@ def test_a_killed_python_stub_is_reloaded_and_later_requests_succeed(strict_serv
     pid = _stub_pid(strict_server, C.PREPROCESSOR_MODEL)
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
-    errors = 0
-    opts = ClientOptions(url=strict_server.grpc_url, retries=0, timeout_s=30)
-    while True:
-        assert time.monotonic() - t0 < 120, "not recovered within 120 s"
-        try:
-            with CanaryClient(options=opts) as c:
-                got = c.transcribe(audio)
-            break
-        except CanaryTritonError:
-            errors += 1
-            time.sleep(0.2)
+    _wait_for(lambda: strict_server.supervisor.restarts, 600, "the stub supervisor to reload the preprocessor")
+    # reloaded: the model may still be finishing its load, which UNAVAILABLE retries ride out
+    opts = ClientOptions(url=strict_server.grpc_url, retries=12, backoff_s=0.2, max_backoff_s=2.0, timeout_s=120)
+    with CanaryClient(options=opts) as c:
+        got = c.transcribe(audio)
     assert got == want
     assert _stub_pid(strict_server, C.PREPROCESSOR_MODEL) != pid
     assert [m for m, _ in strict_server.supervisor.restarts] == [C.PREPROCESSOR_MODEL]
-    print(f"\nfault: preprocessor stub killed; {errors} requests failed meanwhile, recovered in "
-          f"{time.monotonic() - t0:.1f} s")
+    print(f"\nfault: preprocessor stub killed; reloaded by the supervisor in "
+          f"{strict_server.supervisor.restarts[0][1]:.1f} s, answered {time.monotonic() - t0:.1f} s after the kill")
 
 
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_restarts(strict_server, heldout):
+    """SIGTERM while requests are in flight (sent once the first of 24 concurrent ones has been
+    answered, so the rest are queued or running): every request gets its right transcript or a
+    clean error, none is lost or wrong, new requests are refused, the server exits and restarts."""
     clips = [a for a, _ in heldout[:4]]
     with CanaryClient(strict_server.grpc_url) as c:
         want = [c.transcribe(a) for a in clips]
-    results: list = [None] * len(clips)
-    opts = ClientOptions(url=strict_server.grpc_url, retries=0, timeout_s=60)
+    jobs = list(range(len(clips))) * 6
+    results: list = [None] * len(jobs)
+    after_sigterm = [False] * len(jobs)
+    first_answer = threading.Event()
+    sigterm_sent = threading.Event()
+    opts = ClientOptions(url=strict_server.grpc_url, retries=0, timeout_s=120)
 
     def run(i):
         try:
             with CanaryClient(options=opts) as c:
-                results[i] = c.transcribe(clips[i])
+                results[i] = c.transcribe(clips[jobs[i]])
+            after_sigterm[i] = sigterm_sent.is_set()
+            first_answer.set()
         except CanaryTritonError as e:
             results[i] = e
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clips))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # let them reach the server
+    assert first_answer.wait(120), "no request was answered"
+    sigterm_sent.set()
     strict_server.proc.send_signal(signal.SIGTERM)
-    t0 = time.monotonic()
     for t in threads:
-        t.join(60)
-    in_flight_ok = [r for r in results if isinstance(r, str)]
-    # requests that had reached the server finish; none is answered wrongly
-    assert all(r == want[i] for i, r in enumerate(results) if isinstance(r, str))
+        t.join(180)
+    assert not any(t.is_alive() for t in threads), "a request hung through the shutdown"
+    assert all(r is not None for r in results)  # none lost: an answer or an error each
+    answered = [i for i, r in enumerate(results) if isinstance(r, str)]
+    assert all(results[i] == want[jobs[i]] for i in answered)  # none answered wrongly
     refused_new = None
     try:
-        with CanaryClient(options=ClientOptions(url=strict_server.grpc_url, retries=0, timeout_s=5)) as c:
+        with CanaryClient(options=ClientOptions(url=strict_server.grpc_url, retries=0, timeout_s=30)) as c:
             c.transcribe(clips[0])
         refused_new = False
     except CanaryTritonError:
         refused_new = True
-    code = strict_server.proc.wait(strict_server.opts.exit_timeout_s + 30)
-    exit_s = time.monotonic() - t0
+    code = strict_server.proc.wait(strict_server.opts.exit_timeout_s + 120)  # a bound against a hang
     assert refused_new
-    assert exit_s <= strict_server.opts.exit_timeout_s + 15
-    print(f"\nshutdown: {len(in_flight_ok)}/{len(clips)} in-flight requests finished, new ones refused, "
-          f"exit code {code} after {exit_s:.1f} s")
-    strict_server.start()  # same ports, same repository: a clean restart
+    print(f"\nshutdown: {len(answered)}/{len(jobs)} requests answered ({sum(after_sigterm)} of them after SIGTERM), "
+          f"the rest refused; new ones refused, exit code {code}")
+    strict_server.start(SERVER_START_TIMEOUT_S)  # same ports, same repository: a clean restart
     with CanaryClient(strict_server.grpc_url) as c:
         assert [c.transcribe(a) for a in clips] == want
 
@@ -532,7 +538,7 @@ def test_missing_or_corrupt_artifacts_fail_at_load_naming_the_file(strict_export
     opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=5)
     server = TritonServer(broken / "model_repository", opts, workdir=tmp_path, log_path=tmp_path / "log.txt")
     with pytest.raises(CanaryTritonError) as e:
-        server.start(timeout_s=240)
+        server.start(SERVER_START_TIMEOUT_S)
     server.stop()
     assert "encoder" in str(e.value) and "encoder.onnx" in str(e.value), str(e.value)
 
@@ -549,7 +555,7 @@ def test_cancelling_an_asyncio_task_cancels_the_llm_mode_request(server_random):
     async def run():
         async with AsyncCanaryClient(server_random.grpc_url) as c:
             task = asyncio.create_task(c.ask("Write a very long story about the sea.",
-                                             max_new_tokens=C.MAX_NEW_TOKENS_LIMIT))
+                                             max_new_tokens=LONG_GENERATION_TOKENS))
             deadline = time.monotonic() + 60
             while _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) < 1:
                 assert time.monotonic() < deadline, "generation did not start"
@@ -562,6 +568,6 @@ def test_cancelling_an_asyncio_task_cancels_the_llm_mode_request(server_random):
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL,
                                   outcome="cancelled") > cancelled0, 30, "llm_base to count the request as cancelled")
     generated = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL) - tokens0
-    assert 0 < generated < C.MAX_NEW_TOKENS_LIMIT
+    assert 0 < generated < LONG_GENERATION_TOKENS
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) == 0, 10,
               "the batch slot to be freed")

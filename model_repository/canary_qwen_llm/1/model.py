@@ -9,7 +9,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
 from canary_triton.preprocess import llm_mode_prompt, validate_max_new_tokens  # noqa: E402
-from canary_triton.serving import load_serving_tokenizer, parse_sampling  # noqa: E402
+from canary_triton.serving import llm_max_output_len, load_serving_tokenizer, parse_sampling, read_manifest  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
     ThreadedModel, artifacts_dir, bls_error, forward_tokens, input_array, model_parameters,
 )
@@ -20,7 +20,9 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 class TritonPythonModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
-        self.tokenizer = load_serving_tokenizer(artifacts_dir(args, params))
+        export = artifacts_dir(args, params)
+        self.tokenizer = load_serving_tokenizer(export)
+        self.max_new_tokens = llm_max_output_len(read_manifest(export))  # LLM mode: the engine's limit
         self.target = params.get("llm_model", C.LLM_BASE_MODEL)
         self.start_workers(params)
 
@@ -29,7 +31,8 @@ class TritonPythonModel(ThreadedModel):
         try:
             raw = input_array(pb_utils, request, C.TEXT_INPUT.name).reshape(-1)[0]
             ids = llm_mode_prompt(self.tokenizer, raw)
-            limit = validate_max_new_tokens(input_array(pb_utils, request, C.MAX_NEW_TOKENS.name, optional=True))
+            limit = validate_max_new_tokens(input_array(pb_utils, request, C.MAX_NEW_TOKENS.name, optional=True),
+                                            limit=self.max_new_tokens)
             temperature = input_array(pb_utils, request, C.TEMPERATURE.name, optional=True)
             top_p = input_array(pb_utils, request, C.TOP_P.name, optional=True)
             seed = input_array(pb_utils, request, C.SEED.name, optional=True)

@@ -11,7 +11,7 @@ from canary_triton import contract as C  # noqa: E402
 from canary_triton.llm_engine import (  # noqa: E402
     CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table,
 )
-from canary_triton.serving import load_llm, parse_llm_request, read_manifest  # noqa: E402
+from canary_triton.serving import llm_max_output_len, load_llm, parse_llm_request, read_manifest  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
     artifacts_dir, error_response, input_array, model_parameters, request_parameters,
 )
@@ -27,7 +27,9 @@ class TritonPythonModel:
         export = artifacts_dir(args, params)
         self.model = load_llm(export, params.get("weights", "llm_merged"))
         self.embedding = self.model.get_input_embeddings()
-        self.max_table_rows = int(read_manifest(export)["limits"]["max_audio_frames"])
+        manifest = read_manifest(export)
+        self.max_table_rows = int(manifest["limits"]["max_audio_frames"])
+        self.max_output_len = llm_max_output_len(manifest)
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
         self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads).start()
         self.cancels = CancelRegistry()
@@ -55,6 +57,7 @@ class TritonPythonModel:
                     temperature=input_array(pb_utils, request, C.TEMPERATURE.name, optional=True),
                     top_p=input_array(pb_utils, request, C.RUNTIME_TOP_P.name, optional=True),
                     seed=input_array(pb_utils, request, C.SEED.name, optional=True),
+                    max_output_len=self.max_output_len,
                 )
                 with torch.no_grad():
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
-from canary_triton.serving import check_llm_tensors, read_manifest  # noqa: E402
+from canary_triton.serving import check_llm_tensors, llm_max_output_len, read_manifest  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
     ThreadedModel, artifacts_dir, bls_error, forward_tokens, input_array, model_parameters,
 )
@@ -28,6 +28,7 @@ class TritonPythonModel(ThreadedModel):
         self.vocab_rows = int(manifest["model"]["vocab_rows"])
         self.hidden = int(manifest["model"]["llm_hidden"])
         self.max_table_rows = int(manifest["limits"]["max_audio_frames"])
+        self.max_output_len = llm_max_output_len(manifest)
         self.start_workers(params)
 
     def _run(self, request):
@@ -40,7 +41,7 @@ class TritonPythonModel(ThreadedModel):
                               input_array(pb_utils, request, C.INPUT_LENGTHS.name, optional=True),
                               input_array(pb_utils, request, C.REQUEST_OUTPUT_LEN.name),
                               None if table is None else tuple(table.shape()),
-                              self.vocab_rows, self.hidden, self.max_table_rows)
+                              self.vocab_rows, self.hidden, self.max_table_rows, self.max_output_len)
             inputs = [t for t in request.inputs() if t.name() != C.STREAMING.name]
             tokens = []
             for piece in forward_tokens(pb_utils, self.target, inputs, caller=request, watcher=self.watcher):
