@@ -25,6 +25,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,10 +55,15 @@ class GatewayProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "CANARY_TRITON_API_KEY"}
+        self.log = tempfile.TemporaryFile()  # its access log: one line per request (a pipe would fill up)
         self.proc = subprocess.Popen([sys.executable, "-m", "canary_triton.cli", "gateway", "--triton-url", triton_url,
                                       "--port", str(self.port), "--max-in-flight", "256"],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         self._wait_ready(timeout_s)
+
+    def log_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-2000:]
 
     def _wait_ready(self, timeout_s: float) -> None:
         import httpx
@@ -65,7 +71,7 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"the gateway exited: {self.log_tail()}")
             try:
                 if httpx.get(self.url + "/health", timeout=5).status_code == 200:
                     return
@@ -82,6 +88,8 @@ class GatewayProcess:
                 self.proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        self.log.close()
 
 
 async def _pass(path: str, files, concurrency: int, direct, http) -> tuple[list[str | None], list[float], float, list]:
