@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
