@@ -266,6 +266,8 @@ BAD_UPLOADS = {
                         "timestamp_granularities", ("'word'",)),
     "stream_of_srt": (lambda clip: clip, {"response_format": "srt", "stream": "true"}, "response_format", ("srt",)),
     "too_short_for_the_server": (lambda clip: _wav(np.zeros(10, np.float32)), {}, None, ("audio",)),
+    # the stream's first answer is the server's refusal: a plain 400, before any event
+    "too_short_streamed": (lambda clip: _wav(np.zeros(10, np.float32)), {"stream": "true"}, None, ("audio",)),
 }
 
 

@@ -44,12 +44,18 @@ def bad_request(message: str, param: str | None = None, code: str | None = "inva
     return GatewayError(400, message, INVALID_REQUEST, param, code)
 
 
+#: How the served models' INVALID_ARG messages start (they name the input: ``input 'audio' is ...``).
+INPUT_MESSAGE_MARK = "input '"
+
+
 def from_server_error(e: ServerError, retry_after_s: int) -> GatewayError:
     """Triton's answer, through the client: INVALID_ARG -> 400 with the server's message,
-    UNAVAILABLE -> 503, a deadline -> 504, anything else -> 502."""
+    UNAVAILABLE -> 503, a deadline -> 504, anything else -> 502. An error on a gRPC stream
+    carries a message and no code (Triton's stream responses have none): one that names an input,
+    as every bad-input refusal of the served models does, is taken as INVALID_ARG."""
     status = (e.status or "").upper()
     message = str(e)
-    if "INVALID_ARG" in status or status == "400":
+    if "INVALID_ARG" in status or status == "400" or (not status and INPUT_MESSAGE_MARK in message):
         return GatewayError(400, message, INVALID_REQUEST, None, "invalid_value")
     if e.retryable or "UNAVAILABLE" in status:
         return GatewayError(503, f"the inference server is unavailable: {message}", SERVER_ERROR, None,
