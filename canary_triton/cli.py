@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register(add, _max_new_tokens)
 
+    from .gateway.cli import register as register_gateway
+
+    register_gateway(add, _positive_int)
+
     p = add("demo", _cmd_demo, "The main job on the embedded default: export the demo checkpoint, start Triton, "
             "transcribe a bundled sample through the served ensemble, print the transcript.")
     p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
@@ -318,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .client.commands import CLIENT_COMMANDS
 
     args = build_parser().parse_args(argv)
-    if args.command not in ("inspect",) + CLIENT_COMMANDS:  # client commands never import NeMo
+    if args.command not in ("inspect", "gateway") + CLIENT_COMMANDS:  # client commands never import NeMo
         quiet_libraries()
     try:
         return int(args.func(args))

@@ -72,6 +72,18 @@ class AsyncCanaryClient:
             await asyncio.sleep(0.5)
         raise ServerError(f"server at {self.opts.url} not ready after {timeout_s:.0f} s {last}".strip(), "UNAVAILABLE")
 
+    async def is_ready(self, models: Sequence[str] = ()) -> bool:
+        """Whether the server, the entry model and ``models`` are ready now (False if unreachable)."""
+        try:
+            if not await self._client.is_server_ready():
+                return False
+            for m in (self.opts.model, *models):
+                if not await self._client.is_model_ready(m):
+                    return False
+            return True
+        except Exception:  # noqa: BLE001  unreachable counts as not ready
+            return False
+
     async def infer(self, model: str, arrays: dict[str, np.ndarray], output: str) -> str:
         """One request with retries on UNAVAILABLE; returns the first string of ``output``."""
         return (await self.infer_strings(model, arrays, [output]))[output]

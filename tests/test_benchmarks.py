@@ -186,6 +186,25 @@ def test_wer_eval_hf_dataset_local(server_trained, tmp_path, streaming):
     assert clips[0].samples.size == pytest.approx(16000 * rows[0]["duration"], abs=16)
 
 
+# -- 4b. gateway overhead -----------------------------------------------------------------------
+def test_gateway_overhead_smoke(server_trained, tmp_path):
+    from benchmarks import gateway_overhead
+
+    out = tmp_path / "gw"
+    rc = gateway_overhead.main(["--url", server_trained.grpc_url, "--limit", "3", "--concurrency", "1,2",
+                                "--passes", "1", "--out", str(out)])
+    assert rc == 0
+    p = _json(out / "gateway_overhead.json")
+    rows = p["result"]["rows"]
+    assert {(r["path"], r["concurrency"]) for r in rows} == {(x, c) for x in ("direct", "gateway") for c in (1, 2)}
+    for r in rows:
+        assert r["requests"] == 3 and r["wrong_transcripts"] == [] and r["rtfx"] > 0
+        assert r["latency_p50_ms"] <= r["latency_p90_ms"]
+    assert [o["concurrency"] for o in p["result"]["overhead"]] == [1, 2] and p["result"]["failures"] == []
+    assert "canary-triton gateway started here" in p["server"]["gateway"]
+    assert "| path | concurrency |" in (out / "gateway_overhead.md").read_text()
+
+
 # -- 5. perf_analyzer recipe ---------------------------------------------------------------------
 def _script(path: Path, body: str) -> Path:
     path.write_text("#!/usr/bin/env bash\n" + textwrap.dedent(body))

@@ -87,11 +87,16 @@ def test_kustomization_lists_every_manifest():
     assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
 
 
+def _container(pod: dict, name: str) -> dict:
+    (found,) = [c for c in pod["containers"] if c["name"] == name]
+    return found
+
+
 def test_manifests_agree_with_each_other_and_with_serve():
     docs = _docs()
     dep = docs[("Deployment", "canary-triton")]
     pod = dep["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container = _container(pod, "triton")
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002} and set(ports.values()) == PORTS
     svc = docs[("Service", "canary-triton")]
@@ -115,6 +120,29 @@ def test_manifests_agree_with_each_other_and_with_serve():
     assert f"as: {metric}" in rules and "nv_inference_queue_duration_us" in rules
     pdb = docs[("PodDisruptionBudget", "canary-triton")]
     assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+
+
+def test_gateway_sidecar_agrees_with_its_command_and_service():
+    from canary_triton.cli import build_parser
+    from canary_triton.gateway import API_KEY_ENV
+
+    docs = _docs()
+    pod = docs[("Deployment", "canary-triton")]["spec"]["template"]["spec"]
+    gw, triton = _container(pod, "gateway"), _container(pod, "triton")
+    args = build_parser().parse_args(gw["args"])  # the arguments the command takes
+    assert gw["command"] == ["canary-triton"] and args.command == "gateway"
+    triton_grpc = next(p["containerPort"] for p in triton["ports"] if p["name"] == "grpc")
+    assert args.triton_url == f"127.0.0.1:{triton_grpc}" and args.host == "0.0.0.0"
+    (port,) = gw["ports"]
+    assert port["containerPort"] == args.port and port["name"] == "openai"
+    assert gw["readinessProbe"]["httpGet"] == {"path": "/health", "port": "openai"}
+    assert gw["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "openai"}
+    env = {e["name"]: e for e in gw["env"]}
+    assert "secretKeyRef" in env[API_KEY_ENV]["valueFrom"]  # the key comes from a Secret, not the manifest
+    assert gw["securityContext"]["allowPrivilegeEscalation"] is False and "nvidia.com/gpu" not in gw["resources"]["requests"]
+    svc = docs[("Service", "canary-triton-gateway")]
+    assert svc["spec"]["selector"] == docs[("Deployment", "canary-triton")]["spec"]["selector"]["matchLabels"]
+    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["openai"]
 
 
 def test_cpu_image_entrypoint_exports_serves_and_stops(tiny_trained_dir, oracle_trained, heldout, tmp_path):
