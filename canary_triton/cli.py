@@ -77,6 +77,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                      long_form_vad_min_speech_s=args.vad_min_speech_ms / 1000,
                                      long_form_vad_min_silence_s=args.vad_min_silence_ms / 1000,
                                      long_form_vad_pad_s=args.vad_speech_pad_ms / 1000,
+                                     long_form_silence_pad_s=args.silence_pad_ms / 1000,
                                      long_form_vad_threads=args.vad_threads),
         parity=not args.skip_parity,
     )
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shorter silences do not split speech")
     p.add_argument("--vad-speech-pad-ms", type=_milliseconds, default=1000 * _SEGMENT.pad_s,
                    help="audio kept before each speech region")
+    p.add_argument("--silence-pad-ms", type=_milliseconds, default=1000 * _SEGMENT.silence_pad_s,
+                   help="long-form: zeros added at both ends of each segment sent to the model")
     p.add_argument("--vad-threads", type=_positive_int, default=_SEGMENT.vad_threads,
                    help="silero: ONNX Runtime threads per long-form model instance (CPU in both profiles)")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,

@@ -165,6 +165,7 @@ class RepositoryOptions:
     long_form_vad_min_speech_s: float = _SEGMENT.min_speech_s
     long_form_vad_min_silence_s: float = _SEGMENT.min_pause_s
     long_form_vad_pad_s: float = _SEGMENT.pad_s
+    long_form_silence_pad_s: float = _SEGMENT.silence_pad_s
     long_form_vad_threads: int = _SEGMENT.vad_threads
 
     def long_form_segment(self) -> SegmentOptions:
@@ -173,6 +174,7 @@ class RepositoryOptions:
             return replace(_SEGMENT, merge_s=self.long_form_merge_s, vad=self.long_form_vad,
                            vad_threshold=self.long_form_vad_threshold, min_speech_s=self.long_form_vad_min_speech_s,
                            min_pause_s=self.long_form_vad_min_silence_s, pad_s=self.long_form_vad_pad_s,
+                           silence_pad_s=self.long_form_silence_pad_s,
                            vad_threads=self.long_form_vad_threads)
         except ValueError as e:
             raise CanaryTritonError(f"long-form segmenter: {e}") from None

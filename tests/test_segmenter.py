@@ -21,12 +21,16 @@ def _voiced(audio: np.ndarray) -> tuple[int, int]:
     return int(loud[0]) * 160, int(loud[-1] + 1) * 160
 
 
-def long_recording(heldout, seconds: float, seed: int, pauses=(0.4, 2.0)):
-    """Held-out clips joined with silences of varied length; each clip's voiced sample range."""
+def long_recording(heldout, seconds: float, seed: int, pauses=(0.4, 2.0), picks: list | None = None):
+    """Held-out clips joined with silences of varied length; each clip's voiced sample range
+    (the clips' indices are appended to ``picks`` when given)."""
     rng = np.random.default_rng(seed)
     pieces, spans, texts, t = [np.zeros(int(0.5 * SR), np.float32)], [], [], int(0.5 * SR)
     while t < seconds * SR:
-        audio, text = heldout[int(rng.integers(len(heldout)))]
+        k = int(rng.integers(len(heldout)))
+        if picks is not None:
+            picks.append(k)
+        audio, text = heldout[k]
         pieces.append(audio)
         a, b = _voiced(audio)
         spans.append((t + a, t + b))

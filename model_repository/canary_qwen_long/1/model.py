@@ -56,7 +56,8 @@ class TritonPythonModel(ThreadedModel):
                 return out[C.TRANSCRIPT.name].as_numpy().reshape(-1)[0].decode("utf-8")
 
             joiner, done = TextJoiner(self.opts.max_overlap_words), []
-            for seg, text in transcribe_in_order(audio, segments, one, self.segments, request.is_cancelled):
+            for seg, text in transcribe_in_order(audio, segments, one, self.segments, request.is_cancelled,
+                                                 self.opts.segment, self.mel.sample_rate):
                 piece = joiner.push(seg, text)
                 done.append((seg, text))
                 if self.streaming and piece:
