@@ -78,7 +78,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                      long_form_vad_min_silence_s=args.vad_min_silence_ms / 1000,
                                      long_form_vad_pad_s=args.vad_speech_pad_ms / 1000,
                                      long_form_silence_pad_s=args.silence_pad_ms / 1000,
-                                     long_form_vad_threads=args.vad_threads),
+                                     long_form_vad_threads=args.vad_threads, vad_gate=args.vad_gate),
         parity=not args.skip_parity,
     )
     manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="long-form: zeros added at both ends of each segment sent to the model")
     p.add_argument("--vad-threads", type=_positive_int, default=_SEGMENT.vad_threads,
                    help="silero: ONNX Runtime threads per long-form model instance (CPU in both profiles)")
+    p.add_argument("--vad-gate", action="store_true",
+                   help="short form too: a clip with no speech (the --vad detector) returns \"\" without running "
+                        "the LLM (off: exact NeMo parity)")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
                    help="gpu: longest output the TensorRT-LLM engine is built for")
     p.add_argument("--weight-quant", choices=["none", "int8", "int4", "fp8"], default="none",

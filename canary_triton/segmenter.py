@@ -103,6 +103,11 @@ def speech_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) ->
     return energy_regions(audio, sample_rate, opts)
 
 
+def has_speech(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) -> bool:
+    """Whether the detector finds any speech (the short-form VAD gate)."""
+    return bool(speech_regions(audio, sample_rate, opts))
+
+
 def prepare(opts: SegmentOptions) -> None:
     """Load what the detector needs now (the Silero session), so a missing package fails at load."""
     if opts.vad == "silero":

@@ -215,7 +215,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
         "checkpoint": str(Path(checkpoint).resolve()),
         "options": {"llm_dtype": str(opts.torch_llm_dtype).replace("torch.", ""),
                     "engine": asdict(opts.engine), "llm_engine": asdict(opts.llm_engine),
-                    "long_form_segmenter": asdict(opts.repository.long_form_segment())},
+                    "long_form_segmenter": asdict(opts.repository.long_form_segment()),
+                    "vad_gate": opts.repository.vad_gate},
         "lora": "merged into llm_merged" if info.lora_r else "none in the checkpoint: llm_merged == llm_base",
         "model": {
             "encoder_dim": info.encoder_dim, "llm_hidden": info.llm_hidden, "vocab_rows": info.vocab_rows,

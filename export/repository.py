@@ -167,6 +167,7 @@ class RepositoryOptions:
     long_form_vad_pad_s: float = _SEGMENT.pad_s
     long_form_silence_pad_s: float = _SEGMENT.silence_pad_s
     long_form_vad_threads: int = _SEGMENT.vad_threads
+    vad_gate: bool = False  # short form: a clip with no speech (the same detector) gives "" without the LLM
 
     def long_form_segment(self) -> SegmentOptions:
         """The long-form segmenter these options describe (a bad value: one-line error naming it)."""
@@ -206,10 +207,12 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                   table_in, C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED)
     llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
+    gate = {"vad_gate": "true" if opts.vad_gate else "false"}
     pre = ModelDecl(C.PREPROCESSOR_MODEL, "python", opts.max_batch,
                     (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
                     (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
-                    instance_count=opts.preprocessor_instances, batching=batching, parameters=dict(common))
+                    instance_count=opts.preprocessor_instances, batching=batching,
+                    parameters={**common, **gate, **(opts.long_form_segment().parameters() if opts.vad_gate else {})})
     post = ModelDecl(C.POSTPROCESSOR_MODEL, "python", opts.max_batch, (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
                      (C.TRANSCRIPT,), batching=batching, parameters=dict(common))
     if profile == "cpu":
@@ -251,7 +254,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
     bls = {"max_inflight": str(opts.max_inflight)}
     unary = ModelDecl(C.LLM_UNARY_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                      parameters={**common, **bls, "llm_model": C.LLM_MODEL})
+                      parameters={**common, **bls, **gate, "llm_model": C.LLM_MODEL})
     stream = ModelDecl(C.STREAM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
                        (C.TRANSCRIPT,), batching=batching, decoupled=True, parameters={**common, **bls})
     ens = ModelDecl(C.ENSEMBLE_MODEL, "ensemble", opts.max_batch, (C.AUDIO, C.MAX_NEW_TOKENS),

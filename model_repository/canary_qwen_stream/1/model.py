@@ -34,6 +34,9 @@ class TritonPythonModel(ThreadedModel):
         try:
             inputs = [t for t in request.inputs() if t.name() in (C.AUDIO.name, C.MAX_NEW_TOKENS.name)]
             pre = unary_call(pb_utils, C.PREPROCESSOR_MODEL, inputs, PRE_OUT)
+            if int(pre[C.REQUEST_OUTPUT_LEN.name].as_numpy().reshape(-1)[0]) == C.NO_SPEECH_OUTPUT_LEN:
+                sender.send(_text(""), flags=FINAL)  # the VAD gate found no speech: no LLM call
+                return
             enc = unary_call(pb_utils, C.ENCODER_MODEL, [pre[C.MEL.name], pre[C.MEL_LENGTH.name]], [C.ENCODED.name])
             proj = unary_call(pb_utils, C.PROJECTOR_MODEL, [enc[C.ENCODED.name]], [C.PROMPT_EMBEDDING_TABLE.name])
             llm_inputs = [pre[n] for n in PRE_OUT[2:]] + [proj[C.PROMPT_EMBEDDING_TABLE.name]]
