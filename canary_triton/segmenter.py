@@ -4,9 +4,10 @@ Speech is found by a voice-activity detector, ``vad``: ``silero`` (the default; 
 ONNX Runtime, :mod:`canary_triton.vad`: speech probability >= ``vad_threshold`` per 32 ms window,
 speech shorter than ``min_speech_s`` dropped, silences shorter than ``min_pause_s`` bridged) or
 ``energy``, a hand-written detector kept for comparison (benchmarks/vad_eval.py): 20 ms frames
-whose RMS level is within ``threshold_db`` of the recording's loud level (its 95th-percentile frame), ``noise_margin_db`` above its noise floor
-(10th-percentile frame) and above an absolute floor count as speech;
-pauses shorter than ``min_pause_s`` do not split speech. Consecutive speech regions are merged
+whose RMS level is within ``threshold_db`` of the recording's loud level (its 95th-percentile
+frame), ``noise_margin_db`` above its noise floor (10th-percentile frame) and above an absolute
+floor count as speech; pauses shorter than ``min_pause_s`` do not split speech (measured,
+benchmarks/README.md: it finds no pause under any noise floor). Consecutive speech regions are merged
 into segments up to ``merge_s`` (fewer, longer segments: the model was trained on up to 40 s and
 the server batches fewer requests). A region longer than ``max_segment_s`` (speech with no
 pause; by default the model's 40 s) is hard-cut at
