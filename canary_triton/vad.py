@@ -17,7 +17,6 @@ over-long speech itself; no padding: the segmenter pads), on numpy.
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,8 +60,8 @@ def frames_with_context(audio: np.ndarray) -> np.ndarray:
 
 
 class SileroVad:
-    """Speech probabilities of 16 kHz audio. Thread-safe (one ONNX session, calls serialised
-    per instance: the state is per call, so concurrent requests only queue)."""
+    """Speech probabilities of 16 kHz audio. Thread-safe: the LSTM state lives in each call, and
+    ONNX Runtime sessions may be run from several threads at once."""
 
     def __init__(self, threads: int = 1, path: str | Path | None = None):
         import onnxruntime as ort
@@ -74,7 +73,6 @@ class SileroVad:
         so.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path or model_path()), sess_options=so,
                                             providers=["CPUExecutionProvider"])
-        self._lock = threading.Lock()
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """(n,) float32 at 16 kHz -> (ceil(n / 512),) float32 in [0, 1], one per 32 ms window."""
@@ -82,11 +80,10 @@ class SileroVad:
         h = np.zeros((1, 1, STATE), np.float32)
         c = np.zeros((1, 1, STATE), np.float32)
         out = []
-        with self._lock:
-            for i in range(0, len(frames), BLOCK_WINDOWS):
-                probs, h, c = self.session.run(["speech_probs", "hn", "cn"],
-                                               {"input": frames[i: i + BLOCK_WINDOWS], "h": h, "c": c})
-                out.append(probs.reshape(-1))
+        for i in range(0, len(frames), BLOCK_WINDOWS):
+            probs, h, c = self.session.run(["speech_probs", "hn", "cn"],
+                                           {"input": frames[i: i + BLOCK_WINDOWS], "h": h, "c": c})
+            out.append(probs.reshape(-1))
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 

@@ -121,3 +121,14 @@ def test_bad_segmenter_options_are_one_line_errors_naming_the_option(capsys, tmp
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("canary-triton export: error: argument " + flag) and message in err, err
+
+
+def test_one_session_serves_concurrent_calls(recordings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    v = vad.SileroVad()
+    audios = list(recordings.values()) * 2
+    alone = [v.probabilities(a) for a in audios]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(v.probabilities, audios))
+    assert all(np.array_equal(x, y) for x, y in zip(alone, together))
