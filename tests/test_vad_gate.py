@@ -26,8 +26,12 @@ def gated_server(exported_trained, tmp_path_factory):
         if item.name != REPOSITORY_DIR:
             (export / item.name).symlink_to(item)
     write_repository(export, "cpu", RepositoryOptions(vad_gate=True, long_form_merge_s=TINY_LONG_FORM_MERGE_S))
-    with _served(export, tmp_path_factory.mktemp("triton-gated")) as server:
+    server = _served(export, tmp_path_factory.mktemp("triton-gated"))
+    try:
+        server.start(timeout_s=900)  # a second server while the session's run: slow on a loaded machine
         yield server, export
+    finally:
+        server.stop()
 
 
 def _llm_requests(url: str) -> int:
