@@ -4,6 +4,8 @@ An ensemble may not route tensors around a decoupled step, and partial texts mus
 whole token sequence (NeMo's decoding rule), so streaming is orchestrated here: preprocessor ->
 encoder -> projector -> `llm` with streaming on; every few tokens the new stable text is sent, and
 the pieces concatenate exactly to the unary ensemble's transcript. Same models, no second copy.
+With the VAD gate on (export --vad-gate), a clip the preprocessor found no speech in gets "" at
+once, without the LLM.
 """
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
