@@ -14,6 +14,9 @@ from typing import Callable, Sequence
 from . import __version__, contract
 from .errors import CanaryTritonError
 from .server import ServerOptions
+from .segmenter import SegmentOptions
+
+_SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CHECKPOINT = ASSETS / "tiny-trained"
@@ -72,7 +75,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                      max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
                                      kv_cache_free_gpu_mem_fraction=args.kv_cache_fraction,
                                      long_form_max_s=args.long_form_max_seconds,
-                                     long_form_merge_s=args.long_form_merge_seconds),
+                                     long_form_merge_s=args.long_form_merge_seconds,
+                                     long_form_vad=args.vad, long_form_vad_threshold=args.vad_threshold,
+                                     long_form_vad_min_speech_s=args.vad_min_speech_ms / 1000,
+                                     long_form_vad_min_silence_s=args.vad_min_silence_ms / 1000,
+                                     long_form_vad_pad_s=args.vad_speech_pad_ms / 1000,
+                                     long_form_silence_pad_s=args.silence_pad_ms / 1000,
+                                     long_form_vad_threads=args.vad_threads, vad_gate=args.vad_gate),
         parity=not args.skip_parity,
     )
     manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
@@ -128,6 +137,20 @@ def _audio_seconds(text: str) -> float:
     return value
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 ms, got {text}")
+    return value
+
+
 def _cmd_make_fixture(args: argparse.Namespace) -> int:
     if args.kind == "tiny-random":
         from .fixtures.tiny import make_tiny_random
@@ -167,7 +190,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """Export the checkpoint (once), start tritonserver, transcribe a sample over gRPC, stop."""
     from .audio import load_audio
     from .client.transcribe import ClientOptions, transcribe
+    from dataclasses import asdict
+
     from .export.pipeline import ExportOptions, export_checkpoint
+    from .fixtures.tiny import TINY_LONG_FORM_MERGE_S
     from .server import TritonServer
     from .serving import EXPORT_MANIFEST
 
@@ -181,9 +207,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     work = Path(args.work_dir).expanduser()
     export_dir = work / "export"
     manifest = export_dir / EXPORT_MANIFEST
-    if not manifest.is_file() or json.loads(manifest.read_text()).get("checkpoint") != str(checkpoint.resolve()):
+    from .export.repository import RepositoryOptions
+
+    # the bundled checkpoint knows single utterances: its long-form segments hold one each
+    repo = RepositoryOptions() if args.checkpoint else RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S)
+    wanted = {"checkpoint": str(checkpoint.resolve()), "long_form_segmenter": asdict(repo.long_form_segment())}
+    old = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    if wanted != {"checkpoint": old.get("checkpoint"),
+                  "long_form_segmenter": old.get("options", {}).get("long_form_segmenter")}:
         print(f"exporting {checkpoint} to {export_dir} ...", file=sys.stderr)
-        export_checkpoint(checkpoint, export_dir, ExportOptions(profile="cpu"), llm_dir=args.llm_dir, force=True)
+        export_checkpoint(checkpoint, export_dir, ExportOptions(profile="cpu", repository=repo), llm_dir=args.llm_dir,
+                          force=True)
     ports = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
     sample = Path(args.audio) if args.audio else DEMO_SAMPLE
     print("starting tritonserver ...", file=sys.stderr)
@@ -234,8 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-fraction", type=float, default=0.5, help="gpu: kv_cache_free_gpu_mem_fraction")
     p.add_argument("--long-form-max-seconds", type=_positive_float, default=contract.MAX_LONG_FORM_SECONDS,
                    help="longest recording canary_qwen_long accepts")
-    p.add_argument("--long-form-merge-seconds", type=_audio_seconds, default=30.0,
+    p.add_argument("--long-form-merge-seconds", type=_audio_seconds, default=_SEGMENT.merge_s,
                    help="long-form segments merge speech up to this span (at most the model's 40 s)")
+    p.add_argument("--vad", choices=["silero", "energy"], default=_SEGMENT.vad,
+                   help="long-form voice-activity detector (audio without speech is never sent to the model)")
+    p.add_argument("--vad-threshold", type=_probability, default=_SEGMENT.vad_threshold,
+                   help="silero: speech probability threshold, in (0, 1)")
+    p.add_argument("--vad-min-speech-ms", type=_milliseconds, default=1000 * _SEGMENT.min_speech_s,
+                   help="silero: shorter speech is dropped")
+    p.add_argument("--vad-min-silence-ms", type=_milliseconds, default=1000 * _SEGMENT.min_pause_s,
+                   help="shorter silences do not split speech")
+    p.add_argument("--vad-speech-pad-ms", type=_milliseconds, default=1000 * _SEGMENT.pad_s,
+                   help="audio kept before each speech region")
+    p.add_argument("--silence-pad-ms", type=_milliseconds, default=1000 * _SEGMENT.silence_pad_s,
+                   help="long-form: zeros added at both ends of each segment sent to the model")
+    p.add_argument("--vad-threads", type=_positive_int, default=_SEGMENT.vad_threads,
+                   help="silero: ONNX Runtime threads per long-form model instance (CPU in both profiles)")
+    p.add_argument("--vad-gate", action="store_true",
+                   help="short form too: a clip with no speech (the --vad detector) returns \"\" without running "
+                        "the LLM (off: exact NeMo parity)")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
                    help="gpu: longest output the TensorRT-LLM engine is built for")
     p.add_argument("--weight-quant", choices=["none", "int8", "int4", "fp8"], default="none",

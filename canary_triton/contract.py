@@ -245,6 +245,9 @@ MAX_OUTPUT_TOKENS_PER_AUDIO_SECOND = 8.0
 OUTPUT_TOKEN_HEADROOM = 16
 #: Long-form entry point: longest recording accepted by default (one hour), and segmenting.
 MAX_LONG_FORM_SECONDS = 3600.0
+#: Short-form VAD gate (export --vad-gate): the preprocessor's request_output_len for a clip with
+#: no speech; `llm_unary` and `canary_qwen_stream` then answer "" without running the LLM.
+NO_SPEECH_OUTPUT_LEN = 0
 
 
 def output_token_cap(num_samples: int, sample_rate: int) -> int:

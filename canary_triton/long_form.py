@@ -17,7 +17,7 @@ import numpy as np
 
 from . import contract
 from .preprocess import AudioLimits, validate_audio
-from .segmenter import Segment, SegmentOptions, TextJoiner, split  # noqa: F401  (TextJoiner re-exported)
+from .segmenter import Segment, SegmentOptions, TextJoiner, model_input, split  # noqa: F401  (TextJoiner re-exported)
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,12 @@ class LongFormOptions:
 
 
 def transcribe_in_order(audio: np.ndarray, segments: list[Segment], transcribe: Callable[[np.ndarray], str],
-                        pool: Executor, is_cancelled: Callable[[], bool] = lambda: False) -> Iterator[tuple[Segment, str]]:
+                        pool: Executor, is_cancelled: Callable[[], bool] = lambda: False,
+                        opts: SegmentOptions = SegmentOptions(),
+                        sample_rate: int = contract.MelParams().sample_rate) -> Iterator[tuple[Segment, str]]:
     """Submit every segment at once (they share the server's in-flight batches) and yield the
     results in segment order as they become available. Stops early when cancelled."""
-    futures: list[Future] = [pool.submit(transcribe, np.ascontiguousarray(audio[s.start: s.end])) for s in segments]
+    futures: list[Future] = [pool.submit(transcribe, model_input(audio, s, opts, sample_rate)) for s in segments]
     try:
         for seg, fut in zip(segments, futures):
             while True:

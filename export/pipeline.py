@@ -211,6 +211,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
     if opts.profile == "gpu":  # fail at once, before minutes of work, where engines cannot be built
         require_tensorrt()
         require_tensorrt_llm()
+    opts.repository.long_form_segment()  # a bad segmenter option fails before minutes of work
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise CanaryTritonError(f"output folder {out_dir} is not empty; choose another or pass --force to overwrite")
@@ -228,7 +229,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
         "profile": opts.profile,
         "checkpoint": str(Path(checkpoint).resolve()),
         "options": {"llm_dtype": str(opts.torch_llm_dtype).replace("torch.", ""),
-                    "engine": asdict(opts.engine), "llm_engine": asdict(opts.llm_engine)},
+                    "engine": asdict(opts.engine), "llm_engine": asdict(opts.llm_engine),
+                    "long_form_segmenter": asdict(opts.repository.long_form_segment()),
+                    "vad_gate": opts.repository.vad_gate},
         "lora": "merged into llm_merged" if info.lora_r else "none in the checkpoint: llm_merged == llm_base",
         "model": {
             "encoder_dim": info.encoder_dim, "llm_hidden": info.llm_hidden, "vocab_rows": info.vocab_rows,

@@ -18,7 +18,10 @@ from typing import Any
 from .. import contract
 from ..contract import TensorSpec
 from ..errors import CanaryTritonError
+from ..segmenter import SegmentOptions
 from ..serving import read_manifest
+
+_SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
 
 MODEL_SOURCES = Path(__file__).resolve().parent.parent / "model_repository"  # canary_triton.model_repository
 REPOSITORY_DIR = "model_repository"
@@ -155,8 +158,27 @@ class RepositoryOptions:
     kv_cache_free_gpu_mem_fraction: float = 0.5
     max_inflight: int = 64  # worker threads of the BLS models (requests they forward at once)
     long_form_max_s: float = contract.MAX_LONG_FORM_SECONDS  # longest recording canary_qwen_long takes
-    long_form_merge_s: float = 30.0  # segments merge speech up to this span (<= 40 s, the model's limit)
+    long_form_merge_s: float = _SEGMENT.merge_s  # segments merge speech up to this span (<= 40 s, the model's limit)
     long_form_concurrency: int = 16  # segments in flight at once (shared by all long-form requests)
+    long_form_vad: str = _SEGMENT.vad  # silero | energy
+    long_form_vad_threshold: float = _SEGMENT.vad_threshold
+    long_form_vad_min_speech_s: float = _SEGMENT.min_speech_s
+    long_form_vad_min_silence_s: float = _SEGMENT.min_pause_s
+    long_form_vad_pad_s: float = _SEGMENT.pad_s
+    long_form_silence_pad_s: float = _SEGMENT.silence_pad_s
+    long_form_vad_threads: int = _SEGMENT.vad_threads
+    vad_gate: bool = False  # short form: a clip with no speech (the same detector) gives "" without the LLM
+
+    def long_form_segment(self) -> SegmentOptions:
+        """The long-form segmenter these options describe (a bad value: one-line error naming it)."""
+        try:
+            return replace(_SEGMENT, merge_s=self.long_form_merge_s, vad=self.long_form_vad,
+                           vad_threshold=self.long_form_vad_threshold, min_speech_s=self.long_form_vad_min_speech_s,
+                           min_pause_s=self.long_form_vad_min_silence_s, pad_s=self.long_form_vad_pad_s,
+                           silence_pad_s=self.long_form_silence_pad_s,
+                           vad_threads=self.long_form_vad_threads)
+        except ValueError as e:
+            raise CanaryTritonError(f"long-form segmenter: {e}") from None
 
 
 def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
@@ -185,10 +207,12 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                   table_in, C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED)
     llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
+    gate = {"vad_gate": "true" if opts.vad_gate else "false"}
     pre = ModelDecl(C.PREPROCESSOR_MODEL, "python", opts.max_batch,
                     (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
                     (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
-                    instance_count=opts.preprocessor_instances, batching=batching, parameters=dict(common))
+                    instance_count=opts.preprocessor_instances, batching=batching,
+                    parameters={**common, **gate, **(opts.long_form_segment().parameters() if opts.vad_gate else {})})
     post = ModelDecl(C.POSTPROCESSOR_MODEL, "python", opts.max_batch, (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
                      (C.TRANSCRIPT,), batching=batching, parameters=dict(common))
     if profile == "cpu":
@@ -230,7 +254,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
     bls = {"max_inflight": str(opts.max_inflight)}
     unary = ModelDecl(C.LLM_UNARY_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                      parameters={**common, **bls, "llm_model": C.LLM_MODEL})
+                      parameters={**common, **bls, **gate, "llm_model": C.LLM_MODEL})
     stream = ModelDecl(C.STREAM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
                        (C.TRANSCRIPT,), batching=batching, decoupled=True, parameters={**common, **bls})
     ens = ModelDecl(C.ENSEMBLE_MODEL, "ensemble", opts.max_batch, (C.AUDIO, C.MAX_NEW_TOKENS),
@@ -252,8 +276,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                          (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED), (C.TEXT_OUTPUT,),
                          batching=batching, parameters={**common, **bls, "llm_model": C.LLM_BASE_MODEL})
     long_params = {**common, **bls, "segment_model": C.ENSEMBLE_MODEL, "max_seconds": str(opts.long_form_max_s),
-                   "merge_seconds": str(opts.long_form_merge_s),
-                   "segment_concurrency": str(opts.long_form_concurrency)}
+                   "segment_concurrency": str(opts.long_form_concurrency), **opts.long_form_segment().parameters()}
     long = ModelDecl(C.LONG_FORM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
                      (C.TRANSCRIPT, C.SEGMENTS), batching=batching, parameters=long_params)
     long_stream = replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True, source=C.LONG_FORM_MODEL)

@@ -88,9 +88,7 @@ def _served(export_dir: Path, tmp: Path):
     return TritonServer(export_dir / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")
 
 
-#: The tiny fixtures know single short utterances only, so long-form segments hold one utterance
-#: each (merge target 0.5 s); the real model's default merges speech up to 30 s.
-TINY_LONG_FORM_MERGE_S = 0.5
+from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S  # noqa: E402,F401  (the demo export's too)
 
 
 #: tiny-random's export lets one llm / LLM-mode request generate this many tokens (its engines'

@@ -1,7 +1,8 @@
 """Triton models `canary_qwen_long` (unary) and `canary_qwen_long_stream` (decoupled): audio of
 any length up to the long-form limit -> transcript (+ segments as JSON).
 
-The audio is split at pauses (canary_triton.segmenter) into segments the model can take; the
+The audio is split at pauses (canary_triton.segmenter; Silero VAD by default, on this instance's
+CPU threads) into segments the model can take, audio without speech never being sent; the
 segments go to the `canary_qwen` ensemble all at once through BLS, so they share its in-flight
 batches; texts are joined in order. The streaming variant sends each segment's text as soon as it
 and every earlier one are done. The work is in canary_triton.long_form; this adapts tensors.
@@ -20,7 +21,7 @@ from canary_triton.long_form import (  # noqa: E402
     LongFormCancelled, LongFormOptions, TextJoiner, plan, segments_json, transcribe_in_order,
 )
 from canary_triton.preprocess import validate_max_new_tokens  # noqa: E402
-from canary_triton.segmenter import SegmentOptions  # noqa: E402
+from canary_triton.segmenter import SegmentOptions, prepare  # noqa: E402
 from canary_triton.serving import export_mel_params  # noqa: E402
 from canary_triton.triton_adapter import (  # noqa: E402
     ThreadedModel, artifacts_dir, bls_error, input_array, model_parameters, unary_call,
@@ -35,7 +36,8 @@ class TritonPythonModel(ThreadedModel):
         self.streaming = pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
         self.mel = export_mel_params(artifacts_dir(args, params))
         self.opts = LongFormOptions(max_seconds=float(params["max_seconds"]),
-                                    segment=SegmentOptions(merge_s=float(params["merge_seconds"])))
+                                    segment=SegmentOptions.from_parameters(params))
+        prepare(self.opts.segment)
         self.target = params.get("segment_model", C.ENSEMBLE_MODEL)
         self.segments = ThreadPoolExecutor(max_workers=int(params.get("segment_concurrency", "16")))
         self.start_workers(params)
@@ -54,7 +56,8 @@ class TritonPythonModel(ThreadedModel):
                 return out[C.TRANSCRIPT.name].as_numpy().reshape(-1)[0].decode("utf-8")
 
             joiner, done = TextJoiner(self.opts.max_overlap_words), []
-            for seg, text in transcribe_in_order(audio, segments, one, self.segments, request.is_cancelled):
+            for seg, text in transcribe_in_order(audio, segments, one, self.segments, request.is_cancelled,
+                                                 self.opts.segment, self.mel.sample_rate):
                 piece = joiner.push(seg, text)
                 done.append((seg, text))
                 if self.streaming and piece:

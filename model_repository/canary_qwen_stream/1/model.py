@@ -4,6 +4,8 @@ An ensemble may not route tensors around a decoupled step, and partial texts mus
 whole token sequence (NeMo's decoding rule), so streaming is orchestrated here: preprocessor ->
 encoder -> projector -> `llm` with streaming on; every few tokens the new stable text is sent, and
 the pieces concatenate exactly to the unary ensemble's transcript. Same models, no second copy.
+With the VAD gate on (export --vad-gate), a clip the preprocessor found no speech in gets "" at
+once, without the LLM.
 """
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
@@ -34,6 +36,9 @@ class TritonPythonModel(ThreadedModel):
         try:
             inputs = [t for t in request.inputs() if t.name() in (C.AUDIO.name, C.MAX_NEW_TOKENS.name)]
             pre = unary_call(pb_utils, C.PREPROCESSOR_MODEL, inputs, PRE_OUT)
+            if int(pre[C.REQUEST_OUTPUT_LEN.name].as_numpy().reshape(-1)[0]) == C.NO_SPEECH_OUTPUT_LEN:
+                sender.send(_text(""), flags=FINAL)  # the VAD gate found no speech: no LLM call
+                return
             enc = unary_call(pb_utils, C.ENCODER_MODEL, [pre[C.MEL.name], pre[C.MEL_LENGTH.name]], [C.ENCODED.name])
             proj = unary_call(pb_utils, C.PROJECTOR_MODEL, [enc[C.ENCODED.name]], [C.PROMPT_EMBEDDING_TABLE.name])
             llm_inputs = [pre[n] for n in PRE_OUT[2:]] + [proj[C.PROMPT_EMBEDDING_TABLE.name]]

@@ -29,11 +29,15 @@ class TritonPythonModel(ThreadedModel):
         self.hidden = int(manifest["model"]["llm_hidden"])
         self.max_table_rows = int(manifest["limits"]["max_audio_frames"])
         self.max_output_len = llm_max_output_len(manifest)
+        self.vad_gate = params.get("vad_gate") == "true"
         self.start_workers(params)
 
     def _run(self, request):
         sender = request.get_response_sender()
         try:
+            if self.vad_gate and _no_speech(request):  # the preprocessor's gate: answer "" without the LLM
+                sender.send(_tokens([]), flags=FINAL)
+                return
             # Checked here too: an error code does not survive the decoupled BLS hop (Triton 2.51
             # turns it into INTERNAL), and a direct caller's mistake must come back as INVALID_ARG.
             table = pb_utils.get_input_tensor_by_name(request, C.PROMPT_EMBEDDING_TABLE.name)
@@ -46,10 +50,18 @@ class TritonPythonModel(ThreadedModel):
             tokens = []
             for piece in forward_tokens(pb_utils, self.target, inputs, caller=request, watcher=self.watcher):
                 tokens.extend(piece)
-            sender.send(pb_utils.InferenceResponse([
-                pb_utils.Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))),
-                pb_utils.Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(tokens)]], dtype=np.int32)),
-            ]), flags=FINAL)
+            sender.send(_tokens(tokens), flags=FINAL)
         except Exception as e:  # noqa: BLE001
             sender.send(bls_error(pb_utils, e), flags=FINAL)
 
+
+def _no_speech(request):
+    limit = input_array(pb_utils, request, C.REQUEST_OUTPUT_LEN.name)
+    return int(np.asarray(limit).reshape(-1)[0]) == C.NO_SPEECH_OUTPUT_LEN
+
+
+def _tokens(tokens):
+    return pb_utils.InferenceResponse([
+        pb_utils.Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))),
+        pb_utils.Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(tokens)]], dtype=np.int32)),
+    ])
