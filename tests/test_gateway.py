@@ -31,7 +31,7 @@ from canary_triton.gateway.chat import parse_chat
 from canary_triton.gateway.errors import GatewayError
 from canary_triton.gateway.formats import render
 
-from .conftest import SR, free_port
+from .conftest import LONG_GENERATION_TOKENS, SR, free_port
 from .test_reliability import _llm_metric, _wait_for
 
 KEY = "gateway-test-key"
@@ -357,13 +357,13 @@ def test_past_the_in_flight_bound_requests_get_429_with_retry_after(server_train
     with BackgroundGateway(opts) as gw, httpx.Client(base_url=gw.base_url, timeout=120) as http:
         holder = _half_sent_request(opts.port, "/v1/chat/completions", b'{"model": "x", "messages": []}', 5)
         try:
-            _wait_for(lambda: _in_flight(gw) == 1, 30, "the half-sent request to be in flight")
+            _wait_for(lambda: _in_flight(gw) == 1, 300, "the half-sent request to be in flight")
             r = _post_audio(http, clips[0].read_bytes())
             _assert_openai_error(r, 429, words=("in flight", "--max-in-flight 1"))
             assert r.headers["retry-after"] == str(opts.retry_after_s)
         finally:
             holder.close()
-        _wait_for(lambda: _in_flight(gw) == 0, 30, "the closed request to leave")
+        _wait_for(lambda: _in_flight(gw) == 0, 300, "the closed request to leave")
         assert _post_audio(http, clips[0].read_bytes()).json()["text"] == reference[clips[0]]
 
 
@@ -373,22 +373,22 @@ def test_a_client_that_disconnects_cancels_its_triton_request(server_random, cap
     cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL, outcome="cancelled")
     tokens0 = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL)
     opts = GatewayOptions(triton_url=server_random.grpc_url, port=free_port())
-    body = json.dumps({"model": MODEL, "max_tokens": C.MAX_NEW_TOKENS_LIMIT,
+    body = json.dumps({"model": MODEL, "max_tokens": LONG_GENERATION_TOKENS,
                        "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}).encode()
     with BackgroundGateway(opts) as gw:
         client = _half_sent_request(opts.port, "/v1/chat/completions", body, len(body))
         try:
-            _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) >= 1, 60,
+            _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) >= 1, 300,
                       "generation to start")
         finally:
             client.close()
         _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL,
-                                      outcome="cancelled") > cancelled0, 30, "llm_base to count the request cancelled")
+                                      outcome="cancelled") > cancelled0, 300, "llm_base to count the request cancelled")
         generated = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL) - tokens0
-        assert 0 < generated < C.MAX_NEW_TOKENS_LIMIT
-        _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) == 0, 10,
+        assert 0 < generated < LONG_GENERATION_TOKENS
+        _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) == 0, 300,
                   "the batch slot to be freed")
-        _wait_for(lambda: _in_flight(gw) == 0, 30, "the gateway to finish the request")
+        _wait_for(lambda: _in_flight(gw) == 0, 300, "the gateway to finish the request")
     lines = [r.getMessage() for r in caplog.records if r.name == "canary_triton.gateway.access"]
     assert any(" POST /v1/chat/completions 499 " in line for line in lines), lines
 
