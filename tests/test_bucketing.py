@@ -100,3 +100,12 @@ def test_padding_overhead_benchmark_arithmetic():
     assert overhead_percent([(200 - 1) * hop], 2.0) == 0.0  # exactly one bucket: no padding
     assert overhead_percent([(100 - 1) * hop], 2.0) == pytest.approx(100.0)  # half a bucket: doubled
     assert overhead_percent([C.max_audio_samples()], 2.0) == 0.0  # the 40 s tensor is the cap
+
+
+def test_padding_overhead_benchmark_runs(capsys):
+    from benchmarks.bucket_padding import main
+
+    assert main(["--widths", "1,2", "--uniform-clips", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "| held-out (45 clips" in out and "| uniform 1-40 s (200 clips, seed 0) |" in out
+    assert main(["--widths", "0"]) == 2 and "--widths: mel bucket width must be in (0, 40]" in capsys.readouterr().err
