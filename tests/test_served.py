@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -140,9 +139,13 @@ def test_short_requests_are_not_held_behind_a_long_one(server_random):
         with lock:
             order.append(name)
 
-    long = threading.Thread(target=run, args=("long", 400))
+    from .test_reliability import _llm_metric, _wait_for
+
+    active0 = _llm_metric(server_random, "canary_llm_active_requests")
+    long = threading.Thread(target=run, args=("long", C.MAX_NEW_TOKENS_LIMIT))
     long.start()
-    time.sleep(0.5)  # let the long request start generating
+    # The long request holds a batch slot (an event, not a sleep: 400 tokens take ~0.45 s here).
+    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") > active0, 60, "the long request to start")
     shorts = [threading.Thread(target=run, args=(f"short{i}", 3)) for i in range(3)]
     for t in shorts:
         t.start()
