@@ -60,7 +60,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export.repository import RepositoryOptions
     from .export.trtllm_engine import LlmEngineOptions
 
-    opts = ExportOptions(
+    try:
+        opts = _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions)
+    except ValueError as e:  # an option outside its range: one line naming it
+        raise CanaryTritonError(str(e)) from None
+    manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
+    print(json.dumps({"output": str(Path(args.output).resolve()), "profile": manifest["profile"],
+                      "dry_run": bool(manifest.get("dry_run")),
+                      "parity_passed": manifest.get("parity_passed"), "files": manifest["files"]}, indent=2))
+    return 0
+
+
+def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions):
+    triton_max_batch = args.max_batch if args.triton_max_batch is None else args.triton_max_batch
+    return ExportOptions(
         profile=args.profile,
         llm_dtype=args.llm_dtype,
         engine=EngineOptions(precision=args.precision, max_batch=args.max_batch,
@@ -69,7 +82,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                              opt_audio_seconds=min(args.opt_audio_seconds, args.max_audio_seconds)),
         llm_engine=LlmEngineOptions(max_batch=args.llm_max_batch, weight_quant=args.weight_quant,
                                     max_new_tokens=args.max_new_tokens),
-        repository=RepositoryOptions(max_batch=args.triton_max_batch, preprocessor_instances=args.instances,
+        repository=RepositoryOptions(max_batch=triton_max_batch, preprocessor_instances=args.instances,
                                      encoder_instances=args.instances, llm_max_batch=args.llm_max_batch,
                                      threads_per_instance=args.threads, max_queue_delay_us=args.queue_delay_us,
                                      max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
@@ -81,13 +94,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                      long_form_vad_min_silence_s=args.vad_min_silence_ms / 1000,
                                      long_form_vad_pad_s=args.vad_speech_pad_ms / 1000,
                                      long_form_silence_pad_s=args.silence_pad_ms / 1000,
-                                     long_form_vad_threads=args.vad_threads, vad_gate=args.vad_gate),
+                                     long_form_vad_threads=args.vad_threads, vad_gate=args.vad_gate,
+                                     mel_bucket_s=args.mel_bucket_seconds),
         parity=not args.skip_parity,
+        dry_run=args.dry_run,
+        gpu_arch=args.gpu_arch,
     )
-    manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
-    print(json.dumps({"output": str(Path(args.output).resolve()), "profile": manifest["profile"],
-                      "parity_passed": manifest.get("parity_passed"), "files": manifest["files"]}, indent=2))
-    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -149,6 +161,23 @@ def _milliseconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0 ms, got {text}")
     return value
+
+
+def _mel_bucket_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= contract.MAX_AUDIO_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be in (0, {contract.MAX_AUDIO_SECONDS:g}] seconds, got {text}")
+    return value
+
+
+def _weight_quant(text: str) -> str:
+    from .export.trtllm_engine import FP8_REFUSAL, SUPPORTED_WEIGHT_QUANT
+
+    if text == "fp8":
+        raise argparse.ArgumentTypeError(FP8_REFUSAL)
+    if text not in SUPPORTED_WEIGHT_QUANT:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(SUPPORTED_WEIGHT_QUANT)}, got {text!r}")
+    return text
 
 
 def _cmd_make_fixture(args: argparse.Namespace) -> int:
@@ -242,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
 
+    from .export.tensorrt_engine import DEFAULT_GPU_ARCH
+
     p = add("export", _cmd_export, "Export a checkpoint: mel constants, ONNX encoder/projector, merged and base Qwen3 "
             "(+ TensorRT and TensorRT-LLM engines with --profile gpu), with a parity report against NeMo.")
     p.add_argument("checkpoint")
@@ -257,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt-audio-seconds", type=_audio_seconds, default=10.0)
     p.add_argument("--llm-max-batch", type=_positive_int, default=16,
                    help="requests in flight in the llm (CPU engine; gpu: TensorRT-LLM max batch and table size)")
-    p.add_argument("--triton-max-batch", type=_positive_int, default=16, help="max_batch_size of every Triton model")
+    p.add_argument("--triton-max-batch", type=_positive_int, default=None,
+                   help="max_batch_size of every Triton model (default: --max-batch; gpu: at most --max-batch)")
     p.add_argument("--instances", type=_positive_int, default=1, help="instances of the preprocessor and encoder")
     p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per Python model instance")
     p.add_argument("--queue-delay-us", type=int, default=0,
@@ -289,8 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the LLM (off: exact NeMo parity)")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
                    help="gpu: longest output the TensorRT-LLM engine is built for")
-    p.add_argument("--weight-quant", choices=["none", "int8", "int4", "fp8"], default="none",
-                   help="gpu: TensorRT-LLM weight quantisation")
+    p.add_argument("--weight-quant", type=_weight_quant, default="none",
+                   help="gpu: TensorRT-LLM weight-only quantisation: none, int8 or int4")
+    p.add_argument("--mel-bucket-seconds", type=_mel_bucket_seconds, default=contract.DEFAULT_MEL_BUCKET_SECONDS,
+                   help="the preprocessor pads mel features to multiples of this span so the encoder batches "
+                        "clips of similar length")
+    p.add_argument("--dry-run", action="store_true",
+                   help="gpu: write the model repository, export.json and engine_build.json (every TensorRT and "
+                        "TensorRT-LLM build setting) from the checkpoint's config alone; build nothing")
+    p.add_argument("--gpu-arch", default=DEFAULT_GPU_ARCH, help="--dry-run: name the plans for this GPU (sm80, sm90, sm100)")
     p.add_argument("--skip-parity", action="store_true", help="do not compare the artifacts with NeMo")
     p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
 

@@ -261,6 +261,49 @@ def max_audio_samples(mel: MelParams = MelParams()) -> int:
     return int(MAX_AUDIO_SECONDS * mel.sample_rate)
 
 
+def mel_columns(num_samples: int, mel: MelParams = MelParams()) -> int:
+    """Columns of the mel feature tensor for ``num_samples`` (the centred STFT's ``N // hop + 1``;
+    one more than :func:`num_mel_frames`, the last column being padding)."""
+    return num_samples // mel.hop_length + 1
+
+
+def max_mel_columns(mel: MelParams = MelParams()) -> int:
+    """Columns of the longest mel tensor any model takes: a clip at the audio limit (4001 for 40 s)."""
+    return mel_columns(max_audio_samples(mel), mel)
+
+
+def max_table_rows(mel: MelParams = MelParams(), sub: Subsampling = Subsampling()) -> int:
+    """Rows of the largest prompt-embedding table: the encoder frames of :func:`max_mel_columns`.
+
+    A TensorRT encoder returns every frame of its (padded) input, not only the valid ones, so a
+    40 s clip's table has 501 rows (4001 columns), one more than its 500 valid audio frames. Every
+    row limit (the llm's check, the TensorRT-LLM engine's ``max_prompt_embedding_table_size``)
+    is this number, so a clip at the limit is never refused.
+    """
+    return num_encoder_frames(max_mel_columns(mel), sub)
+
+
+#: Encoder batching: the preprocessor pads each clip's mel features to a multiple of this many
+#: seconds of frames (capped at :func:`max_mel_columns`), so clips of similar length have equal
+#: shapes and Triton's dynamic batcher can group them (a TensorRT plan batches equal shapes only).
+#: True lengths travel in ``mel_length``. 2 s: 200 mel columns, 25 encoder frames.
+DEFAULT_MEL_BUCKET_SECONDS = 2.0
+
+
+def mel_bucket_columns(bucket_seconds: float, mel: MelParams = MelParams()) -> int:
+    """The bucket width in mel columns; refuses a width outside (0, MAX_AUDIO_SECONDS]."""
+    if not 0 < bucket_seconds <= MAX_AUDIO_SECONDS:
+        raise ValueError(f"mel bucket width must be in (0, {MAX_AUDIO_SECONDS:g}] seconds, got {bucket_seconds:g}")
+    return max(1, int(round(bucket_seconds * mel.sample_rate / mel.hop_length)))
+
+
+def bucketed_columns(columns: int, bucket_columns: int, mel: MelParams = MelParams()) -> int:
+    """``columns`` rounded up to the next multiple of ``bucket_columns``, at most max_mel_columns."""
+    if bucket_columns < 1:
+        raise ValueError(f"bucket_columns must be >= 1, got {bucket_columns}")
+    return min(-(-columns // bucket_columns) * bucket_columns, max(columns, max_mel_columns(mel)))
+
+
 # --------------------------------------------------------------------------------------------
 # Tensors between Triton models (same names and dtypes in the CPU and GPU profiles)
 # --------------------------------------------------------------------------------------------
@@ -278,11 +321,6 @@ class TensorSpec:
 ENSEMBLE_MODEL = "canary_qwen"  # unary entry point (HTTP and gRPC)
 STREAM_MODEL = "canary_qwen_stream"  # streaming entry point (gRPC streaming): partial transcripts
 LLM_MODE_MODEL = "canary_qwen_llm"  # LLM mode entry point: text in, text out, base Qwen3 (no LoRA)
-#: Request parameters between the BLS models and the llm: a key per forwarded request, and a
-#: second request carrying the same key plus the order flag cancels it (Python-backend BLS in
-#: Triton 2.51 cannot cancel a request it sent, so cancellation travels as a message).
-CANCEL_KEY_PARAMETER = "canary_cancel_key"
-CANCEL_ORDER_PARAMETER = "canary_cancel"
 ASK_MODEL = "canary_qwen_ask"  # audio + instruction -> transcript + answer (ASR then LLM mode)
 LONG_FORM_MODEL = "canary_qwen_long"  # unary: audio of any length up to the long-form limit -> transcript
 LONG_FORM_STREAM_MODEL = "canary_qwen_long_stream"  # decoupled: one transcript piece per segment, in order
@@ -317,6 +355,10 @@ REQUEST_OUTPUT_LEN = TensorSpec("request_output_len", "TYPE_INT32", (1,), reshap
 END_ID = TensorSpec("end_id", "TYPE_INT32", (1,), optional=True, reshape=())
 PAD_ID = TensorSpec("pad_id", "TYPE_INT32", (1,), optional=True, reshape=())
 STREAMING = TensorSpec("streaming", "TYPE_BOOL", (1,), optional=True, reshape=())
+#: TensorRT-LLM's cancellation: a request with ``stop`` true and the request id of one in flight
+#: stops that one (the backend's ``handleStopRequest``; it ignores custom request parameters). The
+#: BLS models send it when their caller is cancelled; the CPU ``llm`` honours it the same way.
+STOP = TensorSpec("stop", "TYPE_BOOL", (1,), optional=True, reshape=())
 # sampling (TensorRT-LLM backend names); absent or temperature 0: greedy, as NeMo
 TEMPERATURE = TensorSpec("temperature", "TYPE_FP32", (1,), optional=True, reshape=())
 RUNTIME_TOP_P = TensorSpec("runtime_top_p", "TYPE_FP32", (1,), optional=True, reshape=())

@@ -284,7 +284,7 @@ def _left_pad(t: torch.Tensor, length: int, dim: int = 2) -> torch.Tensor:
 
 
 class CancelRegistry:
-    """Keys of forwarded requests whose caller was cancelled (see contract.CANCEL_KEY_PARAMETER).
+    """Request ids of forwarded requests stopped by a ``stop`` request (see contract.STOP).
 
     An order may arrive before the request it cancels (they travel separately), so keys are kept
     for ``ttl_s``; at most ``max_keys`` are held (oldest dropped first)."""

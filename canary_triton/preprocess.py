@@ -88,21 +88,28 @@ def audio_prompt_ids(prompt_ids: list[int], placeholder_id: int, n_frames: int, 
 
 @dataclass(frozen=True)
 class Preprocessed:
-    mel: np.ndarray  # [n_mels, N // hop + 1] float32
+    mel: np.ndarray  # [n_mels, bucketed(N // hop + 1)] float32, pad_value past the valid frames
     mel_length: int  # valid frames
     input_ids: np.ndarray  # [L] int32
 
 
 class Preprocessor:
-    """Mel features for a batch of clips (one padded STFT batch) and their ASR prompts."""
+    """Mel features for a batch of clips (one padded STFT batch) and their ASR prompts.
+
+    Each clip's mel tensor is padded (with the pad value) to a multiple of ``bucket_columns``
+    (contract.bucketed_columns), so clips of similar length share a shape and the encoder's
+    dynamic batcher can group them; ``mel_length`` keeps the true length, and the encoder masks
+    by it, so the padding changes no output. ``bucket_columns`` 1: no padding.
+    """
 
     def __init__(self, front_end: MelFrontEnd, asr_prompt_ids: list[int], placeholder_id: int,
-                 vocab_rows: int, subsampling: contract.Subsampling):
+                 vocab_rows: int, subsampling: contract.Subsampling, bucket_columns: int = 1):
         self.front_end = front_end
         self.prompt = list(asr_prompt_ids)
         self.placeholder = placeholder_id
         self.vocab_rows = vocab_rows
         self.subsampling = subsampling
+        self.bucket_columns = bucket_columns
         self.limits = AudioLimits.for_mel(front_end.params)
 
     def __call__(self, clips: list[np.ndarray]) -> list[Preprocessed]:
@@ -111,13 +118,17 @@ class Preprocessor:
         for i, c in enumerate(clips):
             batch[i, : len(c)] = torch.from_numpy(c)
         feats, valid = self.front_end(batch, lens)
-        hop = self.front_end.params.hop_length
+        params = self.front_end.params
         out = []
         for i, c in enumerate(clips):
             m = int(valid[i])
             frames = contract.num_encoder_frames(m, self.subsampling)
             ids = audio_prompt_ids(self.prompt, self.placeholder, frames, self.vocab_rows)
-            out.append(Preprocessed(feats[i, :, : len(c) // hop + 1].numpy(), m, np.asarray(ids, dtype=np.int32)))
+            cols = contract.mel_columns(len(c), params)
+            mel = np.full((feats.shape[1], contract.bucketed_columns(cols, self.bucket_columns, params)),
+                          params.pad_value, dtype=np.float32)
+            mel[:, :cols] = feats[i, :, :cols].numpy()
+            out.append(Preprocessed(mel, m, np.asarray(ids, dtype=np.int32)))
         return out
 
 

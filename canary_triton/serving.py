@@ -42,15 +42,18 @@ def load_serving_tokenizer(export_dir: Path) -> Tokenizer:
     return load_tokenizer(Path(export_dir) / manifest["files"]["llm_merged"], require_placeholder=True)
 
 
-def load_preprocessor(export_dir: Path):
+def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
+    """The served preprocessor; ``bucket_seconds`` pads mel to length buckets (None: no padding)."""
     from .export.frontend import load_front_end
     from .preprocess import Preprocessor
 
     manifest = read_manifest(export_dir)
     tok = load_serving_tokenizer(export_dir)
     sub = contract.Subsampling(factor=int(manifest["model"]["subsampling_factor"]))
-    pre = Preprocessor(load_front_end(Path(export_dir) / manifest["files"]["frontend"]), tok.asr_prompt_ids(),
-                       tok.ids.audio_placeholder, int(manifest["model"]["vocab_rows"]), sub)
+    front_end = load_front_end(Path(export_dir) / manifest["files"]["frontend"])
+    bucket = 1 if bucket_seconds is None else contract.mel_bucket_columns(bucket_seconds, front_end.params)
+    pre = Preprocessor(front_end, tok.asr_prompt_ids(), tok.ids.audio_placeholder,
+                       int(manifest["model"]["vocab_rows"]), sub, bucket_columns=bucket)
     return pre, tok.ids
 
 
@@ -82,6 +85,12 @@ class LlmRequest:
     table: torch.Tensor | None  # [T, hidden]
     streaming: bool
     sampling: object | None = None  # llm_engine.Sampling, or None for greedy
+
+
+def is_stop_request(stop: np.ndarray | None) -> bool:
+    """Whether a request to ``llm`` is TensorRT-LLM's stop request (``stop`` true): it cancels
+    the request in flight that has the same request id, and generates nothing itself."""
+    return stop is not None and bool(np.asarray(stop).reshape(-1)[0])
 
 
 def parse_sampling(temperature: np.ndarray | None, top_p: np.ndarray | None, seed: np.ndarray | None,

@@ -121,25 +121,26 @@ class CancelWatcher:
                         pass
 
 
-def send_cancel(pb_utils, model: str, key: str) -> None:
-    """Tell the decoupled ``model`` to stop the request it received with ``key``."""
+def stop_request_inputs(pb_utils) -> list:
+    """The inputs of a TensorRT-LLM ``stop`` request: the backend's required tensors (minimal
+    values; Triton checks them before the backend sees the request) and ``stop`` = true."""
     from . import contract as C
 
-    one = lambda v: np.array([[v]], dtype=np.int32)  # noqa: E731  (a minimal valid request)
-    request = pb_utils.InferenceRequest(
-        model_name=model, requested_output_names=[C.OUTPUT_IDS.name],
-        inputs=[pb_utils.Tensor(C.INPUT_IDS.name, one(0)), pb_utils.Tensor(C.INPUT_LENGTHS.name, one(1)),
-                pb_utils.Tensor(C.REQUEST_OUTPUT_LEN.name, one(1))],
-        parameters={C.CANCEL_KEY_PARAMETER: key, C.CANCEL_ORDER_PARAMETER: True})
+    one = lambda v, dt=np.int32: np.array([[v]], dtype=dt)  # noqa: E731
+    return [pb_utils.Tensor(C.INPUT_IDS.name, one(0)), pb_utils.Tensor(C.INPUT_LENGTHS.name, one(1)),
+            pb_utils.Tensor(C.REQUEST_OUTPUT_LEN.name, one(1)), pb_utils.Tensor(C.STOP.name, one(True, np.bool_))]
+
+
+def send_cancel(pb_utils, model: str, request_id: str) -> None:
+    """Stop the request that the decoupled ``model`` received with ``request_id``: the
+    TensorRT-LLM backend's own mechanism (a ``stop`` request with the same id), which the CPU
+    ``llm`` honours too."""
+    from . import contract as C
+
+    request = pb_utils.InferenceRequest(model_name=model, requested_output_names=[C.OUTPUT_IDS.name],
+                                        inputs=stop_request_inputs(pb_utils), request_id=request_id)
     for _ in request.exec(decoupled=True):
         pass
-
-
-def request_parameters(request) -> dict[str, Any]:
-    try:
-        return json.loads(request.parameters() or "{}")
-    except (AttributeError, ValueError):
-        return {}
 
 
 def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False, caller=None,
@@ -164,10 +165,11 @@ def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False, caller
     inputs = fixed
     if streaming:
         inputs.append(pb_utils.Tensor(C.STREAMING.name, np.array([[True]], dtype=np.bool_)))
+    # A unique request id per forwarded request: a stop request with the same id cancels it.
     key = uuid.uuid4().hex if caller is not None and watcher is not None else None
     request = pb_utils.InferenceRequest(model_name=model, inputs=inputs,
                                         requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name],
-                                        parameters={C.CANCEL_KEY_PARAMETER: key} if key else {})
+                                        request_id=key or "")
     handle = watcher.watch(caller.is_cancelled, lambda: send_cancel(pb_utils, model, key)) if key else None
     try:
         for response in request.exec(decoupled=True):

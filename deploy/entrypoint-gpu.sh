@@ -5,6 +5,8 @@
 # (extra `canary-triton export` options, e.g. "--precision bf16 --llm-max-batch 64"); extra
 # arguments go to tritonserver.
 set -euo pipefail
+# Caches of NeMo / numba / Hugging Face (HOME and friends point into the engines volume, see the Dockerfile).
+mkdir -p "${HOME:-/engines/home}" "${XDG_CACHE_HOME:-/engines/cache}" "${NUMBA_CACHE_DIR:-/engines/cache/numba}"
 arch=$(python3 -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'sm{m}{n}')")
 out="${CANARY_ENGINES:-/engines}/$arch"
 if [ ! -f "$out/model_repository/canary_qwen/config.pbtxt" ]; then

@@ -29,13 +29,17 @@ from ..errors import CanaryTritonError
 from ..serving import EXPORT_MANIFEST
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
-from .onnx_encoder import PROJECTOR_BF16_ONNX, OnnxEncoderProjector, export_onnx
+from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, OnnxEncoderProjector, export_onnx
 from .repository import RepositoryOptions, write_repository
-from .tensorrt_engine import EngineOptions, build_encoder_engines, require_tensorrt
-from .trtllm_engine import LlmEngineOptions, build_llm_engine, require_tensorrt_llm
+from .tensorrt_engine import (
+    DEFAULT_GPU_ARCH, EngineOptions, build_encoder_engines, encoder_profiles, gpu_arch_tag, require_tensorrt, tensorrt_build_settings,
+)
+from .trtllm_engine import LlmEngineOptions, build_llm_engine, llm_build_settings, require_tensorrt_llm
 
 PARITY_REPORT = "parity.json"
 PARITY_TABLE = "parity.md"
+#: The exact TensorRT and TensorRT-LLM build settings (written by a real gpu export and by --dry-run).
+ENGINE_BUILD = "engine_build.json"
 PROFILES = ("cpu", "gpu")
 #: fp32 parity limits (max abs): features/embeddings, and LLM logits (merged vs unmerged LoRA
 #: sums in another order, which grows with depth and width).
@@ -52,12 +56,22 @@ class ExportOptions:
     llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
     repository: RepositoryOptions = field(default_factory=RepositoryOptions)
     parity: bool = True
+    dry_run: bool = False  # gpu: write the repository, export.json and engine_build.json; build nothing
+    gpu_arch: str = DEFAULT_GPU_ARCH  # dry run: the architecture the plans are named for
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.llm_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"llm_dtype must be auto, float32, bfloat16 or float16, got {self.llm_dtype!r}")
+        if self.dry_run and self.profile != "gpu":
+            raise ValueError(f"--dry-run renders the gpu profile only (--profile gpu), got --profile {self.profile}")
+        if not (self.gpu_arch.startswith("sm") and self.gpu_arch[2:].isdigit() and len(self.gpu_arch) >= 4):
+            raise ValueError(f"--gpu-arch must look like sm80, sm90 or sm100, got {self.gpu_arch!r}")
+        if self.profile == "gpu" and self.repository.max_batch > self.engine.max_batch:
+            # The tensorrt backend refuses a plan whose max batch is below the config's max_batch_size.
+            raise ValueError(f"--triton-max-batch {self.repository.max_batch} exceeds the encoder engines' "
+                             f"--max-batch {self.engine.max_batch}; it must be at most that (unset, it follows --max-batch)")
 
     @property
     def torch_llm_dtype(self) -> torch.dtype:
@@ -205,31 +219,43 @@ def llm_max_output_len(info: CheckpointInfo, opts: LlmEngineOptions) -> int:
     return opts.max_new_tokens
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions = ExportOptions(),
-                      llm_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
-    """Run the whole export; returns the manifest (also written to ``export.json``)."""
-    if opts.profile == "gpu":  # fail at once, before minutes of work, where engines cannot be built
-        require_tensorrt()
-        require_tensorrt_llm()
-    opts.repository.long_form_segment()  # a bad segmenter option fails before minutes of work
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise CanaryTritonError(f"output folder {out_dir} is not empty; choose another or pass --force to overwrite")
-    info = inspect_checkpoint(checkpoint, llm_dir)
-    check_audio_limit(info, opts.engine.max_audio_seconds)
-    llm_max_output_len(info, opts.llm_engine)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model, info = load_salm(checkpoint, llm_dir)
-    tok = checkpoint_tokenizer(info)
-    export_front_end(info, out_dir / "frontend")
-    onnx = export_onnx(model, out_dir / "onnx", bf16_table=opts.profile == "gpu")
-    merged, base = export_llm(info, out_dir, dtype=opts.torch_llm_dtype)
-    manifest: dict[str, Any] = {
+def table_rows_for(info: CheckpointInfo, max_audio_seconds: float) -> int:
+    """Prompt-table rows of the longest clip the encoder engines take (contract.max_table_rows:
+    the padded tensor's frames, e.g. 501 for 40 s)."""
+    cols = contract.mel_columns(int(max_audio_seconds * info.mel.sample_rate), info.mel)
+    return contract.num_encoder_frames(cols, info.subsampling)
+
+
+def gpu_llm_options(info: CheckpointInfo, opts: ExportOptions) -> LlmEngineOptions:
+    """The TensorRT-LLM engine options: the prompt table sized for the longest padded clip."""
+    return replace(opts.llm_engine, max_audio_frames=table_rows_for(info, opts.engine.max_audio_seconds))
+
+
+def gpu_build_plan(info: CheckpointInfo, opts: ExportOptions, arch: str) -> dict[str, Any]:
+    """Every setting the gpu engine builds use, as JSON (``engine_build.json``): the encoder and
+    projector TensorRT profiles and precision, and each TensorRT-LLM engine's BuildConfig."""
+    shapes = encoder_profiles(opts.engine, info.mel, info.subsampling, info.encoder_dim)
+    onnx = {"encoder": f"onnx/{ENCODER_ONNX}", "projector": f"onnx/{PROJECTOR_BF16_ONNX}"}
+    llm_opts = gpu_llm_options(info, opts)
+    return {
+        "gpu_arch": arch,
+        "tensorrt": {name: tensorrt_build_settings(onnx[name], f"engines/{name}.{arch}.plan", shapes[name], opts.engine,
+                                                   f"engines/timing.{arch}.cache")
+                     for name in ("encoder", "projector")},
+        "tensorrt_llm": {name: llm_build_settings(f"llm_{name}", f"trtllm/{name}", llm_opts)
+                         for name in ("merged", "base")},
+    }
+
+
+def _manifest(checkpoint: str | Path, info: CheckpointInfo, tok, opts: ExportOptions,
+              files: dict[str, str]) -> dict[str, Any]:
+    return {
         "canary_triton_version": __version__,
         "profile": opts.profile,
         "checkpoint": str(Path(checkpoint).resolve()),
         "options": {"llm_dtype": str(opts.torch_llm_dtype).replace("torch.", ""),
                     "engine": asdict(opts.engine), "llm_engine": asdict(opts.llm_engine),
+                    "repository": asdict(opts.repository),
                     "long_form_segmenter": asdict(opts.repository.long_form_segment()),
                     "vad_gate": opts.repository.vad_gate},
         "lora": "merged into llm_merged" if info.lora_r else "none in the checkpoint: llm_merged == llm_base",
@@ -242,14 +268,77 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
         "asr_prompt_ids": tok.asr_prompt_ids(),
         "limits": {"max_audio_seconds": contract.MAX_AUDIO_SECONDS,
                    "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
+                   "max_table_rows": contract.max_table_rows(info.mel, info.subsampling),
                    "default_max_new_tokens": contract.DEFAULT_MAX_NEW_TOKENS,
                    "max_new_tokens": contract.MAX_NEW_TOKENS_LIMIT,
                    "llm_max_output_len": llm_max_output_len(info, opts.llm_engine)},
-        "files": {"frontend": "frontend", "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
-                  "projector_onnx": str(onnx.projector.relative_to(out_dir)),
-                  "llm_merged": merged.name, "llm_base": base.name},
+        "files": dict(files),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
+
+
+def _check_output_folder(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise CanaryTritonError(f"output folder {out_dir} is not empty; choose another or pass --force to overwrite")
+
+
+def _write_gpu_plan(out_dir: Path, manifest: dict[str, Any], plan: dict[str, Any]) -> None:
+    (out_dir / ENGINE_BUILD).write_text(json.dumps(plan, indent=2))
+    manifest["files"]["engine_build"] = ENGINE_BUILD
+    manifest["options"]["llm_engine"] = plan["tensorrt_llm"]["merged"]["options"]
+
+
+def plan_gpu_export(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions,
+                    llm_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """``--dry-run``: the complete gpu model repository, ``export.json`` and ``engine_build.json``
+    from the checkpoint's config and tokenizer alone (no weights read, nothing built, no TensorRT).
+    The plans and engines it names are what a real export on a ``gpu_arch`` GPU writes."""
+    opts.repository.long_form_segment()
+    out_dir = Path(out_dir)
+    _check_output_folder(out_dir, force)
+    info = inspect_checkpoint(checkpoint, llm_dir)
+    check_audio_limit(info, opts.engine.max_audio_seconds)
+    llm_max_output_len(info, opts.llm_engine)
+    tok = checkpoint_tokenizer(info)
+    plan = gpu_build_plan(info, opts, opts.gpu_arch)
+    files = {"frontend": "frontend", "encoder_onnx": f"onnx/{ENCODER_ONNX}", "projector_onnx": f"onnx/{PROJECTOR_ONNX}",
+             "llm_merged": "llm_merged", "llm_base": "llm_base",
+             "encoder_plan": plan["tensorrt"]["encoder"]["plan"], "projector_plan": plan["tensorrt"]["projector"]["plan"],
+             "trtllm_merged": plan["tensorrt_llm"]["merged"]["engine_dir"],
+             "trtllm_base": plan["tensorrt_llm"]["base"]["engine_dir"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _manifest(checkpoint, info, tok, opts, files)
+    manifest["dry_run"] = True
+    _write_gpu_plan(out_dir, manifest, plan)
+    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    manifest["repository"] = str(write_repository(out_dir, opts.profile, opts.repository))
+    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions = ExportOptions(),
+                      llm_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Run the whole export; returns the manifest (also written to ``export.json``)."""
+    if opts.dry_run:
+        return plan_gpu_export(checkpoint, out_dir, opts, llm_dir, force)
+    if opts.profile == "gpu":  # fail at once, before minutes of work, where engines cannot be built
+        require_tensorrt()
+        require_tensorrt_llm()
+    opts.repository.long_form_segment()  # a bad segmenter option fails before minutes of work
+    out_dir = Path(out_dir)
+    _check_output_folder(out_dir, force)
+    info = inspect_checkpoint(checkpoint, llm_dir)
+    check_audio_limit(info, opts.engine.max_audio_seconds)
+    llm_max_output_len(info, opts.llm_engine)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, info = load_salm(checkpoint, llm_dir)
+    tok = checkpoint_tokenizer(info)
+    export_front_end(info, out_dir / "frontend")
+    onnx = export_onnx(model, out_dir / "onnx", bf16_table=opts.profile == "gpu")
+    merged, base = export_llm(info, out_dir, dtype=opts.torch_llm_dtype)
+    manifest = _manifest(checkpoint, info, tok, opts, {
+        "frontend": "frontend", "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
+        "projector_onnx": str(onnx.projector.relative_to(out_dir)), "llm_merged": merged.name, "llm_base": base.name})
     if opts.parity:
         report = parity_report(model, info, out_dir)
         (out_dir / PARITY_REPORT).write_text(json.dumps(report, indent=2))
@@ -259,15 +348,16 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
             (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
             raise CanaryTritonError(f"exported artifacts differ from NeMo beyond tolerance: see {out_dir / PARITY_REPORT}")
     if opts.profile == "gpu":
+        arch = gpu_arch_tag()
+        plan = gpu_build_plan(info, opts, arch)
+        _write_gpu_plan(out_dir, manifest, plan)
         enc_plan, proj_plan = build_encoder_engines(
             onnx.encoder, onnx.projector.with_name(PROJECTOR_BF16_ONNX), out_dir / "engines", info.encoder_dim,
-            info.mel, info.subsampling, opts.engine,
+            info.mel, info.subsampling, opts.engine, arch=arch,
         )
         manifest["files"].update(encoder_plan=str(enc_plan.relative_to(out_dir)),
                                  projector_plan=str(proj_plan.relative_to(out_dir)))
-        # The prompt table holds up to the longest audio the encoder profile admits, per request.
-        frames = info.num_audio_frames(int(opts.engine.max_audio_seconds * info.mel.sample_rate))
-        llm_opts = replace(opts.llm_engine, max_audio_frames=frames)
+        llm_opts = gpu_llm_options(info, opts)
         for name, hf in (("merged", merged), ("base", base)):
             engine = build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts)
             manifest["files"][f"trtllm_{name}"] = str(engine.relative_to(out_dir))

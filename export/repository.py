@@ -86,6 +86,7 @@ class ModelDecl:
     cc_model_filenames: dict[str, str] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
     source: str | None = None  # model_repository/<source>/1/model.py (default: the model's name)
+    notes: dict[str, str] = field(default_factory=dict)  # parameter key -> comment written above it
 
 
 def _tensor(spec: TensorSpec, io: str) -> str:
@@ -123,7 +124,8 @@ def render(decl: ModelDecl) -> str:
         "transaction_policy": f"model_transaction_policy {{ decoupled: {'true' if decl.decoupled else 'false'} }}"
         if decl.backend != "ensemble" else "",
         "parameters": "\n".join(
-            f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in sorted(decl.parameters.items())
+            "".join(f"# {line}\n" for line in decl.notes.get(k, "").splitlines())
+            + f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in sorted(decl.parameters.items())
         ),
         "ensemble_scheduling": "",
     }
@@ -167,6 +169,7 @@ class RepositoryOptions:
     long_form_vad_pad_s: float = _SEGMENT.pad_s
     long_form_silence_pad_s: float = _SEGMENT.silence_pad_s
     long_form_vad_threads: int = _SEGMENT.vad_threads
+    mel_bucket_s: float = contract.DEFAULT_MEL_BUCKET_SECONDS  # preprocessor pads mel to multiples of this
     vad_gate: bool = False  # short form: a clip with no speech (the same detector) gives "" without the LLM
 
     def long_form_segment(self) -> SegmentOptions:
@@ -179,6 +182,9 @@ class RepositoryOptions:
                            vad_threads=self.long_form_vad_threads)
         except ValueError as e:
             raise CanaryTritonError(f"long-form segmenter: {e}") from None
+
+    def __post_init__(self) -> None:
+        contract.mel_bucket_columns(self.mel_bucket_s)  # ValueError naming the range
 
 
 def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
@@ -193,7 +199,9 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
     d_enc = manifest["model"]["encoder_dim"]
     hidden = manifest["model"]["llm_hidden"]
     table_dtype = C.PROMPT_TABLE_DTYPE[profile]
-    mel = _with(C.MEL, dims=(n_mels, -1), ragged=True)
+    # Not ragged: the preprocessor pads mel to length buckets, so the dynamic batcher groups equal
+    # shapes only, in both profiles (a TensorRT plan batches nothing else).
+    mel = _with(C.MEL, dims=(n_mels, -1))
     encoded = _with(C.ENCODED, dims=(-1, d_enc), ragged=True)
     table_out = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype, optional=False, ragged=False)
     table_in = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype)
@@ -204,7 +212,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
     lengths_out = _with(C.INPUT_LENGTHS, reshape=None)
     ids_out = _with(C.INPUT_IDS, ragged=False)
     llm_inputs = (C.INPUT_IDS, C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
-                  table_in, C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED)
+                  table_in, C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED, C.STOP)
     llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
     gate = {"vad_gate": "true" if opts.vad_gate else "false"}
@@ -212,7 +220,7 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                     (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
                     (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
                     instance_count=opts.preprocessor_instances, batching=batching,
-                    parameters={**common, **gate, **(opts.long_form_segment().parameters() if opts.vad_gate else {})})
+                    parameters={**common, **gate, "mel_bucket_seconds": str(opts.mel_bucket_s), **(opts.long_form_segment().parameters() if opts.vad_gate else {})})
     post = ModelDecl(C.POSTPROCESSOR_MODEL, "python", opts.max_batch, (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
                      (C.TRANSCRIPT,), batching=batching, parameters=dict(common))
     if profile == "cpu":
@@ -237,19 +245,12 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                          (table_out,), kind="KIND_GPU", batching=batching,
                          cc_model_filenames=_cc_files(export_dir / files["projector_plan"]))
         llm = ModelDecl(C.LLM_MODEL, "tensorrtllm", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                        decoupled=True, parameters={
-                            "gpt_model_type": "inflight_fused_batching",
-                            "gpt_model_path": "../../" + files["trtllm_merged"],
-                            "max_beam_width": "1",
-                            "batch_scheduler_policy": "guaranteed_no_evict",
-                            "kv_cache_free_gpu_mem_fraction": str(opts.kv_cache_free_gpu_mem_fraction),
-                            "exclude_input_in_output": "true",
-                            "enable_chunked_context": "false",
-                            "cancellation_check_period_ms": "100",
-                            "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
-                        })
-        llm_base = replace(llm, name=C.LLM_BASE_MODEL,
-                           parameters={**llm.parameters, "gpt_model_path": "../../" + files["trtllm_base"]})
+                        decoupled=True, parameters=_trtllm_parameters(export_dir, files["trtllm_merged"],
+                                                                      files["llm_merged"], opts, kv_reuse=False),
+                        notes=TRTLLM_NOTES)
+        llm_base = replace(llm, name=C.LLM_BASE_MODEL, notes=TRTLLM_NOTES,
+                           parameters=_trtllm_parameters(export_dir, files["trtllm_base"], files["llm_base"], opts,
+                                                         kv_reuse=True))
     else:
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
     bls = {"max_inflight": str(opts.max_inflight)}
@@ -285,6 +286,42 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                     (C.TRANSCRIPT, C.TEXT_OUTPUT), batching=batching,
                     parameters={**common, **bls, "max_seconds": str(opts.long_form_max_s)})
     return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode, long, long_stream, ask]
+
+
+#: Comments rendered above the ``tensorrtllm`` models' parameters (what the backend does with them).
+TRTLLM_NOTES = {
+    "enable_kv_cache_reuse": (
+        "ASR (llm): off. Every request carries an audio prompt table addressed by the same fake ids\n"
+        "(vocab_size .. vocab_size+N-1). With reuse on (the backend's default when unset), TensorRT-LLM\n"
+        "rejects such requests unless they carry prompt_table_extra_ids (llmRequest.cpp validate), and\n"
+        "would otherwise reuse KV blocks computed from another clip's audio. LLM mode (llm_base, text\n"
+        "only, no table) keeps reuse on: equal prompt prefixes share their KV blocks."),
+    "gpt_model_path": "Absolute: the backend does not resolve it against the model folder.",
+    "guided_decoding_backend": (
+        "tokenizer_dir, xgrammar_tokenizer_info_path, guided_decoding_backend: read by the backend\n"
+        "without a default (the model fails to load without them); empty = no guided decoding."),
+}
+
+
+def _trtllm_parameters(export_dir: Path, engine: str, hf_dir: str, opts: RepositoryOptions,
+                       kv_reuse: bool) -> dict[str, str]:
+    """Parameters of a ``tensorrtllm`` model (keys as TensorRT-LLM's ``tensorrt_llm/config.pbtxt``)."""
+    root = Path(export_dir).resolve()
+    return {
+        "gpt_model_type": "inflight_fused_batching",
+        "gpt_model_path": str(root / engine),
+        "max_beam_width": "1",
+        "batch_scheduler_policy": "guaranteed_no_evict",
+        "kv_cache_free_gpu_mem_fraction": str(opts.kv_cache_free_gpu_mem_fraction),
+        "enable_kv_cache_reuse": "true" if kv_reuse else "false",
+        "exclude_input_in_output": "true",
+        "enable_chunked_context": "false",
+        "cancellation_check_period_ms": "100",
+        "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
+        "tokenizer_dir": str(root / hf_dir),
+        "xgrammar_tokenizer_info_path": "",
+        "guided_decoding_backend": "",
+    }
 
 
 def _cc_files(path: Path) -> dict[str, str]:

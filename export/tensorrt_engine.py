@@ -28,6 +28,9 @@ WHERE_IT_RUNS = (
     "that will serve them; use --profile cpu on machines without one"
 )
 
+#: ``export --dry-run`` names the plans for this GPU architecture unless told another (H100/H200).
+DEFAULT_GPU_ARCH = "sm90"
+
 
 def require_tensorrt():
     try:
@@ -66,20 +69,44 @@ def gpu_arch_tag() -> str:
     return f"sm{major}{minor}"
 
 
+#: Graphs over protobuf's 2 GB limit (the real encoder's fp32 ONNX is ~3.1 GB) must be written with
+#: their weights in a side file; TensorRT's parse_from_file reads it from beside the .onnx.
+EXTERNAL_DATA_SUFFIX = ".data"
+
+
+def autocast_settings(precision: str) -> dict[str, object]:
+    """ModelOpt AutoCast arguments: fp16/bf16 with Softmax (attention probabilities) kept in fp32.
+
+    ``data_max=inf`` turns off AutoCast's activation-range rule, so it never runs its ONNX Runtime
+    reference pass: that pass serialises the whole model in memory (over 2 GB for the real
+    encoder) and cannot run the BF16-output projector on ORT's CPU provider. The weights' range
+    rule (``init_max``, fp16's largest value) still applies.
+    """
+    return {"low_precision_type": "fp16" if precision == "fp16" else "bf16", "op_types_to_exclude": ["Softmax"],
+            "keep_io_types": True, "data_max": float("inf")}
+
+
 def _autocast_onnx(onnx_path: Path, precision: str) -> Path:
-    """ModelOpt AutoCast: fp16/bf16 graph with Softmax (attention probabilities) kept in fp32."""
+    """ModelOpt AutoCast (:func:`autocast_settings`), saved with external data (any size)."""
     from modelopt.onnx.autocast import convert_to_mixed_precision
     import onnx
 
-    model = convert_to_mixed_precision(
-        onnx_path=str(onnx_path),
-        low_precision_type="fp16" if precision == "fp16" else "bf16",
-        op_types_to_exclude=["Softmax"],
-        keep_io_types=True,
-    )
+    model = convert_to_mixed_precision(onnx_path=str(onnx_path), **autocast_settings(precision))
     out = onnx_path.with_name(onnx_path.stem + f".{precision}.onnx")
-    onnx.save(model, str(out))
+    onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=out.name + EXTERNAL_DATA_SUFFIX)
     return out
+
+
+def tensorrt_build_settings(onnx_path: str, plan_path: str, shapes: dict, opts: EngineOptions,
+                            timing_cache: str) -> dict[str, object]:
+    """One engine's build settings as JSON (what :func:`build_engine` does with them on TensorRT
+    >= 10.12: AutoCast, then a strongly typed network with this profile)."""
+    return {"onnx": onnx_path, "plan": plan_path, "timing_cache": timing_cache, "precision": opts.precision,
+            "workspace_gib": opts.workspace_gib, "strongly_typed": True,
+            "autocast": None if opts.precision == "fp32" else  # JSON has no infinity: "inf"
+            {k: "inf" if v == float("inf") else v for k, v in autocast_settings(opts.precision).items()},
+            "profile": {name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, (lo, opt, hi) in shapes.items()}}
 
 
 def build_engine(onnx_path: str | Path, out_path: str | Path, shapes: dict[str, tuple[tuple[int, ...], ...]],
@@ -151,9 +178,9 @@ def encoder_profiles(opts: EngineOptions, mel: contract.MelParams, sub: contract
 
 def build_encoder_engines(encoder_onnx: Path, projector_onnx: Path, out_dir: Path, encoder_dim: int,
                           mel: contract.MelParams, sub: contract.Subsampling,
-                          opts: EngineOptions) -> tuple[Path, Path]:
+                          opts: EngineOptions, arch: str | None = None) -> tuple[Path, Path]:
     """Engines for the encoder and the projector, named for the GPU they were built on."""
-    arch = gpu_arch_tag()
+    arch = arch or gpu_arch_tag()
     shapes = encoder_profiles(opts, mel, sub, encoder_dim)
     cache = out_dir / f"timing.{arch}.cache"
     enc = build_engine(encoder_onnx, out_dir / f"encoder.{arch}.plan", shapes["encoder"], opts, cache)

@@ -5,8 +5,8 @@ Targets TensorRT-LLM >= 1.0.0 (the TensorRT engine flow, model type ``qwen3`` fr
 ``QWenForCausalLM.from_hugging_face``; dense Qwen3 landed in PR #5650, first in 1.0.0rc3) as
 shipped in NVIDIA's ``tritonserver:<release>-trtllm-python-py3`` container (see Dockerfile.triton).
 
-The engine gets a prompt-embedding table sized for ``max_batch`` x the largest audio (500 frames
-for 40 s), a paged KV cache, packed (padding-free) input and the attention plugin: what in-flight
+The engine gets a prompt-embedding table sized for ``max_batch`` x the largest table (501 rows for
+40 s: the encoder's padded output, contract.max_table_rows), a paged KV cache, packed (padding-free) input and the attention plugin: what in-flight
 batching in the ``tensorrtllm`` backend needs. Lengths come from the model contract.
 """
 
@@ -20,7 +20,12 @@ from .. import contract
 from ..errors import CanaryTritonError
 from .tensorrt_engine import WHERE_IT_RUNS
 
-SUPPORTED_WEIGHT_QUANT = ("none", "int8", "int4", "fp8")
+SUPPORTED_WEIGHT_QUANT = ("none", "int8", "int4")
+#: Why fp8 is not offered: TensorRT-LLM's FP8 QuantConfig needs ModelOpt-quantised weights (scales
+#: from a calibration pass, QWenForCausalLM.quantize), which this export does not run;
+#: from_hugging_face on the bf16 weights would leave the scale tensors missing.
+FP8_REFUSAL = ("weight_quant fp8 is not supported: it needs ModelOpt quantisation with calibration "
+               "(QWenForCausalLM.quantize), which this export does not run; use int8 or int4 (weight-only)")
 
 
 def require_tensorrt_llm():
@@ -37,15 +42,17 @@ def require_tensorrt_llm():
 class LlmEngineOptions:
     dtype: str = "bfloat16"  # the prompt table must have this dtype too
     max_batch: int = 64
-    max_audio_frames: int = 500  # 40 s at 12.5 frames/s
+    max_audio_frames: int = contract.max_table_rows()  # table rows per request (501: 40 s, padded)
     prompt_tokens: int = 64  # room for the text part of the prompt (15 ids for ASR mode)
     max_new_tokens: int = contract.MAX_NEW_TOKENS_LIMIT
     max_num_tokens: int = 8192
-    weight_quant: str = "none"  # none | int8 | int4 (weight-only) | fp8 (needs a ModelOpt-quantised checkpoint)
+    weight_quant: str = "none"  # none | int8 | int4 (weight-only)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("bfloat16", "float16"):
             raise ValueError(f"dtype must be bfloat16 or float16, got {self.dtype!r}")
+        if self.weight_quant == "fp8":
+            raise ValueError(FP8_REFUSAL)
         if self.weight_quant not in SUPPORTED_WEIGHT_QUANT:
             raise ValueError(f"weight_quant must be one of {SUPPORTED_WEIGHT_QUANT}, got {self.weight_quant!r}")
 
@@ -92,6 +99,17 @@ def trtllm_build_command(checkpoint_dir: str | Path, engine_dir: str | Path, opt
     ]
 
 
+QUANT_ALGO = {"none": None, "int8": "W8A16", "int4": "W4A16"}  # tensorrt_llm.quantization.QuantAlgo names
+
+
+def llm_build_settings(hf_dir: str, engine_dir: str, opts: LlmEngineOptions) -> dict[str, object]:
+    """One engine's build settings as JSON: exactly what :func:`build_llm_engine` passes."""
+    return {"hf_dir": hf_dir, "engine_dir": engine_dir, "options": asdict(opts), "dtype": opts.dtype,
+            "quant_algo": QUANT_ALGO[opts.weight_quant], "build_config": build_config_kwargs(opts),
+            "plugin_config": {"gemm_plugin": opts.dtype, **PLUGIN_SETTINGS},
+            "equivalent_command": trtllm_build_command("<converted checkpoint>", engine_dir, opts)}
+
+
 def build_llm_engine(hf_dir: str | Path, out_dir: str | Path, opts: LlmEngineOptions) -> Path:
     """Convert the merged HF Qwen3 folder and build ``rank0.engine`` + ``config.json`` in ``out_dir``."""
     tllm = require_tensorrt_llm()
@@ -103,13 +121,8 @@ def build_llm_engine(hf_dir: str | Path, out_dir: str | Path, opts: LlmEngineOpt
     model_type = json.loads((hf_dir / "config.json").read_text()).get("model_type")
     if model_type != "qwen3":
         raise CanaryTritonError(f"{hf_dir} holds a {model_type!r} model; the engine build expects qwen3")
-    quant = QuantConfig()
-    if opts.weight_quant == "int8":
-        quant = QuantConfig(quant_algo=QuantAlgo.W8A16)
-    elif opts.weight_quant == "int4":
-        quant = QuantConfig(quant_algo=QuantAlgo.W4A16)
-    elif opts.weight_quant == "fp8":
-        quant = QuantConfig(quant_algo=QuantAlgo.FP8, kv_cache_quant_algo=QuantAlgo.FP8)
+    algo = QUANT_ALGO[opts.weight_quant]
+    quant = QuantConfig() if algo is None else QuantConfig(quant_algo=getattr(QuantAlgo, algo))
     model = QWenForCausalLM.from_hugging_face(str(hf_dir), dtype=opts.dtype, quant_config=quant)
     build_config = tllm.BuildConfig(**build_config_kwargs(opts))
     build_config.plugin_config.gemm_plugin = opts.dtype  # the Qwen README's accuracy advice

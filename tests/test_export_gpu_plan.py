@@ -48,7 +48,7 @@ def test_trtllm_build_command_line():
     cmd = trtllm_build_command("ckpt", "engine", LlmEngineOptions(max_batch=8, dtype="bfloat16"))
     assert cmd[0] == "trtllm-build"
     flags = dict(zip(cmd[1::2], cmd[2::2]))
-    assert flags["--max_prompt_embedding_table_size"] == str(8 * 500)
+    assert flags["--max_prompt_embedding_table_size"] == str(8 * 501)  # default: contract.max_table_rows()
     assert flags["--kv_cache_type"] == "paged" and flags["--remove_input_padding"] == "enable"
     assert flags["--gemm_plugin"] == "bfloat16"
 
@@ -56,5 +56,67 @@ def test_trtllm_build_command_line():
 def test_llm_engine_options_are_checked():
     with pytest.raises(ValueError, match="weight_quant"):
         LlmEngineOptions(weight_quant="int3")
+    # fp8 needs ModelOpt quantisation with calibration, which the export does not run: refused, saying so.
+    with pytest.raises(ValueError, match="fp8 is not supported: it needs ModelOpt quantisation"):
+        LlmEngineOptions(weight_quant="fp8")
     with pytest.raises(ValueError, match="dtype"):
         LlmEngineOptions(dtype="float32")
+
+
+def test_a_40s_clip_fits_every_table_limit():
+    """The TensorRT encoder returns every frame of its padded input: 40 s = 640000 samples -> 4001
+    mel columns -> 501 rows (500 valid). Each limit is contract.max_table_rows(), so it fits."""
+    mel, sub = contract.MelParams(), contract.Subsampling()
+    samples = contract.max_audio_samples(mel)
+    assert contract.num_audio_frames(samples, mel, sub) == 500
+    rows = contract.num_encoder_frames(contract.mel_columns(samples, mel), sub)
+    assert rows == 501 == contract.max_table_rows(mel, sub)
+    opts = LlmEngineOptions(max_batch=16)
+    assert opts.max_prompt_embedding_table_size // opts.max_batch == rows  # the backend's per-request cap
+    shapes = encoder_profiles(EngineOptions(), mel, sub, encoder_dim=1024)
+    assert shapes["projector"]["encoded"][2][1] == rows
+    # The widest bucket never exceeds the encoder profile, whatever the width.
+    for seconds in (0.5, 1.0, 2.0, 3.0, 7.0, 40.0):
+        width = contract.mel_bucket_columns(seconds, mel)
+        assert contract.bucketed_columns(contract.max_mel_columns(mel), width, mel) == shapes["encoder"]["mel"][2][2]
+
+
+def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monkeypatch):
+    """modelopt is absent here: a stand-in records the call. The graph it returns is saved for real
+    with its weights in a side file (the real encoder's ONNX is over protobuf's 2 GB)."""
+    import math
+    import sys
+    import types
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from canary_triton.export import tensorrt_engine
+
+    weight = numpy_helper.from_array(np.ones((64, 64), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight])
+    calls = []
+
+    def convert_to_mixed_precision(**kw):
+        calls.append(kw)
+        return helper.make_model(graph)
+
+    autocast = types.ModuleType("modelopt.onnx.autocast")
+    autocast.convert_to_mixed_precision = convert_to_mixed_precision
+    for name, mod in (("modelopt", types.ModuleType("modelopt")), ("modelopt.onnx", types.ModuleType("modelopt.onnx")),
+                      ("modelopt.onnx.autocast", autocast)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    src = tmp_path / "encoder.onnx"
+    out = tensorrt_engine._autocast_onnx(src, "bf16")
+    (kw,) = calls
+    assert kw["onnx_path"] == str(src) and kw["low_precision_type"] == "bf16"
+    assert math.isinf(kw["data_max"]) and kw["op_types_to_exclude"] == ["Softmax"] and kw["keep_io_types"] is True
+    assert out == tmp_path / "encoder.bf16.onnx"
+    data = tmp_path / ("encoder.bf16.onnx" + tensorrt_engine.EXTERNAL_DATA_SUFFIX)
+    assert data.stat().st_size >= 64 * 64 * 4  # the weights live beside the graph
+    assert out.stat().st_size < 64 * 64 * 4
+    loaded = onnx.load(str(out))  # reads the side file back
+    assert np.array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), np.ones((64, 64), dtype=np.float32))

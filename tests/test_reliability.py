@@ -311,6 +311,56 @@ def test_closing_a_stream_to_the_llm_stops_it_at_once(server_random):
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") == 0, 300, "the batch slot to be freed")
 
 
+def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
+    """TensorRT-LLM's own cancellation, which the BLS models use on both profiles: a second
+    request carrying `stop` = true and the request id of one in flight stops that one (the C++
+    backend's handleStopRequest; it ignores custom request parameters). The CPU llm honours it."""
+    import queue
+    import uuid
+
+    cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled")
+    responses: "queue.Queue" = queue.Queue()
+    client = grpcclient.InferenceServerClient(server_random.grpc_url)
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    rid = uuid.uuid4().hex
+    inputs = _long_llm_request() + triton_inputs(grpcclient, {"streaming": np.array([[True]])})
+    client.async_stream_infer(C.LLM_MODEL, inputs, request_id=rid, enable_empty_final_response=True)
+    first, err = responses.get(timeout=60)  # generation runs
+    assert err is None
+    stop = triton_inputs(grpcclient, {"input_ids": np.array([[0]], np.int32), "input_lengths": np.array([[1]], np.int32),
+                                      "request_output_len": np.array([[1]], np.int32), "stop": np.array([[True]])})
+    client.async_stream_infer(C.LLM_MODEL, stop, request_id=rid, enable_empty_final_response=True)
+    finals, tokens = [], 0
+    while len(finals) < 2:  # the stop request's own empty final, and the stopped request's final
+        result, err = responses.get(timeout=60)
+        assert err is None, err
+        response = result.get_response()
+        ids = result.as_numpy(C.OUTPUT_IDS.name)
+        tokens += 0 if ids is None else ids.shape[-1]
+        if response.parameters["triton_final_response"].bool_param:
+            finals.append(response.id)
+    client.stop_stream()
+    assert finals == [rid, rid]  # both answered, exactly once each; the stopped one ended early:
+    _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled") > cancelled0, 30,
+              "the llm to count the request as cancelled")
+    assert tokens < C.MAX_NEW_TOKENS_LIMIT - 1
+    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") == 0, 10, "the batch slot to be freed")
+
+
+def test_a_stop_request_without_a_request_id_is_refused(server_random):
+    client = grpcclient.InferenceServerClient(server_random.grpc_url)
+    stop = triton_inputs(grpcclient, {"input_ids": np.array([[0]], np.int32), "input_lengths": np.array([[1]], np.int32),
+                                      "request_output_len": np.array([[1]], np.int32), "stop": np.array([[True]])})
+    import queue
+
+    responses: "queue.Queue" = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    client.async_stream_infer(C.LLM_MODEL, stop)
+    _, err = responses.get(timeout=60)
+    client.stop_stream()
+    assert err is not None and "input 'stop' needs the request id of the request to stop" in str(err)
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. Hallucination guard
 # ---------------------------------------------------------------------------------------------

@@ -101,7 +101,9 @@ def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
     assert 'string_value: "inflight_fused_batching"' in llm
     assert "TYPE_BF16" in llm and "${" not in llm and "decoupled: true" in llm
     base = render(gpu[C.LLM_BASE_MODEL])
-    assert 'string_value: "../../trtllm/base"' in base and 'string_value: "../../trtllm/merged"' in llm
+    # Absolute: the backend resolves gpt_model_path against tritonserver's working directory.
+    assert f'string_value: "{(tmp_path / "trtllm" / "base").resolve()}"' in base
+    assert f'string_value: "{(tmp_path / "trtllm" / "merged").resolve()}"' in llm
     enc = render(gpu[C.ENCODER_MODEL])
     for cc, arch in (("8.0", "sm80"), ("9.0", "sm90"), ("10.0", "sm100")):
         assert f'cc_model_filenames {{ key: "{cc}" value: "encoder.{arch}.plan" }}' in enc
@@ -122,3 +124,18 @@ def test_written_cpu_repository(exported_random):
         text = (repo / name / "config.pbtxt").read_text()
         assert 'backend: "python"' in text and "${" not in text
     assert 'platform: "ensemble"' in (repo / C.ENSEMBLE_MODEL / "config.pbtxt").read_text()
+
+
+def test_every_cpu_config_parses_as_a_triton_model_config(exported_random):
+    """(The gpu profile's: tests/test_gpu_dry_run.py.)"""
+    from canary_triton.export.gpu_checks import parse_config
+
+    configs = {p.parent.name: parse_config(p) for p in (exported_random / "model_repository").glob("*/config.pbtxt")}
+    assert len(configs) == 13
+    for name, cfg in configs.items():
+        assert cfg.name == name and cfg.max_batch_size == RepositoryOptions().max_batch
+    # Mel is not ragged: the dynamic batcher groups equal (bucketed) shapes, as a TensorRT plan does.
+    mel = next(t for t in configs[C.ENCODER_MODEL].input if t.name == C.MEL.name)
+    assert not mel.allow_ragged_batch
+    bucket = configs[C.PREPROCESSOR_MODEL].parameters["mel_bucket_seconds"].string_value
+    assert float(bucket) == C.DEFAULT_MEL_BUCKET_SECONDS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -46,6 +46,7 @@ def test_served_token_ids_equal_oracle_greedy_ids(server_random, oracle_random, 
     mel, mel_len, ids, n_ids, out_len, end_id = _infer(
         c, C.PREPROCESSOR_MODEL, {"audio": clip[None], "max_new_tokens": np.array([[12]], np.int32)},
         ["mel", "mel_length", "input_ids", "input_lengths", "request_output_len", "end_id"])
+    assert mel.shape[2] == C.bucketed_columns(C.mel_columns(len(clip)), C.mel_bucket_columns(C.DEFAULT_MEL_BUCKET_SECONDS))
     (encoded,) = _infer(c, C.ENCODER_MODEL, {"mel": mel, "mel_length": mel_len}, ["encoded"])
     (table,) = _infer(c, C.PROJECTOR_MODEL, {"encoded": encoded}, ["prompt_embedding_table"])
     assert table.shape[1] == oracle_random.info.num_audio_frames(len(clip))
@@ -109,6 +110,48 @@ def _llm_inputs(n_tokens: int, streaming: bool):
 def _is_final(result) -> bool:
     final = result.get_response().parameters.get("triton_final_response")
     return final is not None and final.bool_param
+
+
+def _encoder_batches(client) -> dict[int, int]:
+    (s,) = client.get_inference_statistics(C.ENCODER_MODEL, as_json=True)["model_stats"]
+    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in s.get("batch_stats", [])}
+
+
+def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
+    """Clips of different lengths in one mel bucket have equal shapes (mel is not ragged, as for a
+    TensorRT plan), so Triton's dynamic batcher groups them: the statistics show batches > 1.
+    Rounds of 32 concurrent requests until a batch > 1 appears (a condition, not a timing)."""
+    c = grpcclient.InferenceServerClient(server_random.grpc_url)
+    bucket = C.mel_bucket_columns(C.DEFAULT_MEL_BUCKET_SECONDS)
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(bucket + 1, 2 * bucket, size=32)]  # all in the 2nd bucket
+    before = _encoder_batches(c)
+    for _ in range(10):
+        done = threading.Semaphore(0)
+        results: list = []
+
+        def callback(result, error):
+            results.append((result, error))
+            done.release()
+
+        for n in lengths:
+            mel = rng.standard_normal((1, 128, 2 * bucket)).astype(np.float32)
+            inputs = [grpcclient.InferInput(C.MEL.name, list(mel.shape), "FP32"),
+                      grpcclient.InferInput(C.MEL_LENGTH.name, [1, 1], "INT64")]
+            inputs[0].set_data_from_numpy(mel)
+            inputs[1].set_data_from_numpy(np.array([[n]], dtype=np.int64))
+            c.async_infer(C.ENCODER_MODEL, inputs, callback)
+        for _ in lengths:
+            assert done.acquire(timeout=120)
+        assert all(err is None for _, err in results), [e for _, e in results if e is not None][:1]
+        got = sorted(int(r.as_numpy(C.ENCODED_LENGTH.name).reshape(-1)[0]) for r, _ in results)
+        assert got == sorted(C.num_encoder_frames(n) for n in lengths)
+        after = _encoder_batches(c)
+        grown = {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
+        if any(b > 1 for b in grown):
+            break
+    assert any(b > 1 for b in grown), grown
+    assert sum(b * n for b, n in grown.items()) >= len(lengths)
 
 
 def test_short_requests_are_not_held_behind_a_long_one(server_random):

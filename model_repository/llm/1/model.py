@@ -11,10 +11,11 @@ from canary_triton import contract as C  # noqa: E402
 from canary_triton.llm_engine import (  # noqa: E402
     CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table,
 )
-from canary_triton.serving import llm_max_output_len, load_llm, parse_llm_request, read_manifest  # noqa: E402
-from canary_triton.triton_adapter import (  # noqa: E402
-    artifacts_dir, error_response, input_array, model_parameters, request_parameters,
+from canary_triton.errors import InputError  # noqa: E402
+from canary_triton.serving import (  # noqa: E402
+    is_stop_request, llm_max_output_len, load_llm, parse_llm_request, read_manifest,
 )
+from canary_triton.triton_adapter import artifacts_dir, error_response, input_array, model_parameters  # noqa: E402
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -28,7 +29,7 @@ class TritonPythonModel:
         self.model = load_llm(export, params.get("weights", "llm_merged"))
         self.embedding = self.model.get_input_embeddings()
         manifest = read_manifest(export)
-        self.max_table_rows = int(manifest["limits"]["max_audio_frames"])
+        self.max_table_rows = int(manifest["limits"]["max_table_rows"])
         self.max_output_len = llm_max_output_len(manifest)
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
         self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads).start()
@@ -38,11 +39,15 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
-            params = request_parameters(request)
-            key = params.get(C.CANCEL_KEY_PARAMETER)
-            if params.get(C.CANCEL_ORDER_PARAMETER) and key:  # a BLS caller's client cancelled
-                self.cancels.cancel(str(key))
-                sender.send(flags=FINAL)
+            key = request.request_id() or None
+            if is_stop_request(input_array(pb_utils, request, C.STOP.name, optional=True)):
+                # TensorRT-LLM's stop request: cancel the request in flight with the same id.
+                if key:
+                    self.cancels.cancel(key)
+                    sender.send(flags=FINAL)
+                else:
+                    sender.send(error_response(pb_utils, InputError(
+                        "input 'stop' needs the request id of the request to stop")), flags=FINAL)
                 continue
             try:
                 req = parse_llm_request(

@@ -27,7 +27,7 @@ class TritonPythonModel(ThreadedModel):
         manifest = read_manifest(artifacts_dir(args, params))
         self.vocab_rows = int(manifest["model"]["vocab_rows"])
         self.hidden = int(manifest["model"]["llm_hidden"])
-        self.max_table_rows = int(manifest["limits"]["max_audio_frames"])
+        self.max_table_rows = int(manifest["limits"]["max_table_rows"])
         self.max_output_len = llm_max_output_len(manifest)
         self.vad_gate = params.get("vad_gate") == "true"
         self.start_workers(params)
@@ -46,7 +46,8 @@ class TritonPythonModel(ThreadedModel):
                               input_array(pb_utils, request, C.REQUEST_OUTPUT_LEN.name),
                               None if table is None else tuple(table.shape()),
                               self.vocab_rows, self.hidden, self.max_table_rows, self.max_output_len)
-            inputs = [t for t in request.inputs() if t.name() != C.STREAMING.name]
+            # streaming and stop are the forwarder's to set (the stop travels with its own request id)
+            inputs = [t for t in request.inputs() if t.name() not in (C.STREAMING.name, C.STOP.name)]
             tokens = []
             for piece in forward_tokens(pb_utils, self.target, inputs, caller=request, watcher=self.watcher):
                 tokens.extend(piece)

@@ -21,7 +21,8 @@ class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
         torch.set_num_threads(int(params.get("threads", "1")))
-        self.pre, self.ids = load_preprocessor(artifacts_dir(args, params))
+        bucket = params.get("mel_bucket_seconds")
+        self.pre, self.ids = load_preprocessor(artifacts_dir(args, params), None if bucket is None else float(bucket))
         self.gate = SegmentOptions.from_parameters(params) if params.get("vad_gate") == "true" else None
         if self.gate is not None:
             prepare(self.gate)

@@ -20,7 +20,7 @@ class TritonPythonModel:
         self.runner = load_onnx(export, "projector", threads=int(params.get("threads", "1")))
         manifest = read_manifest(export)
         self.dim = int(manifest["model"]["encoder_dim"])
-        self.max_frames = int(manifest["limits"]["max_audio_frames"])
+        self.max_frames = int(manifest["limits"]["max_table_rows"])
 
     def execute(self, requests):
         responses = [None] * len(requests)
