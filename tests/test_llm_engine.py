@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from canary_triton.llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest
+from canary_triton.llm_runner import CACHE_BLOCK
 from canary_triton.serving import load_llm
 
 
@@ -102,6 +103,46 @@ def test_a_bad_request_fails_alone(llm):
         engine.submit(_request(llm, [5, 6], 4, good))
         assert good.done.wait(60) and len(good.tokens) == 4
         assert len(errors) == 1 and bad.outcome == ("failed", 0) and engine.active == 0
+    finally:
+        engine.stop()
+
+
+def test_requests_admitted_together_are_prefilled_as_one_batch_and_equal_alone(llm):
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [9], [3, 4, 30, 31], [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41]]
+    engine = ContinuousBatcher(llm, max_batch=4)
+    together = [Collect() for _ in prompts]
+    for p, c in zip(prompts, together):  # queued before the engine starts: admitted at one boundary
+        engine.submit(_request(llm, p, 10, c))
+    engine.start()
+    try:
+        assert all(c.done.wait(60) for c in together)
+        assert engine.prefills == 1 and engine.max_rows_seen == 4
+        for p, c in zip(prompts, together):
+            alone = Collect()
+            engine.submit(_request(llm, p, 10, alone))
+            assert alone.done.wait(60)
+            assert c.tokens == alone.tokens and len(alone.tokens) == 10
+        # one block per row so far; a longer prompt grows the cache once, to two blocks
+        assert engine.runner.cache.capacity == CACHE_BLOCK and engine.runner.cache.reallocations == 0
+        long = Collect()
+        engine.submit(_request(llm, [5 + i % 50 for i in range(CACHE_BLOCK + 20)], 3, long))
+        assert long.done.wait(60) and len(long.tokens) == 3
+        assert engine.runner.cache.capacity == 2 * CACHE_BLOCK and engine.runner.cache.reallocations == 1
+    finally:
+        engine.stop()
+
+
+def test_a_request_above_the_row_capacity_fails_alone_with_the_limit(llm):
+    engine = ContinuousBatcher(llm, max_batch=2, max_positions=16).start()
+    try:
+        big, small = Collect(), Collect()
+        errors = []
+        req = _request(llm, list(range(5, 15)), 7, big)  # 10 + 7 = 17 positions > 16
+        req.on_error = errors.append
+        engine.submit(req)
+        engine.submit(_request(llm, [5, 6], 4, small))
+        assert small.done.wait(60) and len(small.tokens) == 4
+        assert big.outcome == ("failed", 0) and "needs 17 positions; the LLM engine's limit is 16" in str(errors[0])
     finally:
         engine.stop()
 

@@ -83,31 +83,52 @@ def _stats(server):
 
 
 def test_short_requests_are_not_held_behind_a_long_one(server_random):
-    """In-flight batching: requests that arrive later but need fewer tokens finish first."""
-    c_long = grpcclient.InferenceServerClient(server_random.grpc_url)
-    order: list[str] = []
-    lock = threading.Lock()
+    """In-flight batching: requests that arrive later but need fewer tokens finish first. The
+    shorts are sent once the long one has streamed its first token (an event, not a delay)."""
+    import queue
 
-    def run(name: str, n_tokens: int):
-        client = grpcclient.InferenceServerClient(server_random.grpc_url)
-        ids = np.array([[5, 6, 7, 8]], dtype=np.int32)
-        _infer(client, C.LLM_UNARY_MODEL, {"input_ids": ids, "input_lengths": np.array([[4]], np.int32),
-                                     "request_output_len": np.array([[n_tokens]], np.int32),
-                                     "end_id": np.array([[-1]], np.int32)}, ["output_ids"])
-        with lock:
-            order.append(name)
+    want = {"long": C.MAX_NEW_TOKENS_LIMIT, **{f"short{i}": 3 for i in range(3)}}
+    counts = {name: 0 for name in want}
+    done_order: list[str] = []
+    long_started, all_done = threading.Event(), threading.Event()
+    errors: "queue.Queue" = queue.Queue()
 
-    long = threading.Thread(target=run, args=("long", 400))
-    long.start()
-    time.sleep(0.5)  # let the long request start generating
-    shorts = [threading.Thread(target=run, args=(f"short{i}", 3)) for i in range(3)]
-    for t in shorts:
-        t.start()
-    for t in shorts + [long]:
-        t.join(120)
-    assert order[-1] == "long", order
-    assert sorted(order[:-1]) == ["short0", "short1", "short2"]
-    del c_long
+    def on_response(result, error):
+        if error is not None:
+            errors.put(error)
+            all_done.set()
+            return
+        name = result.get_response().id
+        counts[name] += int(result.as_numpy(C.OUTPUT_IDS.name).shape[-1])
+        if name == "long":
+            long_started.set()
+        if counts[name] == want[name]:
+            done_order.append(name)
+            if len(done_order) == len(want):
+                all_done.set()
+
+    def send(client, name):
+        arrays = {"input_ids": np.array([[5, 6, 7, 8]], np.int32), "input_lengths": np.array([[4]], np.int32),
+                  "request_output_len": np.array([[want[name]]], np.int32), "end_id": np.array([[-1]], np.int32),
+                  "streaming": np.array([[True]], np.bool_)}
+        inputs = []
+        for k, arr in arrays.items():
+            dtype = {np.int32: "INT32", np.bool_: "BOOL"}[arr.dtype.type]
+            inputs.append(grpcclient.InferInput(k, list(arr.shape), dtype))
+            inputs[-1].set_data_from_numpy(arr)
+        client.async_stream_infer(C.LLM_MODEL, inputs, request_id=name)
+
+    client = grpcclient.InferenceServerClient(server_random.grpc_url)
+    client.start_stream(callback=on_response)
+    try:
+        send(client, "long")
+        assert long_started.wait(120)
+        for i in range(3):
+            send(client, f"short{i}")
+        assert all_done.wait(300) and errors.empty(), list(errors.queue)
+    finally:
+        client.stop_stream()
+    assert done_order[-1] == "long" and sorted(done_order[:-1]) == ["short0", "short1", "short2"], done_order
 
 
 BAD_AUDIO = [
