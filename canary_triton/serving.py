@@ -59,11 +59,17 @@ def load_onnx(export_dir: Path, part: str, threads: int = 1):
                                 threads=threads)
 
 
-def load_llm(export_dir: Path, which: str = "llm_merged"):
+def llm_dtype(export_dir: Path) -> torch.dtype:
+    """The dtype the export wrote its Qwen3 weights in (its precision)."""
+    return getattr(torch, read_manifest(export_dir)["options"]["llm_dtype"])
+
+
+def load_llm(export_dir: Path, which: str = "llm_merged", dtype: torch.dtype | None = None):
+    """One exported Qwen3 in the export's dtype (or ``dtype``)."""
     from transformers import AutoModelForCausalLM
 
     path = Path(export_dir) / read_manifest(export_dir)["files"][which]
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or llm_dtype(export_dir)).eval()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import torch  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
+from canary_triton.cpu_profile import instruction_set, resolve_threads  # noqa: E402
 from canary_triton.llm_engine import (  # noqa: E402
     CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table,
 )
@@ -22,10 +23,15 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
-        threads = int(params.get("threads", "1"))
+        threads = resolve_threads(params.get("threads"), "llm")
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
         self.model = load_llm(export, params.get("weights", "llm_merged"))
+        precision = read_manifest(export).get("precision", {})
+        pb_utils.Logger.log_info(
+            f"{args['model_name']}: LLM in {str(self.model.dtype).replace('torch.', '')} "
+            f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s); "
+            f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}")
         self.embedding = self.model.get_input_embeddings()
         self.max_table_rows = int(read_manifest(export)["limits"]["max_audio_frames"])
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
