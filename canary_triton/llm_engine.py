@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from . import contract
-from .llm_runner import ModelRunner
+from .llm_runner import LoraWeights, ModelRunner
 from .llm_scheduler import CANCELLED, COMPLETED, FAILED, OUTCOMES, Scheduler
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ class GenerationRequest:
     #: "failed") and the number of tokens generated (statistics, metrics).
     on_finish: Callable[[str, int], None] | None = None
     on_admit: Callable[[], None] | None = None  # called when the request takes a batch slot
+    #: ASR mode: the run-time LoRA applies (an engine on base weights with LoraWeights); LLM
+    #: mode (False): the base model. An engine on merged weights has no run-time adapter.
+    adapter: bool = True
     # engine state
     generated: list[int] = field(default_factory=list)
     generator: torch.Generator | None = None
@@ -116,11 +119,11 @@ class ContinuousBatcher:
     """
 
     def __init__(self, model, max_batch: int = 16, threads: int | None = None,
-                 max_positions: int = MAX_POSITIONS):
+                 max_positions: int = MAX_POSITIONS, lora: "LoraWeights | None" = None):
         self.model = model.eval()
         self.max_batch = max_batch
         self.threads = threads
-        self.runner = ModelRunner(self.model, max_batch, max_positions)
+        self.runner = ModelRunner(self.model, max_batch, max_positions, lora=lora)
         self.scheduler = Scheduler(max_batch, self.runner.max_positions)
         self._queue: "queue.Queue[GenerationRequest | None]" = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -186,7 +189,8 @@ class ContinuousBatcher:
 
     def _prefill(self, admitted: list[GenerationRequest]) -> None:
         try:
-            logits = list(self.runner.prefill(admitted[0].row, [r.embeds for r in admitted]))
+            logits = list(self.runner.prefill(admitted[0].row, [r.embeds for r in admitted],
+                                              [r.adapter for r in admitted]))
         except Exception as e:  # a bad request must not stop the engine, nor fail its batch mates
             if len(admitted) == 1:
                 log.exception("prefill failed")
@@ -196,7 +200,7 @@ class ContinuousBatcher:
             ok, logits = [], []
             for req in admitted:  # one by one, each into the row it holds now
                 try:
-                    logits.append(self.runner.prefill(req.row, [req.embeds])[0])
+                    logits.append(self.runner.prefill(req.row, [req.embeds], [req.adapter])[0])
                     ok.append(req)
                 except Exception as e1:
                     log.exception("prefill failed")
@@ -220,7 +224,7 @@ class ContinuousBatcher:
         tokens = torch.tensor([r.generated[-1] for r in running], dtype=torch.long)
         positions = torch.tensor([Scheduler.positions(r) for r in running], dtype=torch.long)
         try:
-            logits = self.runner.decode(tokens, positions)
+            logits = self.runner.decode(tokens, positions, [r.adapter for r in running])
         except Exception as e:
             log.exception("decode step failed")
             for req in reversed(running):

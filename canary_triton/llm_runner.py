@@ -36,6 +36,16 @@ CACHE_BLOCK = 128
 
 
 @dataclass(frozen=True)
+class LoraWeights:
+    """The ASR adapter applied at run time: per layer, per adapted projection (``q_proj``,
+    ``v_proj``), ``A`` [r, in] and ``B`` [out, r]; rows with the adapter add
+    ``scale * (x @ A^T) @ B^T`` to the base projection, the others do not, in one batch."""
+
+    scale: float
+    layers: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
 class RunnerShape:
     layers: int
     kv_heads: int
@@ -92,7 +102,7 @@ class KvCache:
 class ModelRunner:
     """Prefill and decode of a Hugging Face Qwen3 on a :class:`KvCache` of ``rows`` rows."""
 
-    def __init__(self, model, rows: int, max_positions: int):
+    def __init__(self, model, rows: int, max_positions: int, lora: LoraWeights | None = None):
         cfg = model.config
         if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or ["full_attention"]):
             raise ValueError("the LLM engine supports full attention only (no sliding-window layers)")
@@ -104,22 +114,36 @@ class ModelRunner:
         self.max_positions = min(max_positions, limit)
         self.cache = KvCache(self.shape, rows, self.max_positions, self.dtype)
         self.scaling = self.shape.head_dim ** -0.5
+        self.lora = lora
+        self._adapter: torch.Tensor | None = None  # [n] bool: rows of this call that use the adapter
 
     @property
     def embedding(self) -> torch.nn.Embedding:
         return self.model.get_input_embeddings()
 
     # -- one layer ------------------------------------------------------------------------------
-    def _qkv(self, layer, x: torch.Tensor, positions: torch.Tensor):
+    def _proj(self, li: int, name: str, module, x: torch.Tensor) -> torch.Tensor:
+        y = module(x)
+        ab = self.lora.layers.get(li, {}).get(name) if self.lora is not None and self._adapter is not None else None
+        if ab is None or not bool(self._adapter.any()):
+            return y
+        a, b = ab
+        if bool(self._adapter.all()):
+            return y + self.lora.scale * ((x @ a.T) @ b.T)
+        idx = self._adapter.nonzero()[:, 0]
+        y[idx] += self.lora.scale * ((x[idx] @ a.T) @ b.T)
+        return y
+
+    def _qkv(self, li: int, layer, x: torch.Tensor, positions: torch.Tensor):
         """x [n, T, hidden] -> q [n, heads, T, d], k/v [n, kv_heads, T, d] (rotary applied)."""
         from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
 
         attn = layer.self_attn
         n, t, _ = x.shape
         d = self.shape.head_dim
-        q = attn.q_norm(attn.q_proj(x).view(n, t, -1, d)).transpose(1, 2)
-        k = attn.k_norm(attn.k_proj(x).view(n, t, -1, d)).transpose(1, 2)
-        v = attn.v_proj(x).view(n, t, -1, d).transpose(1, 2)
+        q = attn.q_norm(self._proj(li, "q_proj", attn.q_proj, x).view(n, t, -1, d)).transpose(1, 2)
+        k = attn.k_norm(self._proj(li, "k_proj", attn.k_proj, x).view(n, t, -1, d)).transpose(1, 2)
+        v = self._proj(li, "v_proj", attn.v_proj, x).view(n, t, -1, d).transpose(1, 2)
         cos, sin = self._rotary
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         return q, k, v
@@ -134,11 +158,12 @@ class ModelRunner:
 
     # -- prefill --------------------------------------------------------------------------------
     @torch.no_grad()
-    def prefill(self, first_row: int, embeds: list[torch.Tensor]) -> torch.Tensor:
+    def prefill(self, first_row: int, embeds: list[torch.Tensor], adapter: list[bool] | None = None) -> torch.Tensor:
         """Prefill rows ``first_row .. first_row + len(embeds) - 1`` (one request each, embeds
         ``[L_i, hidden]``) as one right-padded batch; float32 logits ``[n, vocab]`` of each row's
-        last position."""
+        last position. ``adapter``: which rows add the run-time LoRA (default all, when loaded)."""
         n = len(embeds)
+        self._adapter = torch.tensor(adapter if adapter is not None else [True] * n)
         lengths = torch.tensor([e.shape[0] for e in embeds])
         t = int(lengths.max())
         self.cache.reserve(t)
@@ -153,7 +178,7 @@ class ModelRunner:
         rows = slice(first_row, first_row + n)
         h = x
         for li, layer in enumerate(self.inner.layers):
-            q, k, v = self._qkv(layer, layer.input_layernorm(h), positions)
+            q, k, v = self._qkv(li, layer, layer.input_layernorm(h), positions)
             self.cache.k[li][rows, :, :t] = k
             self.cache.v[li][rows, :, :t] = v
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
@@ -163,10 +188,11 @@ class ModelRunner:
 
     # -- decode ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, adapter: list[bool] | None = None) -> torch.Tensor:
         """One step of rows ``0 .. n-1``: ``tokens`` [n] (each row's last token) at ``positions``
         [n] (where its key/value goes); float32 logits ``[n, vocab]``."""
         n = tokens.shape[0]
+        self._adapter = torch.tensor(adapter if adapter is not None else [True] * n)
         length = int(positions.max()) + 1
         self.cache.reserve(length)
         x = self.embedding(tokens)[:, None, :].to(self.dtype)  # [n, 1, hidden]
@@ -178,7 +204,7 @@ class ModelRunner:
         bias = torch.zeros(n, 1, 1, length, dtype=torch.float32).masked_fill_(masked[:, None, None], float("-inf"))
         h = x
         for li, layer in enumerate(self.inner.layers):
-            q, k, v = self._qkv(layer, layer.input_layernorm(h), positions[:, None])
+            q, k, v = self._qkv(li, layer, layer.input_layernorm(h), positions[:, None])
             kc, vc = self.cache.k[li], self.cache.v[li]
             kc[rows, :, positions] = k[:, :, 0]
             vc[rows, :, positions] = v[:, :, 0]

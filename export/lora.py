@@ -169,7 +169,31 @@ def export_llm(info: CheckpointInfo, out_dir: str | Path, dtype: torch.dtype | N
             written.append(write_qwen3_streamed(
                 info, out_dir / folder, dtype, names, shapes, dtypes,
                 lambda n, merge=merge: _merged(f.get_tensor, *plan[n], spec, merge)))
+        if spec is not None:
+            write_adapter(written[1] / ADAPTER_FILE, plan, f.get_tensor, spec, dtype)
     return written[0], written[1]
+
+
+#: Beside llm_base's weights: the ASR adapter's A/B matrices for a run-time LoRA (one set of
+#: LLM weights for both modes; see canary_triton.llm_runner.LoraWeights).
+ADAPTER_FILE = "asr_adapter.safetensors"
+
+
+def write_adapter(path: Path, plan: dict, get, spec: LoraSpec, dtype: torch.dtype | None) -> Path:
+    """``model.layers.{i}.self_attn.{proj}.lora_A/lora_B`` tensors, the scale in the metadata."""
+    from safetensors.torch import save_file
+
+    out = {}
+    for name, (_, a_key, b_key) in plan.items():
+        if a_key is None:
+            continue
+        stem = name[: -len(".weight")]
+        a, b = get(a_key), get(b_key)
+        out[stem + ".lora_A"] = a.to(dtype) if dtype is not None else a
+        out[stem + ".lora_B"] = b.to(dtype) if dtype is not None else b
+    save_file({k: v.contiguous() for k, v in out.items()}, str(path),
+              metadata={"format": "pt", "scale": repr(spec.scale), "r": str(spec.r)})
+    return path
 
 
 _SLICE_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64,

@@ -147,6 +147,43 @@ def test_a_request_above_the_row_capacity_fails_alone_with_the_limit(llm):
         engine.stop()
 
 
+def test_one_set_of_weights_serves_both_modes_in_one_batch(llm, exported_random):
+    """Base weights + the run-time LoRA: ASR rows (adapter) give the merged model's tokens,
+    LLM-mode rows the base model's, each the same alone as mixed in one batch."""
+    from canary_triton.serving import load_lora
+
+    base = load_llm(exported_random, "llm_base")
+    lora = load_lora(exported_random)
+    assert lora is not None and lora.scale == 3.0 and set(lora.layers[0]) == {"q_proj", "v_proj"}
+    prompts = [[5, 6, 7, 8], [9, 10, 11], [3, 4, 30], [20, 21, 22, 23, 24]]
+    modes = [True, False, True, False]
+
+    def run(model, reqs, lora=None):
+        engine = ContinuousBatcher(model, max_batch=4, lora=lora)
+        outs = []
+        for p, adapter in reqs:
+            c = Collect()
+            r = _request(model, p, 8, c)
+            r.adapter = adapter
+            engine.submit(r)
+            outs.append(c)
+        engine.start()
+        try:
+            assert all(c.done.wait(60) for c in outs)
+        finally:
+            engine.stop()
+        return [c.tokens for c in outs]
+
+    merged_alone = [run(llm, [(p, True)])[0] for p in prompts]
+    base_alone = [run(base, [(p, False)])[0] for p in prompts]
+    mixed = run(base, list(zip(prompts, modes)), lora)
+    want = [m if a else b for m, b, a in zip(merged_alone, base_alone, modes)]
+    assert mixed == want
+    assert merged_alone != base_alone  # the adapter changes the output
+    for p, adapter, w in zip(prompts, modes, want):
+        assert run(base, [(p, adapter)], lora) == [w]
+
+
 def test_cancel_registry_keeps_orders_that_arrive_first_and_forgets_old_ones(monkeypatch):
     import time
 
