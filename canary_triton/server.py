@@ -150,7 +150,7 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"{self.opts.host}:{self.opts.grpc_port}"
 
-    def start(self, timeout_s: float = 180.0) -> "TritonServer":
+    def start(self, timeout_s: float = 900.0) -> "TritonServer":
         on_path = shutil.which("tritonserver")
         if on_path and _pytriton_dist() is None:
             binary, backends, env = Path(on_path), None, dict(os.environ)
