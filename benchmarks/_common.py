@@ -78,14 +78,37 @@ def machine_info() -> dict[str, Any]:
     }
     if "torch" in sys.modules:
         info["torch_threads"] = sys.modules["torch"].get_num_threads()
+        info["torch_cpu_capability"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
+    from canary_triton.cpu_profile import instruction_set, native_bf16_units
+
+    info["instruction_set"] = instruction_set()
+    info["native_bf16_units"] = native_bf16_units()
+    info["commit"] = _commit()
     return info
+
+
+def _commit() -> str | None:
+    """The repository's commit (``+dirty`` with uncommitted changes), None outside a checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
 
 
 def machine_line(info: Mapping[str, Any]) -> str:
     gpus = "; ".join(info["gpus"]) if info.get("gpus") else "no GPU"
     load = info.get("load_average_1_5_15")
-    return (f"{info['platform']}, {info['cpu_model']}, {info['cpu_count']} CPUs ({info['cpus_usable']} usable), "
-            f"{gpus}; load average {load} at start")
+    isa = f", matrix instructions {info['instruction_set']}" if info.get("instruction_set") else ""
+    commit = f"; commit {info['commit']}" if info.get("commit") else ""
+    return (f"{info['platform']}, {info['cpu_model']}, {info['cpu_count']} CPUs ({info['cpus_usable']} usable){isa}, "
+            f"{gpus}; load average {load} at start{commit}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -225,6 +248,7 @@ class ServeOptions:
     parity: bool = True  # run export's parity report against NeMo
     work_dir: Path | None = None  # export, server files and its log; default: a temporary folder
     repository: tuple[tuple[str, Any], ...] = ()  # RepositoryOptions fields for an export made here
+    precision: str = "auto"  # CPU profile precision of an export made here (auto: bf16 with bf16 units)
 
 
 def export_description(export_dir: Path | None) -> dict[str, Any] | None:
@@ -235,7 +259,7 @@ def export_description(export_dir: Path | None) -> dict[str, Any] | None:
 
     m = read_manifest(export_dir)
     return {"export_dir": str(export_dir), "profile": m.get("profile"), "checkpoint": m.get("checkpoint"),
-            "model": m.get("model")}
+            "model": m.get("model"), "precision": m.get("precision")}
 
 
 def served_settings(url: str, models: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -309,7 +333,7 @@ def served(opts: ServeOptions) -> Iterator[Target]:
             extra = dict(opts.repository)
             print(f"exporting {ckpt} (CPU profile{'' if opts.parity else ', no parity report'}"
                   f"{f', repository {extra}' if extra else ''}) to {export_dir} ...", file=sys.stderr, flush=True)
-            export_checkpoint(ckpt, export_dir, ExportOptions(profile="cpu", parity=opts.parity,
+            export_checkpoint(ckpt, export_dir, ExportOptions(profile="cpu", parity=opts.parity, precision=opts.precision,
                                                               repository=RepositoryOptions(**extra)),
                               **({"llm_dir": opts.llm_dir} if opts.llm_dir else {}))
             how = f"exported here from {ckpt} in {time.perf_counter() - t0:.0f} s{f' with {extra}' if extra else ''}; "
@@ -339,6 +363,42 @@ def group_cpu_seconds(pgid: int | None) -> float | None:
         if int(fields[2]) == pgid:  # fields after the command: state ppid pgrp ... utime(12) stime(13)
             total += int(fields[11]) + int(fields[12])
     return total / tick
+
+
+def group_memory(pgid: int | None) -> dict[str, Any] | None:
+    """Memory of every live process in a process group (tritonserver and each Python-backend
+    stub, named by its model): peak RSS (VmHWM), RSS now, and the proportional set size (PSS:
+    pages shared between the processes, such as libraries, counted once in the total); MiB."""
+    if pgid is None or not Path("/proc").is_dir():
+        return None
+    procs = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            status = dict(line.split(":", 1) for line in (d / "status").read_text().splitlines() if ":" in line)
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            pss = next((int(line.split()[1]) for line in (d / "smaps_rollup").read_text().splitlines()
+                        if line.startswith("Pss:")), 0)
+        except (OSError, ValueError, StopIteration):
+            continue
+        name = Path(cmd[0].decode(errors="replace")).name
+        model = next((Path(c.decode(errors="replace")).parts[-3] for c in cmd[1:] if c.endswith(b"model.py")), None)
+        kib = lambda key: int(status.get(key, "0 kB").split()[0])  # noqa: E731
+        procs.append({"pid": int(d.name), "process": model or name, "peak_rss_mib": kib("VmHWM") / 1024,
+                      "rss_mib": kib("VmRSS") / 1024, "pss_mib": pss / 1024})
+    procs.sort(key=lambda r: -r["peak_rss_mib"])
+    return {"processes": procs, "total_pss_mib": sum(r["pss_mib"] for r in procs),
+            "total_rss_mib": sum(r["rss_mib"] for r in procs)}
+
+
+def self_peak_rss_mib() -> float:
+    """This process's peak RSS so far (MiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def triton_client(url: str):

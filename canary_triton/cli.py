@@ -59,6 +59,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export.tensorrt_engine import EngineOptions
     from .export.repository import RepositoryOptions
     from .export.trtllm_engine import LlmEngineOptions
+    from .cpu_profile import split_threads
 
     try:
         opts = _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions)
@@ -72,11 +73,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions):
+    from .cpu_profile import split_threads
+
     triton_max_batch = args.max_batch if args.triton_max_batch is None else args.triton_max_batch
+    explicit_threads = any(v is not None for v in (args.threads, args.encoder_threads, args.llm_threads))
+    threads = split_threads(args.threads, args.encoder_threads, args.llm_threads)
     return ExportOptions(
         profile=args.profile,
         llm_dtype=args.llm_dtype,
-        engine=EngineOptions(precision=args.precision, max_batch=args.max_batch,
+        precision=args.precision,
+        require_native_precision=args.require_native_precision,
+        engine=EngineOptions(precision="bf16" if args.precision == "auto" else args.precision, max_batch=args.max_batch,
                              opt_batch=min(args.opt_batch, args.max_batch),
                              max_audio_seconds=args.max_audio_seconds,
                              opt_audio_seconds=min(args.opt_audio_seconds, args.max_audio_seconds)),
@@ -84,7 +91,9 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
                                     max_new_tokens=args.max_new_tokens),
         repository=RepositoryOptions(max_batch=triton_max_batch, preprocessor_instances=args.instances,
                                      encoder_instances=args.instances, llm_max_batch=args.llm_max_batch,
-                                     threads_per_instance=args.threads, max_queue_delay_us=args.queue_delay_us,
+                                     encoder_threads=threads.encoder if explicit_threads else 0,
+                                     llm_threads=threads.llm if explicit_threads else 0,
+                                     max_queue_delay_us=args.queue_delay_us,
                                      max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
                                      kv_cache_free_gpu_mem_fraction=args.kv_cache_fraction,
                                      long_form_max_s=args.long_form_max_seconds,
@@ -281,7 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
     p.add_argument("--llm-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="dtype of the written Qwen3 weights (auto: float32 for cpu, bfloat16 for gpu)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="bf16", help="gpu: encoder engine precision")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                   help="cpu: the LLM's precision (auto: bf16 where the CPU has native bf16 units, AMX-BF16 or "
+                        "AVX-512 BF16, else fp32; fp32 is token-identical to NeMo fp32); gpu: encoder engine "
+                        "precision (auto: bf16)")
+    p.add_argument("--require-native-precision", action="store_true",
+                   help="cpu: fail instead of warning when bf16 is asked for on a CPU without native bf16 units")
     p.add_argument("--max-batch", type=_positive_int, default=16, help="gpu: encoder engine max batch")
     p.add_argument("--opt-batch", type=_positive_int, default=8, help="gpu: encoder engine optimal batch")
     p.add_argument("--max-audio-seconds", type=_audio_seconds, default=contract.MAX_AUDIO_SECONDS)
@@ -291,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-max-batch", type=_positive_int, default=None,
                    help="max_batch_size of every Triton model (default: --max-batch; gpu: at most --max-batch)")
     p.add_argument("--instances", type=_positive_int, default=1, help="instances of the preprocessor and encoder")
-    p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per Python model instance")
+    p.add_argument("--threads", type=int, help="cpu: threads of the encoder and the LLM engine (default: "
+                   "the cores the server may run on, read when it starts; the encoder gets half)")
+    p.add_argument("--encoder-threads", type=int, help="cpu: encoder threads (overrides --threads' share)")
+    p.add_argument("--llm-threads", type=int, help="cpu: LLM engine threads (overrides --threads)")
     p.add_argument("--queue-delay-us", type=int, default=0,
                    help="dynamic batching max queue delay (0 measured best on CPU: see benchmarks/serving_sweep.py)")
     p.add_argument("--max-queue-size", type=_positive_int, default=256,

@@ -1,11 +1,17 @@
 """In-flight (continuous) batching of Qwen3 on CPU with PyTorch: the CPU twin of TensorRT-LLM.
 
 Requests join the running batch at token boundaries and leave it as soon as they emit the end id
-or reach their token limit, so a short request is never held behind a long one. Each new request
-is prefilled alone from its embeddings (text ids plus prompt-table rows for the audio), then its
-KV cache is left-padded and merged into the batch cache; every step decodes all running rows at
-once with per-row positions and an attention mask over the padding. Greedy decoding, as NeMo's
-``SALM.generate`` (the end id is not emitted, as TensorRT-LLM's executor does not emit it).
+or reach their token limit, so a short request is never held behind a long one. Two parts, as
+vLLM separates its Scheduler from its ModelRunner:
+
+- ``llm_scheduler.Scheduler`` (plain data, no torch): which requests hold which rows, admission
+  at token boundaries, finish by end id / token limit / cancellation, capacity limits;
+- ``llm_runner.ModelRunner`` (tensors): a KV cache allocated once per row, batched prefill of the
+  requests admitted together (from their embeddings: text ids plus prompt-table rows for the
+  audio), one decode step for all running rows at their own positions.
+
+This module is the loop between them and the callbacks to the requests. Greedy decoding, as
+NeMo's ``SALM.generate`` (the end id is not emitted, as TensorRT-LLM's executor does not emit it).
 
 Why a hand-written loop: transformers' continuous-batching manager takes token ids only, while
 audio enters as embeddings; this loop takes ``inputs_embeds`` natively (see
@@ -22,7 +28,15 @@ from typing import Callable
 
 import torch
 
+from . import contract
+from .llm_runner import LoraWeights, ModelRunner
+from .llm_scheduler import CANCELLED, COMPLETED, FAILED, OUTCOMES, Scheduler
+
 log = logging.getLogger(__name__)
+
+#: Positions one row of the engine holds: the longest prompt (an LLM-mode text prompt; an ASR
+#: prompt with 40 s of audio is shorter) plus the longest output.
+MAX_POSITIONS = contract.MAX_TEXT_PROMPT_TOKENS + contract.MAX_NEW_TOKENS_LIMIT
 
 #: Called with (new token ids, finished). The engine calls it from its own thread.
 TokenCallback = Callable[[list[int], bool], None]
@@ -41,11 +55,17 @@ class GenerationRequest:
     #: "failed") and the number of tokens generated (statistics, metrics).
     on_finish: Callable[[str, int], None] | None = None
     on_admit: Callable[[], None] | None = None  # called when the request takes a batch slot
+    #: ASR mode: the run-time LoRA applies (an engine on base weights with LoraWeights); LLM
+    #: mode (False): the base model. An engine on merged weights has no run-time adapter.
+    adapter: bool = True
     # engine state
     generated: list[int] = field(default_factory=list)
-    position: int = 0
     generator: torch.Generator | None = None
-    in_slot: bool = False  # holds a row of the running batch
+    row: int | None = None  # the batch row it holds (the scheduler's), None while waiting
+
+    @property
+    def prompt_len(self) -> int:
+        return int(self.embeds.shape[0])
 
 
 @dataclass(frozen=True)
@@ -91,19 +111,28 @@ def splice_prompt_table(embedding: torch.nn.Embedding, ids: torch.Tensor, table:
 
 
 class ContinuousBatcher:
-    """A background thread that runs every submitted request to completion, in-flight batched."""
+    """A background thread that runs every submitted request to completion, in-flight batched.
 
-    def __init__(self, model, max_batch: int = 16, threads: int | None = None):
+    The loop: take new submissions (block only when idle), let the scheduler admit waiting
+    requests into free rows, prefill those together, decode one token for every running row,
+    hand each token to its request, free the rows of finished requests.
+    """
+
+    def __init__(self, model, max_batch: int = 16, threads: int | None = None,
+                 max_positions: int = MAX_POSITIONS, lora: "LoraWeights | None" = None):
         self.model = model.eval()
         self.max_batch = max_batch
         self.threads = threads
+        self.runner = ModelRunner(self.model, max_batch, max_positions, lora=lora)
+        self.scheduler = Scheduler(max_batch, self.runner.max_positions)
         self._queue: "queue.Queue[GenerationRequest | None]" = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.steps = 0  # decode steps run (statistics)
+        self.prefills = 0  # batched prefills run
         self.max_rows_seen = 0
-        self.active = 0  # requests holding a batch slot now
-        self.outcomes = {"completed": 0, "cancelled": 0, "failed": 0}
+        self.active = 0  # requests holding a batch row now
+        self.outcomes = {o: 0 for o in OUTCOMES}
         self.tokens_generated = 0
 
     # -- public ---------------------------------------------------------------------------------
@@ -127,86 +156,113 @@ class ContinuousBatcher:
     def _run(self) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)
-        running: list[GenerationRequest] = []
-        cache = None
-        mask: torch.Tensor | None = None
-        last: torch.Tensor | None = None  # [B] last token of each running row
+        sched = self.scheduler
         while True:
-            # Admit new requests at this token boundary (block only when idle).
-            admitted: list[GenerationRequest] = []
+            if not self._take_submissions(block=sched.idle):
+                for req in sched.release_all():
+                    self._done(req, COMPLETED, [])
+                self.active = 0
+                return
+            admission = sched.admit()
+            for req in admission.dropped:  # cancelled while queued: no prefill, no row
+                self._done(req, CANCELLED, [])
+            if admission.admitted:
+                self._prefill(admission.admitted)
+            if sched.running:
+                self._decode()
+
+    def _take_submissions(self, block: bool) -> bool:
+        """Move submitted requests to the scheduler; False once the engine is told to stop."""
+        while True:
             try:
-                while len(running) + len(admitted) < self.max_batch:
-                    item = self._queue.get(block=not running and not admitted)
-                    if item is None:
-                        self._finish_all(running, admitted)
-                        return
-                    admitted.append(item)
+                item = self._queue.get(block=block)
             except queue.Empty:
-                pass
-            for req in admitted:
-                if req.is_cancelled():  # cancelled while queued: no prefill, no slot
-                    self._safe_callback(req, [], True)
-                    self._finished(req, "cancelled")
-                    continue
-                try:
-                    first, req_cache = self._prefill(req)
-                except Exception as e:  # a bad request must not stop the engine
-                    log.exception("prefill failed")
-                    self._safe_callback(req, [], True, error=e)
-                    self._finished(req, "failed")
-                    continue
-                if self._emit(req, first):
-                    continue  # finished at its first token
-                cache, mask, last = self._merge(cache, mask, last, req_cache, first)
-                running.append(req)
-                req.in_slot = True
-                self.active += 1
-                if req.on_admit is not None:
-                    try:
-                        req.on_admit()
-                    except Exception:  # metrics must never stop the engine
-                        log.exception("admit callback failed")
-            if not running:
-                cache = mask = last = None
-                continue
-            self.max_rows_seen = max(self.max_rows_seen, len(running))
+                return True
+            if item is None:
+                return False
+            block = False
             try:
-                tokens, cache, mask = self._step(running, cache, mask, last)
-            except Exception as e:
-                log.exception("decode step failed")
-                self._finish_all(running, [], error=e)
-                running, cache, mask, last = [], None, None, None
-                continue
-            self.steps += 1
-            keep = [i for i, (req, tok) in enumerate(zip(running, tokens)) if not self._emit(req, tok)]
-            if len(keep) != len(running):
-                running = [running[i] for i in keep]
-                if not running:
-                    cache = mask = last = None
-                    continue
-                cache, mask = self._select(cache, mask, keep)
-            last = torch.tensor([r.generated[-1] for r in running], dtype=torch.long)
+                _check_embeds(item, self.runner.shape.hidden)
+                self.scheduler.add(item)
+            except ValueError as e:  # a request that can never run fails alone
+                self._done(item, FAILED, [], error=e)
 
-    def _emit(self, req: GenerationRequest, token: int) -> bool:
-        """Record one token; True when the request is finished (and has been told so)."""
-        if token == req.end_id:
-            self._safe_callback(req, [], True)
-            self._finished(req, "completed")
-            return True
-        req.generated.append(token)
-        self.tokens_generated += 1
-        cancelled = req.is_cancelled()
-        done = len(req.generated) >= req.max_new_tokens or cancelled
-        self._safe_callback(req, [token], done)
-        if done:
-            self._finished(req, "cancelled" if cancelled else "completed")
-        return done
+    def _prefill(self, admitted: list[GenerationRequest]) -> None:
+        try:
+            logits = list(self.runner.prefill(admitted[0].row, [r.embeds for r in admitted],
+                                              [r.adapter for r in admitted]))
+        except Exception as e:  # a bad request must not stop the engine, nor fail its batch mates
+            if len(admitted) == 1:
+                log.exception("prefill failed")
+                self._release(admitted[0])
+                self._done(admitted[0], FAILED, [], error=e)
+                return
+            ok, logits = [], []
+            for req in admitted:  # one by one, each into the row it holds now
+                try:
+                    logits.append(self.runner.prefill(req.row, [req.embeds], [req.adapter])[0])
+                    ok.append(req)
+                except Exception as e1:
+                    log.exception("prefill failed")
+                    self._release(req)
+                    self._done(req, FAILED, [], error=e1)
+            admitted = ok
+        self.prefills += 1
+        self.active = len(self.scheduler.running)
+        self.max_rows_seen = max(self.max_rows_seen, self.active)
+        for req in admitted:
+            req.generator = req.sampling.generator() if req.sampling is not None else None
+            if req.on_admit is not None:
+                try:
+                    req.on_admit()
+                except Exception:  # metrics must never stop the engine
+                    log.exception("admit callback failed")
+        self._tokens(admitted, [choose_token(lg, r.sampling, r.generator) for lg, r in zip(logits, admitted)])
 
-    def _finished(self, req: GenerationRequest, outcome: str) -> None:
+    def _decode(self) -> None:
+        running = list(self.scheduler.running)
+        tokens = torch.tensor([r.generated[-1] for r in running], dtype=torch.long)
+        positions = torch.tensor([Scheduler.positions(r) for r in running], dtype=torch.long)
+        try:
+            logits = self.runner.decode(tokens, positions, [r.adapter for r in running])
+        except Exception as e:
+            log.exception("decode step failed")
+            for req in reversed(running):
+                self._release(req)
+                self._done(req, FAILED, [], error=e)
+            return
+        self.steps += 1
+        self.max_rows_seen = max(self.max_rows_seen, len(running))
+        if all(r.sampling is None for r in running):
+            chosen = logits.argmax(dim=-1).tolist()
+        else:
+            chosen = [choose_token(logits[i], r.sampling, r.generator) for i, r in enumerate(running)]
+        self._tokens(running, chosen)
+
+    def _tokens(self, reqs: list[GenerationRequest], tokens: list[int]) -> None:
+        """Record one token per request; free finished rows, then tell each request."""
+        results = [self.scheduler.on_token(req, tok) for req, tok in zip(reqs, tokens)]
+        self.tokens_generated += sum(r.emit for r in results)
+        for req, r in zip(reqs, results):
+            if r.finished:
+                self._release(req)
+        for req, tok, r in zip(reqs, tokens, results):
+            out = [tok] if r.emit else []
+            if r.finished:
+                self._done(req, r.finished, out)
+            else:
+                self._safe_callback(req, out, False)
+
+    def _release(self, req: GenerationRequest) -> None:
+        move = self.scheduler.release(req)
+        if move is not None:
+            self.runner.move(move.src, move.dst, move.length)
+        self.active = len(self.scheduler.running)
+
+    def _done(self, req: GenerationRequest, outcome: str, tokens: list[int], error: Exception | None = None) -> None:
+        """The request's last callback (counted first, so a waiter sees the engine's counters)."""
         self.outcomes[outcome] += 1
-        if req.in_slot:
-            req.in_slot = False
-            self.active -= 1
+        self._safe_callback(req, tokens, True, error=error)
         if req.on_finish is not None:
             try:
                 req.on_finish(outcome, len(req.generated))
@@ -223,91 +279,50 @@ class ContinuousBatcher:
         except Exception:  # the sender may be gone (client cancelled); the engine goes on
             log.exception("token callback failed")
 
-    def _finish_all(self, running, admitted, error: Exception | None = None) -> None:
-        for req in list(running) + list(admitted):
-            self._safe_callback(req, [], True, error=error)
-            self._finished(req, "failed" if error is not None else "completed")
 
-    @torch.no_grad()
-    def _prefill(self, req: GenerationRequest):
-        embeds = req.embeds.to(self.model.dtype)[None]
-        out = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)  # only the last position's logits
-        req.position = embeds.shape[1]
-        req.generator = req.sampling.generator() if req.sampling is not None else None
-        return choose_token(out.logits[0, -1], req.sampling, req.generator), out.past_key_values
-
-    def _merge(self, cache, mask, last, new_cache, first: int):
-        new_len = new_cache.get_seq_length()
-        new_mask = torch.ones(1, new_len, dtype=torch.long)
-        if cache is None:
-            return new_cache, new_mask, torch.tensor([first], dtype=torch.long)
-        old_len = mask.shape[1]
-        total = max(old_len, new_len)
-        for old_layer, new_layer in zip(cache.layers, new_cache.layers):
-            old_layer.keys = _left_pad(old_layer.keys, total)
-            old_layer.values = _left_pad(old_layer.values, total)
-            old_layer.keys = torch.cat([old_layer.keys, _left_pad(new_layer.keys, total)], dim=0)
-            old_layer.values = torch.cat([old_layer.values, _left_pad(new_layer.values, total)], dim=0)
-        mask = torch.cat([_left_pad(mask, total, dim=1), _left_pad(new_mask, total, dim=1)], dim=0)
-        return cache, mask, torch.cat([last, torch.tensor([first], dtype=torch.long)])
-
-    @torch.no_grad()
-    def _step(self, running: list[GenerationRequest], cache, mask: torch.Tensor, last: torch.Tensor):
-        embeds = self.model.get_input_embeddings()(last)[:, None, :]
-        positions = torch.tensor([[r.position + len(r.generated) - 1] for r in running], dtype=torch.long)
-        mask = torch.cat([mask, torch.ones(len(running), 1, dtype=mask.dtype)], dim=1)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True)
-        logits = out.logits[:, -1]
-        tokens = [choose_token(logits[i], r.sampling, r.generator) for i, r in enumerate(running)]
-        return tokens, out.past_key_values, mask
-
-    def _select(self, cache, mask: torch.Tensor, keep: list[int]):
-        idx = torch.tensor(keep, dtype=torch.long)
-        mask = mask.index_select(0, idx)
-        # Drop columns that are padding for every remaining row.
-        first_used = int((mask.sum(0) > 0).long().argmax())
-        mask = mask[:, first_used:]
-        for layer in cache.layers:
-            layer.keys = layer.keys.index_select(0, idx)[:, :, first_used:]
-            layer.values = layer.values.index_select(0, idx)[:, :, first_used:]
-        return cache, mask
-
-
-def _left_pad(t: torch.Tensor, length: int, dim: int = 2) -> torch.Tensor:
-    pad = length - t.shape[dim]
-    if pad <= 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = pad
-    return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
+def _check_embeds(req: GenerationRequest, hidden: int) -> None:
+    e = req.embeds
+    if e.dim() != 2 or e.shape[1] != hidden:
+        raise ValueError(f"prompt embeddings must be [positions, {hidden}], got {list(e.shape)}")
 
 
 class CancelRegistry:
-    """Request ids of forwarded requests stopped by a ``stop`` request (see contract.STOP).
+    """Request ids in flight (submitted, not yet finished) and the ones a ``stop`` request (see
+    contract.STOP) cancelled. As in TensorRT-LLM's backend, a stop names a request in flight: one
+    for an id that is not (finished, never sent) does nothing, so a client may reuse its ids. A
+    forwarded request always reaches the model before its stop (the forwarder sends the stop
+    later, and one model instance takes its queue in order)."""
 
-    An order may arrive before the request it cancels (they travel separately), so keys are kept
-    for ``ttl_s``; at most ``max_keys`` are held (oldest dropped first)."""
-
-    def __init__(self, ttl_s: float = 600.0, max_keys: int = 100_000):
-        import collections
-
-        self.ttl_s, self.max_keys = ttl_s, max_keys
-        self._keys: "collections.OrderedDict[str, float]" = collections.OrderedDict()
+    def __init__(self) -> None:
+        self._live: dict[str, int] = {}  # id -> requests in flight with it
+        self._stopped: set[str] = set()
         self._lock = threading.Lock()
 
-    def cancel(self, key: str) -> None:
-        import time
+    def register(self, key: str | None) -> None:
+        if key:
+            with self._lock:
+                self._live[key] = self._live.get(key, 0) + 1
 
-        now = time.monotonic()
+    def release(self, key: str | None) -> None:
+        if key:
+            with self._lock:
+                left = self._live.get(key, 0) - 1
+                if left > 0:
+                    self._live[key] = left
+                else:
+                    self._live.pop(key, None)
+                    self._stopped.discard(key)
+
+    def cancel(self, key: str) -> bool:
+        """Stop the requests in flight with this id; False (nothing done) when there is none."""
         with self._lock:
-            self._keys[key] = now
-            self._keys.move_to_end(key)
-            while self._keys and (len(self._keys) > self.max_keys or next(iter(self._keys.values())) < now - self.ttl_s):
-                self._keys.popitem(last=False)
+            if key not in self._live:
+                return False
+            self._stopped.add(key)
+            return True
 
     def is_cancelled(self, key: str | None) -> bool:
         if key is None:
             return False
         with self._lock:
-            return key in self._keys
+            return key in self._stopped

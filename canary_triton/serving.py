@@ -68,11 +68,43 @@ def load_onnx(export_dir: Path, part: str, threads: int = 1):
                                 threads=threads)
 
 
-def load_llm(export_dir: Path, which: str = "llm_merged"):
+def llm_dtype(export_dir: Path) -> torch.dtype:
+    """The dtype the export wrote its Qwen3 weights in (its precision)."""
+    return getattr(torch, read_manifest(export_dir)["options"]["llm_dtype"])
+
+
+def load_llm(export_dir: Path, which: str = "llm_merged", dtype: torch.dtype | None = None):
+    """One exported Qwen3 in the export's dtype (or ``dtype``)."""
     from transformers import AutoModelForCausalLM
 
     path = Path(export_dir) / read_manifest(export_dir)["files"][which]
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or llm_dtype(export_dir)).eval()
+
+
+def load_lora(export_dir: Path, dtype: torch.dtype | None = None):
+    """The ASR adapter beside ``llm_base`` as ``llm_runner.LoraWeights`` (None when the export
+    has none: a checkpoint without a LoRA, or an older export)."""
+    import re
+
+    from safetensors import safe_open
+
+    from .export.lora import ADAPTER_FILE
+    from .llm_runner import LoraWeights
+
+    path = Path(export_dir) / read_manifest(export_dir)["files"]["llm_base"] / ADAPTER_FILE
+    if not path.is_file():
+        return None
+    dtype = dtype or llm_dtype(export_dir)
+    layers: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
+    with safe_open(str(path), "pt") as f:
+        scale = float(f.metadata()["scale"])
+        for key in f.keys():
+            m = re.fullmatch(r"model\.layers\.(\d+)\.\w+\.(\w+)\.lora_A", key)
+            if m:
+                stem = key[: -len(".lora_A")]
+                layers.setdefault(int(m.group(1)), {})[m.group(2)] = (
+                    f.get_tensor(stem + ".lora_A").to(dtype), f.get_tensor(stem + ".lora_B").to(dtype))
+    return LoraWeights(scale, layers)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from .. import contract
 
 OPSET = 17
 ENCODER_ONNX = "encoder.onnx"
+#: A graph over protobuf's 2 GB limit (the full-size encoder, 3.1 GB in fp32) keeps its weights
+#: in this one file beside encoder.onnx (the exporter itself writes one file per tensor).
+ENCODER_DATA = "encoder.onnx.data"
 PROJECTOR_ONNX = "projector.onnx"
 PROJECTOR_BF16_ONNX = "projector_bf16.onnx"  # GPU profile: emits the BF16 prompt table
 ONNX_IN_MEL, ONNX_IN_MEL_LENGTH = contract.MEL.name, contract.MEL_LENGTH.name
@@ -111,7 +114,32 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
             )
     # The legacy exporter restores the wrappers' training flags on exit; keep everything in eval.
     model.eval()
+    consolidate_external_data(out_dir / ENCODER_ONNX, ENCODER_DATA)
     return OnnxExport(out_dir / ENCODER_ONNX, out_dir / PROJECTOR_ONNX)
+
+
+def consolidate_external_data(path: Path, data_name: str) -> Path | None:
+    """Rewrite a graph whose weights are in external files as ``path`` plus the one file
+    ``data_name`` beside it (ONNX Runtime and TensorRT's parser read it relative to the graph);
+    the loose files are removed. Returns the data file, or None for a self-contained graph."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_model
+
+    path = Path(path)
+    graph = onnx.load(str(path), load_external_data=False)
+    locations = {e.value for t in _get_all_tensors(graph) for e in t.external_data if e.key == "location"}
+    if not locations:
+        return None
+    if locations == {data_name}:
+        return path.parent / data_name
+    load_external_data_for_model(graph, str(path.parent))
+    (path.parent / data_name).unlink(missing_ok=True)
+    onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data_name, size_threshold=1024)
+    del graph
+    for loc in locations - {data_name}:
+        (path.parent / loc).unlink(missing_ok=True)
+    return path.parent / data_name
 
 
 class OnnxEncoderProjector:
@@ -124,6 +152,8 @@ class OnnxEncoderProjector:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # Idle pool threads sleep instead of spinning: the LLM engine shares these cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def session(path):
             return None if path is None else ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

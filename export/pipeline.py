@@ -14,6 +14,7 @@ Layout of the output folder::
 
 from __future__ import annotations
 
+import gc
 import json
 import platform
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from .. import __version__, contract
+from ..cpu_profile import instruction_set
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
 from ..serving import EXPORT_MANIFEST
@@ -46,12 +48,20 @@ PROFILES = ("cpu", "gpu")
 FEATURE_TOL = 1e-3
 LOGIT_TOL = 1e-3
 REL_TOL = 1e-4
+#: bf16 LLM (CPU profile on a CPU with bf16 units): logits relative to the largest reference logit.
+#: bf16 keeps 8 significant bits (relative rounding 2^-9 per value), and the error of a long sum
+#: of such products grows with depth and width; NeMo fp32 is the reference.
+BF16_REL_TOL = 5e-2
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     profile: str = "cpu"
-    llm_dtype: str = "auto"  # auto: float32 for cpu (exact parity), bfloat16 for gpu
+    llm_dtype: str = "auto"  # auto: the CPU profile's precision (below) for cpu, bfloat16 for gpu
+    #: CPU profile: auto (bf16 where the CPU has native bf16 units, else fp32; see
+    #: canary_triton.cpu_profile), fp32 (exact parity with NeMo fp32) or bf16.
+    precision: str = "auto"
+    require_native_precision: bool = False  # bf16 without native bf16 units: error, not a warning
     engine: EngineOptions = field(default_factory=EngineOptions)
     llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
     repository: RepositoryOptions = field(default_factory=RepositoryOptions)
@@ -73,10 +83,23 @@ class ExportOptions:
             raise ValueError(f"--triton-max-batch {self.repository.max_batch} exceeds the encoder engines' "
                              f"--max-batch {self.engine.max_batch}; it must be at most that (unset, it follows --max-batch)")
 
-    @property
-    def torch_llm_dtype(self) -> torch.dtype:
-        name = self.llm_dtype if self.llm_dtype != "auto" else ("float32" if self.profile == "cpu" else "bfloat16")
-        return getattr(torch, name)
+    def precision_choice(self):
+        """The CPU profile's precision (cpu_profile.PrecisionChoice), resolved on this machine."""
+        from ..cpu_profile import PrecisionChoice, choose_precision
+
+        if self.profile != "cpu":
+            return PrecisionChoice("bf16", "gpu profile: TensorRT-LLM engines in bf16")
+        if self.llm_dtype != "auto":
+            return PrecisionChoice({"float32": "fp32", "bfloat16": "bf16"}.get(self.llm_dtype, self.llm_dtype),
+                                   f"llm_dtype {self.llm_dtype} given explicitly")
+        return choose_precision(self.precision, self.require_native_precision)
+
+    def torch_llm_dtype(self, choice=None) -> torch.dtype:
+        if self.llm_dtype != "auto":
+            return getattr(torch, self.llm_dtype)
+        if self.profile != "cpu":
+            return torch.bfloat16
+        return getattr(torch, (choice or self.precision_choice()).torch_dtype_name)
 
 
 #: Probe clip lengths (seconds): short, typical and the 40 s limit.
@@ -129,11 +152,35 @@ def _perception_rows(model, front_end, runner, clips: list[np.ndarray], mode: st
 
 
 @torch.no_grad()
-def parity_report(model, info: CheckpointInfo, out_dir: Path) -> dict[str, Any]:
-    """Compare every CPU artifact with NeMo's SALM (fp32): each probe clip alone and all batched."""
+def nemo_llm_references(model, info: CheckpointInfo) -> dict[str, Any]:
+    """NeMo's LLM logits for the parity report, computed while NeMo's LLM is loaded (small
+    tensors, kept so the export can free NeMo's LLM before the ONNX stage): ASR mode (the 1 s
+    probe spliced into the prompt, LoRA unmerged) and LLM mode (text, adapter disabled)."""
     from nemo.collections.speechlm2.models.salm import replace_placeholders_and_build_targets
-    from transformers import AutoModelForCausalLM
 
+    sr = info.mel.sample_rate
+    clip = probe_clips(sr)[1]
+    tok = checkpoint_tokenizer(info)
+    prompt = tok.asr_prompt_ids()
+    audio = torch.from_numpy(clip)[None]
+    proj, proj_len = model.perception(input_signal=audio, input_signal_length=torch.tensor([audio.shape[1]]))
+    rows_audio = proj[0, : int(proj_len[0])]
+    ids = torch.tensor([prompt])
+    spliced, _, mask = replace_placeholders_and_build_targets(
+        input_ids=ids, embeds=model.embed_tokens(ids.where(ids != tok.ids.audio_placeholder, 0)),
+        padding_id=tok.ids.pad, placeholder_id=tok.ids.audio_placeholder, replacements=[rows_audio], target_ids=None,
+    )
+    text_ids = torch.tensor([tok.llm_prompt_ids("Summarize the transcript in one sentence.")])
+    with model.llm.disable_adapter():
+        ref_text = model(model.embed_tokens(text_ids))["logits"][0]
+    return {"seconds": round(len(clip) / sr, 3), "ids": ids, "placeholder_at": prompt.index(tok.ids.audio_placeholder),
+            "rows_audio": rows_audio, "asr_logits": model(spliced, attention_mask=mask)["logits"][0],
+            "text_ids": text_ids, "text_logits": ref_text}
+
+
+@torch.no_grad()
+def perception_parity(model, info: CheckpointInfo, out_dir: Path) -> list[dict[str, Any]]:
+    """Mel, encoder and projector rows: each probe clip alone and all batched."""
     sr = info.mel.sample_rate
     clips = probe_clips(sr)
     front_end = load_front_end(out_dir / "frontend")
@@ -142,43 +189,51 @@ def parity_report(model, info: CheckpointInfo, out_dir: Path) -> dict[str, Any]:
     for clip in clips:
         rows += _perception_rows(model, front_end, runner, [clip], "single", sr)
     rows += _perception_rows(model, front_end, runner, clips, "batched", sr)
+    return rows
 
-    # LLM, ASR mode: the 1 s probe spliced into the prompt, NeMo (LoRA unmerged) vs merged Qwen3.
-    p = model.perception
-    tok = checkpoint_tokenizer(info)
-    prompt = tok.asr_prompt_ids()
-    k = prompt.index(tok.ids.audio_placeholder)
-    audio = torch.from_numpy(clips[1])[None]
-    proj, proj_len = p(input_signal=audio, input_signal_length=torch.tensor([audio.shape[1]]))
-    rows_audio = proj[0, : int(proj_len[0])]
-    ids = torch.tensor([prompt])
-    spliced, _, mask = replace_placeholders_and_build_targets(
-        input_ids=ids, embeds=model.embed_tokens(ids.where(ids != tok.ids.audio_placeholder, 0)),
-        padding_id=tok.ids.pad, placeholder_id=tok.ids.audio_placeholder, replacements=[rows_audio], target_ids=None,
-    )
-    ref_logits = model(spliced, attention_mask=mask)["logits"][0]
-    merged = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_merged"), dtype=torch.float32).eval()
+
+@torch.no_grad()
+def llm_parity(refs: dict[str, Any], out_dir: Path, llm_dtype: torch.dtype = torch.float32) -> list[dict[str, Any]]:
+    """The exported merged and base Qwen3, one loaded at a time in ``llm_dtype`` (as served),
+    against NeMo's references (:func:`nemo_llm_references`)."""
+    import gc
+
+    from transformers import AutoModelForCausalLM
+
+    precision = {"float32": "fp32", "bfloat16": "bf16"}.get(str(llm_dtype).replace("torch.", ""), str(llm_dtype))
+    ids, k = refs["ids"], refs["placeholder_at"]
+    merged = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_merged"), dtype=llm_dtype).eval()
     emb = merged.get_input_embeddings()
-    ours_in = torch.cat([emb(ids[0, :k]), rows_audio, emb(ids[0, k + 1 :])])[None]
-    rows.append({"stage": "llm_merged_logits", "seconds": round(len(clips[1]) / sr, 3), "mode": "single",
-                 "lengths_equal": True, **diff(merged(inputs_embeds=ours_in).logits[0], ref_logits)})
-    del merged
-    # LLM mode: text through NeMo with the adapter disabled and through the base Qwen3.
-    text_ids = torch.tensor([tok.llm_prompt_ids("Summarize the transcript in one sentence.")])
-    with model.llm.disable_adapter():
-        ref_text = model(model.embed_tokens(text_ids))["logits"][0]
-    base = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_base"), dtype=torch.float32).eval()
+    ours_in = torch.cat([emb(ids[0, :k]), refs["rows_audio"].to(llm_dtype), emb(ids[0, k + 1 :])])[None]
+    rows = [{"stage": "llm_merged_logits", "seconds": refs["seconds"], "mode": "single", "lengths_equal": True,
+             "precision": precision, **diff(merged(inputs_embeds=ours_in).logits[0].float(), refs["asr_logits"])}]
+    del merged, emb, ours_in
+    gc.collect()
+    base = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_base"), dtype=llm_dtype).eval()
     rows.append({"stage": "llm_base_logits", "seconds": 0.0, "mode": "text", "lengths_equal": True,
-                 **diff(base(input_ids=text_ids).logits[0], ref_text)})
+                 "precision": precision, **diff(base(input_ids=refs["text_ids"]).logits[0].float(), refs["text_logits"])})
+    return rows
 
+
+def finish_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def ok(row: dict[str, Any]) -> bool:
+        if row.get("precision") == "bf16":
+            return row["lengths_equal"] and row["rel"] <= BF16_REL_TOL
         tol = LOGIT_TOL if row["stage"].startswith("llm") else FEATURE_TOL
         return row["lengths_equal"] and row["max_abs"] <= tol and row["rel"] <= REL_TOL
 
     for row in rows:
         row["ok"] = ok(row)
-    return {"tolerances": {"features_max_abs": FEATURE_TOL, "logits_max_abs": LOGIT_TOL, "rel": REL_TOL},
+    return {"tolerances": {"features_max_abs": FEATURE_TOL, "logits_max_abs": LOGIT_TOL, "rel": REL_TOL,
+                           "bf16_rel": BF16_REL_TOL},
             "rows": rows, "passed": all(r["ok"] for r in rows)}
+
+
+def parity_report(model, info: CheckpointInfo, out_dir: Path, llm_dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Compare every CPU artifact with NeMo's SALM (fp32), the whole model in memory (the export
+    itself runs the same steps in stages: see :func:`export_checkpoint`)."""
+    return finish_report(perception_parity(model, info, out_dir) + llm_parity(nemo_llm_references(model, info),
+                                                                              out_dir, llm_dtype))
 
 
 def parity_table(report: dict[str, Any]) -> str:
@@ -190,8 +245,17 @@ def parity_table(report: dict[str, Any]) -> str:
     tol = report["tolerances"]
     lines.append("")
     lines.append(f"Tolerances: features/embeddings max abs {tol['features_max_abs']:g}, logits max abs "
-                 f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}. Passed: {report['passed']}.")
+                 f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}; bf16 LLM logits relative {tol['bf16_rel']:g}. "
+                 f"Passed: {report['passed']}.")
     return "\n".join(lines) + "\n"
+
+
+def _free_llm(model) -> None:
+    """Drop NeMo's LLM (and its embedding) from the SALM: only the perception is needed after."""
+    for name in ("llm", "embed_tokens"):
+        if isinstance(getattr(model, name, None), torch.nn.Module):
+            delattr(model, name)
+    gc.collect()
 
 
 def check_audio_limit(info: CheckpointInfo, max_audio_seconds: float) -> None:
@@ -248,12 +312,15 @@ def gpu_build_plan(info: CheckpointInfo, opts: ExportOptions, arch: str) -> dict
 
 
 def _manifest(checkpoint: str | Path, info: CheckpointInfo, tok, opts: ExportOptions,
-              files: dict[str, str]) -> dict[str, Any]:
+              files: dict[str, str], precision, llm_dtype: torch.dtype) -> dict[str, Any]:
     return {
         "canary_triton_version": __version__,
         "profile": opts.profile,
         "checkpoint": str(Path(checkpoint).resolve()),
-        "options": {"llm_dtype": str(opts.torch_llm_dtype).replace("torch.", ""),
+        "precision": {"llm": precision.precision if opts.profile == "cpu" else "bf16",
+                      "encoder": "fp32" if opts.profile == "cpu" else opts.engine.precision,
+                      "reason": precision.reason, "cpu_instruction_set": instruction_set()},
+        "options": {"llm_dtype": str(llm_dtype).replace("torch.", ""),
                     "engine": asdict(opts.engine), "llm_engine": asdict(opts.llm_engine),
                     "repository": asdict(opts.repository),
                     "long_form_segmenter": asdict(opts.repository.long_form_segment()),
@@ -307,7 +374,8 @@ def plan_gpu_export(checkpoint: str | Path, out_dir: str | Path, opts: ExportOpt
              "trtllm_merged": plan["tensorrt_llm"]["merged"]["engine_dir"],
              "trtllm_base": plan["tensorrt_llm"]["base"]["engine_dir"]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(checkpoint, info, tok, opts, files)
+    precision = opts.precision_choice()
+    manifest = _manifest(checkpoint, info, tok, opts, files, precision, opts.torch_llm_dtype(precision))
     manifest["dry_run"] = True
     _write_gpu_plan(out_dir, manifest, plan)
     (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -330,17 +398,30 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
     info = inspect_checkpoint(checkpoint, llm_dir)
     check_audio_limit(info, opts.engine.max_audio_seconds)
     llm_max_output_len(info, opts.llm_engine)
+    precision = opts.precision_choice()  # before any work: a forced bf16 without bf16 units fails here
+    llm_dtype = opts.torch_llm_dtype(precision)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, info = load_salm(checkpoint, llm_dir)
+    # In stages, each freeing what it loaded before the next (peak: NeMo's SALM alone):
+    # 1. the LLM folders, tensor by tensor from the checkpoint (no model in memory);
+    # 2. NeMo's SALM; the parity references of its LLM; then its LLM is freed;
+    # 3. the ONNX encoder/projector from NeMo's perception, and their parity rows; NeMo freed;
+    # 4. the exported LLMs' parity, one loaded at a time.
     tok = checkpoint_tokenizer(info)
     export_front_end(info, out_dir / "frontend")
+    merged, base = export_llm(info, out_dir, dtype=llm_dtype)
+    model, info = load_salm(checkpoint, llm_dir)
+    refs = nemo_llm_references(model, info) if opts.parity else None
+    _free_llm(model)
     onnx = export_onnx(model, out_dir / "onnx", bf16_table=opts.profile == "gpu")
-    merged, base = export_llm(info, out_dir, dtype=opts.torch_llm_dtype)
+    rows = perception_parity(model, info, out_dir) if opts.parity else []
+    del model
+    gc.collect()
     manifest = _manifest(checkpoint, info, tok, opts, {
         "frontend": "frontend", "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
-        "projector_onnx": str(onnx.projector.relative_to(out_dir)), "llm_merged": merged.name, "llm_base": base.name})
+        "projector_onnx": str(onnx.projector.relative_to(out_dir)), "llm_merged": merged.name, "llm_base": base.name},
+        precision, llm_dtype)
     if opts.parity:
-        report = parity_report(model, info, out_dir)
+        report = finish_report(rows + llm_parity(refs, out_dir, llm_dtype))
         (out_dir / PARITY_REPORT).write_text(json.dumps(report, indent=2))
         (out_dir / PARITY_TABLE).write_text(parity_table(report))
         manifest["parity_passed"] = report["passed"]

@@ -153,7 +153,9 @@ class RepositoryOptions:
     preprocessor_instances: int = 1
     encoder_instances: int = 1
     llm_max_batch: int = 16  # in-flight batch of the CPU llm
-    threads_per_instance: int = 1
+    threads_per_instance: int = 1  # the light Python models (pre/postprocessor, projector, BLS)
+    encoder_threads: int = 0  # 0: auto at serve time (canary_triton.cpu_profile.split_threads)
+    llm_threads: int = 0  # 0: auto at serve time (every core the server may run on)
     max_queue_delay_us: int = 0  # measured best on CPU (benchmarks/serving_sweep.py); requests already queued still batch
     max_queue_size: int = 256
     queue_timeout_us: int = 0
@@ -225,12 +227,14 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
                      (C.TRANSCRIPT,), batching=batching, parameters=dict(common))
     if profile == "cpu":
         enc = ModelDecl(C.ENCODER_MODEL, "python", opts.max_batch, (mel, C.MEL_LENGTH), (encoded, C.ENCODED_LENGTH),
-                        instance_count=opts.encoder_instances, batching=batching, parameters=dict(common))
+                        instance_count=opts.encoder_instances, batching=batching,
+                        parameters={**common, "threads": str(opts.encoder_threads or "auto")})
         proj = ModelDecl(C.PROJECTOR_MODEL, "python", opts.max_batch, (encoded,), (table_out, C.PROMPT_VOCAB_SIZE),
                          batching=batching, parameters=dict(common))
         llm = ModelDecl(C.LLM_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
                         decoupled=True,
-                        parameters={**common, "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true"})
+                        parameters={**common, "threads": str(opts.llm_threads or "auto"),
+                                    "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true"})
         llm_base = replace(llm, name=C.LLM_BASE_MODEL, source=C.LLM_MODEL,
                            parameters={**llm.parameters, "weights": "llm_base"})  # export.json files key
     elif profile == "gpu":

@@ -102,8 +102,11 @@ def _export(checkpoint: Path, out: Path, **llm_engine) -> Path:
     from canary_triton.export.repository import RepositoryOptions
     from canary_triton.export.trtllm_engine import LlmEngineOptions
 
-    repo = RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S)
-    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu", repository=repo,
+    # fp32: the token-equality tests against NeMo fp32 must not depend on the CI machine's CPU
+    # (auto would pick bf16 where it has bf16 units); one thread per model: the tiny models only
+    # lose from more on a shared machine.
+    repo = RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S, encoder_threads=1, llm_threads=1)
+    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu", precision="fp32", repository=repo,
                                                      llm_engine=LlmEngineOptions(**llm_engine)))
     return out
 

@@ -60,7 +60,7 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
     out = tmp_path / "nvs"
     rc = nemo_vs_served.main(["--url", server_trained.grpc_url, "--export-dir", str(exported_trained), "--limit", "6",
                               "--batch-sizes", "3,6", "--concurrency", "1,2", "--repeats", "1", "--warmup", "1",
-                              "--profile", "--out", str(out)], oracle=oracle_trained)
+                              "--nemo-dtype", "float32", "--profile", "--out", str(out)], oracle=oracle_trained)
     assert rc == 0
     p = _json(out / "nemo_vs_served.json")
     assert p["identical"] is True and p["ratio"] > 0
@@ -72,6 +72,8 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
     assert p["nemo"]["profile"]["top_own_time"]
     assert p["checkpoint"]["parameters"]["total"] > 0
     assert "Served / NeMo throughput" in (out / "nemo_vs_served.md").read_text()
+    assert p["machine"]["instruction_set"] and p["served_precision"] == "fp32"  # the fixture's export
+    assert p["memory"]["nemo_process_peak_rss_mib"] > 0 and p["memory"]["server"] is None  # --url: not ours
 
 
 def test_nemo_vs_served_url_needs_export_dir(capsys):

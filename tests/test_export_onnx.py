@@ -12,10 +12,36 @@ from .conftest import speechlike
 
 
 @pytest.fixture(scope="module")
-def onnx_runner(tiny_random_dir, tmp_path_factory):
+def onnx_export(tiny_random_dir, tmp_path_factory):
     model, _ = load_salm(tiny_random_dir)
-    ex = export_onnx(model, tmp_path_factory.mktemp("onnx"))
-    return OnnxEncoderProjector(ex.encoder, ex.projector)
+    return export_onnx(model, tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.fixture(scope="module")
+def onnx_runner(onnx_export):
+    return OnnxEncoderProjector(onnx_export.encoder, onnx_export.projector)
+
+
+def test_loose_external_data_becomes_one_file_that_onnx_runtime_reads(onnx_export, onnx_runner, tmp_path):
+    """What the exporter writes for a graph over 2 GB (one file per tensor, as the full-size
+    encoder's 489), rewritten as encoder.onnx + encoder.onnx.data; outputs unchanged."""
+    import onnx
+
+    from canary_triton.export.onnx_encoder import ENCODER_DATA, ENCODER_ONNX, consolidate_external_data
+
+    assert consolidate_external_data(onnx_export.encoder, ENCODER_DATA) is None  # small: self-contained
+    loose = tmp_path / ENCODER_ONNX
+    onnx.save_model(onnx.load(str(onnx_export.encoder)), str(loose), save_as_external_data=True,
+                    all_tensors_to_one_file=False, size_threshold=0)
+    assert len(list(tmp_path.iterdir())) > 10
+    assert consolidate_external_data(loose, ENCODER_DATA) == tmp_path / ENCODER_DATA
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ENCODER_ONNX, ENCODER_DATA]
+    n_mels = onnx_runner.encoder.get_inputs()[0].shape[1]
+    mel = np.random.default_rng(0).standard_normal((2, n_mels, 250)).astype(np.float32)
+    lengths = np.array([250, 180], np.int64)
+    want = onnx_runner.encode(mel, lengths)
+    got = OnnxEncoderProjector(loose, None).encode(mel, lengths)
+    assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
 
 
 def test_onnx_equals_nemo_on_a_padded_batch(onnx_runner, oracle_random):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from canary_triton.llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest
+from canary_triton.llm_runner import CACHE_BLOCK
 from canary_triton.serving import load_llm
 
 
@@ -106,16 +107,95 @@ def test_a_bad_request_fails_alone(llm):
         engine.stop()
 
 
-def test_cancel_registry_keeps_orders_that_arrive_first_and_forgets_old_ones(monkeypatch):
-    import time
+def test_requests_admitted_together_are_prefilled_as_one_batch_and_equal_alone(llm):
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [9], [3, 4, 30, 31], [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41]]
+    engine = ContinuousBatcher(llm, max_batch=4)
+    together = [Collect() for _ in prompts]
+    for p, c in zip(prompts, together):  # queued before the engine starts: admitted at one boundary
+        engine.submit(_request(llm, p, 10, c))
+    engine.start()
+    try:
+        assert all(c.done.wait(60) for c in together)
+        assert engine.prefills == 1 and engine.max_rows_seen == 4
+        for p, c in zip(prompts, together):
+            alone = Collect()
+            engine.submit(_request(llm, p, 10, alone))
+            assert alone.done.wait(60)
+            assert c.tokens == alone.tokens and len(alone.tokens) == 10
+        # one block per row so far; a longer prompt grows the cache once, to two blocks
+        assert engine.runner.cache.capacity == CACHE_BLOCK and engine.runner.cache.reallocations == 0
+        long = Collect()
+        engine.submit(_request(llm, [5 + i % 50 for i in range(CACHE_BLOCK + 20)], 3, long))
+        assert long.done.wait(60) and len(long.tokens) == 3
+        assert engine.runner.cache.capacity == 2 * CACHE_BLOCK and engine.runner.cache.reallocations == 1
+    finally:
+        engine.stop()
 
-    reg = CancelRegistry(ttl_s=10, max_keys=3)
-    reg.cancel("a")
-    assert reg.is_cancelled("a") and not reg.is_cancelled("b") and not reg.is_cancelled(None)
-    for k in "bcd":
-        reg.cancel(k)
-    assert not reg.is_cancelled("a") and all(reg.is_cancelled(k) for k in "bcd")  # at most 3 kept
-    now = time.monotonic()
-    monkeypatch.setattr(time, "monotonic", lambda: now + 60)
-    reg.cancel("e")
-    assert reg.is_cancelled("e") and not reg.is_cancelled("b")  # older than the TTL: dropped
+
+def test_a_request_above_the_row_capacity_fails_alone_with_the_limit(llm):
+    engine = ContinuousBatcher(llm, max_batch=2, max_positions=16).start()
+    try:
+        big, small = Collect(), Collect()
+        errors = []
+        req = _request(llm, list(range(5, 15)), 7, big)  # 10 + 7 = 17 positions > 16
+        req.on_error = errors.append
+        engine.submit(req)
+        engine.submit(_request(llm, [5, 6], 4, small))
+        assert small.done.wait(60) and len(small.tokens) == 4
+        assert big.outcome == ("failed", 0) and "needs 17 positions; the LLM engine's limit is 16" in str(errors[0])
+    finally:
+        engine.stop()
+
+
+def test_one_set_of_weights_serves_both_modes_in_one_batch(llm, exported_random):
+    """Base weights + the run-time LoRA: ASR rows (adapter) give the merged model's tokens,
+    LLM-mode rows the base model's, each the same alone as mixed in one batch."""
+    from canary_triton.serving import load_lora
+
+    base = load_llm(exported_random, "llm_base")
+    lora = load_lora(exported_random)
+    assert lora is not None and lora.scale == 3.0 and set(lora.layers[0]) == {"q_proj", "v_proj"}
+    prompts = [[5, 6, 7, 8], [9, 10, 11], [3, 4, 30], [20, 21, 22, 23, 24]]
+    modes = [True, False, True, False]
+
+    def run(model, reqs, lora=None):
+        engine = ContinuousBatcher(model, max_batch=4, lora=lora)
+        outs = []
+        for p, adapter in reqs:
+            c = Collect()
+            r = _request(model, p, 8, c)
+            r.adapter = adapter
+            engine.submit(r)
+            outs.append(c)
+        engine.start()
+        try:
+            assert all(c.done.wait(60) for c in outs)
+        finally:
+            engine.stop()
+        return [c.tokens for c in outs]
+
+    merged_alone = [run(llm, [(p, True)])[0] for p in prompts]
+    base_alone = [run(base, [(p, False)])[0] for p in prompts]
+    mixed = run(base, list(zip(prompts, modes)), lora)
+    want = [m if a else b for m, b, a in zip(merged_alone, base_alone, modes)]
+    assert mixed == want
+    assert merged_alone != base_alone  # the adapter changes the output
+    for p, adapter, w in zip(prompts, modes, want):
+        assert run(base, [(p, adapter)], lora) == [w]
+
+
+def test_cancel_registry_stops_only_requests_in_flight_so_ids_can_be_reused():
+    reg = CancelRegistry()
+    assert not reg.cancel("a") and not reg.is_cancelled("a")  # nothing in flight with that id
+    reg.register("a")
+    reg.register("b")
+    assert reg.cancel("a") and reg.is_cancelled("a") and not reg.is_cancelled("b") and not reg.is_cancelled(None)
+    reg.release("a")
+    reg.register("a")  # the same id again, after the stopped request finished: not stopped
+    assert not reg.is_cancelled("a")
+    reg.register("b")  # two in flight with one id: a stop stops both, each release counts
+    assert reg.cancel("b")
+    reg.release("b")
+    assert reg.is_cancelled("b")
+    reg.release("b")
+    assert not reg.is_cancelled("b") and not reg.cancel("b")

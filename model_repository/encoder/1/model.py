@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
+from canary_triton.cpu_profile import resolve_threads  # noqa: E402
 from canary_triton.serving import export_mel_params, load_onnx  # noqa: E402
 from canary_triton.tensor_checks import check_mel  # noqa: E402
 from canary_triton.triton_adapter import artifacts_dir, error_response, input_array, model_parameters, pad_stack  # noqa: E402
@@ -18,7 +19,9 @@ class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
         export = artifacts_dir(args, params)
-        self.runner = load_onnx(export, "encoder", threads=int(params.get("threads", "1")))
+        threads = resolve_threads(params.get("threads"), "encoder")
+        self.runner = load_onnx(export, "encoder", threads=threads)
+        pb_utils.Logger.log_info(f"encoder: ONNX Runtime fp32, {threads} thread(s)")
         mel = export_mel_params(export)
         self.n_mels = mel.n_mels
         self.max_frames = C.num_mel_frames(C.max_audio_samples(mel), mel) + 1

@@ -8,6 +8,7 @@ import torch  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton import contract as C  # noqa: E402
+from canary_triton.cpu_profile import instruction_set, resolve_threads  # noqa: E402
 from canary_triton.llm_engine import (  # noqa: E402
     CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table,
 )
@@ -23,10 +24,15 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
-        threads = int(params.get("threads", "1"))
+        threads = resolve_threads(params.get("threads"), "llm")
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
         self.model = load_llm(export, params.get("weights", "llm_merged"))
+        precision = read_manifest(export).get("precision", {})
+        pb_utils.Logger.log_info(
+            f"{args['model_name']}: LLM in {str(self.model.dtype).replace('torch.', '')} "
+            f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s); "
+            f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}")
         self.embedding = self.model.get_input_embeddings()
         manifest = read_manifest(export)
         self.max_table_rows = int(manifest["limits"]["max_table_rows"])
@@ -66,18 +72,28 @@ class TritonPythonModel:
                 )
                 with torch.no_grad():
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
-                self.engine.submit(GenerationRequest(
-                    embeds=embeds, max_new_tokens=req.max_new_tokens, end_id=req.end_id,
-                    on_tokens=_Sender(sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()),
-                    is_cancelled=(lambda r=request, k=key: r.is_cancelled() or self.cancels.is_cancelled(k)),
-                    sampling=req.sampling, on_finish=self.metrics.finished, on_admit=self.metrics.admitted,
-                    on_error=lambda e, s=sender: s.send(error_response(pb_utils, e), flags=FINAL),
-                ))
+                self.cancels.register(key)  # a stop request with this id cancels it while in flight
+                try:
+                    self.engine.submit(GenerationRequest(
+                        embeds=embeds, max_new_tokens=req.max_new_tokens, end_id=req.end_id,
+                        on_tokens=_Sender(sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()),
+                        is_cancelled=(lambda r=request, k=key: r.is_cancelled() or self.cancels.is_cancelled(k)),
+                        sampling=req.sampling, on_finish=lambda outcome, n, k=key: self._finished(k, outcome, n),
+                        on_admit=self.metrics.admitted,
+                        on_error=lambda e, s=sender: s.send(error_response(pb_utils, e), flags=FINAL),
+                    ))
+                except Exception:
+                    self.cancels.release(key)
+                    raise
             except Exception as e:  # noqa: BLE001
                 self.metrics.finished("rejected", 0)
                 sender.send(error_response(pb_utils, e), flags=FINAL)
         self.metrics.active(self.engine.active)
         return None
+
+    def _finished(self, key, outcome: str, tokens: int) -> None:
+        self.cancels.release(key)
+        self.metrics.finished(outcome, tokens)
 
     def finalize(self):
         self.engine.stop()

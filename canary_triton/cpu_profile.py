@@ -1,0 +1,142 @@
+"""The CPU profile's run-time choices: precision from the CPU's instruction set, thread counts
+from the cores this process may run on.
+
+- **Precision.** bf16 where the CPU has native bf16 matrix units (AMX-BF16, or AVX-512 BF16's
+  dot products), else fp32: on such CPUs oneDNN runs bf16 GEMMs at about twice (AVX-512 BF16) to
+  many times (AMX) the fp32 rate and the weights take half the memory; without them bf16 is
+  converted to fp32 inside every kernel (the slower, emulated path). fp32 is the exact-parity
+  setting (token-identical to NeMo's fp32 greedy output).
+- **Threads.** By default every core in the process's affinity mask (``os.sched_getaffinity``;
+  a container's CPU set), split between the encoder and the LLM so the two stages overlap.
+
+No torch import at module level (the CLI imports this before it needs torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CanaryTritonError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16")
+TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
+#: /proc/cpuinfo flags of native bf16 matrix units, best first, with their usual names.
+BF16_UNITS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16"}
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The first processor's ``flags`` from /proc/cpuinfo (empty where there is none)."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16_units(flags: frozenset[str] | None = None) -> list[str]:
+    flags = cpu_flags() if flags is None else flags
+    return [name for flag, name in BF16_UNITS.items() if flag in flags]
+
+
+def instruction_set(flags: frozenset[str] | None = None) -> str:
+    """The best matrix instruction set the CPU offers: AMX-BF16, AVX-512 BF16, AVX-512, AVX2 or
+    baseline (x86 flags; other CPUs report baseline)."""
+    flags = cpu_flags() if flags is None else flags
+    units = native_bf16_units(flags)
+    if units:
+        return units[0]
+    if "avx512f" in flags:
+        return "AVX-512"
+    if "avx2" in flags:
+        return "AVX2"
+    return "baseline"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str  # fp32 | bf16
+    reason: str  # one line: why (recorded in export.json, logged by the server)
+
+    @property
+    def torch_dtype_name(self) -> str:
+        return TORCH_DTYPE_NAMES[self.precision]
+
+
+def choose_precision(requested: str = "auto", require_native: bool = False,
+                     flags: frozenset[str] | None = None) -> PrecisionChoice:
+    """``auto``: bf16 with native bf16 units, else fp32. ``bf16`` without them: a warning naming
+    the slower path, or an error with ``require_native``."""
+    if requested not in ("auto", *PRECISIONS):
+        raise CanaryTritonError(f"precision {requested!r} is not available in the CPU profile; choose auto, fp32 or bf16")
+    flags = cpu_flags() if flags is None else flags
+    units = native_bf16_units(flags)
+    isa = instruction_set(flags)
+    if requested == "auto":
+        if units:
+            return PrecisionChoice("bf16", f"auto: this CPU has native bf16 units ({', '.join(units)})")
+        return PrecisionChoice("fp32", f"auto: this CPU has no native bf16 units (best: {isa}), fp32 is faster")
+    if requested == "bf16" and not units:
+        msg = (f"bf16 requested but this CPU has no native bf16 units (AMX-BF16 or AVX-512 BF16; best: {isa}): "
+               f"bf16 matrix products run on the slower emulated path (converted to fp32 in every kernel)")
+        if require_native:
+            raise CanaryTritonError(msg + "; use --precision fp32 or auto")
+        log.warning(msg)
+        return PrecisionChoice("bf16", "requested; " + msg)
+    return PrecisionChoice(requested, f"requested ({isa} CPU)")
+
+
+# -- threads ------------------------------------------------------------------------------------
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ThreadSplit:
+    encoder: int
+    llm: int
+
+
+def check_threads(value: int, what: str, available: int | None = None) -> int:
+    available = available_cores() if available is None else available
+    if value <= 0 or value > available:
+        raise CanaryTritonError(f"{what} is {value}; it must be between 1 and the {available} cores this process may "
+                                f"run on")
+    return value
+
+
+def split_threads(total: int | None = None, encoder: int | None = None, llm: int | None = None,
+                  available: int | None = None) -> ThreadSplit:
+    """Threads of the encoder and of the LLM engine (explicit counts are checked against the cores
+    available). Default, from ``total`` (or every available core): the LLM engine, the larger
+    share of the work at the real model's size, gets them all; the encoder half of them, so a
+    request's encoding overlaps other requests' decoding without taking every core from it
+    (the encoder's ONNX Runtime threads do not spin while idle: see ``OnnxEncoderProjector``)."""
+    available = available_cores() if available is None else available
+    cap = check_threads(total, "the thread count", available) if total is not None else available
+    enc = check_threads(encoder, "the encoder thread count", available) if encoder is not None else max(1, cap // 2)
+    lm = check_threads(llm, "the LLM thread count", available) if llm is not None else cap
+    return ThreadSplit(enc, lm)
+
+
+def resolve_threads(value: str | None, part: str, available: int | None = None) -> int:
+    """A model's ``threads`` parameter: a count (checked) or ``auto`` (``split_threads``' share
+    of ``part`` = encoder | llm, from the cores this process may run on)."""
+    if value is None or str(value).strip().lower() in ("", "auto", "0"):
+        split = split_threads(available=available)
+        return getattr(split, part)
+    try:
+        n = int(value)
+    except ValueError:
+        raise CanaryTritonError(f"the {part} thread count {value!r} is not a number or auto") from None
+    return check_threads(n, f"the {part} thread count", available)
