@@ -172,13 +172,6 @@ def _milliseconds(text: str) -> float:
     return value
 
 
-def _mel_bucket_seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= contract.MAX_AUDIO_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be in (0, {contract.MAX_AUDIO_SECONDS:g}] seconds, got {text}")
-    return value
-
-
 def _weight_quant(text: str) -> str:
     from .export.trtllm_engine import FP8_REFUSAL, SUPPORTED_WEIGHT_QUANT
 
@@ -340,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gpu: longest output the TensorRT-LLM engine is built for")
     p.add_argument("--weight-quant", type=_weight_quant, default="none",
                    help="gpu: TensorRT-LLM weight-only quantisation: none, int8 or int4")
-    p.add_argument("--mel-bucket-seconds", type=_mel_bucket_seconds, default=contract.DEFAULT_MEL_BUCKET_SECONDS,
+    p.add_argument("--mel-bucket-seconds", type=_audio_seconds, default=contract.DEFAULT_MEL_BUCKET_SECONDS,
                    help="the preprocessor pads mel features to multiples of this span so the encoder batches "
                         "clips of similar length")
     p.add_argument("--dry-run", action="store_true",

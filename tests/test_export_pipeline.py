@@ -188,7 +188,8 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(where, t
         env["HF_HUB_CACHE"] = str(tmp_path / "hf" / "hub")
     assert not (ckpt / "llm_backbone").exists() and not (ckpt / "tokenizer.json").exists()
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", str(ckpt), "-o", str(out)],
+    r = subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", str(ckpt), "-o", str(out),
+                        "--precision", "fp32"],  # as the bundled export (conftest), whatever this CPU has
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / EXPORT_MANIFEST).read_text())["parity_passed"] is True

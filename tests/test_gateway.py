@@ -32,7 +32,7 @@ from canary_triton.gateway.errors import GatewayError
 from canary_triton.gateway.formats import render
 
 from .conftest import LONG_GENERATION_TOKENS, SR, free_port
-from .test_reliability import _llm_metric, _wait_for
+from .test_reliability import _llm_metric, _wait_for, assert_cancelled_early, llm_counters
 
 KEY = "gateway-test-key"
 MODEL = GatewayOptions().model_name
@@ -370,8 +370,7 @@ def test_past_the_in_flight_bound_requests_get_429_with_retry_after(server_train
 def test_a_client_that_disconnects_cancels_its_triton_request(server_random, caplog):
     """tiny-random's LLM never stops by itself: only the cancellation ends the generation early."""
     caplog.set_level(logging.INFO, logger="canary_triton.gateway.access")
-    cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL, outcome="cancelled")
-    tokens0 = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL)
+    before = llm_counters(server_random, C.LLM_BASE_MODEL)
     opts = GatewayOptions(triton_url=server_random.grpc_url, port=free_port())
     body = json.dumps({"model": MODEL, "max_tokens": LONG_GENERATION_TOKENS,
                        "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}).encode()
@@ -382,12 +381,7 @@ def test_a_client_that_disconnects_cancels_its_triton_request(server_random, cap
                       "generation to start")
         finally:
             client.close()
-        _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL,
-                                      outcome="cancelled") > cancelled0, 300, "llm_base to count the request cancelled")
-        generated = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL) - tokens0
-        assert 0 < generated < LONG_GENERATION_TOKENS
-        _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) == 0, 300,
-                  "the batch slot to be freed")
+        assert_cancelled_early(server_random, before, C.LLM_BASE_MODEL)
         _wait_for(lambda: _in_flight(gw) == 0, 300, "the gateway to finish the request")
     lines = [r.getMessage() for r in caplog.records if r.name == "canary_triton.gateway.access"]
     assert any(" POST /v1/chat/completions 499 " in line for line in lines), lines

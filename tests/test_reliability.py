@@ -73,6 +73,23 @@ def _llm_metric(server, name: str, model: str = C.LLM_MODEL, **labels) -> float:
     raise AssertionError(f"metric {name}{want} not found")
 
 
+def llm_counters(server, model: str = C.LLM_MODEL) -> tuple[float, float]:
+    """(requests counted cancelled, tokens generated) of an llm model, to compare after a cancel."""
+    return (_llm_metric(server, "canary_llm_requests_total", model, outcome="cancelled"),
+            _llm_metric(server, "canary_llm_generated_tokens_total", model))
+
+
+def assert_cancelled_early(server, before: tuple[float, float], model: str = C.LLM_MODEL,
+                           most_tokens: int = LONG_GENERATION_TOKENS) -> float:
+    """The model counts one more cancelled request, it stopped before ``most_tokens`` and its
+    batch slot is free again; returns the tokens it generated meanwhile."""
+    _wait_for(lambda: llm_counters(server, model)[0] > before[0], 300, f"{model} to count the request as cancelled")
+    generated = llm_counters(server, model)[1] - before[1]
+    assert 0 < generated < most_tokens, f"{generated} tokens: generation did not stop early"
+    _wait_for(lambda: _llm_metric(server, "canary_llm_active_requests", model) == 0, 300, "the batch slot to be freed")
+    return generated
+
+
 def _wait_for(predicate, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -273,8 +290,7 @@ def test_cancelled_or_timed_out_requests_stop_generating_and_free_their_slot(ser
     """Through the BLS adapter (llm_unary -> llm): the cancel order travels to the llm, which stops
     at the next token. (Triton 2.51 does not cancel an ensemble step already running, so a
     cancelled `canary_qwen` request finishes its llm step, bounded by the hallucination guard.)"""
-    cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled")
-    tokens0 = _llm_metric(server_random, "canary_llm_generated_tokens_total")
+    before = llm_counters(server_random)
     client = grpcclient.InferenceServerClient(server_random.grpc_url)
     done = []
     kwargs = {"client_timeout": 0.5} if how == "deadline" else {}
@@ -283,11 +299,7 @@ def test_cancelled_or_timed_out_requests_stop_generating_and_free_their_slot(ser
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") >= 1, 300, "generation to start")
     if how == "cancel":
         ctx.cancel()
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled") > cancelled0, 300,
-              "the llm to count the request as cancelled")
-    generated = _llm_metric(server_random, "canary_llm_generated_tokens_total") - tokens0
-    assert 0 < generated < LONG_GENERATION_TOKENS, f"{generated} tokens: generation did not stop early"
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") == 0, 300, "the batch slot to be freed")
+    assert_cancelled_early(server_random, before)
     _wait_for(lambda: done, 300, "the client's callback")
     assert done[0] is not None and ("CANCELLED" in str(done[0].status()) or "DEADLINE" in str(done[0].status()))
 
@@ -295,8 +307,7 @@ def test_cancelled_or_timed_out_requests_stop_generating_and_free_their_slot(ser
 def test_closing_a_stream_to_the_llm_stops_it_at_once(server_random):
     import queue
 
-    cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled")
-    tokens0 = _llm_metric(server_random, "canary_llm_generated_tokens_total")
+    before = llm_counters(server_random)
     responses: "queue.Queue" = queue.Queue()
     client = grpcclient.InferenceServerClient(server_random.grpc_url)
     client.start_stream(callback=lambda result, error: responses.put((result, error)))
@@ -304,11 +315,7 @@ def test_closing_a_stream_to_the_llm_stops_it_at_once(server_random):
     client.async_stream_infer(C.LLM_MODEL, inputs, request_id="leaving")
     responses.get(timeout=60)  # the first token arrived
     client.stop_stream(cancel_requests=True)
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled") > cancelled0, 300,
-              "the llm to count the stream as cancelled")
-    generated = _llm_metric(server_random, "canary_llm_generated_tokens_total") - tokens0
-    assert generated < LONG_GENERATION_TOKENS // 4, generated
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") == 0, 300, "the batch slot to be freed")
+    assert_cancelled_early(server_random, before, most_tokens=LONG_GENERATION_TOKENS // 4)
 
 
 def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
@@ -318,7 +325,7 @@ def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
     import queue
     import uuid
 
-    cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled")
+    before = llm_counters(server_random)
     responses: "queue.Queue" = queue.Queue()
     client = grpcclient.InferenceServerClient(server_random.grpc_url)
     client.start_stream(callback=lambda result, error: responses.put((result, error)))
@@ -339,12 +346,23 @@ def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
         tokens += 0 if ids is None else ids.shape[-1]
         if response.parameters["triton_final_response"].bool_param:
             finals.append(response.id)
-    client.stop_stream()
     assert finals == [rid, rid]  # both answered, exactly once each; the stopped one ended early:
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", outcome="cancelled") > cancelled0, 30,
-              "the llm to count the request as cancelled")
-    assert tokens < C.MAX_NEW_TOKENS_LIMIT - 1
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") == 0, 10, "the batch slot to be freed")
+    assert tokens < LONG_GENERATION_TOKENS // 4
+    assert_cancelled_early(server_random, before, most_tokens=LONG_GENERATION_TOKENS // 4)
+    # The id may be used again: a stop names requests in flight only (as in TensorRT-LLM).
+    again = triton_inputs(grpcclient, {"input_ids": np.array([[5, 6]], np.int32), "input_lengths": np.array([[2]], np.int32),
+                                       "request_output_len": np.array([[3]], np.int32), "end_id": np.array([[-1]], np.int32)})
+    client.async_stream_infer(C.LLM_MODEL, again, request_id=rid, enable_empty_final_response=True)
+    tokens = 0
+    while True:
+        result, err = responses.get(timeout=300)
+        assert err is None, err
+        ids = result.as_numpy(C.OUTPUT_IDS.name)
+        tokens += 0 if ids is None else ids.shape[-1]
+        if result.get_response().parameters["triton_final_response"].bool_param:
+            break
+    client.stop_stream()
+    assert tokens == 3
 
 
 def test_a_stop_request_without_a_request_id_is_refused(server_random):
@@ -599,8 +617,7 @@ def test_cancelling_an_asyncio_task_cancels_the_llm_mode_request(server_random):
 
     from canary_triton.client import AsyncCanaryClient
 
-    cancelled0 = _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL, outcome="cancelled")
-    tokens0 = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL)
+    before = llm_counters(server_random, C.LLM_BASE_MODEL)
 
     async def run():
         async with AsyncCanaryClient(server_random.grpc_url) as c:
@@ -615,9 +632,4 @@ def test_cancelling_an_asyncio_task_cancels_the_llm_mode_request(server_random):
                 await task
 
     asyncio.run(run())
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_requests_total", C.LLM_BASE_MODEL,
-                                  outcome="cancelled") > cancelled0, 300, "llm_base to count the request as cancelled")
-    generated = _llm_metric(server_random, "canary_llm_generated_tokens_total", C.LLM_BASE_MODEL) - tokens0
-    assert 0 < generated < LONG_GENERATION_TOKENS
-    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) == 0, 300,
-              "the batch slot to be freed")
+    assert_cancelled_early(server_random, before, C.LLM_BASE_MODEL)

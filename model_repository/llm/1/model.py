@@ -38,7 +38,9 @@ class TritonPythonModel:
         self.max_table_rows = int(manifest["limits"]["max_table_rows"])
         self.max_output_len = llm_max_output_len(manifest)
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
-        self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads).start()
+        # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
+        self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads,
+                                        max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len).start()
         self.cancels = CancelRegistry()
         self.metrics = _Metrics(args["model_name"], self.engine)
 
@@ -88,8 +90,7 @@ class TritonPythonModel:
             except Exception as e:  # noqa: BLE001
                 self.metrics.finished("rejected", 0)
                 sender.send(error_response(pb_utils, e), flags=FINAL)
-        self.metrics.active(self.engine.active)
-        return None
+        return None  # the engine thread sets the busy-slot gauge as requests take and leave rows
 
     def _finished(self, key, outcome: str, tokens: int) -> None:
         self.cancels.release(key)
@@ -127,8 +128,6 @@ class _Metrics:
     def admitted(self):
         self.slot_gauge.set(self.engine.active)
 
-    def active(self, n):
-        self.slot_gauge.set(n)
 
 
 class _Sender:
