@@ -28,13 +28,13 @@ class TritonPythonModel:
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
         self.model = load_llm(export, params.get("weights", "llm_merged"))
-        precision = read_manifest(export).get("precision", {})
+        manifest = read_manifest(export)
+        precision = manifest.get("precision", {})
         pb_utils.Logger.log_info(
             f"{args['model_name']}: LLM in {str(self.model.dtype).replace('torch.', '')} "
             f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s); "
             f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}")
         self.embedding = self.model.get_input_embeddings()
-        manifest = read_manifest(export)
         self.max_table_rows = int(manifest["limits"]["max_table_rows"])
         self.max_output_len = llm_max_output_len(manifest)
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
@@ -127,7 +127,6 @@ class _Metrics:
 
     def admitted(self):
         self.slot_gauge.set(self.engine.active)
-
 
 
 class _Sender:
