@@ -32,7 +32,7 @@ def time_steps(runner, rows: int, context: int, steps: int, warmup: int, adapter
     g = torch.Generator().manual_seed(0)
     hidden = runner.shape.hidden
     runner.prefill(0, [torch.randn(context, hidden, generator=g) * 0.02 for _ in range(rows)], adapter)
-    tokens = torch.randint(0, 1000, (rows,), generator=g)
+    tokens = torch.randint(0, min(1000, runner.embedding.num_embeddings), (rows,), generator=g)
     out = []
     for k in range(warmup + steps):
         positions = torch.full((rows,), context + k, dtype=torch.long)
@@ -69,8 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     merged = load_llm(a.export_dir, "llm_merged", dtype)
     base = load_llm(a.export_dir, "llm_base", dtype)
     print(f"{a.export_dir}: LLM {str(merged.dtype).replace('torch.', '')}, {torch.get_num_threads()} threads, "
-          f"context {a.context}, {a.steps} timed steps; LoRA r={next(iter(next(iter(lora.layers.values())).values()))[0].shape[0]}, "
-          f"scale {lora.scale:g}")
+          f"context {a.context}, {a.steps} timed steps; LoRA {lora.describe()}")
     print("| rows | merged ms/step (min, median) | run-time LoRA, all rows | run-time LoRA, half the rows | "
           "all rows vs merged (median) |")
     print("|---|---|---|---|---|")

@@ -76,6 +76,67 @@ def nemo_side(oracle, clips: Sequence[Clip], batch_sizes: Sequence[int], max_new
     return out
 
 
+def make_latency_clip(clips: Sequence[Clip], seconds: float) -> Clip:
+    """One clip of exactly ``seconds``: held-out clips joined with 0.3 s pauses, then cut."""
+    from benchmarks._common import SAMPLE_RATE, group_to_length
+
+    if not 0 < seconds <= contract.MAX_AUDIO_SECONDS:
+        raise ValueError(f"--latency-seconds must be in (0, {contract.MAX_AUDIO_SECONDS:g}], got {seconds:g}")
+    joined = group_to_length(clips, seconds, 0.3, "latency")[0]
+    n = int(round(seconds * SAMPLE_RATE))
+    if len(joined.samples) < n:
+        raise ValueError(f"the manifest's clips hold {joined.seconds:.1f} s, fewer than --latency-seconds {seconds:g}")
+    return Clip(f"latency-{seconds:g}s", joined.samples[:n].copy())
+
+
+def nemo_latency(oracle, clip: Clip, max_new_tokens: int, repeats: int) -> dict[str, Any]:
+    """NeMo batch 1 on one clip: wall seconds of each pass (a warm-up pass excluded)."""
+    from benchmarks._nemo import timed_run
+
+    runs = [timed_run(oracle, [clip], 1, max_new_tokens, warmup=k == 0) for k in range(max(repeats, 1))]
+    best = min(runs, key=lambda r: r.wall_s)
+    print(f"NeMo batch 1, one {clip.seconds:.1f} s clip: {best.wall_s:.2f} s", file=sys.stderr, flush=True)
+    return {"clip_s": clip.seconds, "best_s": best.wall_s, "passes_s": [r.wall_s for r in runs], "text": best.texts[0]}
+
+
+def served_latency(url: str, clip: Clip, max_new_tokens: int, repeats: int, timeout_s: float) -> dict[str, Any]:
+    """The served pipeline at concurrency 1 on one clip: end-to-end seconds per request (one
+    warm-up request excluded)."""
+    from canary_triton.client.api import CanaryClient, ClientOptions
+    from canary_triton.client.audio_input import Audio
+
+    audio = Audio(clip.samples, clip.name)
+    times, texts, errors = [], [], []
+    with CanaryClient(options=ClientOptions(url=url, timeout_s=timeout_s), concurrency=1) as client:
+        for k in range(max(repeats, 1) + 1):
+            r = client.transcribe_many([audio], concurrency=1, max_new_tokens=max_new_tokens)[0]
+            if not r.ok:
+                errors.append(f"{r.name}: {r.error}")
+            elif k:
+                times.append(r.latency_s)
+                texts.append(r.text)
+    best = min(times) if times else None
+    print(f"served c=1, one {clip.seconds:.1f} s clip: {fmt(best, 2)} s", file=sys.stderr, flush=True)
+    return {"clip_s": clip.seconds, "best_s": best, "passes_s": times, "texts": texts, "errors": errors}
+
+
+def llm_mode_requests(url: str, n: int, timeout_s: float) -> dict[str, Any]:
+    """``n`` LLM-mode requests (text only, the base model), so the server's memory is read after
+    both modes have run."""
+    from canary_triton.client.api import CanaryClient, ClientOptions
+
+    errors, seconds = [], []
+    with CanaryClient(options=ClientOptions(url=url, timeout_s=timeout_s), concurrency=1) as client:
+        for k in range(n):
+            t0 = time.perf_counter()
+            try:
+                client.ask(f"Summarize in one sentence: request {k} of the benchmark.", max_new_tokens=8)
+                seconds.append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001  (reported, counted as an error)
+                errors.append(str(e))
+    return {"requests": n, "seconds": seconds, "errors": errors}
+
+
 def combine_nemo(runs: dict[str, dict[str, Any]], reference_dtype: str) -> dict[str, Any]:
     """NeMo's runs in each dtype as one table: the best RTFx over all of them counts; the
     reference transcripts are those of ``reference_dtype`` (the served precision) when it ran."""
@@ -87,6 +148,11 @@ def combine_nemo(runs: dict[str, dict[str, Any]], reference_dtype: str) -> dict[
     for run in runs.values():
         if "profile" in run:
             out["profile"] = run["profile"]
+    lat = {dt: run["latency"] for dt, run in runs.items() if "latency" in run}
+    if lat:
+        best_lat = min(lat, key=lambda dt: lat[dt]["best_s"])
+        out["latency"] = {"by_dtype": lat, "best_dtype": best_lat, "best_s": lat[best_lat]["best_s"],
+                          "clip_s": lat[best_lat]["clip_s"]}
     return out
 
 
@@ -171,7 +237,8 @@ def render(p: dict[str, Any]) -> str:
              f"{s['best_concurrency']}, LLM in {p.get('served_precision', 'fp32')}, vs NeMo best RTFx "
              f"{n['best_rtfx']:.1f} at batch {n['best_batch_size']} in {n.get('best_dtype', 'float32')}); goal "
              f">= {GOAL_RATIO:.0f}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}. Transcripts identical to NeMo "
-             f"{n.get('reference_dtype', 'float32')}: {p['identical']}.", "", *_memory_lines(p.get("memory")),
+             f"{n.get('reference_dtype', 'float32')}: {p['identical']}.", "", *_latency_lines(n, s),
+             *_memory_lines(p.get("memory")),
              f"Served best run, per model. {STATISTICS_NOTE}", "", statistics_markdown(best["server_statistics"])]
     if "profile" in n:
         prof = n["profile"]
@@ -183,10 +250,23 @@ def render(p: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _latency_lines(n: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    ln, ls = n.get("latency"), s.get("latency")
+    if not ln or not ls or ls.get("best_s") is None:
+        return []
+    ratio = ls["best_s"] / ln["best_s"]
+    per_dtype = ", ".join(f"{dt} {v['best_s']:.2f} s" for dt, v in ln["by_dtype"].items())
+    return [f"**Latency, one {ln['clip_s']:.1f} s clip**: served at concurrency 1 {ls['best_s']:.2f} s vs NeMo batch 1 "
+            f"{ln['best_s']:.2f} s ({per_dtype}; best of {len(ls['passes_s'])} each, a warm-up excluded): "
+            f"served/NeMo time {ratio:.2f}; goal no slower than NeMo: {'met' if ratio <= 1.0 else 'NOT met'}.", ""]
+
+
 def _memory_lines(memory: dict[str, Any] | None) -> list[str]:
     if not memory:
         return []
     lines = [f"Peak RSS of this process after NeMo's runs (NeMo in-process): {memory['nemo_process_peak_rss_mib']:.0f} MiB."]
+    if memory.get("llm_mode_requests"):
+        lines[0] += f" The server's memory was read after the served runs and {memory['llm_mode_requests']} LLM-mode requests."
     srv = memory.get("server")
     if srv:
         lines += [f"Server processes after the served runs (MiB; PSS counts shared pages once: total PSS "
@@ -226,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="served export made here: the CPU profile's LLM precision")
     ap.add_argument("--max-mismatches", type=int, default=0,
                     help="transcripts allowed to differ before exit 1 (0 on CPU fp32; see README for GPU bf16)")
+    ap.add_argument("--latency-seconds", type=float, default=5.0,
+                    help="latency: one clip of this length (held-out clips joined, then cut) at NeMo batch 1 and "
+                         "served concurrency 1, best of --repeats (0: skip)")
+    ap.add_argument("--llm-mode-requests", type=int, default=2,
+                    help="LLM-mode requests sent before the server's memory is read, so both modes have run")
     ap.add_argument("--profile", action="store_true", help="also run NeMo's best batch size under cProfile")
     ap.add_argument("--work-dir", type=Path, help="checkpoint, export, server files (default: a temporary folder)")
     ap.add_argument("--out", type=Path, help="write nemo_vs_served.json / .md (and the profile) here")
@@ -267,6 +352,7 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
         random_size = a.checkpoint is None and a.size != "trained"
         max_new = a.max_new_tokens or (min(output_limit(c, contract.DEFAULT_MAX_NEW_TOKENS) for c in clips)
                                        if random_size else contract.DEFAULT_MAX_NEW_TOKENS)
+        latency_clip = make_latency_clip(load_clips(a.manifest), a.latency_seconds) if a.latency_seconds > 0 else None
         own_oracle = oracle is None
         from benchmarks._nemo import load_oracle
 
@@ -281,6 +367,8 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
             tokens_nemo = TokenCounter(_NemoTokenizer(run_oracle), "NeMo's tokenizer")
             nemo_runs[dtype] = nemo_side(run_oracle, clips, a.batch_sizes, max_new, tokens_nemo,
                                          (a.out or work) if a.profile and k == 0 else None, a.repeats)
+            if latency_clip is not None:
+                nemo_runs[dtype]["latency"] = nemo_latency(run_oracle, latency_clip, max_new, a.repeats)
         nemo_peak_rss = self_peak_rss_mib()
         nemo_settings = (f"device {a.nemo_device}, {' and '.join(a.nemo_dtype)}, torch {torch.__version__} with "
                          f"{torch.get_num_threads()} threads, clips sorted longest first")
@@ -297,6 +385,9 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
             models = served_settings(target.grpc_url, (contract.ENSEMBLE_MODEL, *PIPELINE_MODELS))
             srv = served_side(target.grpc_url, clips, a.concurrency, max_new, a.warmup, nemo["texts"], tokens,
                               a.timeout, a.repeats, target.process_group)
+            if latency_clip is not None:
+                srv["latency"] = served_latency(target.grpc_url, latency_clip, max_new, a.repeats, a.timeout)
+            srv["llm_mode"] = llm_mode_requests(target.grpc_url, a.llm_mode_requests, a.timeout)
             memory = group_memory(target.process_group)
     best = next(r for r in srv["rows"] if r["concurrency"] == srv["best_concurrency"])
     identical = all(not r["wrong"] for r in srv["rows"])
@@ -312,7 +403,8 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
         "repeats": a.repeats,
         "nemo_settings": nemo_settings,
         "served_precision": served_precision,
-        "memory": {"nemo_process_peak_rss_mib": nemo_peak_rss, "server": memory},
+        "memory": {"nemo_process_peak_rss_mib": nemo_peak_rss, "server": memory,
+                   "llm_mode_requests": len(srv["llm_mode"]["seconds"])},
         "server": {"how": target.how, "export": export, "models": models},
         "nemo": nemo, "served": srv,
         "ratio": srv["best_rtfx"] / nemo["best_rtfx"],
@@ -323,7 +415,8 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     print(md)
     for p in write_outputs(a.out, "nemo_vs_served", payload, md):
         print(f"wrote {p}", file=sys.stderr)
-    errors = sum(len(r["errors"]) for r in srv["rows"]) + len(srv["warmup"]["errors"])
+    errors = (sum(len(r["errors"]) for r in srv["rows"]) + len(srv["warmup"]["errors"])
+              + len(srv["llm_mode"]["errors"]) + len((srv.get("latency") or {}).get("errors", [])))
     mismatches = max(len(r["wrong"]) for r in srv["rows"])
     # bf16 served against NeMo bf16: batch composition moves near-tied logits (not an error here;
     # the WER bound is tested in tests/test_llm_bf16.py). fp32 must be identical.

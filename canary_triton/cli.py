@@ -104,7 +104,8 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
                                      long_form_vad_pad_s=args.vad_speech_pad_ms / 1000,
                                      long_form_silence_pad_s=args.silence_pad_ms / 1000,
                                      long_form_vad_threads=args.vad_threads, vad_gate=args.vad_gate,
-                                     mel_bucket_s=args.mel_bucket_seconds),
+                                     mel_bucket_s=args.mel_bucket_seconds,
+                                     cpu_llm_weights=args.cpu_llm_weights),
         parity=not args.skip_parity,
         dry_run=args.dry_run,
         gpu_arch=args.gpu_arch,
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
 
+    from .export.repository import CPU_LLM_WEIGHTS, RepositoryOptions
     from .export.tensorrt_engine import DEFAULT_GPU_ARCH
 
     p = add("export", _cmd_export, "Export a checkpoint: mel constants, ONNX encoder/projector, merged and base Qwen3 "
@@ -329,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vad-gate", action="store_true",
                    help="short form too: a clip with no speech (the --vad detector) returns \"\" without running "
                         "the LLM (off: exact NeMo parity)")
+    p.add_argument("--cpu-llm-weights", choices=CPU_LLM_WEIGHTS, default=RepositoryOptions.cpu_llm_weights,
+                   help="cpu: shared = llm (ASR) and llm_base (LLM mode) map one copy of the base weights, ASR "
+                        "adding the LoRA at run time; merged = llm maps the LoRA-merged copy (a second copy in memory)")
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
                    help="gpu: longest output the TensorRT-LLM engine is built for")
     p.add_argument("--weight-quant", type=_weight_quant, default="none",

@@ -44,6 +44,15 @@ class LoraWeights:
     scale: float
     layers: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]]
 
+    @property
+    def rank(self) -> int:
+        """``r``: rows of the ``A`` matrices (0 when no layer is adapted)."""
+        return next((int(a.shape[0]) for mats in self.layers.values() for a, _ in mats.values()), 0)
+
+    def describe(self) -> str:
+        names = sorted({n for mats in self.layers.values() for n in mats})
+        return f"r={self.rank}, scale {self.scale:g}, on {'/'.join(names)} of {len(self.layers)} layers"
+
 
 @dataclass(frozen=True)
 class RunnerShape:

@@ -210,6 +210,26 @@ class TritonServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait()
 
+    def stub_pids(self) -> dict[str, list[int]]:
+        """The Python-backend stub processes of this server's models, by model, from /proc (each
+        stub's command line names its ``<repository>/<model>/1/model.py``)."""
+        repo = str(self.repository)
+        pids: dict[str, list[int]] = {}
+        for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            for a in args:
+                text = a.decode(errors="replace")
+                if text.startswith(repo + "/") and text.endswith("/1/model.py"):
+                    pids.setdefault(text[len(repo) + 1:].split("/")[0], []).append(int(pid))
+                    break
+        return pids
+
     def __enter__(self) -> "TritonServer":
         return self.start()
 
@@ -240,23 +260,7 @@ class StubSupervisor:
 
     def stub_counts(self) -> dict[str, int]:
         """Stub processes per model, from /proc (the stubs' command lines name model.py)."""
-        repo = str(self.server.repository)
-        counts: dict[str, int] = {}
-        for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    args = f.read().split(b"\0")
-            except OSError:
-                continue
-            for a in args:
-                text = a.decode(errors="replace")
-                if text.startswith(repo + "/") and text.endswith("/1/model.py"):
-                    name = text[len(repo) + 1:].split("/")[0]
-                    counts[name] = counts.get(name, 0) + 1
-                    break
-        return counts
+        return {name: len(pids) for name, pids in self.server.stub_pids().items()}
 
     def _post(self, model: str, action: str) -> None:
         req = urllib.request.Request(f"http://{self.server.http_url}/v2/repository/models/{model}/{action}",

@@ -325,7 +325,8 @@ def _manifest(checkpoint: str | Path, info: CheckpointInfo, tok, opts: ExportOpt
                     "repository": asdict(opts.repository),
                     "long_form_segmenter": asdict(opts.repository.long_form_segment()),
                     "vad_gate": opts.repository.vad_gate},
-        "lora": "merged into llm_merged" if info.lora_r else "none in the checkpoint: llm_merged == llm_base",
+        "lora": ("merged into llm_merged; its A/B matrices beside llm_base (asr_adapter.safetensors) for the "
+                 "run-time adapter" if info.lora_r else "none in the checkpoint: llm_merged == llm_base"),
         "model": {
             "encoder_dim": info.encoder_dim, "llm_hidden": info.llm_hidden, "vocab_rows": info.vocab_rows,
             "lora_r": info.lora_r, "lora_alpha": info.lora_alpha, "lora_scale": info.lora_scale,

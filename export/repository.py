@@ -147,6 +147,10 @@ def render(decl: ModelDecl) -> str:
     return fill_template(CONFIG_TEMPLATE, values)
 
 
+#: How the CPU profile holds the LLM weights (first = default); see RepositoryOptions.cpu_llm_weights.
+CPU_LLM_WEIGHTS = ("shared", "merged")
+
+
 @dataclass(frozen=True)
 class RepositoryOptions:
     max_batch: int = 16
@@ -173,6 +177,9 @@ class RepositoryOptions:
     long_form_vad_threads: int = _SEGMENT.vad_threads
     mel_bucket_s: float = contract.DEFAULT_MEL_BUCKET_SECONDS  # preprocessor pads mel to multiples of this
     vad_gate: bool = False  # short form: a clip with no speech (the same detector) gives "" without the LLM
+    #: cpu: ``shared``: ``llm`` (ASR) and ``llm_base`` (LLM mode) map the same base weights file (one
+    #: copy in memory; ASR adds the LoRA at run time); ``merged``: ``llm`` maps the merged copy.
+    cpu_llm_weights: str = CPU_LLM_WEIGHTS[0]
 
     def long_form_segment(self) -> SegmentOptions:
         """The long-form segmenter these options describe (a bad value: one-line error naming it)."""
@@ -187,6 +194,16 @@ class RepositoryOptions:
 
     def __post_init__(self) -> None:
         contract.mel_bucket_columns(self.mel_bucket_s)  # ValueError naming the range
+        if self.cpu_llm_weights not in CPU_LLM_WEIGHTS:
+            raise CanaryTritonError(f"cpu llm weights {self.cpu_llm_weights!r}: expected one of "
+                                    f"{', '.join(CPU_LLM_WEIGHTS)}")
+
+    def cpu_llm_parameters(self, model: str) -> dict[str, str]:
+        """``weights`` (the export.json files key) and ``asr_adapter`` of the CPU ``llm`` / ``llm_base``."""
+        if model == contract.LLM_BASE_MODEL or self.cpu_llm_weights == "shared":
+            adapter = model != contract.LLM_BASE_MODEL
+            return {"weights": "llm_base", "asr_adapter": "true" if adapter else "false"}
+        return {"weights": "llm_merged", "asr_adapter": "false"}
 
 
 def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
@@ -234,9 +251,10 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         llm = ModelDecl(C.LLM_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
                         decoupled=True,
                         parameters={**common, "threads": str(opts.llm_threads or "auto"),
-                                    "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true"})
+                                    "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true",
+                                    **opts.cpu_llm_parameters(C.LLM_MODEL)})
         llm_base = replace(llm, name=C.LLM_BASE_MODEL, source=C.LLM_MODEL,
-                           parameters={**llm.parameters, "weights": "llm_base"})  # export.json files key
+                           parameters={**llm.parameters, **opts.cpu_llm_parameters(C.LLM_BASE_MODEL)})
     elif profile == "gpu":
         files = manifest["files"]
         plans = {k: v for k, v in files.items() if k.endswith("_plan")}

@@ -74,6 +74,12 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
     assert "Served / NeMo throughput" in (out / "nemo_vs_served.md").read_text()
     assert p["machine"]["instruction_set"] and p["served_precision"] == "fp32"  # the fixture's export
     assert p["memory"]["nemo_process_peak_rss_mib"] > 0 and p["memory"]["server"] is None  # --url: not ours
+    # Latency: one 5 s clip at NeMo batch 1 and served concurrency 1, same transcript (fp32).
+    lat_n, lat_s = p["nemo"]["latency"], p["served"]["latency"]
+    assert lat_n["clip_s"] == lat_s["clip_s"] == 5.0 and lat_n["best_s"] > 0 and lat_s["best_s"] > 0
+    assert lat_s["texts"] == [lat_n["by_dtype"]["float32"]["text"]] and lat_s["errors"] == []
+    assert "Latency, one 5.0 s clip" in (out / "nemo_vs_served.md").read_text()
+    assert p["served"]["llm_mode"]["errors"] == [] and p["memory"]["llm_mode_requests"] == 2
 
 
 def test_nemo_vs_served_url_needs_export_dir(capsys):
@@ -301,3 +307,14 @@ def test_mixes_join_clips_under_the_limit():
         assert all(c.seconds <= contract.MAX_AUDIO_SECONDS for c in mixes[name])
     assert 8 <= mixes["medium"][0].seconds < 12 and 25 <= mixes["long"][0].seconds < 30
     assert len(mixes["mixed"]) == sum(len(mixes[n]) for n in ("short", "medium", "long"))
+
+
+def test_lora_runtime_benchmark_runs(exported_random, capsys):
+    from benchmarks import lora_runtime
+
+    assert lora_runtime.main([str(exported_random), "--rows", "1,2", "--context", "8", "--steps", "2",
+                              "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "LoRA r=" in out and "q_proj/v_proj" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2 and all(line.rstrip().endswith("x |") for line in rows)

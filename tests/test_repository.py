@@ -82,6 +82,23 @@ def test_cpu_repository_wiring(exported_random):
     _check_wiring(decls)
 
 
+@pytest.mark.parametrize("weights,llm_files,llm_adapter", [("shared", "llm_base", "true"),
+                                                          ("merged", "llm_merged", "false")])
+def test_cpu_llm_weights(exported_random, weights, llm_files, llm_adapter):
+    by_name = {d.name: d for d in describe(_manifest(exported_random), "cpu", RepositoryOptions(cpu_llm_weights=weights))}
+    assert by_name[C.LLM_MODEL].parameters["weights"] == llm_files
+    assert by_name[C.LLM_MODEL].parameters["asr_adapter"] == llm_adapter
+    # LLM mode runs the base model without the adapter whichever copy ASR maps.
+    assert by_name[C.LLM_BASE_MODEL].parameters["weights"] == "llm_base"
+    assert by_name[C.LLM_BASE_MODEL].parameters["asr_adapter"] == "false"
+    assert RepositoryOptions().cpu_llm_weights == "shared"
+
+
+def test_cpu_llm_weights_bad_value():
+    with pytest.raises(CanaryTritonError, match="cpu llm weights 'both': expected one of shared, merged"):
+        RepositoryOptions(cpu_llm_weights="both")
+
+
 def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
     m = _gpu_manifest(exported_random, tmp_path)
     cpu = {d.name: d for d in describe(_manifest(exported_random), "cpu", RepositoryOptions())}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -117,6 +118,19 @@ def _encoder_batches(client) -> dict[int, int]:
     return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in s.get("batch_stats", [])}
 
 
+def _grown_encoder_batches(client, before: dict[int, int], requests: int) -> dict[int, int]:
+    """Encoder executions by batch size since ``before``, once they account for ``requests``:
+    Triton records an execution's statistics after its responses are sent, so the last batch may
+    show up a moment after its callback (a condition polled, bounded against a hang)."""
+    deadline = time.monotonic() + 300
+    while True:
+        after = _encoder_batches(client)
+        grown = {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
+        if sum(b * n for b, n in grown.items()) >= requests or time.monotonic() > deadline:
+            return grown
+        time.sleep(0.05)
+
+
 def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
     """Clips of different lengths in one mel bucket have equal shapes (mel is not ragged, as for a
     TensorRT plan), so Triton's dynamic batcher groups them: the statistics show batches > 1.
@@ -126,6 +140,7 @@ def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
     rng = np.random.default_rng(0)
     lengths = [int(n) for n in rng.integers(bucket + 1, 2 * bucket, size=32)]  # all in the 2nd bucket
     before = _encoder_batches(c)
+    sent = 0
     for _ in range(10):
         done = threading.Semaphore(0)
         results: list = []
@@ -146,8 +161,8 @@ def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
         assert all(err is None for _, err in results), [e for _, e in results if e is not None][:1]
         got = sorted(int(r.as_numpy(C.ENCODED_LENGTH.name).reshape(-1)[0]) for r, _ in results)
         assert got == sorted(C.num_encoder_frames(n) for n in lengths)
-        after = _encoder_batches(c)
-        grown = {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
+        sent += len(lengths)
+        grown = _grown_encoder_batches(c, before, sent)
         if any(b > 1 for b in grown):
             break
     assert any(b > 1 for b in grown), grown

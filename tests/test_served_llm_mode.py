@@ -81,3 +81,29 @@ def test_audio_and_instruction_in_one_call_equals_the_two_calls(server_trained, 
             assert "INVALID_ARG" in e.value.status
         with pytest.raises(ServerError, match="instruction.*is empty"):
             c.transcribe_and_ask(audio, "   ")
+
+
+def _mapped_files(pid: int) -> set[str]:
+    with open(f"/proc/{pid}/maps") as f:
+        return {line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6}
+
+
+def test_asr_and_llm_mode_map_one_copy_of_the_llm_weights(server_trained, exported_trained, heldout):
+    """The CPU default (--cpu-llm-weights shared): llm (ASR, run-time adapter) and llm_base (LLM
+    mode) map the same base weights file, so its pages are in memory once; neither maps the
+    merged copy. Checked after both modes ran (pages become resident as they are read)."""
+    opts = ClientOptions(url=server_trained.grpc_url)
+    assert transcribe(heldout[0][0], opts, max_new_tokens=8)
+    ask(TEXTS[0], opts, max_new_tokens=4)  # tiny-trained's base model may answer "" (EOS first): it ran
+    stubs = server_trained.stub_pids()
+    base = str((exported_trained / "llm_base" / "model.safetensors").resolve())
+    merged = str((exported_trained / "llm_merged").resolve())
+    for model in (C.LLM_MODEL, C.LLM_BASE_MODEL):
+        assert stubs.get(model), f"no stub process found for {model}: {stubs}"
+        for pid in stubs[model]:
+            files = _mapped_files(pid)
+            assert base in files, f"{model} does not map {base}"
+            assert not any(f.startswith(merged + "/") for f in files), f"{model} maps the merged copy"
+    adapter = str((exported_trained / "llm_base" / "asr_adapter.safetensors").resolve())
+    assert all(adapter in _mapped_files(pid) for pid in stubs[C.LLM_MODEL])
+    assert not any(adapter in _mapped_files(pid) for pid in stubs[C.LLM_BASE_MODEL])

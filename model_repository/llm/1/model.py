@@ -14,7 +14,7 @@ from canary_triton.llm_engine import (  # noqa: E402
 )
 from canary_triton.errors import InputError  # noqa: E402
 from canary_triton.serving import (  # noqa: E402
-    is_stop_request, llm_max_output_len, load_llm, parse_llm_request, read_manifest,
+    is_stop_request, llm_max_output_len, load_llm, load_lora, parse_llm_request, read_manifest,
 )
 from canary_triton.triton_adapter import artifacts_dir, error_response, input_array, model_parameters  # noqa: E402
 
@@ -27,11 +27,16 @@ class TritonPythonModel:
         threads = resolve_threads(params.get("threads"), "llm")
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
-        self.model = load_llm(export, params.get("weights", "llm_merged"))
+        weights = params["weights"]  # export.json files key: llm_base (shared with llm_base) or llm_merged
+        # Weights stay mapped from their file (transformers keeps safetensors memory-mapped when the
+        # dtype matches), so llm and llm_base on the same file hold one copy in memory between them.
+        self.model = load_llm(export, weights)
+        lora = load_lora(export) if params["asr_adapter"] == "true" else None
         manifest = read_manifest(export)
         precision = manifest.get("precision", {})
+        adapter = f" + run-time ASR adapter ({lora.describe()})" if lora is not None else ""
         pb_utils.Logger.log_info(
-            f"{args['model_name']}: LLM in {str(self.model.dtype).replace('torch.', '')} "
+            f"{args['model_name']}: {weights}{adapter}, LLM in {str(self.model.dtype).replace('torch.', '')} "
             f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s); "
             f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}")
         self.embedding = self.model.get_input_embeddings()
@@ -40,7 +45,8 @@ class TritonPythonModel:
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
         # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
         self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads,
-                                        max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len).start()
+                                        max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len,
+                                        lora=lora).start()
         self.cancels = CancelRegistry()
         self.metrics = _Metrics(args["model_name"], self.engine)
 
