@@ -293,7 +293,6 @@ def build_config_for_local_load(info: CheckpointInfo) -> dict[str, Any]:
 def load_salm(path: str | Path, llm_dir: str | Path | None = None, *, threads: int | None = None):
     """Build NeMo's SALM offline from a checkpoint and load its weights strictly (fp32, eval)."""
     import torch
-    from safetensors import safe_open
 
     info = inspect_checkpoint(path, llm_dir)
     checkpoint_tokenizer(info)  # fails early with a clear message on a wrong tokenizer
@@ -306,15 +305,57 @@ def load_salm(path: str | Path, llm_dir: str | Path | None = None, *, threads: i
     state = model.state_dict(keep_vars=True)
     tied = _tied_names(state)
     check_weights({k: tuple(v.shape) for k, v in state.items()}, stored, tied, info.paths.weights)
-    # Tensor by tensor from the memory-mapped file into the model's own parameters: no second
-    # copy of the weights in memory (at full size 10 GB in fp32); every parameter is written
-    # (check_weights proved the file holds exactly the model's set).
-    with torch.no_grad(), safe_open(str(info.paths.weights), "pt") as f:
-        names = set(f.keys())
-        for name, param in state.items():
-            src = name if name in names else tied.get(name)
-            param.copy_(f.get_tensor(src).to(param.dtype))
+    # Tensor by tensor from the file straight into the model's own parameters (plain reads, no
+    # memory map whose touched pages would stay in this process's RSS, no second copy: at full
+    # size 10 GB in fp32); every parameter is written (check_weights proved the file holds
+    # exactly the model's set).
+    with torch.no_grad():
+        read_safetensors_into(info.paths.weights, {name: (name if name in stored else tied[name], param)
+                                                    for name, param in state.items()})
     return model.eval(), info
+
+
+#: safetensors dtype names -> torch dtypes (the ones a checkpoint may hold).
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_READ_CHUNK = 64 << 20  # bytes per read() (Linux caps one read at ~2 GiB)
+
+
+def read_safetensors_into(path: Path, targets: dict[str, tuple[str, Any]]) -> None:
+    """Fill tensors from a safetensors file: ``targets`` maps a label to (stored name, tensor).
+
+    The bytes are read with ``readinto`` straight into each tensor's memory when the dtypes agree
+    (else into one temporary of that tensor's size, then converted), so the peak is the model
+    itself plus at most one tensor; nothing of the file stays mapped."""
+    import struct
+
+    import torch
+
+    with open(path, "rb", buffering=0) as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        base = 8 + n
+        for label, (stored, tensor) in targets.items():
+            meta = header[stored]
+            start, end = meta["data_offsets"]
+            dtype = getattr(torch, _SAFETENSORS_DTYPES[meta["dtype"]])
+            if tuple(meta["shape"]) != tuple(tensor.shape):
+                raise CheckpointError(f"{path}: {stored} has shape {tuple(meta['shape'])}, the model's {label} "
+                                      f"{tuple(tensor.shape)}")
+            direct = dtype == tensor.dtype and tensor.is_contiguous()
+            dest = tensor if direct else torch.empty(tuple(meta["shape"]), dtype=dtype)
+            raw = dest.detach().reshape(-1).view(torch.uint8).numpy()
+            if raw.nbytes != end - start:
+                raise CheckpointError(f"{path}: {stored} holds {end - start} bytes, expected {raw.nbytes}")
+            f.seek(base + start)
+            view, done = memoryview(raw), 0
+            while done < raw.nbytes:
+                got = f.readinto(view[done:done + _READ_CHUNK])
+                if not got:
+                    raise CheckpointError(f"{path} ends inside tensor {stored}: the file is truncated")
+                done += got
+            if not direct:
+                tensor.copy_(dest.to(tensor.dtype))
 
 
 def _tied_names(state: dict[str, Any]) -> dict[str, str]:

@@ -8,13 +8,15 @@ Every check names the input and the limit, so a client can act on the message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from . import contract
 from .errors import InputError
-from .features import MelFrontEnd
+
+if TYPE_CHECKING:  # torch is imported where mel is computed: the BLS models import this module without it
+    from .features import MelFrontEnd
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class Preprocessor:
         self.limits = AudioLimits.for_mel(front_end.params)
 
     def __call__(self, clips: list[np.ndarray]) -> list[Preprocessed]:
+        import torch
+
         lens = torch.tensor([len(c) for c in clips], dtype=torch.long)
         batch = torch.zeros(len(clips), int(lens.max()), dtype=torch.float32)
         for i, c in enumerate(clips):

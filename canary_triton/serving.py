@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import contract
 from .errors import CheckpointError, InputError
 from .tokenizer import Tokenizer, load_tokenizer
+
+if TYPE_CHECKING:  # torch is imported by the functions that need it: the light models import this module without it
+    import torch
 
 EXPORT_MANIFEST = "export.json"
 
@@ -39,7 +42,7 @@ def export_mel_params(export_dir: Path) -> contract.MelParams:
 
 def load_serving_tokenizer(export_dir: Path) -> Tokenizer:
     manifest = read_manifest(export_dir)
-    return load_tokenizer(Path(export_dir) / manifest["files"]["llm_merged"], require_placeholder=True)
+    return load_tokenizer(Path(export_dir) / manifest["files"]["llm_merged"], require_placeholder=True, raw=True)
 
 
 def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
@@ -48,13 +51,15 @@ def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
     from .preprocess import Preprocessor
 
     manifest = read_manifest(export_dir)
-    tok = load_serving_tokenizer(export_dir)
+    # The prompt ids and special ids the export computed with the checkpoint's tokenizer: this
+    # process needs no tokenizer (Qwen3's holds ~170 MiB per process).
+    ids = contract.SpecialIds(**manifest["special_ids"])
     sub = contract.Subsampling(factor=int(manifest["model"]["subsampling_factor"]))
     front_end = load_front_end(Path(export_dir) / manifest["files"]["frontend"])
     bucket = 1 if bucket_seconds is None else contract.mel_bucket_columns(bucket_seconds, front_end.params)
-    pre = Preprocessor(front_end, tok.asr_prompt_ids(), tok.ids.audio_placeholder,
+    pre = Preprocessor(front_end, [int(i) for i in manifest["asr_prompt_ids"]], ids.audio_placeholder,
                        int(manifest["model"]["vocab_rows"]), sub, bucket_columns=bucket)
-    return pre, tok.ids
+    return pre, ids
 
 
 def load_onnx(export_dir: Path, part: str, threads: int = 1):
@@ -70,6 +75,8 @@ def load_onnx(export_dir: Path, part: str, threads: int = 1):
 
 def llm_dtype(export_dir: Path) -> torch.dtype:
     """The dtype the export wrote its Qwen3 weights in (its precision)."""
+    import torch
+
     return getattr(torch, read_manifest(export_dir)["options"]["llm_dtype"])
 
 
@@ -182,6 +189,8 @@ def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, r
                       vocab_rows: int, hidden: int, max_table_rows: int, temperature: np.ndarray | None = None,
                       top_p: np.ndarray | None = None, seed: np.ndarray | None = None,
                       max_output_len: int = contract.MAX_NEW_TOKENS_LIMIT) -> LlmRequest:
+    import torch
+
     ids, out_len, _ = check_llm_tensors(input_ids, input_lengths, request_output_len,
                                         None if table is None else np.asarray(table).shape,
                                         vocab_rows, hidden, max_table_rows, max_output_len)

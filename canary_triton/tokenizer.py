@@ -22,7 +22,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 class Tokenizer:
     """A HF fast tokenizer with the audio placeholder added and the special ids resolved."""
 
-    hf: object  # transformers.PreTrainedTokenizerFast
+    hf: object  # transformers.PreTrainedTokenizerFast, or a RawTokenizer (serving)
     ids: contract.SpecialIds
     path: Path
 
@@ -71,15 +71,63 @@ def find_tokenizer_dir(candidates: Sequence[Path]) -> Path | None:
     return None
 
 
-def load_tokenizer(path: str | Path, *, require_placeholder: bool = False) -> Tokenizer:
+class RawTokenizer:
+    """The few calls :class:`Tokenizer` makes of a transformers fast tokenizer, answered by the
+    ``tokenizers`` library alone from the same ``tokenizer.json``: what the serving processes
+    load (transformers and the torch it imports cost ~300 MiB per process; the Rust tokenizer
+    ~80 MiB with Qwen3's vocabulary). Same ids and text as transformers' fast tokenizer, which
+    wraps the same Rust object: ``tokenize`` + ``convert_tokens_to_ids`` = ``encode`` without
+    special tokens; ``decode`` = the Rust decode plus transformers' optional space clean-up."""
+
+    def __init__(self, folder: Path):
+        import json
+
+        from tokenizers import Tokenizer as RustTokenizer
+
+        self._tok = RustTokenizer.from_file(str(folder / "tokenizer.json"))
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        self.eos_token = _token_text(config.get("eos_token"))
+        self.pad_token = _token_text(config.get("pad_token"))
+        self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
+
+    def __len__(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab(with_added_tokens=True)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._tok.encode(text, add_special_tokens=False).tokens
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        return [self._tok.token_to_id(t) for t in tokens]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        text = self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        return _clean_up_tokenization(text) if self.clean_up_tokenization_spaces else text
+
+
+def _token_text(value) -> str | None:
+    """A tokenizer_config.json token entry: a string, or an AddedToken dict with ``content``."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def _clean_up_tokenization(text: str) -> str:
+    """transformers' ``clean_up_tokenization`` (applied when the config asks for it)."""
+    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                 (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(a, b)
+    return text
+
+
+def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: bool = False) -> Tokenizer:
     """Load a Qwen3-style tokenizer folder and add the audio placeholder as NeMo does.
 
     ``require_placeholder=True`` is for serving artifacts written by export, which must already
     hold the placeholder (a plain Qwen3 tokenizer would otherwise silently renumber nothing but
-    hide a wrong folder).
+    hide a wrong folder). ``raw=True`` (serving; needs the placeholder): the ``tokenizers``
+    library alone (:class:`RawTokenizer`), without transformers.
     """
-    from transformers import AutoTokenizer
-
     path = Path(path)
     missing = [f for f in TOKENIZER_FILES if not (path / f).is_file()]
     if missing:
@@ -87,7 +135,13 @@ def load_tokenizer(path: str | Path, *, require_placeholder: bool = False) -> To
             f"tokenizer folder {path} lacks {', '.join(missing)}: expected a Qwen3 tokenizer "
             "(tokenizer.json + tokenizer_config.json)"
         )
-    hf = AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True)
+    if raw:
+        require_placeholder = True  # a raw tokenizer cannot add it as transformers does
+        hf = RawTokenizer(path)
+    else:
+        from transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True)
     vocab = hf.get_vocab()
     tag = contract.AUDIO_PLACEHOLDER_TOKEN
     if tag not in vocab:

@@ -154,6 +154,9 @@ class OnnxEncoderProjector:
         opts.inter_op_num_threads = 1
         # Idle pool threads sleep instead of spinning: the LLM engine shares these cores.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No memory arena: activations go back to the system after each run instead of the arena
+        # keeping its high-water mark (full size, batch 16 of 2 s: 3,232 vs 3,655 MiB RSS, as fast).
+        opts.enable_cpu_mem_arena = False
 
         def session(path):
             return None if path is None else ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -255,3 +255,41 @@ def test_qwen3_found_nowhere_names_every_place_tried(tiny_random_dir, tmp_path, 
         assert place in msg, place
     with pytest.raises(CheckpointError, match="does not exist"):
         inspect_checkpoint(ckpt, llm_dir=tmp_path / "nope")
+
+
+def test_read_safetensors_into_fills_tensors_in_place(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from canary_triton.checkpoint import read_safetensors_into
+
+    g = torch.Generator().manual_seed(0)
+    stored = {"a": torch.randn(3, 5, generator=g), "b": torch.randn(7, generator=g).to(torch.bfloat16),
+              "c": torch.arange(4, dtype=torch.int64), "s": torch.tensor(2.5)}
+    path = tmp_path / "w.safetensors"
+    save_file(stored, str(path))
+    same = {k: torch.empty_like(v) for k, v in stored.items()}
+    ptrs = {k: v.data_ptr() for k, v in same.items()}
+    read_safetensors_into(path, {k: (k, v) for k, v in same.items()})
+    assert all(torch.equal(same[k], stored[k]) for k in stored)
+    assert {k: v.data_ptr() for k, v in same.items()} == ptrs  # written in place
+    # Another dtype (the model's fp32 from a bf16 file): converted; a tied label reads another name.
+    conv = {"b32": ("b", torch.empty(7)), "tied": ("a", torch.empty(3, 5))}
+    read_safetensors_into(path, conv)
+    assert torch.equal(conv["b32"][1], stored["b"].float()) and torch.equal(conv["tied"][1], stored["a"])
+
+
+def test_read_safetensors_into_names_a_wrong_shape_and_a_truncated_file(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from canary_triton.checkpoint import read_safetensors_into
+
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.ones(64, 64)}, str(path))
+    with pytest.raises(CheckpointError, match=r"a has shape \(64, 64\), the model's x \(2, 2\)"):
+        read_safetensors_into(path, {"x": ("a", torch.empty(2, 2))})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(CheckpointError, match="ends inside tensor a: the file is truncated"):
+        read_safetensors_into(path, {"a": ("a", torch.empty(64, 64))})
