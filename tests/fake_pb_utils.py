@@ -145,12 +145,16 @@ class Metric:
     def increment(self, value: float) -> None:
         if self.family.kind == MetricFamily.COUNTER and value < 0:
             raise ValueError("a counter cannot decrease")
-        self._value += value
+        with self.family.changed:
+            self._value += value
+            self.family.changed.notify_all()
 
     def set(self, value: float) -> None:
         if self.family.kind != MetricFamily.GAUGE:
             raise TypeError("set() is only for gauges")
-        self._value = float(value)
+        with self.family.changed:
+            self._value = float(value)
+            self.family.changed.notify_all()
 
     def value(self) -> float:
         return self._value
@@ -159,6 +163,7 @@ class Metric:
 class MetricFamily:
     COUNTER, GAUGE, HISTOGRAM = 0, 1, 2
     registry: dict[str, MetricFamily]  # set per FakePbUtils
+    changed: threading.Condition  # set per FakePbUtils: notified at every metric update
 
     def __init__(self, name: str, description: str, kind: int):
         if name in self.registry:
@@ -243,7 +248,9 @@ class FakePbUtils:
     def __init__(self):
         self.Logger = Logger()
         self.metric_families: dict[str, MetricFamily] = {}
-        self.MetricFamily = type("MetricFamily", (MetricFamily,), {"registry": self.metric_families})
+        self.metrics_changed = threading.Condition()
+        self.MetricFamily = type("MetricFamily", (MetricFamily,), {"registry": self.metric_families,
+                                                                   "changed": self.metrics_changed})
         self.InferenceRequest = type("InferenceRequest", (InferenceRequest,), {"pb": self})
         self.routes: dict[str, object] = {}
         self.calls: list[InferenceRequest] = []  # every BLS request, in order
@@ -253,6 +260,21 @@ class FakePbUtils:
     def request(self, inputs: dict[str, np.ndarray], request_id: str = "") -> InferenceRequest:
         """A request as the model receives it: ``inputs`` by name (arrays with the batch dimension)."""
         return self.InferenceRequest(inputs=[Tensor(k, v) for k, v in inputs.items()], request_id=request_id)
+
+    # --- metrics -----------------------------------------------------------------------------
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of the metric of family ``name`` whose labels include ``labels``."""
+        family = self.metric_families[name]
+        found = [m for m in family.metrics if all(m.labels.get(k) == v for k, v in labels.items())]
+        assert len(found) == 1, f"{len(found)} metrics {name}{labels}"
+        return found[0].value()
+
+    def wait_for_metrics(self, predicate, timeout_s: float = 300.0) -> None:
+        """Wait until ``predicate()`` holds, re-checked at each metric update (a bound against a
+        hang, not a speed target)."""
+        with self.metrics_changed:
+            if not self.metrics_changed.wait_for(predicate, timeout_s):
+                raise AssertionError(f"metrics did not reach the expected state within {timeout_s} s")
 
     # --- BLS ---------------------------------------------------------------------------------
     def route(self, model: str, target) -> None:
@@ -286,6 +308,33 @@ class FakePbUtils:
         if len(sent) != 1:
             raise AssertionError(f"a unary BLS call to {request.model_name} got {len(sent)} responses")
         return sent[0]
+
+
+def ensemble_route(pb: FakePbUtils, repository: Path, model: str):
+    """A BLS target that runs the ensemble ``model`` of ``repository`` as Triton's scheduler would:
+    each step (in the config's order, which the generator writes topologically) is a unary BLS
+    call with the tensors its ``input_map`` names (absent optional ones left out); the first error
+    is the answer; the response holds the ensemble's outputs."""
+    from canary_triton.export.gpu_checks import parse_config
+
+    config = parse_config(Path(repository) / model / "config.pbtxt")
+    steps = list(config.ensemble_scheduling.step)
+    outputs = [o.name for o in config.output]
+
+    def run(request):
+        tensors = {t.name(): t.as_numpy() for t in request.inputs()}
+        for step in steps:
+            inputs = [Tensor(name, tensors[ens]) for name, ens in step.input_map.items() if ens in tensors]
+            call = pb.InferenceRequest(model_name=step.model_name, inputs=inputs,
+                                       requested_output_names=list(step.output_map))
+            response = call.exec()
+            if response.has_error():
+                return response
+            got = response.outputs()
+            tensors.update({ens: got[name] for name, ens in step.output_map.items()})
+        return InferenceResponse([Tensor(name, tensors[name]) for name in outputs])
+
+    return run
 
 
 def initialize_args(repository: Path, model: str, parameters: dict[str, str] | None = None) -> dict[str, str]:
