@@ -166,13 +166,19 @@ class MetricFamily:
     changed: threading.Condition  # set per FakePbUtils: notified at every metric update
 
     def __init__(self, name: str, description: str, kind: int):
-        if name in self.registry:
-            raise ValueError(f"metric family {name!r} registered twice")
         self.name, self.description, self.kind = name, description, kind
-        self.metrics: list[Metric] = []
-        self.registry[name] = self
+        known = self.registry.get(name)
+        if known is not None:  # another model's: Triton shares a family of the same name and kind
+            if (known.kind, known.description) != (kind, description):
+                raise ValueError(f"metric family {name!r} registered again with another kind or description")
+            self.metrics = known.metrics
+        else:
+            self.metrics: list[Metric] = []
+            self.registry[name] = self
 
     def Metric(self, labels: dict[str, str] | None = None) -> Metric:  # noqa: N802  (Triton's name)
+        if any(m.labels == (labels or {}) for m in self.metrics):
+            raise ValueError(f"metric {self.name}{labels} created twice")
         m = Metric(self, labels or {})
         self.metrics.append(m)
         return m

@@ -51,4 +51,5 @@ class InProcess:
 
     def close(self) -> None:
         for model in self.models.values():
-            model.finalize()
+            if hasattr(model, "finalize"):  # optional, as in Triton
+                model.finalize()
