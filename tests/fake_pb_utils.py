@@ -296,7 +296,8 @@ class FakePbUtils:
         with self._lock:
             self.calls.append(request)
         if request.model_name not in self.routes:
-            error = TritonError(f"Request for unknown model: '{request.model_name}' is not found", TritonError.NOT_FOUND)
+            error = TritonError(f"Request for unknown model: '{request.model_name}' is not found",
+                                TritonError.NOT_FOUND)
             response = InferenceResponse(error=error)
             return iter([response]) if decoupled else response
         target = self.routes[request.model_name]

@@ -26,20 +26,22 @@ def _one(v, dt=np.int32):
     return np.array([[v]], dtype=dt)
 
 
-def _request(m, ids, out_len, streaming=None, request_id="", **more):
+def _request(m, ids, out_len, streaming=None, request_id="", end_id=None, **more):
     inputs = {C.INPUT_IDS.name: np.array([ids], np.int32), C.INPUT_LENGTHS.name: _one(len(ids)),
-              C.REQUEST_OUTPUT_LEN.name: _one(out_len), C.END_ID.name: _one(m.tokenizer_eos)}
+              C.REQUEST_OUTPUT_LEN.name: _one(out_len)}
+    if end_id is not None:
+        inputs[C.END_ID.name] = _one(end_id)
     if streaming is not None:
         inputs[C.STREAMING.name] = _one(streaming, np.bool_)
     inputs.update(more)
     return m.pb.request(inputs, request_id=request_id)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _eos(llm, exported_trained):
+@pytest.fixture(scope="module")
+def eos(exported_trained):
     from canary_triton.serving import load_serving_tokenizer
 
-    llm.tokenizer_eos = load_serving_tokenizer(exported_trained).ids.eos
+    return load_serving_tokenizer(exported_trained).ids.eos
 
 
 def _greedy(model, ids, n, eos):
@@ -64,27 +66,27 @@ def _tokens(response):
 PROMPT = [5, 17, 42, 99, 7]
 
 
-def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm):
+def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, eos):
     before = llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed")
     tokens_before = llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL)
-    request = _request(llm, PROMPT, 6)
+    request = _request(llm, PROMPT, 6, end_id=eos)
     assert llm.execute([request]) is None  # decoupled: answered from the engine thread
     tokens = _tokens(request.sender.final())
-    assert tokens == _greedy(llm.model, PROMPT, 6, llm.tokenizer_eos)
+    assert tokens == _greedy(llm.model, PROMPT, 6, eos)
     llm.pb.wait_for_metrics(lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL,
                                                   outcome="completed") == before + 1)
     assert llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL) == tokens_before + len(tokens)
     assert llm.pb.metric("canary_llm_active_requests", model=C.LLM_MODEL) == 0
 
 
-def test_streaming_sends_each_token_and_one_final_flag(llm):
-    request = _request(llm, PROMPT, 6, streaming=True)
+def test_streaming_sends_each_token_and_one_final_flag(llm, eos):
+    request = _request(llm, PROMPT, 6, streaming=True, end_id=eos)
     llm.execute([request])
     responses = request.sender.wait()
     flags = request.sender.flags
     assert flags[-1] == FINAL and all(f == 0 for f in flags[:-1])
     streamed = [t for r in responses if r is not None for t in _tokens(r)]
-    assert streamed == _greedy(llm.model, PROMPT, 6, llm.tokenizer_eos)
+    assert streamed == _greedy(llm.model, PROMPT, 6, eos)
 
 
 def test_the_metric_families_and_their_labels(llm):
@@ -114,7 +116,8 @@ def test_a_stop_request_needs_an_id_and_answers_with_a_flag(llm):
     anonymous = _request(llm, [0], 1, **stop)
     named = _request(llm, [0], 1, request_id="not-in-flight", **stop)
     llm.execute([anonymous, named])
-    assert error_of(anonymous.sender.final()) == ("INVALID_ARG", "input 'stop' needs the request id of the request to stop")
+    assert error_of(anonymous.sender.final()) == ("INVALID_ARG",
+                                                  "input 'stop' needs the request id of the request to stop")
     named.sender.wait()
     assert named.sender.sent == [(None, FINAL)]
 

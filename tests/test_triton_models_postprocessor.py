@@ -19,7 +19,8 @@ def post(exported_trained):
 
 
 def _request(m, ids, length):
-    return m.pb.request({C.OUTPUT_IDS.name: np.array([[ids]], np.int32), C.SEQUENCE_LENGTH.name: np.array([[length]], np.int32)})
+    return m.pb.request({C.OUTPUT_IDS.name: np.array([[ids]], np.int32),
+                         C.SEQUENCE_LENGTH.name: np.array([[length]], np.int32)})
 
 
 def test_decodes_each_request_up_to_its_length_with_nemo_rules(post):

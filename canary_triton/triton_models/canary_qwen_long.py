@@ -44,7 +44,8 @@ class LongFormModel(ThreadedModel):
         pb = self.pb
         audio, segments = plan(self.input(request, C.AUDIO.name), self.mel, self.opts)
         limit = self.input(request, C.MAX_NEW_TOKENS.name, optional=True)
-        extra = [] if limit is None else [pb.Tensor(C.MAX_NEW_TOKENS.name, scalar_array(validate_max_new_tokens(limit)))]
+        extra = [] if limit is None else [
+            pb.Tensor(C.MAX_NEW_TOKENS.name, scalar_array(validate_max_new_tokens(limit)))]
 
         def one(chunk):
             out = unary_call(pb, self.target, [pb.Tensor(C.AUDIO.name, chunk[None])] + extra, [C.TRANSCRIPT.name])
