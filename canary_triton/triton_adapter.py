@@ -1,4 +1,5 @@
-"""Helpers shared by the thin Triton ``model.py`` adapters (they pass ``pb_utils`` in).
+"""Helpers shared by the Triton Python models (``canary_triton.triton_models``); they take the
+backend's ``pb_utils`` module as an argument, so importing this needs no Triton.
 
 Each model.py first imports ``canary_bootstrap`` (copied beside it), which fixes the stub's ASCII
 locale and isolated ``sys.path`` so that this package can be imported at all.
@@ -41,6 +42,21 @@ def input_array(pb_utils, request, name: str, optional: bool = False) -> np.ndar
             return None
         raise InputError(f"input '{name}' is required")
     return tensor.as_numpy()
+
+
+def scalar_array(value, dtype=np.int32) -> np.ndarray:
+    """One value as the [1, 1] array a batched Triton input or output of dims [1] holds."""
+    return np.array([[value]], dtype=dtype)
+
+
+def string_array(text: str) -> np.ndarray:
+    """One UTF-8 string as a [1, 1] BYTES array."""
+    return np.array([[text.encode("utf-8")]], dtype=np.object_)
+
+
+def first_string(tensor) -> str:
+    """The first string of a BYTES tensor (a model's [1, 1] text output), decoded."""
+    return tensor.as_numpy().reshape(-1)[0].decode("utf-8")
 
 
 def pad_stack(arrays: list[np.ndarray], axis: int) -> np.ndarray:
@@ -126,9 +142,9 @@ def stop_request_inputs(pb_utils) -> list:
     values; Triton checks them before the backend sees the request) and ``stop`` = true."""
     from . import contract as C
 
-    one = lambda v, dt=np.int32: np.array([[v]], dtype=dt)  # noqa: E731
-    return [pb_utils.Tensor(C.INPUT_IDS.name, one(0)), pb_utils.Tensor(C.INPUT_LENGTHS.name, one(1)),
-            pb_utils.Tensor(C.REQUEST_OUTPUT_LEN.name, one(1)), pb_utils.Tensor(C.STOP.name, one(True, np.bool_))]
+    return [pb_utils.Tensor(C.INPUT_IDS.name, scalar_array(0)), pb_utils.Tensor(C.INPUT_LENGTHS.name, scalar_array(1)),
+            pb_utils.Tensor(C.REQUEST_OUTPUT_LEN.name, scalar_array(1)),
+            pb_utils.Tensor(C.STOP.name, scalar_array(True, np.bool_))]
 
 
 def send_cancel(pb_utils, model: str, request_id: str) -> None:
@@ -205,23 +221,3 @@ def unary_call(pb_utils, model: str, inputs, outputs: list[str]) -> dict:
     response = pb_utils.InferenceRequest(model_name=model, inputs=list(inputs), requested_output_names=outputs).exec()
     _raise_if_error(response)
     return {name: pb_utils.get_output_tensor_by_name(response, name) for name in outputs}
-
-
-class ThreadedModel:
-    """Base of the BLS models that answer from worker threads: ``execute`` hands each request to
-    the pool and returns at once (the response sender answers later), so one instance serves many
-    requests concurrently. Subclasses call :meth:`start_workers` and define ``_run(request)``."""
-
-    def start_workers(self, params: dict[str, str]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_inflight", "64")))
-        self.watcher = CancelWatcher()
-
-    def execute(self, requests):
-        for request in requests:
-            self.pool.submit(self._run, request)
-        return None
-
-    def finalize(self):
-        self.pool.shutdown(wait=True)

@@ -1,0 +1,42 @@
+"""Triton model `encoder` (CPU profile): mel -> FastConformer output with ONNX Runtime.
+
+Each request is checked on its own (a direct caller's bad tensor fails that request only); the
+valid ones run as one padded batch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import contract as C
+from ..cpu_profile import resolve_threads
+from ..serving import export_mel_params, load_onnx
+from ..tensor_checks import check_mel
+from ..triton_adapter import artifacts_dir, model_parameters, pad_stack, scalar_array
+from .base import BatchedModel
+
+
+class EncoderModel(BatchedModel):
+    def initialize(self, args):
+        params = model_parameters(args)
+        export = artifacts_dir(args, params)
+        threads = resolve_threads(params.get("threads"), "encoder")
+        self.runner = load_onnx(export, "encoder", threads=threads)
+        self.pb.Logger.log_info(f"encoder: ONNX Runtime fp32, {threads} thread(s)")
+        mel = export_mel_params(export)
+        self.n_mels = mel.n_mels
+        self.max_frames = C.num_mel_frames(C.max_audio_samples(mel), mel) + 1
+
+    def check(self, request):
+        """(mel [n_mels, T], its length)."""
+        return check_mel(self.input(request, C.MEL.name), self.input(request, C.MEL_LENGTH.name),
+                         self.n_mels, self.max_frames)
+
+    def run(self, items):
+        encoded, enc_len = self.runner.encode(pad_stack([m for m, _ in items], axis=1).astype(np.float32),
+                                              np.array([n for _, n in items], dtype=np.int64))
+        out = []
+        for k in range(len(items)):
+            n = int(enc_len[k])
+            out.append([self.pb.Tensor(C.ENCODED.name, np.ascontiguousarray(encoded[k : k + 1, :n])),
+                        self.pb.Tensor(C.ENCODED_LENGTH.name, scalar_array(n, np.int64))])
+        return out

@@ -1,0 +1,154 @@
+"""Triton model `llm` (CPU profile): the TensorRT-LLM backend's tensors, served by PyTorch with
+in-flight batching (decoupled: responses are sent from the engine thread as tokens come)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import contract as C
+from ..cpu_profile import instruction_set, resolve_threads
+from ..errors import InputError
+from ..llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
+from ..serving import is_stop_request, llm_max_output_len, load_llm, load_lora, parse_llm_request, read_manifest
+from ..triton_adapter import artifacts_dir, model_parameters, scalar_array
+from .base import PythonModel
+
+
+class LlmModel(PythonModel):
+    def initialize(self, args):
+        params = model_parameters(args)
+        threads = resolve_threads(params.get("threads"), "llm")
+        torch.set_num_threads(threads)
+        export = artifacts_dir(args, params)
+        weights = params["weights"]  # export.json files key: llm_base (shared with llm_base) or llm_merged
+        # Weights stay mapped from their file (transformers keeps safetensors memory-mapped when the
+        # dtype matches), so llm and llm_base on the same file hold one copy in memory between them.
+        self.model = load_llm(export, weights)
+        lora = load_lora(export) if params["asr_adapter"] == "true" else None
+        manifest = read_manifest(export)
+        precision = manifest.get("precision", {})
+        adapter = f" + run-time ASR adapter ({lora.describe()})" if lora is not None else ""
+        self.pb.Logger.log_info(
+            f"{args['model_name']}: {weights}{adapter}, LLM in {str(self.model.dtype).replace('torch.', '')} "
+            f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s); "
+            f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}")
+        self.embedding = self.model.get_input_embeddings()
+        self.max_table_rows = int(manifest["limits"]["max_table_rows"])
+        self.max_output_len = llm_max_output_len(manifest)
+        self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
+        # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
+        self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads,
+                                        max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len,
+                                        lora=lora).start()
+        self.cancels = CancelRegistry()
+        self.metrics = _Metrics(self.pb, args["model_name"], self.engine)
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            key = request.request_id() or None
+            if is_stop_request(self.input(request, C.STOP.name, optional=True)):
+                # TensorRT-LLM's stop request: cancel the request in flight with the same id.
+                if key:
+                    self.cancels.cancel(key)
+                    self.send(sender)
+                else:
+                    self.send_error(sender, InputError("input 'stop' needs the request id of the request to stop"))
+                continue
+            try:
+                req = parse_llm_request(
+                    self.input(request, C.INPUT_IDS.name),
+                    self.input(request, C.INPUT_LENGTHS.name, optional=True),
+                    self.input(request, C.REQUEST_OUTPUT_LEN.name),
+                    self.input(request, C.END_ID.name, optional=True),
+                    self.input(request, C.PROMPT_EMBEDDING_TABLE.name, optional=True),
+                    self.input(request, C.STREAMING.name, optional=True),
+                    vocab_rows=self.embedding.num_embeddings, hidden=self.embedding.embedding_dim,
+                    max_table_rows=self.max_table_rows,
+                    temperature=self.input(request, C.TEMPERATURE.name, optional=True),
+                    top_p=self.input(request, C.RUNTIME_TOP_P.name, optional=True),
+                    seed=self.input(request, C.SEED.name, optional=True),
+                    max_output_len=self.max_output_len,
+                )
+                with torch.no_grad():
+                    embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
+                self.cancels.register(key)  # a stop request with this id cancels it while in flight
+                try:
+                    self.engine.submit(GenerationRequest(
+                        embeds=embeds, max_new_tokens=req.max_new_tokens, end_id=req.end_id,
+                        on_tokens=_Sender(self, sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()),
+                        is_cancelled=(lambda r=request, k=key: r.is_cancelled() or self.cancels.is_cancelled(k)),
+                        sampling=req.sampling, on_finish=lambda outcome, n, k=key: self._finished(k, outcome, n),
+                        on_admit=self.metrics.admitted,
+                        on_error=lambda e, s=sender: self.send_error(s, e),
+                    ))
+                except Exception:
+                    self.cancels.release(key)
+                    raise
+            except Exception as e:  # noqa: BLE001
+                self.metrics.finished("rejected", 0)
+                self.send_error(sender, e)
+        return None  # the engine thread sets the busy-slot gauge as requests take and leave rows
+
+    def _finished(self, key, outcome: str, tokens: int) -> None:
+        self.cancels.release(key)
+        self.metrics.finished(outcome, tokens)
+
+    def finalize(self):
+        self.engine.stop()
+
+
+class _Metrics:
+    """Custom Prometheus metrics on Triton's endpoint: requests by outcome, tokens, busy slots."""
+
+    def __init__(self, pb_utils, model_name, engine):
+        self.engine = engine
+        self.requests = pb_utils.MetricFamily(
+            name="canary_llm_requests_total", kind=pb_utils.MetricFamily.COUNTER,
+            description="Requests that left the LLM engine, by outcome (completed, cancelled, failed, rejected)")
+        self.tokens = pb_utils.MetricFamily(
+            name="canary_llm_generated_tokens_total", kind=pb_utils.MetricFamily.COUNTER,
+            description="Tokens generated by the LLM engine")
+        self.slots = pb_utils.MetricFamily(
+            name="canary_llm_active_requests", kind=pb_utils.MetricFamily.GAUGE,
+            description="Requests holding an in-flight batch slot")
+        self.by_outcome = {o: self.requests.Metric(labels={"model": model_name, "outcome": o})
+                           for o in ("completed", "cancelled", "failed", "rejected")}
+        self.token_count = self.tokens.Metric(labels={"model": model_name})
+        self.slot_gauge = self.slots.Metric(labels={"model": model_name})
+
+    def finished(self, outcome, n_tokens):
+        self.by_outcome[outcome].increment(1)
+        if n_tokens:
+            self.token_count.increment(n_tokens)
+        self.slot_gauge.set(self.engine.active)
+
+    def admitted(self):
+        self.slot_gauge.set(self.engine.active)
+
+
+class _Sender:
+    """Streams each new token, or sends all tokens once; exactly one FINAL flag per request."""
+
+    def __init__(self, model, sender, streaming, prompt):
+        self.model, self.sender, self.streaming, self.prompt, self.tokens = model, sender, streaming, prompt, []
+
+    def __call__(self, tokens, done):
+        if self.streaming:
+            if tokens:
+                self.model.send(self.sender, _outputs(self.model.pb, tokens), final=done)
+            elif done:
+                self.model.send(self.sender)
+            return
+        self.tokens.extend(tokens)
+        if done:
+            out = (self.prompt or []) + self.tokens
+            self.model.send(self.sender, _outputs(self.model.pb, out))
+
+
+def _outputs(pb_utils, tokens):
+    return [
+        pb_utils.Tensor(C.OUTPUT_IDS.name, np.array([[tokens]], dtype=np.int32).reshape(1, 1, len(tokens))),
+        pb_utils.Tensor(C.SEQUENCE_LENGTH.name, scalar_array(len(tokens))),
+    ]

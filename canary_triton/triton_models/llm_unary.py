@@ -1,0 +1,56 @@
+"""Triton model `llm_unary`: the unary (non-decoupled) face of the decoupled `llm` for the ensemble.
+
+Triton refuses plain HTTP/gRPC requests to an ensemble holding a decoupled step, and streaming
+needs `llm` decoupled (as TensorRT-LLM's `decoupled_mode`). This adapter forwards the request to
+`llm` through BLS on a worker thread, gathers its responses and answers once: `execute` returns at
+once, so requests keep flowing into the in-flight batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import contract as C
+from ..serving import check_llm_tensors, llm_max_output_len, read_manifest
+from ..triton_adapter import artifacts_dir, forward_tokens, model_parameters, scalar_array
+from .base import ThreadedModel
+
+
+class LlmUnaryModel(ThreadedModel):
+    def initialize(self, args):
+        params = model_parameters(args)
+        self.target = params.get("llm_model", C.LLM_MODEL)
+        manifest = read_manifest(artifacts_dir(args, params))
+        self.vocab_rows = int(manifest["model"]["vocab_rows"])
+        self.hidden = int(manifest["model"]["llm_hidden"])
+        self.max_table_rows = int(manifest["limits"]["max_table_rows"])
+        self.max_output_len = llm_max_output_len(manifest)
+        self.vad_gate = params.get("vad_gate") == "true"
+        self.start_workers(params)
+
+    def serve(self, request, sender):
+        if self.vad_gate and self._no_speech(request):  # the preprocessor's gate: answer "" without the LLM
+            self.send(sender, self._tokens([]))
+            return
+        # Checked here too: an error code does not survive the decoupled BLS hop (Triton 2.51
+        # turns it into INTERNAL), and a direct caller's mistake must come back as INVALID_ARG.
+        table = self.pb.get_input_tensor_by_name(request, C.PROMPT_EMBEDDING_TABLE.name)
+        check_llm_tensors(self.input(request, C.INPUT_IDS.name),
+                          self.input(request, C.INPUT_LENGTHS.name, optional=True),
+                          self.input(request, C.REQUEST_OUTPUT_LEN.name),
+                          None if table is None else tuple(table.shape()),
+                          self.vocab_rows, self.hidden, self.max_table_rows, self.max_output_len)
+        # streaming and stop are the forwarder's to set (the stop travels with its own request id)
+        inputs = [t for t in request.inputs() if t.name() not in (C.STREAMING.name, C.STOP.name)]
+        tokens = []
+        for piece in forward_tokens(self.pb, self.target, inputs, caller=request, watcher=self.watcher):
+            tokens.extend(piece)
+        self.send(sender, self._tokens(tokens))
+
+    def _no_speech(self, request):
+        limit = self.input(request, C.REQUEST_OUTPUT_LEN.name)
+        return int(np.asarray(limit).reshape(-1)[0]) == C.NO_SPEECH_OUTPUT_LEN
+
+    def _tokens(self, tokens):
+        return [self.pb.Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))),
+                self.pb.Tensor(C.SEQUENCE_LENGTH.name, scalar_array(len(tokens)))]

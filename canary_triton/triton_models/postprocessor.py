@@ -1,0 +1,27 @@
+"""Triton model `postprocessor`: token ids -> text with NeMo's rules."""
+
+from __future__ import annotations
+
+from .. import contract as C
+from ..serving import load_serving_tokenizer, read_manifest
+from ..tensor_checks import check_output_ids
+from ..triton_adapter import artifacts_dir, model_parameters
+from .base import BatchedModel
+
+
+class PostprocessorModel(BatchedModel):
+    def initialize(self, args):
+        export = artifacts_dir(args, model_parameters(args))
+        self.tokenizer = load_serving_tokenizer(export)
+        self.vocab_rows = int(read_manifest(export)["model"]["vocab_rows"])
+
+    def check(self, request):
+        """The text of the first beam's ids, up to its length (decoded here: a request whose ids
+        fail to decode fails alone)."""
+        ids = check_output_ids(self.input(request, C.OUTPUT_IDS.name),  # [1, beams, L]
+                               self.input(request, C.SEQUENCE_LENGTH.name),  # [1, beams]
+                               self.vocab_rows)
+        return self.tokenizer.decode(ids)
+
+    def run(self, items):
+        return [[self.string_tensor(C.TRANSCRIPT.name, text)] for text in items]

@@ -1,0 +1,32 @@
+"""Triton model `projector` (CPU profile): encoder output -> LLM-space prompt table (ONNX Runtime).
+
+Each request is checked on its own; the valid ones run as one padded batch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import contract as C
+from ..serving import load_onnx, read_manifest
+from ..tensor_checks import check_encoded
+from ..triton_adapter import artifacts_dir, model_parameters, pad_stack, scalar_array
+from .base import BatchedModel
+
+
+class ProjectorModel(BatchedModel):
+    def initialize(self, args):
+        params = model_parameters(args)
+        export = artifacts_dir(args, params)
+        self.runner = load_onnx(export, "projector", threads=int(params.get("threads", "1")))
+        manifest = read_manifest(export)
+        self.dim = int(manifest["model"]["encoder_dim"])
+        self.max_frames = int(manifest["limits"]["max_table_rows"])
+
+    def check(self, request):
+        """The encoder output [T, dim]."""
+        return check_encoded(self.input(request, C.ENCODED.name), self.dim, self.max_frames)
+
+    def run(self, items):
+        table = self.runner.project(pad_stack(items, axis=0).astype(np.float32))
+        return [[self.pb.Tensor(C.PROMPT_EMBEDDING_TABLE.name, np.ascontiguousarray(table[k : k + 1, : len(e)])),
+                 self.pb.Tensor(C.PROMPT_VOCAB_SIZE.name, scalar_array(len(e)))] for k, e in enumerate(items)]

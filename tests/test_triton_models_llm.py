@@ -1,0 +1,133 @@
+"""The CPU `llm` model in-process (fake pb_utils): unary and streaming answers, exactly one FINAL
+flag, stop requests, bad input, and its Prometheus metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from canary_triton import contract as C
+from canary_triton.triton_models.llm import LlmModel
+
+from .fake_pb_utils import FINAL, MetricFamily, error_of, load_model
+
+
+@pytest.fixture(scope="module")
+def llm(exported_trained):
+    threads = torch.get_num_threads()
+    model = load_model(LlmModel, exported_trained / "model_repository", C.LLM_MODEL)
+    torch.set_num_threads(threads)
+    yield model
+    model.finalize()
+
+
+def _one(v, dt=np.int32):
+    return np.array([[v]], dtype=dt)
+
+
+def _request(m, ids, out_len, streaming=None, request_id="", end_id=None, **more):
+    inputs = {C.INPUT_IDS.name: np.array([ids], np.int32), C.INPUT_LENGTHS.name: _one(len(ids)),
+              C.REQUEST_OUTPUT_LEN.name: _one(out_len)}
+    if end_id is not None:
+        inputs[C.END_ID.name] = _one(end_id)
+    if streaming is not None:
+        inputs[C.STREAMING.name] = _one(streaming, np.bool_)
+    inputs.update(more)
+    return m.pb.request(inputs, request_id=request_id)
+
+
+@pytest.fixture(scope="module")
+def eos(exported_trained):
+    from canary_triton.serving import load_serving_tokenizer
+
+    return load_serving_tokenizer(exported_trained).ids.eos
+
+
+def _greedy(model, ids, n, eos):
+    """Reference: greedy decoding by full recompute with the same weights, up to (without) the end id."""
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            token = int(model(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
+            if token == eos:
+                break
+            out.append(token)
+    return out
+
+
+def _tokens(response):
+    got = response.outputs()
+    n = int(got[C.SEQUENCE_LENGTH.name].reshape(-1)[0])
+    assert got[C.OUTPUT_IDS.name].shape == (1, 1, n) and got[C.OUTPUT_IDS.name].dtype == np.int32
+    return got[C.OUTPUT_IDS.name][0, 0].tolist()
+
+
+PROMPT = [5, 17, 42, 99, 7]
+
+
+def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, eos):
+    before = llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed")
+    tokens_before = llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL)
+    request = _request(llm, PROMPT, 6, end_id=eos)
+    assert llm.execute([request]) is None  # decoupled: answered from the engine thread
+    tokens = _tokens(request.sender.final())
+    assert tokens == _greedy(llm.model, PROMPT, 6, eos)
+    llm.pb.wait_for_metrics(lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL,
+                                                  outcome="completed") == before + 1)
+    assert llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL) == tokens_before + len(tokens)
+    assert llm.pb.metric("canary_llm_active_requests", model=C.LLM_MODEL) == 0
+
+
+def test_streaming_sends_each_token_and_one_final_flag(llm, eos):
+    request = _request(llm, PROMPT, 6, streaming=True, end_id=eos)
+    llm.execute([request])
+    responses = request.sender.wait()
+    flags = request.sender.flags
+    assert flags[-1] == FINAL and all(f == 0 for f in flags[:-1])
+    streamed = [t for r in responses if r is not None for t in _tokens(r)]
+    assert streamed == _greedy(llm.model, PROMPT, 6, eos)
+
+
+def test_the_metric_families_and_their_labels(llm):
+    families = llm.pb.metric_families
+    assert {n: f.kind for n, f in families.items()} == {
+        "canary_llm_requests_total": MetricFamily.COUNTER, "canary_llm_generated_tokens_total": MetricFamily.COUNTER,
+        "canary_llm_active_requests": MetricFamily.GAUGE}
+    outcomes = {m.labels["outcome"] for m in families["canary_llm_requests_total"].metrics}
+    assert outcomes == {"completed", "cancelled", "failed", "rejected"}
+    assert any(line[1].startswith(f"{C.LLM_MODEL}: LLM in float32") for line in llm.pb.Logger.lines)
+
+
+def test_bad_requests_are_rejected_with_invalid_arg_and_counted(llm):
+    before = llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="rejected")
+    vocab = llm.embedding.num_embeddings
+    bad = [_request(llm, [5, vocab + 3], 4), _request(llm, [5, 6], 0), llm.pb.request({})]
+    llm.execute(bad)
+    codes = [error_of(r.sender.final()) for r in bad]
+    assert codes[0][0] == "INVALID_ARG" and f"ids must be in [0, {vocab})" in codes[0][1]
+    assert codes[1][0] == "INVALID_ARG" and "request_output_len" in codes[1][1]
+    assert codes[2] == ("INVALID_ARG", f"input '{C.INPUT_IDS.name}' is required")
+    assert llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="rejected") == before + 3
+
+
+def test_a_stop_request_needs_an_id_and_answers_with_a_flag(llm):
+    stop = {C.STOP.name: _one(True, np.bool_)}
+    anonymous = _request(llm, [0], 1, **stop)
+    named = _request(llm, [0], 1, request_id="not-in-flight", **stop)
+    llm.execute([anonymous, named])
+    assert error_of(anonymous.sender.final()) == ("INVALID_ARG",
+                                                  "input 'stop' needs the request id of the request to stop")
+    named.sender.wait()
+    assert named.sender.sent == [(None, FINAL)]
+
+
+def test_a_cancelled_request_leaves_the_engine_as_cancelled(llm):
+    before = llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="cancelled")
+    request = _request(llm, PROMPT, llm.max_output_len)
+    request.cancel()  # the client is gone before the engine takes it
+    llm.execute([request])
+    request.sender.wait()
+    assert request.sender.flags[-1] == FINAL and request.sender.flags.count(FINAL) == 1
+    llm.pb.wait_for_metrics(lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL,
+                                                  outcome="cancelled") == before + 1)
