@@ -44,6 +44,15 @@ def eos(exported_trained):
     return load_serving_tokenizer(exported_trained).ids.eos
 
 
+@pytest.fixture(scope="module")
+def merged(exported_trained):
+    """The LoRA-merged Qwen3 the export wrote: what ``llm`` (base weights + the run-time adapter,
+    the CPU default) must answer as."""
+    from canary_triton.serving import load_llm
+
+    return load_llm(exported_trained, "llm_merged")
+
+
 def _greedy(model, ids, n, eos):
     """Reference: greedy decoding by full recompute with the same weights, up to (without) the end id."""
     out = []
@@ -66,27 +75,27 @@ def _tokens(response):
 PROMPT = [5, 17, 42, 99, 7]
 
 
-def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, eos):
+def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, merged, eos):
     before = llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed")
     tokens_before = llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL)
     request = _request(llm, PROMPT, 6, end_id=eos)
     assert llm.execute([request]) is None  # decoupled: answered from the engine thread
     tokens = _tokens(request.sender.final())
-    assert tokens == _greedy(llm.model, PROMPT, 6, eos)
+    assert tokens == _greedy(merged, PROMPT, 6, eos)
     llm.pb.wait_for_metrics(lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL,
                                                   outcome="completed") == before + 1)
     assert llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL) == tokens_before + len(tokens)
     assert llm.pb.metric("canary_llm_active_requests", model=C.LLM_MODEL) == 0
 
 
-def test_streaming_sends_each_token_and_one_final_flag(llm, eos):
+def test_streaming_sends_each_token_and_one_final_flag(llm, merged, eos):
     request = _request(llm, PROMPT, 6, streaming=True, end_id=eos)
     llm.execute([request])
     responses = request.sender.wait()
     flags = request.sender.flags
     assert flags[-1] == FINAL and all(f == 0 for f in flags[:-1])
     streamed = [t for r in responses if r is not None for t in _tokens(r)]
-    assert streamed == _greedy(llm.model, PROMPT, 6, eos)
+    assert streamed == _greedy(merged, PROMPT, 6, eos)
 
 
 def test_the_metric_families_and_their_labels(llm):
@@ -96,7 +105,9 @@ def test_the_metric_families_and_their_labels(llm):
         "canary_llm_active_requests": MetricFamily.GAUGE}
     outcomes = {m.labels["outcome"] for m in families["canary_llm_requests_total"].metrics}
     assert outcomes == {"completed", "cancelled", "failed", "rejected"}
-    assert any(line[1].startswith(f"{C.LLM_MODEL}: LLM in float32") for line in llm.pb.Logger.lines)
+    # The CPU default: base weights (shared with llm_base) plus the run-time ASR adapter.
+    assert any(line[1].startswith(f"{C.LLM_MODEL}: llm_base + run-time ASR adapter (r=") and "LLM in float32" in line[1]
+               for line in llm.pb.Logger.lines)
 
 
 def test_bad_requests_are_rejected_with_invalid_arg_and_counted(llm):
