@@ -544,6 +544,7 @@ PREDICTION_ROWS = (
     ("encoder_gflop_per_audio_s", "encoder + projector GFLOP per audio second (bucket padding included)"),
     ("prefill_gflop_per_audio_s", "prefill GFLOP per audio second"),
     ("rtfx_upper_bound", "RTFx upper bound at the default max batch"),
+    ("target_reachable", "target RTFx reachable at the assumed efficiencies"),
     ("encoder_share", "GPU share at that bound: encoder"),
     ("prefill_share", "GPU share: prefill"),
     ("decode_share", "GPU share: decode (weights + KV reads)"),
@@ -563,13 +564,15 @@ PREDICTION_ROWS = (
 )
 
 
-def _figure(value: Any) -> str:
+def _figure(key: str, value: Any) -> str:
     if value is None:
         return "not reachable"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float) and value < 1 and value > 0:
+    if key.endswith("_share"):
         return f"{value:.0%}"
+    if isinstance(value, int):
+        return f"{value:,}"
     return _g(float(value))
 
 
@@ -577,7 +580,7 @@ def predictions_table(shapes: ModelShapes, a: Assumptions = Assumptions()) -> st
     preds = [predict(shapes, g, a, derive_gpu_defaults(shapes, g, a)) for g in GPUS.values()]
     lines = ["| figure (predicted, not measured) | " + " | ".join(p.gpu for p in preds) + " |",
              "|---|" + "---|" * len(preds)]
-    lines += [f"| {label} | " + " | ".join(_figure(getattr(p, key)) for p in preds) + " |"
+    lines += [f"| {label} | " + " | ".join(_figure(key, getattr(p, key)) for p in preds) + " |"
               for key, label in PREDICTION_ROWS]
     return "\n".join(lines) + "\n"
 

@@ -268,3 +268,22 @@ def test_the_k8s_deployment_leaves_the_sizing_to_the_model():
 
     args = _k8s_export_args()
     assert args and not set(args) & set(gt.EXPORT_FLAGS.values()), args
+
+
+def test_a_full_size_dry_run_with_the_models_defaults_loads(tiny_trained_dir, tmp_path):
+    """Canary-Qwen-2.5B's configs (no weights): `export --profile gpu --dry-run` with every sized
+    option from the model renders a repository that passes the backends' load-time checks."""
+    from tests.test_gpu_dry_run import full_size_checkpoint
+
+    ckpt = full_size_checkpoint(tiny_trained_dir, tmp_path / "ckpt")
+    r = _cli(str(ckpt), "-o", str(tmp_path / "gpu"), "--profile", "gpu", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert load_time_problems(tmp_path / "gpu") == []
+    shapes = gt.ModelShapes.from_checkpoint(inspect_checkpoint(ckpt))  # the tiny tokenizer's prompt: 20 text ids
+    d = gt.derive_gpu_defaults(shapes, gt.H100_SXM)
+    assert d.llm_max_batch > 64 and d.encoder_max_batch == 64  # sized for the goal, not today's 16
+    build = json.loads((tmp_path / "gpu" / ENGINE_BUILD).read_text())
+    bc = build["tensorrt_llm"]["merged"]["build_config"]
+    assert (bc["max_batch_size"], bc["max_num_tokens"]) == (d.llm_max_batch, d.max_num_tokens)
+    assert bc["max_prompt_embedding_table_size"] == d.llm_max_batch * 501 and bc["max_num_tokens"] >= bc["max_input_len"]
+    assert build["throughput_model"]["predictions"] == asdict(gt.predict(shapes, gt.H100_SXM, gt.Assumptions(), d))
