@@ -72,10 +72,50 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizing(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
+    """The batching and sizing options (gpu_throughput.GpuDefaults fields): an explicit value wins;
+    else the gpu profile's come from the throughput model for the checkpoint being exported
+    (gpu_throughput.derive_gpu_defaults), the cpu profile's are the option classes' defaults.
+    Returns the values and the fields that came from the model."""
+    from .export.repository import RepositoryOptions as R
+    from .export.tensorrt_engine import EngineOptions as E
+    from .export.trtllm_engine import LlmEngineOptions as L
+    from .gpu_throughput import EXPORT_FLAGS, Assumptions, defaults_for_checkpoint
+
+    given = {k: getattr(args, flag[2:].replace("-", "_")) for k, flag in EXPORT_FLAGS.items()}
+    if args.profile != "gpu":
+        return {"llm_max_batch": R.llm_max_batch, "max_num_tokens": L.max_num_tokens,
+                "kv_cache_free_gpu_mem_fraction": R.kv_cache_free_gpu_mem_fraction, "encoder_max_batch": E.max_batch,
+                "encoder_opt_batch": E.opt_batch, "encoder_instances": R.encoder_instances,
+                "max_inflight": R.max_inflight, **{k: v for k, v in given.items() if v is not None}}, ()
+    unset = tuple(k for k, v in given.items() if v is None)
+    if not unset:
+        return given, ()
+    derived = defaults_for_checkpoint(args.checkpoint, args.llm_dir, args.gpu_model,
+                                      Assumptions(mel_bucket_seconds=args.mel_bucket_seconds))
+    values = {k: getattr(derived, k) if v is None else v for k, v in given.items()}
+    if given["max_inflight"] is None:  # the BLS models forward as many requests as the LLM holds
+        values["max_inflight"] = values["llm_max_batch"]
+    return values, unset
+
+
+def export_options(argv: Sequence[str]):
+    """The ExportOptions ``canary-triton export ARGV`` runs with (its defaults included)."""
+    from .export.pipeline import ExportOptions
+    from .export.tensorrt_engine import EngineOptions
+    from .export.repository import RepositoryOptions
+    from .export.trtllm_engine import LlmEngineOptions
+
+    args = build_parser().parse_args(["export", *argv])
+    return _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions)
+
+
 def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions):
     from .cpu_profile import split_threads
 
-    triton_max_batch = args.max_batch if args.triton_max_batch is None else args.triton_max_batch
+    sized, from_model = _sizing(args)
+    max_batch = sized["encoder_max_batch"]
+    triton_max_batch = max_batch if args.triton_max_batch is None else args.triton_max_batch
     explicit_threads = any(v is not None for v in (args.threads, args.encoder_threads, args.llm_threads))
     threads = split_threads(args.threads, args.encoder_threads, args.llm_threads)
     return ExportOptions(
@@ -83,19 +123,20 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
         llm_dtype=args.llm_dtype,
         precision=args.precision,
         require_native_precision=args.require_native_precision,
-        engine=EngineOptions(precision="bf16" if args.precision == "auto" else args.precision, max_batch=args.max_batch,
-                             opt_batch=min(args.opt_batch, args.max_batch),
+        engine=EngineOptions(precision="bf16" if args.precision == "auto" else args.precision, max_batch=max_batch,
+                             opt_batch=min(sized["encoder_opt_batch"], max_batch),
                              max_audio_seconds=args.max_audio_seconds,
                              opt_audio_seconds=min(args.opt_audio_seconds, args.max_audio_seconds)),
-        llm_engine=LlmEngineOptions(max_batch=args.llm_max_batch, weight_quant=args.weight_quant,
-                                    max_new_tokens=args.max_new_tokens),
-        repository=RepositoryOptions(max_batch=triton_max_batch, preprocessor_instances=args.instances,
-                                     encoder_instances=args.instances, llm_max_batch=args.llm_max_batch,
+        llm_engine=LlmEngineOptions(max_batch=sized["llm_max_batch"], weight_quant=args.weight_quant,
+                                    max_new_tokens=args.max_new_tokens, max_num_tokens=sized["max_num_tokens"]),
+        repository=RepositoryOptions(max_batch=triton_max_batch, preprocessor_instances=sized["encoder_instances"],
+                                     encoder_instances=sized["encoder_instances"], llm_max_batch=sized["llm_max_batch"],
                                      encoder_threads=threads.encoder if explicit_threads else 0,
                                      llm_threads=threads.llm if explicit_threads else 0,
                                      max_queue_delay_us=args.queue_delay_us,
                                      max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
-                                     kv_cache_free_gpu_mem_fraction=args.kv_cache_fraction,
+                                     kv_cache_free_gpu_mem_fraction=sized["kv_cache_free_gpu_mem_fraction"],
+                                     max_inflight=sized["max_inflight"],
                                      long_form_max_s=args.long_form_max_seconds,
                                      long_form_merge_s=args.long_form_merge_seconds,
                                      long_form_vad=args.vad, long_form_vad_threshold=args.vad_threshold,
@@ -109,6 +150,8 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
         parity=not args.skip_parity,
         dry_run=args.dry_run,
         gpu_arch=args.gpu_arch,
+        gpu_model=args.gpu_model,
+        sized_by_model=from_model,
     )
 
 
@@ -291,15 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "precision (auto: bf16)")
     p.add_argument("--require-native-precision", action="store_true",
                    help="cpu: fail instead of warning when bf16 is asked for on a CPU without native bf16 units")
-    p.add_argument("--max-batch", type=_positive_int, default=16, help="gpu: encoder engine max batch")
-    p.add_argument("--opt-batch", type=_positive_int, default=8, help="gpu: encoder engine optimal batch")
+    from .export.tensorrt_engine import EngineOptions
+    from .export.trtllm_engine import LlmEngineOptions
+    from .gpu_throughput import DEFAULT_GPU, GPUS
+
+    sized = " (default: cpu %s; gpu: the throughput model's for the checkpoint, docs/gpu-throughput-model.md)"
+    p.add_argument("--max-batch", type=_positive_int, help="gpu: encoder engine max batch" + sized % EngineOptions.max_batch)
+    p.add_argument("--opt-batch", type=_positive_int, help="gpu: encoder engine optimal batch" + sized % EngineOptions.opt_batch)
     p.add_argument("--max-audio-seconds", type=_audio_seconds, default=contract.MAX_AUDIO_SECONDS)
     p.add_argument("--opt-audio-seconds", type=_audio_seconds, default=10.0)
-    p.add_argument("--llm-max-batch", type=_positive_int, default=16,
-                   help="requests in flight in the llm (CPU engine; gpu: TensorRT-LLM max batch and table size)")
+    p.add_argument("--llm-max-batch", type=_positive_int,
+                   help="requests in flight in the llm (CPU engine; gpu: TensorRT-LLM max batch and table size)"
+                   + sized % RepositoryOptions.llm_max_batch)
     p.add_argument("--triton-max-batch", type=_positive_int, default=None,
                    help="max_batch_size of every Triton model (default: --max-batch; gpu: at most --max-batch)")
-    p.add_argument("--instances", type=_positive_int, default=1, help="instances of the preprocessor and encoder")
+    p.add_argument("--instances", type=_positive_int, help="instances of the preprocessor and encoder"
+                   + sized % RepositoryOptions.encoder_instances)
     p.add_argument("--threads", type=int, help="cpu: threads of the encoder and the LLM engine (default: "
                    "the cores the server may run on, read when it starts; the encoder gets half)")
     p.add_argument("--encoder-threads", type=int, help="cpu: encoder threads (overrides --threads' share)")
@@ -309,7 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-size", type=_positive_int, default=256,
                    help="requests queued per model beyond which new ones are rejected at once")
     p.add_argument("--queue-timeout-us", type=int, default=0, help="reject requests queued longer (0: never)")
-    p.add_argument("--kv-cache-fraction", type=float, default=0.5, help="gpu: kv_cache_free_gpu_mem_fraction")
+    p.add_argument("--kv-cache-fraction", type=_probability, help="gpu: kv_cache_free_gpu_mem_fraction"
+                   + sized % RepositoryOptions.kv_cache_free_gpu_mem_fraction)
+    p.add_argument("--max-num-tokens", type=_positive_int, help="gpu: TensorRT-LLM max_num_tokens (tokens per iteration)"
+                   + sized % LlmEngineOptions.max_num_tokens)
+    p.add_argument("--max-inflight", type=_positive_int,
+                   help="requests each BLS model (llm_unary, stream, LLM mode, long form, ask) forwards at once"
+                   + sized % RepositoryOptions.max_inflight)
+    p.add_argument("--gpu-model", choices=sorted(GPUS), default=DEFAULT_GPU,
+                   help="gpu: the GPU whose data sheet sizes the throughput model's defaults (default %(default)s)")
     p.add_argument("--long-form-max-seconds", type=_positive_float, default=contract.MAX_LONG_FORM_SECONDS,
                    help="longest recording canary_qwen_long accepts")
     p.add_argument("--long-form-merge-seconds", type=_audio_seconds, default=_SEGMENT.merge_s,

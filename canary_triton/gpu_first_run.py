@@ -2,7 +2,8 @@
 Triton+TensorRT-LLM image on one GPU: versions, ``export --profile gpu`` of the bundled
 tiny-trained checkpoint (engines built), the load-time checks, tritonserver on the repository, the
 held-out clips transcribed and compared with the CPU profile's transcripts, bad inputs, one
-cancellation, and a table (stage, pass/fail, seconds, detail or the error).
+cancellation, and a table (stage, pass/fail, seconds, detail or the error); beside it, the
+throughput model's predictions for the exported checkpoint next to what the run measured.
 
 GPU-ONLY: nothing here has run on a GPU yet. Its logic (the stage table, dependencies, the
 comparisons, the report) is unit-tested on CPU with stand-in stages (tests/test_gpu_first_run.py);
@@ -17,13 +18,17 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 #: Transcripts equal to the CPU profile's on at least this share of clips pass (the GPU runs bf16,
 #: the CPU profile fp32: a rare near-tie in greedy decoding may flip a token).
 MIN_EQUAL_SHARE = 0.9
+#: Held-out clips in flight at once in the transcription stage (so the encoder can batch).
+CONCURRENCY = 16
+PREDICTED = "predicted (model, docs/gpu-throughput-model.md)"
+MEASURED = "measured (this run)"
 
 
 @dataclass
@@ -45,6 +50,7 @@ class StageResult:
 class Report:
     results: list[StageResult] = field(default_factory=list)
     versions: dict[str, str | None] = field(default_factory=dict)
+    model_vs_run: str = ""  # format_model_vs_run's table
 
     @property
     def passed(self) -> bool:
@@ -119,8 +125,105 @@ def format_report(report: Report) -> str:
         lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.detail.replace('|', '/')} |")
     lines += ["", "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v or 'not installed'} |" for k, v in report.versions.items()]
+    if report.model_vs_run:
+        lines += ["", report.model_vs_run.rstrip("\n")]
     failed = [r.name for r in report.results if r.status != "pass"]
     lines += ["", "PASSED" if report.passed else f"FAILED: {', '.join(failed)}"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# The throughput model's predictions beside what the run measured
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measured:
+    """What the transcription stage measured: one pass over the held-out clips at ``concurrency``."""
+
+    clips: int
+    audio_s: float
+    wall_s: float
+    concurrency: int
+    encoder_batches: dict[int, int]  # batch size -> encoder executions (Triton statistics, this pass)
+    output_tokens: int  # tokens of the transcripts (the exported tokenizer)
+
+    @property
+    def rtfx(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def encoder_executions(self) -> int:
+        return sum(self.encoder_batches.values())
+
+    @property
+    def mean_encoder_batch(self) -> float | None:
+        n = self.encoder_executions
+        return sum(b * c for b, c in self.encoder_batches.items()) / n if n else None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.output_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def encoder_batches(stats: dict[str, Any]) -> dict[int, int]:
+    """Executions per batch size from Triton's statistics of one model
+    (``get_inference_statistics(model, as_json=True)``; counts arrive as strings)."""
+    out: dict[int, int] = {}
+    for model in stats.get("model_stats", []):
+        for b in model.get("batch_stats", []):
+            size, count = int(b["batch_size"]), int(b.get("compute_infer", {}).get("count", 0) or 0)
+            out[size] = out.get(size, 0) + count
+    return out
+
+
+def batches_delta(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
+    """The executions of one pass: ``after`` minus ``before``, sizes with none left out."""
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v - before.get(k, 0) > 0}
+
+
+def gpu_model_for(device_name: str) -> str:
+    """The throughput model's data sheet for a CUDA device name (H200, else H100)."""
+    from .gpu_throughput import DEFAULT_GPU, GPUS
+
+    return next((k for k in GPUS if k != DEFAULT_GPU and k.upper() in device_name.upper()), DEFAULT_GPU)
+
+
+def _f(x: float | None, fmt: str = ",.0f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def format_model_vs_run(throughput: dict[str, Any] | None, measured: Measured | None) -> str:
+    """The model's predictions for the exported checkpoint (export.json ``throughput_model``)
+    beside the run's measurements, labelled as such, with the note on what they can show."""
+    lines = [f"| figure | {PREDICTED} | {MEASURED} |", "|---|---|---|"]
+    if throughput is None:
+        return "\n".join(lines + ["| (all) | no predictions: the gpu export did not run | - |"]) + "\n"
+    p, used = throughput["predictions"], throughput["used"]
+    m = measured
+    lines += [
+        f"| RTFx | upper bound {_f(p['rtfx_upper_bound'])} at LLM max batch {used['llm_max_batch']} ({p['gpu']} "
+        f"data sheet) | " + ("not measured" if m is None else
+                             f"{_f(m.rtfx, ',.1f')} ({m.clips} held-out clips, {m.audio_s:.1f} s of audio, "
+                             f"{m.concurrency} in flight)") + " |",
+        f"| encoder batch size | plans opt {used['encoder_opt_batch']} / max {used['encoder_max_batch']}, "
+        f"{used['encoder_instances']} instances | " + ("not measured" if m is None else
+                                                       f"mean {_f(m.mean_encoder_batch, '.2f')}, largest "
+                                                       f"{max(m.encoder_batches, default=0)} over "
+                                                       f"{m.encoder_executions} executions (Triton statistics)") + " |",
+        f"| decode tokens/s | {_f(p['decode_tokens_per_s'])} at batch {used['llm_max_batch']} | "
+        + ("not measured" if m is None else f"{_f(m.tokens_per_s, ',.1f')} (transcript tokens / wall time of the "
+                                            "pass: the whole pipeline, not decode alone)") + " |",
+        f"| GPU share encoder / prefill / decode at the bound | {p['encoder_share']:.0%} / {p['prefill_share']:.0%} / "
+        f"{p['decode_share']:.0%} | not measured |",
+        f"| LLM requests in flight at {_f(p['target_rtfx'])} RTFx | "
+        f"{'not reachable' if p['in_flight_at_target'] is None else _f(p['in_flight_at_target'])} | not measured |",
+    ]
+    shapes = throughput["shapes"]
+    params = (shapes["encoder_params"] + shapes["llm_non_embedding_params"] + shapes["embedding_params"]) / 1e6
+    lines += ["", f"Predictions: {throughput['note']}, for the exported checkpoint ({params:,.1f} M parameters). "
+              "The bundled tiny checkpoint's measured figures are dominated by per-request overhead (Python "
+              "models, gRPC, scheduling, kernel launches), not by the FLOPs and bytes the model counts: they "
+              "neither confirm nor refute it. That takes benchmarks/throughput.py on the real checkpoint "
+              "(benchmarks/README.md, GPU runbook)."]
     return "\n".join(lines) + "\n"
 
 
@@ -150,13 +253,20 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         return "TensorRT-LLM " + check_release(release, state["versions"].get("tensorrt_llm"))
 
     def export_gpu(state):
-        from .cli import DEMO_CHECKPOINT
-        from .export.pipeline import ExportOptions, export_checkpoint
+        import torch
+
+        from .cli import DEMO_CHECKPOINT, export_options
+        from .export.pipeline import export_checkpoint
 
         t0 = time.monotonic()
-        manifest = export_checkpoint(DEMO_CHECKPOINT, work / "export", ExportOptions(profile="gpu"), force=True)
+        gpu = gpu_model_for(torch.cuda.get_device_name(0))
+        # as `canary-triton export --profile gpu` does: the throughput model's defaults for this checkpoint
+        opts = export_options([str(DEMO_CHECKPOINT), "-o", str(work / "export"), "--profile", "gpu", "--gpu-model", gpu])
+        manifest = export_checkpoint(DEMO_CHECKPOINT, work / "export", opts, force=True)
         state["export"] = work / "export"
-        return f"engines built in {time.monotonic() - t0:.0f} s: {manifest['files']['encoder_plan']}, trtllm/merged, trtllm/base"
+        state["throughput_model"] = manifest.get("throughput_model")
+        return (f"engines built in {time.monotonic() - t0:.0f} s: {manifest['files']['encoder_plan']}, trtllm/merged, "
+                f"trtllm/base; defaults from the throughput model ({gpu}): {manifest['throughput_model']['from_model']}")
 
     def checks(state):
         from .export.gpu_checks import load_time_problems
@@ -176,16 +286,32 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         return f"ready on {server.grpc_url} (log: {work / 'tritonserver.log'})"
 
     def transcribe_heldout(state):
+        import tritonclient.grpc as grpcclient
+
         from .audio import load_audio
         from .cli import DEMO_CHECKPOINT, DEMO_HELDOUT
-        from .client.transcribe import ClientOptions, transcribe
+        from .client import CanaryClient
         from .fixtures.speech import read_manifest
         from .oracle import Oracle
+        from .tokenizer import load_tokenizer
 
         rows = read_manifest(DEMO_HELDOUT / "manifest.jsonl")
         clips = [load_audio(r["audio_filepath"], 16000) for r in rows]
-        opts = ClientOptions(url=state["server"].grpc_url, protocol="grpc")
-        gpu = [transcribe(c, opts) for c in clips]
+        url = state["server"].grpc_url
+        stats = grpcclient.InferenceServerClient(url)
+
+        def batches():
+            return encoder_batches(stats.get_inference_statistics(C.ENCODER_MODEL, as_json=True))
+
+        before = batches()
+        t0 = time.monotonic()
+        with CanaryClient(url, protocol="grpc") as client:
+            results = client.transcribe_many(clips, concurrency=CONCURRENCY)
+        wall = time.monotonic() - t0
+        gpu = [r.text if r.ok else f"<error: {r.error}>" for r in results]
+        tok = load_tokenizer(state["export"] / "llm_merged")
+        state["measured"] = Measured(len(clips), sum(len(c) for c in clips) / 16000, wall, CONCURRENCY,
+                                     batches_delta(before, batches()), sum(len(tok.encode(t)) for t in gpu))
         cpu = Oracle.from_checkpoint(DEMO_CHECKPOINT).transcribe(clips)  # the CPU profile equals it (tests)
         return transcript_stage_detail(compare_transcripts(gpu, cpu))
 
@@ -249,12 +375,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "server" in state:
             state["server"].__exit__(None, None, None)
     report.versions = state.get("versions", {})
+    report.model_vs_run = format_model_vs_run(state.get("throughput_model"), state.get("measured"))
     text = format_report(report)
     print(text)
     if args.report:
         args.report.write_text(text)
     (args.work / "first-run.json").write_text(json.dumps(
-        {"passed": report.passed, "results": [r.__dict__ for r in report.results], "versions": report.versions}, indent=2))
+        {"passed": report.passed, "results": [r.__dict__ for r in report.results], "versions": report.versions,
+         "throughput_model": state.get("throughput_model"),
+         "measured": asdict(state["measured"]) if "measured" in state else None}, indent=2))
     return 0 if report.passed else 1
 
 

@@ -2,7 +2,8 @@
 # GPU image entrypoint: build engines for this GPU's architecture once (cached in $CANARY_ENGINES,
 # a volume shared by restarts), then run NVIDIA's tritonserver on the generated repository.
 # NOT RUN IN CI. Environment: CANARY_CHECKPOINT, CANARY_LLM_DIR, CANARY_ENGINES, CANARY_EXPORT_ARGS
-# (extra `canary-triton export` options, e.g. "--precision bf16 --llm-max-batch 64"); extra
+# (extra `canary-triton export` options, e.g. "--precision bf16 --gpu-model h200"; batching defaults
+# come from the throughput model, docs/gpu-throughput-model.md); extra
 # arguments go to tritonserver.
 set -euo pipefail
 # Caches of NeMo / numba / Hugging Face (HOME and friends point into the engines volume, see the Dockerfile).

@@ -28,6 +28,7 @@ from .. import __version__, contract
 from ..cpu_profile import instruction_set
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
+from ..gpu_throughput import DEFAULT_GPU, GPUS
 from ..serving import EXPORT_MANIFEST
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
@@ -68,6 +69,9 @@ class ExportOptions:
     parity: bool = True
     dry_run: bool = False  # gpu: write the repository, export.json and engine_build.json; build nothing
     gpu_arch: str = DEFAULT_GPU_ARCH  # dry run: the architecture the plans are named for
+    gpu_model: str = DEFAULT_GPU  # gpu: the data sheet the throughput model uses (gpu_throughput.GPUS)
+    #: gpu: the gpu_throughput.GpuDefaults fields whose values came from the model (not given explicitly)
+    sized_by_model: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -78,6 +82,8 @@ class ExportOptions:
             raise ValueError(f"--dry-run renders the gpu profile only (--profile gpu), got --profile {self.profile}")
         if not (self.gpu_arch.startswith("sm") and self.gpu_arch[2:].isdigit() and len(self.gpu_arch) >= 4):
             raise ValueError(f"--gpu-arch must look like sm80, sm90 or sm100, got {self.gpu_arch!r}")
+        if self.gpu_model not in GPUS:
+            raise ValueError(f"--gpu-model must be one of {', '.join(GPUS)}, got {self.gpu_model!r}")
         if self.profile == "gpu" and self.repository.max_batch > self.engine.max_batch:
             # The tensorrt backend refuses a plan whose max batch is below the config's max_batch_size.
             raise ValueError(f"--triton-max-batch {self.repository.max_batch} exceeds the encoder engines' "
@@ -308,7 +314,21 @@ def gpu_build_plan(info: CheckpointInfo, opts: ExportOptions, arch: str) -> dict
                      for name in ("encoder", "projector")},
         "tensorrt_llm": {name: llm_build_settings(f"llm_{name}", f"trtllm/{name}", llm_opts)
                          for name in ("merged", "base")},
+        "throughput_model": throughput_record(info, opts),
     }
+
+
+def throughput_record(info: CheckpointInfo, opts: ExportOptions) -> dict[str, Any]:
+    """The throughput model for this checkpoint and GPU (gpu_throughput.record): its derived
+    defaults, the settings used, which came from it, and its predictions for them (not measured)."""
+    from ..gpu_throughput import Assumptions, GpuDefaults, ModelShapes, record
+
+    used = GpuDefaults(llm_max_batch=opts.llm_engine.max_batch, max_num_tokens=opts.llm_engine.max_num_tokens,
+                       kv_cache_free_gpu_mem_fraction=opts.repository.kv_cache_free_gpu_mem_fraction,
+                       encoder_max_batch=opts.engine.max_batch, encoder_opt_batch=opts.engine.opt_batch,
+                       encoder_instances=opts.repository.encoder_instances, max_inflight=opts.repository.max_inflight)
+    return record(ModelShapes.from_checkpoint(info), opts.gpu_model,
+                  Assumptions(mel_bucket_seconds=opts.repository.mel_bucket_s), used, opts.sized_by_model)
 
 
 def _manifest(checkpoint: str | Path, info: CheckpointInfo, tok, opts: ExportOptions,
@@ -354,6 +374,7 @@ def _write_gpu_plan(out_dir: Path, manifest: dict[str, Any], plan: dict[str, Any
     (out_dir / ENGINE_BUILD).write_text(json.dumps(plan, indent=2))
     manifest["files"]["engine_build"] = ENGINE_BUILD
     manifest["options"]["llm_engine"] = plan["tensorrt_llm"]["merged"]["options"]
+    manifest["throughput_model"] = plan["throughput_model"]
 
 
 def plan_gpu_export(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions,

@@ -261,7 +261,8 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
         if not plans:
             raise CanaryTritonError("the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU")
         enc = ModelDecl(C.ENCODER_MODEL, "tensorrt_plan", opts.max_batch, (_with(mel, ragged=False), C.MEL_LENGTH),
-                        (_with(encoded, ragged=False), C.ENCODED_LENGTH), kind="KIND_GPU", batching=batching,
+                        (_with(encoded, ragged=False), C.ENCODED_LENGTH), instance_count=opts.encoder_instances,
+                        kind="KIND_GPU", batching=batching,
                         cc_model_filenames=_cc_files(export_dir / files["encoder_plan"]))
         proj = ModelDecl(C.PROJECTOR_MODEL, "tensorrt_plan", opts.max_batch, (_with(encoded, ragged=False),),
                          (table_out,), kind="KIND_GPU", batching=batching,

@@ -55,6 +55,9 @@ class LlmEngineOptions:
             raise ValueError(FP8_REFUSAL)
         if self.weight_quant not in SUPPORTED_WEIGHT_QUANT:
             raise ValueError(f"weight_quant must be one of {SUPPORTED_WEIGHT_QUANT}, got {self.weight_quant!r}")
+        if self.max_num_tokens < self.max_input_len:  # chunked context is off: a prompt is prefilled at once
+            raise ValueError(f"--max-num-tokens {self.max_num_tokens} is below the longest prompt "
+                             f"({self.max_input_len} tokens); it must be at least that")
 
     @property
     def max_input_len(self) -> int:

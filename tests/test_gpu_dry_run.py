@@ -130,7 +130,7 @@ def test_tensorrtllm_configs_as_the_backend_reads_them(dry_trained):
     (C.LLM_MODEL, r'(key: "gpt_model_path" value: \{ string_value: ")[^"]*', r"\1../../trtllm/merged",
      "is not absolute"),
     (C.LLM_MODEL, r'parameters \{ key: "enable_kv_cache_reuse".*\n', "", "enable_kv_cache_reuse must be"),
-    (C.ENCODER_MODEL, r"max_batch_size: \d+", "max_batch_size: 64", "exceeds the plan's max batch 16"),
+    (C.ENCODER_MODEL, r"max_batch_size: \d+", "max_batch_size: 4096", "exceeds the plan's max batch"),
     (C.PROJECTOR_MODEL, r"max_batch_size: \d+", "max_batch_size: ${triton_max_batch_size}", "not a valid Triton"),
 ])
 def test_the_checks_catch_each_first_start_failure(dry_trained, tmp_path, model, pattern, replacement, message):
@@ -159,8 +159,8 @@ def test_prompt_table_sizing_is_checked(tiny_trained_dir, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--dry-run"], "--dry-run renders the gpu profile only"),
     (["--dry-run", "--profile", "cpu"], "--dry-run renders the gpu profile only"),
-    (["--profile", "gpu", "--dry-run", "--triton-max-batch", "64"], "--triton-max-batch 64 exceeds the encoder "
-                                                                    "engines' --max-batch 16"),
+    (["--profile", "gpu", "--dry-run", "--max-batch", "16", "--triton-max-batch", "64"],
+     "--triton-max-batch 64 exceeds the encoder engines' --max-batch 16"),
     (["--profile", "gpu", "--dry-run", "--gpu-arch", "hopper"], "--gpu-arch must look like sm80"),
     (["--mel-bucket-seconds", "0"], "--mel-bucket-seconds: must be in (0, 40] seconds"),
     (["--mel-bucket-seconds", "41"], "--mel-bucket-seconds: must be in (0, 40] seconds"),

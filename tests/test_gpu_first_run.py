@@ -95,3 +95,63 @@ def test_the_script_is_valid_bash_and_the_image_installs_it():
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_first_run.sh")], check=True)
     assert "COPY scripts/gpu_first_run.sh /usr/local/bin/canary-gpu-first-run" in (ROOT / "Dockerfile.triton").read_text()
     assert "canary_triton.gpu_first_run" in (ROOT / "scripts" / "gpu_first_run.sh").read_text()
+
+
+# -- the throughput model's predictions beside the run's measurements ----------------------------
+def _throughput_record(tiny_trained_dir):
+    from canary_triton import gpu_throughput as gt
+    from canary_triton.checkpoint import inspect_checkpoint
+
+    shapes = gt.ModelShapes.from_checkpoint(inspect_checkpoint(tiny_trained_dir))
+    d = gt.derive_gpu_defaults(shapes, gt.H100_SXM)
+    return gt.record(shapes, "h100", gt.Assumptions(), d, tuple(gt.EXPORT_FLAGS)), d
+
+
+def test_encoder_batches_from_triton_statistics():
+    """Triton's JSON statistics (counts as strings), before and after one pass."""
+    def stats(counts):
+        return {"model_stats": [{"name": "encoder", "batch_stats": [
+            {"batch_size": str(b), "compute_infer": {"count": str(c), "ns": "1"}} for b, c in counts.items()]}]}
+
+    before = fr.encoder_batches(stats({1: 5, 2: 1}))
+    after = fr.encoder_batches(stats({1: 7, 2: 1, 4: 3}))
+    assert before == {1: 5, 2: 1} and fr.batches_delta(before, after) == {1: 2, 4: 3}
+    assert fr.encoder_batches({}) == {}
+    m = fr.Measured(clips=14, audio_s=28.0, wall_s=2.0, concurrency=16, encoder_batches={1: 2, 4: 3}, output_tokens=90)
+    assert (m.rtfx, m.encoder_executions, m.mean_encoder_batch, m.tokens_per_s) == (14.0, 5, 14 / 5, 45.0)
+    assert fr.Measured(0, 0.0, 0.0, 1, {}, 0).mean_encoder_batch is None
+
+
+def test_gpu_model_for_the_device_name():
+    assert fr.gpu_model_for("NVIDIA H200") == "h200"
+    assert fr.gpu_model_for("NVIDIA H100 80GB HBM3") == "h100"
+    assert fr.gpu_model_for("NVIDIA A100-SXM4-80GB") == "h100"  # the default data sheet
+
+
+def test_predictions_beside_measurements(tiny_trained_dir):
+    record, d = _throughput_record(tiny_trained_dir)
+    m = fr.Measured(clips=45, audio_s=72.5, wall_s=3.1, concurrency=16, encoder_batches={1: 3, 7: 6}, output_tokens=400)
+    text = fr.format_model_vs_run(record, m)
+    header = text.splitlines()[0]
+    assert header == "| figure | predicted (model, docs/gpu-throughput-model.md) | measured (this run) |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    p = record["predictions"]
+    assert f"upper bound {p['rtfx_upper_bound']:,.0f} at LLM max batch {d.llm_max_batch} (H100 SXM" in rows["RTFx"]
+    assert "23.4 (45 held-out clips, 72.5 s of audio, 16 in flight)" in rows["RTFx"]
+    assert f"opt {d.encoder_opt_batch} / max {d.encoder_max_batch}" in rows["encoder batch size"]
+    assert "mean 5.00, largest 7 over 9 executions (Triton statistics)" in rows["encoder batch size"]
+    assert "129.0 (transcript tokens / wall time" in rows["decode tokens/s"]
+    assert "not measured" in rows["GPU share encoder / prefill / decode at the bound"]
+    assert "a MODEL, not a measurement" in text and "dominated by per-request overhead" in text
+    # without measurements (the transcription stage failed) the predictions still print
+    assert text.count("not measured") + 3 == fr.format_model_vs_run(record, None).count("not measured")
+    assert "no predictions" in fr.format_model_vs_run(None, None)
+
+
+def test_the_report_prints_the_comparison_before_the_verdict(tiny_trained_dir):
+    record, _ = _throughput_record(tiny_trained_dir)
+    table = fr.format_model_vs_run(record, None)
+    report = fr.Report([fr.StageResult("versions", "pass", 0.2, "ok")], {"tensorrt_llm": "1.2.1"}, table)
+    text = fr.format_report(report)
+    assert table.rstrip("\n") in text and text.index(table.splitlines()[0]) > text.index("| package | version |")
+    assert text.rstrip().endswith("PASSED")
