@@ -59,7 +59,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export.tensorrt_engine import EngineOptions
     from .export.repository import RepositoryOptions
     from .export.trtllm_engine import LlmEngineOptions
-    from .cpu_profile import split_threads
 
     try:
         opts = _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions)

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+.venv/bin/ruff check .  # lint first: configured in pyproject.toml ([tool.ruff])
 exec .venv/bin/python -m pytest "$@"

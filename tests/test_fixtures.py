@@ -17,7 +17,7 @@ def test_tiny_random_outputs_depend_on_the_audio(oracle_random):
     # A default-initialised tiny model emits one repeated token whatever the audio; this one not.
     assert len(set(seqs)) > 1, seqs
     assert len({tok for s in seqs for tok in s}) > 2, seqs
-    last = torch.stack([l[-1] for l in out.prompt_logits])
+    last = torch.stack([logits[-1] for logits in out.prompt_logits])
     assert (last[0] - last[1]).abs().max().item() > 0.1
     assert (last.argmax(-1) != last[0].argmax()).any()
 

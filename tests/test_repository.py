@@ -62,7 +62,7 @@ def _check_wiring(decls) -> None:
         for key, tensor in step.outputs.items():
             assert key in outs, (step.model, key)
             produced[tensor] = (outs[key].dtype, step.model)
-    intermediate = {t for t, (_, src) in produced.items() if src != "client" and not t in {o.name for o in ens.outputs}}
+    intermediate = {t for t, (_, src) in produced.items() if src != "client" and t not in {o.name for o in ens.outputs}}
     assert intermediate <= consumed, intermediate - consumed  # Triton rejects unused ensemble tensors
     assert {o.name for o in ens.outputs} <= set(produced)
 
