@@ -20,6 +20,54 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 SR = 16000
 
 
+# -- the `served` marker ---------------------------------------------------------------------
+# `pytest -m "not served"` runs what needs no tritonserver. A test is marked `served` here, at
+# collection, when any fixture it depends on (directly or through other fixtures) starts a server:
+# by convention such a fixture is named `server_*` or `*_server` (server_trained, server_random,
+# strict_server, gated_server). A test that starts a server itself (TritonServer(...).start() in
+# the test, or `canary-triton serve`/`demo`/an entrypoint in a subprocess) carries
+# @pytest.mark.served explicitly; one that starts TritonServer in this process without the mark
+# fails (see _refuse_unmarked_server_start below), so the marker cannot be forgotten there.
+
+
+def starts_a_server(fixture_name: str) -> bool:
+    """Whether the fixture ``fixture_name`` starts a tritonserver (the naming convention)."""
+    return fixture_name.startswith("server_") or fixture_name.endswith("_server")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(starts_a_server(name) for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.served)
+
+
+_running: list = []  # the test item being set up / run / torn down
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running[:] = [item]
+
+
+def _refuse_unmarked_server_start(start):
+    def guarded(self, *args, **kwargs):
+        item = _running[0] if _running else None
+        if item is not None and item.get_closest_marker("served") is None:
+            raise RuntimeError(f"{item.nodeid} starts a tritonserver but is not marked `served`: add "
+                               f"@pytest.mark.served, or take the server from a `server_*` fixture")
+        return start(self, *args, **kwargs)
+
+    guarded.__wrapped__ = start
+    return guarded
+
+
+def pytest_configure(config):
+    from canary_triton.server import TritonServer
+
+    if not hasattr(TritonServer.start, "__wrapped__"):
+        TritonServer.start = _refuse_unmarked_server_start(TritonServer.start)
+
+
 @pytest.fixture(scope="session")
 def tiny_random_dir(tmp_path_factory) -> Path:
     from canary_triton.fixtures.tiny import make_tiny_random
