@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,25 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
     x = sum(np.sin(2 * np.pi * f0 * k * t + rng.random() * 6.28) / k for k in range(1, 6))
     env = 0.5 + 0.5 * np.sin(2 * np.pi * (1 + 3 * rng.random()) * t)
     return (0.1 * x * env + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def cli_in_process(*argv: str) -> subprocess.CompletedProcess:
+    """``canary-triton *argv`` run in this process, as a finished subprocess would report it
+    (exit code, stdout, stderr). What a subprocess proves about a one-line error (exit 2, one
+    ``error:`` line, nothing written) it proves too, without a fresh interpreter importing torch and
+    NeMo again (about 5 s each); an unexpected exception fails the test with its traceback."""
+    import contextlib
+    import io
+
+    from canary_triton.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(["canary-triton", *argv], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:
