@@ -11,6 +11,8 @@ import pytest
 from canary_triton.cli import DEMO_HELDOUT
 from canary_triton.fixtures.speech import read_manifest
 
+from .conftest import cli_in_process
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "canary_triton.cli", *args], capture_output=True, text=True, timeout=600)
@@ -24,7 +26,7 @@ def test_help_lists_subcommands():
 
 
 def test_inspect_reports_dimensions_from_the_checkpoint(tiny_random_dir):
-    r = run("inspect", str(tiny_random_dir))
+    r = cli_in_process("inspect", str(tiny_random_dir))  # the entry point itself: the tests around this one
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["encoder_dim"] == 64 and report["llm_hidden"] == 64
