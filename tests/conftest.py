@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,54 @@ from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 SR = 16000
+
+
+# -- the `served` marker ---------------------------------------------------------------------
+# `pytest -m "not served"` runs what needs no tritonserver. A test is marked `served` here, at
+# collection, when any fixture it depends on (directly or through other fixtures) starts a server:
+# by convention such a fixture is named `server_*` or `*_server` (server_trained, server_random,
+# strict_server, gated_server). A test that starts a server itself (TritonServer(...).start() in
+# the test, or `canary-triton serve`/`demo`/an entrypoint in a subprocess) carries
+# @pytest.mark.served explicitly; one that starts TritonServer in this process without the mark
+# fails (see _refuse_unmarked_server_start below), so the marker cannot be forgotten there.
+
+
+def starts_a_server(fixture_name: str) -> bool:
+    """Whether the fixture ``fixture_name`` starts a tritonserver (the naming convention)."""
+    return fixture_name.startswith("server_") or fixture_name.endswith("_server")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(starts_a_server(name) for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.served)
+
+
+_running: list = []  # the test item being set up / run / torn down
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running[:] = [item]
+
+
+def _refuse_unmarked_server_start(start):
+    def guarded(self, *args, **kwargs):
+        item = _running[0] if _running else None
+        if item is not None and item.get_closest_marker("served") is None:
+            raise RuntimeError(f"{item.nodeid} starts a tritonserver but is not marked `served`: add "
+                               f"@pytest.mark.served, or take the server from a `server_*` fixture")
+        return start(self, *args, **kwargs)
+
+    guarded.__wrapped__ = start
+    return guarded
+
+
+def pytest_configure(config):
+    from canary_triton.server import TritonServer
+
+    if not hasattr(TritonServer.start, "__wrapped__"):
+        TritonServer.start = _refuse_unmarked_server_start(TritonServer.start)
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +115,25 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
     x = sum(np.sin(2 * np.pi * f0 * k * t + rng.random() * 6.28) / k for k in range(1, 6))
     env = 0.5 + 0.5 * np.sin(2 * np.pi * (1 + 3 * rng.random()) * t)
     return (0.1 * x * env + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def cli_in_process(*argv: str) -> subprocess.CompletedProcess:
+    """``canary-triton *argv`` run in this process, as a finished subprocess would report it
+    (exit code, stdout, stderr). What a subprocess proves about a one-line error (exit 2, one
+    ``error:`` line, nothing written) it proves too, without a fresh interpreter importing torch and
+    NeMo again (about 5 s each); an unexpected exception fails the test with its traceback."""
+    import contextlib
+    import io
+
+    from canary_triton.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(["canary-triton", *argv], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from canary_triton.cli import DEMO_HELDOUT
 from canary_triton.fixtures.speech import read_manifest
+
+from .conftest import cli_in_process
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -22,7 +26,7 @@ def test_help_lists_subcommands():
 
 
 def test_inspect_reports_dimensions_from_the_checkpoint(tiny_random_dir):
-    r = run("inspect", str(tiny_random_dir))
+    r = cli_in_process("inspect", str(tiny_random_dir))  # the entry point itself: the tests around this one
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["encoder_dim"] == 64 and report["llm_hidden"] == 64
@@ -39,6 +43,7 @@ def test_bad_checkpoint_path_is_a_one_line_error(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.served  # starts tritonserver in a subprocess
 def test_demo_prints_the_transcript_of_the_bundled_sample(tmp_path):
     # export -> tritonserver -> gRPC client, as the README's main command runs it
     r = run("demo", "--work-dir", str(tmp_path))
@@ -48,6 +53,7 @@ def test_demo_prints_the_transcript_of_the_bundled_sample(tmp_path):
     assert (tmp_path / "export" / "model_repository" / "canary_qwen" / "config.pbtxt").is_file()
 
 
+@pytest.mark.served  # starts tritonserver in a subprocess
 def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trained, heldout, tmp_path):
     import signal
     import urllib.request

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 import pytest
 
 from canary_triton.cpu_profile import (available_cores, choose_precision, cpu_flags, instruction_set,
                                        resolve_threads, split_threads)
 from canary_triton.errors import CanaryTritonError
+
+from .conftest import cli_in_process
 
 AMX = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
 AVX512_BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
@@ -70,8 +70,7 @@ def test_thread_counts_outside_the_cores_available_are_one_line_errors(value):
 
 def test_cli_export_rejects_bad_thread_counts_in_one_line(tmp_path):
     too_many = str(available_cores() + 1)
-    r = subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", str(tmp_path), "-o",
-                        str(tmp_path / "out"), "--llm-threads", too_many], capture_output=True, text=True, timeout=120)
+    r = cli_in_process("export", str(tmp_path), "-o", str(tmp_path / "out"), "--llm-threads", too_many)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0] == (f"error: the LLM thread count is {too_many}; it must be between 1 and the "

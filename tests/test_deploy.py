@@ -145,6 +145,7 @@ def test_gateway_sidecar_agrees_with_its_command_and_service():
     assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["openai"]
 
 
+@pytest.mark.served  # starts tritonserver in a subprocess
 def test_cpu_image_entrypoint_exports_serves_and_stops(tiny_trained_dir, oracle_trained, heldout, tmp_path):
     """Runs deploy/entrypoint-cpu.sh as the CPU image does, with the tiny-trained checkpoint."""
     from canary_triton.client.transcribe import ClientOptions, transcribe

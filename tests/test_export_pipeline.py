@@ -17,6 +17,8 @@ from canary_triton.export.pipeline import (
 )
 from canary_triton.features import FB_KEY, WINDOW_KEY
 
+from .conftest import cli_in_process
+
 
 @pytest.fixture(scope="module")
 def exported(exported_random):
@@ -60,11 +62,7 @@ def test_front_end_constants_are_bit_exact(exported, tiny_random_dir):
 
 
 def test_gpu_profile_fails_at_once_without_tensorrt(tiny_random_dir, tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "canary_triton.cli", "export", str(tiny_random_dir), "-o", str(tmp_path / "o"),
-         "--profile", "gpu"],
-        capture_output=True, text=True, timeout=300,
-    )
+    r = cli_in_process("export", str(tiny_random_dir), "-o", str(tmp_path / "o"), "--profile", "gpu")
     assert r.returncode == 2
     assert "TensorRT is not importable here" in r.stderr and "Triton+TensorRT-LLM container" in r.stderr
     assert not (tmp_path / "o").exists()  # failed before doing any work

@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,14 @@ from canary_triton.export.tensorrt_engine import EngineOptions
 from canary_triton.export.trtllm_engine import LlmEngineOptions
 from canary_triton.serving import EXPORT_MANIFEST
 
+from .conftest import cli_in_process
+
 ROOT = Path(__file__).resolve().parent.parent
 GPU = ExportOptions(profile="gpu", dry_run=True)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", *args], capture_output=True,
-                          text=True, timeout=300)
+    return cli_in_process("export", *args)
 
 
 @pytest.fixture(scope="module")

@@ -596,6 +596,7 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_restarts(stric
         assert [c.transcribe(a) for a in clips] == want
 
 
+@pytest.mark.served  # starts (and fails to start) its own tritonserver
 def test_missing_or_corrupt_artifacts_fail_at_load_naming_the_file(strict_export, tmp_path):
     from canary_triton.server import ServerOptions, TritonServer
 

@@ -1,0 +1,334 @@
+"""canary_triton/triton_adapter.py, in-process: the helpers the thin model.py files share, against
+a minimal stand-in for ``triton_python_backend_utils`` (only what these helpers touch; the BLS
+calls are answered by a per-test ``models`` table)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from canary_triton import contract as C
+from canary_triton.errors import InputError
+from canary_triton.triton_adapter import (
+    CallerCancelled, CancelWatcher, ForwardedError, ThreadedModel, artifacts_dir, bls_error, error_response,
+    forward_tokens, input_array, model_parameters, pad_stack, send_cancel, stop_request_inputs, unary_call,
+)
+
+WAIT_S = 60.0  # a bound against a hang, not a speed target
+
+
+# -- a minimal pb_utils ----------------------------------------------------------------------
+class Tensor:
+    def __init__(self, name: str, array):
+        self._name, self._array = name, np.asarray(array)
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> np.ndarray:
+        return self._array
+
+
+class TritonError:
+    INTERNAL, INVALID_ARG, CANCELLED = 13, 3, 1
+
+    def __init__(self, message: str, code: int = INTERNAL):
+        self._message, self._code = message, code
+
+    def message(self) -> str:
+        return self._message
+
+    def code(self) -> int:
+        return self._code
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors=(), error=None):
+        self.output_tensors, self._error = list(output_tensors), error
+
+    def has_error(self) -> bool:
+        return self._error is not None
+
+    def error(self):
+        return self._error
+
+
+class FakePbUtils:
+    """``models[name](request)`` answers a BLS request: a response (unary) or an iterable of them
+    (decoupled); every request sent is kept in ``sent``."""
+
+    TritonError, InferenceResponse, Tensor = TritonError, InferenceResponse, Tensor
+
+    def __init__(self, **models):
+        self.models, self.sent = models, []
+        pb = self
+
+        class InferenceRequest:
+            def __init__(self, model_name, inputs, requested_output_names, request_id=""):
+                self.model_name, self.inputs = model_name, list(inputs)
+                self.requested_output_names, self.request_id = list(requested_output_names), request_id
+
+            def input(self, name):
+                return next(t for t in self.inputs if t.name() == name).as_numpy()
+
+            def exec(self, decoupled=False):
+                pb.sent.append(self)
+                return pb.models[self.model_name](self)
+
+        self.InferenceRequest = InferenceRequest
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request.tensors.get(name)
+
+    @staticmethod
+    def get_output_tensor_by_name(response, name):
+        return next((t for t in response.output_tensors if t.name() == name), None)
+
+
+def tokens(ids: list[int], length: int | None = None) -> InferenceResponse:
+    """One response of the decoupled llm: output_ids [1, 1, L] and sequence_length [1, 1]."""
+    return InferenceResponse([Tensor(C.OUTPUT_IDS.name, np.array([[ids]], np.int32)),
+                              Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(ids) if length is None else length]]))])
+
+
+FINAL = InferenceResponse()  # the flag-only final response: no tensors
+
+
+# -- parameters, errors, inputs --------------------------------------------------------------
+def test_model_parameters_and_the_artifacts_folder(tmp_path):
+    config = {"parameters": {"artifacts": {"string_value": "../../export"}, "threads": {"string_value": "2"}}}
+    args = {"model_config": json.dumps(config), "model_repository": str(tmp_path / "repo" / "encoder")}
+    params = model_parameters(args)
+    assert params == {"artifacts": "../../export", "threads": "2"}
+    assert artifacts_dir(args, params) == (tmp_path / "export").resolve()
+    assert model_parameters({"model_config": "{}"}) == {}
+
+
+@pytest.mark.parametrize("exc,code", [(InputError("input 'audio' is empty"), TritonError.INVALID_ARG),
+                                      (ValueError("bad value"), TritonError.INVALID_ARG),
+                                      (RuntimeError("engine died"), TritonError.INTERNAL)])
+def test_a_clients_mistake_is_invalid_arg_anything_else_internal(exc, code):
+    r = error_response(FakePbUtils(), exc)
+    assert r.output_tensors == [] and r.error().code() == code and r.error().message() == str(exc)
+
+
+def test_input_array_required_and_optional():
+    pb = FakePbUtils()
+    request = SimpleNamespace(tensors={"audio": Tensor("audio", np.ones((1, 3), np.float32))})
+    assert input_array(pb, request, "audio").shape == (1, 3)
+    assert input_array(pb, request, "max_new_tokens", optional=True) is None
+    with pytest.raises(InputError, match="input 'max_new_tokens' is required"):
+        input_array(pb, request, "max_new_tokens")
+
+
+def test_pad_stack_right_pads_with_zeros_along_the_axis():
+    a, b = np.ones((2, 3), np.float32), np.full((2, 1), 5.0, np.float32)
+    out = pad_stack([a, b], axis=1)
+    assert out.shape == (2, 2, 3) and out.dtype == np.float32
+    assert np.array_equal(out[0], a) and np.array_equal(out[1], [[5, 0, 0], [5, 0, 0]])
+    assert pad_stack([np.ones((1, 4)), np.ones((3, 4))], axis=0).shape == (2, 3, 4)
+
+
+# -- BLS errors ------------------------------------------------------------------------------
+def test_bls_error_keeps_the_called_models_code_and_answers_cancelled():
+    pb = FakePbUtils()
+    assert bls_error(pb, ForwardedError("llm: too long", TritonError.INVALID_ARG)).error().code() == TritonError.INVALID_ARG
+    assert bls_error(pb, ForwardedError("no code", None)).error().code() == TritonError.INTERNAL
+    r = bls_error(pb, CallerCancelled("the request was cancelled by the client"))
+    assert r.error().code() == TritonError.CANCELLED and "cancelled" in r.error().message()
+    assert bls_error(pb, InputError("input 'x' bad")).error().code() == TritonError.INVALID_ARG
+
+
+def test_bls_error_without_a_cancelled_code_falls_back_to_internal():
+    # a Triton release whose TritonError has no CANCELLED code
+    pb = FakePbUtils()
+    class NoCancelled:
+        INTERNAL, INVALID_ARG = TritonError.INTERNAL, TritonError.INVALID_ARG
+        __init__, message, code = TritonError.__init__, TritonError.message, TritonError.code
+
+    pb.TritonError = NoCancelled
+    assert not hasattr(pb.TritonError, "CANCELLED")
+    r = bls_error(pb, CallerCancelled("cancelled"))
+    assert r.error().code() == TritonError.INTERNAL and r.error().message() == "cancelled"
+
+
+def test_unary_call_returns_the_outputs_by_name_or_raises_the_models_error():
+    pb = FakePbUtils(
+        postprocessor=lambda req: InferenceResponse([Tensor("transcript", np.array([b"hi"], object))]),
+        broken=lambda req: InferenceResponse(error=TritonError("input 'output_ids' bad", TritonError.INVALID_ARG)))
+    out = unary_call(pb, "postprocessor", [Tensor("output_ids", np.zeros((1, 1, 2)))], ["transcript"])
+    assert out["transcript"].as_numpy().tolist() == [b"hi"]
+    assert pb.sent[0].requested_output_names == ["transcript"] and pb.sent[0].input("output_ids").shape == (1, 1, 2)
+    with pytest.raises(ForwardedError) as e:
+        unary_call(pb, "broken", [], ["transcript"])
+    assert str(e.value) == "input 'output_ids' bad" and e.value.code == TritonError.INVALID_ARG
+
+
+# -- forwarding to the decoupled llm ---------------------------------------------------------
+def test_forward_tokens_yields_each_responses_valid_ids_and_reshapes_scalars():
+    pb = FakePbUtils(llm=lambda req: iter([tokens([11, 12, 0], length=2), tokens([13]), FINAL]))
+    table = Tensor(C.PROMPT_EMBEDDING_TABLE.name, np.zeros((2, 3, 4), np.float32))
+    inputs = [Tensor(C.INPUT_IDS.name, np.array([[1, 2], [3, 4]], np.int32)),
+              Tensor(C.INPUT_LENGTHS.name, np.array([2, 2], np.int32)),  # [batch] as `reshape: []` delivers it
+              Tensor(C.REQUEST_OUTPUT_LEN.name, np.array([[8], [8]], np.int32)), table]
+    assert list(forward_tokens(pb, "llm", inputs, streaming=True)) == [[11, 12], [13]]
+    (req,) = pb.sent
+    assert req.model_name == "llm" and req.request_id == ""  # no caller: nothing to cancel by id
+    assert req.requested_output_names == [C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name]
+    assert req.input(C.INPUT_LENGTHS.name).shape == (2, 1)  # the called model wants [batch, 1]
+    assert req.input(C.REQUEST_OUTPUT_LEN.name).shape == (2, 1)  # already [batch, 1]: as it was
+    assert req.input(C.INPUT_IDS.name).shape == (2, 2)  # not a scalar input: untouched
+    assert table in req.inputs  # the table is passed on as it is (it may be BF16 on the GPU)
+    assert req.input(C.STREAMING.name).tolist() == [[True]]
+
+
+def test_forward_tokens_raises_the_llms_error_with_its_code():
+    def llm(req):
+        yield tokens([5])
+        yield InferenceResponse(error=TritonError("input 'request_output_len' is 9999", TritonError.INVALID_ARG))
+
+    gen = forward_tokens(FakePbUtils(llm=llm), "llm", [])
+    assert next(gen) == [5]
+    with pytest.raises(ForwardedError) as e:
+        next(gen)
+    assert e.value.code == TritonError.INVALID_ARG and "9999" in str(e.value)
+
+
+def test_the_stop_request_has_the_backends_required_tensors_and_stop_true():
+    inputs = {t.name(): t.as_numpy() for t in stop_request_inputs(FakePbUtils())}
+    assert inputs.keys() == {C.INPUT_IDS.name, C.INPUT_LENGTHS.name, C.REQUEST_OUTPUT_LEN.name, C.STOP.name}
+    assert inputs[C.STOP.name].dtype == np.bool_ and inputs[C.STOP.name].tolist() == [[True]]
+    assert all(a.shape == (1, 1) for a in inputs.values())
+    pb = FakePbUtils(llm=lambda req: iter([FINAL]))
+    send_cancel(pb, "llm", "abc")
+    (req,) = pb.sent
+    assert req.model_name == "llm" and req.request_id == "abc" and req.input(C.STOP.name).tolist() == [[True]]
+
+
+class Caller:
+    """What forward_tokens asks whether the request being served was cancelled."""
+
+    def __init__(self):
+        self.cancelled = threading.Event()
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled.is_set()
+
+
+def test_a_cancelled_caller_stops_the_forwarded_request_by_its_id():
+    stopped = threading.Event()
+    stop_ids = []
+
+    def llm(req):
+        if any(t.name() == C.STOP.name for t in req.inputs):  # the stop request
+            stop_ids.append(req.request_id)
+            stopped.set()
+            return iter([FINAL])
+
+        def generate():  # generates until the stop request for its id arrives
+            yield tokens([1])
+            assert stopped.wait(WAIT_S), "no stop request came"
+            yield FINAL
+        return generate()
+
+    pb, caller, watcher = FakePbUtils(llm=llm), Caller(), CancelWatcher(interval_s=0.01)
+    gen = forward_tokens(pb, "llm", [Tensor(C.INPUT_IDS.name, np.array([[1]], np.int32))], caller=caller, watcher=watcher)
+    assert next(gen) == [1]
+    caller.cancelled.set()
+    with pytest.raises(CallerCancelled):
+        next(gen)
+    key = pb.sent[0].request_id
+    assert len(key) == 32 and stop_ids == [key]  # a unique id, and the stop request named it
+    assert watcher._watches == {}  # unwatched once answered
+
+
+def test_an_uncancelled_caller_gets_every_token_and_is_unwatched():
+    pb, caller, watcher = FakePbUtils(llm=lambda req: iter([tokens([4, 5]), FINAL])), Caller(), CancelWatcher(0.01)
+    assert list(forward_tokens(pb, "llm", [], caller=caller, watcher=watcher)) == [[4, 5]]
+    assert pb.sent[0].request_id and watcher._watches == {}
+
+
+# -- the cancel watcher ----------------------------------------------------------------------
+class Barrier:
+    """A watch that is never cancelled and sets ``passed`` once the poller has asked it ``n``
+    times: every watch registered before it has been polled since."""
+
+    def __init__(self, n: int = 2):
+        self.n, self.calls, self.passed = n, 0, threading.Event()
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        if self.calls >= self.n:
+            self.passed.set()
+        return False
+
+
+def test_on_cancel_runs_once_when_the_caller_is_cancelled():
+    watcher = CancelWatcher(interval_s=0.01)
+    caller, fired, count = Caller(), threading.Event(), []
+    watcher.watch(caller.is_cancelled, lambda: (count.append(1), fired.set()))
+    barrier = Barrier()
+    watcher.watch(barrier, lambda: None)
+    assert barrier.passed.wait(WAIT_S) and not fired.is_set()  # polled, not cancelled: nothing runs
+    caller.cancelled.set()
+    assert fired.wait(WAIT_S)
+    later = Barrier()
+    watcher.watch(later, lambda: None)
+    assert later.passed.wait(WAIT_S)
+    assert count == [1]  # the watch is gone after it fired
+
+
+def test_an_unwatched_caller_is_not_asked_again_and_a_failing_one_is_not_cancelled():
+    watcher = CancelWatcher(interval_s=0.01)
+    asked = []
+    handle = watcher.watch(lambda: asked.append(1) or False, lambda: None)
+    first = Barrier()
+    watcher.watch(first, lambda: None)
+    assert first.passed.wait(WAIT_S) and asked
+    watcher.unwatch(handle)
+    watcher.unwatch(handle)  # twice: harmless
+    n = len(asked)
+
+    def broken():
+        raise RuntimeError("the request is gone")
+
+    def failing_cancel():
+        raise RuntimeError("the llm is gone")
+
+    cancelled_broken = threading.Event()
+    watcher.watch(broken, cancelled_broken.set)
+    caller = Caller()
+    caller.cancelled.set()
+    watcher.watch(caller.is_cancelled, failing_cancel)  # its failure must not stop the poller
+    after = Barrier()
+    watcher.watch(after, lambda: None)
+    assert after.passed.wait(WAIT_S)
+    assert len(asked) == n  # not asked after unwatch
+    assert not cancelled_broken.is_set()  # an is_cancelled() that raises counts as not cancelled
+
+
+# -- the threaded BLS base -------------------------------------------------------------------
+def test_threaded_model_answers_each_request_from_its_pool():
+    class Model(ThreadedModel):
+        def __init__(self):
+            self.done, self.lock = [], threading.Lock()
+
+        def _run(self, request):
+            with self.lock:
+                self.done.append((request, threading.current_thread().name))
+
+    m = Model()
+    m.start_workers({"max_inflight": "3"})
+    assert m.pool._max_workers == 3
+    assert m.execute(["a", "b", "c", "d"]) is None  # the response senders answer later
+    m.finalize()  # waits for the pool
+    assert sorted(r for r, _ in m.done) == ["a", "b", "c", "d"]
+    assert all(name != threading.current_thread().name for _, name in m.done)
+    m.start_workers({})
+    assert m.pool._max_workers == 64  # the default
+    m.finalize()
