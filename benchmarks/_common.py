@@ -56,8 +56,12 @@ def _gpus() -> list[str]:
     if exe is None:
         return []
     try:
-        out = subprocess.run([exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
@@ -93,10 +97,15 @@ def _commit() -> str | None:
 
     root = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return (head + ("+dirty" if dirty else "")) or None
@@ -107,8 +116,10 @@ def machine_line(info: Mapping[str, Any]) -> str:
     load = info.get("load_average_1_5_15")
     isa = f", matrix instructions {info['instruction_set']}" if info.get("instruction_set") else ""
     commit = f"; commit {info['commit']}" if info.get("commit") else ""
-    return (f"{info['platform']}, {info['cpu_model']}, {info['cpu_count']} CPUs ({info['cpus_usable']} usable){isa}, "
-            f"{gpus}; load average {load} at start{commit}")
+    return (
+        f"{info['platform']}, {info['cpu_model']}, {info['cpu_count']} CPUs ({info['cpus_usable']} usable){isa}, "
+        f"{gpus}; load average {load} at start{commit}"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -187,8 +198,7 @@ def latency_summary(latencies_s: Sequence[float], prefix: str = "latency") -> di
     """p50/p90/p99 and mean in milliseconds (None when there are no samples)."""
     x = np.asarray(latencies_s, dtype=np.float64)
     if x.size == 0:
-        return {f"{prefix}_p50_ms": None, f"{prefix}_p90_ms": None, f"{prefix}_p99_ms": None,
-                f"{prefix}_mean_ms": None}
+        return {f"{prefix}_p50_ms": None, f"{prefix}_p90_ms": None, f"{prefix}_p99_ms": None, f"{prefix}_mean_ms": None}
     out = {f"{prefix}_p{q}_ms": float(np.percentile(x, q) * 1e3) for q in (50, 90, 99)}
     out[f"{prefix}_mean_ms"] = float(x.mean() * 1e3)
     return out
@@ -258,8 +268,13 @@ def export_description(export_dir: Path | None) -> dict[str, Any] | None:
     from canary_triton.serving import read_manifest
 
     m = read_manifest(export_dir)
-    return {"export_dir": str(export_dir), "profile": m.get("profile"), "checkpoint": m.get("checkpoint"),
-            "model": m.get("model"), "precision": m.get("precision")}
+    return {
+        "export_dir": str(export_dir),
+        "profile": m.get("profile"),
+        "checkpoint": m.get("checkpoint"),
+        "model": m.get("model"),
+        "precision": m.get("precision"),
+    }
 
 
 def served_settings(url: str, models: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -277,19 +292,26 @@ def served_settings(url: str, models: Sequence[str]) -> dict[str, dict[str, Any]
             dyn = cfg.get("dynamic_batching")
             out[name] = {
                 "max_batch_size": int(cfg.get("max_batch_size", 0) or 0),
-                "instances": [f"{g.get('count', 1)}x{g.get('kind', 'KIND_AUTO').removeprefix('KIND_')}"
-                              for g in groups],
+                "instances": [
+                    f"{g.get('count', 1)}x{g.get('kind', 'KIND_AUTO').removeprefix('KIND_')}" for g in groups
+                ],
                 "max_queue_delay_us": int(dyn.get("max_queue_delay_microseconds", 0) or 0) if dyn is not None else None,
                 "max_queue_size": int(dyn.get("default_queue_policy", {}).get("max_queue_size", 0) or 0)
-                if dyn is not None else None,
+                if dyn is not None
+                else None,
             }
     finally:
         c.close()
     return out
 
 
-PIPELINE_MODELS = (contract.PREPROCESSOR_MODEL, contract.ENCODER_MODEL, contract.PROJECTOR_MODEL,
-                   contract.LLM_MODEL, contract.POSTPROCESSOR_MODEL)
+PIPELINE_MODELS = (
+    contract.PREPROCESSOR_MODEL,
+    contract.ENCODER_MODEL,
+    contract.PROJECTOR_MODEL,
+    contract.LLM_MODEL,
+    contract.POSTPROCESSOR_MODEL,
+)
 
 
 def parse_repository_options(items: Sequence[str] | None) -> tuple[tuple[str, Any], ...]:
@@ -331,18 +353,29 @@ def served(opts: ServeOptions) -> Iterator[Target]:
             export_dir = export_dir or work / "export"
             t0 = time.perf_counter()
             extra = dict(opts.repository)
-            print(f"exporting {ckpt} (CPU profile{'' if opts.parity else ', no parity report'}"
-                  f"{f', repository {extra}' if extra else ''}) to {export_dir} ...", file=sys.stderr, flush=True)
-            export_checkpoint(ckpt, export_dir, ExportOptions(profile="cpu", parity=opts.parity, precision=opts.precision,
-                                                              repository=RepositoryOptions(**extra)),
-                              **({"llm_dir": opts.llm_dir} if opts.llm_dir else {}))
+            print(
+                f"exporting {ckpt} (CPU profile{'' if opts.parity else ', no parity report'}"
+                f"{f', repository {extra}' if extra else ''}) to {export_dir} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            export_checkpoint(
+                ckpt,
+                export_dir,
+                ExportOptions(
+                    profile="cpu", parity=opts.parity, precision=opts.precision, repository=RepositoryOptions(**extra)
+                ),
+                **({"llm_dir": opts.llm_dir} if opts.llm_dir else {}),
+            )
             how = f"exported here from {ckpt} in {time.perf_counter() - t0:.0f} s{f' with {extra}' if extra else ''}; "
         sopts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
         log = work / "tritonserver.log"
         t0 = time.perf_counter()
         with TritonServer(export_dir / "model_repository", sopts, workdir=work, log_path=log) as server:
-            how += f"tritonserver started here on {export_dir / 'model_repository'} (ready in " \
-                   f"{time.perf_counter() - t0:.0f} s, log {log})"
+            how += (
+                f"tritonserver started here on {export_dir / 'model_repository'} (ready in "
+                f"{time.perf_counter() - t0:.0f} s, log {log})"
+            )
             yield Target(server.grpc_url, export_dir, how, server.proc.pid if server.proc is not None else None)
 
 
@@ -380,18 +413,34 @@ def group_memory(pgid: int | None) -> dict[str, Any] | None:
                 continue
             status = dict(line.split(":", 1) for line in (d / "status").read_text().splitlines() if ":" in line)
             cmd = (d / "cmdline").read_bytes().split(b"\0")
-            pss = next((int(line.split()[1]) for line in (d / "smaps_rollup").read_text().splitlines()
-                        if line.startswith("Pss:")), 0)
+            pss = next(
+                (
+                    int(line.split()[1])
+                    for line in (d / "smaps_rollup").read_text().splitlines()
+                    if line.startswith("Pss:")
+                ),
+                0,
+            )
         except (OSError, ValueError, StopIteration):
             continue
         name = Path(cmd[0].decode(errors="replace")).name
         model = next((Path(c.decode(errors="replace")).parts[-3] for c in cmd[1:] if c.endswith(b"model.py")), None)
         kib = lambda key: int(status.get(key, "0 kB").split()[0])  # noqa: E731
-        procs.append({"pid": int(d.name), "process": model or name, "peak_rss_mib": kib("VmHWM") / 1024,
-                      "rss_mib": kib("VmRSS") / 1024, "pss_mib": pss / 1024})
+        procs.append(
+            {
+                "pid": int(d.name),
+                "process": model or name,
+                "peak_rss_mib": kib("VmHWM") / 1024,
+                "rss_mib": kib("VmRSS") / 1024,
+                "pss_mib": pss / 1024,
+            }
+        )
     procs.sort(key=lambda r: -r["peak_rss_mib"])
-    return {"processes": procs, "total_pss_mib": sum(r["pss_mib"] for r in procs),
-            "total_rss_mib": sum(r["rss_mib"] for r in procs)}
+    return {
+        "processes": procs,
+        "total_pss_mib": sum(r["pss_mib"] for r in procs),
+        "total_rss_mib": sum(r["rss_mib"] for r in procs),
+    }
 
 
 def self_peak_rss_mib() -> float:
@@ -457,8 +506,9 @@ def model_statistics(url: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def statistics_delta(before: Mapping[str, Mapping[str, int]],
-                     after: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+def statistics_delta(
+    before: Mapping[str, Mapping[str, int]], after: Mapping[str, Mapping[str, int]]
+) -> list[dict[str, Any]]:
     """Per model over one run: requests, executions, mean batch, and per request the time in
     the queue and in compute (input + infer + output), in ms. Models without traffic are left out."""
     rows = []
@@ -469,34 +519,56 @@ def statistics_delta(before: Mapping[str, Mapping[str, int]],
             continue
         n = max(d["success_count"], 1)
         compute_ns = d["compute_input_ns"] + d["compute_infer_ns"] + d["compute_output_ns"]
-        rows.append({
-            "model": name,
-            "requests": d["success_count"],
-            "failed": d["fail_count"],
-            "executions": d["execution_count"],
-            "mean_batch": d["inference_count"] / d["execution_count"] if d["execution_count"] > 0 else None,
-            "request_ms": d["success_ns"] / n / 1e6,
-            "queue_ms": d["queue_ns"] / n / 1e6,
-            "compute_ms": compute_ns / n / 1e6,
-            "compute_infer_ms": d["compute_infer_ns"] / n / 1e6,
-        })
+        rows.append(
+            {
+                "model": name,
+                "requests": d["success_count"],
+                "failed": d["fail_count"],
+                "executions": d["execution_count"],
+                "mean_batch": d["inference_count"] / d["execution_count"] if d["execution_count"] > 0 else None,
+                "request_ms": d["success_ns"] / n / 1e6,
+                "queue_ms": d["queue_ns"] / n / 1e6,
+                "compute_ms": compute_ns / n / 1e6,
+                "compute_infer_ms": d["compute_infer_ns"] / n / 1e6,
+            }
+        )
     return rows
 
 
 def statistics_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return markdown_table(
-        ["model", "requests", "executions", "mean batch", "server ms/request", "queue ms/request",
-         "compute ms/request"],
-        [[r["model"], r["requests"], r["executions"], r["mean_batch"], r["request_ms"], r["queue_ms"], r["compute_ms"]]
-         for r in rows])
+        [
+            "model",
+            "requests",
+            "executions",
+            "mean batch",
+            "server ms/request",
+            "queue ms/request",
+            "compute ms/request",
+        ],
+        [
+            [
+                r["model"],
+                r["requests"],
+                r["executions"],
+                r["mean_batch"],
+                r["request_ms"],
+                r["queue_ms"],
+                r["compute_ms"],
+            ]
+            for r in rows
+        ],
+    )
 
 
-STATISTICS_NOTE = ("Triton's statistics per model over the measured requests (warm-up excluded): server "
-                   "ms/request is the model's whole time per request, queue = waiting for an instance, "
-                   "compute = input + infer + output. The ensemble's row is the end-to-end server time. The "
-                   "decoupled `llm` and the BLS models (`llm_unary`, `canary_qwen_stream`) return from "
-                   "execute at once and answer from their own threads, so their compute figures do not "
-                   "show where their time goes; the ensemble total minus the other steps does.")
+STATISTICS_NOTE = (
+    "Triton's statistics per model over the measured requests (warm-up excluded): server "
+    "ms/request is the model's whole time per request, queue = waiting for an instance, "
+    "compute = input + infer + output. The ensemble's row is the end-to-end server time. The "
+    "decoupled `llm` and the BLS models (`llm_unary`, `canary_qwen_stream`) return from "
+    "execute at once and answer from their own threads, so their compute figures do not "
+    "show where their time goes; the ensemble total minus the other steps does."
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -538,8 +610,9 @@ class Series:
     labels: tuple[str, ...]
 
 
-def plot_latency_throughput(series: Sequence[Series], path: str | Path, title: str, xlabel: str,
-                            ylabel: str = "latency p50 (ms)") -> str | None:
+def plot_latency_throughput(
+    series: Sequence[Series], path: str | Path, title: str, xlabel: str, ylabel: str = "latency p50 (ms)"
+) -> str | None:
     """A PNG of latency against throughput; matplotlib when installed, else drawn with Pillow.
     Returns the library used, or None (with a note on stderr) when neither is installed."""
     path = Path(path)

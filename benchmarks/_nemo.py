@@ -27,12 +27,36 @@ from benchmarks._common import SAMPLE_RATE, Clip
 #: ``tiny`` is tiny-random's size, with the tiny BPE.
 SIZES: dict[str, TinyDims] = {
     "tiny": RANDOM_DIMS,
-    "small": TinyDims(enc_d_model=256, enc_layers=8, enc_heads=4, enc_conv_channels=64, llm_hidden=512,
-                      llm_layers=7, llm_heads=8, llm_kv_heads=4, llm_intermediate=1536, llm_vocab=151936,
-                      lora_r=32, lora_alpha=64, qwen3_tokenizer=True),
-    "full": TinyDims(enc_d_model=1024, enc_layers=32, enc_heads=8, enc_conv_channels=256, llm_hidden=2048,
-                     llm_layers=28, llm_heads=16, llm_kv_heads=8, llm_intermediate=6144, llm_vocab=151936,
-                     lora_r=128, lora_alpha=256, qwen3_tokenizer=True),
+    "small": TinyDims(
+        enc_d_model=256,
+        enc_layers=8,
+        enc_heads=4,
+        enc_conv_channels=64,
+        llm_hidden=512,
+        llm_layers=7,
+        llm_heads=8,
+        llm_kv_heads=4,
+        llm_intermediate=1536,
+        llm_vocab=151936,
+        lora_r=32,
+        lora_alpha=64,
+        qwen3_tokenizer=True,
+    ),
+    "full": TinyDims(
+        enc_d_model=1024,
+        enc_layers=32,
+        enc_heads=8,
+        enc_conv_channels=256,
+        llm_hidden=2048,
+        llm_layers=28,
+        llm_heads=16,
+        llm_kv_heads=8,
+        llm_intermediate=6144,
+        llm_vocab=151936,
+        lora_r=128,
+        lora_alpha=256,
+        qwen3_tokenizer=True,
+    ),
 }
 
 
@@ -88,8 +112,7 @@ def make_random_checkpoint(size: str | TinyDims, out_dir: str | Path, seed: int 
         return save_checkpoint(model.eval(), llm_dir, out_dir)
 
 
-def load_oracle(checkpoint: str | Path, llm_dir: str | Path | None = None, device: str = "cpu",
-                dtype: str = "float32"):
+def load_oracle(checkpoint: str | Path, llm_dir: str | Path | None = None, device: str = "cpu", dtype: str = "float32"):
     """The project's oracle (NeMo ``SALM``, eval mode) moved to ``device`` in ``dtype``."""
     import torch
 
@@ -124,16 +147,20 @@ def generate_ids(oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens:
         for i in range(0, len(clips), batch_size):
             chunk = clips[i : i + batch_size]
             audio, lens = pad_batch([c.samples for c in chunk])
-            gen = m.generate(prompts=[[{"role": "user", "content": contract.ASR_INSTRUCTION}]] * len(chunk),
-                             audios=audio.to(device, non_blocking=True), audio_lens=lens.to(device, non_blocking=True),
-                             max_new_tokens=max_new_tokens)
+            gen = m.generate(
+                prompts=[[{"role": "user", "content": contract.ASR_INSTRUCTION}]] * len(chunk),
+                audios=audio.to(device, non_blocking=True),
+                audio_lens=lens.to(device, non_blocking=True),
+                max_new_tokens=max_new_tokens,
+            )
             for row in gen.cpu().tolist():
                 out.append(row[: row.index(m.text_eos_id)] if m.text_eos_id in row else row)
     return out
 
 
-def transcribe(oracle, clips: Sequence[Clip], batch_size: int,
-               max_new_tokens: int = contract.DEFAULT_MAX_NEW_TOKENS) -> list[str]:
+def transcribe(
+    oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens: int = contract.DEFAULT_MAX_NEW_TOKENS
+) -> list[str]:
     """NeMo's greedy transcripts, each cut to the served pipeline's token limit for its clip (the
     first k greedy tokens are what NeMo gives with ``max_new_tokens=k``), decoded by NeMo's rules."""
     ids = generate_ids(oracle, clips, batch_size, max_new_tokens)
@@ -154,8 +181,15 @@ class NemoRun:
         return self.audio_s / self.wall_s
 
     def row(self) -> dict:
-        return {"batch_size": self.batch_size, "clips": self.clips, "audio_s": self.audio_s, "wall_s": self.wall_s,
-                "rtfx": self.rtfx, "clips_per_s": self.clips / self.wall_s, "cpu_s": self.cpu_s}
+        return {
+            "batch_size": self.batch_size,
+            "clips": self.clips,
+            "audio_s": self.audio_s,
+            "wall_s": self.wall_s,
+            "rtfx": self.rtfx,
+            "clips_per_s": self.clips / self.wall_s,
+            "cpu_s": self.cpu_s,
+        }
 
 
 def longest_first(clips: Sequence[Clip]) -> list[int]:
@@ -163,8 +197,14 @@ def longest_first(clips: Sequence[Clip]) -> list[int]:
     return sorted(range(len(clips)), key=lambda i: -len(clips[i].samples))
 
 
-def timed_run(oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens: int, warmup: bool = True,
-              profile_path: Path | None = None) -> NemoRun:
+def timed_run(
+    oracle,
+    clips: Sequence[Clip],
+    batch_size: int,
+    max_new_tokens: int,
+    warmup: bool = True,
+    profile_path: Path | None = None,
+) -> NemoRun:
     """One timed pass over all clips, sorted longest first and batched as the leaderboard does;
     a warm-up pass over the first (longest) batch runs before and is excluded. With
     ``profile_path`` the timed pass runs under cProfile (slower) and the stats are dumped there."""

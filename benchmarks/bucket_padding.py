@@ -24,7 +24,9 @@ from canary_triton import contract
 from canary_triton.cli import DEMO_HELDOUT
 
 
-def overhead_percent(samples: Sequence[int], bucket_seconds: float, mel: contract.MelParams = contract.MelParams()) -> float:
+def overhead_percent(
+    samples: Sequence[int], bucket_seconds: float, mel: contract.MelParams = contract.MelParams()
+) -> float:
     """Extra mel frames from bucket padding, in percent of the unpadded frames."""
     width = contract.mel_bucket_columns(bucket_seconds, mel)
     cols = [contract.mel_columns(int(n), mel) for n in samples]
@@ -64,14 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     heldout = manifest_samples(args.manifest, mel.sample_rate)
     rng = np.random.default_rng(args.seed)
     uniform = (rng.uniform(1.0, contract.MAX_AUDIO_SECONDS, args.uniform_clips) * mel.sample_rate).astype(int)
-    sets = {f"held-out ({len(heldout)} clips, {min(heldout) / mel.sample_rate:.1f}-{max(heldout) / mel.sample_rate:.1f} s)": heldout,
-            f"uniform 1-40 s ({len(uniform)} clips, seed {args.seed})": uniform.tolist()}
+    sets = {
+        f"held-out ({len(heldout)} clips, {min(heldout) / mel.sample_rate:.1f}-{max(heldout) / mel.sample_rate:.1f} s)": heldout,
+        f"uniform 1-40 s ({len(uniform)} clips, seed {args.seed})": uniform.tolist(),
+    }
     print("| set | " + " | ".join(f"{w:g} s buckets" for w in widths) + " |")
     print("|---|" + "---|" * len(widths))
     for name, samples in sets.items():
         print(f"| {name} | " + " | ".join(f"+{overhead_percent(samples, w, mel):.1f} %" for w in widths) + " |")
-    print(f"\nDefault width: {contract.DEFAULT_MEL_BUCKET_SECONDS:g} s. Extra frames = padded mel frames the "
-          "encoder computes beyond the clips' own (arithmetic, not a timing).")
+    print(
+        f"\nDefault width: {contract.DEFAULT_MEL_BUCKET_SECONDS:g} s. Extra frames = padded mel frames the "
+        "encoder computes beyond the clips' own (arithmetic, not a timing)."
+    )
     return 0
 
 

@@ -33,8 +33,20 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a file: python benchmarks/gateway_overhead.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import (EXIT_OK, EXIT_USAGE, EXIT_WRONG, HELDOUT_MANIFEST, ServeOptions, free_port,
-                                latency_summary, machine_info, machine_line, markdown_table, served, write_outputs)
+from benchmarks._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WRONG,
+    HELDOUT_MANIFEST,
+    ServeOptions,
+    free_port,
+    latency_summary,
+    machine_info,
+    machine_line,
+    markdown_table,
+    served,
+    write_outputs,
+)
 
 PATHS = ("direct", "gateway")
 
@@ -56,9 +68,23 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "CANARY_TRITON_API_KEY"}
         self.log = tempfile.TemporaryFile()  # its access log: one line per request (a pipe would fill up)
-        self.proc = subprocess.Popen([sys.executable, "-m", "canary_triton.cli", "gateway", "--triton-url", triton_url,
-                                      "--port", str(self.port), "--max-in-flight", "256"],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "canary_triton.cli",
+                "gateway",
+                "--triton-url",
+                triton_url,
+                "--port",
+                str(self.port),
+                "--max-in-flight",
+                "256",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
         self._wait_ready(timeout_s)
 
     def log_tail(self) -> str:
@@ -107,8 +133,9 @@ async def _pass(path: str, files, concurrency: int, direct, http) -> tuple[list[
                 if path == "direct":
                     texts[i] = await direct.transcribe(raw)
                 else:
-                    r = await http.post("/v1/audio/transcriptions", data={"model": "canary-qwen-2.5b"},
-                                        files={"file": (name, raw)})
+                    r = await http.post(
+                        "/v1/audio/transcriptions", data={"model": "canary-qwen-2.5b"}, files={"file": (name, raw)}
+                    )
                     r.raise_for_status()
                     texts[i] = r.json()["text"]
             except Exception as e:  # noqa: BLE001  counted, reported
@@ -129,45 +156,79 @@ async def measure(triton_url: str, gateway_url: str, files, concurrency: Sequenc
     audio_s = sum(f[2] for f in files)
     rows, failures = [], []
     limits = httpx.Limits(max_connections=max(concurrency), max_keepalive_connections=max(concurrency))
-    async with AsyncCanaryClient(options=ClientOptions(url=triton_url, timeout_s=300)) as direct, \
-            httpx.AsyncClient(base_url=gateway_url, timeout=300, limits=limits) as http:
+    async with (
+        AsyncCanaryClient(options=ClientOptions(url=triton_url, timeout_s=300)) as direct,
+        httpx.AsyncClient(base_url=gateway_url, timeout=300, limits=limits) as http,
+    ):
         reference, _, _, errs = await _pass("direct", files, 1, direct, http)
         _, _, _, errs2 = await _pass("gateway", files, 1, direct, http)  # warm-up, excluded
         failures += errs + errs2
         for c in concurrency:
             got: dict[str, dict[str, list]] = {p: {"lat": [], "wall": [], "wrong": []} for p in PATHS}
             for k in range(passes):
-                for path in (PATHS if k % 2 == 0 else PATHS[::-1]):
+                for path in PATHS if k % 2 == 0 else PATHS[::-1]:
                     texts, lat, wall, errs = await _pass(path, files, c, direct, http)
                     failures += errs
                     got[path]["lat"] += lat
                     got[path]["wall"].append(wall)
-                    got[path]["wrong"] += [files[i][0] for i, t in enumerate(texts) if t is not None and t != reference[i]]
+                    got[path]["wrong"] += [
+                        files[i][0] for i, t in enumerate(texts) if t is not None and t != reference[i]
+                    ]
             for path in PATHS:
                 wall = sum(got[path]["wall"])
-                rows.append({"path": path, "concurrency": c, "requests": passes * len(files),
-                             **latency_summary(got[path]["lat"]), "rtfx": passes * audio_s / wall,
-                             "requests_per_s": passes * len(files) / wall, "wrong_transcripts": got[path]["wrong"]})
+                rows.append(
+                    {
+                        "path": path,
+                        "concurrency": c,
+                        "requests": passes * len(files),
+                        **latency_summary(got[path]["lat"]),
+                        "rtfx": passes * audio_s / wall,
+                        "requests_per_s": passes * len(files) / wall,
+                        "wrong_transcripts": got[path]["wrong"],
+                    }
+                )
                 failures += [f"{path} c={c}: {n} differs from the direct transcript" for n in got[path]["wrong"]]
     overhead = []
     for c in concurrency:
         d, g = (next(r for r in rows if r["path"] == p and r["concurrency"] == c) for p in PATHS)
-        overhead.append({"concurrency": c, "p50_added_ms": g["latency_p50_ms"] - d["latency_p50_ms"],
-                         "p90_added_ms": g["latency_p90_ms"] - d["latency_p90_ms"],
-                         "rtfx_ratio": g["rtfx"] / d["rtfx"]})
+        overhead.append(
+            {
+                "concurrency": c,
+                "p50_added_ms": g["latency_p50_ms"] - d["latency_p50_ms"],
+                "p90_added_ms": g["latency_p90_ms"] - d["latency_p90_ms"],
+                "rtfx_ratio": g["rtfx"] / d["rtfx"],
+            }
+        )
     return {"audio_s_per_pass": audio_s, "rows": rows, "overhead": overhead, "failures": failures}
 
 
 def to_markdown(payload: dict[str, Any]) -> str:
     r = payload["result"]
-    lines = [f"Gateway overhead: {payload['clips']} clips ({r['audio_s_per_pass']:.1f} s of audio) per pass, "
-             f"{payload['passes']} passes per point; {machine_line(payload['machine'])}.", "",
-             markdown_table(["path", "concurrency", "requests", "p50 (ms)", "p90 (ms)", "RTFx", "req/s"],
-                            [[x["path"], x["concurrency"], x["requests"], x["latency_p50_ms"], x["latency_p90_ms"],
-                              x["rtfx"], x["requests_per_s"]] for x in r["rows"]]), "",
-             markdown_table(["concurrency", "p50 added (ms)", "p90 added (ms)", "RTFx gateway / direct"],
-                            [[o["concurrency"], o["p50_added_ms"], o["p90_added_ms"], f"{o['rtfx_ratio']:.2f}"]
-                             for o in r["overhead"]])]
+    lines = [
+        f"Gateway overhead: {payload['clips']} clips ({r['audio_s_per_pass']:.1f} s of audio) per pass, "
+        f"{payload['passes']} passes per point; {machine_line(payload['machine'])}.",
+        "",
+        markdown_table(
+            ["path", "concurrency", "requests", "p50 (ms)", "p90 (ms)", "RTFx", "req/s"],
+            [
+                [
+                    x["path"],
+                    x["concurrency"],
+                    x["requests"],
+                    x["latency_p50_ms"],
+                    x["latency_p90_ms"],
+                    x["rtfx"],
+                    x["requests_per_s"],
+                ]
+                for x in r["rows"]
+            ],
+        ),
+        "",
+        markdown_table(
+            ["concurrency", "p50 added (ms)", "p90 added (ms)", "RTFx gateway / direct"],
+            [[o["concurrency"], o["p50_added_ms"], o["p90_added_ms"], f"{o['rtfx_ratio']:.2f}"] for o in r["overhead"]],
+        ),
+    ]
     return "\n".join(lines)
 
 
@@ -196,15 +257,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     machine = machine_info()
     files = _files(a.manifest, a.limit)
-    payload: dict[str, Any] = {"benchmark": "gateway_overhead", "machine": machine, "clips": len(files),
-                               "passes": a.passes, "manifest": str(a.manifest), "concurrency": concurrency}
+    payload: dict[str, Any] = {
+        "benchmark": "gateway_overhead",
+        "machine": machine,
+        "clips": len(files),
+        "passes": a.passes,
+        "manifest": str(a.manifest),
+        "concurrency": concurrency,
+    }
     with served(ServeOptions(url=a.url, export_dir=a.export_dir, checkpoint=a.checkpoint, parity=False)) as target:
         gw = None if a.gateway_url else GatewayProcess(target.grpc_url)
         try:
-            payload["server"] = {"how": target.how, "url": target.grpc_url,
-                                 "gateway": a.gateway_url or f"{gw.url} (canary-triton gateway started here)"}
-            payload["result"] = asyncio.run(measure(target.grpc_url, a.gateway_url or gw.url, files, concurrency,
-                                                    a.passes))
+            payload["server"] = {
+                "how": target.how,
+                "url": target.grpc_url,
+                "gateway": a.gateway_url or f"{gw.url} (canary-triton gateway started here)",
+            }
+            payload["result"] = asyncio.run(
+                measure(target.grpc_url, a.gateway_url or gw.url, files, concurrency, a.passes)
+            )
         finally:
             if gw is not None:
                 gw.close()

@@ -32,9 +32,27 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a file: python benchmarks/long_form.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 
-from benchmarks._common import (EXIT_NOT_RUN, EXIT_OK, EXIT_USAGE, EXIT_WRONG, HELDOUT_MANIFEST, SAMPLE_RATE, Clip,
-                                ServeOptions, concatenate, latency_summary, load_clips, machine_info, machine_line,
-                                markdown_table, model_ready, served, served_models, silence_gaps, write_outputs)
+from benchmarks._common import (
+    EXIT_NOT_RUN,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WRONG,
+    HELDOUT_MANIFEST,
+    SAMPLE_RATE,
+    Clip,
+    ServeOptions,
+    concatenate,
+    latency_summary,
+    load_clips,
+    machine_info,
+    machine_line,
+    markdown_table,
+    model_ready,
+    served,
+    served_models,
+    silence_gaps,
+    write_outputs,
+)
 from canary_triton import contract
 
 LONG_WARMUP_CLIPS = 4
@@ -46,8 +64,9 @@ def _wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     return wer(refs, hyps, normalize=leaderboard_normalize)
 
 
-def short_form(client, clips: Sequence[Clip], concurrency: int, warmup: int, repeats: int,
-               max_new_tokens: int | None) -> dict[str, Any]:
+def short_form(
+    client, clips: Sequence[Clip], concurrency: int, warmup: int, repeats: int, max_new_tokens: int | None
+) -> dict[str, Any]:
     from canary_triton.client.audio_input import Audio
 
     audios = [Audio(c.samples, c.name) for c in clips]
@@ -59,12 +78,18 @@ def short_form(client, clips: Sequence[Clip], concurrency: int, warmup: int, rep
         passes.append((time.perf_counter() - t0, results))
     wall, results = min(passes, key=lambda p: p[0])
     audio_s = float(sum(c.seconds for c in clips))
-    return {"requests": len(clips), "audio_s": audio_s, "wall_s": wall, "pass_wall_s": [p[0] for p in passes],
-            "rtfx": audio_s / wall, "concurrency": concurrency,
-            **latency_summary([r.latency_s for r in results if r.ok]),
-            "errors": [f"{r.name}: {r.error}" for p in passes for r in p[1] if not r.ok]
-            + [f"warm-up {r.name}: {r.error}" for r in warm if not r.ok],
-            "texts": [r.text for r in results]}
+    return {
+        "requests": len(clips),
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "pass_wall_s": [p[0] for p in passes],
+        "rtfx": audio_s / wall,
+        "concurrency": concurrency,
+        **latency_summary([r.latency_s for r in results if r.ok]),
+        "errors": [f"{r.name}: {r.error}" for p in passes for r in p[1] if not r.ok]
+        + [f"warm-up {r.name}: {r.error}" for r in warm if not r.ok],
+        "texts": [r.text for r in results],
+    }
 
 
 def _long_request(client, recording: Clip, max_new_tokens: int | None) -> tuple[str, float]:
@@ -77,14 +102,22 @@ def _long_request(client, recording: Clip, max_new_tokens: int | None) -> tuple[
     return text, time.perf_counter() - t0
 
 
-def long_form(client, recording: Clip, warm_recording: Clip, speech_s: float, repeats: int,
-              max_new_tokens: int | None) -> dict[str, Any]:
+def long_form(
+    client, recording: Clip, warm_recording: Clip, speech_s: float, repeats: int, max_new_tokens: int | None
+) -> dict[str, Any]:
     _long_request(client, warm_recording, max_new_tokens)  # warm-up, excluded
     passes = [_long_request(client, recording, max_new_tokens) for _ in range(repeats)]
     text, wall = min(passes, key=lambda p: p[1])
-    return {"audio_s": recording.seconds, "speech_s": speech_s, "wall_s": wall, "pass_wall_s": [p[1] for p in passes],
-            "rtfx": recording.seconds / wall, "rtfx_speech_only": speech_s / wall, "text": text,
-            "texts_identical_across_passes": len({p[0] for p in passes}) == 1}
+    return {
+        "audio_s": recording.seconds,
+        "speech_s": speech_s,
+        "wall_s": wall,
+        "pass_wall_s": [p[1] for p in passes],
+        "rtfx": recording.seconds / wall,
+        "rtfx_speech_only": speech_s / wall,
+        "text": text,
+        "texts_identical_across_passes": len({p[0] for p in passes}) == 1,
+    }
 
 
 def long_stream(client, recording: Clip, max_new_tokens: int | None) -> dict[str, Any]:
@@ -100,8 +133,13 @@ def long_stream(client, recording: Clip, max_new_tokens: int | None) -> dict[str
             first = time.perf_counter() - t0
         pieces.append(piece)
     wall = time.perf_counter() - t0
-    return {"first_piece_s": first, "wall_s": wall, "rtfx": recording.seconds / wall, "pieces": len(pieces),
-            "text": " ".join(p.strip() for p in pieces if p.strip())}
+    return {
+        "first_piece_s": first,
+        "wall_s": wall,
+        "rtfx": recording.seconds / wall,
+        "pieces": len(pieces),
+        "text": " ".join(p.strip() for p in pieces if p.strip()),
+    }
 
 
 def _pct(x: float | None) -> str:
@@ -110,31 +148,71 @@ def _pct(x: float | None) -> str:
 
 def render(p: dict[str, Any]) -> str:
     s, lf = p["short"], p.get("long")
-    head = (f"Measured: long-form vs short-form on the same speech; {p['audio']['clips']} clips "
-            f"({p['audio']['speech_s']:.1f} s of speech) from {p['audio']['manifest']}, joined with silences of "
-            f"{p['audio']['silence_s'][0]}..{p['audio']['silence_s'][1]} s (seed {p['audio']['seed']}) into one "
-            f"{p['audio']['long_s']:.1f} s recording.\nMachine: {machine_line(p['machine'])}. Server: "
-            f"{p['server']['how']}.\nWarm-up excluded; each side timed {p['repeats']} time(s), fastest pass counts.")
-    rows = [["short form (clips)", contract.ENSEMBLE_MODEL, s["requests"], s["concurrency"], s["audio_s"], s["wall_s"],
-             s["rtfx"], "-", _pct(s["wer"])]]
+    head = (
+        f"Measured: long-form vs short-form on the same speech; {p['audio']['clips']} clips "
+        f"({p['audio']['speech_s']:.1f} s of speech) from {p['audio']['manifest']}, joined with silences of "
+        f"{p['audio']['silence_s'][0]}..{p['audio']['silence_s'][1]} s (seed {p['audio']['seed']}) into one "
+        f"{p['audio']['long_s']:.1f} s recording.\nMachine: {machine_line(p['machine'])}. Server: "
+        f"{p['server']['how']}.\nWarm-up excluded; each side timed {p['repeats']} time(s), fastest pass counts."
+    )
+    rows = [
+        [
+            "short form (clips)",
+            contract.ENSEMBLE_MODEL,
+            s["requests"],
+            s["concurrency"],
+            s["audio_s"],
+            s["wall_s"],
+            s["rtfx"],
+            "-",
+            _pct(s["wer"]),
+        ]
+    ]
     if lf is not None:
-        rows.append(["long form (one recording)", contract.LONG_FORM_MODEL, 1, 1, lf["audio_s"], lf["wall_s"],
-                     lf["rtfx"], lf["rtfx_speech_only"], _pct(lf["wer"])])
-    table = markdown_table(["form", "model", "requests", "concurrency", "audio s", "wall s", "RTFx",
-                            "RTFx (speech s only)", "WER vs references"], rows)
+        rows.append(
+            [
+                "long form (one recording)",
+                contract.LONG_FORM_MODEL,
+                1,
+                1,
+                lf["audio_s"],
+                lf["wall_s"],
+                lf["rtfx"],
+                lf["rtfx_speech_only"],
+                _pct(lf["wer"]),
+            ]
+        )
+    table = markdown_table(
+        [
+            "form",
+            "model",
+            "requests",
+            "concurrency",
+            "audio s",
+            "wall s",
+            "RTFx",
+            "RTFx (speech s only)",
+            "WER vs references",
+        ],
+        rows,
+    )
     lines = [head, "", table, ""]
     if lf is None:
         lines.append(f"Long form NOT measured: {p['long_missing']}")
     else:
-        lines.append(f"**Long/short RTFx ratio: {lf['rtfx'] / s['rtfx']:.2f}** (on speech seconds only: "
-                     f"{lf['rtfx_speech_only'] / s['rtfx']:.2f}). WER of the long transcript against the short-form "
-                     f"transcripts joined: {100 * lf['wer_vs_short']:.2f}%.")
+        lines.append(
+            f"**Long/short RTFx ratio: {lf['rtfx'] / s['rtfx']:.2f}** (on speech seconds only: "
+            f"{lf['rtfx_speech_only'] / s['rtfx']:.2f}). WER of the long transcript against the short-form "
+            f"transcripts joined: {100 * lf['wer_vs_short']:.2f}%."
+        )
         st = p.get("long_stream")
         if st is not None:
-            lines.append(f"Streamed ({contract.LONG_FORM_STREAM_MODEL}): first segment after "
-                         f"{st['first_piece_s']:.2f} s, "
-                         f"{st['pieces']} pieces, whole recording in {st['wall_s']:.2f} s (RTFx {st['rtfx']:.1f}); "
-                         f"joined text equals the unary transcript: {st['matches_unary']}.")
+            lines.append(
+                f"Streamed ({contract.LONG_FORM_STREAM_MODEL}): first segment after "
+                f"{st['first_piece_s']:.2f} s, "
+                f"{st['pieces']} pieces, whole recording in {st['wall_s']:.2f} s (RTFx {st['rtfx']:.1f}); "
+                f"joined text equals the unary transcript: {st['matches_unary']}."
+            )
         elif p.get("long_stream_missing"):
             lines.append(f"Streaming long form not measured: {p['long_stream_missing']}")
     return "\n".join(lines)
@@ -144,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="gRPC address of a running server (default: start one here)")
     ap.add_argument("--export-dir", type=Path, help="an export folder to serve here")
-    ap.add_argument("--checkpoint", type=Path,
-                    help="exported here when no export folder is given (default: tiny-trained)")
+    ap.add_argument(
+        "--checkpoint", type=Path, help="exported here when no export folder is given (default: tiny-trained)"
+    )
     ap.add_argument("--llm-dir", type=Path)
     ap.add_argument("--manifest", type=Path, default=HELDOUT_MANIFEST)
     ap.add_argument("--limit", type=int, help="use the first N clips")
@@ -155,13 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=4, help="short-form warm-up requests (excluded)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, help="per request (default: the server's)")
-    ap.add_argument("--max-wer-increase", type=float, default=0.05,
-                    help="long-form WER may exceed short-form WER by this much (absolute, 0.05 = 5 points)")
+    ap.add_argument(
+        "--max-wer-increase",
+        type=float,
+        default=0.05,
+        help="long-form WER may exceed short-form WER by this much (absolute, 0.05 = 5 points)",
+    )
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming long-form model")
     ap.add_argument("--skip-parity", action="store_true")
-    ap.add_argument("--long-form-merge-s", type=float,
-                    help="export made here: segments merge speech up to this span (the tiny fixtures know single "
-                         "utterances only: use 0.5 with them; default: the export's own)")
+    ap.add_argument(
+        "--long-form-merge-s",
+        type=float,
+        help="export made here: segments merge speech up to this span (the tiny fixtures know single "
+        "utterances only: use 0.5 with them; default: the export's own)",
+    )
     ap.add_argument("--work-dir", type=Path)
     ap.add_argument("--write-audio", type=Path, help="also write the long recording here (WAV, 16 kHz)")
     ap.add_argument("--out", type=Path, help="write long_form.json / .md here")
@@ -198,18 +284,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload: dict[str, Any] = {
         "benchmark": "long_form",
         "measured": "RTFx (audio s / wall s) of short-form clips vs the same speech as one long recording",
-        "machine": machine, "repeats": a.repeats,
-        "audio": {"manifest": str(a.manifest), "clips": len(clips), "speech_s": speech_s, "long_s": recording.seconds,
-                  "silence_s": [lo, hi], "seed": a.seed, "gaps_s": gaps},
+        "machine": machine,
+        "repeats": a.repeats,
+        "audio": {
+            "manifest": str(a.manifest),
+            "clips": len(clips),
+            "speech_s": speech_s,
+            "long_s": recording.seconds,
+            "silence_s": [lo, hi],
+            "seed": a.seed,
+            "gaps_s": gaps,
+        },
     }
     failures: list[str] = []
     repo = (("long_form_merge_s", a.long_form_merge_s),) if a.long_form_merge_s is not None else ()
-    serve = ServeOptions(url=a.url, export_dir=a.export_dir, checkpoint=a.checkpoint, llm_dir=a.llm_dir,
-                         parity=not a.skip_parity, work_dir=a.work_dir, repository=repo)
+    serve = ServeOptions(
+        url=a.url,
+        export_dir=a.export_dir,
+        checkpoint=a.checkpoint,
+        llm_dir=a.llm_dir,
+        parity=not a.skip_parity,
+        work_dir=a.work_dir,
+        repository=repo,
+    )
     with served(serve) as target:
         payload["server"] = {"how": target.how, "url": target.grpc_url}
-        with CanaryClient(options=ClientOptions(url=target.grpc_url, timeout_s=a.timeout),
-                          concurrency=a.concurrency) as client:
+        with CanaryClient(
+            options=ClientOptions(url=target.grpc_url, timeout_s=a.timeout), concurrency=a.concurrency
+        ) as client:
             client.wait_ready()
             s = short_form(client, clips, a.concurrency, a.warmup, a.repeats, a.max_new_tokens)
             s["wer"] = _wer(refs, [t or "" for t in s["texts"]]) if have_refs else None
@@ -220,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 payload["long_missing"] = (
                     f"the server at {target.grpc_url} has no ready model '{contract.LONG_FORM_MODEL}' (ready: "
                     f"{', '.join(served_models(target.grpc_url)) or 'none'}). Serve an export made by a version of "
-                    f"the project whose repository includes it, then rerun.")
+                    f"the project whose repository includes it, then rerun."
+                )
             else:
                 try:
                     lf = long_form(client, recording, warm_recording, speech_s, a.repeats, a.max_new_tokens)
@@ -231,10 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     short_joined = " ".join(t or "" for t in s["texts"])
                     lf["wer"] = _wer([" ".join(refs)], [lf["text"]]) if have_refs else None
                     lf["wer_vs_short"] = _wer([short_joined], [lf["text"]])
-                    base, got = ((s["wer"], lf["wer"]) if have_refs else (0.0, lf["wer_vs_short"]))
+                    base, got = (s["wer"], lf["wer"]) if have_refs else (0.0, lf["wer_vs_short"])
                     if got - base > a.max_wer_increase:
-                        failures.append(f"long-form WER {100 * got:.2f}% exceeds the short-form "
-                                        f"{100 * base:.2f}% by more than {100 * a.max_wer_increase:.1f} points")
+                        failures.append(
+                            f"long-form WER {100 * got:.2f}% exceeds the short-form "
+                            f"{100 * base:.2f}% by more than {100 * a.max_wer_increase:.1f} points"
+                        )
                     payload["long"] = lf
                     payload["ratio_long_over_short"] = lf["rtfx"] / s["rtfx"]
                     payload["ratio_long_speech_only_over_short"] = lf["rtfx_speech_only"] / s["rtfx"]
@@ -254,8 +359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-def _measure_stream(client, url: str, recording: Clip, lf: dict[str, Any], max_new_tokens: int | None,
-                    payload: dict[str, Any], failures: list[str]) -> None:
+def _measure_stream(
+    client,
+    url: str,
+    recording: Clip,
+    lf: dict[str, Any],
+    max_new_tokens: int | None,
+    payload: dict[str, Any],
+    failures: list[str],
+) -> None:
     from canary_triton.metrics import leaderboard_normalize
 
     if not model_ready(url, contract.LONG_FORM_STREAM_MODEL):

@@ -63,15 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = getattr(torch, a.dtype) if a.dtype else None
     lora = load_lora(a.export_dir, dtype)
     if lora is None:
-        print(f"error: {a.export_dir} has no ASR adapter beside llm_base (a checkpoint without LoRA, or an older "
-              f"export)", file=sys.stderr)
+        print(
+            f"error: {a.export_dir} has no ASR adapter beside llm_base (a checkpoint without LoRA, or an older export)",
+            file=sys.stderr,
+        )
         return 2
     merged = load_llm(a.export_dir, "llm_merged", dtype)
     base = load_llm(a.export_dir, "llm_base", dtype)
-    print(f"{a.export_dir}: LLM {str(merged.dtype).replace('torch.', '')}, {torch.get_num_threads()} threads, "
-          f"context {a.context}, {a.steps} timed steps; LoRA {lora.describe()}")
-    print("| rows | merged ms/step (min, median) | run-time LoRA, all rows | run-time LoRA, half the rows | "
-          "all rows vs merged (median) |")
+    print(
+        f"{a.export_dir}: LLM {str(merged.dtype).replace('torch.', '')}, {torch.get_num_threads()} threads, "
+        f"context {a.context}, {a.steps} timed steps; LoRA {lora.describe()}"
+    )
+    print(
+        "| rows | merged ms/step (min, median) | run-time LoRA, all rows | run-time LoRA, half the rows | "
+        "all rows vs merged (median) |"
+    )
     print("|---|---|---|---|---|")
     for rows in a.rows:
         cap = a.context + a.warmup + a.steps + 1
@@ -84,8 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         def cell(xs):
             return f"{1e3 * min(xs):.1f}, {1e3 * statistics.median(xs):.1f}"
 
-        print(f"| {rows} | {cell(m)} | {cell(full)} | {cell(half)} | "
-              f"{statistics.median(full) / statistics.median(m):.2f}x |", flush=True)
+        print(
+            f"| {rows} | {cell(m)} | {cell(full)} | {cell(half)} | "
+            f"{statistics.median(full) / statistics.median(m):.2f}x |",
+            flush=True,
+        )
         del r_merged, r_lora
     return 0
 

@@ -34,11 +34,34 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a file: python benchmarks/nemo_vs_served.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 
-from benchmarks._common import (DEFAULT_CHECKPOINT, EXIT_OK, EXIT_WRONG, HELDOUT_MANIFEST, PIPELINE_MODELS,
-                                STATISTICS_NOTE, Clip, ServeOptions, TokenCounter, export_description, fmt,
-                                group_cpu_seconds, group_memory, latency_summary, self_peak_rss_mib, load_clips, machine_info, machine_line,
-                                markdown_table, model_statistics, parse_repository_options, served, served_settings,
-                                statistics_delta, statistics_markdown, write_outputs)
+from benchmarks._common import (
+    DEFAULT_CHECKPOINT,
+    EXIT_OK,
+    EXIT_WRONG,
+    HELDOUT_MANIFEST,
+    PIPELINE_MODELS,
+    STATISTICS_NOTE,
+    Clip,
+    ServeOptions,
+    TokenCounter,
+    export_description,
+    fmt,
+    group_cpu_seconds,
+    group_memory,
+    latency_summary,
+    self_peak_rss_mib,
+    load_clips,
+    machine_info,
+    machine_line,
+    markdown_table,
+    model_statistics,
+    parse_repository_options,
+    served,
+    served_settings,
+    statistics_delta,
+    statistics_markdown,
+    write_outputs,
+)
 from benchmarks._nemo import SIZES, checkpoint_parameters, longest_first, make_random_checkpoint, output_limit
 from benchmarks.throughput import parse_ints
 from canary_triton import contract
@@ -46,18 +69,28 @@ from canary_triton import contract
 GOAL_RATIO = 2.0  # the served CPU pipeline's target: at least 2x NeMo's in-process throughput
 
 
-def nemo_side(oracle, clips: Sequence[Clip], batch_sizes: Sequence[int], max_new_tokens: int,
-              tokens: TokenCounter | None, profile_dir: Path | None, repeats: int = 1) -> dict[str, Any]:
+def nemo_side(
+    oracle,
+    clips: Sequence[Clip],
+    batch_sizes: Sequence[int],
+    max_new_tokens: int,
+    tokens: TokenCounter | None,
+    profile_dir: Path | None,
+    repeats: int = 1,
+) -> dict[str, Any]:
     from benchmarks._nemo import profile_top, timed_run
 
     runs = []
     for bs in batch_sizes:
-        passes = [timed_run(oracle, clips, min(bs, len(clips)), max_new_tokens, warmup=k == 0)
-                  for k in range(repeats)]
+        passes = [timed_run(oracle, clips, min(bs, len(clips)), max_new_tokens, warmup=k == 0) for k in range(repeats)]
         run = min(passes, key=lambda r: r.wall_s)
         runs.append(run)
-        print(f"NeMo batch {bs:>3}: RTFx {run.rtfx:7.1f}  ({run.wall_s:.2f} s for {run.audio_s:.1f} s of audio; "
-              f"passes {', '.join(f'{r.wall_s:.2f}' for r in passes)} s)", file=sys.stderr, flush=True)
+        print(
+            f"NeMo batch {bs:>3}: RTFx {run.rtfx:7.1f}  ({run.wall_s:.2f} s for {run.audio_s:.1f} s of audio; "
+            f"passes {', '.join(f'{r.wall_s:.2f}' for r in passes)} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     best = max(runs, key=lambda r: r.rtfx)
     rows = []
     for r in runs:
@@ -66,13 +99,21 @@ def nemo_side(oracle, clips: Sequence[Clip], batch_sizes: Sequence[int], max_new
         row["tokens_per_s"] = n_tok / r.wall_s if n_tok is not None else None
         row["differs_from_best"] = [clips[i].name for i, (a, b) in enumerate(zip(r.texts, best.texts)) if a != b]
         rows.append(row)
-    out: dict[str, Any] = {"rows": rows, "best_batch_size": best.batch_size, "best_rtfx": best.rtfx,
-                           "texts": list(best.texts)}
+    out: dict[str, Any] = {
+        "rows": rows,
+        "best_batch_size": best.batch_size,
+        "best_rtfx": best.rtfx,
+        "texts": list(best.texts),
+    }
     if profile_dir is not None:
         path = Path(profile_dir) / "nemo_best.prof"
         prof_run = timed_run(oracle, clips, best.batch_size, max_new_tokens, warmup=False, profile_path=path)
-        out["profile"] = {"file": str(path), "batch_size": best.batch_size,
-                          "wall_s_under_cprofile": prof_run.wall_s, "top_own_time": profile_top(path)}
+        out["profile"] = {
+            "file": str(path),
+            "batch_size": best.batch_size,
+            "wall_s_under_cprofile": prof_run.wall_s,
+            "top_own_time": profile_top(path),
+        }
     return out
 
 
@@ -143,22 +184,41 @@ def combine_nemo(runs: dict[str, dict[str, Any]], reference_dtype: str) -> dict[
     rows = [{**r, "dtype": dt} for dt, run in runs.items() for r in run["rows"]]
     best_dt = max(runs, key=lambda dt: runs[dt]["best_rtfx"])
     ref_dt = reference_dtype if reference_dtype in runs else next(iter(runs))
-    out = {"rows": rows, "best_dtype": best_dt, "best_batch_size": runs[best_dt]["best_batch_size"],
-           "best_rtfx": runs[best_dt]["best_rtfx"], "reference_dtype": ref_dt, "texts": runs[ref_dt]["texts"]}
+    out = {
+        "rows": rows,
+        "best_dtype": best_dt,
+        "best_batch_size": runs[best_dt]["best_batch_size"],
+        "best_rtfx": runs[best_dt]["best_rtfx"],
+        "reference_dtype": ref_dt,
+        "texts": runs[ref_dt]["texts"],
+    }
     for run in runs.values():
         if "profile" in run:
             out["profile"] = run["profile"]
     lat = {dt: run["latency"] for dt, run in runs.items() if "latency" in run}
     if lat:
         best_lat = min(lat, key=lambda dt: lat[dt]["best_s"])
-        out["latency"] = {"by_dtype": lat, "best_dtype": best_lat, "best_s": lat[best_lat]["best_s"],
-                          "clip_s": lat[best_lat]["clip_s"]}
+        out["latency"] = {
+            "by_dtype": lat,
+            "best_dtype": best_lat,
+            "best_s": lat[best_lat]["best_s"],
+            "clip_s": lat[best_lat]["clip_s"],
+        }
     return out
 
 
-def _served_pass(client, url: str, clips: Sequence[Clip], order: Sequence[int], audios, concurrency: int,
-                 max_new_tokens: int, reference: Sequence[str], tokens: TokenCounter | None,
-                 server_pgid: int | None) -> dict[str, Any]:
+def _served_pass(
+    client,
+    url: str,
+    clips: Sequence[Clip],
+    order: Sequence[int],
+    audios,
+    concurrency: int,
+    max_new_tokens: int,
+    reference: Sequence[str],
+    tokens: TokenCounter | None,
+    server_pgid: int | None,
+) -> dict[str, Any]:
     before = model_statistics(url)
     s0 = group_cpu_seconds(server_pgid)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -171,22 +231,41 @@ def _served_pass(client, url: str, clips: Sequence[Clip], order: Sequence[int], 
         texts[i] = results[pos].text
     audio_s = float(sum(c.seconds for c in clips))
     n_tok = sum(tokens.count(t) for t in texts if t) if tokens else None
-    wrong = [{"name": clips[i].name, "nemo": reference[i], "served": texts[i]}
-             for i in range(len(clips)) if texts[i] is not None and texts[i] != reference[i]]
+    wrong = [
+        {"name": clips[i].name, "nemo": reference[i], "served": texts[i]}
+        for i in range(len(clips))
+        if texts[i] is not None and texts[i] != reference[i]
+    ]
     return {
-        "concurrency": concurrency, "requests": len(clips), "audio_s": audio_s, "wall_s": wall,
-        "rtfx": audio_s / wall, "requests_per_s": len(clips) / wall,
+        "concurrency": concurrency,
+        "requests": len(clips),
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "rtfx": audio_s / wall,
+        "requests_per_s": len(clips) / wall,
         "tokens_per_s": n_tok / wall if n_tok is not None else None,
         **latency_summary([r.latency_s for r in results if r.ok]),
-        "client_cpu_s": client_cpu, "server_cpu_s": s1 - s0 if s0 is not None and s1 is not None else None,
-        "errors": [f"{r.name}: {r.error}" for r in results if not r.ok], "wrong": wrong,
-        "server_statistics": statistics_delta(before, after), "texts": texts,
+        "client_cpu_s": client_cpu,
+        "server_cpu_s": s1 - s0 if s0 is not None and s1 is not None else None,
+        "errors": [f"{r.name}: {r.error}" for r in results if not r.ok],
+        "wrong": wrong,
+        "server_statistics": statistics_delta(before, after),
+        "texts": texts,
     }
 
 
-def served_side(url: str, clips: Sequence[Clip], concurrency: Sequence[int], max_new_tokens: int, warmup: int,
-                reference: Sequence[str], tokens: TokenCounter | None, timeout_s: float,
-                repeats: int = 1, server_pgid: int | None = None) -> dict[str, Any]:
+def served_side(
+    url: str,
+    clips: Sequence[Clip],
+    concurrency: Sequence[int],
+    max_new_tokens: int,
+    warmup: int,
+    reference: Sequence[str],
+    tokens: TokenCounter | None,
+    timeout_s: float,
+    repeats: int = 1,
+    server_pgid: int | None = None,
+) -> dict[str, Any]:
     from canary_triton.client.api import CanaryClient, ClientOptions
     from canary_triton.client.audio_input import Audio
 
@@ -198,55 +277,133 @@ def served_side(url: str, clips: Sequence[Clip], concurrency: Sequence[int], max
         warm = client.transcribe_many(audios[:warmup], concurrency=max(concurrency), max_new_tokens=max_new_tokens)
         warm_errors = [f"{r.name}: {r.error}" for r in warm if not r.ok]
         for c in concurrency:
-            passes = [_served_pass(client, url, clips, order, audios, c, max_new_tokens, reference, tokens,
-                                   server_pgid) for _ in range(repeats)]
+            passes = [
+                _served_pass(client, url, clips, order, audios, c, max_new_tokens, reference, tokens, server_pgid)
+                for _ in range(repeats)
+            ]
             row = max(passes, key=lambda r: r["rtfx"])
             row["pass_wall_s"] = [r["wall_s"] for r in passes]
             row["errors"] = [e for r in passes for e in r["errors"]]
             row["wrong"] = [w for r in passes for w in r["wrong"]]
             rows.append(row)
-            print(f"served c={c:>3}: RTFx {row['rtfx']:7.1f}  p50 {fmt(row['latency_p50_ms'], 0)} ms  "
-                  f"{len(row['errors'])} errors, {len(row['wrong'])} differ from NeMo; passes "
-                  f"{', '.join(f'{w:.2f}' for w in row['pass_wall_s'])} s", file=sys.stderr, flush=True)
+            print(
+                f"served c={c:>3}: RTFx {row['rtfx']:7.1f}  p50 {fmt(row['latency_p50_ms'], 0)} ms  "
+                f"{len(row['errors'])} errors, {len(row['wrong'])} differ from NeMo; passes "
+                f"{', '.join(f'{w:.2f}' for w in row['pass_wall_s'])} s",
+                file=sys.stderr,
+                flush=True,
+            )
     best = max(rows, key=lambda r: r["rtfx"])
-    return {"warmup": {"requests": min(warmup, len(clips)), "errors": warm_errors}, "rows": rows,
-            "best_concurrency": best["concurrency"], "best_rtfx": best["rtfx"]}
+    return {
+        "warmup": {"requests": min(warmup, len(clips)), "errors": warm_errors},
+        "rows": rows,
+        "best_concurrency": best["concurrency"],
+        "best_rtfx": best["rtfx"],
+    }
 
 
 def render(p: dict[str, Any]) -> str:
     n, s = p["nemo"], p["served"]
-    head = (f"Measured: NeMo SALM.generate in-process vs the served pipeline on the same clips; checkpoint "
-            f"{p['checkpoint']['description']}; {p['clips']['count']} clips, {p['clips']['audio_s']:.1f} s of audio "
-            f"(manifest {p['clips']['manifest']}); max_new_tokens {p['max_new_tokens']}.\n"
-            f"Machine: {machine_line(p['machine'])}. NeMo: {p['nemo_settings']}. Served: {p['server']['how']}.\n"
-            f"Warm-up excluded: one batch per NeMo batch size; {s['warmup']['requests']} served requests. Each "
-            f"setting timed {p['repeats']} time(s), the fastest pass counts.")
-    nemo_t = markdown_table(["NeMo dtype", "batch size", "RTFx", "clips/s", "tokens/s", "wall s", "CPU s (process)",
-                             "differs from best batch"],
-                            [[r.get("dtype", "float32"), r["batch_size"], r["rtfx"], r["clips_per_s"], r["tokens_per_s"],
-                              r["wall_s"], r["cpu_s"], len(r["differs_from_best"])] for r in n["rows"]])
-    served_t = markdown_table(["served concurrency", "RTFx", "req/s", "tokens/s", "p50 ms", "p90 ms", "p99 ms",
-                               "CPU s server", "CPU s client", "errors", "differ from NeMo"],
-                              [[r["concurrency"], r["rtfx"], r["requests_per_s"], r["tokens_per_s"],
-                                r["latency_p50_ms"], r["latency_p90_ms"], r["latency_p99_ms"], r["server_cpu_s"],
-                                r["client_cpu_s"], len(r["errors"]), len(r["wrong"])] for r in s["rows"]])
+    head = (
+        f"Measured: NeMo SALM.generate in-process vs the served pipeline on the same clips; checkpoint "
+        f"{p['checkpoint']['description']}; {p['clips']['count']} clips, {p['clips']['audio_s']:.1f} s of audio "
+        f"(manifest {p['clips']['manifest']}); max_new_tokens {p['max_new_tokens']}.\n"
+        f"Machine: {machine_line(p['machine'])}. NeMo: {p['nemo_settings']}. Served: {p['server']['how']}.\n"
+        f"Warm-up excluded: one batch per NeMo batch size; {s['warmup']['requests']} served requests. Each "
+        f"setting timed {p['repeats']} time(s), the fastest pass counts."
+    )
+    nemo_t = markdown_table(
+        [
+            "NeMo dtype",
+            "batch size",
+            "RTFx",
+            "clips/s",
+            "tokens/s",
+            "wall s",
+            "CPU s (process)",
+            "differs from best batch",
+        ],
+        [
+            [
+                r.get("dtype", "float32"),
+                r["batch_size"],
+                r["rtfx"],
+                r["clips_per_s"],
+                r["tokens_per_s"],
+                r["wall_s"],
+                r["cpu_s"],
+                len(r["differs_from_best"]),
+            ]
+            for r in n["rows"]
+        ],
+    )
+    served_t = markdown_table(
+        [
+            "served concurrency",
+            "RTFx",
+            "req/s",
+            "tokens/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "CPU s server",
+            "CPU s client",
+            "errors",
+            "differ from NeMo",
+        ],
+        [
+            [
+                r["concurrency"],
+                r["rtfx"],
+                r["requests_per_s"],
+                r["tokens_per_s"],
+                r["latency_p50_ms"],
+                r["latency_p90_ms"],
+                r["latency_p99_ms"],
+                r["server_cpu_s"],
+                r["client_cpu_s"],
+                len(r["errors"]),
+                len(r["wrong"]),
+            ]
+            for r in s["rows"]
+        ],
+    )
     best = next(r for r in s["rows"] if r["concurrency"] == s["best_concurrency"])
     ratio = p["ratio"]
-    lines = [head, "", nemo_t, "", served_t, "",
-             f"**Served / NeMo throughput: {ratio:.2f}x** (served best RTFx {s['best_rtfx']:.1f} at concurrency "
-             f"{s['best_concurrency']}, LLM in {p.get('served_precision', 'fp32')}, vs NeMo best RTFx "
-             f"{n['best_rtfx']:.1f} at batch {n['best_batch_size']} in {n.get('best_dtype', 'float32')}); goal "
-             f">= {GOAL_RATIO:.0f}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}. Transcripts identical to NeMo "
-             f"{n.get('reference_dtype', 'float32')}: {p['identical']}.", "", *_latency_lines(n, s),
-             *_memory_lines(p.get("memory")),
-             f"Served best run, per model. {STATISTICS_NOTE}", "", statistics_markdown(best["server_statistics"])]
+    lines = [
+        head,
+        "",
+        nemo_t,
+        "",
+        served_t,
+        "",
+        f"**Served / NeMo throughput: {ratio:.2f}x** (served best RTFx {s['best_rtfx']:.1f} at concurrency "
+        f"{s['best_concurrency']}, LLM in {p.get('served_precision', 'fp32')}, vs NeMo best RTFx "
+        f"{n['best_rtfx']:.1f} at batch {n['best_batch_size']} in {n.get('best_dtype', 'float32')}); goal "
+        f">= {GOAL_RATIO:.0f}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}. Transcripts identical to NeMo "
+        f"{n.get('reference_dtype', 'float32')}: {p['identical']}.",
+        "",
+        *_latency_lines(n, s),
+        *_memory_lines(p.get("memory")),
+        f"Served best run, per model. {STATISTICS_NOTE}",
+        "",
+        statistics_markdown(best["server_statistics"]),
+    ]
     if "profile" in n:
         prof = n["profile"]
-        lines += ["", f"NeMo cProfile (batch {prof['batch_size']}, {prof['wall_s_under_cprofile']:.2f} s under the "
-                      f"profiler; {prof['file']}), functions with the most own time:", "",
-                  markdown_table(["function", "calls", "own s", "cumulative s"],
-                                 [[r["function"], r["calls"], f"{r['own_s']:.3f}", f"{r['cumulative_s']:.3f}"]
-                                  for r in prof["top_own_time"]])]
+        lines += [
+            "",
+            f"NeMo cProfile (batch {prof['batch_size']}, {prof['wall_s_under_cprofile']:.2f} s under the "
+            f"profiler; {prof['file']}), functions with the most own time:",
+            "",
+            markdown_table(
+                ["function", "calls", "own s", "cumulative s"],
+                [
+                    [r["function"], r["calls"], f"{r['own_s']:.3f}", f"{r['cumulative_s']:.3f}"]
+                    for r in prof["top_own_time"]
+                ],
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -256,31 +413,49 @@ def _latency_lines(n: dict[str, Any], s: dict[str, Any]) -> list[str]:
         return []
     ratio = ls["best_s"] / ln["best_s"]
     per_dtype = ", ".join(f"{dt} {v['best_s']:.2f} s" for dt, v in ln["by_dtype"].items())
-    return [f"**Latency, one {ln['clip_s']:.1f} s clip**: served at concurrency 1 {ls['best_s']:.2f} s vs NeMo batch 1 "
-            f"{ln['best_s']:.2f} s ({per_dtype}; best of {len(ls['passes_s'])} each, a warm-up excluded): "
-            f"served/NeMo time {ratio:.2f}; goal no slower than NeMo: {'met' if ratio <= 1.0 else 'NOT met'}.", ""]
+    return [
+        f"**Latency, one {ln['clip_s']:.1f} s clip**: served at concurrency 1 {ls['best_s']:.2f} s vs NeMo batch 1 "
+        f"{ln['best_s']:.2f} s ({per_dtype}; best of {len(ls['passes_s'])} each, a warm-up excluded): "
+        f"served/NeMo time {ratio:.2f}; goal no slower than NeMo: {'met' if ratio <= 1.0 else 'NOT met'}.",
+        "",
+    ]
 
 
 def _memory_lines(memory: dict[str, Any] | None) -> list[str]:
     if not memory:
         return []
-    lines = [f"Peak RSS of this process after NeMo's runs (NeMo in-process): {memory['nemo_process_peak_rss_mib']:.0f} MiB."]
+    lines = [
+        f"Peak RSS of this process after NeMo's runs (NeMo in-process): {memory['nemo_process_peak_rss_mib']:.0f} MiB."
+    ]
     if memory.get("llm_mode_requests"):
-        lines[0] += f" The server's memory was read after the served runs and {memory['llm_mode_requests']} LLM-mode requests."
+        lines[0] += (
+            f" The server's memory was read after the served runs and {memory['llm_mode_requests']} LLM-mode requests."
+        )
     srv = memory.get("server")
     if srv:
-        lines += [f"Server processes after the served runs (MiB; PSS counts shared pages once: total PSS "
-                  f"{srv['total_pss_mib']:.0f} MiB):", "",
-                  markdown_table(["process", "peak RSS", "RSS", "PSS"],
-                                 [[r["process"], f"{r['peak_rss_mib']:.0f}", f"{r['rss_mib']:.0f}", f"{r['pss_mib']:.0f}"]
-                                  for r in srv["processes"]])]
+        lines += [
+            f"Server processes after the served runs (MiB; PSS counts shared pages once: total PSS "
+            f"{srv['total_pss_mib']:.0f} MiB):",
+            "",
+            markdown_table(
+                ["process", "peak RSS", "RSS", "PSS"],
+                [
+                    [r["process"], f"{r['peak_rss_mib']:.0f}", f"{r['rss_mib']:.0f}", f"{r['pss_mib']:.0f}"]
+                    for r in srv["processes"]
+                ],
+            ),
+        ]
     return lines + [""]
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", choices=["trained", *SIZES], default="trained",
-                    help="trained: the bundled tiny-trained; others: random weights of that size, built here")
+    ap.add_argument(
+        "--size",
+        choices=["trained", *SIZES],
+        default="trained",
+        help="trained: the bundled tiny-trained; others: random weights of that size, built here",
+    )
     ap.add_argument("--checkpoint", type=Path, help="any SALM checkpoint folder (overrides --size)")
     ap.add_argument("--llm-dir", type=Path, help="Qwen3 folder if not beside the checkpoint")
     ap.add_argument("--seed", type=int, default=1234, help="random-weight sizes: the seed")
@@ -288,29 +463,61 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--limit", type=int, help="use the first N clips of the manifest")
     ap.add_argument("--batch-sizes", type=parse_ints, default=(1, 4, 16, 45))
     ap.add_argument("--concurrency", type=parse_ints, default=(2, 4, 8))
-    ap.add_argument("--max-new-tokens", type=int, help="default: 128 for real/trained checkpoints; for random "
-                                                       "weights the served token limit of the shortest clip")
+    ap.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="default: 128 for real/trained checkpoints; for random "
+        "weights the served token limit of the shortest clip",
+    )
     ap.add_argument("--warmup", type=int, default=4, help="served warm-up requests (excluded)")
-    ap.add_argument("--repeats", type=int, default=2,
-                    help="timed passes per NeMo batch size and per served concurrency; the fastest counts (both "
-                         "sides alike: the least disturbed by other load on a shared machine)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed passes per NeMo batch size and per served concurrency; the fastest counts (both "
+        "sides alike: the least disturbed by other load on a shared machine)",
+    )
     ap.add_argument("--url", help="gRPC address of a running server on the same checkpoint (needs --export-dir)")
     ap.add_argument("--export-dir", type=Path, help="the export folder served by --url, or one to serve here")
     ap.add_argument("--skip-parity", action="store_true", help="export here without the parity report")
-    ap.add_argument("--repository-option", action="append", metavar="KEY=VALUE",
-                    help="export made here: a RepositoryOptions field, e.g. threads_per_instance=2 (repeatable)")
+    ap.add_argument(
+        "--repository-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="export made here: a RepositoryOptions field, e.g. threads_per_instance=2 (repeatable)",
+    )
     ap.add_argument("--nemo-device", default="cpu", help="cpu, or cuda on a GPU machine")
-    ap.add_argument("--nemo-dtype", type=_dtypes, default=("float32", "bfloat16"),
-                    help="NeMo's dtypes, comma-separated (each timed; the best counts)")
-    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                    help="served export made here: the CPU profile's LLM precision")
-    ap.add_argument("--max-mismatches", type=int, default=0,
-                    help="transcripts allowed to differ before exit 1 (0 on CPU fp32; see README for GPU bf16)")
-    ap.add_argument("--latency-seconds", type=float, default=5.0,
-                    help="latency: one clip of this length (held-out clips joined, then cut) at NeMo batch 1 and "
-                         "served concurrency 1, best of --repeats (0: skip)")
-    ap.add_argument("--llm-mode-requests", type=int, default=2,
-                    help="LLM-mode requests sent before the server's memory is read, so both modes have run")
+    ap.add_argument(
+        "--nemo-dtype",
+        type=_dtypes,
+        default=("float32", "bfloat16"),
+        help="NeMo's dtypes, comma-separated (each timed; the best counts)",
+    )
+    ap.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="served export made here: the CPU profile's LLM precision",
+    )
+    ap.add_argument(
+        "--max-mismatches",
+        type=int,
+        default=0,
+        help="transcripts allowed to differ before exit 1 (0 on CPU fp32; see README for GPU bf16)",
+    )
+    ap.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=5.0,
+        help="latency: one clip of this length (held-out clips joined, then cut) at NeMo batch 1 and "
+        "served concurrency 1, best of --repeats (0: skip)",
+    )
+    ap.add_argument(
+        "--llm-mode-requests",
+        type=int,
+        default=2,
+        help="LLM-mode requests sent before the server's memory is read, so both modes have run",
+    )
     ap.add_argument("--profile", action="store_true", help="also run NeMo's best batch size under cProfile")
     ap.add_argument("--work-dir", type=Path, help="checkpoint, export, server files (default: a temporary folder)")
     ap.add_argument("--out", type=Path, help="write nemo_vs_served.json / .md (and the profile) here")
@@ -326,8 +533,10 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
 
     a = build_parser().parse_args(argv)
     if a.url and not a.export_dir:
-        print("error: --url needs --export-dir (the export the server runs: its tokenizer and checkpoint)",
-              file=sys.stderr)
+        print(
+            "error: --url needs --export-dir (the export the server runs: its tokenizer and checkpoint)",
+            file=sys.stderr,
+        )
         return 2
     try:
         repo = parse_repository_options(a.repository_option)
@@ -346,12 +555,17 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
             ckpt = make_random_checkpoint(a.size, work / f"random-{a.size}", seed=a.seed)
             desc = f"random weights, size {a.size} (built here in {time.perf_counter() - t0:.0f} s, seed {a.seed})"
         params = checkpoint_parameters(ckpt)
-        desc += f"; {params['total'] / 1e6:.1f} M parameters (encoder {params['encoder'] / 1e6:.1f} M, " \
-                f"LLM layers {params['llm'] / 1e6:.1f} M, embeddings and projection {params['other'] / 1e6:.1f} M)"
+        desc += (
+            f"; {params['total'] / 1e6:.1f} M parameters (encoder {params['encoder'] / 1e6:.1f} M, "
+            f"LLM layers {params['llm'] / 1e6:.1f} M, embeddings and projection {params['other'] / 1e6:.1f} M)"
+        )
         clips = load_clips(a.manifest, a.limit)
         random_size = a.checkpoint is None and a.size != "trained"
-        max_new = a.max_new_tokens or (min(output_limit(c, contract.DEFAULT_MAX_NEW_TOKENS) for c in clips)
-                                       if random_size else contract.DEFAULT_MAX_NEW_TOKENS)
+        max_new = a.max_new_tokens or (
+            min(output_limit(c, contract.DEFAULT_MAX_NEW_TOKENS) for c in clips)
+            if random_size
+            else contract.DEFAULT_MAX_NEW_TOKENS
+        )
         latency_clip = make_latency_clip(load_clips(a.manifest), a.latency_seconds) if a.latency_seconds > 0 else None
         own_oracle = oracle is None
         from benchmarks._nemo import load_oracle
@@ -362,29 +576,58 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
                 oracle = load_oracle(ckpt, a.llm_dir, a.nemo_device, dtype)
             elif own_oracle:
                 oracle.model.to(dtype=getattr(torch, dtype))
-            run_oracle = oracle if own_oracle or dtype == "float32" else load_oracle(ckpt, a.llm_dir, a.nemo_device, dtype)
+            run_oracle = (
+                oracle if own_oracle or dtype == "float32" else load_oracle(ckpt, a.llm_dir, a.nemo_device, dtype)
+            )
             print(f"NeMo in {dtype}:", file=sys.stderr, flush=True)
             tokens_nemo = TokenCounter(_NemoTokenizer(run_oracle), "NeMo's tokenizer")
-            nemo_runs[dtype] = nemo_side(run_oracle, clips, a.batch_sizes, max_new, tokens_nemo,
-                                         (a.out or work) if a.profile and k == 0 else None, a.repeats)
+            nemo_runs[dtype] = nemo_side(
+                run_oracle,
+                clips,
+                a.batch_sizes,
+                max_new,
+                tokens_nemo,
+                (a.out or work) if a.profile and k == 0 else None,
+                a.repeats,
+            )
             if latency_clip is not None:
                 nemo_runs[dtype]["latency"] = nemo_latency(run_oracle, latency_clip, max_new, a.repeats)
         nemo_peak_rss = self_peak_rss_mib()
-        nemo_settings = (f"device {a.nemo_device}, {' and '.join(a.nemo_dtype)}, torch {torch.__version__} with "
-                         f"{torch.get_num_threads()} threads, clips sorted longest first")
+        nemo_settings = (
+            f"device {a.nemo_device}, {' and '.join(a.nemo_dtype)}, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads, clips sorted longest first"
+        )
         if own_oracle:
             del oracle
         gc.collect()
-        serve = ServeOptions(url=a.url, export_dir=a.export_dir, checkpoint=ckpt, llm_dir=a.llm_dir,
-                             parity=not a.skip_parity, work_dir=work / "serve", repository=repo, precision=a.precision)
+        serve = ServeOptions(
+            url=a.url,
+            export_dir=a.export_dir,
+            checkpoint=ckpt,
+            llm_dir=a.llm_dir,
+            parity=not a.skip_parity,
+            work_dir=work / "serve",
+            repository=repo,
+            precision=a.precision,
+        )
         with served(serve) as target:
             tokens = TokenCounter.load(target.export_dir)
             export = export_description(target.export_dir)
             served_precision = ((export or {}).get("precision") or {}).get("llm", "fp32")
             nemo = combine_nemo(nemo_runs, {"fp32": "float32", "bf16": "bfloat16"}.get(served_precision, "float32"))
             models = served_settings(target.grpc_url, (contract.ENSEMBLE_MODEL, *PIPELINE_MODELS))
-            srv = served_side(target.grpc_url, clips, a.concurrency, max_new, a.warmup, nemo["texts"], tokens,
-                              a.timeout, a.repeats, target.process_group)
+            srv = served_side(
+                target.grpc_url,
+                clips,
+                a.concurrency,
+                max_new,
+                a.warmup,
+                nemo["texts"],
+                tokens,
+                a.timeout,
+                a.repeats,
+                target.process_group,
+            )
             if latency_clip is not None:
                 srv["latency"] = served_latency(target.grpc_url, latency_clip, max_new, a.repeats, a.timeout)
             srv["llm_mode"] = llm_mode_requests(target.grpc_url, a.llm_mode_requests, a.timeout)
@@ -394,19 +637,27 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     payload = {
         "benchmark": "nemo_vs_served",
         "measured": "RTFx = total audio s / wall s (pooled) of NeMo SALM.generate in-process (best batch size) and "
-                    "of the served pipeline (best client concurrency), on the same clips and machine",
+        "of the served pipeline (best client concurrency), on the same clips and machine",
         "machine": machine,
-        "checkpoint": {"path": str(ckpt), "size": None if a.checkpoint else a.size, "description": desc,
-                       "parameters": params},
+        "checkpoint": {
+            "path": str(ckpt),
+            "size": None if a.checkpoint else a.size,
+            "description": desc,
+            "parameters": params,
+        },
         "clips": {"manifest": str(a.manifest), "count": len(clips), "audio_s": float(sum(c.seconds for c in clips))},
         "max_new_tokens": max_new,
         "repeats": a.repeats,
         "nemo_settings": nemo_settings,
         "served_precision": served_precision,
-        "memory": {"nemo_process_peak_rss_mib": nemo_peak_rss, "server": memory,
-                   "llm_mode_requests": len(srv["llm_mode"]["seconds"])},
+        "memory": {
+            "nemo_process_peak_rss_mib": nemo_peak_rss,
+            "server": memory,
+            "llm_mode_requests": len(srv["llm_mode"]["seconds"]),
+        },
         "server": {"how": target.how, "export": export, "models": models},
-        "nemo": nemo, "served": srv,
+        "nemo": nemo,
+        "served": srv,
         "ratio": srv["best_rtfx"] / nemo["best_rtfx"],
         "goal_ratio": GOAL_RATIO,
         "identical": identical,
@@ -415,15 +666,22 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     print(md)
     for p in write_outputs(a.out, "nemo_vs_served", payload, md):
         print(f"wrote {p}", file=sys.stderr)
-    errors = (sum(len(r["errors"]) for r in srv["rows"]) + len(srv["warmup"]["errors"])
-              + len(srv["llm_mode"]["errors"]) + len((srv.get("latency") or {}).get("errors", [])))
+    errors = (
+        sum(len(r["errors"]) for r in srv["rows"])
+        + len(srv["warmup"]["errors"])
+        + len(srv["llm_mode"]["errors"])
+        + len((srv.get("latency") or {}).get("errors", []))
+    )
     mismatches = max(len(r["wrong"]) for r in srv["rows"])
     # bf16 served against NeMo bf16: batch composition moves near-tied logits (not an error here;
     # the WER bound is tested in tests/test_llm_bf16.py). fp32 must be identical.
     allowed = a.max_mismatches if served_precision == "fp32" else len(clips)
     if errors or mismatches > allowed:
-        print(f"FAILED: {errors} request errors; up to {mismatches} served transcripts differ from NeMo's "
-              f"(allowed {allowed}); examples: {best['wrong'][:3] or best['errors'][:3]}", file=sys.stderr)
+        print(
+            f"FAILED: {errors} request errors; up to {mismatches} served transcripts differ from NeMo's "
+            f"(allowed {allowed}); examples: {best['wrong'][:3] or best['errors'][:3]}",
+            file=sys.stderr,
+        )
         return EXIT_WRONG
     return EXIT_OK
 

@@ -19,7 +19,13 @@ import torch
 
 from canary_triton.checkpoint import load_salm
 from canary_triton.export.onnx_encoder import (
-    ONNX_IN_MEL, ONNX_IN_MEL_LENGTH, ONNX_OUT_TABLE, OPSET, EncoderForExport, OnnxEncoderProjector, export_onnx,
+    ONNX_IN_MEL,
+    ONNX_IN_MEL_LENGTH,
+    ONNX_OUT_TABLE,
+    OPSET,
+    EncoderForExport,
+    OnnxEncoderProjector,
+    export_onnx,
 )
 
 
@@ -56,11 +62,21 @@ def main() -> int:
         fused_path = Path(tmp) / "fused.onnx"
         fused = Fused(model.perception.encoder, model.perception.proj).eval()
         with torch.no_grad(), typecheck.disable_checks():
-            torch.onnx.export(fused, (torch.from_numpy(mel[:2, :, :320]), torch.tensor([320, 250])), str(fused_path),
-                              opset_version=OPSET, dynamo=False, input_names=[ONNX_IN_MEL, ONNX_IN_MEL_LENGTH],
-                              output_names=[ONNX_OUT_TABLE, "encoded_length"],
-                              dynamic_axes={ONNX_IN_MEL: {0: "b", 2: "t"}, ONNX_IN_MEL_LENGTH: {0: "b"},
-                                            ONNX_OUT_TABLE: {0: "b", 1: "f"}, "encoded_length": {0: "b"}})
+            torch.onnx.export(
+                fused,
+                (torch.from_numpy(mel[:2, :, :320]), torch.tensor([320, 250])),
+                str(fused_path),
+                opset_version=OPSET,
+                dynamo=False,
+                input_names=[ONNX_IN_MEL, ONNX_IN_MEL_LENGTH],
+                output_names=[ONNX_OUT_TABLE, "encoded_length"],
+                dynamic_axes={
+                    ONNX_IN_MEL: {0: "b", 2: "t"},
+                    ONNX_IN_MEL_LENGTH: {0: "b"},
+                    ONNX_OUT_TABLE: {0: "b", 1: "f"},
+                    "encoded_length": {0: "b"},
+                },
+            )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = a.threads
         one = ort.InferenceSession(str(fused_path), opts, providers=["CPUExecutionProvider"])
@@ -80,10 +96,14 @@ def main() -> int:
             for _ in range(a.repeats):
                 fn()
             timings[name] = (time.perf_counter() - t0) / a.repeats
-    print(f"machine: {platform.processor() or platform.machine()}, {a.threads} thread(s); checkpoint {a.checkpoint} "
-          f"(encoder d={info.encoder_dim}); batch {a.batch} x {a.seconds:g} s; mean of {a.repeats} runs after 1 warm-up")
-    print(f"separate encoder+projector: {timings['separate'] * 1e3:.2f} ms; fused: {timings['fused'] * 1e3:.2f} ms; "
-          f"separate/fused time ratio {timings['separate'] / timings['fused']:.3f}; max abs diff {diff:.2e}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {a.threads} thread(s); checkpoint {a.checkpoint} "
+        f"(encoder d={info.encoder_dim}); batch {a.batch} x {a.seconds:g} s; mean of {a.repeats} runs after 1 warm-up"
+    )
+    print(
+        f"separate encoder+projector: {timings['separate'] * 1e3:.2f} ms; fused: {timings['fused'] * 1e3:.2f} ms; "
+        f"separate/fused time ratio {timings['separate'] / timings['fused']:.3f}; max abs diff {diff:.2e}"
+    )
     return 0 if diff <= 1e-4 else 1
 
 

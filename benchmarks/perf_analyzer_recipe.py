@@ -43,14 +43,26 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a file: python benchmarks/perf_analyzer_recipe.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 
-from benchmarks._common import (EXIT_NOT_RUN, EXIT_OK, EXIT_USAGE, EXIT_WRONG, HELDOUT_MANIFEST, SAMPLE_RATE,
-                                machine_info, machine_line, markdown_table, write_outputs)
+from benchmarks._common import (
+    EXIT_NOT_RUN,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WRONG,
+    HELDOUT_MANIFEST,
+    SAMPLE_RATE,
+    machine_info,
+    machine_line,
+    markdown_table,
+    write_outputs,
+)
 from canary_triton import contract
 
 REQUIRED_GLIBC = (2, 38)
-INSTALL_HINT = ("Run it where it is available: NVIDIA's SDK container nvcr.io/nvidia/tritonserver:<release>-py3-sdk "
-                "(same release as the server, --net host), or `pip install perf-analyzer` on a system with glibc "
-                ">= 2.38 (Ubuntu 24.04, Debian 13); then pass --perf-analyzer PATH or put it on PATH.")
+INSTALL_HINT = (
+    "Run it where it is available: NVIDIA's SDK container nvcr.io/nvidia/tritonserver:<release>-py3-sdk "
+    "(same release as the server, --net host), or `pip install perf-analyzer` on a system with glibc "
+    ">= 2.38 (Ubuntu 24.04, Debian 13); then pass --perf-analyzer PATH or put it on PATH."
+)
 _LOADER_ERRORS = ("GLIBC_", "GLIBCXX_", "error while loading shared libraries", "cannot execute", "No such file")
 
 
@@ -123,10 +135,35 @@ def check_input(url: str, model: str, input_json: Path) -> list[str]:
     return validate_perf_input(json.loads(input_json.read_text()), meta, cfg)
 
 
-def perf_command(binary: str, model: str, url: str, input_json: Path, concurrency_range: str, interval_ms: int,
-                 csv_path: Path, streaming: bool) -> list[str]:
-    cmd = [binary, "-m", model, "-b", "1", "--input-data", str(input_json), "-i", "grpc", "-u", url,
-           "--concurrency-range", concurrency_range, "--measurement-interval", str(interval_ms), "-f", str(csv_path)]
+def perf_command(
+    binary: str,
+    model: str,
+    url: str,
+    input_json: Path,
+    concurrency_range: str,
+    interval_ms: int,
+    csv_path: Path,
+    streaming: bool,
+) -> list[str]:
+    cmd = [
+        binary,
+        "-m",
+        model,
+        "-b",
+        "1",
+        "--input-data",
+        str(input_json),
+        "-i",
+        "grpc",
+        "-u",
+        url,
+        "--concurrency-range",
+        concurrency_range,
+        "--measurement-interval",
+        str(interval_ms),
+        "-f",
+        str(csv_path),
+    ]
     return cmd + (["--streaming"] if streaming else [])
 
 
@@ -142,14 +179,20 @@ def parse_csv(path: Path) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         compute = [num(r, k) for k in ("Server Compute Input", "Server Compute Infer", "Server Compute Output")]
-        out.append({
-            "concurrency": int(float(r["Concurrency"])), "inferences_per_s": num(r, "Inferences/Second"),
-            "p50_ms": _ms(num(r, "p50 latency")), "p90_ms": _ms(num(r, "p90 latency")),
-            "p95_ms": _ms(num(r, "p95 latency")), "p99_ms": _ms(num(r, "p99 latency")),
-            "server_queue_ms": _ms(num(r, "Server Queue")),
-            "server_compute_ms": _ms(sum(x for x in compute if x is not None)) if any(x is not None for x in compute)
-            else None,
-        })
+        out.append(
+            {
+                "concurrency": int(float(r["Concurrency"])),
+                "inferences_per_s": num(r, "Inferences/Second"),
+                "p50_ms": _ms(num(r, "p50 latency")),
+                "p90_ms": _ms(num(r, "p90 latency")),
+                "p95_ms": _ms(num(r, "p95 latency")),
+                "p99_ms": _ms(num(r, "p99 latency")),
+                "server_queue_ms": _ms(num(r, "Server Queue")),
+                "server_compute_ms": _ms(sum(x for x in compute if x is not None))
+                if any(x is not None for x in compute)
+                else None,
+            }
+        )
     return sorted(out, key=lambda r: r["concurrency"])
 
 
@@ -158,19 +201,43 @@ def _ms(us: float | None) -> float | None:
 
 
 def render(p: dict[str, Any]) -> str:
-    head = (f"Measured: perf_analyzer {p['binary']} over gRPC at {p['url']}, batch 1, concurrency range "
-            f"{p['concurrency_range']}, measurement interval {p['measurement_interval_ms']} ms, input "
-            f"{p['input']['entries']} clips (mean {p['input']['mean_seconds']:.2f} s) from {p['input']['source']}.\n"
-            f"Machine (client side): {machine_line(p['machine'])}.")
+    head = (
+        f"Measured: perf_analyzer {p['binary']} over gRPC at {p['url']}, batch 1, concurrency range "
+        f"{p['concurrency_range']}, measurement interval {p['measurement_interval_ms']} ms, input "
+        f"{p['input']['entries']} clips (mean {p['input']['mean_seconds']:.2f} s) from {p['input']['source']}.\n"
+        f"Machine (client side): {machine_line(p['machine'])}."
+    )
     parts = [head]
     for run in p["runs"]:
         parts += ["", f"`{shlex.join(run['command'])}`", ""]
         if run.get("rows"):
-            parts.append(markdown_table(
-                ["concurrency", "infer/s", "RTFx (est.)", "p50 ms", "p90 ms", "p99 ms", "server queue ms",
-                 "server compute ms"],
-                [[r["concurrency"], r["inferences_per_s"], r["rtfx_estimate"], r["p50_ms"], r["p90_ms"], r["p99_ms"],
-                  r["server_queue_ms"], r["server_compute_ms"]] for r in run["rows"]]))
+            parts.append(
+                markdown_table(
+                    [
+                        "concurrency",
+                        "infer/s",
+                        "RTFx (est.)",
+                        "p50 ms",
+                        "p90 ms",
+                        "p99 ms",
+                        "server queue ms",
+                        "server compute ms",
+                    ],
+                    [
+                        [
+                            r["concurrency"],
+                            r["inferences_per_s"],
+                            r["rtfx_estimate"],
+                            r["p50_ms"],
+                            r["p90_ms"],
+                            r["p99_ms"],
+                            r["server_queue_ms"],
+                            r["server_compute_ms"],
+                        ]
+                        for r in run["rows"]
+                    ],
+                )
+            )
         else:
             parts.append(f"not run: {run['status']}")
     return "\n".join(parts)
@@ -197,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     parts = a.concurrency_range.split(":")
     if not 1 <= len(parts) <= 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        print(f"error: --concurrency-range must be START[:END[:STEP]] of positive integers, "
-              f"got {a.concurrency_range!r}", file=sys.stderr)
+        print(
+            f"error: --concurrency-range must be START[:END[:STEP]] of positive integers, got {a.concurrency_range!r}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     binary = find_perf_analyzer(a.perf_analyzer)
     if not binary.runnable and not a.dry_run:
@@ -216,21 +285,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model, _ in models:
             problems = check_input(a.url, model, input_json)
             if problems:
-                print(f"error: {input_json} does not fit {model} at {a.url}: " + "; ".join(problems[:5]),
-                      file=sys.stderr)
+                print(
+                    f"error: {input_json} does not fit {model} at {a.url}: " + "; ".join(problems[:5]), file=sys.stderr
+                )
                 return EXIT_WRONG
     payload: dict[str, Any] = {
-        "benchmark": "perf_analyzer", "machine": machine_info(), "binary": binary.path or "perf_analyzer",
-        "url": a.url, "concurrency_range": a.concurrency_range, "measurement_interval_ms": a.measurement_interval,
-        "input": {"file": str(input_json), "command": gen_cmd, "entries": len(files),
-                  "source": str(a.files or a.manifest), "mean_seconds": sum(seconds) / len(seconds)},
+        "benchmark": "perf_analyzer",
+        "machine": machine_info(),
+        "binary": binary.path or "perf_analyzer",
+        "url": a.url,
+        "concurrency_range": a.concurrency_range,
+        "measurement_interval_ms": a.measurement_interval,
+        "input": {
+            "file": str(input_json),
+            "command": gen_cmd,
+            "entries": len(files),
+            "source": str(a.files or a.manifest),
+            "mean_seconds": sum(seconds) / len(seconds),
+        },
         "runs": [],
     }
     failed = False
     for model, streaming in models:
         csv_path = a.out / f"{model}.csv"
-        cmd = perf_command(binary.path or "perf_analyzer", model, a.url, input_json, a.concurrency_range,
-                           a.measurement_interval, csv_path, streaming)
+        cmd = perf_command(
+            binary.path or "perf_analyzer",
+            model,
+            a.url,
+            input_json,
+            a.concurrency_range,
+            a.measurement_interval,
+            csv_path,
+            streaming,
+        )
         run: dict[str, Any] = {"model": model, "command": cmd}
         payload["runs"].append(run)
         if a.dry_run:

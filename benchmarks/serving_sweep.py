@@ -39,8 +39,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_setting(export_dir: Path, work: Path, repo_opts: RepositoryOptions, clips: list[np.ndarray],
-                concurrency: int) -> dict:
+def run_setting(
+    export_dir: Path, work: Path, repo_opts: RepositoryOptions, clips: list[np.ndarray], concurrency: int
+) -> dict:
     write_repository(export_dir, "cpu", repo_opts)
     opts = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
     with TritonServer(export_dir / "model_repository", opts, workdir=work, log_path=work / "triton.log") as server:
@@ -90,20 +91,31 @@ def main() -> int:
                 opts = RepositoryOptions(preprocessor_instances=inst, encoder_instances=inst, max_queue_delay_us=delay)
                 rows.append(run_setting(export_dir, Path(tmp), opts, clips, a.concurrency))
                 r = rows[-1]
-                print(f"instances {inst} delay {delay:>6} us: RTFx {r['rtfx']:6.1f}  {r['requests_per_s']:5.1f} req/s  "
-                      f"p50 {r['latency_p50_s'] * 1e3:6.0f} ms  p90 {r['latency_p90_s'] * 1e3:6.0f} ms", flush=True)
+                print(
+                    f"instances {inst} delay {delay:>6} us: RTFx {r['rtfx']:6.1f}  {r['requests_per_s']:5.1f} req/s  "
+                    f"p50 {r['latency_p50_s'] * 1e3:6.0f} ms  p90 {r['latency_p90_s'] * 1e3:6.0f} ms",
+                    flush=True,
+                )
     same = all(r["transcripts"] == rows[0]["transcripts"] for r in rows)
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; checkpoint {a.checkpoint}; {len(clips)} requests "
-          f"({sum(len(c) for c in clips) / 16000:.1f} s of audio) at concurrency {a.concurrency}; 4 warm-up requests excluded")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; checkpoint {a.checkpoint}; {len(clips)} requests "
+        f"({sum(len(c) for c in clips) / 16000:.1f} s of audio) at concurrency {a.concurrency}; 4 warm-up requests excluded"
+    )
     print("| instances | queue delay (us) | RTFx | req/s | p50 (ms) | p90 (ms) |\n|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['instances']} | {r['max_queue_delay_us']} | {r['rtfx']:.1f} | {r['requests_per_s']:.1f} | "
-              f"{r['latency_p50_s'] * 1e3:.0f} | {r['latency_p90_s'] * 1e3:.0f} |")
+        print(
+            f"| {r['instances']} | {r['max_queue_delay_us']} | {r['rtfx']:.1f} | {r['requests_per_s']:.1f} | "
+            f"{r['latency_p50_s'] * 1e3:.0f} | {r['latency_p90_s'] * 1e3:.0f} |"
+        )
     best = max(rows, key=lambda r: r["rtfx"])
-    print(f"best RTFx: instances {best['instances']}, delay {best['max_queue_delay_us']} us "
-          f"({best['rtfx'] / min(r['rtfx'] for r in rows):.2f}x the slowest setting); transcripts identical: {same}")
+    print(
+        f"best RTFx: instances {best['instances']}, delay {best['max_queue_delay_us']} us "
+        f"({best['rtfx'] / min(r['rtfx'] for r in rows):.2f}x the slowest setting); transcripts identical: {same}"
+    )
     if a.json:
-        Path(a.json).write_text(json.dumps({"rows": [{k: v for k, v in r.items() if k != "transcripts"} for r in rows]}, indent=2))
+        Path(a.json).write_text(
+            json.dumps({"rows": [{k: v for k, v in r.items() if k != "transcripts"} for r in rows]}, indent=2)
+        )
     return 0 if same else 1
 
 

@@ -39,11 +39,33 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a file: python benchmarks/throughput.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 
-from benchmarks._common import (DEFAULT_CHECKPOINT, EXIT_OK, EXIT_USAGE, EXIT_WRONG, HELDOUT_MANIFEST, PIPELINE_MODELS,
-                                STATISTICS_NOTE, Clip, Series, ServeOptions, TokenCounter, export_description,
-                                group_to_length, latency_summary, load_clips, machine_info, machine_line,
-                                markdown_table, model_statistics, plot_latency_throughput, served, served_settings,
-                                statistics_delta, statistics_markdown, write_outputs)
+from benchmarks._common import (
+    DEFAULT_CHECKPOINT,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WRONG,
+    HELDOUT_MANIFEST,
+    PIPELINE_MODELS,
+    STATISTICS_NOTE,
+    Clip,
+    Series,
+    ServeOptions,
+    TokenCounter,
+    export_description,
+    group_to_length,
+    latency_summary,
+    load_clips,
+    machine_info,
+    machine_line,
+    markdown_table,
+    model_statistics,
+    plot_latency_throughput,
+    served,
+    served_settings,
+    statistics_delta,
+    statistics_markdown,
+    write_outputs,
+)
 from canary_triton import contract
 
 MIX_SECONDS = {"short": None, "medium": 8.0, "long": 25.0}
@@ -69,8 +91,11 @@ class SweepOptions:
 
 
 def build_mixes(clips: Sequence[Clip], names: Sequence[str]) -> dict[str, list[Clip]]:
-    joined = {name: (list(clips) if sec is None else group_to_length(clips, sec, JOIN_GAP_S, f"{name}-"))
-              for name, sec in MIX_SECONDS.items() if name in names or "mixed" in names}
+    joined = {
+        name: (list(clips) if sec is None else group_to_length(clips, sec, JOIN_GAP_S, f"{name}-"))
+        for name, sec in MIX_SECONDS.items()
+        if name in names or "mixed" in names
+    }
     out = {name: joined[name] for name in names if name != "mixed"}
     if "mixed" in names:
         parts = [joined[n] for n in MIX_SECONDS]
@@ -121,19 +146,37 @@ def run_stream(client, requests: Sequence[Clip], concurrency: int, max_new_token
     return results, time.perf_counter() - t0
 
 
-def point_row(mode: str, mix: str, concurrency: int, requests: Sequence[Clip], texts: Sequence[str | None],
-              errors: Sequence[str | None], latencies: Sequence[float], wall_s: float, reference: dict[str, str],
-              tokens: TokenCounter | None, first_partial: Sequence[float | None] = ()) -> dict[str, Any]:
+def point_row(
+    mode: str,
+    mix: str,
+    concurrency: int,
+    requests: Sequence[Clip],
+    texts: Sequence[str | None],
+    errors: Sequence[str | None],
+    latencies: Sequence[float],
+    wall_s: float,
+    reference: dict[str, str],
+    tokens: TokenCounter | None,
+    first_partial: Sequence[float | None] = (),
+) -> dict[str, Any]:
     audio_s = float(sum(c.seconds for c in requests))
     wrong = [(c.name, t) for c, t, e in zip(requests, texts, errors) if e is None and t != reference.get(c.name)]
     failed = [f"{c.name}: {e}" for c, e in zip(requests, errors) if e is not None]
     n_tokens = sum(tokens.count(t) for t in texts if t) if tokens is not None else None
     row = {
-        "mode": mode, "mix": mix, "concurrency": concurrency, "requests": len(requests), "audio_s": audio_s,
-        "wall_s": wall_s, "rtfx": audio_s / wall_s, "requests_per_s": len(requests) / wall_s,
-        "tokens": n_tokens, "tokens_per_s": n_tokens / wall_s if n_tokens is not None else None,
+        "mode": mode,
+        "mix": mix,
+        "concurrency": concurrency,
+        "requests": len(requests),
+        "audio_s": audio_s,
+        "wall_s": wall_s,
+        "rtfx": audio_s / wall_s,
+        "requests_per_s": len(requests) / wall_s,
+        "tokens": n_tokens,
+        "tokens_per_s": n_tokens / wall_s if n_tokens is not None else None,
         **latency_summary(latencies),
-        "errors": failed, "wrong_transcripts": sorted({n for n, _ in wrong}),
+        "errors": failed,
+        "wrong_transcripts": sorted({n for n, _ in wrong}),
         "wrong_detail": [{"name": n, "expected": reference.get(n), "got": t} for n, t in wrong[:10]],
     }
     if mode == "stream":
@@ -141,18 +184,21 @@ def point_row(mode: str, mix: str, concurrency: int, requests: Sequence[Clip], t
     return row
 
 
-def nemo_reference(checkpoint: Path, recordings: Sequence[Clip], max_new_tokens: int | None,
-                   oracle=None) -> dict[str, str]:
+def nemo_reference(
+    checkpoint: Path, recordings: Sequence[Clip], max_new_tokens: int | None, oracle=None
+) -> dict[str, str]:
     from benchmarks._nemo import load_oracle, transcribe
 
     oracle = oracle if oracle is not None else load_oracle(checkpoint)
-    texts = transcribe(oracle, recordings, batch_size=8,
-                       max_new_tokens=max_new_tokens or contract.DEFAULT_MAX_NEW_TOKENS)
+    texts = transcribe(
+        oracle, recordings, batch_size=8, max_new_tokens=max_new_tokens or contract.DEFAULT_MAX_NEW_TOKENS
+    )
     return {c.name: t for c, t in zip(recordings, texts)}
 
 
-def sweep(url: str, mixes: dict[str, list[Clip]], opts: SweepOptions, tokens: TokenCounter | None,
-          nemo: dict[str, str] | None) -> dict[str, Any]:
+def sweep(
+    url: str, mixes: dict[str, list[Clip]], opts: SweepOptions, tokens: TokenCounter | None, nemo: dict[str, str] | None
+) -> dict[str, Any]:
     """Warm-up/reference pass, then every (mix, concurrency) point, unary and streamed."""
     from canary_triton.client.api import CanaryClient, ClientOptions
 
@@ -171,45 +217,108 @@ def sweep(url: str, mixes: dict[str, list[Clip]], opts: SweepOptions, tokens: To
             requests = _requests(recordings, opts.min_requests)
             for c in opts.concurrency:
                 results, wall = run_unary(client, requests, c, opts.max_new_tokens)
-                rows.append(point_row("unary", mix, c, requests, [r.text for r in results],
-                                      [r.error for r in results], [r.latency_s for r in results if r.ok], wall,
-                                      reference, tokens))
+                rows.append(
+                    point_row(
+                        "unary",
+                        mix,
+                        c,
+                        requests,
+                        [r.text for r in results],
+                        [r.error for r in results],
+                        [r.latency_s for r in results if r.ok],
+                        wall,
+                        reference,
+                        tokens,
+                    )
+                )
                 print(_progress(rows[-1]), file=sys.stderr, flush=True)
                 if opts.stream:
                     sres, wall = run_stream(client, requests, c, opts.max_new_tokens)
-                    rows.append(point_row("stream", mix, c, requests, [r.text for r in sres], [r.error for r in sres],
-                                          [r.latency_s for r in sres if r.error is None], wall, reference, tokens,
-                                          [r.first_partial_s for r in sres if r.error is None]))
+                    rows.append(
+                        point_row(
+                            "stream",
+                            mix,
+                            c,
+                            requests,
+                            [r.text for r in sres],
+                            [r.error for r in sres],
+                            [r.latency_s for r in sres if r.error is None],
+                            wall,
+                            reference,
+                            tokens,
+                            [r.first_partial_s for r in sres if r.error is None],
+                        )
+                    )
                     print(_progress(rows[-1]), file=sys.stderr, flush=True)
         after = model_statistics(url)
-    return {"warmup": {"requests": len(warm), "errors": warm_errors, "wrong_transcripts": warm_wrong},
-            "reference": "NeMo SALM.generate (in-process, batch 8)" if nemo is not None
-            else "the served transcripts of the warm-up pass (concurrency 1)",
-            "rows": rows, "server_statistics": statistics_delta(before, after)}
+    return {
+        "warmup": {"requests": len(warm), "errors": warm_errors, "wrong_transcripts": warm_wrong},
+        "reference": "NeMo SALM.generate (in-process, batch 8)"
+        if nemo is not None
+        else "the served transcripts of the warm-up pass (concurrency 1)",
+        "rows": rows,
+        "server_statistics": statistics_delta(before, after),
+    }
 
 
 def _progress(r: dict[str, Any]) -> str:
     extra = f", first partial p50 {r['first_partial_p50_ms']:.0f} ms" if r.get("first_partial_p50_ms") else ""
-    return (f"{r['mode']:>6} {r['mix']:>6} c={r['concurrency']:<3} RTFx {r['rtfx']:7.1f}  "
-            f"{r['requests_per_s']:6.1f} req/s  "
-            f"p50 {r['latency_p50_ms'] or 0:7.0f} ms  p90 {r['latency_p90_ms'] or 0:7.0f} ms{extra}"
-            f"{'  ERRORS' if r['errors'] else ''}{'  WRONG' if r['wrong_transcripts'] else ''}")
+    return (
+        f"{r['mode']:>6} {r['mix']:>6} c={r['concurrency']:<3} RTFx {r['rtfx']:7.1f}  "
+        f"{r['requests_per_s']:6.1f} req/s  "
+        f"p50 {r['latency_p50_ms'] or 0:7.0f} ms  p90 {r['latency_p90_ms'] or 0:7.0f} ms{extra}"
+        f"{'  ERRORS' if r['errors'] else ''}{'  WRONG' if r['wrong_transcripts'] else ''}"
+    )
 
 
 def render(payload: dict[str, Any]) -> str:
-    head = ("Measured: served pipeline throughput and latency (client-side wall clock, gRPC, "
-            f"{payload['server']['how']}).\nMachine: {machine_line(payload['machine'])}.\n"
-            f"Settings: {payload['settings']}.\nWarm-up: {payload['result']['warmup']['requests']} requests (every "
-            f"distinct recording once at concurrency 1), excluded. Reference transcripts: "
-            f"{payload['result']['reference']}.")
+    head = (
+        "Measured: served pipeline throughput and latency (client-side wall clock, gRPC, "
+        f"{payload['server']['how']}).\nMachine: {machine_line(payload['machine'])}.\n"
+        f"Settings: {payload['settings']}.\nWarm-up: {payload['result']['warmup']['requests']} requests (every "
+        f"distinct recording once at concurrency 1), excluded. Reference transcripts: "
+        f"{payload['result']['reference']}."
+    )
     rows = payload["result"]["rows"]
     table = markdown_table(
-        ["mode", "mix", "concurrency", "requests", "audio s", "RTFx", "req/s", "tokens/s", "p50 ms", "p90 ms",
-         "p99 ms", "first partial p50 ms", "first partial p90 ms", "errors", "wrong"],
-        [[r["mode"], r["mix"], r["concurrency"], r["requests"], r["audio_s"], r["rtfx"], r["requests_per_s"],
-          r["tokens_per_s"], r["latency_p50_ms"], r["latency_p90_ms"], r["latency_p99_ms"],
-          r.get("first_partial_p50_ms"), r.get("first_partial_p90_ms"), len(r["errors"]), len(r["wrong_transcripts"])]
-         for r in rows])
+        [
+            "mode",
+            "mix",
+            "concurrency",
+            "requests",
+            "audio s",
+            "RTFx",
+            "req/s",
+            "tokens/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "first partial p50 ms",
+            "first partial p90 ms",
+            "errors",
+            "wrong",
+        ],
+        [
+            [
+                r["mode"],
+                r["mix"],
+                r["concurrency"],
+                r["requests"],
+                r["audio_s"],
+                r["rtfx"],
+                r["requests_per_s"],
+                r["tokens_per_s"],
+                r["latency_p50_ms"],
+                r["latency_p90_ms"],
+                r["latency_p99_ms"],
+                r.get("first_partial_p50_ms"),
+                r.get("first_partial_p90_ms"),
+                len(r["errors"]),
+                len(r["wrong_transcripts"]),
+            ]
+            for r in rows
+        ],
+    )
     stats = statistics_markdown(payload["result"]["server_statistics"])
     return f"{head}\n\n{table}\n\n{STATISTICS_NOTE}\n\n{stats}"
 
@@ -224,10 +333,16 @@ def parse_ints(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="gRPC address of a running server (default: start one here)")
-    ap.add_argument("--export-dir", type=Path, help="a `canary-triton export` folder: served here, or the one --url "
-                                                    "serves (for its tokenizer and settings)")
-    ap.add_argument("--checkpoint", type=Path, help="exported here when no export folder is given (default: the "
-                                                    "bundled tiny-trained); also NeMo's reference")
+    ap.add_argument(
+        "--export-dir",
+        type=Path,
+        help="a `canary-triton export` folder: served here, or the one --url serves (for its tokenizer and settings)",
+    )
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="exported here when no export folder is given (default: the bundled tiny-trained); also NeMo's reference",
+    )
     ap.add_argument("--llm-dir", type=Path, help="Qwen3 folder if not beside the checkpoint")
     ap.add_argument("--tokenizer-dir", type=Path, help="tokenizer for tokens/s when no export folder is known")
     ap.add_argument("--manifest", type=Path, default=HELDOUT_MANIFEST)
@@ -260,9 +375,14 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     """``oracle``: an already loaded ``canary_triton.oracle.Oracle`` of the served checkpoint (tests)."""
     a = build_parser().parse_args(argv)
     try:
-        opts = SweepOptions(concurrency=a.concurrency, mixes=tuple(m for m in a.mixes.split(",") if m),
-                            min_requests=a.min_requests, stream=not a.no_stream, max_new_tokens=a.max_new_tokens,
-                            timeout_s=a.timeout)
+        opts = SweepOptions(
+            concurrency=a.concurrency,
+            mixes=tuple(m for m in a.mixes.split(",") if m),
+            min_requests=a.min_requests,
+            stream=not a.no_stream,
+            max_new_tokens=a.max_new_tokens,
+            timeout_s=a.timeout,
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -273,11 +393,20 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     nemo = None
     if (checkpoint is not None or oracle is not None) and not a.no_nemo_check:
         distinct = list({c.name: c for recs in mixes.values() for c in recs}.values())
-        print(f"NeMo reference transcripts for {len(distinct)} recordings from {checkpoint} ...", file=sys.stderr,
-              flush=True)
+        print(
+            f"NeMo reference transcripts for {len(distinct)} recordings from {checkpoint} ...",
+            file=sys.stderr,
+            flush=True,
+        )
         nemo = nemo_reference(checkpoint, distinct, opts.max_new_tokens, oracle)
-    serve = ServeOptions(url=a.url, export_dir=a.export_dir, checkpoint=checkpoint, llm_dir=a.llm_dir,
-                         parity=not a.skip_parity, work_dir=a.work_dir)
+    serve = ServeOptions(
+        url=a.url,
+        export_dir=a.export_dir,
+        checkpoint=checkpoint,
+        llm_dir=a.llm_dir,
+        parity=not a.skip_parity,
+        work_dir=a.work_dir,
+    )
     with served(serve) as target:
         tokens = TokenCounter.load(target.export_dir, a.tokenizer_dir)
         settings_served = served_settings(target.grpc_url, (contract.ENSEMBLE_MODEL, *PIPELINE_MODELS))
@@ -286,36 +415,53 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     payload = {
         "benchmark": "throughput",
         "measured": "served pipeline: RTFx = audio s / wall s per point (pooled), requests/s, transcript tokens/s, "
-                    "latency per request, time to first partial (streaming)",
+        "latency per request, time to first partial (streaming)",
         "machine": machine,
-        "server": {"how": target.how, "url": target.grpc_url, "export": export,
-                   "models": settings_served},
-        "settings": {**asdict(opts), "manifest": str(a.manifest), "clips": len(clips),
-                     "mix_recordings": {k: len(v) for k, v in mixes.items()},
-                     "mix_audio_s": {k: round(sum(c.seconds for c in v), 2) for k, v in mixes.items()},
-                     "tokenizer": tokens.source if tokens else None},
+        "server": {"how": target.how, "url": target.grpc_url, "export": export, "models": settings_served},
+        "settings": {
+            **asdict(opts),
+            "manifest": str(a.manifest),
+            "clips": len(clips),
+            "mix_recordings": {k: len(v) for k, v in mixes.items()},
+            "mix_audio_s": {k: round(sum(c.seconds for c in v), 2) for k, v in mixes.items()},
+            "tokenizer": tokens.source if tokens else None,
+        },
         "result": result,
     }
     md = render(payload)
     print(md)
     written = write_outputs(a.out, "throughput", payload, md)
     if a.out is not None:
-        series = [Series(f"{mode} {mix}", tuple(r["rtfx"] for r in rs), tuple(r["latency_p50_ms"] or 0.0 for r in rs),
-                      tuple(f"c={r['concurrency']}" for r in rs))
-                  for mode in ("unary", "stream") for mix in mixes
-                  if (rs := [r for r in result["rows"] if r["mode"] == mode and r["mix"] == mix])]
+        series = [
+            Series(
+                f"{mode} {mix}",
+                tuple(r["rtfx"] for r in rs),
+                tuple(r["latency_p50_ms"] or 0.0 for r in rs),
+                tuple(f"c={r['concurrency']}" for r in rs),
+            )
+            for mode in ("unary", "stream")
+            for mix in mixes
+            if (rs := [r for r in result["rows"] if r["mode"] == mode and r["mix"] == mix])
+        ]
         png = Path(a.out) / "latency_vs_throughput.png"
-        lib = plot_latency_throughput(series, png, f"Latency p50 vs RTFx; {machine['cpu_count']} CPUs, "
-                                                   f"{machine['platform']}", "RTFx (audio s / wall s)")
+        lib = plot_latency_throughput(
+            series,
+            png,
+            f"Latency p50 vs RTFx; {machine['cpu_count']} CPUs, {machine['platform']}",
+            "RTFx (audio s / wall s)",
+        )
         if lib:
             written.append(png)
     for p in written:
         print(f"wrote {p}", file=sys.stderr)
     bad = [r for r in result["rows"] if r["errors"] or r["wrong_transcripts"]]
     if result["warmup"]["errors"] or result["warmup"]["wrong_transcripts"] or bad:
-        print(f"FAILED: {len(result['warmup']['errors'])} warm-up errors, "
-              f"{len(result['warmup']['wrong_transcripts'])} warm-up transcripts differing from the reference, "
-              f"{len(bad)} points with errors or wrong transcripts (see the JSON for names)", file=sys.stderr)
+        print(
+            f"FAILED: {len(result['warmup']['errors'])} warm-up errors, "
+            f"{len(result['warmup']['wrong_transcripts'])} warm-up transcripts differing from the reference, "
+            f"{len(bad)} points with errors or wrong transcripts (see the JSON for names)",
+            file=sys.stderr,
+        )
         return EXIT_WRONG
     return EXIT_OK
 

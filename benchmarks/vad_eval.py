@@ -44,8 +44,21 @@ import numpy as np
 if __package__ in (None, ""):  # run as a file: python benchmarks/vad_eval.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import (EXIT_OK, EXIT_USAGE, EXIT_WRONG, HELDOUT_MANIFEST, SAMPLE_RATE, Clip, ServeOptions,
-                                load_clips, machine_info, machine_line, markdown_table, served, write_outputs)
+from benchmarks._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WRONG,
+    HELDOUT_MANIFEST,
+    SAMPLE_RATE,
+    Clip,
+    ServeOptions,
+    load_clips,
+    machine_info,
+    machine_line,
+    markdown_table,
+    served,
+    write_outputs,
+)
 from canary_triton import contract
 from canary_triton.fixtures import noise
 from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S
@@ -101,8 +114,11 @@ def babble(clips: Sequence[Clip], seconds: float, seed: int, talkers: int = 4) -
 
 def noisy(rec: Recording, kind: str, snr_db: float, clips: Sequence[Clip], seed: int) -> Recording:
     seconds = len(rec.audio) / SR
-    source = {"white": lambda: noise.white_noise(seconds, seed), "pink": lambda: noise.pink_noise(seconds, seed),
-              "babble": lambda: babble(clips, seconds, seed)}[kind]()
+    source = {
+        "white": lambda: noise.white_noise(seconds, seed),
+        "pink": lambda: noise.pink_noise(seconds, seed),
+        "babble": lambda: babble(clips, seconds, seed),
+    }[kind]()
     mask = np.zeros(len(rec.audio), bool)
     for a, b in rec.spans:
         mask[a:b] = True
@@ -117,11 +133,15 @@ def cut_scores(rec: Recording, segments, tolerance_s: float) -> dict[str, float]
     found = sum(any(lo - tol <= c <= hi + tol for c in cuts) for lo, hi in pauses)
     covered = np.zeros(len(rec.audio), bool)
     for s in segments:
-        covered[s.start: s.end] = True
+        covered[s.start : s.end] = True
     voiced_total = sum(b - a for a, b in rec.spans)
     kept = sum(int(covered[a:b].sum()) for a, b in rec.spans)
-    return {"cuts": len(cuts), "precision": 1 - inside / len(cuts) if cuts else 1.0,
-            "recall": found / len(pauses) if pauses else 1.0, "speech_kept": kept / voiced_total if voiced_total else 1.0}
+    return {
+        "cuts": len(cuts),
+        "precision": 1 - inside / len(cuts) if cuts else 1.0,
+        "recall": found / len(pauses) if pauses else 1.0,
+        "speech_kept": kept / voiced_total if voiced_total else 1.0,
+    }
 
 
 def segment(audio: np.ndarray, opts: SegmentOptions):
@@ -151,28 +171,42 @@ def _wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
 
 
 def no_speech_audio(seconds: float, seed: int) -> dict[str, np.ndarray]:
-    return {"pink noise": noise.pink_noise(seconds, seed), "synthetic music": noise.synthetic_music(seconds, seed),
-            "near-silence with clicks": noise.near_silence_with_clicks(seconds, seed)}
+    return {
+        "pink noise": noise.pink_noise(seconds, seed),
+        "synthetic music": noise.synthetic_music(seconds, seed),
+        "near-silence with clicks": noise.near_silence_with_clicks(seconds, seed),
+    }
 
 
 def plain_chunks(audio: np.ndarray) -> list[np.ndarray]:
     step = int(contract.MAX_AUDIO_SECONDS * SR)
-    return [audio[i: i + step] for i in range(0, len(audio), step)]
+    return [audio[i : i + step] for i in range(0, len(audio), step)]
 
 
 def render(p: dict[str, Any]) -> str:
-    lines = [f"# Long-form segmenters: energy vs Silero ({machine_line(p['machine'])})", "",
-             f"{p['audio']['clips']} utterances per recording, pauses {p['audio']['pauses_s'][0]:g}-"
-             f"{p['audio']['pauses_s'][1]:g} s, merge {p['merge_s']:g} s, cut tolerance {p['tolerance_s']:g} s, "
-             f"seed {p['audio']['seed']}.", ""]
+    lines = [
+        f"# Long-form segmenters: energy vs Silero ({machine_line(p['machine'])})",
+        "",
+        f"{p['audio']['clips']} utterances per recording, pauses {p['audio']['pauses_s'][0]:g}-"
+        f"{p['audio']['pauses_s'][1]:g} s, merge {p['merge_s']:g} s, cut tolerance {p['tolerance_s']:g} s, "
+        f"seed {p['audio']['seed']}.",
+        "",
+    ]
     served_ = p.get("server") is not None
     head = ["condition", "segmenter", "cuts", "cut precision", "cut recall", "speech kept", "segmenter RTFx"]
     if served_:
         head += ["WER long-form %", "WER one by one %", "long-form RTFx"]
     rows = []
     for r in p["rows"]:
-        row = [r["condition"], r["vad"], r["cuts"], f"{r['precision']:.3f}", f"{r['recall']:.3f}",
-               f"{r['speech_kept']:.3f}", f"{r['segmenter_rtfx']:.0f}"]
+        row = [
+            r["condition"],
+            r["vad"],
+            r["cuts"],
+            f"{r['precision']:.3f}",
+            f"{r['recall']:.3f}",
+            f"{r['speech_kept']:.3f}",
+            f"{r['segmenter_rtfx']:.0f}",
+        ]
         if served_:
             row += [f"{100 * r['wer']:.1f}", f"{100 * r['wer_one_by_one']:.1f}", f"{r['long_form_rtfx']:.1f}"]
         rows.append(row)
@@ -190,8 +224,11 @@ def render(p: dict[str, Any]) -> str:
     lines += [markdown_table(head, rows), ""]
     if p.get("served_long_form"):
         s = p["served_long_form"]
-        lines += [f"Served `{contract.LONG_FORM_MODEL}` (its export's segmenter, {s['vad']}) on the clean recording: "
-                  f"RTFx {s['rtfx']:.1f}, WER {100 * s['wer']:.1f}%, same text as the emulation: {s['matches']}.", ""]
+        lines += [
+            f"Served `{contract.LONG_FORM_MODEL}` (its export's segmenter, {s['vad']}) on the clean recording: "
+            f"RTFx {s['rtfx']:.1f}, WER {100 * s['wer']:.1f}%, same text as the emulation: {s['matches']}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -225,34 +262,62 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(a.pauses)
         base_opts = SegmentOptions(merge_s=a.merge_s)
     except ValueError as e:
-        print(f"error: bad option ({e}); --pauses LOW,HIGH, --noises among white,pink,babble, --clips >= 2, "
-              f"--merge-s in (0, {contract.MAX_AUDIO_SECONDS:g}]", file=sys.stderr)
+        print(
+            f"error: bad option ({e}); --pauses LOW,HIGH, --noises among white,pink,babble, --clips >= 2, "
+            f"--merge-s in (0, {contract.MAX_AUDIO_SECONDS:g}]",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     clips = load_clips(a.manifest)
     clean = build(clips, a.clips, (lo, hi), a.seed, "clean")
     conditions = [clean] + [noisy(clean, k, snr, clips, a.seed + 1) for k in kinds for snr in snrs]
-    payload: dict[str, Any] = {"benchmark": "vad_eval", "machine": machine_info(), "merge_s": a.merge_s,
-                               "tolerance_s": a.tolerance_s,
-                               "audio": {"manifest": str(a.manifest), "clips": a.clips, "pauses_s": [lo, hi],
-                                         "seed": a.seed, "seconds": len(clean.audio) / SR, "snr_db": snrs,
-                                         "noises": kinds}}
+    payload: dict[str, Any] = {
+        "benchmark": "vad_eval",
+        "machine": machine_info(),
+        "merge_s": a.merge_s,
+        "tolerance_s": a.tolerance_s,
+        "audio": {
+            "manifest": str(a.manifest),
+            "clips": a.clips,
+            "pauses_s": [lo, hi],
+            "seed": a.seed,
+            "seconds": len(clean.audio) / SR,
+            "snr_db": snrs,
+            "noises": kinds,
+        },
+    }
     rows: list[dict[str, Any]] = []
     for rec in conditions:
         for vad in VADS:
             segs, took = segment(rec.audio, replace(base_opts, vad=vad))
-            rows.append({"condition": rec.name, "vad": vad, **cut_scores(rec, segs, a.tolerance_s),
-                         "segmenter_rtfx": len(rec.audio) / SR / took, "_segments": segs, "_rec": rec})
+            rows.append(
+                {
+                    "condition": rec.name,
+                    "vad": vad,
+                    **cut_scores(rec, segs, a.tolerance_s),
+                    "segmenter_rtfx": len(rec.audio) / SR / took,
+                    "_segments": segs,
+                    "_rec": rec,
+                }
+            )
     silent = no_speech_audio(a.no_speech_s, a.seed)
-    ns: dict[str, dict[str, Any]] = {k: {v: {"segments": len(split(x, SR, replace(base_opts, vad=v)))} for v in VADS}
-                                     for k, x in silent.items()}
+    ns: dict[str, dict[str, Any]] = {
+        k: {v: {"segments": len(split(x, SR, replace(base_opts, vad=v)))} for v in VADS} for k, x in silent.items()
+    }
     failures: list[str] = []
     if not a.no_server:
-        serve = ServeOptions(url=a.url, export_dir=a.export_dir, checkpoint=a.checkpoint, parity=not a.skip_parity,
-                             repository=(("long_form_merge_s", a.merge_s),))
+        serve = ServeOptions(
+            url=a.url,
+            export_dir=a.export_dir,
+            checkpoint=a.checkpoint,
+            parity=not a.skip_parity,
+            repository=(("long_form_merge_s", a.merge_s),),
+        )
         with served(serve) as target:
             payload["server"] = {"how": target.how, "url": target.grpc_url}
-            with CanaryClient(options=ClientOptions(url=target.grpc_url, timeout_s=a.timeout),
-                              concurrency=a.concurrency) as client:
+            with CanaryClient(
+                options=ClientOptions(url=target.grpc_url, timeout_s=a.timeout), concurrency=a.concurrency
+            ) as client:
                 client.wait_ready()
                 client.transcribe_many([c.samples for c in clips[:4]], concurrency=a.concurrency)  # warm-up
                 alone: dict[str, str] = {}
@@ -268,8 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     text = transcribe_segments(client, rec.audio, segs_again, opts, a.concurrency)
                     wall = time.perf_counter() - t0
                     ref = " ".join(rec.texts)
-                    r.update(wer=_wer([ref], [text]), wer_one_by_one=_wer([ref], [alone[rec.name]]),
-                             long_form_rtfx=len(rec.audio) / SR / wall, text=text)
+                    r.update(
+                        wer=_wer([ref], [text]),
+                        wer_one_by_one=_wer([ref], [alone[rec.name]]),
+                        long_form_rtfx=len(rec.audio) / SR / wall,
+                        text=text,
+                    )
                 for kind, x in silent.items():
                     minutes = len(x) / SR / 60
                     for v in VADS:
@@ -284,13 +353,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from canary_triton.client.audio_input import Audio
 
                 t0 = time.perf_counter()
-                got = client.infer(contract.LONG_FORM_MODEL, audio_request(Audio(clean.audio, "clean"), None),
-                                   contract.TRANSCRIPT.name)
+                got = client.infer(
+                    contract.LONG_FORM_MODEL, audio_request(Audio(clean.audio, "clean"), None), contract.TRANSCRIPT.name
+                )
                 wall = time.perf_counter() - t0
                 default = next(r for r in rows if r["condition"] == "clean" and r["vad"] == base_opts.vad)
-                payload["served_long_form"] = {"vad": base_opts.vad, "rtfx": len(clean.audio) / SR / wall,
-                                               "wer": _wer([" ".join(clean.texts)], [got]),
-                                               "matches": got == default["text"]}
+                payload["served_long_form"] = {
+                    "vad": base_opts.vad,
+                    "rtfx": len(clean.audio) / SR / wall,
+                    "wer": _wer([" ".join(clean.texts)], [got]),
+                    "matches": got == default["text"],
+                }
                 if not payload["served_long_form"]["matches"]:
                     failures.append("canary_qwen_long's text differs from its segments joined")
     for r in rows:

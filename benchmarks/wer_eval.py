@@ -37,12 +37,29 @@ from typing import Any, Iterable, Iterator, Sequence
 if __package__ in (None, ""):  # run as a file: python benchmarks/wer_eval.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 
-from benchmarks._common import (EXIT_OK, EXIT_USAGE, EXIT_WRONG, ServeOptions, machine_info, machine_line,
-                                markdown_table, served, write_outputs)
+from benchmarks._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WRONG,
+    ServeOptions,
+    machine_info,
+    machine_line,
+    markdown_table,
+    served,
+    write_outputs,
+)
 
 #: The Open ASR Leaderboard's English test sets (config:split of hf-audio/esb-datasets-test-only-sorted).
-LEADERBOARD_SETS = ("ami:test", "earnings22:test", "gigaspeech:test", "librispeech:test.clean",
-                    "librispeech:test.other", "spgispeech:test", "tedlium:test", "voxpopuli:test")
+LEADERBOARD_SETS = (
+    "ami:test",
+    "earnings22:test",
+    "gigaspeech:test",
+    "librispeech:test.clean",
+    "librispeech:test.other",
+    "spgispeech:test",
+    "tedlium:test",
+    "voxpopuli:test",
+)
 DEFAULT_HF_DATASET = "hf-audio/esb-datasets-test-only-sorted"
 #: Reference columns the leaderboard accepts, in its order of preference.
 TEXT_COLUMNS = ("text", "sentence", "normalized_text", "transcript", "transcription")
@@ -81,8 +98,9 @@ def hf_items(dataset: str, config: str | None, split: str, streaming: bool, max_
     try:
         import datasets
     except ImportError:
-        raise ImportError("the Hugging Face path needs `datasets` (pip install 'canary-triton[export]' or "
-                          "pip install 'datasets<5')") from None
+        raise ImportError(
+            "the Hugging Face path needs `datasets` (pip install 'canary-triton[export]' or pip install 'datasets<5')"
+        ) from None
     ds = datasets.load_dataset(dataset, config, split=split, streaming=streaming)
     ds = ds.cast_column("audio", datasets.Audio(decode=False))
     if max_samples is not None:
@@ -106,9 +124,16 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def evaluate_set(client, name: str, items: Iterable[Item], concurrency: int, chunk: int,
-                 max_new_tokens: int | None, predictions_path: Path | None,
-                 save_audio: Path | None = None) -> dict[str, Any]:
+def evaluate_set(
+    client,
+    name: str,
+    items: Iterable[Item],
+    concurrency: int,
+    chunk: int,
+    max_new_tokens: int | None,
+    predictions_path: Path | None,
+    save_audio: Path | None = None,
+) -> dict[str, Any]:
     from canary_triton.client.audio_input import as_audio
     from canary_triton.errors import CanaryTritonError
     from canary_triton.metrics import leaderboard_normalize, wer
@@ -138,8 +163,9 @@ def evaluate_set(client, name: str, items: Iterable[Item], concurrency: int, chu
             if not kept:
                 continue
             t0 = time.perf_counter()
-            results = client.transcribe_many([a for _, a in kept], concurrency=concurrency,
-                                             max_new_tokens=max_new_tokens)
+            results = client.transcribe_many(
+                [a for _, a in kept], concurrency=concurrency, max_new_tokens=max_new_tokens
+            )
             wall += time.perf_counter() - t0
             for (it, a), r in zip(kept, results):
                 n += 1
@@ -156,16 +182,28 @@ def evaluate_set(client, name: str, items: Iterable[Item], concurrency: int, chu
                     row["error"] = r.error
                 if out is not None:
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            print(f"{name}: {n} items, {audio_s / 3600:.3f} h, RTFx {audio_s / max(wall, 1e-9):.1f}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"{name}: {n} items, {audio_s / 3600:.3f} h, RTFx {audio_s / max(wall, 1e-9):.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         for f in (out, saved):
             if f is not None:
                 f.close()
     pooled = wer(refs, hyps, normalize=leaderboard_normalize) if refs else None
-    return {"set": name, "items": n, "scored": len(refs), "skipped_empty_references": skipped, "audio_s": audio_s,
-            "wall_s": wall, "rtfx": audio_s / wall if wall > 0 else None, "wer": pooled, "errors": errors,
-            "predictions": str(predictions_path) if predictions_path else None}
+    return {
+        "set": name,
+        "items": n,
+        "scored": len(refs),
+        "skipped_empty_references": skipped,
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "rtfx": audio_s / wall if wall > 0 else None,
+        "wer": pooled,
+        "errors": errors,
+        "predictions": str(predictions_path) if predictions_path else None,
+    }
 
 
 def _save(folder: Path, manifest, n: int, it: Item, audio) -> None:
@@ -178,20 +216,38 @@ def _save(folder: Path, manifest, n: int, it: Item, audio) -> None:
     stem = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(it.id).stem)[-60:]
     path = folder / f"{n:06d}_{stem}.wav"
     sf.write(str(path), audio.samples, SAMPLE_RATE, subtype="FLOAT")
-    manifest.write(json.dumps({AUDIO_KEY: path.name, DURATION_KEY: round(audio.seconds, 4), TEXT_KEY: it.text},
-                              ensure_ascii=False) + "\n")
+    manifest.write(
+        json.dumps({AUDIO_KEY: path.name, DURATION_KEY: round(audio.seconds, 4), TEXT_KEY: it.text}, ensure_ascii=False)
+        + "\n"
+    )
 
 
 def render(p: dict[str, Any]) -> str:
-    head = (f"Measured: WER (Whisper English normaliser, pooled per set, as the Open ASR Leaderboard) and RTFx "
-            f"(audio s / wall s of the transcription requests; decoding excluded) through the served pipeline "
-            f"({p['server']['how']}), concurrency {p['concurrency']}.\nMachine: {machine_line(p['machine'])}.")
-    rows = [[s["set"], s["items"], s["skipped_empty_references"], f"{s['audio_s'] / 3600:.3f}", s["rtfx"],
-             f"{100 * s['wer']:.2f}" if s["wer"] is not None else "-", len(s["errors"])] for s in p["sets"]]
+    head = (
+        f"Measured: WER (Whisper English normaliser, pooled per set, as the Open ASR Leaderboard) and RTFx "
+        f"(audio s / wall s of the transcription requests; decoding excluded) through the served pipeline "
+        f"({p['server']['how']}), concurrency {p['concurrency']}.\nMachine: {machine_line(p['machine'])}."
+    )
+    rows = [
+        [
+            s["set"],
+            s["items"],
+            s["skipped_empty_references"],
+            f"{s['audio_s'] / 3600:.3f}",
+            s["rtfx"],
+            f"{100 * s['wer']:.2f}" if s["wer"] is not None else "-",
+            len(s["errors"]),
+        ]
+        for s in p["sets"]
+    ]
     table = markdown_table(["set", "items", "skipped (empty ref)", "audio h", "RTFx", "WER %", "errors"], rows)
     summ = p["summary"]
-    tail = (f"Mean WER over {len(p['sets'])} set(s): {100 * summ['mean_wer']:.2f}%; composite RTFx "
-            f"{summ['composite_rtfx']:.1f}." if summ["mean_wer"] is not None else "No set was scored.")
+    tail = (
+        f"Mean WER over {len(p['sets'])} set(s): {100 * summ['mean_wer']:.2f}%; composite RTFx "
+        f"{summ['composite_rtfx']:.1f}."
+        if summ["mean_wer"] is not None
+        else "No set was scored."
+    )
     return f"{head}\n\n{table}\n\n{tail}"
 
 
@@ -210,10 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", type=Path, action="append", help="a NeMo manifest with references (repeatable)")
     src.add_argument("--hf-dataset", help=f"a Hugging Face dataset id or local folder, e.g. {DEFAULT_HF_DATASET}")
-    ap.add_argument("--hf-sets", type=parse_sets, default=parse_sets(",".join(LEADERBOARD_SETS)),
-                    help="CONFIG:SPLIT,... (default: the leaderboard's eight English sets)")
-    ap.add_argument("--no-streaming", dest="streaming", action="store_false",
-                    help="download each set whole instead of streaming it")
+    ap.add_argument(
+        "--hf-sets",
+        type=parse_sets,
+        default=parse_sets(",".join(LEADERBOARD_SETS)),
+        help="CONFIG:SPLIT,... (default: the leaderboard's eight English sets)",
+    )
+    ap.add_argument(
+        "--no-streaming", dest="streaming", action="store_false", help="download each set whole instead of streaming it"
+    )
     ap.add_argument("--max-samples", type=int, help="evaluate the first N items of each set")
     ap.add_argument("--url", help="gRPC address of a running server (default: start one here)")
     ap.add_argument("--export-dir", type=Path)
@@ -226,8 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-new-tokens", type=int)
     ap.add_argument("--max-wer", type=float, help="exit 1 if a set's WER (fraction, 0.1 = 10%%) is above this")
     ap.add_argument("--out", type=Path, help="write wer_eval.json / .md and predictions_<set>.jsonl here")
-    ap.add_argument("--save-audio", type=Path, help="also write each set's decoded audio (WAV) and a NeMo manifest "
-                                                    "under DIR/<set>/, to feed the other benchmarks the same clips")
+    ap.add_argument(
+        "--save-audio",
+        type=Path,
+        help="also write each set's decoded audio (WAV) and a NeMo manifest "
+        "under DIR/<set>/, to feed the other benchmarks the same clips",
+    )
     ap.add_argument("--timeout", type=float, default=300.0)
     return ap
 
@@ -242,16 +307,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.manifest:
         sources = [(str(m), lambda m=m: manifest_items(m, a.max_samples)) for m in a.manifest]
     else:
-        sources = [(f"{a.hf_dataset}:{cfg or ''}:{split}",
-                    lambda cfg=cfg, split=split: hf_items(a.hf_dataset, cfg, split, a.streaming, a.max_samples))
-                   for cfg, split in a.hf_sets]
+        sources = [
+            (
+                f"{a.hf_dataset}:{cfg or ''}:{split}",
+                lambda cfg=cfg, split=split: hf_items(a.hf_dataset, cfg, split, a.streaming, a.max_samples),
+            )
+            for cfg, split in a.hf_sets
+        ]
     machine = machine_info()
     results = []
-    serve = ServeOptions(url=a.url, export_dir=a.export_dir, checkpoint=a.checkpoint, llm_dir=a.llm_dir,
-                         parity=not a.skip_parity, work_dir=a.work_dir)
+    serve = ServeOptions(
+        url=a.url,
+        export_dir=a.export_dir,
+        checkpoint=a.checkpoint,
+        llm_dir=a.llm_dir,
+        parity=not a.skip_parity,
+        work_dir=a.work_dir,
+    )
     with served(serve) as target:
-        with CanaryClient(options=ClientOptions(url=target.grpc_url, timeout_s=a.timeout),
-                          concurrency=a.concurrency) as client:
+        with CanaryClient(
+            options=ClientOptions(url=target.grpc_url, timeout_s=a.timeout), concurrency=a.concurrency
+        ) as client:
             client.wait_ready()
             for name, items in sources:
                 safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[-80:]
@@ -259,18 +335,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if pred is not None:
                     pred.parent.mkdir(parents=True, exist_ok=True)
                 audio_dir = Path(a.save_audio) / safe if a.save_audio else None
-                results.append(evaluate_set(client, name, items(), a.concurrency, a.chunk, a.max_new_tokens, pred,
-                                            audio_dir))
+                results.append(
+                    evaluate_set(client, name, items(), a.concurrency, a.chunk, a.max_new_tokens, pred, audio_dir)
+                )
     scored = [s for s in results if s["wer"] is not None]
     total_audio, total_wall = sum(s["audio_s"] for s in results), sum(s["wall_s"] for s in results)
     payload = {
         "benchmark": "wer_eval",
         "measured": "pooled WER per set (Whisper English normaliser) and RTFx of the served pipeline",
-        "machine": machine, "server": {"how": target.how, "url": target.grpc_url}, "concurrency": a.concurrency,
-        "max_new_tokens": a.max_new_tokens, "sets": results,
-        "summary": {"mean_wer": sum(s["wer"] for s in scored) / len(scored) if scored else None,
-                    "composite_rtfx": total_audio / total_wall if total_wall > 0 else None,
-                    "audio_h": total_audio / 3600},
+        "machine": machine,
+        "server": {"how": target.how, "url": target.grpc_url},
+        "concurrency": a.concurrency,
+        "max_new_tokens": a.max_new_tokens,
+        "sets": results,
+        "summary": {
+            "mean_wer": sum(s["wer"] for s in scored) / len(scored) if scored else None,
+            "composite_rtfx": total_audio / total_wall if total_wall > 0 else None,
+            "audio_h": total_audio / 3600,
+        },
     }
     md = render(payload)
     print(md)
@@ -279,8 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [e for s in results for e in s["errors"]]
     over = [s["set"] for s in scored if a.max_wer is not None and s["wer"] > a.max_wer]
     if failed or over:
-        print(f"FAILED: {len(failed)} requests failed{' (first: ' + failed[0] + ')' if failed else ''}; "
-              f"sets over --max-wer {a.max_wer}: {', '.join(over) or 'none'}", file=sys.stderr)
+        print(
+            f"FAILED: {len(failed)} requests failed{' (first: ' + failed[0] + ')' if failed else ''}; "
+            f"sets over --max-wer {a.max_wer}: {', '.join(over) or 'none'}",
+            file=sys.stderr,
+        )
         return EXIT_WRONG
     return EXIT_OK
 

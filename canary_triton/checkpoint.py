@@ -100,8 +100,9 @@ def _named_folders(root: Path, key: str, value: Any) -> list[tuple[str, Path | N
     folder = given if given.is_absolute() else root / given
     tried = [(f"{folder} ({key}={value!r})", folder if folder.is_dir() else None)]
     if not given.is_absolute() and not value.startswith((".", "~")) and value.count("/") <= 1:
-        tried.append((f"hub id {value!r} in the local Hugging Face cache {_hub_cache_dir()} ({key})",
-                      _hub_snapshot(value)))
+        tried.append(
+            (f"hub id {value!r} in the local Hugging Face cache {_hub_cache_dir()} ({key})", _hub_snapshot(value))
+        )
     return tried
 
 
@@ -127,7 +128,9 @@ def locate(path: str | Path, llm_dir: str | Path | None = None) -> CheckpointPat
             f"{WEIGHTS_FILE} (the Hugging Face layout of nvidia/canary-qwen-2.5b)"
         )
     if not root.is_dir():
-        raise CheckpointError(f"checkpoint path {root} is a file; expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE}")
+        raise CheckpointError(
+            f"checkpoint path {root} is a file; expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
+        )
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (root / name).is_file():
             raise CheckpointError(f"checkpoint folder {root} has no {name}; expected {CONFIG_FILE} and {WEIGHTS_FILE}")
@@ -255,8 +258,9 @@ def read_weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from None
 
 
-def check_weights(expected: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]],
-                  tied: dict[str, str], weights: Path) -> None:
+def check_weights(
+    expected: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]], tied: dict[str, str], weights: Path
+) -> None:
     """Fail, naming the tensors, unless ``stored`` holds exactly the ``expected`` set.
 
     ``tied`` maps a parameter name to the name it shares storage with (the tied ``lm_head``),
@@ -310,14 +314,25 @@ def load_salm(path: str | Path, llm_dir: str | Path | None = None, *, threads: i
     # size 10 GB in fp32); every parameter is written (check_weights proved the file holds
     # exactly the model's set).
     with torch.no_grad():
-        read_safetensors_into(info.paths.weights, {name: (name if name in stored else tied[name], param)
-                                                    for name, param in state.items()})
+        read_safetensors_into(
+            info.paths.weights, {name: (name if name in stored else tied[name], param) for name, param in state.items()}
+        )
     return model.eval(), info
 
 
 #: safetensors dtype names -> torch dtypes (the ones a checkpoint may hold).
-_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
 _READ_CHUNK = 64 << 20  # bytes per read() (Linux caps one read at ~2 GiB)
 
 
@@ -340,8 +355,9 @@ def read_safetensors_into(path: Path, targets: dict[str, tuple[str, Any]]) -> No
             start, end = meta["data_offsets"]
             dtype = getattr(torch, _SAFETENSORS_DTYPES[meta["dtype"]])
             if tuple(meta["shape"]) != tuple(tensor.shape):
-                raise CheckpointError(f"{path}: {stored} has shape {tuple(meta['shape'])}, the model's {label} "
-                                      f"{tuple(tensor.shape)}")
+                raise CheckpointError(
+                    f"{path}: {stored} has shape {tuple(meta['shape'])}, the model's {label} {tuple(tensor.shape)}"
+                )
             direct = dtype == tensor.dtype and tensor.is_contiguous()
             dest = tensor if direct else torch.empty(tuple(meta["shape"]), dtype=dtype)
             raw = dest.detach().reshape(-1).view(torch.uint8).numpy()
@@ -350,7 +366,7 @@ def read_safetensors_into(path: Path, targets: dict[str, tuple[str, Any]]) -> No
             f.seek(base + start)
             view, done = memoryview(raw), 0
             while done < raw.nbytes:
-                got = f.readinto(view[done:done + _READ_CHUNK])
+                got = f.readinto(view[done : done + _READ_CHUNK])
                 if not got:
                     raise CheckpointError(f"{path} ends inside tensor {stored}: the file is truncated")
                 done += got

@@ -21,8 +21,10 @@ _SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CHECKPOINT = ASSETS / "tiny-trained"
 DEMO_HELDOUT = ASSETS / "speech" / "heldout"
-LLM_DIR_HELP = ("Qwen3-1.7B folder (config.json + tokenizer); default: found as NeMo does, beside the checkpoint, "
-                "then config.json's pretrained_llm as a folder or a hub id in the local Hugging Face cache")
+LLM_DIR_HELP = (
+    "Qwen3-1.7B folder (config.json + tokenizer); default: found as NeMo does, beside the checkpoint, "
+    "then config.json's pretrained_llm as a folder or a hub id in the local Hugging Face cache"
+)
 DEMO_SAMPLE = DEMO_HELDOUT / "heldout_000.flac"
 
 
@@ -42,8 +44,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         "subsampling_factor": info.subsampling.factor,
         "llm_hidden": info.llm_hidden,
         "vocab_rows": info.vocab_rows,
-        "lora": {"r": info.lora_r, "alpha": info.lora_alpha, "scale": info.lora_scale,
-                 "targets": list(info.lora_targets)},
+        "lora": {
+            "r": info.lora_r,
+            "alpha": info.lora_alpha,
+            "scale": info.lora_scale,
+            "targets": list(info.lora_targets),
+        },
         "mel": info.mel.__dict__,
         "special_ids": tok.ids.__dict__,
         "asr_prompt_ids": tok.asr_prompt_ids(),
@@ -65,9 +71,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except ValueError as e:  # an option outside its range: one line naming it
         raise CanaryTritonError(str(e)) from None
     manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
-    print(json.dumps({"output": str(Path(args.output).resolve()), "profile": manifest["profile"],
-                      "dry_run": bool(manifest.get("dry_run")),
-                      "parity_passed": manifest.get("parity_passed"), "files": manifest["files"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "output": str(Path(args.output).resolve()),
+                "profile": manifest["profile"],
+                "dry_run": bool(manifest.get("dry_run")),
+                "parity_passed": manifest.get("parity_passed"),
+                "files": manifest["files"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -83,15 +98,22 @@ def _sizing(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
 
     given = {k: getattr(args, flag[2:].replace("-", "_")) for k, flag in EXPORT_FLAGS.items()}
     if args.profile != "gpu":
-        return {"llm_max_batch": R.llm_max_batch, "max_num_tokens": L.max_num_tokens,
-                "kv_cache_free_gpu_mem_fraction": R.kv_cache_free_gpu_mem_fraction, "encoder_max_batch": E.max_batch,
-                "encoder_opt_batch": E.opt_batch, "encoder_instances": R.encoder_instances,
-                "max_inflight": R.max_inflight, **{k: v for k, v in given.items() if v is not None}}, ()
+        return {
+            "llm_max_batch": R.llm_max_batch,
+            "max_num_tokens": L.max_num_tokens,
+            "kv_cache_free_gpu_mem_fraction": R.kv_cache_free_gpu_mem_fraction,
+            "encoder_max_batch": E.max_batch,
+            "encoder_opt_batch": E.opt_batch,
+            "encoder_instances": R.encoder_instances,
+            "max_inflight": R.max_inflight,
+            **{k: v for k, v in given.items() if v is not None},
+        }, ()
     unset = tuple(k for k, v in given.items() if v is None)
     if not unset:
         return given, ()
-    derived = defaults_for_checkpoint(args.checkpoint, args.llm_dir, args.gpu_model,
-                                      Assumptions(mel_bucket_seconds=args.mel_bucket_seconds))
+    derived = defaults_for_checkpoint(
+        args.checkpoint, args.llm_dir, args.gpu_model, Assumptions(mel_bucket_seconds=args.mel_bucket_seconds)
+    )
     values = {k: getattr(derived, k) if v is None else v for k, v in given.items()}
     if given["max_inflight"] is None:  # the BLS models forward as many requests as the LLM holds
         values["max_inflight"] = values["llm_max_batch"]
@@ -122,30 +144,44 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
         llm_dtype=args.llm_dtype,
         precision=args.precision,
         require_native_precision=args.require_native_precision,
-        engine=EngineOptions(precision="bf16" if args.precision == "auto" else args.precision, max_batch=max_batch,
-                             opt_batch=min(sized["encoder_opt_batch"], max_batch),
-                             max_audio_seconds=args.max_audio_seconds,
-                             opt_audio_seconds=min(args.opt_audio_seconds, args.max_audio_seconds)),
-        llm_engine=LlmEngineOptions(max_batch=sized["llm_max_batch"], weight_quant=args.weight_quant,
-                                    max_new_tokens=args.max_new_tokens, max_num_tokens=sized["max_num_tokens"]),
-        repository=RepositoryOptions(max_batch=triton_max_batch, preprocessor_instances=sized["encoder_instances"],
-                                     encoder_instances=sized["encoder_instances"], llm_max_batch=sized["llm_max_batch"],
-                                     encoder_threads=threads.encoder if explicit_threads else 0,
-                                     llm_threads=threads.llm if explicit_threads else 0,
-                                     max_queue_delay_us=args.queue_delay_us,
-                                     max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
-                                     kv_cache_free_gpu_mem_fraction=sized["kv_cache_free_gpu_mem_fraction"],
-                                     max_inflight=sized["max_inflight"],
-                                     long_form_max_s=args.long_form_max_seconds,
-                                     long_form_merge_s=args.long_form_merge_seconds,
-                                     long_form_vad=args.vad, long_form_vad_threshold=args.vad_threshold,
-                                     long_form_vad_min_speech_s=args.vad_min_speech_ms / 1000,
-                                     long_form_vad_min_silence_s=args.vad_min_silence_ms / 1000,
-                                     long_form_vad_pad_s=args.vad_speech_pad_ms / 1000,
-                                     long_form_silence_pad_s=args.silence_pad_ms / 1000,
-                                     long_form_vad_threads=args.vad_threads, vad_gate=args.vad_gate,
-                                     mel_bucket_s=args.mel_bucket_seconds,
-                                     cpu_llm_weights=args.cpu_llm_weights),
+        engine=EngineOptions(
+            precision="bf16" if args.precision == "auto" else args.precision,
+            max_batch=max_batch,
+            opt_batch=min(sized["encoder_opt_batch"], max_batch),
+            max_audio_seconds=args.max_audio_seconds,
+            opt_audio_seconds=min(args.opt_audio_seconds, args.max_audio_seconds),
+        ),
+        llm_engine=LlmEngineOptions(
+            max_batch=sized["llm_max_batch"],
+            weight_quant=args.weight_quant,
+            max_new_tokens=args.max_new_tokens,
+            max_num_tokens=sized["max_num_tokens"],
+        ),
+        repository=RepositoryOptions(
+            max_batch=triton_max_batch,
+            preprocessor_instances=sized["encoder_instances"],
+            encoder_instances=sized["encoder_instances"],
+            llm_max_batch=sized["llm_max_batch"],
+            encoder_threads=threads.encoder if explicit_threads else 0,
+            llm_threads=threads.llm if explicit_threads else 0,
+            max_queue_delay_us=args.queue_delay_us,
+            max_queue_size=args.max_queue_size,
+            queue_timeout_us=args.queue_timeout_us,
+            kv_cache_free_gpu_mem_fraction=sized["kv_cache_free_gpu_mem_fraction"],
+            max_inflight=sized["max_inflight"],
+            long_form_max_s=args.long_form_max_seconds,
+            long_form_merge_s=args.long_form_merge_seconds,
+            long_form_vad=args.vad,
+            long_form_vad_threshold=args.vad_threshold,
+            long_form_vad_min_speech_s=args.vad_min_speech_ms / 1000,
+            long_form_vad_min_silence_s=args.vad_min_silence_ms / 1000,
+            long_form_vad_pad_s=args.vad_speech_pad_ms / 1000,
+            long_form_silence_pad_s=args.silence_pad_ms / 1000,
+            long_form_vad_threads=args.vad_threads,
+            vad_gate=args.vad_gate,
+            mel_bucket_s=args.mel_bucket_seconds,
+            cpu_llm_weights=args.cpu_llm_weights,
+        ),
         parity=not args.skip_parity,
         dry_run=args.dry_run,
         gpu_arch=args.gpu_arch,
@@ -164,11 +200,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CanaryTritonError(f"model repository {repo} does not exist; create it with `canary-triton export`")
     import os
 
-    opts = ServerOptions(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                         host=args.host, log_verbose=args.log_verbose, extra_args=tuple(args.triton_arg or ()),
-                         exit_timeout_s=args.exit_timeout, start_timeout_s=args.start_timeout,
-                         admin_key=os.environ.get("CANARY_TRITON_ADMIN_KEY") or None,
-                         allow_shared_memory=args.allow_shared_memory, supervise_stubs=not args.no_stub_supervisor)
+    opts = ServerOptions(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        host=args.host,
+        log_verbose=args.log_verbose,
+        extra_args=tuple(args.triton_arg or ()),
+        exit_timeout_s=args.exit_timeout,
+        start_timeout_s=args.start_timeout,
+        admin_key=os.environ.get("CANARY_TRITON_ADMIN_KEY") or None,
+        allow_shared_memory=args.allow_shared_memory,
+        supervise_stubs=not args.no_stub_supervisor,
+    )
     server = TritonServer(repo, opts, log_path=args.log_file)
     return run_forever(server, [f"models: {', '.join(sorted(p.name for p in repo.iterdir() if p.is_dir()))}"])
 
@@ -246,7 +290,9 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     limit = contract.max_audio_samples(oracle.info.mel)
     for f, a in zip(args.audio, audios):
         if len(a) > limit:
-            raise CanaryTritonError(f"{f} is {len(a)/oracle.info.mel.sample_rate:.1f} s long; the limit is {contract.MAX_AUDIO_SECONDS:.0f} s")
+            raise CanaryTritonError(
+                f"{f} is {len(a) / oracle.info.mel.sample_rate:.1f} s long; the limit is {contract.MAX_AUDIO_SECONDS:.0f} s"
+            )
     for f, text in zip(args.audio, oracle.transcribe(audios, max_new_tokens=args.max_new_tokens)):
         print(f"{f}\t{text}")
     return 0
@@ -287,17 +333,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     repo = RepositoryOptions() if args.checkpoint else RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S)
     wanted = {"checkpoint": str(checkpoint.resolve()), "long_form_segmenter": asdict(repo.long_form_segment())}
     old = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    if wanted != {"checkpoint": old.get("checkpoint"),
-                  "long_form_segmenter": old.get("options", {}).get("long_form_segmenter")}:
+    if wanted != {
+        "checkpoint": old.get("checkpoint"),
+        "long_form_segmenter": old.get("options", {}).get("long_form_segmenter"),
+    }:
         print(f"exporting {checkpoint} to {export_dir} ...", file=sys.stderr)
-        export_checkpoint(checkpoint, export_dir, ExportOptions(profile="cpu", repository=repo), llm_dir=args.llm_dir,
-                          force=True)
+        export_checkpoint(
+            checkpoint, export_dir, ExportOptions(profile="cpu", repository=repo), llm_dir=args.llm_dir, force=True
+        )
     ports = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
     sample = Path(args.audio) if args.audio else DEMO_SAMPLE
     print("starting tritonserver ...", file=sys.stderr)
-    with TritonServer(export_dir / "model_repository", ports, workdir=work, log_path=work / "tritonserver.log") as server:
+    with TritonServer(
+        export_dir / "model_repository", ports, workdir=work, log_path=work / "tritonserver.log"
+    ) as server:
         audio = load_audio(sample, 16000)
-        text = transcribe(audio, ClientOptions(url=server.grpc_url, protocol="grpc"), max_new_tokens=args.max_new_tokens)
+        text = transcribe(
+            audio, ClientOptions(url=server.grpc_url, protocol="grpc"), max_new_tokens=args.max_new_tokens
+        )
     print(f"{sample}\t{text}")
     return 0
 
@@ -319,111 +372,247 @@ def build_parser() -> argparse.ArgumentParser:
     from .export.repository import CPU_LLM_WEIGHTS, RepositoryOptions
     from .export.tensorrt_engine import DEFAULT_GPU_ARCH
 
-    p = add("export", _cmd_export, "Export a checkpoint: mel constants, ONNX encoder/projector, merged and base Qwen3 "
-            "(+ TensorRT and TensorRT-LLM engines with --profile gpu), with a parity report against NeMo.")
+    p = add(
+        "export",
+        _cmd_export,
+        "Export a checkpoint: mel constants, ONNX encoder/projector, merged and base Qwen3 "
+        "(+ TensorRT and TensorRT-LLM engines with --profile gpu), with a parity report against NeMo.",
+    )
     p.add_argument("checkpoint")
     p.add_argument("--output", "-o", required=True)
     p.add_argument("--profile", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
-    p.add_argument("--llm-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                   help="dtype of the written Qwen3 weights (auto: float32 for cpu, bfloat16 for gpu)")
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
-                   help="cpu: the LLM's precision (auto: bf16 where the CPU has native bf16 units, AMX-BF16 or "
-                        "AVX-512 BF16, else fp32; fp32 is token-identical to NeMo fp32); gpu: encoder engine "
-                        "precision (auto: bf16)")
-    p.add_argument("--require-native-precision", action="store_true",
-                   help="cpu: fail instead of warning when bf16 is asked for on a CPU without native bf16 units")
+    p.add_argument(
+        "--llm-dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="dtype of the written Qwen3 weights (auto: float32 for cpu, bfloat16 for gpu)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        default="auto",
+        help="cpu: the LLM's precision (auto: bf16 where the CPU has native bf16 units, AMX-BF16 or "
+        "AVX-512 BF16, else fp32; fp32 is token-identical to NeMo fp32); gpu: encoder engine "
+        "precision (auto: bf16)",
+    )
+    p.add_argument(
+        "--require-native-precision",
+        action="store_true",
+        help="cpu: fail instead of warning when bf16 is asked for on a CPU without native bf16 units",
+    )
     from .export.tensorrt_engine import EngineOptions
     from .export.trtllm_engine import LlmEngineOptions
     from .gpu_throughput import DEFAULT_GPU, GPUS
 
     sized = " (default: cpu %s; gpu: the throughput model's for the checkpoint, docs/gpu-throughput-model.md)"
-    p.add_argument("--max-batch", type=_positive_int, help="gpu: encoder engine max batch" + sized % EngineOptions.max_batch)
-    p.add_argument("--opt-batch", type=_positive_int, help="gpu: encoder engine optimal batch" + sized % EngineOptions.opt_batch)
+    p.add_argument(
+        "--max-batch", type=_positive_int, help="gpu: encoder engine max batch" + sized % EngineOptions.max_batch
+    )
+    p.add_argument(
+        "--opt-batch", type=_positive_int, help="gpu: encoder engine optimal batch" + sized % EngineOptions.opt_batch
+    )
     p.add_argument("--max-audio-seconds", type=_audio_seconds, default=contract.MAX_AUDIO_SECONDS)
     p.add_argument("--opt-audio-seconds", type=_audio_seconds, default=10.0)
-    p.add_argument("--llm-max-batch", type=_positive_int,
-                   help="requests in flight in the llm (CPU engine; gpu: TensorRT-LLM max batch and table size)"
-                   + sized % RepositoryOptions.llm_max_batch)
-    p.add_argument("--triton-max-batch", type=_positive_int, default=None,
-                   help="max_batch_size of every Triton model (default: --max-batch; gpu: at most --max-batch)")
-    p.add_argument("--instances", type=_positive_int, help="instances of the preprocessor and encoder"
-                   + sized % RepositoryOptions.encoder_instances)
-    p.add_argument("--threads", type=int, help="cpu: threads of the encoder and the LLM engine (default: "
-                   "the cores the server may run on, read when it starts; the encoder gets half)")
+    p.add_argument(
+        "--llm-max-batch",
+        type=_positive_int,
+        help="requests in flight in the llm (CPU engine; gpu: TensorRT-LLM max batch and table size)"
+        + sized % RepositoryOptions.llm_max_batch,
+    )
+    p.add_argument(
+        "--triton-max-batch",
+        type=_positive_int,
+        default=None,
+        help="max_batch_size of every Triton model (default: --max-batch; gpu: at most --max-batch)",
+    )
+    p.add_argument(
+        "--instances",
+        type=_positive_int,
+        help="instances of the preprocessor and encoder" + sized % RepositoryOptions.encoder_instances,
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="cpu: threads of the encoder and the LLM engine (default: "
+        "the cores the server may run on, read when it starts; the encoder gets half)",
+    )
     p.add_argument("--encoder-threads", type=int, help="cpu: encoder threads (overrides --threads' share)")
     p.add_argument("--llm-threads", type=int, help="cpu: LLM engine threads (overrides --threads)")
-    p.add_argument("--queue-delay-us", type=int, default=0,
-                   help="dynamic batching max queue delay (0 measured best on CPU: see benchmarks/serving_sweep.py)")
-    p.add_argument("--max-queue-size", type=_positive_int, default=256,
-                   help="requests queued per model beyond which new ones are rejected at once")
+    p.add_argument(
+        "--queue-delay-us",
+        type=int,
+        default=0,
+        help="dynamic batching max queue delay (0 measured best on CPU: see benchmarks/serving_sweep.py)",
+    )
+    p.add_argument(
+        "--max-queue-size",
+        type=_positive_int,
+        default=256,
+        help="requests queued per model beyond which new ones are rejected at once",
+    )
     p.add_argument("--queue-timeout-us", type=int, default=0, help="reject requests queued longer (0: never)")
-    p.add_argument("--kv-cache-fraction", type=_probability, help="gpu: kv_cache_free_gpu_mem_fraction"
-                   + sized % RepositoryOptions.kv_cache_free_gpu_mem_fraction)
-    p.add_argument("--max-num-tokens", type=_positive_int, help="gpu: TensorRT-LLM max_num_tokens (tokens per iteration)"
-                   + sized % LlmEngineOptions.max_num_tokens)
-    p.add_argument("--max-inflight", type=_positive_int,
-                   help="requests each BLS model (llm_unary, stream, LLM mode, long form, ask) forwards at once"
-                   + sized % RepositoryOptions.max_inflight)
-    p.add_argument("--gpu-model", choices=sorted(GPUS), default=DEFAULT_GPU,
-                   help="gpu: the GPU whose data sheet sizes the throughput model's defaults (default %(default)s)")
-    p.add_argument("--long-form-max-seconds", type=_positive_float, default=contract.MAX_LONG_FORM_SECONDS,
-                   help="longest recording canary_qwen_long accepts")
-    p.add_argument("--long-form-merge-seconds", type=_audio_seconds, default=_SEGMENT.merge_s,
-                   help="long-form segments merge speech up to this span (at most the model's 40 s)")
-    p.add_argument("--vad", choices=["silero", "energy"], default=_SEGMENT.vad,
-                   help="long-form voice-activity detector (audio without speech is never sent to the model)")
-    p.add_argument("--vad-threshold", type=_probability, default=_SEGMENT.vad_threshold,
-                   help="silero: speech probability threshold, in (0, 1)")
-    p.add_argument("--vad-min-speech-ms", type=_milliseconds, default=1000 * _SEGMENT.min_speech_s,
-                   help="silero: shorter speech is dropped")
-    p.add_argument("--vad-min-silence-ms", type=_milliseconds, default=1000 * _SEGMENT.min_pause_s,
-                   help="shorter silences do not split speech")
-    p.add_argument("--vad-speech-pad-ms", type=_milliseconds, default=1000 * _SEGMENT.pad_s,
-                   help="audio kept before each speech region")
-    p.add_argument("--silence-pad-ms", type=_milliseconds, default=1000 * _SEGMENT.silence_pad_s,
-                   help="long-form: zeros added at both ends of each segment sent to the model")
-    p.add_argument("--vad-threads", type=_positive_int, default=_SEGMENT.vad_threads,
-                   help="silero: ONNX Runtime threads per long-form model instance (CPU in both profiles)")
-    p.add_argument("--vad-gate", action="store_true",
-                   help="short form too: a clip with no speech (the --vad detector) returns \"\" without running "
-                        "the LLM (off: exact NeMo parity)")
-    p.add_argument("--cpu-llm-weights", choices=CPU_LLM_WEIGHTS, default=RepositoryOptions.cpu_llm_weights,
-                   help="cpu: shared = llm (ASR) and llm_base (LLM mode) map one copy of the base weights, ASR "
-                        "adding the LoRA at run time; merged = llm maps the LoRA-merged copy (a second copy in memory)")
-    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.MAX_NEW_TOKENS_LIMIT,
-                   help="gpu: longest output the TensorRT-LLM engine is built for")
-    p.add_argument("--weight-quant", type=_weight_quant, default="none",
-                   help="gpu: TensorRT-LLM weight-only quantisation: none, int8 or int4")
-    p.add_argument("--mel-bucket-seconds", type=_audio_seconds, default=contract.DEFAULT_MEL_BUCKET_SECONDS,
-                   help="the preprocessor pads mel features to multiples of this span so the encoder batches "
-                        "clips of similar length")
-    p.add_argument("--dry-run", action="store_true",
-                   help="gpu: write the model repository, export.json and engine_build.json (every TensorRT and "
-                        "TensorRT-LLM build setting) from the checkpoint's config alone; build nothing")
-    p.add_argument("--gpu-arch", default=DEFAULT_GPU_ARCH, help="--dry-run: name the plans for this GPU (sm80, sm90, sm100)")
+    p.add_argument(
+        "--kv-cache-fraction",
+        type=_probability,
+        help="gpu: kv_cache_free_gpu_mem_fraction" + sized % RepositoryOptions.kv_cache_free_gpu_mem_fraction,
+    )
+    p.add_argument(
+        "--max-num-tokens",
+        type=_positive_int,
+        help="gpu: TensorRT-LLM max_num_tokens (tokens per iteration)" + sized % LlmEngineOptions.max_num_tokens,
+    )
+    p.add_argument(
+        "--max-inflight",
+        type=_positive_int,
+        help="requests each BLS model (llm_unary, stream, LLM mode, long form, ask) forwards at once"
+        + sized % RepositoryOptions.max_inflight,
+    )
+    p.add_argument(
+        "--gpu-model",
+        choices=sorted(GPUS),
+        default=DEFAULT_GPU,
+        help="gpu: the GPU whose data sheet sizes the throughput model's defaults (default %(default)s)",
+    )
+    p.add_argument(
+        "--long-form-max-seconds",
+        type=_positive_float,
+        default=contract.MAX_LONG_FORM_SECONDS,
+        help="longest recording canary_qwen_long accepts",
+    )
+    p.add_argument(
+        "--long-form-merge-seconds",
+        type=_audio_seconds,
+        default=_SEGMENT.merge_s,
+        help="long-form segments merge speech up to this span (at most the model's 40 s)",
+    )
+    p.add_argument(
+        "--vad",
+        choices=["silero", "energy"],
+        default=_SEGMENT.vad,
+        help="long-form voice-activity detector (audio without speech is never sent to the model)",
+    )
+    p.add_argument(
+        "--vad-threshold",
+        type=_probability,
+        default=_SEGMENT.vad_threshold,
+        help="silero: speech probability threshold, in (0, 1)",
+    )
+    p.add_argument(
+        "--vad-min-speech-ms",
+        type=_milliseconds,
+        default=1000 * _SEGMENT.min_speech_s,
+        help="silero: shorter speech is dropped",
+    )
+    p.add_argument(
+        "--vad-min-silence-ms",
+        type=_milliseconds,
+        default=1000 * _SEGMENT.min_pause_s,
+        help="shorter silences do not split speech",
+    )
+    p.add_argument(
+        "--vad-speech-pad-ms",
+        type=_milliseconds,
+        default=1000 * _SEGMENT.pad_s,
+        help="audio kept before each speech region",
+    )
+    p.add_argument(
+        "--silence-pad-ms",
+        type=_milliseconds,
+        default=1000 * _SEGMENT.silence_pad_s,
+        help="long-form: zeros added at both ends of each segment sent to the model",
+    )
+    p.add_argument(
+        "--vad-threads",
+        type=_positive_int,
+        default=_SEGMENT.vad_threads,
+        help="silero: ONNX Runtime threads per long-form model instance (CPU in both profiles)",
+    )
+    p.add_argument(
+        "--vad-gate",
+        action="store_true",
+        help='short form too: a clip with no speech (the --vad detector) returns "" without running '
+        "the LLM (off: exact NeMo parity)",
+    )
+    p.add_argument(
+        "--cpu-llm-weights",
+        choices=CPU_LLM_WEIGHTS,
+        default=RepositoryOptions.cpu_llm_weights,
+        help="cpu: shared = llm (ASR) and llm_base (LLM mode) map one copy of the base weights, ASR "
+        "adding the LoRA at run time; merged = llm maps the LoRA-merged copy (a second copy in memory)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=_max_new_tokens,
+        default=contract.MAX_NEW_TOKENS_LIMIT,
+        help="gpu: longest output the TensorRT-LLM engine is built for",
+    )
+    p.add_argument(
+        "--weight-quant",
+        type=_weight_quant,
+        default="none",
+        help="gpu: TensorRT-LLM weight-only quantisation: none, int8 or int4",
+    )
+    p.add_argument(
+        "--mel-bucket-seconds",
+        type=_audio_seconds,
+        default=contract.DEFAULT_MEL_BUCKET_SECONDS,
+        help="the preprocessor pads mel features to multiples of this span so the encoder batches "
+        "clips of similar length",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="gpu: write the model repository, export.json and engine_build.json (every TensorRT and "
+        "TensorRT-LLM build setting) from the checkpoint's config alone; build nothing",
+    )
+    p.add_argument(
+        "--gpu-arch", default=DEFAULT_GPU_ARCH, help="--dry-run: name the plans for this GPU (sm80, sm90, sm100)"
+    )
     p.add_argument("--skip-parity", action="store_true", help="do not compare the artifacts with NeMo")
     p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
 
-    p = add("serve", _cmd_serve, "Start tritonserver on a generated repository (or an export folder) and wait; "
-            "Ctrl-C / SIGTERM stops it cleanly.")
+    p = add(
+        "serve",
+        _cmd_serve,
+        "Start tritonserver on a generated repository (or an export folder) and wait; "
+        "Ctrl-C / SIGTERM stops it cleanly.",
+    )
     p.add_argument("repository")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--log-verbose", type=int, default=0)
-    p.add_argument("--exit-timeout", type=int, default=30,
-                   help="seconds in-flight requests get to finish after SIGTERM (new ones are refused)")
-    p.add_argument("--start-timeout", type=_positive_int, default=int(ServerOptions.start_timeout_s),
-                   help="seconds loading every model may take before serve gives up (default %(default)s)")
-    p.add_argument("--no-stub-supervisor", action="store_true",
-                   help="do not reload a model whose Python stub died (then model control is off entirely)")
-    p.add_argument("--allow-shared-memory", action="store_true",
-                   help="let clients register shared memory (off: restricted to the admin key, "
-                        "$CANARY_TRITON_ADMIN_KEY; model-repository, logging and trace always are)")
+    p.add_argument(
+        "--exit-timeout",
+        type=int,
+        default=30,
+        help="seconds in-flight requests get to finish after SIGTERM (new ones are refused)",
+    )
+    p.add_argument(
+        "--start-timeout",
+        type=_positive_int,
+        default=int(ServerOptions.start_timeout_s),
+        help="seconds loading every model may take before serve gives up (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-stub-supervisor",
+        action="store_true",
+        help="do not reload a model whose Python stub died (then model control is off entirely)",
+    )
+    p.add_argument(
+        "--allow-shared-memory",
+        action="store_true",
+        help="let clients register shared memory (off: restricted to the admin key, "
+        "$CANARY_TRITON_ADMIN_KEY; model-repository, logging and trace always are)",
+    )
     p.add_argument("--log-file", help="write tritonserver's log here (default: discard)")
-    p.add_argument("--triton-arg", action="append", help="pass one more option to tritonserver, e.g. --triton-arg=--model-control-mode=explicit")
+    p.add_argument(
+        "--triton-arg",
+        action="append",
+        help="pass one more option to tritonserver, e.g. --triton-arg=--model-control-mode=explicit",
+    )
 
     p = add("make-fixture", _cmd_make_fixture, "Write a tiny test checkpoint: tiny-random, or train tiny-trained.")
     p.add_argument("kind", choices=["tiny-random", "tiny-trained"])
@@ -431,7 +620,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="default: 1234 for tiny-random, the training script's for tiny-trained")
     p.add_argument("--heldout", help="tiny-trained: also write the held-out clips and manifest here")
 
-    p = add("reference", _cmd_reference, "Transcribe audio files in-process with NeMo (the reference the server must match).")
+    p = add(
+        "reference",
+        _cmd_reference,
+        "Transcribe audio files in-process with NeMo (the reference the server must match).",
+    )
     p.add_argument("audio", nargs="+")
     p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
@@ -445,8 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_gateway(add, _positive_int)
 
-    p = add("demo", _cmd_demo, "The main job on the embedded default: export the demo checkpoint, start Triton, "
-            "transcribe a bundled sample through the served ensemble, print the transcript.")
+    p = add(
+        "demo",
+        _cmd_demo,
+        "The main job on the embedded default: export the demo checkpoint, start Triton, "
+        "transcribe a bundled sample through the served ensemble, print the transcript.",
+    )
     p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
     p.add_argument("--audio", help="an audio file; default: a bundled sample")

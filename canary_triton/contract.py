@@ -83,6 +83,7 @@ def llm_mode_text(instruction: str, transcript: str | None = None) -> str:
         return instruction
     return LLM_MODE_TEXT_TEMPLATE.format(instruction=instruction.strip(), transcript=transcript.strip())
 
+
 #: The real Qwen3-1.7B tokenizer's ids: documentation and a sanity check for real checkpoints.
 REAL_MODEL_IDS = {"pad": 151643, "im_start": 151644, "im_end": 151645, "audio_placeholder": 151669}
 
@@ -215,9 +216,7 @@ def num_encoder_frames(num_mel: int, sub: Subsampling = Subsampling()) -> int:
     return max(length, 0)
 
 
-def num_audio_frames(
-    num_samples: int, mel: MelParams = MelParams(), sub: Subsampling = Subsampling()
-) -> int:
+def num_audio_frames(num_samples: int, mel: MelParams = MelParams(), sub: Subsampling = Subsampling()) -> int:
     """Audio embeddings (prompt-table rows) produced for ``num_samples`` samples of audio."""
     return num_encoder_frames(num_mel_frames(num_samples, mel), sub)
 

@@ -70,12 +70,15 @@ class PrecisionChoice:
         return TORCH_DTYPE_NAMES[self.precision]
 
 
-def choose_precision(requested: str = "auto", require_native: bool = False,
-                     flags: frozenset[str] | None = None) -> PrecisionChoice:
+def choose_precision(
+    requested: str = "auto", require_native: bool = False, flags: frozenset[str] | None = None
+) -> PrecisionChoice:
     """``auto``: bf16 with native bf16 units, else fp32. ``bf16`` without them: a warning naming
     the slower path, or an error with ``require_native``."""
     if requested not in ("auto", *PRECISIONS):
-        raise CanaryTritonError(f"precision {requested!r} is not available in the CPU profile; choose auto, fp32 or bf16")
+        raise CanaryTritonError(
+            f"precision {requested!r} is not available in the CPU profile; choose auto, fp32 or bf16"
+        )
     flags = cpu_flags() if flags is None else flags
     units = native_bf16_units(flags)
     isa = instruction_set(flags)
@@ -84,8 +87,10 @@ def choose_precision(requested: str = "auto", require_native: bool = False,
             return PrecisionChoice("bf16", f"auto: this CPU has native bf16 units ({', '.join(units)})")
         return PrecisionChoice("fp32", f"auto: this CPU has no native bf16 units (best: {isa}), fp32 is faster")
     if requested == "bf16" and not units:
-        msg = (f"bf16 requested but this CPU has no native bf16 units (AMX-BF16 or AVX-512 BF16; best: {isa}): "
-               f"bf16 matrix products run on the slower emulated path (converted to fp32 in every kernel)")
+        msg = (
+            f"bf16 requested but this CPU has no native bf16 units (AMX-BF16 or AVX-512 BF16; best: {isa}): "
+            f"bf16 matrix products run on the slower emulated path (converted to fp32 in every kernel)"
+        )
         if require_native:
             raise CanaryTritonError(msg + "; use --precision fp32 or auto")
         log.warning(msg)
@@ -110,13 +115,15 @@ class ThreadSplit:
 def check_threads(value: int, what: str, available: int | None = None) -> int:
     available = available_cores() if available is None else available
     if value <= 0 or value > available:
-        raise CanaryTritonError(f"{what} is {value}; it must be between 1 and the {available} cores this process may "
-                                f"run on")
+        raise CanaryTritonError(
+            f"{what} is {value}; it must be between 1 and the {available} cores this process may run on"
+        )
     return value
 
 
-def split_threads(total: int | None = None, encoder: int | None = None, llm: int | None = None,
-                  available: int | None = None) -> ThreadSplit:
+def split_threads(
+    total: int | None = None, encoder: int | None = None, llm: int | None = None, available: int | None = None
+) -> ThreadSplit:
     """Threads of the encoder and of the LLM engine (explicit counts are checked against the cores
     available). Default, from ``total`` (or every available core): the LLM engine, the larger
     share of the work at the real model's size, gets them all; the encoder half of them, so a

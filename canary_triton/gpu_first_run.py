@@ -62,8 +62,9 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def run_stages(stages: Sequence[Stage], state: dict[str, Any] | None = None,
-               clock: Callable[[], float] = time.monotonic) -> list[StageResult]:
+def run_stages(
+    stages: Sequence[Stage], state: dict[str, Any] | None = None, clock: Callable[[], float] = time.monotonic
+) -> list[StageResult]:
     """Run each stage in order; a failure is recorded (first line of the error), and the stages
     that need it are skipped, naming it. ``state`` carries values between stages."""
     state = {} if state is None else state
@@ -201,17 +202,32 @@ def format_model_vs_run(throughput: dict[str, Any] | None, measured: Measured | 
     m = measured
     lines += [
         f"| RTFx | upper bound {_f(p['rtfx_upper_bound'])} at LLM max batch {used['llm_max_batch']} ({p['gpu']} "
-        f"data sheet) | " + ("not measured" if m is None else
-                             f"{_f(m.rtfx, ',.1f')} ({m.clips} held-out clips, {m.audio_s:.1f} s of audio, "
-                             f"{m.concurrency} in flight)") + " |",
+        f"data sheet) | "
+        + (
+            "not measured"
+            if m is None
+            else f"{_f(m.rtfx, ',.1f')} ({m.clips} held-out clips, {m.audio_s:.1f} s of audio, "
+            f"{m.concurrency} in flight)"
+        )
+        + " |",
         f"| encoder batch size | plans opt {used['encoder_opt_batch']} / max {used['encoder_max_batch']}, "
-        f"{used['encoder_instances']} instances | " + ("not measured" if m is None else
-                                                       f"mean {_f(m.mean_encoder_batch, '.2f')}, largest "
-                                                       f"{max(m.encoder_batches, default=0)} over "
-                                                       f"{m.encoder_executions} executions (Triton statistics)") + " |",
+        f"{used['encoder_instances']} instances | "
+        + (
+            "not measured"
+            if m is None
+            else f"mean {_f(m.mean_encoder_batch, '.2f')}, largest "
+            f"{max(m.encoder_batches, default=0)} over "
+            f"{m.encoder_executions} executions (Triton statistics)"
+        )
+        + " |",
         f"| decode tokens/s | {_f(p['decode_tokens_per_s'])} at batch {used['llm_max_batch']} | "
-        + ("not measured" if m is None else f"{_f(m.tokens_per_s, ',.1f')} (transcript tokens / wall time of the "
-                                            "pass: the whole pipeline, not decode alone)") + " |",
+        + (
+            "not measured"
+            if m is None
+            else f"{_f(m.tokens_per_s, ',.1f')} (transcript tokens / wall time of the "
+            "pass: the whole pipeline, not decode alone)"
+        )
+        + " |",
         f"| GPU share encoder / prefill / decode at the bound | {p['encoder_share']:.0%} / {p['prefill_share']:.0%} / "
         f"{p['decode_share']:.0%} | not measured |",
         f"| LLM requests in flight at {_f(p['target_rtfx'])} RTFx | "
@@ -219,11 +235,14 @@ def format_model_vs_run(throughput: dict[str, Any] | None, measured: Measured | 
     ]
     shapes = throughput["shapes"]
     params = (shapes["encoder_params"] + shapes["llm_non_embedding_params"] + shapes["embedding_params"]) / 1e6
-    lines += ["", f"Predictions: {throughput['note']}, for the exported checkpoint ({params:,.1f} M parameters). "
-              "The bundled tiny checkpoint's measured figures are dominated by per-request overhead (Python "
-              "models, gRPC, scheduling, kernel launches), not by the FLOPs and bytes the model counts: they "
-              "neither confirm nor refute it. That takes benchmarks/throughput.py on the real checkpoint "
-              "(benchmarks/README.md, GPU runbook)."]
+    lines += [
+        "",
+        f"Predictions: {throughput['note']}, for the exported checkpoint ({params:,.1f} M parameters). "
+        "The bundled tiny checkpoint's measured figures are dominated by per-request overhead (Python "
+        "models, gRPC, scheduling, kernel launches), not by the FLOPs and bytes the model counts: they "
+        "neither confirm nor refute it. That takes benchmarks/throughput.py on the real checkpoint "
+        "(benchmarks/README.md, GPU runbook).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -261,12 +280,16 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         t0 = time.monotonic()
         gpu = gpu_model_for(torch.cuda.get_device_name(0))
         # as `canary-triton export --profile gpu` does: the throughput model's defaults for this checkpoint
-        opts = export_options([str(DEMO_CHECKPOINT), "-o", str(work / "export"), "--profile", "gpu", "--gpu-model", gpu])
+        opts = export_options(
+            [str(DEMO_CHECKPOINT), "-o", str(work / "export"), "--profile", "gpu", "--gpu-model", gpu]
+        )
         manifest = export_checkpoint(DEMO_CHECKPOINT, work / "export", opts, force=True)
         state["export"] = work / "export"
         state["throughput_model"] = manifest.get("throughput_model")
-        return (f"engines built in {time.monotonic() - t0:.0f} s: {manifest['files']['encoder_plan']}, trtllm/merged, "
-                f"trtllm/base; defaults from the throughput model ({gpu}): {manifest['throughput_model']['from_model']}")
+        return (
+            f"engines built in {time.monotonic() - t0:.0f} s: {manifest['files']['encoder_plan']}, trtllm/merged, "
+            f"trtllm/base; defaults from the throughput model ({gpu}): {manifest['throughput_model']['from_model']}"
+        )
 
     def checks(state):
         from .export.gpu_checks import load_time_problems
@@ -279,8 +302,12 @@ def real_stages(work: Path, release: str) -> list[Stage]:
     def serve(state):
         from .server import ServerOptions, TritonServer
 
-        server = TritonServer(state["export"] / "model_repository", ServerOptions(exit_timeout_s=10),
-                              workdir=work, log_path=work / "tritonserver.log")
+        server = TritonServer(
+            state["export"] / "model_repository",
+            ServerOptions(exit_timeout_s=10),
+            workdir=work,
+            log_path=work / "tritonserver.log",
+        )
         server.__enter__()
         state["server"] = server
         return f"ready on {server.grpc_url} (log: {work / 'tritonserver.log'})"
@@ -310,8 +337,14 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         wall = time.monotonic() - t0
         gpu = [r.text if r.ok else f"<error: {r.error}>" for r in results]
         tok = load_tokenizer(state["export"] / "llm_merged")
-        state["measured"] = Measured(len(clips), sum(len(c) for c in clips) / 16000, wall, CONCURRENCY,
-                                     batches_delta(before, batches()), sum(len(tok.encode(t)) for t in gpu))
+        state["measured"] = Measured(
+            len(clips),
+            sum(len(c) for c in clips) / 16000,
+            wall,
+            CONCURRENCY,
+            batches_delta(before, batches()),
+            sum(len(tok.encode(t)) for t in gpu),
+        )
         cpu = Oracle.from_checkpoint(DEMO_CHECKPOINT).transcribe(clips)  # the CPU profile equals it (tests)
         return transcript_stage_detail(compare_transcripts(gpu, cpu))
 
@@ -336,8 +369,9 @@ def real_stages(work: Path, release: str) -> list[Stage]:
 
         async def go():
             async with AsyncCanaryClient(state["server"].grpc_url) as client:
-                task = asyncio.create_task(client.ask("Write a very long story about the sea.",
-                                                      max_new_tokens=C.MAX_NEW_TOKENS_LIMIT))
+                task = asyncio.create_task(
+                    client.ask("Write a very long story about the sea.", max_new_tokens=C.MAX_NEW_TOKENS_LIMIT)
+                )
                 await asyncio.sleep(1.0)  # GPU-only smoke step: let generation start
                 task.cancel()
                 try:
@@ -380,10 +414,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if args.report:
         args.report.write_text(text)
-    (args.work / "first-run.json").write_text(json.dumps(
-        {"passed": report.passed, "results": [r.__dict__ for r in report.results], "versions": report.versions,
-         "throughput_model": state.get("throughput_model"),
-         "measured": asdict(state["measured"]) if "measured" in state else None}, indent=2))
+    (args.work / "first-run.json").write_text(
+        json.dumps(
+            {
+                "passed": report.passed,
+                "results": [r.__dict__ for r in report.results],
+                "versions": report.versions,
+                "throughput_model": state.get("throughput_model"),
+                "measured": asdict(state["measured"]) if "measured" in state else None,
+            },
+            indent=2,
+        )
+    )
     return 0 if report.passed else 1
 
 

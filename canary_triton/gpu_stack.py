@@ -16,8 +16,19 @@ import sys
 from typing import Callable, Sequence
 
 #: Distributions whose versions the first GPU run reports (import name in parentheses where it differs).
-REPORTED = ("tensorrt_llm", "tensorrt", "torch", "transformers", "nvidia-modelopt", "onnx", "onnxruntime-gpu",
-            "onnxruntime", "nemo_toolkit", "tritonclient", "numpy")
+REPORTED = (
+    "tensorrt_llm",
+    "tensorrt",
+    "torch",
+    "transformers",
+    "nvidia-modelopt",
+    "onnx",
+    "onnxruntime-gpu",
+    "onnxruntime",
+    "nemo_toolkit",
+    "tritonclient",
+    "numpy",
+)
 SUPPORTED_TRTLLM = "1.2."  # prefix
 #: Releases of NVIDIA's Triton+TensorRT-LLM image known to ship TensorRT-LLM 1.2.x (and carrying
 #: the security fixes of 26.06); a later release is refused unless it still ships 1.2.x.
@@ -29,8 +40,9 @@ class StackError(Exception):
     """An unsupported stack: one line naming what was found and what is allowed."""
 
 
-def installed_versions(names: Sequence[str] = REPORTED,
-                       version: Callable[[str], str] | None = None) -> dict[str, str | None]:
+def installed_versions(
+    names: Sequence[str] = REPORTED, version: Callable[[str], str] | None = None
+) -> dict[str, str | None]:
     """``{distribution: version or None}`` from the installed metadata (nothing is imported)."""
     if version is None:
         from importlib.metadata import version as _version
@@ -55,26 +67,37 @@ def _release_key(release: str) -> tuple[int, int]:
 
 def check_release(release: str, trtllm_version: str | None) -> str:
     """The TensorRT-LLM version of ``release`` if the GPU profile supports it; else StackError."""
-    allowed = f"releases {MIN_RELEASE} or later that ship TensorRT-LLM {SUPPORTED_TRTLLM}x (known: " \
-              f"{', '.join(sorted(KNOWN_RELEASES))})"
+    allowed = (
+        f"releases {MIN_RELEASE} or later that ship TensorRT-LLM {SUPPORTED_TRTLLM}x (known: "
+        f"{', '.join(sorted(KNOWN_RELEASES))})"
+    )
     if _release_key(release) < _release_key(MIN_RELEASE):
         raise StackError(f"TRITON_RELEASE {release} is older than {MIN_RELEASE}; allowed: {allowed}")
     if trtllm_version is None:
-        raise StackError(f"TRITON_RELEASE {release}: TensorRT-LLM is not installed in the image (use the "
-                         f"-trtllm-python-py3 image); allowed: {allowed}")
+        raise StackError(
+            f"TRITON_RELEASE {release}: TensorRT-LLM is not installed in the image (use the "
+            f"-trtllm-python-py3 image); allowed: {allowed}"
+        )
     if not trtllm_version.startswith(SUPPORTED_TRTLLM):
-        raise StackError(f"TRITON_RELEASE {release} ships TensorRT-LLM {trtllm_version}; allowed: {allowed}. "
-                         "Later TensorRT-LLM removes the C++ tensorrtllm backend and the TensorRT engine flow "
-                         "(see the README's GPU migration notes)")
+        raise StackError(
+            f"TRITON_RELEASE {release} ships TensorRT-LLM {trtllm_version}; allowed: {allowed}. "
+            "Later TensorRT-LLM removes the C++ tensorrtllm backend and the TensorRT engine flow "
+            "(see the README's GPU migration notes)"
+        )
     return trtllm_version
 
 
 def main(argv: Sequence[str] | None = None, version: Callable[[str], str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m canary_triton.gpu_stack",
-                                     description="Report the GPU image's versions; refuse unsupported releases.")
+    parser = argparse.ArgumentParser(
+        prog="python3 -m canary_triton.gpu_stack",
+        description="Report the GPU image's versions; refuse unsupported releases.",
+    )
     parser.add_argument("--release", default="", help="the image's TRITON_RELEASE (e.g. 26.06)")
-    parser.add_argument("--require-supported", action="store_true",
-                        help="exit 2 with a one-line error unless the release ships TensorRT-LLM 1.2.x")
+    parser.add_argument(
+        "--require-supported",
+        action="store_true",
+        help="exit 2 with a one-line error unless the release ships TensorRT-LLM 1.2.x",
+    )
     args = parser.parse_args(argv)
     versions = installed_versions(version=version)
     for name, v in versions.items():

@@ -102,8 +102,13 @@ class ModelShapes:
     max_position_embeddings: int
 
     @classmethod
-    def from_configs(cls, salm_cfg: Mapping[str, Any], llm_cfg: Mapping[str, Any], text_prompt_tokens: int,
-                     mel: contract.MelParams | None = None) -> "ModelShapes":
+    def from_configs(
+        cls,
+        salm_cfg: Mapping[str, Any],
+        llm_cfg: Mapping[str, Any],
+        text_prompt_tokens: int,
+        mel: contract.MelParams | None = None,
+    ) -> "ModelShapes":
         """From NeMo's SALM config (``perception``) and the Qwen3 ``config.json``."""
         p = salm_cfg["perception"]
         enc = p["encoder"]
@@ -117,15 +122,25 @@ class ModelShapes:
         vocab = int(llm_cfg["vocab_size"])
         tied = bool(llm_cfg.get("tie_word_embeddings", False))
         return cls(
-            n_mels=mel.n_mels, mel_frames_per_audio_second=mel.sample_rate / mel.hop_length,
+            n_mels=mel.n_mels,
+            mel_frames_per_audio_second=mel.sample_rate / mel.hop_length,
             frames_per_audio_second=mel.sample_rate / mel.hop_length / sub.factor,
             max_table_rows=contract.max_table_rows(mel, sub),
-            encoder_layers=layers, encoder_dim=d, encoder_heads=int(enc.get("n_heads", 8)), encoder_params=fastconformer_params(enc, mel.n_mels),
+            encoder_layers=layers,
+            encoder_dim=d,
+            encoder_heads=int(enc.get("n_heads", 8)),
+            encoder_params=fastconformer_params(enc, mel.n_mels),
             subsampling_channels=int(enc.get("subsampling_conv_channels", 256)),
             projector_params=d * hidden + hidden,
-            llm_layers=int(llm_cfg["num_hidden_layers"]), llm_hidden=hidden, llm_heads=heads, llm_kv_heads=kv_heads,
-            llm_head_dim=head_dim, llm_non_embedding_params=qwen3_non_embedding_params(llm_cfg),
-            vocab_rows=vocab, lm_head_params=vocab * hidden, embedding_params=vocab * hidden * (1 if tied else 2),
+            llm_layers=int(llm_cfg["num_hidden_layers"]),
+            llm_hidden=hidden,
+            llm_heads=heads,
+            llm_kv_heads=kv_heads,
+            llm_head_dim=head_dim,
+            llm_non_embedding_params=qwen3_non_embedding_params(llm_cfg),
+            vocab_rows=vocab,
+            lm_head_params=vocab * hidden,
+            embedding_params=vocab * hidden * (1 if tied else 2),
             text_prompt_tokens=int(text_prompt_tokens),
             max_position_embeddings=int(llm_cfg.get("max_position_embeddings", 0)),
         )
@@ -262,7 +277,8 @@ def decode_step_seconds(shapes: ModelShapes, gpu: GpuSpec, a: Assumptions, batch
     """One decode step of ``batch`` sequences of ``context`` tokens: memory-bound (weights once,
     every sequence's KV), unless its FLOPs (2 per parameter per sequence) take longer."""
     memory = (weight_bytes_per_step(shapes) + batch * context * kv_bytes_per_token(shapes)) / (
-        gpu.hbm_tb_per_s * 1e12 * a.decode_bandwidth_efficiency)
+        gpu.hbm_tb_per_s * 1e12 * a.decode_bandwidth_efficiency
+    )
     compute = batch * 2.0 * (shapes.llm_non_embedding_params + shapes.lm_head_params) / _flops(gpu, a)
     return max(memory, compute)
 
@@ -290,10 +306,13 @@ def request_costs(shapes: ModelShapes, gpu: GpuSpec, a: Assumptions) -> RequestC
     s = a.typical_clip_seconds
     bw = gpu.hbm_tb_per_s * 1e12 * a.decode_bandwidth_efficiency
     n_out = output_tokens(a, s)
-    return RequestCosts(encoder_s=encoder_flops_per_audio_second(shapes, a) * s / _flops(gpu, a),
-                        prefill_s=prefill_flops_per_request(shapes, s) / _flops(gpu, a),
-                        decode_kv_s=n_out * decode_context(shapes, a) * kv_bytes_per_token(shapes) / bw,
-                        weights_s=weight_bytes_per_step(shapes) / bw, output_tokens=n_out)
+    return RequestCosts(
+        encoder_s=encoder_flops_per_audio_second(shapes, a) * s / _flops(gpu, a),
+        prefill_s=prefill_flops_per_request(shapes, s) / _flops(gpu, a),
+        decode_kv_s=n_out * decode_context(shapes, a) * kv_bytes_per_token(shapes) / bw,
+        weights_s=weight_bytes_per_step(shapes) / bw,
+        output_tokens=n_out,
+    )
 
 
 def iteration_seconds(costs: RequestCosts, rate: float) -> float | None:
@@ -341,8 +360,15 @@ class MemoryPlan:
     prompt_table_gb: float  # one engine's max_prompt_embedding_table_size rows, bf16
 
 
-def memory_plan(shapes: ModelShapes, gpu: GpuSpec, a: Assumptions, encoder_max_batch: int, encoder_instances: int,
-                llm_max_batch: int, kv_fraction: float | None = None) -> MemoryPlan:
+def memory_plan(
+    shapes: ModelShapes,
+    gpu: GpuSpec,
+    a: Assumptions,
+    encoder_max_batch: int,
+    encoder_instances: int,
+    llm_max_batch: int,
+    kv_fraction: float | None = None,
+) -> MemoryPlan:
     """Each ``tensorrtllm`` model (``llm`` and ``llm_base``) takes ``kv_fraction`` of the memory
     free when it loads; Triton loads models in no fixed order. Worst case for the encoder: both
     LLMs load first and leave ``(1-f)^2`` of the free memory. Worst case for ASR: it loads last,
@@ -378,10 +404,15 @@ class GpuDefaults:
 
 
 #: The ``canary-triton export`` option each default fills.
-EXPORT_FLAGS = {"llm_max_batch": "--llm-max-batch", "max_num_tokens": "--max-num-tokens",
-                "kv_cache_free_gpu_mem_fraction": "--kv-cache-fraction", "encoder_max_batch": "--max-batch",
-                "encoder_opt_batch": "--opt-batch", "encoder_instances": "--instances",
-                "max_inflight": "--max-inflight"}
+EXPORT_FLAGS = {
+    "llm_max_batch": "--llm-max-batch",
+    "max_num_tokens": "--max-num-tokens",
+    "kv_cache_free_gpu_mem_fraction": "--kv-cache-fraction",
+    "encoder_max_batch": "--max-batch",
+    "encoder_opt_batch": "--opt-batch",
+    "encoder_instances": "--instances",
+    "max_inflight": "--max-inflight",
+}
 
 
 def _pow2(x: float) -> int:
@@ -400,8 +431,9 @@ def max_input_len(shapes: ModelShapes) -> int:
     return LlmEngineOptions(max_audio_frames=shapes.max_table_rows).max_input_len
 
 
-def derive_gpu_defaults(shapes: ModelShapes, gpu: GpuSpec = GPUS[DEFAULT_GPU],
-                        a: Assumptions = Assumptions()) -> GpuDefaults:
+def derive_gpu_defaults(
+    shapes: ModelShapes, gpu: GpuSpec = GPUS[DEFAULT_GPU], a: Assumptions = Assumptions()
+) -> GpuDefaults:
     """The settings the model proposes for ``gpu`` (docs/gpu-throughput-model.md, "Defaults"):
 
     - encoder opt batch: the power of two nearest ``encoder_gemm_rows`` / frames of a typical
@@ -438,13 +470,20 @@ def derive_gpu_defaults(shapes: ModelShapes, gpu: GpuSpec = GPUS[DEFAULT_GPU],
     t = iteration_seconds(costs, rate) or costs.weights_s
     per_iteration = rate * t * prompt_tokens(shapes, a.typical_clip_seconds) + batch
     tokens = _pow2_ceil(max(a.iteration_headroom * per_iteration, max_input_len(shapes) + batch))
-    return GpuDefaults(llm_max_batch=batch, max_num_tokens=tokens, kv_cache_free_gpu_mem_fraction=mem.kv_fraction,
-                       encoder_max_batch=enc_max, encoder_opt_batch=opt, encoder_instances=instances,
-                       max_inflight=batch)
+    return GpuDefaults(
+        llm_max_batch=batch,
+        max_num_tokens=tokens,
+        kv_cache_free_gpu_mem_fraction=mem.kv_fraction,
+        encoder_max_batch=enc_max,
+        encoder_opt_batch=opt,
+        encoder_instances=instances,
+        max_inflight=batch,
+    )
 
 
-def defaults_for_checkpoint(checkpoint, llm_dir=None, gpu_key: str = DEFAULT_GPU,
-                            a: Assumptions = Assumptions()) -> GpuDefaults:
+def defaults_for_checkpoint(
+    checkpoint, llm_dir=None, gpu_key: str = DEFAULT_GPU, a: Assumptions = Assumptions()
+) -> GpuDefaults:
     """:func:`derive_gpu_defaults` for a checkpoint folder (its configs and tokenizer; no weights)."""
     from .checkpoint import inspect_checkpoint
 
@@ -488,37 +527,61 @@ def predict(shapes: ModelShapes, gpu: GpuSpec, a: Assumptions, settings: GpuDefa
     rate_max = max_rate(costs, batch)
     target_rate = a.target_rtfx / a.typical_clip_seconds
     enc, pre = rate_max * costs.encoder_s, rate_max * costs.prefill_s
-    mem = memory_plan(shapes, gpu, a, settings.encoder_max_batch, settings.encoder_instances, batch,
-                      settings.kv_cache_free_gpu_mem_fraction)
+    mem = memory_plan(
+        shapes,
+        gpu,
+        a,
+        settings.encoder_max_batch,
+        settings.encoder_instances,
+        batch,
+        settings.kv_cache_free_gpu_mem_fraction,
+    )
     step = decode_step_seconds(shapes, gpu, a, batch, decode_context(shapes, a))
     t = iteration_seconds(costs, target_rate)
     typical = kv_bytes_per_request(shapes, a.typical_clip_seconds)
     longest = kv_bytes_per_request(shapes, contract.MAX_AUDIO_SECONDS)
     return Prediction(
-        gpu=gpu.name, target_rtfx=a.target_rtfx,
+        gpu=gpu.name,
+        target_rtfx=a.target_rtfx,
         encoder_gflop_per_audio_s=encoder_flops_per_audio_second(shapes, a) / 1e9,
         prefill_gflop_per_audio_s=prefill_flops_per_audio_second(shapes, a) / 1e9,
-        rtfx_upper_bound=rate_max * a.typical_clip_seconds, target_reachable=rate_max >= target_rate,
-        encoder_share=enc, prefill_share=pre, decode_share=1.0 - enc - pre,
+        rtfx_upper_bound=rate_max * a.typical_clip_seconds,
+        target_reachable=rate_max >= target_rate,
+        encoder_share=enc,
+        prefill_share=pre,
+        decode_share=1.0 - enc - pre,
         in_flight_at_target=requests_in_flight(costs, target_rate),
         iteration_ms_at_target=None if t is None else t * 1e3,
-        decode_step_ms=step * 1e3, decode_tokens_per_s=batch / step,
+        decode_step_ms=step * 1e3,
+        decode_tokens_per_s=batch / step,
         decode_tokens_per_s_needed=a.target_rtfx * a.transcript_tokens_per_audio_second,
         kv_bytes_per_token=kv_bytes_per_token(shapes),
-        kv_mb_typical_request=typical / 1e6, kv_mb_longest_request=longest / 1e6, kv_pool_gb=mem.kv_pool_gb,
-        kv_requests_typical=int(mem.kv_pool_gb * GB // typical), kv_requests_longest=int(mem.kv_pool_gb * GB // longest),
-        encoder_activations_gb=mem.encoder_activations_gb, prompt_table_gb=mem.prompt_table_gb,
+        kv_mb_typical_request=typical / 1e6,
+        kv_mb_longest_request=longest / 1e6,
+        kv_pool_gb=mem.kv_pool_gb,
+        kv_requests_typical=int(mem.kv_pool_gb * GB // typical),
+        kv_requests_longest=int(mem.kv_pool_gb * GB // longest),
+        encoder_activations_gb=mem.encoder_activations_gb,
+        prompt_table_gb=mem.prompt_table_gb,
     )
 
 
-def record(shapes: ModelShapes, gpu_key: str, a: Assumptions, used: GpuDefaults,
-           from_model: Sequence[str]) -> dict[str, Any]:
+def record(
+    shapes: ModelShapes, gpu_key: str, a: Assumptions, used: GpuDefaults, from_model: Sequence[str]
+) -> dict[str, Any]:
     """What an export writes (``export.json`` / ``engine_build.json`` ``throughput_model``)."""
     gpu = GPUS[gpu_key]
-    return {"note": NOTE, "gpu": gpu_key, "gpu_spec": asdict(gpu), "assumptions": asdict(a),
-            "shapes": asdict(shapes), "derived_defaults": asdict(derive_gpu_defaults(shapes, gpu, a)),
-            "used": asdict(used), "from_model": {EXPORT_FLAGS[k]: getattr(used, k) for k in from_model},
-            "predictions": asdict(predict(shapes, gpu, a, used))}
+    return {
+        "note": NOTE,
+        "gpu": gpu_key,
+        "gpu_spec": asdict(gpu),
+        "assumptions": asdict(a),
+        "shapes": asdict(shapes),
+        "derived_defaults": asdict(derive_gpu_defaults(shapes, gpu, a)),
+        "used": asdict(used),
+        "from_model": {EXPORT_FLAGS[k]: getattr(used, k) for k in from_model},
+        "predictions": asdict(predict(shapes, gpu, a, used)),
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -534,8 +597,10 @@ def _g(x: float, digits: int = 3) -> str:
 
 def defaults_table(shapes: ModelShapes, a: Assumptions = Assumptions()) -> str:
     rows = {k: [str(getattr(derive_gpu_defaults(shapes, g, a), k)) for g in GPUS.values()] for k in EXPORT_FLAGS}
-    lines = ["| setting (`canary-triton export` option) | " + " | ".join(g.name for g in GPUS.values()) + " |",
-             "|---|" + "---|" * len(GPUS)]
+    lines = [
+        "| setting (`canary-triton export` option) | " + " | ".join(g.name for g in GPUS.values()) + " |",
+        "|---|" + "---|" * len(GPUS),
+    ]
     lines += [f"| `{k}` (`{EXPORT_FLAGS[k]}`) | " + " | ".join(v) + " |" for k, v in rows.items()]
     return "\n".join(lines) + "\n"
 
@@ -578,17 +643,22 @@ def _figure(key: str, value: Any) -> str:
 
 def predictions_table(shapes: ModelShapes, a: Assumptions = Assumptions()) -> str:
     preds = [predict(shapes, g, a, derive_gpu_defaults(shapes, g, a)) for g in GPUS.values()]
-    lines = ["| figure (predicted, not measured) | " + " | ".join(p.gpu for p in preds) + " |",
-             "|---|" + "---|" * len(preds)]
-    lines += [f"| {label} | " + " | ".join(_figure(key, getattr(p, key)) for p in preds) + " |"
-              for key, label in PREDICTION_ROWS]
+    lines = [
+        "| figure (predicted, not measured) | " + " | ".join(p.gpu for p in preds) + " |",
+        "|---|" + "---|" * len(preds),
+    ]
+    lines += [
+        f"| {label} | " + " | ".join(_figure(key, getattr(p, key)) for p in preds) + " |"
+        for key, label in PREDICTION_ROWS
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m canary_triton.gpu_throughput",
-                                description="Print the throughput model's defaults and predictions for a checkpoint "
-                                            f"({NOTE}).")
+    p = argparse.ArgumentParser(
+        prog="python -m canary_triton.gpu_throughput",
+        description=f"Print the throughput model's defaults and predictions for a checkpoint ({NOTE}).",
+    )
     p.add_argument("checkpoint")
     p.add_argument("--llm-dir")
     args = p.parse_args(argv)

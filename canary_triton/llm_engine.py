@@ -102,8 +102,10 @@ def splice_prompt_table(embedding: torch.nn.Embedding, ids: torch.Tensor, table:
             raise ValueError(f"input ids reach {int(ids.max())} >= vocab size {vocab} but no prompt table was given")
         rows = ids[fake] - vocab
         if int(rows.max()) >= table.shape[0]:
-            raise ValueError(f"input id {int(ids.max())} addresses prompt-table row {int(rows.max())}, "
-                             f"but the table has {table.shape[0]} rows")
+            raise ValueError(
+                f"input id {int(ids.max())} addresses prompt-table row {int(rows.max())}, "
+                f"but the table has {table.shape[0]} rows"
+            )
     out = embedding(ids.clamp(max=vocab - 1))
     if bool(fake.any()):
         out[fake] = table[ids[fake] - vocab].to(out.dtype)
@@ -118,8 +120,14 @@ class ContinuousBatcher:
     hand each token to its request, free the rows of finished requests.
     """
 
-    def __init__(self, model, max_batch: int = 16, threads: int | None = None,
-                 max_positions: int = MAX_POSITIONS, lora: "LoraWeights | None" = None):
+    def __init__(
+        self,
+        model,
+        max_batch: int = 16,
+        threads: int | None = None,
+        max_positions: int = MAX_POSITIONS,
+        lora: "LoraWeights | None" = None,
+    ):
         self.model = model.eval()
         self.max_batch = max_batch
         self.threads = threads
@@ -189,8 +197,9 @@ class ContinuousBatcher:
 
     def _prefill(self, admitted: list[GenerationRequest]) -> None:
         try:
-            logits = list(self.runner.prefill(admitted[0].row, [r.embeds for r in admitted],
-                                              [r.adapter for r in admitted]))
+            logits = list(
+                self.runner.prefill(admitted[0].row, [r.embeds for r in admitted], [r.adapter for r in admitted])
+            )
         except Exception as e:  # a bad request must not stop the engine, nor fail its batch mates
             if len(admitted) == 1:
                 log.exception("prefill failed")

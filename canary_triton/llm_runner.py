@@ -65,8 +65,13 @@ class RunnerShape:
     @classmethod
     def of(cls, config) -> "RunnerShape":
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        return cls(config.num_hidden_layers, config.num_key_value_heads, config.num_attention_heads, head_dim,
-                   config.hidden_size)
+        return cls(
+            config.num_hidden_layers,
+            config.num_key_value_heads,
+            config.num_attention_heads,
+            head_dim,
+            config.hidden_size,
+        )
 
     def kv_bytes_per_position(self, dtype: torch.dtype) -> int:
         return 2 * self.layers * self.kv_heads * self.head_dim * torch.empty((), dtype=dtype).element_size()
@@ -122,7 +127,7 @@ class ModelRunner:
         limit = int(getattr(cfg, "max_position_embeddings", max_positions))
         self.max_positions = min(max_positions, limit)
         self.cache = KvCache(self.shape, rows, self.max_positions, self.dtype)
-        self.scaling = self.shape.head_dim ** -0.5
+        self.scaling = self.shape.head_dim**-0.5
         self.lora = lora
         self._adapter: torch.Tensor | None = None  # [n] bool: rows of this call that use the adapter
 
@@ -192,8 +197,9 @@ class ModelRunner:
             q, k, v = self._qkv(li, layer, layer.input_layernorm(h), positions)
             self.cache.k[li][rows, :, :t] = k
             self.cache.v[li][rows, :, :t] = v
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
-                                                 enable_gqa=self.shape.heads != self.shape.kv_heads)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=self.shape.heads != self.shape.kv_heads
+            )
             h = self._finish_layer(layer, h, out.transpose(1, 2).reshape(n, t, -1))
         return self._logits(h[torch.arange(n), lengths - 1])
 

@@ -88,8 +88,10 @@ class Scheduler:
         if req.prompt_len < 1:
             raise CapacityError("the prompt is empty")
         if need > self.max_positions:
-            raise CapacityError(f"the prompt ({req.prompt_len} positions) plus {req.max_new_tokens} new tokens "
-                                f"needs {need} positions; the LLM engine's limit is {self.max_positions}")
+            raise CapacityError(
+                f"the prompt ({req.prompt_len} positions) plus {req.max_new_tokens} new tokens "
+                f"needs {need} positions; the LLM engine's limit is {self.max_positions}"
+            )
         req.row = None
         self.waiting.append(req)
 

@@ -28,14 +28,24 @@ class LongFormOptions:
 
     def limits(self, mel: contract.MelParams) -> AudioLimits:
         base = AudioLimits.for_mel(mel)
-        return AudioLimits(base.sample_rate, base.min_samples, int(self.max_seconds * mel.sample_rate),
-                           base.max_abs, too_long_hint="split the recording or raise the server's long-form limit")
+        return AudioLimits(
+            base.sample_rate,
+            base.min_samples,
+            int(self.max_seconds * mel.sample_rate),
+            base.max_abs,
+            too_long_hint="split the recording or raise the server's long-form limit",
+        )
 
 
-def transcribe_in_order(audio: np.ndarray, segments: list[Segment], transcribe: Callable[[np.ndarray], str],
-                        pool: Executor, is_cancelled: Callable[[], bool] = lambda: False,
-                        opts: SegmentOptions = SegmentOptions(),
-                        sample_rate: int = contract.MelParams().sample_rate) -> Iterator[tuple[Segment, str]]:
+def transcribe_in_order(
+    audio: np.ndarray,
+    segments: list[Segment],
+    transcribe: Callable[[np.ndarray], str],
+    pool: Executor,
+    is_cancelled: Callable[[], bool] = lambda: False,
+    opts: SegmentOptions = SegmentOptions(),
+    sample_rate: int = contract.MelParams().sample_rate,
+) -> Iterator[tuple[Segment, str]]:
     """Submit every segment at once (they share the server's in-flight batches) and yield the
     results in segment order as they become available. Stops early when cancelled."""
     futures: list[Future] = [pool.submit(transcribe, model_input(audio, s, opts, sample_rate)) for s in segments]
@@ -60,8 +70,10 @@ class LongFormCancelled(Exception):
 
 
 def segments_json(items: list[tuple[Segment, str]], sample_rate: int) -> str:
-    return json.dumps([{"start": round(s.start / sample_rate, 3), "end": round(s.end / sample_rate, 3), "text": t}
-                       for s, t in items], ensure_ascii=False)
+    return json.dumps(
+        [{"start": round(s.start / sample_rate, 3), "end": round(s.end / sample_rate, 3), "text": t} for s, t in items],
+        ensure_ascii=False,
+    )
 
 
 def plan(audio: np.ndarray, mel: contract.MelParams, opts: LongFormOptions) -> tuple[np.ndarray, list[Segment]]:

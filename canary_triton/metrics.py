@@ -36,8 +36,9 @@ def _english_normalizer():
         try:
             from whisper_normalizer.english import EnglishTextNormalizer
         except ImportError:  # pragma: no cover - the client extra installs it
-            raise ImportError("WER with the leaderboard's normaliser needs whisper-normalizer: "
-                              "pip install 'canary-triton[client]'") from None
+            raise ImportError(
+                "WER with the leaderboard's normaliser needs whisper-normalizer: pip install 'canary-triton[client]'"
+            ) from None
         _NORMALIZER = EnglishTextNormalizer()
     return _NORMALIZER
 

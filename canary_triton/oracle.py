@@ -89,8 +89,10 @@ class Oracle:
     def special_ids(self) -> contract.SpecialIds:
         m = self.model
         return contract.SpecialIds(
-            pad=m.text_pad_id, im_start=m.tokenizer.token_to_id(contract.IM_START_TOKEN),
-            im_end=m.text_eos_id, audio_placeholder=m.audio_locator_tag_id,
+            pad=m.text_pad_id,
+            im_start=m.tokenizer.token_to_id(contract.IM_START_TOKEN),
+            im_end=m.text_eos_id,
+            audio_placeholder=m.audio_locator_tag_id,
         )
 
     def prompt_ids(self, user_message: str) -> list[int]:
@@ -143,15 +145,21 @@ class Oracle:
         embeds = m.embed_tokens(tokens.where(tokens != m.audio_locator_tag_id, 0))
         replacements = [proj[i, : enc_len[i]] for i in range(len(audios))]
         inputs, _, mask = replace_placeholders_and_build_targets(
-            input_ids=tokens, embeds=embeds, padding_id=m.text_pad_id,
-            placeholder_id=m.audio_locator_tag_id, replacements=replacements, target_ids=None,
+            input_ids=tokens,
+            embeds=embeds,
+            padding_id=m.text_pad_id,
+            placeholder_id=m.audio_locator_tag_id,
+            replacements=replacements,
+            target_ids=None,
         )
         logits = m(inputs, attention_mask=mask)["logits"]
         prompt_logits = [logits[i][mask[i]] for i in range(len(audios))]
 
         gen = m.generate(
             prompts=[[{"role": "user", "content": contract.ASR_INSTRUCTION}]] * len(audios),
-            audios=audio, audio_lens=lens, max_new_tokens=max_new_tokens,
+            audios=audio,
+            audio_lens=lens,
+            max_new_tokens=max_new_tokens,
         )
         token_ids, texts = [], []
         for row in gen.tolist():
@@ -162,8 +170,9 @@ class Oracle:
         return OracleOutput(mel, mel_len, enc, enc_len, proj, prompt_logits, token_ids, texts)
 
     @torch.no_grad()
-    def transcribe(self, audios: Sequence[np.ndarray], batch_size: int = 16,
-                   max_new_tokens: int = contract.DEFAULT_MAX_NEW_TOKENS) -> list[str]:
+    def transcribe(
+        self, audios: Sequence[np.ndarray], batch_size: int = 16, max_new_tokens: int = contract.DEFAULT_MAX_NEW_TOKENS
+    ) -> list[str]:
         """Greedy transcripts through ``SALM.generate`` only (NeMo's decoding rules)."""
         m = self.model
         out: list[str] = []
@@ -172,13 +181,17 @@ class Oracle:
             audio, lens = pad_batch(chunk)
             gen = m.generate(
                 prompts=[[{"role": "user", "content": contract.ASR_INSTRUCTION}]] * len(chunk),
-                audios=audio, audio_lens=lens, max_new_tokens=max_new_tokens,
+                audios=audio,
+                audio_lens=lens,
+                max_new_tokens=max_new_tokens,
             )
             out.extend(self.decode(row) for row in gen.tolist())
         return out
 
     @torch.no_grad()
-    def llm_generate(self, texts: Sequence[str], max_new_tokens: int = contract.DEFAULT_MAX_NEW_TOKENS) -> list[list[int]]:
+    def llm_generate(
+        self, texts: Sequence[str], max_new_tokens: int = contract.DEFAULT_MAX_NEW_TOKENS
+    ) -> list[list[int]]:
         """LLM mode: text prompts through the base Qwen3 with the LoRA disabled, greedy."""
         m = self.model
         with m.llm.disable_adapter():

@@ -30,8 +30,11 @@ class AudioLimits:
     @classmethod
     def for_mel(cls, mel: contract.MelParams, max_seconds: float = contract.MAX_AUDIO_SECONDS) -> "AudioLimits":
         # At least one hop: fewer samples give no valid mel frame and no audio embedding.
-        return cls(mel.sample_rate, max(mel.hop_length, int(contract.MIN_AUDIO_SECONDS * mel.sample_rate)),
-                   int(max_seconds * mel.sample_rate))
+        return cls(
+            mel.sample_rate,
+            max(mel.hop_length, int(contract.MIN_AUDIO_SECONDS * mel.sample_rate)),
+            int(max_seconds * mel.sample_rate),
+        )
 
 
 def validate_audio(x: np.ndarray, limits: AudioLimits, name: str = contract.AUDIO.name) -> np.ndarray:
@@ -41,27 +44,36 @@ def validate_audio(x: np.ndarray, limits: AudioLimits, name: str = contract.AUDI
     if x.ndim == 2 and x.shape[0] == 1:
         x = x[0]
     if x.ndim != 1:
-        raise InputError(f"input '{name}' must have shape [1, samples] (one mono clip per request), got {list(x.shape)}")
+        raise InputError(
+            f"input '{name}' must have shape [1, samples] (one mono clip per request), got {list(x.shape)}"
+        )
     n = x.shape[0]
     sr = limits.sample_rate
     if n < limits.min_samples:
-        raise InputError(f"input '{name}' has {n} samples; at least {limits.min_samples} "
-                         f"({limits.min_samples / sr:g} s at {sr} Hz) are needed")
+        raise InputError(
+            f"input '{name}' has {n} samples; at least {limits.min_samples} "
+            f"({limits.min_samples / sr:g} s at {sr} Hz) are needed"
+        )
     if n > limits.max_samples:
-        raise InputError(f"input '{name}' is {n / sr:.2f} s long ({n} samples); the limit is "
-                         f"{limits.max_samples / sr:g} s ({limits.max_samples} samples)"
-                         + (f"; {limits.too_long_hint}" if limits.too_long_hint else ""))
+        raise InputError(
+            f"input '{name}' is {n / sr:.2f} s long ({n} samples); the limit is "
+            f"{limits.max_samples / sr:g} s ({limits.max_samples} samples)"
+            + (f"; {limits.too_long_hint}" if limits.too_long_hint else "")
+        )
     if not np.isfinite(x).all():
         raise InputError(f"input '{name}' contains NaN or Inf samples")
     peak = float(np.abs(x).max())
     if peak > limits.max_abs:
-        raise InputError(f"input '{name}' has a sample of magnitude {peak:g}; float PCM must stay within "
-                         f"+-{limits.max_abs:g} (expected [-1, 1])")
+        raise InputError(
+            f"input '{name}' has a sample of magnitude {peak:g}; float PCM must stay within "
+            f"+-{limits.max_abs:g} (expected [-1, 1])"
+        )
     return x
 
 
-def validate_max_new_tokens(value: np.ndarray | int | None, name: str = contract.MAX_NEW_TOKENS.name,
-                            limit: int = contract.MAX_NEW_TOKENS_LIMIT) -> int:
+def validate_max_new_tokens(
+    value: np.ndarray | int | None, name: str = contract.MAX_NEW_TOKENS.name, limit: int = contract.MAX_NEW_TOKENS_LIMIT
+) -> int:
     """A request's token budget: one integer in [1, ``limit``] (ASR: the contract's 512; LLM mode:
     the export's ``limits.llm_max_output_len``); absent: the contract's default."""
     if value is None:
@@ -104,8 +116,15 @@ class Preprocessor:
     by it, so the padding changes no output. ``bucket_columns`` 1: no padding.
     """
 
-    def __init__(self, front_end: MelFrontEnd, asr_prompt_ids: list[int], placeholder_id: int,
-                 vocab_rows: int, subsampling: contract.Subsampling, bucket_columns: int = 1):
+    def __init__(
+        self,
+        front_end: MelFrontEnd,
+        asr_prompt_ids: list[int],
+        placeholder_id: int,
+        vocab_rows: int,
+        subsampling: contract.Subsampling,
+        bucket_columns: int = 1,
+    ):
         self.front_end = front_end
         self.prompt = list(asr_prompt_ids)
         self.placeholder = placeholder_id
@@ -129,8 +148,11 @@ class Preprocessor:
             frames = contract.num_encoder_frames(m, self.subsampling)
             ids = audio_prompt_ids(self.prompt, self.placeholder, frames, self.vocab_rows)
             cols = contract.mel_columns(len(c), params)
-            mel = np.full((feats.shape[1], contract.bucketed_columns(cols, self.bucket_columns, params)),
-                          params.pad_value, dtype=np.float32)
+            mel = np.full(
+                (feats.shape[1], contract.bucketed_columns(cols, self.bucket_columns, params)),
+                params.pad_value,
+                dtype=np.float32,
+            )
             mel[:, :cols] = feats[i, :, :cols].numpy()
             out.append(Preprocessed(mel, m, np.asarray(ids, dtype=np.int32)))
         return out
@@ -158,5 +180,7 @@ def llm_mode_prompt(tokenizer, raw: bytes | str, name: str = contract.TEXT_INPUT
         raise InputError(f"input '{name}' may not contain {contract.AUDIO_PLACEHOLDER_TOKEN}")
     ids = tokenizer.llm_prompt_ids(raw)
     if len(ids) > contract.MAX_TEXT_PROMPT_TOKENS:
-        raise InputError(f"input '{name}' makes a prompt of {len(ids)} tokens; the limit is {contract.MAX_TEXT_PROMPT_TOKENS}")
+        raise InputError(
+            f"input '{name}' makes a prompt of {len(ids)} tokens; the limit is {contract.MAX_TEXT_PROMPT_TOKENS}"
+        )
     return ids

@@ -123,8 +123,9 @@ def silero_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) ->
     if sample_rate != vad.SAMPLE_RATE:
         raise ValueError(f"the silero segmenter takes {vad.SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
     probs = vad.shared(opts.vad_threads).probabilities(audio)
-    return vad.regions_from_probs(probs, len(audio), opts.vad_threshold, opts.min_speech_s, opts.min_pause_s,
-                                  sample_rate)
+    return vad.regions_from_probs(
+        probs, len(audio), opts.vad_threshold, opts.min_speech_s, opts.min_pause_s, sample_rate
+    )
 
 
 def energy_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) -> list[tuple[int, int]]:
@@ -190,7 +191,7 @@ def model_input(audio: np.ndarray, segment: Segment, opts: SegmentOptions, sampl
     n = segment.end - segment.start
     pad = max(0, min(int(opts.silence_pad_s * sample_rate), (limit - n) // 2))
     out = np.zeros(n + 2 * pad, np.float32)
-    out[pad: pad + n] = audio[segment.start: segment.end]
+    out[pad : pad + n] = audio[segment.start : segment.end]
     return out
 
 
@@ -202,7 +203,7 @@ def _hard_cuts(audio: np.ndarray, lo: int, hi: int, sample_rate: int, opts: Segm
     out: list[Segment] = []
     start, first = lo, True
     while hi - start > limit:
-        window = audio[start + limit - search: start + limit]
+        window = audio[start + limit - search : start + limit]
         levels = frame_levels_db(window, frame)
         cut = start + limit - search + int(np.argmin(levels)) * frame + frame // 2
         out.append(Segment(start, cut, after_hard_cut=not first))
@@ -223,7 +224,7 @@ class TextJoiner:
     def push(self, segment: Segment, text: str) -> str:
         new = text.split()
         if segment.after_hard_cut and self.words:
-            new = new[_overlap(self.words, new, self.max_overlap_words):]
+            new = new[_overlap(self.words, new, self.max_overlap_words) :]
         if not new:
             return ""
         piece = (" " if self.words else "") + " ".join(new)

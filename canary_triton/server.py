@@ -58,8 +58,9 @@ def hardening_args(opts: ServerOptions, admin_key: str) -> list[str]:
     apis = list(RESTRICTED_APIS) + ([] if opts.allow_shared_memory else [SHARED_MEMORY_API])
     restricted = f"{','.join(apis)}:{ADMIN_KEY_HEADER}={admin_key}"
     # load/unload only with the admin key (the stub supervisor has it); none at all without supervision
-    control = ["--model-control-mode=explicit", "--load-model=*"] if opts.supervise_stubs \
-        else ["--model-control-mode=none"]
+    control = (
+        ["--model-control-mode=explicit", "--load-model=*"] if opts.supervise_stubs else ["--model-control-mode=none"]
+    )
     return [
         *control,
         "--allow-sagemaker=false",
@@ -108,8 +109,9 @@ def prepare_bundled_server(workdir: str | Path) -> tuple[Path, Path, dict[str, s
     return dist / "bin" / "tritonserver", backends, env
 
 
-def server_command(binary: Path, repository: Path, backends: Path | None, opts: ServerOptions,
-                   admin_key: str) -> list[str]:
+def server_command(
+    binary: Path, repository: Path, backends: Path | None, opts: ServerOptions, admin_key: str
+) -> list[str]:
     cmd = [
         str(binary),
         f"--model-repository={repository}",
@@ -131,8 +133,13 @@ def server_command(binary: Path, repository: Path, backends: Path | None, opts: 
 class TritonServer:
     """A running ``tritonserver`` process (context manager); stops it with SIGTERM, then SIGKILL."""
 
-    def __init__(self, repository: str | Path, opts: ServerOptions = ServerOptions(),
-                 workdir: str | Path | None = None, log_path: str | Path | None = None):
+    def __init__(
+        self,
+        repository: str | Path,
+        opts: ServerOptions = ServerOptions(),
+        workdir: str | Path | None = None,
+        log_path: str | Path | None = None,
+    ):
         self.repository = Path(repository).resolve()
         self.opts = opts
         self.workdir = Path(workdir) if workdir else Path.home() / ".cache" / "canary-triton"
@@ -194,7 +201,7 @@ class TritonServer:
         if self.log_path is None or not self.log_path.is_file():
             return []
         lines = self.log_path.read_text(errors="replace").splitlines()
-        failed = [ln.split('] ', 1)[-1].strip() for ln in lines if "failed to load" in ln or "Failed to load" in ln]
+        failed = [ln.split("] ", 1)[-1].strip() for ln in lines if "failed to load" in ln or "Failed to load" in ln]
         return failed[-limit:]
 
     def stop(self, timeout_s: float | None = None) -> int | None:
@@ -226,7 +233,7 @@ class TritonServer:
             for a in args:
                 text = a.decode(errors="replace")
                 if text.startswith(repo + "/") and text.endswith("/1/model.py"):
-                    pids.setdefault(text[len(repo) + 1:].split("/")[0], []).append(int(pid))
+                    pids.setdefault(text[len(repo) + 1 :].split("/")[0], []).append(int(pid))
                     break
         return pids
 
@@ -263,8 +270,12 @@ class StubSupervisor:
         return {name: len(pids) for name, pids in self.server.stub_pids().items()}
 
     def _post(self, model: str, action: str) -> None:
-        req = urllib.request.Request(f"http://{self.server.http_url}/v2/repository/models/{model}/{action}",
-                                     data=b"{}", method="POST", headers={ADMIN_KEY_HEADER: self.server.admin_key})
+        req = urllib.request.Request(
+            f"http://{self.server.http_url}/v2/repository/models/{model}/{action}",
+            data=b"{}",
+            method="POST",
+            headers={ADMIN_KEY_HEADER: self.server.admin_key},
+        )
         with urllib.request.urlopen(req, timeout=600) as r:
             r.read()
 
@@ -308,7 +319,9 @@ def run_forever(server: TritonServer, announce: Sequence[str] = ()) -> int:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     server.start()
-    print(f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics http://{server.opts.host}:{server.opts.metrics_port}/metrics")
+    print(
+        f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics http://{server.opts.host}:{server.opts.metrics_port}/metrics"
+    )
     for line in announce:
         print(line)
     sys.stdout.flush()

@@ -57,8 +57,14 @@ def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
     sub = contract.Subsampling(factor=int(manifest["model"]["subsampling_factor"]))
     front_end = load_front_end(Path(export_dir) / manifest["files"]["frontend"])
     bucket = 1 if bucket_seconds is None else contract.mel_bucket_columns(bucket_seconds, front_end.params)
-    pre = Preprocessor(front_end, [int(i) for i in manifest["asr_prompt_ids"]], ids.audio_placeholder,
-                       int(manifest["model"]["vocab_rows"]), sub, bucket_columns=bucket)
+    pre = Preprocessor(
+        front_end,
+        [int(i) for i in manifest["asr_prompt_ids"]],
+        ids.audio_placeholder,
+        int(manifest["model"]["vocab_rows"]),
+        sub,
+        bucket_columns=bucket,
+    )
     return pre, ids
 
 
@@ -69,8 +75,9 @@ def load_onnx(export_dir: Path, part: str, threads: int = 1):
     path = Path(export_dir) / read_manifest(export_dir)["files"][f"{part}_onnx"]
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
-    return OnnxEncoderProjector(path if part == "encoder" else None, path if part == "projector" else None,
-                                threads=threads)
+    return OnnxEncoderProjector(
+        path if part == "encoder" else None, path if part == "projector" else None, threads=threads
+    )
 
 
 def llm_dtype(export_dir: Path) -> torch.dtype:
@@ -110,7 +117,9 @@ def load_lora(export_dir: Path, dtype: torch.dtype | None = None):
             if m:
                 stem = key[: -len(".lora_A")]
                 layers.setdefault(int(m.group(1)), {})[m.group(2)] = (
-                    f.get_tensor(stem + ".lora_A").to(dtype), f.get_tensor(stem + ".lora_B").to(dtype))
+                    f.get_tensor(stem + ".lora_A").to(dtype),
+                    f.get_tensor(stem + ".lora_B").to(dtype),
+                )
     return LoraWeights(scale, layers)
 
 
@@ -132,8 +141,12 @@ def is_stop_request(stop: np.ndarray | None) -> bool:
     return stop is not None and bool(np.asarray(stop).reshape(-1)[0])
 
 
-def parse_sampling(temperature: np.ndarray | None, top_p: np.ndarray | None, seed: np.ndarray | None,
-                   names: tuple[str, str, str] = ("temperature", "runtime_top_p", "seed")):
+def parse_sampling(
+    temperature: np.ndarray | None,
+    top_p: np.ndarray | None,
+    seed: np.ndarray | None,
+    names: tuple[str, str, str] = ("temperature", "runtime_top_p", "seed"),
+):
     """Sampling settings, validated; None (greedy) when no temperature > 0 is given."""
     from .llm_engine import Sampling
 
@@ -149,10 +162,16 @@ def parse_sampling(temperature: np.ndarray | None, top_p: np.ndarray | None, see
     return Sampling(temperature=t, top_p=p, seed=s)
 
 
-def check_llm_tensors(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
-                      table_shape: tuple[int, ...] | None, vocab_rows: int, hidden: int,
-                      max_table_rows: int, max_output_len: int = contract.MAX_NEW_TOKENS_LIMIT,
-                      ) -> tuple[np.ndarray, int, int]:
+def check_llm_tensors(
+    input_ids: np.ndarray,
+    input_lengths: np.ndarray | None,
+    request_output_len: np.ndarray,
+    table_shape: tuple[int, ...] | None,
+    vocab_rows: int,
+    hidden: int,
+    max_table_rows: int,
+    max_output_len: int = contract.MAX_NEW_TOKENS_LIMIT,
+) -> tuple[np.ndarray, int, int]:
     """The checks of an ``llm`` request that need no table data (its shape is enough, so BLS
     adapters run them on BF16 tables too): the prompt ids (cut to ``input_lengths``), the output
     length (at most ``max_output_len``, the export's ``limits.llm_max_output_len``, as the
@@ -179,21 +198,40 @@ def check_llm_tensors(input_ids: np.ndarray, input_lengths: np.ndarray | None, r
             raise InputError(f"input 'prompt_embedding_table' has {shape[0]} rows; the limit is {max_table_rows}")
         rows = shape[0]
     if int(ids.min()) < 0 or int(ids.max()) >= vocab_rows + rows:
-        raise InputError(f"input 'input_ids' holds id {int(ids.max()) if ids.max() >= vocab_rows + rows else int(ids.min())}; "
-                         f"ids must be in [0, {vocab_rows + rows}) (vocab {vocab_rows} + {rows} table rows)")
+        raise InputError(
+            f"input 'input_ids' holds id {int(ids.max()) if ids.max() >= vocab_rows + rows else int(ids.min())}; "
+            f"ids must be in [0, {vocab_rows + rows}) (vocab {vocab_rows} + {rows} table rows)"
+        )
     return ids, out_len, rows
 
 
-def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, request_output_len: np.ndarray,
-                      end_id: np.ndarray | None, table: np.ndarray | None, streaming: np.ndarray | None,
-                      vocab_rows: int, hidden: int, max_table_rows: int, temperature: np.ndarray | None = None,
-                      top_p: np.ndarray | None = None, seed: np.ndarray | None = None,
-                      max_output_len: int = contract.MAX_NEW_TOKENS_LIMIT) -> LlmRequest:
+def parse_llm_request(
+    input_ids: np.ndarray,
+    input_lengths: np.ndarray | None,
+    request_output_len: np.ndarray,
+    end_id: np.ndarray | None,
+    table: np.ndarray | None,
+    streaming: np.ndarray | None,
+    vocab_rows: int,
+    hidden: int,
+    max_table_rows: int,
+    temperature: np.ndarray | None = None,
+    top_p: np.ndarray | None = None,
+    seed: np.ndarray | None = None,
+    max_output_len: int = contract.MAX_NEW_TOKENS_LIMIT,
+) -> LlmRequest:
     import torch
 
-    ids, out_len, _ = check_llm_tensors(input_ids, input_lengths, request_output_len,
-                                        None if table is None else np.asarray(table).shape,
-                                        vocab_rows, hidden, max_table_rows, max_output_len)
+    ids, out_len, _ = check_llm_tensors(
+        input_ids,
+        input_lengths,
+        request_output_len,
+        None if table is None else np.asarray(table).shape,
+        vocab_rows,
+        hidden,
+        max_table_rows,
+        max_output_len,
+    )
     t = None
     if table is not None:
         t = np.asarray(table)
@@ -203,5 +241,11 @@ def parse_llm_request(input_ids: np.ndarray, input_lengths: np.ndarray | None, r
             raise InputError(f"input 'prompt_embedding_table' must be FP32 in the CPU profile, got {t.dtype}")
     end = -1 if end_id is None else int(np.asarray(end_id).reshape(-1)[0])
     stream = bool(np.asarray(streaming).reshape(-1)[0]) if streaming is not None else False
-    return LlmRequest(torch.from_numpy(ids), out_len, end, None if t is None else torch.from_numpy(np.ascontiguousarray(t)),
-                      stream, parse_sampling(temperature, top_p, seed))
+    return LlmRequest(
+        torch.from_numpy(ids),
+        out_len,
+        end,
+        None if t is None else torch.from_numpy(np.ascontiguousarray(t)),
+        stream,
+        parse_sampling(temperature, top_p, seed),
+    )

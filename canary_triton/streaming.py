@@ -26,7 +26,7 @@ class TranscriptStream:
         stable = text.rstrip("\ufffd")
         if not stable.startswith(self.sent):
             return ""
-        delta, self.sent = stable[len(self.sent):], stable
+        delta, self.sent = stable[len(self.sent) :], stable
         return delta
 
     def finish(self) -> str:
@@ -34,5 +34,5 @@ class TranscriptStream:
         final = self.decode(self.ids)
         if not final.startswith(self.sent):  # cannot happen for a prefix-stable decoder; be exact anyway
             raise RuntimeError("partial transcripts diverged from the final transcript")
-        delta, self.sent = final[len(self.sent):], final
+        delta, self.sent = final[len(self.sent) :], final
         return delta

@@ -25,12 +25,15 @@ def check_mel(mel: np.ndarray, length: np.ndarray, n_mels: int, max_frames: int)
         raise InputError(f"input '{name}' must have shape [1, {n_mels}, frames], got {list(mel.shape)}")
     frames = mel.shape[2]
     if not 1 <= frames <= max_frames:
-        raise InputError(f"input '{name}' has {frames} frames; the limit is 1..{max_frames} "
-                         f"({contract.MAX_AUDIO_SECONDS:g} s)")
+        raise InputError(
+            f"input '{name}' has {frames} frames; the limit is 1..{max_frames} ({contract.MAX_AUDIO_SECONDS:g} s)"
+        )
     n = int(np.asarray(length).reshape(-1)[0]) if np.asarray(length).size == 1 else -1
     if not 1 <= n <= frames:
-        raise InputError(f"input '{contract.MEL_LENGTH.name}' must be one value in 1..{frames} (the mel's frames), "
-                         f"got {np.asarray(length).reshape(-1).tolist()}")
+        raise InputError(
+            f"input '{contract.MEL_LENGTH.name}' must be one value in 1..{frames} (the mel's frames), "
+            f"got {np.asarray(length).reshape(-1).tolist()}"
+        )
     return mel[0], n
 
 
@@ -49,13 +52,19 @@ def check_output_ids(ids: np.ndarray, lengths: np.ndarray, vocab_rows: int) -> l
     """One request's ``output_ids [1, beams, L]`` and ``sequence_length [1, beams]``: beam 0's
     valid ids, each a token id of the vocabulary."""
     if ids.ndim != 3 or ids.shape[0] != 1 or ids.shape[1] < 1:
-        raise InputError(f"input '{contract.OUTPUT_IDS.name}' must have shape [1, beams, length], got {list(ids.shape)}")
+        raise InputError(
+            f"input '{contract.OUTPUT_IDS.name}' must have shape [1, beams, length], got {list(ids.shape)}"
+        )
     flat = np.asarray(lengths).reshape(-1)
     if flat.size < 1 or not 0 <= int(flat[0]) <= ids.shape[2]:
-        raise InputError(f"input '{contract.SEQUENCE_LENGTH.name}' must be in 0..{ids.shape[2]} "
-                         f"(the ids' length), got {flat.tolist()}")
+        raise InputError(
+            f"input '{contract.SEQUENCE_LENGTH.name}' must be in 0..{ids.shape[2]} "
+            f"(the ids' length), got {flat.tolist()}"
+        )
     out = ids[0, 0, : int(flat[0])]
     if out.size and (int(out.min()) < 0 or int(out.max()) >= vocab_rows):
-        raise InputError(f"input '{contract.OUTPUT_IDS.name}' holds ids outside 0..{vocab_rows - 1} "
-                         f"(min {int(out.min())}, max {int(out.max())})")
+        raise InputError(
+            f"input '{contract.OUTPUT_IDS.name}' holds ids outside 0..{vocab_rows - 1} "
+            f"(min {int(out.min())}, max {int(out.max())})"
+        )
     return out.tolist()

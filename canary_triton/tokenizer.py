@@ -114,8 +114,18 @@ def _token_text(value) -> str | None:
 
 def _clean_up_tokenization(text: str) -> str:
     """transformers' ``clean_up_tokenization`` (applied when the config asks for it)."""
-    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                 (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+    for a, b in (
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ):
         text = text.replace(a, b)
     return text
 
@@ -160,9 +170,7 @@ def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: 
     }
     absent = [tok for tok in needed.values() if tok not in vocab]
     if absent:
-        raise CheckpointError(
-            f"tokenizer at {path} lacks the Qwen3 special token(s) {', '.join(absent)}"
-        )
+        raise CheckpointError(f"tokenizer at {path} lacks the Qwen3 special token(s) {', '.join(absent)}")
     for role, want, got in (("eos", contract.IM_END_TOKEN, hf.eos_token), ("pad", contract.PAD_TOKEN, hf.pad_token)):
         if got != want:
             raise CheckpointError(

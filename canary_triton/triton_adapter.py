@@ -142,9 +142,12 @@ def stop_request_inputs(pb_utils) -> list:
     values; Triton checks them before the backend sees the request) and ``stop`` = true."""
     from . import contract as C
 
-    return [pb_utils.Tensor(C.INPUT_IDS.name, scalar_array(0)), pb_utils.Tensor(C.INPUT_LENGTHS.name, scalar_array(1)),
-            pb_utils.Tensor(C.REQUEST_OUTPUT_LEN.name, scalar_array(1)),
-            pb_utils.Tensor(C.STOP.name, scalar_array(True, np.bool_))]
+    return [
+        pb_utils.Tensor(C.INPUT_IDS.name, scalar_array(0)),
+        pb_utils.Tensor(C.INPUT_LENGTHS.name, scalar_array(1)),
+        pb_utils.Tensor(C.REQUEST_OUTPUT_LEN.name, scalar_array(1)),
+        pb_utils.Tensor(C.STOP.name, scalar_array(True, np.bool_)),
+    ]
 
 
 def send_cancel(pb_utils, model: str, request_id: str) -> None:
@@ -153,14 +156,19 @@ def send_cancel(pb_utils, model: str, request_id: str) -> None:
     ``llm`` honours too."""
     from . import contract as C
 
-    request = pb_utils.InferenceRequest(model_name=model, requested_output_names=[C.OUTPUT_IDS.name],
-                                        inputs=stop_request_inputs(pb_utils), request_id=request_id)
+    request = pb_utils.InferenceRequest(
+        model_name=model,
+        requested_output_names=[C.OUTPUT_IDS.name],
+        inputs=stop_request_inputs(pb_utils),
+        request_id=request_id,
+    )
     for _ in request.exec(decoupled=True):
         pass
 
 
-def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False, caller=None,
-                   watcher: CancelWatcher | None = None):
+def forward_tokens(
+    pb_utils, model: str, inputs, streaming: bool = False, caller=None, watcher: CancelWatcher | None = None
+):
     """Call the decoupled ``llm`` through BLS; yield each response's new token ids.
 
     With ``caller`` (whatever tells whether the request being served was cancelled: the request
@@ -172,8 +180,20 @@ def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False, caller
     from . import contract as C
 
     # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
-    scalars = {t.name for t in (C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
-                                C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED)}
+    scalars = {
+        t.name
+        for t in (
+            C.INPUT_LENGTHS,
+            C.REQUEST_OUTPUT_LEN,
+            C.END_ID,
+            C.PAD_ID,
+            C.STREAMING,
+            C.PROMPT_VOCAB_SIZE,
+            C.TEMPERATURE,
+            C.RUNTIME_TOP_P,
+            C.SEED,
+        )
+    }
     fixed = []
     for t in inputs:  # only the small scalar tensors are touched: the table may be BF16 on the GPU
         arr = t.as_numpy() if t.name() in scalars else None
@@ -183,9 +203,12 @@ def forward_tokens(pb_utils, model: str, inputs, streaming: bool = False, caller
         inputs.append(pb_utils.Tensor(C.STREAMING.name, np.array([[True]], dtype=np.bool_)))
     # A unique request id per forwarded request: a stop request with the same id cancels it.
     key = uuid.uuid4().hex if caller is not None and watcher is not None else None
-    request = pb_utils.InferenceRequest(model_name=model, inputs=inputs,
-                                        requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name],
-                                        request_id=key or "")
+    request = pb_utils.InferenceRequest(
+        model_name=model,
+        inputs=inputs,
+        requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name],
+        request_id=key or "",
+    )
     handle = watcher.watch(caller.is_cancelled, lambda: send_cancel(pb_utils, model, key)) if key else None
     try:
         for response in request.exec(decoupled=True):
@@ -209,8 +232,9 @@ class CallerCancelled(Exception):
 def bls_error(pb_utils, exc: Exception):
     """Pass a called model's error on with its code (INVALID_ARG stays INVALID_ARG)."""
     if isinstance(exc, CallerCancelled) and hasattr(pb_utils.TritonError, "CANCELLED"):
-        return pb_utils.InferenceResponse(output_tensors=[],
-                                          error=pb_utils.TritonError(str(exc), pb_utils.TritonError.CANCELLED))
+        return pb_utils.InferenceResponse(
+            output_tensors=[], error=pb_utils.TritonError(str(exc), pb_utils.TritonError.CANCELLED)
+        )
     if isinstance(exc, ForwardedError) and exc.code is not None:
         return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc), exc.code))
     return error_response(pb_utils, exc)

@@ -41,8 +41,9 @@ def model_path(name: str = SEQUENCE_MODEL) -> Path:
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        raise CanaryTritonError("silero-vad is not installed: `pip install canary-triton[serve]` "
-                                "(or choose the energy segmenter)") from None
+        raise CanaryTritonError(
+            "silero-vad is not installed: `pip install canary-triton[serve]` (or choose the energy segmenter)"
+        ) from None
     path = Path(str(dist.locate_file(f"silero_vad/data/{name}")))
     if not path.is_file():
         raise CanaryTritonError(f"the installed silero-vad {dist.version} has no {name}")
@@ -54,7 +55,7 @@ def frames_with_context(audio: np.ndarray) -> np.ndarray:
     (zeros before the first), the last window zero-padded."""
     count = -(-len(audio) // WINDOW)
     flat = np.zeros(count * WINDOW + CONTEXT, np.float32)
-    flat[CONTEXT: CONTEXT + len(audio)] = audio
+    flat[CONTEXT : CONTEXT + len(audio)] = audio
     windows = np.lib.stride_tricks.sliding_window_view(flat, CONTEXT + WINDOW)[::WINDOW]
     return np.ascontiguousarray(windows[:count])
 
@@ -71,8 +72,9 @@ class SileroVad:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path or model_path()), sess_options=so,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(path or model_path()), sess_options=so, providers=["CPUExecutionProvider"]
+        )
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """(n,) float32 at 16 kHz -> (ceil(n / 512),) float32 in [0, 1], one per 32 ms window."""
@@ -81,8 +83,9 @@ class SileroVad:
         c = np.zeros((1, 1, STATE), np.float32)
         out = []
         for i in range(0, len(frames), BLOCK_WINDOWS):
-            probs, h, c = self.session.run(["speech_probs", "hn", "cn"],
-                                           {"input": frames[i: i + BLOCK_WINDOWS], "h": h, "c": c})
+            probs, h, c = self.session.run(
+                ["speech_probs", "hn", "cn"], {"input": frames[i : i + BLOCK_WINDOWS], "h": h, "c": c}
+            )
             out.append(probs.reshape(-1))
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
@@ -93,8 +96,14 @@ def shared(threads: int = 1) -> SileroVad:
     return SileroVad(threads)
 
 
-def regions_from_probs(probs: np.ndarray, n_samples: int, threshold: float = 0.5, min_speech_s: float = 0.25,
-                       min_silence_s: float = 0.1, sample_rate: int = SAMPLE_RATE) -> list[tuple[int, int]]:
+def regions_from_probs(
+    probs: np.ndarray,
+    n_samples: int,
+    threshold: float = 0.5,
+    min_speech_s: float = 0.25,
+    min_silence_s: float = 0.1,
+    sample_rate: int = SAMPLE_RATE,
+) -> list[tuple[int, int]]:
     """Speech (start, end) sample ranges from window probabilities (Silero's hysteresis rule and
     defaults: speech starts at a window >= threshold, ends where a run of windows below the lower
     threshold, longer than ``min_silence_s``, begins; regions up to ``min_speech_s`` dropped)."""

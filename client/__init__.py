@@ -4,5 +4,16 @@ from .aio import AsyncCanaryClient
 from .api import CanaryClient, ClientOptions, Result, ServerError
 from .audio_input import Audio, as_audio, decode_bytes, decode_file, expand_paths, from_array
 
-__all__ = ["AsyncCanaryClient", "Audio", "CanaryClient", "ClientOptions", "Result", "ServerError", "as_audio",
-           "decode_bytes", "decode_file", "expand_paths", "from_array"]
+__all__ = [
+    "AsyncCanaryClient",
+    "Audio",
+    "CanaryClient",
+    "ClientOptions",
+    "Result",
+    "ServerError",
+    "as_audio",
+    "decode_bytes",
+    "decode_file",
+    "expand_paths",
+    "from_array",
+]

@@ -26,9 +26,24 @@ import numpy as np
 from .. import contract
 from ..errors import CanaryTritonError
 from .api import (
-    Call, ClientOptions, Result, ServerError, ask_call, audio_request, backoff_delays, first_string, item_result,
-    make_inputs, resolve_options, retry_delay, segments_call, server_error, stream_model, summarize_call,
-    transcribe_and_ask_call, transcribe_call,
+    Call,
+    ClientOptions,
+    Result,
+    ServerError,
+    ask_call,
+    audio_request,
+    backoff_delays,
+    first_string,
+    item_result,
+    make_inputs,
+    resolve_options,
+    retry_delay,
+    segments_call,
+    server_error,
+    stream_model,
+    summarize_call,
+    transcribe_and_ask_call,
+    transcribe_call,
 )
 from .audio_input import Audio, AudioLike, as_audio
 
@@ -88,8 +103,7 @@ class AsyncCanaryClient:
         """One request with retries on UNAVAILABLE; returns the first string of ``output``."""
         return (await self.infer_strings(model, arrays, [output]))[output]
 
-    async def infer_strings(self, model: str, arrays: dict[str, np.ndarray],
-                            output_names: list[str]) -> dict[str, str]:
+    async def infer_strings(self, model: str, arrays: dict[str, np.ndarray], output_names: list[str]) -> dict[str, str]:
         """One request with retries on UNAVAILABLE; the first string of each requested output."""
         from tritonclient.utils import InferenceServerException
 
@@ -102,14 +116,17 @@ class AsyncCanaryClient:
                 if self.opts.protocol == "http":
                     result = await asyncio.wait_for(
                         self._client.infer(model, tensors, outputs=outputs, headers=self.opts.headers or None),
-                        self.opts.timeout_s)
+                        self.opts.timeout_s,
+                    )
                 else:
-                    result = await self._client.infer(model, tensors, outputs=outputs,
-                                                      headers=self.opts.headers or None, **kwargs)
+                    result = await self._client.infer(
+                        model, tensors, outputs=outputs, headers=self.opts.headers or None, **kwargs
+                    )
                 return {o: first_string(result, o) for o in output_names}
             except asyncio.TimeoutError:
-                raise ServerError(f"{model}: no answer within {self.opts.timeout_s:.0f} s",
-                                  "DEADLINE_EXCEEDED") from None
+                raise ServerError(
+                    f"{model}: no answer within {self.opts.timeout_s:.0f} s", "DEADLINE_EXCEEDED"
+                ) from None
             except (InferenceServerException, ConnectionError, OSError) as e:
                 await asyncio.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
 
@@ -117,20 +134,30 @@ class AsyncCanaryClient:
         """Send one ``Call`` (with retries) and parse its answer."""
         return c.parse(await self.infer_strings(c.model, c.arrays, list(c.outputs)))
 
-    async def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                         max_new_tokens: int | None = None, long_form: bool | None = None) -> str:
+    async def transcribe(
+        self,
+        audio: AudioLike | Audio,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+        long_form: bool | None = None,
+    ) -> str:
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
         return await self.call(transcribe_call(self.opts, a, max_new_tokens, long_form))
 
-    async def transcribe_segments(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                                  max_new_tokens: int | None = None) -> list[dict]:
+    async def transcribe_segments(
+        self, audio: AudioLike | Audio, sample_rate: int | None = None, max_new_tokens: int | None = None
+    ) -> list[dict]:
         """Long-form with timing: [{"start": s, "end": s, "text": ...}] per segment (seconds)."""
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
         return await self.call(segments_call(a, max_new_tokens))
 
-    async def transcribe_many(self, audios: Sequence[AudioLike | Audio], concurrency: int = 8,
-                              max_new_tokens: int | None = None,
-                              on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    async def transcribe_many(
+        self,
+        audios: Sequence[AudioLike | Audio],
+        concurrency: int = 8,
+        max_new_tokens: int | None = None,
+        on_result: Callable[[Result], None] | None = None,
+    ) -> list[Result]:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         gate = asyncio.Semaphore(concurrency)
@@ -151,8 +178,13 @@ class AsyncCanaryClient:
 
         return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(audios))))
 
-    async def stream(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                     max_new_tokens: int | None = None, long_form: bool | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self,
+        audio: AudioLike | Audio,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+        long_form: bool | None = None,
+    ) -> AsyncIterator[str]:
         """Partial transcripts (gRPC only). The stream is closed after the one request, so the
         server ends it when the last partial is sent; breaking out early cancels the request."""
         if self.opts.protocol != "grpc":
@@ -164,8 +196,9 @@ class AsyncCanaryClient:
         async def requests():
             yield {"model_name": model, "inputs": inputs}
 
-        responses = self._client.stream_infer(requests(), stream_timeout=self.opts.timeout_s,
-                                              headers=self.opts.headers or None)
+        responses = self._client.stream_infer(
+            requests(), stream_timeout=self.opts.timeout_s, headers=self.opts.headers or None
+        )
         done = False
         try:
             async for result, error in responses:
@@ -178,8 +211,15 @@ class AsyncCanaryClient:
             if not done:
                 responses.cancel()
 
-    async def ask(self, instruction: str, transcript: str | None = None, max_new_tokens: int | None = None,
-                  temperature: float | None = None, top_p: float | None = None, seed: int | None = None) -> str:
+    async def ask(
+        self,
+        instruction: str,
+        transcript: str | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> str:
         """LLM mode (base Qwen3, adapter off): an instruction, optionally about a transcript."""
         return await self.call(ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
 
@@ -187,8 +227,13 @@ class AsyncCanaryClient:
         """LLM mode with the contract's summary instruction."""
         return await self.call(summarize_call(transcript, max_new_tokens))
 
-    async def transcribe_and_ask(self, audio: AudioLike | Audio, instruction: str, sample_rate: int | None = None,
-                                 max_new_tokens: int | None = None) -> tuple[str, str]:
+    async def transcribe_and_ask(
+        self,
+        audio: AudioLike | Audio,
+        instruction: str,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> tuple[str, str]:
         """One request to ``canary_qwen_ask``: (transcript, answer)."""
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
         return await self.call(transcribe_and_ask_call(a, instruction, max_new_tokens))

@@ -30,8 +30,12 @@ from .. import contract
 from ..errors import CanaryTritonError
 from .audio_input import Audio, AudioLike, as_audio
 
-_TRITON_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32", np.dtype(np.uint64): "UINT64",
-                 np.dtype(np.object_): "BYTES"}
+_TRITON_TYPES = {
+    np.dtype(np.float32): "FP32",
+    np.dtype(np.int32): "INT32",
+    np.dtype(np.uint64): "UINT64",
+    np.dtype(np.object_): "BYTES",
+}
 DEFAULT_GRPC_URL = "127.0.0.1:8001"
 
 
@@ -123,12 +127,16 @@ def audio_request(audio: Audio, max_new_tokens: int | None) -> dict[str, np.ndar
     return arrays
 
 
-def llm_request(text: str, max_new_tokens: int | None, temperature: float | None, top_p: float | None,
-                seed: int | None) -> dict[str, np.ndarray]:
+def llm_request(
+    text: str, max_new_tokens: int | None, temperature: float | None, top_p: float | None, seed: int | None
+) -> dict[str, np.ndarray]:
     arrays = {contract.TEXT_INPUT.name: np.array([[text.encode("utf-8")]], dtype=np.object_)}
-    for spec, value, dtype in ((contract.MAX_NEW_TOKENS, max_new_tokens, np.int32),
-                               (contract.TEMPERATURE, temperature, np.float32),
-                               (contract.TOP_P, top_p, np.float32), (contract.SEED, seed, np.uint64)):
+    for spec, value, dtype in (
+        (contract.MAX_NEW_TOKENS, max_new_tokens, np.int32),
+        (contract.TEMPERATURE, temperature, np.float32),
+        (contract.TOP_P, top_p, np.float32),
+        (contract.SEED, seed, np.uint64),
+    ):
         if value is not None:
             arrays[spec.name] = np.array([[value]], dtype=dtype)
     return arrays
@@ -172,8 +180,11 @@ def entry_model(opts: ClientOptions, audio: Audio, long_form: bool | None) -> st
 
 def stream_model(opts: ClientOptions, audio: Audio, long_form: bool | None) -> str:
     """The decoupled entry point that streams what ``entry_model`` would answer in one piece."""
-    return contract.LONG_FORM_STREAM_MODEL if entry_model(opts, audio, long_form) == contract.LONG_FORM_MODEL \
+    return (
+        contract.LONG_FORM_STREAM_MODEL
+        if entry_model(opts, audio, long_form) == contract.LONG_FORM_MODEL
         else contract.STREAM_MODEL
+    )
 
 
 @dataclass(frozen=True)
@@ -192,27 +203,44 @@ def _only(name: str) -> Callable[[dict[str, str]], str]:
     return lambda out: out[name]
 
 
-def transcribe_call(opts: ClientOptions, audio: Audio, max_new_tokens: int | None,
-                    long_form: bool | None) -> Call:
+def transcribe_call(opts: ClientOptions, audio: Audio, max_new_tokens: int | None, long_form: bool | None) -> Call:
     """``transcript`` of the ensemble (or of canary_qwen_long for audio over 40 s)."""
-    return Call(entry_model(opts, audio, long_form), audio_request(audio, max_new_tokens),
-                (contract.TRANSCRIPT.name,), _only(contract.TRANSCRIPT.name))
+    return Call(
+        entry_model(opts, audio, long_form),
+        audio_request(audio, max_new_tokens),
+        (contract.TRANSCRIPT.name,),
+        _only(contract.TRANSCRIPT.name),
+    )
 
 
 def segments_call(audio: Audio, max_new_tokens: int | None) -> Call:
     """``segments`` (JSON) of canary_qwen_long: [{"start", "end", "text"}] in seconds."""
     import json
 
-    return Call(contract.LONG_FORM_MODEL, audio_request(audio, max_new_tokens), (contract.SEGMENTS.name,),
-                lambda out: json.loads(out[contract.SEGMENTS.name]))
+    return Call(
+        contract.LONG_FORM_MODEL,
+        audio_request(audio, max_new_tokens),
+        (contract.SEGMENTS.name,),
+        lambda out: json.loads(out[contract.SEGMENTS.name]),
+    )
 
 
-def ask_call(instruction: str, transcript: str | None, max_new_tokens: int | None, temperature: float | None,
-             top_p: float | None, seed: int | None) -> Call:
+def ask_call(
+    instruction: str,
+    transcript: str | None,
+    max_new_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    seed: int | None,
+) -> Call:
     """``text_output`` of canary_qwen_llm for the LLM-mode text built from instruction + transcript."""
     text = contract.llm_mode_text(instruction, transcript)
-    return Call(contract.LLM_MODE_MODEL, llm_request(text, max_new_tokens, temperature, top_p, seed),
-                (contract.TEXT_OUTPUT.name,), _only(contract.TEXT_OUTPUT.name))
+    return Call(
+        contract.LLM_MODE_MODEL,
+        llm_request(text, max_new_tokens, temperature, top_p, seed),
+        (contract.TEXT_OUTPUT.name,),
+        _only(contract.TEXT_OUTPUT.name),
+    )
 
 
 def summarize_call(transcript: str, max_new_tokens: int | None) -> Call:
@@ -223,8 +251,12 @@ def transcribe_and_ask_call(audio: Audio, instruction: str, max_new_tokens: int 
     """One request to canary_qwen_ask: (``transcript``, ``text_output``)."""
     arrays = llm_request(instruction, max_new_tokens, None, None, None)
     arrays[contract.AUDIO.name] = audio.samples.reshape(1, -1)
-    return Call(contract.ASK_MODEL, arrays, (contract.TRANSCRIPT.name, contract.TEXT_OUTPUT.name),
-                lambda out: (out[contract.TRANSCRIPT.name], out[contract.TEXT_OUTPUT.name]))
+    return Call(
+        contract.ASK_MODEL,
+        arrays,
+        (contract.TRANSCRIPT.name, contract.TEXT_OUTPUT.name),
+        lambda out: (out[contract.TRANSCRIPT.name], out[contract.TEXT_OUTPUT.name]),
+    )
 
 
 def source_name(index: int, src) -> str:
@@ -236,26 +268,36 @@ def source_name(index: int, src) -> str:
     return str(src)
 
 
-def item_result(index: int, src, audio: Audio | None, t0: float, text: str | None = None,
-                error: str | None = None) -> Result:
+def item_result(
+    index: int, src, audio: Audio | None, t0: float, text: str | None = None, error: str | None = None
+) -> Result:
     """One ``transcribe_many`` item: its text, or the error it met (``audio`` None: not decoded)."""
     if audio is None:
         return Result(index, source_name(index, src), 0.0, error=error)
-    return Result(index, source_name(index, src), audio.seconds, text=text, error=error,
-                  latency_s=time.perf_counter() - t0)
+    return Result(
+        index, source_name(index, src), audio.seconds, text=text, error=error, latency_s=time.perf_counter() - t0
+    )
 
 
 class CanaryClient:
     """Synchronous client (thread-safe: share one across threads)."""
 
-    def __init__(self, url: str | None = None, protocol: str | None = None, options: ClientOptions | None = None,
-                 concurrency: int = 16):
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: str | None = None,
+        options: ClientOptions | None = None,
+        concurrency: int = 16,
+    ):
         self.opts = opts = resolve_options(options, url, protocol)
         self._m = protocol_module(opts.protocol)
         if opts.protocol == "http":
             self._client = self._m.InferenceServerClient(
-                opts.url, concurrency=max(1, concurrency), connection_timeout=opts.timeout_s,
-                network_timeout=opts.timeout_s)
+                opts.url,
+                concurrency=max(1, concurrency),
+                connection_timeout=opts.timeout_s,
+                network_timeout=opts.timeout_s,
+            )
         else:
             self._client = self._m.InferenceServerClient(opts.url)
 
@@ -296,8 +338,9 @@ class CanaryClient:
         delays = backoff_delays(self.opts)
         while True:
             try:
-                result = self._client.infer(model, tensors, outputs=outputs, headers=self.opts.headers or None,
-                                            **kwargs)
+                result = self._client.infer(
+                    model, tensors, outputs=outputs, headers=self.opts.headers or None, **kwargs
+                )
                 return {o: first_string(result, o) for o in output_names}
             except (InferenceServerException, ConnectionError, OSError) as e:  # OSError: HTTP connection refused/reset
                 time.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
@@ -307,20 +350,30 @@ class CanaryClient:
         return c.parse(self.infer_strings(c.model, c.arrays, list(c.outputs)))
 
     # -- ASR --------------------------------------------------------------------------------
-    def transcribe(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                   max_new_tokens: int | None = None, long_form: bool | None = None) -> str:
+    def transcribe(
+        self,
+        audio: AudioLike | Audio,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+        long_form: bool | None = None,
+    ) -> str:
         """Transcribe one clip (path, bytes, array at ``sample_rate`` or (array, rate)); audio
         longer than 40 s goes through the long-form entry point unless ``long_form=False``."""
         return self.call(transcribe_call(self.opts, as_audio(audio, sample_rate), max_new_tokens, long_form))
 
-    def transcribe_segments(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-                            max_new_tokens: int | None = None) -> list[dict]:
+    def transcribe_segments(
+        self, audio: AudioLike | Audio, sample_rate: int | None = None, max_new_tokens: int | None = None
+    ) -> list[dict]:
         """Long-form with timing: [{"start": s, "end": s, "text": ...}] per segment (seconds)."""
         return self.call(segments_call(as_audio(audio, sample_rate), max_new_tokens))
 
-    def transcribe_many(self, audios: Sequence[AudioLike | Audio], concurrency: int = 8,
-                        max_new_tokens: int | None = None,
-                        on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    def transcribe_many(
+        self,
+        audios: Sequence[AudioLike | Audio],
+        concurrency: int = 8,
+        max_new_tokens: int | None = None,
+        on_result: Callable[[Result], None] | None = None,
+    ) -> list[Result]:
         """Transcribe many clips with at most ``concurrency`` requests in flight; results in input
         order. A clip that cannot be decoded or is refused gets ``error`` set; the rest go on."""
         if concurrency < 1:
@@ -341,35 +394,51 @@ class CanaryClient:
         with ThreadPoolExecutor(min(concurrency, max(1, len(audios)))) as pool:
             return list(pool.map(one, range(len(audios)), audios))
 
-    def stream(self, audio: AudioLike | Audio, sample_rate: int | None = None,
-               max_new_tokens: int | None = None, long_form: bool | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        audio: AudioLike | Audio,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+        long_form: bool | None = None,
+    ) -> Iterator[str]:
         """Partial transcripts as the model produces them (gRPC only); they concatenate to the
         transcript ``transcribe`` returns. Long-form audio streams one piece per segment, in
         order. Closing the iterator early cancels the request."""
         if self.opts.protocol != "grpc":
-            raise CanaryTritonError("streaming needs the gRPC protocol (Triton's HTTP API has no bidirectional "
-                                    "streams); use --protocol grpc")
+            raise CanaryTritonError(
+                "streaming needs the gRPC protocol (Triton's HTTP API has no bidirectional "
+                "streams); use --protocol grpc"
+            )
         a = as_audio(audio, sample_rate)
-        yield from self._stream(stream_model(self.opts, a, long_form), audio_request(a, max_new_tokens),
-                                contract.TRANSCRIPT.name)
+        yield from self._stream(
+            stream_model(self.opts, a, long_form), audio_request(a, max_new_tokens), contract.TRANSCRIPT.name
+        )
 
     def _stream(self, model: str, arrays: dict[str, np.ndarray], output: str) -> Iterator[str]:
         import tritonclient.grpc as grpcclient
 
         results: "queue.Queue" = queue.Queue()
         client = grpcclient.InferenceServerClient(self.opts.url)  # a stream owns its client
-        client.start_stream(callback=lambda result, error: results.put((result, error)),
-                            stream_timeout=self.opts.timeout_s, headers=self.opts.headers or None)
+        client.start_stream(
+            callback=lambda result, error: results.put((result, error)),
+            stream_timeout=self.opts.timeout_s,
+            headers=self.opts.headers or None,
+        )
         finished = False
         try:
-            client.async_stream_infer(model, make_inputs(grpcclient, arrays), request_id=f"s{threading.get_ident()}",
-                                      enable_empty_final_response=True)
+            client.async_stream_infer(
+                model,
+                make_inputs(grpcclient, arrays),
+                request_id=f"s{threading.get_ident()}",
+                enable_empty_final_response=True,
+            )
             while True:
                 try:
                     result, error = results.get(timeout=self.opts.timeout_s)
                 except queue.Empty:
-                    raise ServerError(f"{model}: no response within {self.opts.timeout_s:.0f} s",
-                                      "DEADLINE_EXCEEDED") from None
+                    raise ServerError(
+                        f"{model}: no response within {self.opts.timeout_s:.0f} s", "DEADLINE_EXCEEDED"
+                    ) from None
                 if error is not None:
                     raise ServerError(f"{model}: {error.message()}", str(error.status() or ""))
                 response = result.get_response()
@@ -384,8 +453,15 @@ class CanaryClient:
             client.close()
 
     # -- LLM mode ---------------------------------------------------------------------------
-    def ask(self, instruction: str, transcript: str | None = None, max_new_tokens: int | None = None,
-            temperature: float | None = None, top_p: float | None = None, seed: int | None = None) -> str:
+    def ask(
+        self,
+        instruction: str,
+        transcript: str | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> str:
         """LLM mode (base Qwen3, adapter off): an instruction, optionally about a transcript."""
         return self.call(ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
 
@@ -393,8 +469,13 @@ class CanaryClient:
         """LLM mode with the contract's summary instruction."""
         return self.call(summarize_call(transcript, max_new_tokens))
 
-    def transcribe_and_ask(self, audio: AudioLike | Audio, instruction: str, sample_rate: int | None = None,
-                           max_new_tokens: int | None = None) -> tuple[str, str]:
+    def transcribe_and_ask(
+        self,
+        audio: AudioLike | Audio,
+        instruction: str,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> tuple[str, str]:
         """One request to ``canary_qwen_ask``: the server transcribes the audio (long-form when over
         40 s), then answers the instruction about the transcript. Returns (transcript, answer)."""
         return self.call(transcribe_and_ask_call(as_audio(audio, sample_rate), instruction, max_new_tokens))

@@ -56,8 +56,11 @@ def _read_with_ffmpeg(path: Path, name: str) -> tuple[np.ndarray, int]:
         raise InputError(f"cannot decode audio {name}: libsndfile does not read this format and ffmpeg is not on PATH")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "decoded.wav"
-        proc = subprocess.run([exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-c:a", "pcm_f32le", str(out)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-c:a", "pcm_f32le", str(out)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0 or not out.is_file():
             reason = (proc.stderr.strip().splitlines() or ["no audio stream"])[-1]
             raise InputError(f"cannot decode audio {name}: {reason}")

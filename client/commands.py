@@ -41,8 +41,10 @@ class Progress:
         return self.audio_s / max(time.perf_counter() - self.t0, 1e-9)
 
     def line(self) -> str:
-        return (f"{self.done}/{self.total} files, {self.audio_s / 3600:.3f} h audio, RTFx {self.rtfx:.1f}, "
-                f"{self.failed} failed")
+        return (
+            f"{self.done}/{self.total} files, {self.audio_s / 3600:.3f} h audio, RTFx {self.rtfx:.1f}, "
+            f"{self.failed} failed"
+        )
 
     def update(self, r: Result) -> None:
         self.done += 1
@@ -87,8 +89,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         if args.format == "srt":
             return _srt_files(client, paths, args)
         progress = Progress(len(paths), enabled=not args.no_progress)
-        results = client.transcribe_many(paths, concurrency=args.concurrency, max_new_tokens=args.max_new_tokens,
-                                         on_result=progress.update)
+        results = client.transcribe_many(
+            paths, concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, on_result=progress.update
+        )
         progress.finish()
     failed = [r for r in results if not r.ok]
     for r in failed:
@@ -111,9 +114,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         _print(out_rows, args.format, out)
     ok = [r for r in results if r.ok]
     wall = time.perf_counter() - progress.t0
-    summary = (f"{len(ok)}/{len(results)} transcribed, {sum(r.seconds for r in ok) / 3600:.4f} h audio "
-               f"in {wall:.1f} s (RTFx {sum(r.seconds for r in ok) / max(wall, 1e-9):.1f}, "
-               f"concurrency {args.concurrency}, {opts.protocol} {opts.url})")
+    summary = (
+        f"{len(ok)}/{len(results)} transcribed, {sum(r.seconds for r in ok) / 3600:.4f} h audio "
+        f"in {wall:.1f} s (RTFx {sum(r.seconds for r in ok) / max(wall, 1e-9):.1f}, "
+        f"concurrency {args.concurrency}, {opts.protocol} {opts.url})"
+    )
     if scored:
         pooled = wer([r[TEXT_KEY] for r in scored], [r[PRED_KEY] for r in scored], normalize=leaderboard_normalize)
         summary += f"; WER {100 * pooled:.2f}% over {len(scored)} references (Whisper English normaliser)"
@@ -142,8 +147,10 @@ def srt_time(seconds: float) -> str:
 
 def srt_blocks(segments: list[dict]) -> str:
     """SubRip text: one numbered block per long-form segment with its start --> end time."""
-    return "".join(f"{i}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['text']}\n\n"
-                   for i, s in enumerate((s for s in segments if s["text"].strip()), 1))
+    return "".join(
+        f"{i}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['text']}\n\n"
+        for i, s in enumerate((s for s in segments if s["text"].strip()), 1)
+    )
 
 
 def _srt_files(client: CanaryClient, paths: list[str], args: argparse.Namespace) -> int:
@@ -202,8 +209,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     transcript = _transcript_of(args, opts) if (args.transcript or args.audio) else None
     with CanaryClient(options=opts, concurrency=1) as c:
-        answer = c.ask(instruction, transcript, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                       top_p=args.top_p, seed=args.seed)
+        answer = c.ask(
+            instruction,
+            transcript,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+        )
     if args.show_transcript and transcript is not None:
         print(f"transcript: {transcript}")
     print(answer)
@@ -233,21 +246,30 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(add: Callable[..., argparse.ArgumentParser], max_new_tokens_type: Callable[[str], int]) -> None:
-    p = add("transcribe", cmd_transcribe, "Transcribe audio files (WAV/FLAC/OGG/Opus/MP3, any rate) or a NeMo "
-            "manifest through a running server.")
+    p = add(
+        "transcribe",
+        cmd_transcribe,
+        "Transcribe audio files (WAV/FLAC/OGG/Opus/MP3, any rate) or a NeMo manifest through a running server.",
+    )
     p.add_argument("inputs", nargs="*", help="files, globs (quote them; ** recurses) or folders")
     p.add_argument("--manifest", help="NeMo manifest (jsonl with audio_filepath, duration, optional text)")
     p.add_argument("--output", "-o", help="write the output manifest here (input rows + pred_text, wer)")
-    p.add_argument("--format", choices=["text", "json", "jsonl", "srt"], default="text",
-                   help="stdout format without -o; srt: timed segments from the long-form entry point")
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "jsonl", "srt"],
+        default="text",
+        help="stdout format without -o; srt: timed segments from the long-form entry point",
+    )
     p.add_argument("--stream", action="store_true", help="print partial text as it comes (gRPC)")
     p.add_argument("--concurrency", type=_positive, default=8, help="requests in flight")
     p.add_argument("--max-new-tokens", type=max_new_tokens_type, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress line and summary on stderr")
     _connection_args(p)
 
-    for name, help_ in (("ask", "LLM mode: answer an instruction, optionally about a transcript or an audio file."),
-                        ("summarize", "LLM mode: summarise a transcript file or an audio file (transcribed first).")):
+    for name, help_ in (
+        ("ask", "LLM mode: answer an instruction, optionally about a transcript or an audio file."),
+        ("summarize", "LLM mode: summarise a transcript file or an audio file (transcribed first)."),
+    ):
         p = add(name, cmd_ask, help_)
         if name == "ask":
             p.add_argument("instruction")
@@ -260,8 +282,11 @@ def register(add: Callable[..., argparse.ArgumentParser], max_new_tokens_type: C
         p.add_argument("--seed", type=int, default=None)
         _connection_args(p)
 
-    p = add("perf-input", cmd_perf_input, "Write perf_analyzer's --input-data JSON for audio files (the "
-            "canary_qwen ensemble's inputs).")
+    p = add(
+        "perf-input",
+        cmd_perf_input,
+        "Write perf_analyzer's --input-data JSON for audio files (the canary_qwen ensemble's inputs).",
+    )
     p.add_argument("inputs", nargs="+")
     p.add_argument("--output", "-o", required=True)
     p.add_argument("--max-new-tokens", type=max_new_tokens_type, default=None)

@@ -24,8 +24,9 @@ _NUMPY = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64, "UINT64": np
 
 def perf_input_entry(samples: np.ndarray, max_new_tokens: int | None = None) -> dict[str, Any]:
     x = np.ascontiguousarray(samples, dtype="<f4")
-    entry: dict[str, Any] = {contract.AUDIO.name: {"b64": base64.b64encode(x.tobytes()).decode("ascii"),
-                                                   "shape": [int(x.shape[0])]}}
+    entry: dict[str, Any] = {
+        contract.AUDIO.name: {"b64": base64.b64encode(x.tobytes()).decode("ascii"), "shape": [int(x.shape[0])]}
+    }
     if max_new_tokens is not None:
         entry[contract.MAX_NEW_TOKENS.name] = {"content": [int(max_new_tokens)], "shape": [1]}
     return entry
@@ -72,7 +73,7 @@ def validate_perf_input(data: dict[str, Any], metadata: dict[str, Any], config: 
                 problems.append(f"entry {n}: the model has no input '{name}'")
                 continue
             spec = inputs[name]
-            dims = [int(d) for d in spec["shape"]][1 if max_batch_size > 0 else 0:]
+            dims = [int(d) for d in spec["shape"]][1 if max_batch_size > 0 else 0 :]
             shape = list(value.get("shape", []))
             if len(shape) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, shape)):
                 problems.append(f"entry {n}: '{name}' shape {shape} does not fit dims {dims}")
@@ -83,8 +84,7 @@ def validate_perf_input(data: dict[str, Any], metadata: dict[str, Any], config: 
             try:
                 arr = decode_entry_tensor(value, spec["datatype"])
             except (ValueError, KeyError) as e:
-                problems.append(f"entry {n}: '{name}' content does not match shape {shape} as "
-                                f"{spec['datatype']}: {e}")
+                problems.append(f"entry {n}: '{name}' content does not match shape {shape} as {spec['datatype']}: {e}")
                 continue
             if arr.size != int(np.prod(shape)):
                 problems.append(f"entry {n}: '{name}' holds {arr.size} values for shape {shape}")

@@ -21,8 +21,13 @@ from ..serving import read_manifest
 from .repository import REPOSITORY_DIR
 
 #: Parameters ``model_instance_state.cc`` reads with no default (no try/catch): missing, no load.
-TRTLLM_REQUIRED_PARAMETERS = ("tokenizer_dir", "xgrammar_tokenizer_info_path", "guided_decoding_backend",
-                              "gpt_model_type", "gpt_model_path")
+TRTLLM_REQUIRED_PARAMETERS = (
+    "tokenizer_dir",
+    "xgrammar_tokenizer_info_path",
+    "guided_decoding_backend",
+    "gpt_model_type",
+    "gpt_model_path",
+)
 GPT_MODEL_TYPES = ("inflight_fused_batching", "inflight_batching", "V1")
 #: Models whose requests carry an audio prompt table (KV reuse would reject them).
 TABLE_MODELS = (contract.LLM_MODEL,)
@@ -64,7 +69,9 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
     rows = int(limits["max_table_rows"])
     mel = contract.MelParams(**manifest["model"]["mel"])
     bucket_s = float(manifest["options"]["repository"]["mel_bucket_s"])
-    widest_mel = contract.bucketed_columns(contract.max_mel_columns(mel), contract.mel_bucket_columns(bucket_s, mel), mel)
+    widest_mel = contract.bucketed_columns(
+        contract.max_mel_columns(mel), contract.mel_bucket_columns(bucket_s, mel), mel
+    )
     for name, cfg in configs.items():
         if cfg.platform == "tensorrt_plan":
             part = build["tensorrt"].get(name)
@@ -73,8 +80,10 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
                 continue
             plan_batch = min(shape["max"][0] for shape in part["profile"].values())
             if cfg.max_batch_size > plan_batch:
-                problems.append(f"{name}: max_batch_size {cfg.max_batch_size} exceeds the plan's max batch {plan_batch} "
-                                "(the tensorrt backend refuses to load it)")
+                problems.append(
+                    f"{name}: max_batch_size {cfg.max_batch_size} exceeds the plan's max batch {plan_batch} "
+                    "(the tensorrt backend refuses to load it)"
+                )
             for cc, filename in cfg.cc_model_filenames.items():
                 if not (repo / name / "1" / filename).is_symlink() and not (repo / name / "1" / filename).is_file():
                     problems.append(f"{name}: cc_model_filenames {cc} -> {filename} is not in {repo / name / '1'}")
@@ -84,27 +93,43 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
                 if key not in params:
                     problems.append(f"{name}: parameter {key} is missing (the backend reads it without a default)")
             if params.get("gpt_model_type") not in GPT_MODEL_TYPES:
-                problems.append(f"{name}: gpt_model_type {params.get('gpt_model_type')!r} is not one of {GPT_MODEL_TYPES}")
+                problems.append(
+                    f"{name}: gpt_model_type {params.get('gpt_model_type')!r} is not one of {GPT_MODEL_TYPES}"
+                )
             engine_path = params.get("gpt_model_path", "")
             if not Path(engine_path).is_absolute():
-                problems.append(f"{name}: gpt_model_path {engine_path!r} is not absolute (the backend resolves it "
-                                "against tritonserver's working directory)")
+                problems.append(
+                    f"{name}: gpt_model_path {engine_path!r} is not absolute (the backend resolves it "
+                    "against tritonserver's working directory)"
+                )
             if name in TABLE_MODELS and params.get("enable_kv_cache_reuse") != "false":
-                problems.append(f"{name}: enable_kv_cache_reuse must be \"false\" (requests carry a prompt table "
-                                "and no prompt_table_extra_ids)")
-            engine = next((e for e in build["tensorrt_llm"].values()
-                           if str((export_dir / e["engine_dir"]).resolve()) == engine_path), None)
+                problems.append(
+                    f'{name}: enable_kv_cache_reuse must be "false" (requests carry a prompt table '
+                    "and no prompt_table_extra_ids)"
+                )
+            engine = next(
+                (
+                    e
+                    for e in build["tensorrt_llm"].values()
+                    if str((export_dir / e["engine_dir"]).resolve()) == engine_path
+                ),
+                None,
+            )
             if engine is None:
                 problems.append(f"{name}: gpt_model_path {engine_path} is not an engine in {build_path.name}")
                 continue
             bc = engine["build_config"]
             per_request = bc["max_prompt_embedding_table_size"] // bc["max_batch_size"]
             if name in TABLE_MODELS and per_request < rows:
-                problems.append(f"{name}: the engine holds {per_request} prompt-table rows per request "
-                                f"(max_prompt_embedding_table_size / max_batch_size); the longest clip needs {rows}")
+                problems.append(
+                    f"{name}: the engine holds {per_request} prompt-table rows per request "
+                    f"(max_prompt_embedding_table_size / max_batch_size); the longest clip needs {rows}"
+                )
             if name in TABLE_MODELS and bc["max_input_len"] < len(manifest["asr_prompt_ids"]) - 1 + rows:
-                problems.append(f"{name}: max_input_len {bc['max_input_len']} is shorter than the longest ASR prompt "
-                                f"({len(manifest['asr_prompt_ids']) - 1 + rows} ids)")
+                problems.append(
+                    f"{name}: max_input_len {bc['max_input_len']} is shorter than the longest ASR prompt "
+                    f"({len(manifest['asr_prompt_ids']) - 1 + rows} ids)"
+                )
             table = next((t for t in cfg.input if t.name == contract.PROMPT_EMBEDDING_TABLE.name), None)
             want = ENGINE_DTYPE_TO_TRITON[engine["dtype"]]
             if table is not None and table.data_type != _dtype_enum(want):
@@ -113,8 +138,9 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
     if enc is not None:
         top = enc["profile"][contract.MEL.name]["max"][2]
         if top < widest_mel:
-            problems.append(f"encoder: the plan takes at most {top} mel columns; the preprocessor's widest bucket "
-                            f"is {widest_mel}")
+            problems.append(
+                f"encoder: the plan takes at most {top} mel columns; the preprocessor's widest bucket is {widest_mel}"
+            )
     proj = build["tensorrt"].get(contract.PROJECTOR_MODEL)
     if proj is not None:
         top = proj["profile"][contract.ENCODED.name]["max"][1]

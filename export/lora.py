@@ -51,7 +51,9 @@ class LoraSpec:
         for key in ("use_dora", "rank_pattern", "alpha_pattern"):
             if lora.get(key):
                 raise CheckpointError(f"{info.paths.config}: lora.{key} is not supported by the merge")
-        return cls(r=int(lora["r"]), alpha=float(lora.get("lora_alpha", lora["r"])), use_rslora=bool(lora.get("use_rslora")))
+        return cls(
+            r=int(lora["r"]), alpha=float(lora.get("lora_alpha", lora["r"])), use_rslora=bool(lora.get("use_rslora"))
+        )
 
 
 def _llm_plan(keys: list[str], spec: LoraSpec | None) -> dict[str, tuple[str, str | None, str | None]]:
@@ -62,7 +64,7 @@ def _llm_plan(keys: list[str], spec: LoraSpec | None) -> dict[str, tuple[str, st
     for key in keys:
         if not key.startswith(prefix) or LORA_A in key or LORA_B in key:
             continue
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         if name.endswith(BASE_SUFFIX):
             stem = key[: -len(BASE_SUFFIX)]
             a, b = stem + LORA_A, stem + LORA_B
@@ -89,12 +91,25 @@ def _merged(get, src: str, a_key: str | None, b_key: str | None, spec: LoraSpec 
     return (value.to(torch.float32) + spec.scale * delta).to(value.dtype)
 
 
-_ST_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64",
-              torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+_ST_DTYPES = {
+    torch.float32: "F32",
+    torch.bfloat16: "BF16",
+    torch.float16: "F16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
-def stream_safetensors(path: Path, names: list[str], shapes: dict[str, tuple[int, ...]],
-                       dtypes: dict[str, torch.dtype], produce, metadata: dict[str, str] | None = None) -> Path:
+def stream_safetensors(
+    path: Path,
+    names: list[str],
+    shapes: dict[str, tuple[int, ...]],
+    dtypes: dict[str, torch.dtype],
+    produce,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Write a safetensors file one tensor at a time: the header comes from the shapes and
     dtypes, then ``produce(name)`` is called for each tensor in turn and its bytes written."""
     import json as _json
@@ -119,14 +134,30 @@ def stream_safetensors(path: Path, names: list[str], shapes: dict[str, tuple[int
     return path
 
 
-def write_qwen3(info: CheckpointInfo, tensors: dict[str, torch.Tensor], out_dir: Path, dtype: torch.dtype | None) -> Path:
+def write_qwen3(
+    info: CheckpointInfo, tensors: dict[str, torch.Tensor], out_dir: Path, dtype: torch.dtype | None
+) -> Path:
     """Write one HF Qwen3 folder from tensors in memory (see :func:`write_qwen3_streamed`)."""
-    return write_qwen3_streamed(info, out_dir, dtype, list(tensors), {k: tuple(v.shape) for k, v in tensors.items()},
-                                {k: v.dtype for k, v in tensors.items()}, tensors.__getitem__)
+    return write_qwen3_streamed(
+        info,
+        out_dir,
+        dtype,
+        list(tensors),
+        {k: tuple(v.shape) for k, v in tensors.items()},
+        {k: v.dtype for k, v in tensors.items()},
+        tensors.__getitem__,
+    )
 
 
-def write_qwen3_streamed(info: CheckpointInfo, out_dir: Path, dtype: torch.dtype | None, names: list[str],
-                         shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dtype], produce) -> Path:
+def write_qwen3_streamed(
+    info: CheckpointInfo,
+    out_dir: Path,
+    dtype: torch.dtype | None,
+    names: list[str],
+    shapes: dict[str, tuple[int, ...]],
+    dtypes: dict[str, torch.dtype],
+    produce,
+) -> Path:
     """Write one HF Qwen3 folder; ``lm_head`` stays tied to the embedding when the config says so."""
     out_dir.mkdir(parents=True, exist_ok=True)
     llm_cfg = dict(info.llm_cfg)
@@ -166,9 +197,17 @@ def export_llm(info: CheckpointInfo, out_dir: str | Path, dtype: torch.dtype | N
             dtypes[n] = _SLICE_DTYPES[f.get_slice(src).get_dtype()]
         written = []
         for folder, merge in (("llm_merged", True), ("llm_base", False)):
-            written.append(write_qwen3_streamed(
-                info, out_dir / folder, dtype, names, shapes, dtypes,
-                lambda n, merge=merge: _merged(f.get_tensor, *plan[n], spec, merge)))
+            written.append(
+                write_qwen3_streamed(
+                    info,
+                    out_dir / folder,
+                    dtype,
+                    names,
+                    shapes,
+                    dtypes,
+                    lambda n, merge=merge: _merged(f.get_tensor, *plan[n], spec, merge),
+                )
+            )
         if spec is not None:
             write_adapter(written[1] / ADAPTER_FILE, plan, f.get_tensor, spec, dtype)
     return written[0], written[1]
@@ -191,10 +230,20 @@ def write_adapter(path: Path, plan: dict, get, spec: LoraSpec, dtype: torch.dtyp
         a, b = get(a_key), get(b_key)
         out[stem + ".lora_A"] = a.to(dtype) if dtype is not None else a
         out[stem + ".lora_B"] = b.to(dtype) if dtype is not None else b
-    save_file({k: v.contiguous() for k, v in out.items()}, str(path),
-              metadata={"format": "pt", "scale": repr(spec.scale), "r": str(spec.r)})
+    save_file(
+        {k: v.contiguous() for k, v in out.items()},
+        str(path),
+        metadata={"format": "pt", "scale": repr(spec.scale), "r": str(spec.r)},
+    )
     return path
 
 
-_SLICE_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64,
-                 "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+_SLICE_DTYPES = {
+    "F32": torch.float32,
+    "BF16": torch.bfloat16,
+    "F16": torch.float16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}

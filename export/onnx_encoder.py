@@ -83,7 +83,9 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
 
     perception = model.perception
     if not isinstance(perception.modality_adapter, IdentityConnector):
-        raise ValueError(f"modality adapter {type(perception.modality_adapter).__name__} is not supported (Canary-Qwen uses IdentityConnector)")
+        raise ValueError(
+            f"modality adapter {type(perception.modality_adapter).__name__} is not supported (Canary-Qwen uses IdentityConnector)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     enc = EncoderForExport(perception.encoder).eval()
@@ -92,23 +94,41 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
     with torch.no_grad(), typecheck.disable_checks():
         encoded, _ = enc(mel, mel_len)
         torch.onnx.export(
-            enc, (mel, mel_len), str(out_dir / ENCODER_ONNX), opset_version=OPSET, dynamo=False,
+            enc,
+            (mel, mel_len),
+            str(out_dir / ENCODER_ONNX),
+            opset_version=OPSET,
+            dynamo=False,
             input_names=[ONNX_IN_MEL, ONNX_IN_MEL_LENGTH],
             output_names=[ONNX_OUT_ENCODED, ONNX_OUT_ENCODED_LENGTH],
-            dynamic_axes={ONNX_IN_MEL: {0: "batch", 2: "mel_frames"}, ONNX_IN_MEL_LENGTH: {0: "batch"},
-                          ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_ENCODED_LENGTH: {0: "batch"}},
+            dynamic_axes={
+                ONNX_IN_MEL: {0: "batch", 2: "mel_frames"},
+                ONNX_IN_MEL_LENGTH: {0: "batch"},
+                ONNX_OUT_ENCODED: {0: "batch", 1: "frames"},
+                ONNX_OUT_ENCODED_LENGTH: {0: "batch"},
+            },
             do_constant_folding=True,
         )
         torch.onnx.export(
-            proj, (encoded,), str(out_dir / PROJECTOR_ONNX), opset_version=OPSET, dynamo=False,
-            input_names=[ONNX_OUT_ENCODED], output_names=[ONNX_OUT_TABLE],
+            proj,
+            (encoded,),
+            str(out_dir / PROJECTOR_ONNX),
+            opset_version=OPSET,
+            dynamo=False,
+            input_names=[ONNX_OUT_ENCODED],
+            output_names=[ONNX_OUT_TABLE],
             dynamic_axes={ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_TABLE: {0: "batch", 1: "frames"}},
             do_constant_folding=True,
         )
         if bf16_table:
             torch.onnx.export(
-                ProjectorForExport(perception.proj, torch.bfloat16).eval(), (encoded,), str(out_dir / PROJECTOR_BF16_ONNX),
-                opset_version=OPSET, dynamo=False, input_names=[ONNX_OUT_ENCODED], output_names=[ONNX_OUT_TABLE],
+                ProjectorForExport(perception.proj, torch.bfloat16).eval(),
+                (encoded,),
+                str(out_dir / PROJECTOR_BF16_ONNX),
+                opset_version=OPSET,
+                dynamo=False,
+                input_names=[ONNX_OUT_ENCODED],
+                output_names=[ONNX_OUT_TABLE],
                 dynamic_axes={ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_TABLE: {0: "batch", 1: "frames"}},
                 do_constant_folding=True,
             )
@@ -134,8 +154,14 @@ def consolidate_external_data(path: Path, data_name: str) -> Path | None:
         return path.parent / data_name
     load_external_data_for_model(graph, str(path.parent))
     (path.parent / data_name).unlink(missing_ok=True)
-    onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data_name, size_threshold=1024)
+    onnx.save_model(
+        graph,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data_name,
+        size_threshold=1024,
+    )
     del graph
     for loc in locations - {data_name}:
         (path.parent / loc).unlink(missing_ok=True)

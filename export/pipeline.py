@@ -35,7 +35,13 @@ from .lora import export_llm
 from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, OnnxEncoderProjector, export_onnx
 from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import (
-    DEFAULT_GPU_ARCH, EngineOptions, build_encoder_engines, encoder_profiles, gpu_arch_tag, require_tensorrt, tensorrt_build_settings,
+    DEFAULT_GPU_ARCH,
+    EngineOptions,
+    build_encoder_engines,
+    encoder_profiles,
+    gpu_arch_tag,
+    require_tensorrt,
+    tensorrt_build_settings,
 )
 from .trtllm_engine import LlmEngineOptions, build_llm_engine, llm_build_settings, require_tensorrt_llm
 
@@ -86,8 +92,10 @@ class ExportOptions:
             raise ValueError(f"--gpu-model must be one of {', '.join(GPUS)}, got {self.gpu_model!r}")
         if self.profile == "gpu" and self.repository.max_batch > self.engine.max_batch:
             # The tensorrt backend refuses a plan whose max batch is below the config's max_batch_size.
-            raise ValueError(f"--triton-max-batch {self.repository.max_batch} exceeds the encoder engines' "
-                             f"--max-batch {self.engine.max_batch}; it must be at most that (unset, it follows --max-batch)")
+            raise ValueError(
+                f"--triton-max-batch {self.repository.max_batch} exceeds the encoder engines' "
+                f"--max-batch {self.engine.max_batch}; it must be at most that (unset, it follows --max-batch)"
+            )
 
     def precision_choice(self):
         """The CPU profile's precision (cpu_profile.PrecisionChoice), resolved on this machine."""
@@ -96,8 +104,10 @@ class ExportOptions:
         if self.profile != "cpu":
             return PrecisionChoice("bf16", "gpu profile: TensorRT-LLM engines in bf16")
         if self.llm_dtype != "auto":
-            return PrecisionChoice({"float32": "fp32", "bfloat16": "bf16"}.get(self.llm_dtype, self.llm_dtype),
-                                   f"llm_dtype {self.llm_dtype} given explicitly")
+            return PrecisionChoice(
+                {"float32": "fp32", "bfloat16": "bf16"}.get(self.llm_dtype, self.llm_dtype),
+                f"llm_dtype {self.llm_dtype} given explicitly",
+            )
         return choose_precision(self.precision, self.require_native_precision)
 
     def torch_llm_dtype(self, choice=None) -> torch.dtype:
@@ -150,10 +160,20 @@ def _perception_rows(model, front_end, runner, clips: list[np.ndarray], mode: st
     for i, clip in enumerate(clips):
         m, n = int(ref_mel_len[i]), int(ref_len[i])
         lengths_equal = int(mel_len[i]) == m and int(enc_len[i]) == n
-        for stage, ours, ref in (("mel", mel[i, :, :m], ref_mel[i, :, :m]), ("encoder", enc[i, :n], ref_enc[i, :n]),
-                                 ("projector", table[i, :n], ref_proj[i, :n])):
-            rows.append({"stage": stage, "seconds": round(len(clip) / sr, 3), "mode": mode,
-                         "lengths_equal": lengths_equal, **diff(ours, ref)})
+        for stage, ours, ref in (
+            ("mel", mel[i, :, :m], ref_mel[i, :, :m]),
+            ("encoder", enc[i, :n], ref_enc[i, :n]),
+            ("projector", table[i, :n], ref_proj[i, :n]),
+        ):
+            rows.append(
+                {
+                    "stage": stage,
+                    "seconds": round(len(clip) / sr, 3),
+                    "mode": mode,
+                    "lengths_equal": lengths_equal,
+                    **diff(ours, ref),
+                }
+            )
     return rows
 
 
@@ -173,15 +193,25 @@ def nemo_llm_references(model, info: CheckpointInfo) -> dict[str, Any]:
     rows_audio = proj[0, : int(proj_len[0])]
     ids = torch.tensor([prompt])
     spliced, _, mask = replace_placeholders_and_build_targets(
-        input_ids=ids, embeds=model.embed_tokens(ids.where(ids != tok.ids.audio_placeholder, 0)),
-        padding_id=tok.ids.pad, placeholder_id=tok.ids.audio_placeholder, replacements=[rows_audio], target_ids=None,
+        input_ids=ids,
+        embeds=model.embed_tokens(ids.where(ids != tok.ids.audio_placeholder, 0)),
+        padding_id=tok.ids.pad,
+        placeholder_id=tok.ids.audio_placeholder,
+        replacements=[rows_audio],
+        target_ids=None,
     )
     text_ids = torch.tensor([tok.llm_prompt_ids("Summarize the transcript in one sentence.")])
     with model.llm.disable_adapter():
         ref_text = model(model.embed_tokens(text_ids))["logits"][0]
-    return {"seconds": round(len(clip) / sr, 3), "ids": ids, "placeholder_at": prompt.index(tok.ids.audio_placeholder),
-            "rows_audio": rows_audio, "asr_logits": model(spliced, attention_mask=mask)["logits"][0],
-            "text_ids": text_ids, "text_logits": ref_text}
+    return {
+        "seconds": round(len(clip) / sr, 3),
+        "ids": ids,
+        "placeholder_at": prompt.index(tok.ids.audio_placeholder),
+        "rows_audio": rows_audio,
+        "asr_logits": model(spliced, attention_mask=mask)["logits"][0],
+        "text_ids": text_ids,
+        "text_logits": ref_text,
+    }
 
 
 @torch.no_grad()
@@ -211,13 +241,29 @@ def llm_parity(refs: dict[str, Any], out_dir: Path, llm_dtype: torch.dtype = tor
     merged = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_merged"), dtype=llm_dtype).eval()
     emb = merged.get_input_embeddings()
     ours_in = torch.cat([emb(ids[0, :k]), refs["rows_audio"].to(llm_dtype), emb(ids[0, k + 1 :])])[None]
-    rows = [{"stage": "llm_merged_logits", "seconds": refs["seconds"], "mode": "single", "lengths_equal": True,
-             "precision": precision, **diff(merged(inputs_embeds=ours_in).logits[0].float(), refs["asr_logits"])}]
+    rows = [
+        {
+            "stage": "llm_merged_logits",
+            "seconds": refs["seconds"],
+            "mode": "single",
+            "lengths_equal": True,
+            "precision": precision,
+            **diff(merged(inputs_embeds=ours_in).logits[0].float(), refs["asr_logits"]),
+        }
+    ]
     del merged, emb, ours_in
     gc.collect()
     base = AutoModelForCausalLM.from_pretrained(str(out_dir / "llm_base"), dtype=llm_dtype).eval()
-    rows.append({"stage": "llm_base_logits", "seconds": 0.0, "mode": "text", "lengths_equal": True,
-                 "precision": precision, **diff(base(input_ids=refs["text_ids"]).logits[0].float(), refs["text_logits"])})
+    rows.append(
+        {
+            "stage": "llm_base_logits",
+            "seconds": 0.0,
+            "mode": "text",
+            "lengths_equal": True,
+            "precision": precision,
+            **diff(base(input_ids=refs["text_ids"]).logits[0].float(), refs["text_logits"]),
+        }
+    )
     return rows
 
 
@@ -230,29 +276,41 @@ def finish_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     for row in rows:
         row["ok"] = ok(row)
-    return {"tolerances": {"features_max_abs": FEATURE_TOL, "logits_max_abs": LOGIT_TOL, "rel": REL_TOL,
-                           "bf16_rel": BF16_REL_TOL},
-            "rows": rows, "passed": all(r["ok"] for r in rows)}
+    return {
+        "tolerances": {
+            "features_max_abs": FEATURE_TOL,
+            "logits_max_abs": LOGIT_TOL,
+            "rel": REL_TOL,
+            "bf16_rel": BF16_REL_TOL,
+        },
+        "rows": rows,
+        "passed": all(r["ok"] for r in rows),
+    }
 
 
 def parity_report(model, info: CheckpointInfo, out_dir: Path, llm_dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """Compare every CPU artifact with NeMo's SALM (fp32), the whole model in memory (the export
     itself runs the same steps in stages: see :func:`export_checkpoint`)."""
-    return finish_report(perception_parity(model, info, out_dir) + llm_parity(nemo_llm_references(model, info),
-                                                                              out_dir, llm_dtype))
+    return finish_report(
+        perception_parity(model, info, out_dir) + llm_parity(nemo_llm_references(model, info), out_dir, llm_dtype)
+    )
 
 
 def parity_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (written as parity.md)."""
     lines = ["| stage | clip (s) | mode | max abs | relative | lengths equal | ok |", "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        lines.append(f"| {r['stage']} | {r['seconds']} | {r['mode']} | {r['max_abs']:.2e} | {r['rel']:.2e} | "
-                     f"{r['lengths_equal']} | {'yes' if r['ok'] else 'NO'} |")
+        lines.append(
+            f"| {r['stage']} | {r['seconds']} | {r['mode']} | {r['max_abs']:.2e} | {r['rel']:.2e} | "
+            f"{r['lengths_equal']} | {'yes' if r['ok'] else 'NO'} |"
+        )
     tol = report["tolerances"]
     lines.append("")
-    lines.append(f"Tolerances: features/embeddings max abs {tol['features_max_abs']:g}, logits max abs "
-                 f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}; bf16 LLM logits relative {tol['bf16_rel']:g}. "
-                 f"Passed: {report['passed']}.")
+    lines.append(
+        f"Tolerances: features/embeddings max abs {tol['features_max_abs']:g}, logits max abs "
+        f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}; bf16 LLM logits relative {tol['bf16_rel']:g}. "
+        f"Passed: {report['passed']}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +343,8 @@ def llm_max_output_len(info: CheckpointInfo, opts: LlmEngineOptions) -> int:
     if context is not None and opts.max_input_len + opts.max_new_tokens > context:
         raise CanaryTritonError(
             f"--max-new-tokens {opts.max_new_tokens} plus the longest prompt ({opts.max_input_len} tokens) exceeds "
-            f"the Qwen3's max_position_embeddings {context}; the most is {context - opts.max_input_len}")
+            f"the Qwen3's max_position_embeddings {context}; the most is {context - opts.max_input_len}"
+        )
     return opts.max_new_tokens
 
 
@@ -309,11 +368,15 @@ def gpu_build_plan(info: CheckpointInfo, opts: ExportOptions, arch: str) -> dict
     llm_opts = gpu_llm_options(info, opts)
     return {
         "gpu_arch": arch,
-        "tensorrt": {name: tensorrt_build_settings(onnx[name], f"engines/{name}.{arch}.plan", shapes[name], opts.engine,
-                                                   f"engines/timing.{arch}.cache")
-                     for name in ("encoder", "projector")},
-        "tensorrt_llm": {name: llm_build_settings(f"llm_{name}", f"trtllm/{name}", llm_opts)
-                         for name in ("merged", "base")},
+        "tensorrt": {
+            name: tensorrt_build_settings(
+                onnx[name], f"engines/{name}.{arch}.plan", shapes[name], opts.engine, f"engines/timing.{arch}.cache"
+            )
+            for name in ("encoder", "projector")
+        },
+        "tensorrt_llm": {
+            name: llm_build_settings(f"llm_{name}", f"trtllm/{name}", llm_opts) for name in ("merged", "base")
+        },
         "throughput_model": throughput_record(info, opts),
     }
 
@@ -323,43 +386,77 @@ def throughput_record(info: CheckpointInfo, opts: ExportOptions) -> dict[str, An
     defaults, the settings used, which came from it, and its predictions for them (not measured)."""
     from ..gpu_throughput import Assumptions, GpuDefaults, ModelShapes, record
 
-    used = GpuDefaults(llm_max_batch=opts.llm_engine.max_batch, max_num_tokens=opts.llm_engine.max_num_tokens,
-                       kv_cache_free_gpu_mem_fraction=opts.repository.kv_cache_free_gpu_mem_fraction,
-                       encoder_max_batch=opts.engine.max_batch, encoder_opt_batch=opts.engine.opt_batch,
-                       encoder_instances=opts.repository.encoder_instances, max_inflight=opts.repository.max_inflight)
-    return record(ModelShapes.from_checkpoint(info), opts.gpu_model,
-                  Assumptions(mel_bucket_seconds=opts.repository.mel_bucket_s), used, opts.sized_by_model)
+    used = GpuDefaults(
+        llm_max_batch=opts.llm_engine.max_batch,
+        max_num_tokens=opts.llm_engine.max_num_tokens,
+        kv_cache_free_gpu_mem_fraction=opts.repository.kv_cache_free_gpu_mem_fraction,
+        encoder_max_batch=opts.engine.max_batch,
+        encoder_opt_batch=opts.engine.opt_batch,
+        encoder_instances=opts.repository.encoder_instances,
+        max_inflight=opts.repository.max_inflight,
+    )
+    return record(
+        ModelShapes.from_checkpoint(info),
+        opts.gpu_model,
+        Assumptions(mel_bucket_seconds=opts.repository.mel_bucket_s),
+        used,
+        opts.sized_by_model,
+    )
 
 
-def _manifest(checkpoint: str | Path, info: CheckpointInfo, tok, opts: ExportOptions,
-              files: dict[str, str], precision, llm_dtype: torch.dtype) -> dict[str, Any]:
+def _manifest(
+    checkpoint: str | Path,
+    info: CheckpointInfo,
+    tok,
+    opts: ExportOptions,
+    files: dict[str, str],
+    precision,
+    llm_dtype: torch.dtype,
+) -> dict[str, Any]:
     return {
         "canary_triton_version": __version__,
         "profile": opts.profile,
         "checkpoint": str(Path(checkpoint).resolve()),
-        "precision": {"llm": precision.precision if opts.profile == "cpu" else "bf16",
-                      "encoder": "fp32" if opts.profile == "cpu" else opts.engine.precision,
-                      "reason": precision.reason, "cpu_instruction_set": instruction_set()},
-        "options": {"llm_dtype": str(llm_dtype).replace("torch.", ""),
-                    "engine": asdict(opts.engine), "llm_engine": asdict(opts.llm_engine),
-                    "repository": asdict(opts.repository),
-                    "long_form_segmenter": asdict(opts.repository.long_form_segment()),
-                    "vad_gate": opts.repository.vad_gate},
-        "lora": ("merged into llm_merged; its A/B matrices beside llm_base (asr_adapter.safetensors) for the "
-                 "run-time adapter" if info.lora_r else "none in the checkpoint: llm_merged == llm_base"),
+        "precision": {
+            "llm": precision.precision if opts.profile == "cpu" else "bf16",
+            "encoder": "fp32" if opts.profile == "cpu" else opts.engine.precision,
+            "reason": precision.reason,
+            "cpu_instruction_set": instruction_set(),
+        },
+        "options": {
+            "llm_dtype": str(llm_dtype).replace("torch.", ""),
+            "engine": asdict(opts.engine),
+            "llm_engine": asdict(opts.llm_engine),
+            "repository": asdict(opts.repository),
+            "long_form_segmenter": asdict(opts.repository.long_form_segment()),
+            "vad_gate": opts.repository.vad_gate,
+        },
+        "lora": (
+            "merged into llm_merged; its A/B matrices beside llm_base (asr_adapter.safetensors) for the "
+            "run-time adapter"
+            if info.lora_r
+            else "none in the checkpoint: llm_merged == llm_base"
+        ),
         "model": {
-            "encoder_dim": info.encoder_dim, "llm_hidden": info.llm_hidden, "vocab_rows": info.vocab_rows,
-            "lora_r": info.lora_r, "lora_alpha": info.lora_alpha, "lora_scale": info.lora_scale,
-            "subsampling_factor": info.subsampling.factor, "mel": asdict(info.mel),
+            "encoder_dim": info.encoder_dim,
+            "llm_hidden": info.llm_hidden,
+            "vocab_rows": info.vocab_rows,
+            "lora_r": info.lora_r,
+            "lora_alpha": info.lora_alpha,
+            "lora_scale": info.lora_scale,
+            "subsampling_factor": info.subsampling.factor,
+            "mel": asdict(info.mel),
         },
         "special_ids": asdict(tok.ids),
         "asr_prompt_ids": tok.asr_prompt_ids(),
-        "limits": {"max_audio_seconds": contract.MAX_AUDIO_SECONDS,
-                   "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
-                   "max_table_rows": contract.max_table_rows(info.mel, info.subsampling),
-                   "default_max_new_tokens": contract.DEFAULT_MAX_NEW_TOKENS,
-                   "max_new_tokens": contract.MAX_NEW_TOKENS_LIMIT,
-                   "llm_max_output_len": llm_max_output_len(info, opts.llm_engine)},
+        "limits": {
+            "max_audio_seconds": contract.MAX_AUDIO_SECONDS,
+            "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
+            "max_table_rows": contract.max_table_rows(info.mel, info.subsampling),
+            "default_max_new_tokens": contract.DEFAULT_MAX_NEW_TOKENS,
+            "max_new_tokens": contract.MAX_NEW_TOKENS_LIMIT,
+            "llm_max_output_len": llm_max_output_len(info, opts.llm_engine),
+        },
         "files": dict(files),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
@@ -377,8 +474,13 @@ def _write_gpu_plan(out_dir: Path, manifest: dict[str, Any], plan: dict[str, Any
     manifest["throughput_model"] = plan["throughput_model"]
 
 
-def plan_gpu_export(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions,
-                    llm_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+def plan_gpu_export(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    opts: ExportOptions,
+    llm_dir: str | Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """``--dry-run``: the complete gpu model repository, ``export.json`` and ``engine_build.json``
     from the checkpoint's config and tokenizer alone (no weights read, nothing built, no TensorRT).
     The plans and engines it names are what a real export on a ``gpu_arch`` GPU writes."""
@@ -390,11 +492,17 @@ def plan_gpu_export(checkpoint: str | Path, out_dir: str | Path, opts: ExportOpt
     llm_max_output_len(info, opts.llm_engine)
     tok = checkpoint_tokenizer(info)
     plan = gpu_build_plan(info, opts, opts.gpu_arch)
-    files = {"frontend": "frontend", "encoder_onnx": f"onnx/{ENCODER_ONNX}", "projector_onnx": f"onnx/{PROJECTOR_ONNX}",
-             "llm_merged": "llm_merged", "llm_base": "llm_base",
-             "encoder_plan": plan["tensorrt"]["encoder"]["plan"], "projector_plan": plan["tensorrt"]["projector"]["plan"],
-             "trtllm_merged": plan["tensorrt_llm"]["merged"]["engine_dir"],
-             "trtllm_base": plan["tensorrt_llm"]["base"]["engine_dir"]}
+    files = {
+        "frontend": "frontend",
+        "encoder_onnx": f"onnx/{ENCODER_ONNX}",
+        "projector_onnx": f"onnx/{PROJECTOR_ONNX}",
+        "llm_merged": "llm_merged",
+        "llm_base": "llm_base",
+        "encoder_plan": plan["tensorrt"]["encoder"]["plan"],
+        "projector_plan": plan["tensorrt"]["projector"]["plan"],
+        "trtllm_merged": plan["tensorrt_llm"]["merged"]["engine_dir"],
+        "trtllm_base": plan["tensorrt_llm"]["base"]["engine_dir"],
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     precision = opts.precision_choice()
     manifest = _manifest(checkpoint, info, tok, opts, files, precision, opts.torch_llm_dtype(precision))
@@ -406,8 +514,13 @@ def plan_gpu_export(checkpoint: str | Path, out_dir: str | Path, opts: ExportOpt
     return manifest
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportOptions = ExportOptions(),
-                      llm_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+def export_checkpoint(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    opts: ExportOptions = ExportOptions(),
+    llm_dir: str | Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Run the whole export; returns the manifest (also written to ``export.json``)."""
     if opts.dry_run:
         return plan_gpu_export(checkpoint, out_dir, opts, llm_dir, force)
@@ -438,10 +551,21 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
     rows = perception_parity(model, info, out_dir) if opts.parity else []
     del model
     gc.collect()
-    manifest = _manifest(checkpoint, info, tok, opts, {
-        "frontend": "frontend", "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
-        "projector_onnx": str(onnx.projector.relative_to(out_dir)), "llm_merged": merged.name, "llm_base": base.name},
-        precision, llm_dtype)
+    manifest = _manifest(
+        checkpoint,
+        info,
+        tok,
+        opts,
+        {
+            "frontend": "frontend",
+            "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
+            "projector_onnx": str(onnx.projector.relative_to(out_dir)),
+            "llm_merged": merged.name,
+            "llm_base": base.name,
+        },
+        precision,
+        llm_dtype,
+    )
     if opts.parity:
         report = finish_report(rows + llm_parity(refs, out_dir, llm_dtype))
         (out_dir / PARITY_REPORT).write_text(json.dumps(report, indent=2))
@@ -449,17 +573,26 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, opts: ExportO
         manifest["parity_passed"] = report["passed"]
         if not report["passed"]:
             (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
-            raise CanaryTritonError(f"exported artifacts differ from NeMo beyond tolerance: see {out_dir / PARITY_REPORT}")
+            raise CanaryTritonError(
+                f"exported artifacts differ from NeMo beyond tolerance: see {out_dir / PARITY_REPORT}"
+            )
     if opts.profile == "gpu":
         arch = gpu_arch_tag()
         plan = gpu_build_plan(info, opts, arch)
         _write_gpu_plan(out_dir, manifest, plan)
         enc_plan, proj_plan = build_encoder_engines(
-            onnx.encoder, onnx.projector.with_name(PROJECTOR_BF16_ONNX), out_dir / "engines", info.encoder_dim,
-            info.mel, info.subsampling, opts.engine, arch=arch,
+            onnx.encoder,
+            onnx.projector.with_name(PROJECTOR_BF16_ONNX),
+            out_dir / "engines",
+            info.encoder_dim,
+            info.mel,
+            info.subsampling,
+            opts.engine,
+            arch=arch,
         )
-        manifest["files"].update(encoder_plan=str(enc_plan.relative_to(out_dir)),
-                                 projector_plan=str(proj_plan.relative_to(out_dir)))
+        manifest["files"].update(
+            encoder_plan=str(enc_plan.relative_to(out_dir)), projector_plan=str(proj_plan.relative_to(out_dir))
+        )
         llm_opts = gpu_llm_options(info, opts)
         for name, hf in (("merged", merged), ("base", base)):
             engine = build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts)

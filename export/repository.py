@@ -118,14 +118,17 @@ def render(decl: ModelDecl) -> str:
         "max_batch_size": str(decl.max_batch_size),
         "inputs": "input [\n" + ",\n".join(_tensor(t, "input") for t in decl.inputs) + "\n]",
         "outputs": "output [\n" + ",\n".join(_tensor(t, "output") for t in decl.outputs) + "\n]",
-        "instance_group": "" if decl.backend == "ensemble"
+        "instance_group": ""
+        if decl.backend == "ensemble"
         else f"instance_group [ {{ count: {decl.instance_count} kind: {decl.kind} }} ]",
         "batching": "",
         "transaction_policy": f"model_transaction_policy {{ decoupled: {'true' if decl.decoupled else 'false'} }}"
-        if decl.backend != "ensemble" else "",
+        if decl.backend != "ensemble"
+        else "",
         "parameters": "\n".join(
             "".join(f"# {line}\n" for line in decl.notes.get(k, "").splitlines())
-            + f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in sorted(decl.parameters.items())
+            + f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}'
+            for k, v in sorted(decl.parameters.items())
         ),
         "ensemble_scheduling": "",
     }
@@ -135,14 +138,17 @@ def render(decl: ModelDecl) -> str:
         if b.default_timeout_us:
             policy += f" timeout_action: REJECT default_timeout_microseconds: {b.default_timeout_us}"
         policy += " }"
-        values["batching"] = (f"dynamic_batching {{\n  max_queue_delay_microseconds: {b.max_queue_delay_us}\n"
-                              f"  {policy}\n}}")
+        values["batching"] = (
+            f"dynamic_batching {{\n  max_queue_delay_microseconds: {b.max_queue_delay_us}\n  {policy}\n}}"
+        )
     if decl.steps:
         steps = []
         for s in decl.steps:
             maps = [f'      input_map {{ key: "{k}" value: "{v}" }}' for k, v in s.inputs.items()]
             maps += [f'      output_map {{ key: "{k}" value: "{v}" }}' for k, v in s.outputs.items()]
-            steps.append(f'    {{\n      model_name: "{s.model}"\n      model_version: -1\n' + "\n".join(maps) + "\n    }")
+            steps.append(
+                f'    {{\n      model_name: "{s.model}"\n      model_version: -1\n' + "\n".join(maps) + "\n    }"
+            )
         values["ensemble_scheduling"] = "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}"
     return fill_template(CONFIG_TEMPLATE, values)
 
@@ -160,7 +166,9 @@ class RepositoryOptions:
     threads_per_instance: int = 1  # the light Python models (pre/postprocessor, projector, BLS)
     encoder_threads: int = 0  # 0: auto at serve time (canary_triton.cpu_profile.split_threads)
     llm_threads: int = 0  # 0: auto at serve time (every core the server may run on)
-    max_queue_delay_us: int = 0  # measured best on CPU (benchmarks/serving_sweep.py); requests already queued still batch
+    max_queue_delay_us: int = (
+        0  # measured best on CPU (benchmarks/serving_sweep.py); requests already queued still batch
+    )
     max_queue_size: int = 256
     queue_timeout_us: int = 0
     kv_cache_free_gpu_mem_fraction: float = 0.5
@@ -184,19 +192,26 @@ class RepositoryOptions:
     def long_form_segment(self) -> SegmentOptions:
         """The long-form segmenter these options describe (a bad value: one-line error naming it)."""
         try:
-            return replace(_SEGMENT, merge_s=self.long_form_merge_s, vad=self.long_form_vad,
-                           vad_threshold=self.long_form_vad_threshold, min_speech_s=self.long_form_vad_min_speech_s,
-                           min_pause_s=self.long_form_vad_min_silence_s, pad_s=self.long_form_vad_pad_s,
-                           silence_pad_s=self.long_form_silence_pad_s,
-                           vad_threads=self.long_form_vad_threads)
+            return replace(
+                _SEGMENT,
+                merge_s=self.long_form_merge_s,
+                vad=self.long_form_vad,
+                vad_threshold=self.long_form_vad_threshold,
+                min_speech_s=self.long_form_vad_min_speech_s,
+                min_pause_s=self.long_form_vad_min_silence_s,
+                pad_s=self.long_form_vad_pad_s,
+                silence_pad_s=self.long_form_silence_pad_s,
+                vad_threads=self.long_form_vad_threads,
+            )
         except ValueError as e:
             raise CanaryTritonError(f"long-form segmenter: {e}") from None
 
     def __post_init__(self) -> None:
         contract.mel_bucket_columns(self.mel_bucket_s)  # ValueError naming the range
         if self.cpu_llm_weights not in CPU_LLM_WEIGHTS:
-            raise CanaryTritonError(f"cpu llm weights {self.cpu_llm_weights!r}: expected one of "
-                                    f"{', '.join(CPU_LLM_WEIGHTS)}")
+            raise CanaryTritonError(
+                f"cpu llm weights {self.cpu_llm_weights!r}: expected one of {', '.join(CPU_LLM_WEIGHTS)}"
+            )
 
     def cpu_llm_parameters(self, model: str) -> dict[str, str]:
         """``weights`` (the export.json files key) and ``asr_adapter`` of the CPU ``llm`` / ``llm_base``."""
@@ -210,8 +225,9 @@ def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
     return replace(spec, **kw)
 
 
-def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
-             export_dir: Path = Path(".")) -> list[ModelDecl]:
+def describe(
+    manifest: dict[str, Any], profile: str, opts: RepositoryOptions, export_dir: Path = Path(".")
+) -> list[ModelDecl]:
     """The whole repository as declarations (no files); ``export_dir`` holds the GPU engines."""
     C = contract
     n_mels = manifest["model"]["mel"]["n_mels"]
@@ -230,84 +246,227 @@ def describe(manifest: dict[str, Any], profile: str, opts: RepositoryOptions,
     end_out, pad_out = _with(C.END_ID, optional=False, reshape=None), _with(C.PAD_ID, optional=False, reshape=None)
     lengths_out = _with(C.INPUT_LENGTHS, reshape=None)
     ids_out = _with(C.INPUT_IDS, ragged=False)
-    llm_inputs = (C.INPUT_IDS, C.INPUT_LENGTHS, C.REQUEST_OUTPUT_LEN, C.END_ID, C.PAD_ID, C.STREAMING,
-                  table_in, C.PROMPT_VOCAB_SIZE, C.TEMPERATURE, C.RUNTIME_TOP_P, C.SEED, C.STOP)
+    llm_inputs = (
+        C.INPUT_IDS,
+        C.INPUT_LENGTHS,
+        C.REQUEST_OUTPUT_LEN,
+        C.END_ID,
+        C.PAD_ID,
+        C.STREAMING,
+        table_in,
+        C.PROMPT_VOCAB_SIZE,
+        C.TEMPERATURE,
+        C.RUNTIME_TOP_P,
+        C.SEED,
+        C.STOP,
+    )
     llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
     gate = {"vad_gate": "true" if opts.vad_gate else "false"}
-    pre = ModelDecl(C.PREPROCESSOR_MODEL, "python", opts.max_batch,
-                    (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-                    (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
-                    instance_count=opts.preprocessor_instances, batching=batching,
-                    parameters={**common, **gate, "mel_bucket_seconds": str(opts.mel_bucket_s), **(opts.long_form_segment().parameters() if opts.vad_gate else {})})
-    post = ModelDecl(C.POSTPROCESSOR_MODEL, "python", opts.max_batch, (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
-                     (C.TRANSCRIPT,), batching=batching, parameters=dict(common))
+    pre = ModelDecl(
+        C.PREPROCESSOR_MODEL,
+        "python",
+        opts.max_batch,
+        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
+        (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
+        instance_count=opts.preprocessor_instances,
+        batching=batching,
+        parameters={
+            **common,
+            **gate,
+            "mel_bucket_seconds": str(opts.mel_bucket_s),
+            **(opts.long_form_segment().parameters() if opts.vad_gate else {}),
+        },
+    )
+    post = ModelDecl(
+        C.POSTPROCESSOR_MODEL,
+        "python",
+        opts.max_batch,
+        (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
+        (C.TRANSCRIPT,),
+        batching=batching,
+        parameters=dict(common),
+    )
     if profile == "cpu":
-        enc = ModelDecl(C.ENCODER_MODEL, "python", opts.max_batch, (mel, C.MEL_LENGTH), (encoded, C.ENCODED_LENGTH),
-                        instance_count=opts.encoder_instances, batching=batching,
-                        parameters={**common, "threads": str(opts.encoder_threads or "auto")})
-        proj = ModelDecl(C.PROJECTOR_MODEL, "python", opts.max_batch, (encoded,), (table_out, C.PROMPT_VOCAB_SIZE),
-                         batching=batching, parameters=dict(common))
-        llm = ModelDecl(C.LLM_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                        decoupled=True,
-                        parameters={**common, "threads": str(opts.llm_threads or "auto"),
-                                    "max_batch": str(opts.llm_max_batch), "exclude_input_in_output": "true",
-                                    **opts.cpu_llm_parameters(C.LLM_MODEL)})
-        llm_base = replace(llm, name=C.LLM_BASE_MODEL, source=C.LLM_MODEL,
-                           parameters={**llm.parameters, **opts.cpu_llm_parameters(C.LLM_BASE_MODEL)})
+        enc = ModelDecl(
+            C.ENCODER_MODEL,
+            "python",
+            opts.max_batch,
+            (mel, C.MEL_LENGTH),
+            (encoded, C.ENCODED_LENGTH),
+            instance_count=opts.encoder_instances,
+            batching=batching,
+            parameters={**common, "threads": str(opts.encoder_threads or "auto")},
+        )
+        proj = ModelDecl(
+            C.PROJECTOR_MODEL,
+            "python",
+            opts.max_batch,
+            (encoded,),
+            (table_out, C.PROMPT_VOCAB_SIZE),
+            batching=batching,
+            parameters=dict(common),
+        )
+        llm = ModelDecl(
+            C.LLM_MODEL,
+            "python",
+            opts.max_batch,
+            llm_inputs,
+            llm_outputs,
+            batching=batching,
+            decoupled=True,
+            parameters={
+                **common,
+                "threads": str(opts.llm_threads or "auto"),
+                "max_batch": str(opts.llm_max_batch),
+                "exclude_input_in_output": "true",
+                **opts.cpu_llm_parameters(C.LLM_MODEL),
+            },
+        )
+        llm_base = replace(
+            llm,
+            name=C.LLM_BASE_MODEL,
+            source=C.LLM_MODEL,
+            parameters={**llm.parameters, **opts.cpu_llm_parameters(C.LLM_BASE_MODEL)},
+        )
     elif profile == "gpu":
         files = manifest["files"]
         plans = {k: v for k, v in files.items() if k.endswith("_plan")}
         if not plans:
-            raise CanaryTritonError("the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU")
-        enc = ModelDecl(C.ENCODER_MODEL, "tensorrt_plan", opts.max_batch, (_with(mel, ragged=False), C.MEL_LENGTH),
-                        (_with(encoded, ragged=False), C.ENCODED_LENGTH), instance_count=opts.encoder_instances,
-                        kind="KIND_GPU", batching=batching,
-                        cc_model_filenames=_cc_files(export_dir / files["encoder_plan"]))
-        proj = ModelDecl(C.PROJECTOR_MODEL, "tensorrt_plan", opts.max_batch, (_with(encoded, ragged=False),),
-                         (table_out,), kind="KIND_GPU", batching=batching,
-                         cc_model_filenames=_cc_files(export_dir / files["projector_plan"]))
-        llm = ModelDecl(C.LLM_MODEL, "tensorrtllm", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                        decoupled=True, parameters=_trtllm_parameters(export_dir, files["trtllm_merged"],
-                                                                      files["llm_merged"], opts, kv_reuse=False),
-                        notes=TRTLLM_NOTES)
-        llm_base = replace(llm, name=C.LLM_BASE_MODEL, notes=TRTLLM_NOTES,
-                           parameters=_trtllm_parameters(export_dir, files["trtllm_base"], files["llm_base"], opts,
-                                                         kv_reuse=True))
+            raise CanaryTritonError(
+                "the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU"
+            )
+        enc = ModelDecl(
+            C.ENCODER_MODEL,
+            "tensorrt_plan",
+            opts.max_batch,
+            (_with(mel, ragged=False), C.MEL_LENGTH),
+            (_with(encoded, ragged=False), C.ENCODED_LENGTH),
+            instance_count=opts.encoder_instances,
+            kind="KIND_GPU",
+            batching=batching,
+            cc_model_filenames=_cc_files(export_dir / files["encoder_plan"]),
+        )
+        proj = ModelDecl(
+            C.PROJECTOR_MODEL,
+            "tensorrt_plan",
+            opts.max_batch,
+            (_with(encoded, ragged=False),),
+            (table_out,),
+            kind="KIND_GPU",
+            batching=batching,
+            cc_model_filenames=_cc_files(export_dir / files["projector_plan"]),
+        )
+        llm = ModelDecl(
+            C.LLM_MODEL,
+            "tensorrtllm",
+            opts.max_batch,
+            llm_inputs,
+            llm_outputs,
+            batching=batching,
+            decoupled=True,
+            parameters=_trtllm_parameters(
+                export_dir, files["trtllm_merged"], files["llm_merged"], opts, kv_reuse=False
+            ),
+            notes=TRTLLM_NOTES,
+        )
+        llm_base = replace(
+            llm,
+            name=C.LLM_BASE_MODEL,
+            notes=TRTLLM_NOTES,
+            parameters=_trtllm_parameters(export_dir, files["trtllm_base"], files["llm_base"], opts, kv_reuse=True),
+        )
     else:
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
     bls = {"max_inflight": str(opts.max_inflight)}
-    unary = ModelDecl(C.LLM_UNARY_MODEL, "python", opts.max_batch, llm_inputs, llm_outputs, batching=batching,
-                      parameters={**common, **bls, **gate, "llm_model": C.LLM_MODEL})
-    stream = ModelDecl(C.STREAM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-                       (C.TRANSCRIPT,), batching=batching, decoupled=True, parameters={**common, **bls})
-    ens = ModelDecl(C.ENSEMBLE_MODEL, "ensemble", opts.max_batch, (C.AUDIO, C.MAX_NEW_TOKENS),
-                    (C.TRANSCRIPT,), steps=(
-        Step(C.PREPROCESSOR_MODEL, {C.AUDIO.name: C.AUDIO.name, C.MAX_NEW_TOKENS.name: C.MAX_NEW_TOKENS.name},
-             {t.name: "_" + t.name for t in pre.outputs}),
-        Step(C.ENCODER_MODEL, {C.MEL.name: "_mel", C.MEL_LENGTH.name: "_mel_length"},
-             {C.ENCODED.name: "_encoded"}),
-        Step(C.PROJECTOR_MODEL, {C.ENCODED.name: "_encoded"},
-             {C.PROMPT_EMBEDDING_TABLE.name: "_table"}),
-        Step(C.LLM_UNARY_MODEL, {C.INPUT_IDS.name: "_input_ids", C.INPUT_LENGTHS.name: "_input_lengths",
-                                 C.REQUEST_OUTPUT_LEN.name: "_request_output_len", C.END_ID.name: "_end_id",
-                                 C.PAD_ID.name: "_pad_id", C.PROMPT_EMBEDDING_TABLE.name: "_table"},
-             {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"}),
-        Step(C.POSTPROCESSOR_MODEL, {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"},
-             {C.TRANSCRIPT.name: C.TRANSCRIPT.name}),
-    ))
-    llm_mode = ModelDecl(C.LLM_MODE_MODEL, "python", opts.max_batch,
-                         (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED), (C.TEXT_OUTPUT,),
-                         batching=batching, parameters={**common, **bls, "llm_model": C.LLM_BASE_MODEL})
-    long_params = {**common, **bls, "segment_model": C.ENSEMBLE_MODEL, "max_seconds": str(opts.long_form_max_s),
-                   "segment_concurrency": str(opts.long_form_concurrency), **opts.long_form_segment().parameters()}
-    long = ModelDecl(C.LONG_FORM_MODEL, "python", opts.max_batch, (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-                     (C.TRANSCRIPT, C.SEGMENTS), batching=batching, parameters=long_params)
+    unary = ModelDecl(
+        C.LLM_UNARY_MODEL,
+        "python",
+        opts.max_batch,
+        llm_inputs,
+        llm_outputs,
+        batching=batching,
+        parameters={**common, **bls, **gate, "llm_model": C.LLM_MODEL},
+    )
+    stream = ModelDecl(
+        C.STREAM_MODEL,
+        "python",
+        opts.max_batch,
+        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
+        (C.TRANSCRIPT,),
+        batching=batching,
+        decoupled=True,
+        parameters={**common, **bls},
+    )
+    ens = ModelDecl(
+        C.ENSEMBLE_MODEL,
+        "ensemble",
+        opts.max_batch,
+        (C.AUDIO, C.MAX_NEW_TOKENS),
+        (C.TRANSCRIPT,),
+        steps=(
+            Step(
+                C.PREPROCESSOR_MODEL,
+                {C.AUDIO.name: C.AUDIO.name, C.MAX_NEW_TOKENS.name: C.MAX_NEW_TOKENS.name},
+                {t.name: "_" + t.name for t in pre.outputs},
+            ),
+            Step(C.ENCODER_MODEL, {C.MEL.name: "_mel", C.MEL_LENGTH.name: "_mel_length"}, {C.ENCODED.name: "_encoded"}),
+            Step(C.PROJECTOR_MODEL, {C.ENCODED.name: "_encoded"}, {C.PROMPT_EMBEDDING_TABLE.name: "_table"}),
+            Step(
+                C.LLM_UNARY_MODEL,
+                {
+                    C.INPUT_IDS.name: "_input_ids",
+                    C.INPUT_LENGTHS.name: "_input_lengths",
+                    C.REQUEST_OUTPUT_LEN.name: "_request_output_len",
+                    C.END_ID.name: "_end_id",
+                    C.PAD_ID.name: "_pad_id",
+                    C.PROMPT_EMBEDDING_TABLE.name: "_table",
+                },
+                {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"},
+            ),
+            Step(
+                C.POSTPROCESSOR_MODEL,
+                {C.OUTPUT_IDS.name: "_output_ids", C.SEQUENCE_LENGTH.name: "_sequence_length"},
+                {C.TRANSCRIPT.name: C.TRANSCRIPT.name},
+            ),
+        ),
+    )
+    llm_mode = ModelDecl(
+        C.LLM_MODE_MODEL,
+        "python",
+        opts.max_batch,
+        (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
+        (C.TEXT_OUTPUT,),
+        batching=batching,
+        parameters={**common, **bls, "llm_model": C.LLM_BASE_MODEL},
+    )
+    long_params = {
+        **common,
+        **bls,
+        "segment_model": C.ENSEMBLE_MODEL,
+        "max_seconds": str(opts.long_form_max_s),
+        "segment_concurrency": str(opts.long_form_concurrency),
+        **opts.long_form_segment().parameters(),
+    }
+    long = ModelDecl(
+        C.LONG_FORM_MODEL,
+        "python",
+        opts.max_batch,
+        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
+        (C.TRANSCRIPT, C.SEGMENTS),
+        batching=batching,
+        parameters=long_params,
+    )
     long_stream = replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True, source=C.LONG_FORM_MODEL)
-    ask = ModelDecl(C.ASK_MODEL, "python", opts.max_batch,
-                    (_with(C.AUDIO, ragged=True), C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
-                    (C.TRANSCRIPT, C.TEXT_OUTPUT), batching=batching,
-                    parameters={**common, **bls, "max_seconds": str(opts.long_form_max_s)})
+    ask = ModelDecl(
+        C.ASK_MODEL,
+        "python",
+        opts.max_batch,
+        (_with(C.AUDIO, ragged=True), C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
+        (C.TRANSCRIPT, C.TEXT_OUTPUT),
+        batching=batching,
+        parameters={**common, **bls, "max_seconds": str(opts.long_form_max_s)},
+    )
     return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode, long, long_stream, ask]
 
 
@@ -318,16 +477,19 @@ TRTLLM_NOTES = {
         "(vocab_size .. vocab_size+N-1). With reuse on (the backend's default when unset), TensorRT-LLM\n"
         "rejects such requests unless they carry prompt_table_extra_ids (llmRequest.cpp validate), and\n"
         "would otherwise reuse KV blocks computed from another clip's audio. LLM mode (llm_base, text\n"
-        "only, no table) keeps reuse on: equal prompt prefixes share their KV blocks."),
+        "only, no table) keeps reuse on: equal prompt prefixes share their KV blocks."
+    ),
     "gpt_model_path": "Absolute: the backend does not resolve it against the model folder.",
     "guided_decoding_backend": (
         "tokenizer_dir, xgrammar_tokenizer_info_path, guided_decoding_backend: read by the backend\n"
-        "without a default (the model fails to load without them); empty = no guided decoding."),
+        "without a default (the model fails to load without them); empty = no guided decoding."
+    ),
 }
 
 
-def _trtllm_parameters(export_dir: Path, engine: str, hf_dir: str, opts: RepositoryOptions,
-                       kv_reuse: bool) -> dict[str, str]:
+def _trtllm_parameters(
+    export_dir: Path, engine: str, hf_dir: str, opts: RepositoryOptions, kv_reuse: bool
+) -> dict[str, str]:
     """Parameters of a ``tensorrtllm`` model (keys as TensorRT-LLM's ``tensorrt_llm/config.pbtxt``)."""
     root = Path(export_dir).resolve()
     return {

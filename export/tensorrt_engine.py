@@ -82,8 +82,12 @@ def autocast_settings(precision: str) -> dict[str, object]:
     encoder) and cannot run the BF16-output projector on ORT's CPU provider. The weights' range
     rule (``init_max``, fp16's largest value) still applies.
     """
-    return {"low_precision_type": "fp16" if precision == "fp16" else "bf16", "op_types_to_exclude": ["Softmax"],
-            "keep_io_types": True, "data_max": float("inf")}
+    return {
+        "low_precision_type": "fp16" if precision == "fp16" else "bf16",
+        "op_types_to_exclude": ["Softmax"],
+        "keep_io_types": True,
+        "data_max": float("inf"),
+    }
 
 
 def _autocast_onnx(onnx_path: Path, precision: str) -> Path:
@@ -93,24 +97,45 @@ def _autocast_onnx(onnx_path: Path, precision: str) -> Path:
 
     model = convert_to_mixed_precision(onnx_path=str(onnx_path), **autocast_settings(precision))
     out = onnx_path.with_name(onnx_path.stem + f".{precision}.onnx")
-    onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=out.name + EXTERNAL_DATA_SUFFIX)
+    onnx.save(
+        model,
+        str(out),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=out.name + EXTERNAL_DATA_SUFFIX,
+    )
     return out
 
 
-def tensorrt_build_settings(onnx_path: str, plan_path: str, shapes: dict, opts: EngineOptions,
-                            timing_cache: str) -> dict[str, object]:
+def tensorrt_build_settings(
+    onnx_path: str, plan_path: str, shapes: dict, opts: EngineOptions, timing_cache: str
+) -> dict[str, object]:
     """One engine's build settings as JSON (what :func:`build_engine` does with them on TensorRT
     >= 10.12: AutoCast, then a strongly typed network with this profile)."""
-    return {"onnx": onnx_path, "plan": plan_path, "timing_cache": timing_cache, "precision": opts.precision,
-            "workspace_gib": opts.workspace_gib, "strongly_typed": True,
-            "autocast": None if opts.precision == "fp32" else  # JSON has no infinity: "inf"
-            {k: "inf" if v == float("inf") else v for k, v in autocast_settings(opts.precision).items()},
-            "profile": {name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, (lo, opt, hi) in shapes.items()}}
+    return {
+        "onnx": onnx_path,
+        "plan": plan_path,
+        "timing_cache": timing_cache,
+        "precision": opts.precision,
+        "workspace_gib": opts.workspace_gib,
+        "strongly_typed": True,
+        "autocast": None
+        if opts.precision == "fp32"
+        # JSON has no infinity: "inf"
+        else {k: "inf" if v == float("inf") else v for k, v in autocast_settings(opts.precision).items()},
+        "profile": {
+            name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, (lo, opt, hi) in shapes.items()
+        },
+    }
 
 
-def build_engine(onnx_path: str | Path, out_path: str | Path, shapes: dict[str, tuple[tuple[int, ...], ...]],
-                 opts: EngineOptions, timing_cache: str | Path) -> Path:
+def build_engine(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    shapes: dict[str, tuple[tuple[int, ...], ...]],
+    opts: EngineOptions,
+    timing_cache: str | Path,
+) -> Path:
     """Build one serialized engine. ``shapes`` maps each input to (min, opt, max) shapes."""
     trt = require_tensorrt()
     onnx_path, out_path, timing_cache = Path(onnx_path), Path(out_path), Path(timing_cache)
@@ -157,8 +182,9 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, shapes: dict[str, 
 Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
 
-def encoder_profiles(opts: EngineOptions, mel: contract.MelParams, sub: contract.Subsampling,
-                     encoder_dim: int) -> dict[str, Shapes]:
+def encoder_profiles(
+    opts: EngineOptions, mel: contract.MelParams, sub: contract.Subsampling, encoder_dim: int
+) -> dict[str, Shapes]:
     """(min, opt, max) input shapes of the encoder and projector engines, from the audio limits.
 
     Mel frames for N samples are ``N // hop + 1`` (the centred STFT's columns); encoder frames
@@ -170,15 +196,26 @@ def encoder_profiles(opts: EngineOptions, mel: contract.MelParams, sub: contract
     opt_enc = contract.num_encoder_frames(opt_mel, sub)
     b, ob, n = opts.max_batch, opts.opt_batch, mel.n_mels
     return {
-        "encoder": {contract.MEL.name: ((1, n, opts.min_mel_frames), (ob, n, opt_mel), (b, n, max_mel)),
-                    contract.MEL_LENGTH.name: ((1,), (ob,), (b,))},
-        "projector": {contract.ENCODED.name: ((1, 1, encoder_dim), (ob, opt_enc, encoder_dim), (b, max_enc, encoder_dim))},
+        "encoder": {
+            contract.MEL.name: ((1, n, opts.min_mel_frames), (ob, n, opt_mel), (b, n, max_mel)),
+            contract.MEL_LENGTH.name: ((1,), (ob,), (b,)),
+        },
+        "projector": {
+            contract.ENCODED.name: ((1, 1, encoder_dim), (ob, opt_enc, encoder_dim), (b, max_enc, encoder_dim))
+        },
     }
 
 
-def build_encoder_engines(encoder_onnx: Path, projector_onnx: Path, out_dir: Path, encoder_dim: int,
-                          mel: contract.MelParams, sub: contract.Subsampling,
-                          opts: EngineOptions, arch: str | None = None) -> tuple[Path, Path]:
+def build_encoder_engines(
+    encoder_onnx: Path,
+    projector_onnx: Path,
+    out_dir: Path,
+    encoder_dim: int,
+    mel: contract.MelParams,
+    sub: contract.Subsampling,
+    opts: EngineOptions,
+    arch: str | None = None,
+) -> tuple[Path, Path]:
     """Engines for the encoder and the projector, named for the GPU they were built on."""
     arch = arch or gpu_arch_tag()
     shapes = encoder_profiles(opts, mel, sub, encoder_dim)

@@ -24,8 +24,10 @@ SUPPORTED_WEIGHT_QUANT = ("none", "int8", "int4")
 #: Why fp8 is not offered: TensorRT-LLM's FP8 QuantConfig needs ModelOpt-quantised weights (scales
 #: from a calibration pass, QWenForCausalLM.quantize), which this export does not run;
 #: from_hugging_face on the bf16 weights would leave the scale tensors missing.
-FP8_REFUSAL = ("weight_quant fp8 is not supported: it needs ModelOpt quantisation with calibration "
-               "(QWenForCausalLM.quantize), which this export does not run; use int8 or int4 (weight-only)")
+FP8_REFUSAL = (
+    "weight_quant fp8 is not supported: it needs ModelOpt quantisation with calibration "
+    "(QWenForCausalLM.quantize), which this export does not run; use int8 or int4 (weight-only)"
+)
 
 
 def require_tensorrt_llm():
@@ -56,8 +58,10 @@ class LlmEngineOptions:
         if self.weight_quant not in SUPPORTED_WEIGHT_QUANT:
             raise ValueError(f"weight_quant must be one of {SUPPORTED_WEIGHT_QUANT}, got {self.weight_quant!r}")
         if self.max_num_tokens < self.max_input_len:  # chunked context is off: a prompt is prefilled at once
-            raise ValueError(f"--max-num-tokens {self.max_num_tokens} is below the longest prompt "
-                             f"({self.max_input_len} tokens); it must be at least that")
+            raise ValueError(
+                f"--max-num-tokens {self.max_num_tokens} is below the longest prompt "
+                f"({self.max_input_len} tokens); it must be at least that"
+            )
 
     @property
     def max_input_len(self) -> int:
@@ -93,12 +97,29 @@ def trtllm_build_command(checkpoint_dir: str | Path, engine_dir: str | Path, opt
     for building by hand from a ``convert_checkpoint.py`` output)."""
     k = build_config_kwargs(opts)
     return [
-        "trtllm-build", "--checkpoint_dir", str(checkpoint_dir), "--output_dir", str(engine_dir),
-        "--max_batch_size", str(k["max_batch_size"]), "--max_input_len", str(k["max_input_len"]),
-        "--max_seq_len", str(k["max_seq_len"]), "--max_num_tokens", str(k["max_num_tokens"]),
-        "--max_prompt_embedding_table_size", str(k["max_prompt_embedding_table_size"]),
-        "--gemm_plugin", opts.dtype, "--remove_input_padding", "enable", "--kv_cache_type", "paged",
-        "--use_paged_context_fmha", "enable",
+        "trtllm-build",
+        "--checkpoint_dir",
+        str(checkpoint_dir),
+        "--output_dir",
+        str(engine_dir),
+        "--max_batch_size",
+        str(k["max_batch_size"]),
+        "--max_input_len",
+        str(k["max_input_len"]),
+        "--max_seq_len",
+        str(k["max_seq_len"]),
+        "--max_num_tokens",
+        str(k["max_num_tokens"]),
+        "--max_prompt_embedding_table_size",
+        str(k["max_prompt_embedding_table_size"]),
+        "--gemm_plugin",
+        opts.dtype,
+        "--remove_input_padding",
+        "enable",
+        "--kv_cache_type",
+        "paged",
+        "--use_paged_context_fmha",
+        "enable",
     ]
 
 
@@ -107,10 +128,16 @@ QUANT_ALGO = {"none": None, "int8": "W8A16", "int4": "W4A16"}  # tensorrt_llm.qu
 
 def llm_build_settings(hf_dir: str, engine_dir: str, opts: LlmEngineOptions) -> dict[str, object]:
     """One engine's build settings as JSON: exactly what :func:`build_llm_engine` passes."""
-    return {"hf_dir": hf_dir, "engine_dir": engine_dir, "options": asdict(opts), "dtype": opts.dtype,
-            "quant_algo": QUANT_ALGO[opts.weight_quant], "build_config": build_config_kwargs(opts),
-            "plugin_config": {"gemm_plugin": opts.dtype, **PLUGIN_SETTINGS},
-            "equivalent_command": trtllm_build_command("<converted checkpoint>", engine_dir, opts)}
+    return {
+        "hf_dir": hf_dir,
+        "engine_dir": engine_dir,
+        "options": asdict(opts),
+        "dtype": opts.dtype,
+        "quant_algo": QUANT_ALGO[opts.weight_quant],
+        "build_config": build_config_kwargs(opts),
+        "plugin_config": {"gemm_plugin": opts.dtype, **PLUGIN_SETTINGS},
+        "equivalent_command": trtllm_build_command("<converted checkpoint>", engine_dir, opts),
+    }
 
 
 def build_llm_engine(hf_dir: str | Path, out_dir: str | Path, opts: LlmEngineOptions) -> Path:
@@ -134,6 +161,13 @@ def build_llm_engine(hf_dir: str | Path, out_dir: str | Path, opts: LlmEngineOpt
     engine = tllm.build(model, build_config)
     out_dir.mkdir(parents=True, exist_ok=True)
     engine.save(str(out_dir))
-    (out_dir / "canary_build_options.json").write_text(json.dumps(
-        {"options": asdict(opts), "equivalent_command": trtllm_build_command("<converted checkpoint>", out_dir, opts)}, indent=2))
+    (out_dir / "canary_build_options.json").write_text(
+        json.dumps(
+            {
+                "options": asdict(opts),
+                "equivalent_command": trtllm_build_command("<converted checkpoint>", out_dir, opts),
+            },
+            indent=2,
+        )
+    )
     return out_dir

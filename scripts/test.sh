@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/ruff check .  # lint first: configured in pyproject.toml ([tool.ruff])
+# lint and format first: configured in pyproject.toml ([tool.ruff])
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"

@@ -54,8 +54,10 @@ def _refuse_unmarked_server_start(start):
     def guarded(self, *args, **kwargs):
         item = _running[0] if _running else None
         if item is not None and item.get_closest_marker("served") is None:
-            raise RuntimeError(f"{item.nodeid} starts a tritonserver but is not marked `served`: add "
-                               f"@pytest.mark.served, or take the server from a `server_*` fixture")
+            raise RuntimeError(
+                f"{item.nodeid} starts a tritonserver but is not marked `served`: add "
+                f"@pytest.mark.served, or take the server from a `server_*` fixture"
+            )
         return start(self, *args, **kwargs)
 
     guarded.__wrapped__ = start
@@ -174,8 +176,11 @@ def _export(checkpoint: Path, out: Path, **llm_engine) -> Path:
     # (auto would pick bf16 where it has bf16 units); one thread per model: the tiny models only
     # lose from more on a shared machine.
     repo = RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S, encoder_threads=1, llm_threads=1)
-    export_checkpoint(checkpoint, out, ExportOptions(profile="cpu", precision="fp32", repository=repo,
-                                                     llm_engine=LlmEngineOptions(**llm_engine)))
+    export_checkpoint(
+        checkpoint,
+        out,
+        ExportOptions(profile="cpu", precision="fp32", repository=repo, llm_engine=LlmEngineOptions(**llm_engine)),
+    )
     return out
 
 

@@ -190,8 +190,17 @@ class InferenceRequest:
 
     pb: FakePbUtils  # set per FakePbUtils
 
-    def __init__(self, model_name: str = "", inputs=(), requested_output_names=(), request_id: str = "",
-                 correlation_id: int = 0, flags: int = 0, timeout: int = 0, **_):
+    def __init__(
+        self,
+        model_name: str = "",
+        inputs=(),
+        requested_output_names=(),
+        request_id: str = "",
+        correlation_id: int = 0,
+        flags: int = 0,
+        timeout: int = 0,
+        **_,
+    ):
         self.model_name, self._inputs = model_name, list(inputs)
         self._requested = list(requested_output_names)
         self._id, self._cancelled = request_id, threading.Event()
@@ -255,8 +264,9 @@ class FakePbUtils:
         self.Logger = Logger()
         self.metric_families: dict[str, MetricFamily] = {}
         self.metrics_changed = threading.Condition()
-        self.MetricFamily = type("MetricFamily", (MetricFamily,), {"registry": self.metric_families,
-                                                                   "changed": self.metrics_changed})
+        self.MetricFamily = type(
+            "MetricFamily", (MetricFamily,), {"registry": self.metric_families, "changed": self.metrics_changed}
+        )
         self.InferenceRequest = type("InferenceRequest", (InferenceRequest,), {"pb": self})
         self.routes: dict[str, object] = {}
         self.calls: list[InferenceRequest] = []  # every BLS request, in order
@@ -296,8 +306,9 @@ class FakePbUtils:
         with self._lock:
             self.calls.append(request)
         if request.model_name not in self.routes:
-            error = TritonError(f"Request for unknown model: '{request.model_name}' is not found",
-                                TritonError.NOT_FOUND)
+            error = TritonError(
+                f"Request for unknown model: '{request.model_name}' is not found", TritonError.NOT_FOUND
+            )
             response = InferenceResponse(error=error)
             return iter([response]) if decoupled else response
         target = self.routes[request.model_name]
@@ -332,8 +343,9 @@ def ensemble_route(pb: FakePbUtils, repository: Path, model: str):
         tensors = {t.name(): t.as_numpy() for t in request.inputs()}
         for step in steps:
             inputs = [Tensor(name, tensors[ens]) for name, ens in step.input_map.items() if ens in tensors]
-            call = pb.InferenceRequest(model_name=step.model_name, inputs=inputs,
-                                       requested_output_names=list(step.output_map))
+            call = pb.InferenceRequest(
+                model_name=step.model_name, inputs=inputs, requested_output_names=list(step.output_map)
+            )
             response = call.exec()
             if response.has_error():
                 return response
@@ -351,13 +363,20 @@ def initialize_args(repository: Path, model: str, parameters: dict[str, str] | N
 
     from canary_triton.export.gpu_checks import parse_config
 
-    config = json_format.MessageToDict(parse_config(Path(repository) / model / "config.pbtxt"),
-                                       preserving_proto_field_name=True)
+    config = json_format.MessageToDict(
+        parse_config(Path(repository) / model / "config.pbtxt"), preserving_proto_field_name=True
+    )
     for key, value in (parameters or {}).items():
         config.setdefault("parameters", {})[key] = {"string_value": value}
-    return {"model_config": json.dumps(config), "model_name": model, "model_version": "1",
-            "model_repository": str(Path(repository) / model), "model_instance_kind": "CPU",
-            "model_instance_name": f"{model}_0_0", "model_instance_device_id": "0"}
+    return {
+        "model_config": json.dumps(config),
+        "model_name": model,
+        "model_version": "1",
+        "model_repository": str(Path(repository) / model),
+        "model_instance_kind": "CPU",
+        "model_instance_name": f"{model}_0_0",
+        "model_instance_device_id": "0",
+    }
 
 
 def error_of(response: InferenceResponse) -> tuple[str, str]:
@@ -366,8 +385,9 @@ def error_of(response: InferenceResponse) -> tuple[str, str]:
     return CODE_NAMES[response.error().code()], response.error().message()
 
 
-def load_model(cls, repository: Path, model: str, pb: FakePbUtils | None = None,
-               parameters: dict[str, str] | None = None):
+def load_model(
+    cls, repository: Path, model: str, pb: FakePbUtils | None = None, parameters: dict[str, str] | None = None
+):
     """An instance of the library model class ``cls`` over a fresh fake (or ``pb``), initialized
     as Triton would for ``model`` of ``repository`` (``parameters``: see :func:`initialize_args`)."""
     instance = cls(pb or FakePbUtils())

@@ -23,10 +23,18 @@ from .fake_pb_utils import FakePbUtils, ensemble_route, load_model
 
 #: each Python model of the CPU repository and its class
 CLASSES = {
-    C.PREPROCESSOR_MODEL: PreprocessorModel, C.ENCODER_MODEL: EncoderModel, C.PROJECTOR_MODEL: ProjectorModel,
-    C.POSTPROCESSOR_MODEL: PostprocessorModel, C.LLM_MODEL: LlmModel, C.LLM_BASE_MODEL: LlmModel,
-    C.LLM_UNARY_MODEL: LlmUnaryModel, C.STREAM_MODEL: StreamModel, C.LLM_MODE_MODEL: LlmModeModel,
-    C.LONG_FORM_MODEL: LongFormModel, C.LONG_FORM_STREAM_MODEL: LongFormModel, C.ASK_MODEL: AskModel,
+    C.PREPROCESSOR_MODEL: PreprocessorModel,
+    C.ENCODER_MODEL: EncoderModel,
+    C.PROJECTOR_MODEL: ProjectorModel,
+    C.POSTPROCESSOR_MODEL: PostprocessorModel,
+    C.LLM_MODEL: LlmModel,
+    C.LLM_BASE_MODEL: LlmModel,
+    C.LLM_UNARY_MODEL: LlmUnaryModel,
+    C.STREAM_MODEL: StreamModel,
+    C.LLM_MODE_MODEL: LlmModeModel,
+    C.LONG_FORM_MODEL: LongFormModel,
+    C.LONG_FORM_STREAM_MODEL: LongFormModel,
+    C.ASK_MODEL: AskModel,
 }
 
 

@@ -31,8 +31,23 @@ def test_throughput_sweep_smoke(server_trained, exported_trained, oracle_trained
     from benchmarks import throughput
 
     out = tmp_path / "tp"
-    rc = throughput.main(["--url", server_trained.grpc_url, "--export-dir", str(exported_trained), "--limit", "3",
-                          "--mixes", "short,medium", "--concurrency", "1,2", "--out", str(out)], oracle=oracle_trained)
+    rc = throughput.main(
+        [
+            "--url",
+            server_trained.grpc_url,
+            "--export-dir",
+            str(exported_trained),
+            "--limit",
+            "3",
+            "--mixes",
+            "short,medium",
+            "--concurrency",
+            "1,2",
+            "--out",
+            str(out),
+        ],
+        oracle=oracle_trained,
+    )
     assert rc == 0
     p = _json(out / "throughput.json")
     assert p["machine"]["cpu_count"] and p["machine"]["platform"]
@@ -40,7 +55,8 @@ def test_throughput_sweep_smoke(server_trained, exported_trained, oracle_trained
     assert p["result"]["warmup"]["requests"] == 3 + 1  # 3 clips + 1 joined medium recording, excluded
     rows = p["result"]["rows"]
     assert {(r["mode"], r["mix"], r["concurrency"]) for r in rows} == {
-        (m, x, c) for m in ("unary", "stream") for x in ("short", "medium") for c in (1, 2)}
+        (m, x, c) for m in ("unary", "stream") for x in ("short", "medium") for c in (1, 2)
+    }
     for r in rows:
         assert r["errors"] == [] and r["wrong_transcripts"] == []
         assert r["rtfx"] > 0 and r["requests_per_s"] > 0 and r["tokens_per_s"] > 0
@@ -58,9 +74,30 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
     from benchmarks import nemo_vs_served
 
     out = tmp_path / "nvs"
-    rc = nemo_vs_served.main(["--url", server_trained.grpc_url, "--export-dir", str(exported_trained), "--limit", "6",
-                              "--batch-sizes", "3,6", "--concurrency", "1,2", "--repeats", "1", "--warmup", "1",
-                              "--nemo-dtype", "float32", "--profile", "--out", str(out)], oracle=oracle_trained)
+    rc = nemo_vs_served.main(
+        [
+            "--url",
+            server_trained.grpc_url,
+            "--export-dir",
+            str(exported_trained),
+            "--limit",
+            "6",
+            "--batch-sizes",
+            "3,6",
+            "--concurrency",
+            "1,2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--nemo-dtype",
+            "float32",
+            "--profile",
+            "--out",
+            str(out),
+        ],
+        oracle=oracle_trained,
+    )
     assert rc == 0
     p = _json(out / "nemo_vs_served.json")
     assert p["identical"] is True and p["ratio"] > 0
@@ -98,8 +135,13 @@ def test_random_checkpoint_generates_a_fixed_length(tmp_path):
     counts = checkpoint_parameters(ckpt)
     assert counts["encoder"] > 0 and counts["llm"] > 0
     full = SIZES["full"]
-    assert (full.enc_layers, full.enc_d_model, full.llm_hidden, full.llm_layers, full.llm_vocab) == (32, 1024, 2048, 28,
-                                                                                                    151936)
+    assert (full.enc_layers, full.enc_d_model, full.llm_hidden, full.llm_layers, full.llm_vocab) == (
+        32,
+        1024,
+        2048,
+        28,
+        151936,
+    )
     oracle = load_oracle(ckpt)
     clips = [Clip(f"c{i}", speechlike(s, i)) for i, s in enumerate((0.6, 2.3))]
     ids = generate_ids(oracle, clips, batch_size=2, max_new_tokens=9)
@@ -116,8 +158,9 @@ def test_long_form_smoke(server_trained, tmp_path, capsys):
     argv = ["--url", server_trained.grpc_url, "--limit", "4", "--concurrency", "2", "--repeats", "1", "--warmup", "1"]
     # The WER gate is the checkpoint's business (tiny-trained was not trained on joined utterances):
     # the smoke run lets any WER through, the gate is exercised below.
-    rc = long_form.main(argv + ["--max-wer-increase", "1.0", "--out", str(out),
-                                "--write-audio", str(tmp_path / "long.wav")])
+    rc = long_form.main(
+        argv + ["--max-wer-increase", "1.0", "--out", str(out), "--write-audio", str(tmp_path / "long.wav")]
+    )
     p = _json(out / "long_form.json")
     assert p["short"]["requests"] == 4 and p["short"]["errors"] == [] and p["short"]["rtfx"] > 0
     assert 0 <= p["short"]["wer"] <= 1
@@ -143,8 +186,24 @@ def test_wer_eval_manifest(server_trained, tmp_path):
     from benchmarks import wer_eval
 
     out = tmp_path / "wer"
-    rc = wer_eval.main(["--manifest", str(MANIFEST), "--max-samples", "6", "--url", server_trained.grpc_url,
-                        "--concurrency", "2", "--chunk", "4", "--max-wer", "0.5", "--out", str(out)])
+    rc = wer_eval.main(
+        [
+            "--manifest",
+            str(MANIFEST),
+            "--max-samples",
+            "6",
+            "--url",
+            server_trained.grpc_url,
+            "--concurrency",
+            "2",
+            "--chunk",
+            "4",
+            "--max-wer",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     p = _json(out / "wer_eval.json")
     (s,) = p["sets"]
@@ -159,8 +218,19 @@ def test_wer_eval_fails_on_wrong_transcripts(server_trained, tmp_path):
 
     rows = [json.loads(x) for x in MANIFEST.read_text().splitlines()[:2]]
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("".join(json.dumps({**r, "audio_filepath": str(DEMO_HELDOUT / r["audio_filepath"]),
-                                       "text": "the quick brown fox jumps over"}) + "\n" for r in rows))
+    bad.write_text(
+        "".join(
+            json.dumps(
+                {
+                    **r,
+                    "audio_filepath": str(DEMO_HELDOUT / r["audio_filepath"]),
+                    "text": "the quick brown fox jumps over",
+                }
+            )
+            + "\n"
+            for r in rows
+        )
+    )
     assert wer_eval.main(["--manifest", str(bad), "--url", server_trained.grpc_url, "--max-wer", "0.5"]) == 1
 
 
@@ -173,16 +243,38 @@ def test_wer_eval_hf_dataset_local(server_trained, tmp_path, streaming):
     from benchmarks import wer_eval
 
     rows = [json.loads(x) for x in MANIFEST.read_text().splitlines()[:3]]
-    table = pa.Table.from_pylist([{"audio": {"bytes": (DEMO_HELDOUT / r["audio_filepath"]).read_bytes(),
-                                             "path": r["audio_filepath"]}, "text": r["text"], "id": f"x/{i}"}
-                                  for i, r in enumerate(rows)] + [
-        {"audio": {"bytes": (DEMO_HELDOUT / rows[0]["audio_filepath"]).read_bytes(), "path": "skip.flac"},
-         "text": "ignore time segment in scoring", "id": "x/skip"}])
+    table = pa.Table.from_pylist(
+        [
+            {
+                "audio": {"bytes": (DEMO_HELDOUT / r["audio_filepath"]).read_bytes(), "path": r["audio_filepath"]},
+                "text": r["text"],
+                "id": f"x/{i}",
+            }
+            for i, r in enumerate(rows)
+        ]
+        + [
+            {
+                "audio": {"bytes": (DEMO_HELDOUT / rows[0]["audio_filepath"]).read_bytes(), "path": "skip.flac"},
+                "text": "ignore time segment in scoring",
+                "id": "x/skip",
+            }
+        ]
+    )
     (tmp_path / "ds" / "data").mkdir(parents=True)
     pq.write_table(table, tmp_path / "ds" / "data" / "test-00000-of-00001.parquet")
     out = tmp_path / "out"
-    argv = ["--hf-dataset", str(tmp_path / "ds"), "--hf-sets", ":test", "--url", server_trained.grpc_url,
-            "--out", str(out), "--save-audio", str(tmp_path / "audio")] + ([] if streaming else ["--no-streaming"])
+    argv = [
+        "--hf-dataset",
+        str(tmp_path / "ds"),
+        "--hf-sets",
+        ":test",
+        "--url",
+        server_trained.grpc_url,
+        "--out",
+        str(out),
+        "--save-audio",
+        str(tmp_path / "audio"),
+    ] + ([] if streaming else ["--no-streaming"])
     assert wer_eval.main(argv) == 0
     (s,) = _json(out / "wer_eval.json")["sets"]
     assert s["items"] == 3 and s["skipped_empty_references"] == 1 and s["errors"] == [] and s["wer"] is not None
@@ -199,8 +291,9 @@ def test_gateway_overhead_smoke(server_trained, tmp_path):
     from benchmarks import gateway_overhead
 
     out = tmp_path / "gw"
-    rc = gateway_overhead.main(["--url", server_trained.grpc_url, "--limit", "3", "--concurrency", "1,2",
-                                "--passes", "1", "--out", str(out)])
+    rc = gateway_overhead.main(
+        ["--url", server_trained.grpc_url, "--limit", "3", "--concurrency", "1,2", "--passes", "1", "--out", str(out)]
+    )
     assert rc == 0
     p = _json(out / "gateway_overhead.json")
     rows = p["result"]["rows"]
@@ -226,10 +319,13 @@ def test_perf_analyzer_missing_or_unrunnable(tmp_path, capsys):
     assert pa.main(["--perf-analyzer", str(tmp_path / "absent"), "--limit", "1", "--out", str(tmp_path / "o")]) == 3
     err = capsys.readouterr().err
     assert "glibc" in err and "2.38" in err
-    broken = _script(tmp_path / "perf_analyzer", """
+    broken = _script(
+        tmp_path / "perf_analyzer",
+        """
         echo "perf_analyzer: /lib/x86_64-linux-gnu/libc.so.6: version \\`GLIBC_2.38' not found" >&2
         exit 1
-    """)
+    """,
+    )
     assert pa.main(["--perf-analyzer", str(broken), "--limit", "1", "--out", str(tmp_path / "o")]) == 3
     assert "GLIBC_2.38" in capsys.readouterr().err
 
@@ -241,20 +337,40 @@ def test_perf_analyzer_recipe_with_a_stand_in_binary(server_trained, tmp_path):
 
     calls = tmp_path / "calls.txt"
     csv_out = tmp_path / "perf.csv"  # what perf_analyzer -f writes: latencies in microseconds, rows by throughput
-    csv_out.write_text("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
-                       "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,"
-                       "p50 latency,p90 latency,p95 latency,p99 latency\n"
-                       "2,30.5,10,200,1500,100,20000,50,5,60000,70000,75000,80000\n"
-                       "1,20.0,10,200,100,100,15000,50,5,40000,45000,47000,50000\n")
-    stand_in = _script(tmp_path / "perf_analyzer", f"""
+    csv_out.write_text(
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+        "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,"
+        "p50 latency,p90 latency,p95 latency,p99 latency\n"
+        "2,30.5,10,200,1500,100,20000,50,5,60000,70000,75000,80000\n"
+        "1,20.0,10,200,100,100,15000,50,5,40000,45000,47000,50000\n"
+    )
+    stand_in = _script(
+        tmp_path / "perf_analyzer",
+        f"""
         [ "$1" = "--help" ] && exit 0
         echo "$@" >> {calls}
         while [ $# -gt 0 ]; do [ "$1" = "-f" ] && out="$2"; shift; done
         cp {csv_out} "$out"
-    """)
+    """,
+    )
     out = tmp_path / "pa"
-    rc = pa.main(["--url", server_trained.grpc_url, "--limit", "2", "--streaming", "--concurrency-range", "1:2:1",
-                  "--max-new-tokens", "16", "--perf-analyzer", str(stand_in), "--out", str(out)])
+    rc = pa.main(
+        [
+            "--url",
+            server_trained.grpc_url,
+            "--limit",
+            "2",
+            "--streaming",
+            "--concurrency-range",
+            "1:2:1",
+            "--max-new-tokens",
+            "16",
+            "--perf-analyzer",
+            str(stand_in),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     lines = calls.read_text().splitlines()
     assert len(lines) == 2
@@ -273,13 +389,29 @@ def test_perf_analyzer_recipe_with_a_stand_in_binary(server_trained, tmp_path):
 def test_perf_analyzer_failure_is_an_error(server_trained, tmp_path):
     from benchmarks import perf_analyzer_recipe as pa
 
-    failing = _script(tmp_path / "perf_analyzer", """
+    failing = _script(
+        tmp_path / "perf_analyzer",
+        """
         [ "$1" = "--help" ] && exit 0
         echo "Failed to obtain stable measurement" >&2
         exit 1
-    """)
-    assert pa.main(["--url", server_trained.grpc_url, "--limit", "1", "--perf-analyzer", str(failing),
-                    "--out", str(tmp_path / "pa")]) == 1
+    """,
+    )
+    assert (
+        pa.main(
+            [
+                "--url",
+                server_trained.grpc_url,
+                "--limit",
+                "1",
+                "--perf-analyzer",
+                str(failing),
+                "--out",
+                str(tmp_path / "pa"),
+            ]
+        )
+        == 1
+    )
 
 
 def test_plot_without_matplotlib_still_writes_a_png(tmp_path, monkeypatch):
@@ -288,8 +420,9 @@ def test_plot_without_matplotlib_still_writes_a_png(tmp_path, monkeypatch):
     from benchmarks._common import Series, plot_latency_throughput
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a machine without it
-    lib = plot_latency_throughput([Series("unary short", (10.0, 20.0), (50.0, 80.0), ("c=1", "c=2"))],
-                                  tmp_path / "p.png", "t", "RTFx")
+    lib = plot_latency_throughput(
+        [Series("unary short", (10.0, 20.0), (50.0, 80.0), ("c=1", "c=2"))], tmp_path / "p.png", "t", "RTFx"
+    )
     assert lib == "pillow"
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert os.path.getsize(tmp_path / "p.png") > 1000
@@ -312,8 +445,10 @@ def test_mixes_join_clips_under_the_limit():
 def test_lora_runtime_benchmark_runs(exported_random, capsys):
     from benchmarks import lora_runtime
 
-    assert lora_runtime.main([str(exported_random), "--rows", "1,2", "--context", "8", "--steps", "2",
-                              "--warmup", "1"]) == 0
+    assert (
+        lora_runtime.main([str(exported_random), "--rows", "1,2", "--context", "8", "--steps", "2", "--warmup", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "LoRA r=" in out and "q_proj/v_proj" in out
     rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]

@@ -19,7 +19,14 @@ SECONDS = (0.5, 1.0, 1.99, 2.0, 2.01, 3.3, 7.3, 12.0, 19.99, 39.9, 40.0)
 def test_bucket_arithmetic():
     mel = C.MelParams()
     assert C.mel_bucket_columns(C.DEFAULT_MEL_BUCKET_SECONDS, mel) == 200
-    assert [C.bucketed_columns(c, 200, mel) for c in (1, 200, 201, 3999, 4000, 4001)] == [200, 200, 400, 4000, 4000, 4001]
+    assert [C.bucketed_columns(c, 200, mel) for c in (1, 200, 201, 3999, 4000, 4001)] == [
+        200,
+        200,
+        400,
+        4000,
+        4000,
+        4001,
+    ]
     assert C.bucketed_columns(37, 1, mel) == 37  # width 1: no padding
     for bad in (0.0, -1.0, 40.5):
         with pytest.raises(ValueError, match=r"mel bucket width must be in \(0, 40\] seconds"):
@@ -85,8 +92,11 @@ def test_served_preprocessor_pads_to_buckets(server_random):
         clip = speechlike(seconds, seed=7)
         inp = grpcclient.InferInput(C.AUDIO.name, [1, len(clip)], "FP32")
         inp.set_data_from_numpy(clip[None])
-        r = c.infer(C.PREPROCESSOR_MODEL, [inp], outputs=[grpcclient.InferRequestedOutput(n) for n in
-                                                          (C.MEL.name, C.MEL_LENGTH.name)])
+        r = c.infer(
+            C.PREPROCESSOR_MODEL,
+            [inp],
+            outputs=[grpcclient.InferRequestedOutput(n) for n in (C.MEL.name, C.MEL_LENGTH.name)],
+        )
         cols = C.mel_columns(len(clip))
         assert r.as_numpy(C.MEL.name).shape[2] == C.bucketed_columns(cols, 200)
         assert int(r.as_numpy(C.MEL_LENGTH.name).reshape(-1)[0]) == C.num_mel_frames(len(clip))

@@ -90,7 +90,9 @@ def test_wrong_shape_is_named(ckpt_copy):
         t[key] = t[key][:, :-1].contiguous()
 
     _edit_weights(ckpt_copy, shrink)
-    with pytest.raises(CheckpointError, match=r"wrong shape: perception.proj.weight \[64, 63\] \(expected \[64, 64\]\)"):
+    with pytest.raises(
+        CheckpointError, match=r"wrong shape: perception.proj.weight \[64, 63\] \(expected \[64, 64\]\)"
+    ):
         load_salm(ckpt_copy)
 
 
@@ -101,7 +103,9 @@ def test_missing_lora_tensor_is_named(ckpt_copy):
 
 
 def test_nonexistent_path(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist; expected a folder with config.json and model.safetensors"):
+    with pytest.raises(
+        CheckpointError, match="does not exist; expected a folder with config.json and model.safetensors"
+    ):
         inspect_checkpoint(tmp_path / "nope")
 
 
@@ -136,6 +140,7 @@ def test_missing_tokenizer(ckpt_copy):
 
 
 # -- where the Qwen3 is found (the order NeMo's SALM.from_pretrained uses, offline) -----------------
+
 
 def _qwen3_folder(src, dst):
     """A plain Qwen3 folder (config.json + tokenizer) made from a fixture's offline companions."""
@@ -178,8 +183,11 @@ def hub_cache_with(cache, repo_id, files):
 
 
 def _cache_files(ckpt):
-    return {"config.json": ckpt / "llm_backbone" / "config.json", "tokenizer.json": ckpt / "tokenizer.json",
-            "tokenizer_config.json": ckpt / "tokenizer_config.json"}
+    return {
+        "config.json": ckpt / "llm_backbone" / "config.json",
+        "tokenizer.json": ckpt / "tokenizer.json",
+        "tokenizer_config.json": ckpt / "tokenizer_config.json",
+    }
 
 
 def test_pretrained_llm_as_an_absolute_folder(tiny_random_dir, tmp_path, oracle_random):
@@ -250,8 +258,13 @@ def test_qwen3_found_nowhere_names_every_place_tried(tiny_random_dir, tmp_path, 
         inspect_checkpoint(ckpt)
     msg = str(e.value)
     assert "\n" not in msg and "--llm-dir" in msg
-    for place in (str(ckpt), str(ckpt / "llm_backbone"), str(ckpt / "Qwen" / "Qwen3-1.7B"), "'Qwen/Qwen3-1.7B'",
-                  str(tmp_path / "empty-cache")):
+    for place in (
+        str(ckpt),
+        str(ckpt / "llm_backbone"),
+        str(ckpt / "Qwen" / "Qwen3-1.7B"),
+        "'Qwen/Qwen3-1.7B'",
+        str(tmp_path / "empty-cache"),
+    ):
         assert place in msg, place
     with pytest.raises(CheckpointError, match="does not exist"):
         inspect_checkpoint(ckpt, llm_dir=tmp_path / "nope")
@@ -264,8 +277,12 @@ def test_read_safetensors_into_fills_tensors_in_place(tmp_path):
     from canary_triton.checkpoint import read_safetensors_into
 
     g = torch.Generator().manual_seed(0)
-    stored = {"a": torch.randn(3, 5, generator=g), "b": torch.randn(7, generator=g).to(torch.bfloat16),
-              "c": torch.arange(4, dtype=torch.int64), "s": torch.tensor(2.5)}
+    stored = {
+        "a": torch.randn(3, 5, generator=g),
+        "b": torch.randn(7, generator=g).to(torch.bfloat16),
+        "c": torch.arange(4, dtype=torch.int64),
+        "s": torch.tensor(2.5),
+    }
     path = tmp_path / "w.safetensors"
     save_file(stored, str(path))
     same = {k: torch.empty_like(v) for k, v in stored.items()}

@@ -15,7 +15,9 @@ from .conftest import cli_in_process
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "canary_triton.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "canary_triton.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_help_lists_subcommands():
@@ -65,14 +67,30 @@ def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trai
     http, grpc, metrics = free_port(), free_port(), free_port()
     err = open(tmp_path / "stderr.log", "w")  # a file: an unread pipe could fill and block the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "canary_triton.cli", "serve", str(exported_trained), "--http-port", str(http),
-         "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--log-file", str(tmp_path / "triton.log"),
-         "--start-timeout", str(int(SERVER_START_TIMEOUT_S))],
-        stdout=subprocess.PIPE, stderr=err, text=True,
+        [
+            sys.executable,
+            "-m",
+            "canary_triton.cli",
+            "serve",
+            str(exported_trained),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--log-file",
+            str(tmp_path / "triton.log"),
+            "--start-timeout",
+            str(int(SERVER_START_TIMEOUT_S)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
     )
     try:
         line = proc.stdout.readline()  # printed once the server is ready
-        assert line.startswith("ready: HTTP http://127.0.0.1:"), line + (tmp_path / 'stderr.log').read_text()[-3000:]
+        assert line.startswith("ready: HTTP http://127.0.0.1:"), line + (tmp_path / "stderr.log").read_text()[-3000:]
         assert "canary_qwen" in proc.stdout.readline()
         audio = heldout[1][0]
         assert transcribe(audio, ClientOptions(url=f"127.0.0.1:{grpc}")) == oracle_trained.transcribe([audio])[0]

@@ -144,8 +144,19 @@ def test_transcribe_command_round_trips_a_manifest_with_a_corrupt_file(server_tr
     rows.insert(5, {"audio_filepath": str(tmp_path / "corrupt.flac"), "duration": 1.0, "text": "one two"})
     manifest = tmp_path / "in.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    rc = main(["transcribe", "--manifest", str(manifest), "-o", str(tmp_path / "out.jsonl"),
-               "--url", server_trained.grpc_url, "--concurrency", "4"])
+    rc = main(
+        [
+            "transcribe",
+            "--manifest",
+            str(manifest),
+            "-o",
+            str(tmp_path / "out.jsonl"),
+            "--url",
+            server_trained.grpc_url,
+            "--concurrency",
+            "4",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1  # some failed
     assert "corrupt.flac" in err and "10/11 transcribed" in err and "WER" in err
@@ -182,11 +193,38 @@ def test_ask_and_summarize_commands(server_random, tmp_path, capsys):
     with CanaryClient(server_random.grpc_url) as c:
         want = c.ask("Who?", "the meeting moved to friday", max_new_tokens=6)
         want_summary = c.summarize("the meeting moved to friday", max_new_tokens=6)
-    assert main(["ask", "Who?", "--transcript", str(tmp_path / "t.txt"), "--url", server_random.grpc_url,
-                 "--max-new-tokens", "6"]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                "Who?",
+                "--transcript",
+                str(tmp_path / "t.txt"),
+                "--url",
+                server_random.grpc_url,
+                "--max-new-tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == want + "\n"
-    assert main(["summarize", "--transcript", str(tmp_path / "t.txt"), "--url", server_random.http_url,
-                 "--protocol", "http", "--max-new-tokens", "6"]) == 0
+    assert (
+        main(
+            [
+                "summarize",
+                "--transcript",
+                str(tmp_path / "t.txt"),
+                "--url",
+                server_random.http_url,
+                "--protocol",
+                "http",
+                "--max-new-tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == want_summary + "\n"
 
 
@@ -228,9 +266,11 @@ def test_async_summarize_transcribe_and_ask_and_segments_equal_the_sync_calls(se
     async def run():
         async with AsyncCanaryClient(server_trained.grpc_url) as c:
             await c.wait_ready(60)
-            return (await c.summarize(reference[f], max_new_tokens=6),
-                    await c.transcribe_and_ask(f, "Repeat the text.", max_new_tokens=6),
-                    await c.transcribe_segments(f))
+            return (
+                await c.summarize(reference[f], max_new_tokens=6),
+                await c.transcribe_and_ask(f, "Repeat the text.", max_new_tokens=6),
+                await c.transcribe_segments(f),
+            )
 
     summary, (transcript, answer), segments = asyncio.run(run())
     with CanaryClient(server_trained.grpc_url) as c:

@@ -65,24 +65,43 @@ async def client_with(fake, **opts) -> AsyncCanaryClient:
 def answering(strings: dict[str, str]):
     async def answer(model, arrays):
         return strings
+
     return answer
 
 
 def test_each_call_goes_to_its_model_with_its_tensors_deadline_and_headers():
-    fake = FakeAioTriton(answering({C.TRANSCRIPT.name: "t", C.TEXT_OUTPUT.name: "a",
-                                    C.SEGMENTS.name: json.dumps([{"start": 0, "end": 1, "text": "t"}])}))
+    fake = FakeAioTriton(
+        answering(
+            {
+                C.TRANSCRIPT.name: "t",
+                C.TEXT_OUTPUT.name: "a",
+                C.SEGMENTS.name: json.dumps([{"start": 0, "end": 1, "text": "t"}]),
+            }
+        )
+    )
 
     async def run():
         async with await client_with(fake, timeout_s=9.0, headers={"k": "v"}) as c:
-            return (await c.transcribe(AUDIO, max_new_tokens=4), await c.transcribe_segments(AUDIO),
-                    await c.ask("Q?", "t", temperature=0.5), await c.summarize("t"),
-                    await c.transcribe_and_ask(AUDIO, "Q?"), await c.infer(C.ENSEMBLE_MODEL, {}, C.TRANSCRIPT.name))
+            return (
+                await c.transcribe(AUDIO, max_new_tokens=4),
+                await c.transcribe_segments(AUDIO),
+                await c.ask("Q?", "t", temperature=0.5),
+                await c.summarize("t"),
+                await c.transcribe_and_ask(AUDIO, "Q?"),
+                await c.infer(C.ENSEMBLE_MODEL, {}, C.TRANSCRIPT.name),
+            )
 
     assert asyncio.run(run()) == ("t", [{"start": 0, "end": 1, "text": "t"}], "a", "a", ("t", "a"), "t")
     assert fake.closed
     models = [call[0] for call in fake.calls]
-    assert models == [C.ENSEMBLE_MODEL, C.LONG_FORM_MODEL, C.LLM_MODE_MODEL, C.LLM_MODE_MODEL, C.ASK_MODEL,
-                      C.ENSEMBLE_MODEL]
+    assert models == [
+        C.ENSEMBLE_MODEL,
+        C.LONG_FORM_MODEL,
+        C.LLM_MODE_MODEL,
+        C.LLM_MODE_MODEL,
+        C.ASK_MODEL,
+        C.ENSEMBLE_MODEL,
+    ]
     _, arrays, outputs, headers, kwargs = fake.calls[0]
     assert set(arrays) == {C.AUDIO.name, C.MAX_NEW_TOKENS.name} and outputs == [C.TRANSCRIPT.name]
     assert headers == {"k": "v"} and kwargs == {"client_timeout": 9.0}
@@ -279,7 +298,9 @@ def test_streaming_yields_each_partial_and_cancels_when_left_early():
 def test_a_stream_error_carries_the_servers_message():
     class StreamingFake(FakeAioTriton):
         def stream_infer(self, requests, stream_timeout=None, headers=None):
-            return FakeStream([(None, InferenceServerException("input 'audio' is empty", "StatusCode.INVALID_ARGUMENT"))])
+            return FakeStream(
+                [(None, InferenceServerException("input 'audio' is empty", "StatusCode.INVALID_ARGUMENT"))]
+            )
 
     async def run():
         c = await client_with(StreamingFake())

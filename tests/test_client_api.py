@@ -17,9 +17,27 @@ from tritonclient.utils import InferenceServerException
 from canary_triton import contract as C
 from canary_triton.client import api
 from canary_triton.client.api import (
-    CanaryClient, ClientOptions, Result, ServerError, ask_call, audio_request, backoff_delays, entry_model,
-    first_string, item_result, llm_request, make_inputs, resolve_options, retry_delay, segments_call, server_error,
-    source_name, stream_model, summarize_call, transcribe_and_ask_call, transcribe_call,
+    CanaryClient,
+    ClientOptions,
+    Result,
+    ServerError,
+    ask_call,
+    audio_request,
+    backoff_delays,
+    entry_model,
+    first_string,
+    item_result,
+    llm_request,
+    make_inputs,
+    resolve_options,
+    retry_delay,
+    segments_call,
+    server_error,
+    source_name,
+    stream_model,
+    summarize_call,
+    transcribe_and_ask_call,
+    transcribe_call,
 )
 from canary_triton.client.audio_input import Audio
 from canary_triton.errors import CanaryTritonError
@@ -32,11 +50,14 @@ def clip(seconds: float, name: str = "a.wav") -> Audio:
 
 
 # -- options ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(protocol="udp"), "protocol must be grpc or http, got 'udp'"),
-    (dict(timeout_s=0), "timeout_s must be > 0, got 0"),
-    (dict(retries=-1), "retries must be >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(protocol="udp"), "protocol must be grpc or http, got 'udp'"),
+        (dict(timeout_s=0), "timeout_s must be > 0, got 0"),
+        (dict(retries=-1), "retries must be >= 0, got -1"),
+    ],
+)
 def test_bad_options_are_refused(kwargs, message):
     with pytest.raises(ValueError) as e:
         ClientOptions(**kwargs)
@@ -64,18 +85,32 @@ def test_llm_request_types_each_given_setting_as_the_contract_declares():
     arrays = llm_request("héllo", 5, 0.5, 0.9, 7)
     assert arrays[C.TEXT_INPUT.name].dtype == np.object_ and arrays[C.TEXT_INPUT.name].tolist() == [["héllo".encode()]]
     assert {k: (v.dtype, v.shape) for k, v in arrays.items() if k != C.TEXT_INPUT.name} == {
-        C.MAX_NEW_TOKENS.name: (np.int32, (1, 1)), C.TEMPERATURE.name: (np.float32, (1, 1)),
-        C.TOP_P.name: (np.float32, (1, 1)), C.SEED.name: (np.uint64, (1, 1))}
+        C.MAX_NEW_TOKENS.name: (np.int32, (1, 1)),
+        C.TEMPERATURE.name: (np.float32, (1, 1)),
+        C.TOP_P.name: (np.float32, (1, 1)),
+        C.SEED.name: (np.uint64, (1, 1)),
+    }
     assert list(llm_request("x", None, None, None, None)) == [C.TEXT_INPUT.name]
     assert llm_request("x", None, 0.0, None, 0)[C.SEED.name].tolist() == [[0]]  # 0 is a value, not absent
 
 
 @pytest.mark.parametrize("module", [grpcclient, httpclient])
 def test_make_inputs_names_shapes_and_triton_types(module):
-    tensors = make_inputs(module, {"audio": np.zeros((1, 5), np.float32), "n": np.array([[3]], np.int32),
-                                   "seed": np.array([[1]], np.uint64), "text": np.array([[b"t"]], np.object_)})
+    tensors = make_inputs(
+        module,
+        {
+            "audio": np.zeros((1, 5), np.float32),
+            "n": np.array([[3]], np.int32),
+            "seed": np.array([[1]], np.uint64),
+            "text": np.array([[b"t"]], np.object_),
+        },
+    )
     assert [(t.name(), t.shape(), t.datatype()) for t in tensors] == [
-        ("audio", [1, 5], "FP32"), ("n", [1, 1], "INT32"), ("seed", [1, 1], "UINT64"), ("text", [1, 1], "BYTES")]
+        ("audio", [1, 5], "FP32"),
+        ("n", [1, 1], "INT32"),
+        ("seed", [1, 1], "UINT64"),
+        ("text", [1, 1], "BYTES"),
+    ]
 
 
 def test_the_entry_point_follows_the_duration_unless_asked():
@@ -136,9 +171,14 @@ def test_results_name_their_source():
 
 # -- errors and retries ----------------------------------------------------------------------
 def test_server_errors_keep_the_status_and_say_whether_to_retry():
-    e = server_error("canary_qwen", InferenceServerException("input 'audio' is empty", "StatusCode.INVALID_ARGUMENT"),
-                     "h:1")
-    assert (str(e), e.status, e.retryable) == ("canary_qwen: input 'audio' is empty", "StatusCode.INVALID_ARGUMENT", False)
+    e = server_error(
+        "canary_qwen", InferenceServerException("input 'audio' is empty", "StatusCode.INVALID_ARGUMENT"), "h:1"
+    )
+    assert (str(e), e.status, e.retryable) == (
+        "canary_qwen: input 'audio' is empty",
+        "StatusCode.INVALID_ARGUMENT",
+        False,
+    )
     e = server_error("canary_qwen", InferenceServerException("model is not ready", "StatusCode.UNAVAILABLE"), "h:1")
     assert e.retryable
     e = server_error("canary_qwen", InferenceServerException("Exceeds maximum queue size", "400"), "h:1")
@@ -208,8 +248,12 @@ def client_with(answer, monkeypatch, **opts) -> tuple[CanaryClient, FakeTriton, 
 
 
 def test_a_call_sends_its_model_tensors_outputs_deadline_and_headers(monkeypatch):
-    c, fake, _ = client_with(lambda model, arrays: {C.TRANSCRIPT.name: "hello world"}, monkeypatch,
-                             timeout_s=7.0, headers={"authorization": "Bearer k"})
+    c, fake, _ = client_with(
+        lambda model, arrays: {C.TRANSCRIPT.name: "hello world"},
+        monkeypatch,
+        timeout_s=7.0,
+        headers={"authorization": "Bearer k"},
+    )
     with c:
         assert c.transcribe(np.zeros(1600, np.float32), max_new_tokens=5) == "hello world"
     assert fake.closed
@@ -220,9 +264,11 @@ def test_a_call_sends_its_model_tensors_outputs_deadline_and_headers(monkeypatch
 
 
 def test_each_client_call_goes_to_its_model_and_parses_its_outputs(monkeypatch):
-    answers = {C.LLM_MODE_MODEL: {C.TEXT_OUTPUT.name: "an answer"},
-               C.ASK_MODEL: {C.TRANSCRIPT.name: "words", C.TEXT_OUTPUT.name: "reply"},
-               C.LONG_FORM_MODEL: {C.SEGMENTS.name: json.dumps([{"start": 0, "end": 1, "text": "x"}])}}
+    answers = {
+        C.LLM_MODE_MODEL: {C.TEXT_OUTPUT.name: "an answer"},
+        C.ASK_MODEL: {C.TRANSCRIPT.name: "words", C.TEXT_OUTPUT.name: "reply"},
+        C.LONG_FORM_MODEL: {C.SEGMENTS.name: json.dumps([{"start": 0, "end": 1, "text": "x"}])},
+    }
     c, fake, _ = client_with(lambda model, arrays: answers[model], monkeypatch)
     audio = np.zeros(SR, np.float32)
     assert c.ask("Q?", "t") == "an answer" and c.summarize("t") == "an answer"

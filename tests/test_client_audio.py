@@ -30,8 +30,17 @@ def _back(x: np.ndarray, rate: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("rate", RATES)
-@pytest.mark.parametrize("fmt,subtype,tol", [("WAV", "PCM_16", 1e-6), ("WAV", "PCM_24", 1e-6), ("WAV", "FLOAT", 1e-6),
-                                             ("WAV", "PCM_U8", 1e-6), ("FLAC", "PCM_16", 1e-6), ("FLAC", "PCM_24", 1e-6)])
+@pytest.mark.parametrize(
+    "fmt,subtype,tol",
+    [
+        ("WAV", "PCM_16", 1e-6),
+        ("WAV", "PCM_24", 1e-6),
+        ("WAV", "FLOAT", 1e-6),
+        ("WAV", "PCM_U8", 1e-6),
+        ("FLAC", "PCM_16", 1e-6),
+        ("FLAC", "PCM_24", 1e-6),
+    ],
+)
 def test_lossless_files_at_any_rate_decode_to_the_expected_samples(tmp_path, clip, rate, fmt, subtype, tol):
     x = _at(clip, rate)
     path = tmp_path / f"a.{fmt.lower()}"
@@ -72,21 +81,27 @@ def _aligned_snr_db(ref: np.ndarray, got: np.ndarray, max_lag: int = 4000) -> fl
     n = min(len(ref), len(got)) - max_lag
     best = -np.inf
     for lag in range(-max_lag, max_lag + 1, 1):
-        a = ref[max_lag: max_lag + n - max_lag]
-        b = got[max_lag + lag: max_lag + lag + n - max_lag]
+        a = ref[max_lag : max_lag + n - max_lag]
+        b = got[max_lag + lag : max_lag + lag + n - max_lag]
         if len(b) != len(a):
             continue
         c = float(np.dot(a, b))
         if c > best:
             best, best_lag = c, lag
-    a = ref[max_lag: max_lag + n - max_lag]
-    b = got[max_lag + best_lag: max_lag + best_lag + n - max_lag]
+    a = ref[max_lag : max_lag + n - max_lag]
+    b = got[max_lag + best_lag : max_lag + best_lag + n - max_lag]
     return 10 * np.log10(np.sum(a * a) / max(np.sum((a - b) ** 2), 1e-12))
 
 
-@pytest.mark.parametrize("fmt,subtype,rate,ext", [("OGG", "VORBIS", 44100, "ogg"), ("OGG", "OPUS", 48000, "opus"),
-                                                  ("MP3", "MPEG_LAYER_III", 44100, "mp3"),
-                                                  ("MP3", "MPEG_LAYER_III", 16000, "mp3")])
+@pytest.mark.parametrize(
+    "fmt,subtype,rate,ext",
+    [
+        ("OGG", "VORBIS", 44100, "ogg"),
+        ("OGG", "OPUS", 48000, "opus"),
+        ("MP3", "MPEG_LAYER_III", 44100, "mp3"),
+        ("MP3", "MPEG_LAYER_III", 16000, "mp3"),
+    ],
+)
 def test_lossy_files_decode_close_to_the_original(tmp_path, clip, fmt, subtype, rate, ext):
     x = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(8000, np.float32)])
     path = tmp_path / f"a.{ext}"
@@ -148,11 +163,16 @@ def test_formats_libsndfile_cannot_read_go_through_ffmpeg(tmp_path, clip, monkey
         wav = tmp_path / "a.wav"
         sf.write(wav, clip, MODEL_RATE, subtype="PCM_16")
         m4a = tmp_path / "a.m4a"
-        subprocess.run([real, "-nostdin", "-v", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "128k", str(m4a)],
-                       check=True)
+        subprocess.run(
+            [real, "-nostdin", "-v", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "128k", str(m4a)], check=True
+        )
         got = decode_file(m4a).samples
-        assert _aligned_snr_db(np.concatenate([np.zeros(4000, np.float32), clip]),
-                               np.concatenate([np.zeros(4000, np.float32), got])) > 12.0
+        assert (
+            _aligned_snr_db(
+                np.concatenate([np.zeros(4000, np.float32), clip]), np.concatenate([np.zeros(4000, np.float32), got])
+            )
+            > 12.0
+        )
     (tmp_path / "bin").mkdir()
     _fake_ffmpeg(tmp_path / "bin", monkeypatch)
     clip.astype("<f4").tofile(tmp_path / "a.raw")

@@ -68,11 +68,14 @@ def test_ask_sends_text_as_utf8_or_bytes_unchanged_to_llm_mode(opened, text, sen
     assert (kind, model, output) == ("infer", C.LLM_MODE_MODEL, C.TEXT_OUTPUT.name)
     assert inputs[C.TEXT_INPUT.name].dtype == np.object_ and inputs[C.TEXT_INPUT.name].tolist() == [[sent]]
     assert {k: v.tolist() for k, v in inputs.items() if k != C.TEXT_INPUT.name} == {
-        C.MAX_NEW_TOKENS.name: [[3]], C.TEMPERATURE.name: [[pytest.approx(0.2)]], C.TOP_P.name: [[0.5]],
-        C.SEED.name: [[4]]}
+        C.MAX_NEW_TOKENS.name: [[3]],
+        C.TEMPERATURE.name: [[pytest.approx(0.2)]],
+        C.TOP_P.name: [[0.5]],
+        C.SEED.name: [[4]],
+    }
 
 
 def test_ask_without_settings_sends_only_the_text(opened):
     helpers.ask("Hi")
-    (_, _, inputs, _), = opened[0].asked
+    ((_, _, inputs, _),) = opened[0].asked
     assert list(inputs) == [C.TEXT_INPUT.name]

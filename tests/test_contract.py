@@ -11,8 +11,27 @@ from canary_triton.checkpoint import inspect_checkpoint
 
 # 0.1 s .. 40 s, with lengths that are not multiples of the hop and the edges around them.
 LENGTHS = sorted(
-    {1, 159, 160, 161, 319, 320, 1599, 1600, 1601, 2399, 4000, 16000, 16001, 16159, 117_123, 176_000,
-     320_000, 639_999, 640_000}
+    {
+        1,
+        159,
+        160,
+        161,
+        319,
+        320,
+        1599,
+        1600,
+        1601,
+        2399,
+        4000,
+        16000,
+        16001,
+        16159,
+        117_123,
+        176_000,
+        320_000,
+        639_999,
+        640_000,
+    }
     | set(np.random.default_rng(0).integers(1600, 640_000, size=40).tolist())
 )
 
@@ -31,10 +50,18 @@ def test_encoder_frames_equal_nemo_calc_length(oracle_random):
     enc = oracle_random.model.perception.encoder
     info = oracle_random.info
     mel = torch.tensor([contract.num_mel_frames(n, info.mel) for n in LENGTHS])
-    nemo = calc_length(
-        mel.float(), all_paddings=2, kernel_size=3, stride=2, ceil_mode=False,
-        repeat_num=int(np.log2(enc.subsampling_factor)),
-    ).long().tolist()
+    nemo = (
+        calc_length(
+            mel.float(),
+            all_paddings=2,
+            kernel_size=3,
+            stride=2,
+            ceil_mode=False,
+            repeat_num=int(np.log2(enc.subsampling_factor)),
+        )
+        .long()
+        .tolist()
+    )
     ours = [info.num_audio_frames(n) for n in LENGTHS]
     assert ours == nemo
     # 11.0 s -> 1100 -> 550 -> 275 -> 138 frames, as transcribe.cpp reported for the real model.
@@ -88,9 +115,17 @@ def test_tensor_specs_are_consistent():
     specs = [v for v in vars(contract).values() if isinstance(v, contract.TensorSpec)]
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
-    assert all(s.dtype in {"TYPE_FP32", "TYPE_INT32", "TYPE_INT64", "TYPE_BOOL", "TYPE_STRING", "TYPE_UINT64"} for s in specs)
+    assert all(
+        s.dtype in {"TYPE_FP32", "TYPE_INT32", "TYPE_INT64", "TYPE_BOOL", "TYPE_STRING", "TYPE_UINT64"} for s in specs
+    )
     # The CPU llm imitates the TensorRT-LLM backend: its tensor names are that backend's.
-    for s in (contract.INPUT_IDS, contract.INPUT_LENGTHS, contract.REQUEST_OUTPUT_LEN,
-              contract.PROMPT_EMBEDDING_TABLE, contract.PROMPT_VOCAB_SIZE, contract.OUTPUT_IDS,
-              contract.SEQUENCE_LENGTH):
+    for s in (
+        contract.INPUT_IDS,
+        contract.INPUT_LENGTHS,
+        contract.REQUEST_OUTPUT_LEN,
+        contract.PROMPT_EMBEDDING_TABLE,
+        contract.PROMPT_VOCAB_SIZE,
+        contract.OUTPUT_IDS,
+        contract.SEQUENCE_LENGTH,
+    ):
         assert s.name == s.name.lower()

@@ -6,8 +6,14 @@ import logging
 
 import pytest
 
-from canary_triton.cpu_profile import (available_cores, choose_precision, cpu_flags, instruction_set,
-                                       resolve_threads, split_threads)
+from canary_triton.cpu_profile import (
+    available_cores,
+    choose_precision,
+    cpu_flags,
+    instruction_set,
+    resolve_threads,
+    split_threads,
+)
 from canary_triton.errors import CanaryTritonError
 
 from .conftest import cli_in_process
@@ -18,8 +24,13 @@ AVX2 = frozenset({"sse4_2", "avx2"})
 
 
 def test_instruction_set_names_the_best_matrix_unit(tmp_path):
-    assert [instruction_set(f) for f in (AMX, AVX512_BF16, frozenset({"avx512f", "avx2"}), AVX2, frozenset())] == \
-        ["AMX-BF16", "AVX-512 BF16", "AVX-512", "AVX2", "baseline"]
+    assert [instruction_set(f) for f in (AMX, AVX512_BF16, frozenset({"avx512f", "avx2"}), AVX2, frozenset())] == [
+        "AMX-BF16",
+        "AVX-512 BF16",
+        "AVX-512",
+        "AVX2",
+        "baseline",
+    ]
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
     assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"} and cpu_flags(tmp_path / "missing") == frozenset()
@@ -73,5 +84,7 @@ def test_cli_export_rejects_bad_thread_counts_in_one_line(tmp_path):
     r = cli_in_process("export", str(tmp_path), "-o", str(tmp_path / "out"), "--llm-threads", too_many)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
-    assert lines[0] == (f"error: the LLM thread count is {too_many}; it must be between 1 and the "
-                        f"{available_cores()} cores this process may run on")
+    assert lines[0] == (
+        f"error: the LLM thread count is {too_many}; it must be between 1 and the "
+        f"{available_cores()} cores this process may run on"
+    )

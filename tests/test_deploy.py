@@ -106,12 +106,16 @@ def test_manifests_agree_with_each_other_and_with_serve():
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 1200
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    assert container["resources"]["requests"]["nvidia.com/gpu"] == 1 == container["resources"]["limits"]["nvidia.com/gpu"]
+    assert (
+        container["resources"]["requests"]["nvidia.com/gpu"] == 1 == container["resources"]["limits"]["nvidia.com/gpu"]
+    )
     assert pod["terminationGracePeriodSeconds"] > 30  # tritonserver's exit timeout in the GPU entrypoint
     env = {e["name"]: e["value"] for e in container["env"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts[env["CANARY_ENGINES"]] == "engines"
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+    }
     assert ("PersistentVolumeClaim", claims["engines"]) in docs  # engines cached on a volume
     hpa = docs[("HorizontalPodAutoscaler", "canary-triton")]
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
@@ -139,7 +143,10 @@ def test_gateway_sidecar_agrees_with_its_command_and_service():
     assert gw["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "openai"}
     env = {e["name"]: e for e in gw["env"]}
     assert "secretKeyRef" in env[API_KEY_ENV]["valueFrom"]  # the key comes from a Secret, not the manifest
-    assert gw["securityContext"]["allowPrivilegeEscalation"] is False and "nvidia.com/gpu" not in gw["resources"]["requests"]
+    assert (
+        gw["securityContext"]["allowPrivilegeEscalation"] is False
+        and "nvidia.com/gpu" not in gw["resources"]["requests"]
+    )
     svc = docs[("Service", "canary-triton-gateway")]
     assert svc["spec"]["selector"] == docs[("Deployment", "canary-triton")]["spec"]["selector"]["matchLabels"]
     assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["openai"]
@@ -151,15 +158,25 @@ def test_cpu_image_entrypoint_exports_serves_and_stops(tiny_trained_dir, oracle_
     from canary_triton.client.transcribe import ClientOptions, transcribe
 
     http, grpc, metrics = free_port(), free_port(), free_port()
-    env = dict(os.environ, CANARY_CHECKPOINT=str(tiny_trained_dir), CANARY_EXPORT=str(tmp_path / "export"),
-               CANARY_HOST="127.0.0.1", CANARY_HTTP_PORT=str(http), CANARY_GRPC_PORT=str(grpc),
-               CANARY_METRICS_PORT=str(metrics), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        CANARY_CHECKPOINT=str(tiny_trained_dir),
+        CANARY_EXPORT=str(tmp_path / "export"),
+        CANARY_HOST="127.0.0.1",
+        CANARY_HTTP_PORT=str(http),
+        CANARY_GRPC_PORT=str(grpc),
+        CANARY_METRICS_PORT=str(metrics),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
     err = open(tmp_path / "stderr.log", "w")  # a file: an unread pipe could fill and block the child
-    proc = subprocess.Popen(["bash", str(ROOT / "deploy" / "entrypoint-cpu.sh")], env=env,
-                            stdout=subprocess.PIPE, stderr=err, text=True)
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "deploy" / "entrypoint-cpu.sh")], env=env, stdout=subprocess.PIPE, stderr=err, text=True
+    )
     try:
         line = proc.stdout.readline()
-        assert line.startswith(f"ready: HTTP http://127.0.0.1:{http}"), line + (tmp_path / 'stderr.log').read_text()[-3000:]
+        assert line.startswith(f"ready: HTTP http://127.0.0.1:{http}"), (
+            line + (tmp_path / "stderr.log").read_text()[-3000:]
+        )
         audio = heldout[2][0]
         assert transcribe(audio, ClientOptions(url=f"127.0.0.1:{grpc}")) == oracle_trained.transcribe([audio])[0]
     finally:
@@ -181,6 +198,8 @@ def test_gpu_entrypoint_applies_the_same_secure_defaults_as_serve():
         assert api in text
     assert f"{ADMIN_KEY_HEADER}=$key" in text
     limit = int(C.MAX_LONG_FORM_SECONDS) * C.MelParams().sample_rate * 4
-    assert f"--http-max-input-size=$(({int(C.MAX_LONG_FORM_SECONDS)} * {C.MelParams().sample_rate} * 4 + 1048576))" in text
+    assert (
+        f"--http-max-input-size=$(({int(C.MAX_LONG_FORM_SECONDS)} * {C.MelParams().sample_rate} * 4 + 1048576))" in text
+    )
     assert limit > 0
     subprocess.run(["bash", "-n", str(ROOT / "deploy" / "entrypoint-gpu.sh")], check=True)

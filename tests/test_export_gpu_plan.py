@@ -11,7 +11,10 @@ import pytest
 from canary_triton import contract
 from canary_triton.export.tensorrt_engine import EngineOptions, encoder_profiles
 from canary_triton.export.trtllm_engine import (
-    PLUGIN_SETTINGS, LlmEngineOptions, build_config_kwargs, trtllm_build_command,
+    PLUGIN_SETTINGS,
+    LlmEngineOptions,
+    build_config_kwargs,
+    trtllm_build_command,
 )
 
 
@@ -95,9 +98,13 @@ def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monk
     from canary_triton.export import tensorrt_engine
 
     weight = numpy_helper.from_array(np.ones((64, 64), dtype=np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [weight],
+    )
     calls = []
 
     def convert_to_mixed_precision(**kw):
@@ -106,8 +113,11 @@ def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monk
 
     autocast = types.ModuleType("modelopt.onnx.autocast")
     autocast.convert_to_mixed_precision = convert_to_mixed_precision
-    for name, mod in (("modelopt", types.ModuleType("modelopt")), ("modelopt.onnx", types.ModuleType("modelopt.onnx")),
-                      ("modelopt.onnx.autocast", autocast)):
+    for name, mod in (
+        ("modelopt", types.ModuleType("modelopt")),
+        ("modelopt.onnx", types.ModuleType("modelopt.onnx")),
+        ("modelopt.onnx.autocast", autocast),
+    ):
         monkeypatch.setitem(sys.modules, name, mod)
     src = tmp_path / "encoder.onnx"
     out = tensorrt_engine._autocast_onnx(src, "bf16")

@@ -40,7 +40,11 @@ def test_merged_weights_are_w_plus_scale_ba(tiny_random_dir, llm_dirs):
     merged = load_file(str(llm_dirs[0] / "model.safetensors"))
     base = load_file(str(llm_dirs[1] / "model.safetensors"))
     stem = "llm.base_model.model.model.layers.1.self_attn.q_proj"
-    w, a, b = src[stem + ".base_layer.weight"], src[stem + ".lora_A.default.weight"], src[stem + ".lora_B.default.weight"]
+    w, a, b = (
+        src[stem + ".base_layer.weight"],
+        src[stem + ".lora_A.default.weight"],
+        src[stem + ".lora_B.default.weight"],
+    )
     key = "model.layers.1.self_attn.q_proj.weight"
     assert torch.allclose(merged[key], w + 3.0 * b @ a, atol=1e-6)
     assert torch.equal(base[key], w)
@@ -74,8 +78,14 @@ def test_llm_mode_greedy_ids_equal_nemo(oracle_random, llm_dirs):
     lm = _hf(llm_dirs[1])
     for text, want in zip(texts, ref):
         ids = torch.tensor([tok.llm_prompt_ids(text)])
-        out = lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
-                          eos_token_id=tok.ids.eos, pad_token_id=tok.ids.pad)[0, ids.shape[1]:].tolist()
+        out = lm.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=8,
+            do_sample=False,
+            eos_token_id=tok.ids.eos,
+            pad_token_id=tok.ids.pad,
+        )[0, ids.shape[1] :].tolist()
         if tok.ids.eos in out:
             out = out[: out.index(tok.ids.eos)]
         assert out == want

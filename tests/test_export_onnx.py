@@ -31,8 +31,13 @@ def test_loose_external_data_becomes_one_file_that_onnx_runtime_reads(onnx_expor
 
     assert consolidate_external_data(onnx_export.encoder, ENCODER_DATA) is None  # small: self-contained
     loose = tmp_path / ENCODER_ONNX
-    onnx.save_model(onnx.load(str(onnx_export.encoder)), str(loose), save_as_external_data=True,
-                    all_tensors_to_one_file=False, size_threshold=0)
+    onnx.save_model(
+        onnx.load(str(onnx_export.encoder)),
+        str(loose),
+        save_as_external_data=True,
+        all_tensors_to_one_file=False,
+        size_threshold=0,
+    )
     assert len(list(tmp_path.iterdir())) > 10
     assert consolidate_external_data(loose, ENCODER_DATA) == tmp_path / ENCODER_DATA
     assert sorted(p.name for p in tmp_path.iterdir()) == [ENCODER_ONNX, ENCODER_DATA]

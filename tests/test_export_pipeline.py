@@ -13,7 +13,12 @@ from safetensors import safe_open
 from canary_triton.export.frontend import load_front_end
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.pipeline import (
-    EXPORT_MANIFEST, PARITY_REPORT, PARITY_TABLE, ExportOptions, check_audio_limit, export_checkpoint,
+    EXPORT_MANIFEST,
+    PARITY_REPORT,
+    PARITY_TABLE,
+    ExportOptions,
+    check_audio_limit,
+    export_checkpoint,
 )
 from canary_triton.features import FB_KEY, WINDOW_KEY
 
@@ -52,8 +57,10 @@ def test_manifest_and_parity(exported, oracle_random):
 
 def test_front_end_constants_are_bit_exact(exported, tiny_random_dir):
     out, _ = exported
-    with safe_open(str(tiny_random_dir / "model.safetensors"), "pt") as src, \
-            safe_open(str(out / "frontend" / "mel.safetensors"), "pt") as dst:
+    with (
+        safe_open(str(tiny_random_dir / "model.safetensors"), "pt") as src,
+        safe_open(str(out / "frontend" / "mel.safetensors"), "pt") as dst,
+    ):
         for key in (FB_KEY, WINDOW_KEY):
             a, b = src.get_tensor(key), dst.get_tensor(key)
             assert a.dtype == b.dtype and torch.equal(a, b)
@@ -68,14 +75,21 @@ def test_gpu_profile_fails_at_once_without_tensorrt(tiny_random_dir, tmp_path):
     assert not (tmp_path / "o").exists()  # failed before doing any work
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--max-new-tokens", "0"], "must be between 1 and 512"),
-    (["--max-audio-seconds", "41"], "must be in (0, 40]"),
-    (["--max-batch", "0"], "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--max-new-tokens", "0"], "must be between 1 and 512"),
+        (["--max-audio-seconds", "41"], "must be in (0, 40]"),
+        (["--max-batch", "0"], "must be >= 1"),
+    ],
+)
 def test_export_option_limits(tiny_random_dir, tmp_path, args, message):
-    r = subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", str(tiny_random_dir), "-o",
-                        str(tmp_path / "o"), *args], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "canary_triton.cli", "export", str(tiny_random_dir), "-o", str(tmp_path / "o"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and message in r.stderr
 
 
@@ -137,14 +151,16 @@ def test_checkpoint_without_lora_exports_the_base_model(tiny_random_dir, tmp_pat
         if ".lora_" in k:
             continue
         if k.startswith(PEFT_PREFIX):
-            k = "llm." + k[len(PEFT_PREFIX):].replace(".base_layer", "")
+            k = "llm." + k[len(PEFT_PREFIX) :].replace(".base_layer", "")
         plain[k] = v
     save_file(plain, str(ckpt / "model.safetensors"))
     merged, base = export_llm(inspect_checkpoint(ckpt), tmp_path / "out")
     a, b = load_file(str(merged / "model.safetensors")), load_file(str(base / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert torch.equal(a["model.layers.0.self_attn.q_proj.weight"],
-                       tensors[PEFT_PREFIX + "model.layers.0.self_attn.q_proj.base_layer.weight"])
+    assert torch.equal(
+        a["model.layers.0.self_attn.q_proj.weight"],
+        tensors[PEFT_PREFIX + "model.layers.0.self_attn.q_proj.base_layer.weight"],
+    )
 
 
 _NEMO_ALONE = """
@@ -162,8 +178,9 @@ print("TEXTS=" + json.dumps(texts))
 
 
 @pytest.mark.parametrize("where", ["folder", "hub-cache"])
-def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(where, tiny_trained_dir, exported_trained,
-                                                                       server_trained, tmp_path):
+def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
+    where, tiny_trained_dir, exported_trained, server_trained, tmp_path
+):
     """A checkpoint that names its Qwen3 as NeMo's save_pretrained writes it (``pretrained_llm``: a
     folder, or a hub id in the local cache) exports with no --llm-dir to the same artifacts as the
     bundled layout; NeMo loading it by itself transcribes as the served export does."""
@@ -186,21 +203,47 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(where, t
         env["HF_HUB_CACHE"] = str(tmp_path / "hf" / "hub")
     assert not (ckpt / "llm_backbone").exists() and not (ckpt / "tokenizer.json").exists()
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", str(ckpt), "-o", str(out),
-                        "--precision", "fp32"],  # as the bundled export (conftest), whatever this CPU has
-                       capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "canary_triton.cli",
+            "export",
+            str(ckpt),
+            "-o",
+            str(out),
+            "--precision",
+            "fp32",
+        ],  # as the bundled export (conftest), whatever this CPU has
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / EXPORT_MANIFEST).read_text())["parity_passed"] is True
-    for rel in ("onnx/encoder.onnx", "onnx/projector.onnx", "llm_merged/model.safetensors",
-                "llm_base/model.safetensors", "llm_merged/tokenizer.json", "frontend/mel.safetensors"):
+    for rel in (
+        "onnx/encoder.onnx",
+        "onnx/projector.onnx",
+        "llm_merged/model.safetensors",
+        "llm_base/model.safetensors",
+        "llm_merged/tokenizer.json",
+        "frontend/mel.safetensors",
+    ):
         assert (out / rel).read_bytes() == (exported_trained / rel).read_bytes(), rel
     ours, bundled = (json.loads((d / EXPORT_MANIFEST).read_text()) for d in (out, exported_trained))
     for key in ("special_ids", "asr_prompt_ids", "limits", "model"):
         assert ours[key] == bundled[key], key
     # NeMo alone (SALM.from_pretrained with its own lookup) against the served transcripts.
     files = [str(p) for p in sorted(DEMO_HELDOUT.glob("*.flac"))[:4]]
-    nemo = subprocess.run([sys.executable, "-c", _NEMO_ALONE, str(ckpt), *files], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=tmp_path)
+    nemo = subprocess.run(
+        [sys.executable, "-c", _NEMO_ALONE, str(ckpt), *files],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert nemo.returncode == 0, nemo.stderr[-2000:]
     want = json.loads(nemo.stdout.split("TEXTS=")[-1])
     with CanaryClient(server_trained.grpc_url) as c:
@@ -208,8 +251,9 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(where, t
     shutil.rmtree(out)
 
 
-def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(tiny_trained_dir, exported_trained,
-                                                                    exported_random):
+def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(
+    tiny_trained_dir, exported_trained, exported_random
+):
     from canary_triton.checkpoint import inspect_checkpoint
     from canary_triton.export.pipeline import llm_max_output_len
     from canary_triton.export.trtllm_engine import LlmEngineOptions
@@ -220,8 +264,9 @@ def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(tiny_trained
     context = info.llm_cfg["max_position_embeddings"]
     most = context - LlmEngineOptions().max_input_len
     assert llm_max_output_len(info, LlmEngineOptions(max_new_tokens=most)) == most
-    with pytest.raises(CanaryTritonError, match=f"exceeds the Qwen3's max_position_embeddings {context}; "
-                                                f"the most is {most}"):
+    with pytest.raises(
+        CanaryTritonError, match=f"exceeds the Qwen3's max_position_embeddings {context}; the most is {most}"
+    ):
         llm_max_output_len(info, LlmEngineOptions(max_new_tokens=most + 1))
     limits = [json.loads((d / EXPORT_MANIFEST).read_text())["limits"] for d in (exported_trained, exported_random)]
     assert [lim["llm_max_output_len"] for lim in limits] == [512, LONG_GENERATION_TOKENS]

@@ -43,8 +43,9 @@ FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 # -- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gateway(server_trained):
-    opts = GatewayOptions(triton_url=server_trained.grpc_url, port=free_port(), api_key=KEY,
-                          max_upload_bytes=UPLOAD_LIMIT)
+    opts = GatewayOptions(
+        triton_url=server_trained.grpc_url, port=free_port(), api_key=KEY, max_upload_bytes=UPLOAD_LIMIT
+    )
     with BackgroundGateway(opts) as gw:
         yield gw
 
@@ -101,7 +102,7 @@ def _cue_texts(body: str) -> list[str]:
         if lines[0] == "WEBVTT":
             continue
         timing = next(i for i, line in enumerate(lines) if "-->" in line)
-        out.append("\n".join(lines[timing + 1:]))
+        out.append("\n".join(lines[timing + 1 :]))
     return out
 
 
@@ -167,8 +168,9 @@ def test_long_form_audio_goes_through_the_same_call(oai, server_trained, long_re
     assert len(segments) > 1 and expected
     assert _transcribe(oai, long_recording, "long.wav").text == expected
     assert _transcribe(oai, long_recording, "long.wav", response_format="text") == expected
-    verbose = _transcribe(oai, long_recording, "long.wav", response_format="verbose_json",
-                          timestamp_granularities=["segment"])
+    verbose = _transcribe(
+        oai, long_recording, "long.wav", response_format="verbose_json", timestamp_granularities=["segment"]
+    )
     assert verbose.text == expected and abs(verbose.duration - seconds) < 1e-3
     assert [(s.start, s.end, s.text) for s in verbose.segments] == [(s["start"], s["end"], s["text"]) for s in segments]
     assert [s.id for s in verbose.segments] == list(range(len(segments)))
@@ -187,19 +189,33 @@ def test_long_form_audio_goes_through_the_same_call(oai, server_trained, long_re
 # -- chat completions --------------------------------------------------------------------------
 CHATS = [
     ([{"role": "user", "content": "Say hello."}], {}, ("Say hello.", None)),
-    ([{"role": "system", "content": "Summarize the following transcript in a few sentences."},
-      {"role": "user", "content": "four one six. what time is it"}], {"max_tokens": 24},
-     ("Summarize the following transcript in a few sentences.", "four one six. what time is it")),
-    ([{"role": "developer", "content": "Answer briefly."},
-      {"role": "user", "content": [{"type": "text", "text": "Who is "}, {"type": "text", "text": "speaking?"}]}],
-     {"temperature": 0.8, "top_p": 0.9, "seed": 7, "max_completion_tokens": 16}, ("Answer briefly.", "Who is speaking?")),
+    (
+        [
+            {"role": "system", "content": "Summarize the following transcript in a few sentences."},
+            {"role": "user", "content": "four one six. what time is it"},
+        ],
+        {"max_tokens": 24},
+        ("Summarize the following transcript in a few sentences.", "four one six. what time is it"),
+    ),
+    (
+        [
+            {"role": "developer", "content": "Answer briefly."},
+            {"role": "user", "content": [{"type": "text", "text": "Who is "}, {"type": "text", "text": "speaking?"}]},
+        ],
+        {"temperature": 0.8, "top_p": 0.9, "seed": 7, "max_completion_tokens": 16},
+        ("Answer briefly.", "Who is speaking?"),
+    ),
 ]
 
 
 @pytest.mark.parametrize("messages,params,ask_args", CHATS, ids=["user", "system+user", "sampled"])
 def test_chat_completions_equal_ask(oai, server_trained, messages, params, ask_args):
-    sampling = {"max_new_tokens": params.get("max_tokens", params.get("max_completion_tokens")),
-                "temperature": params.get("temperature"), "top_p": params.get("top_p"), "seed": params.get("seed")}
+    sampling = {
+        "max_new_tokens": params.get("max_tokens", params.get("max_completion_tokens")),
+        "temperature": params.get("temperature"),
+        "top_p": params.get("top_p"),
+        "seed": params.get("seed"),
+    }
     with CanaryClient(server_trained.grpc_url) as c:
         expected = c.ask(ask_args[0], transcript=ask_args[1], **sampling)
     answer = oai.chat.completions.create(model=MODEL, messages=messages, **params)
@@ -212,15 +228,26 @@ def test_chat_completions_equal_ask(oai, server_trained, messages, params, ask_a
 
 
 def test_message_lists_map_onto_ask_as_documented():
-    r = parse_chat({"messages": [{"role": "system", "content": "A"}, {"role": "user", "content": "B"},
-                                 {"role": "system", "content": "C"}, {"role": "user", "content": "D"}]})
+    r = parse_chat(
+        {
+            "messages": [
+                {"role": "system", "content": "A"},
+                {"role": "user", "content": "B"},
+                {"role": "system", "content": "C"},
+                {"role": "user", "content": "D"},
+            ]
+        }
+    )
     assert (r.instruction, r.transcript) == ("A\n\nC", "B\n\nD")
     assert C.llm_mode_text(r.instruction, r.transcript) == "A\n\nC\n\nB\n\nD"
     r = parse_chat({"messages": [{"role": "user", "content": "only"}], "max_tokens": 5, "stream": True})
     assert (r.instruction, r.transcript, r.max_new_tokens, r.stream) == ("only", None, 5, True)
-    for bad in ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
-                [{"role": "system", "content": "only a system message"}],
-                [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], []):
+    for bad in (
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+        [{"role": "system", "content": "only a system message"}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+        [],
+    ):
         with pytest.raises(GatewayError) as e:
             parse_chat({"messages": bad})
         assert e.value.status == 400 and e.value.param.startswith("messages")
@@ -254,16 +281,24 @@ def _post_audio(http, raw: bytes, name: str = "clip.flac", **fields):
 
 
 BAD_UPLOADS = {
-    "corrupt": (lambda clip: b"RIFF\x24\x00\x00\x00WAVEnot really audio" + bytes(range(256)) * 8, {}, "file",
-                ("cannot decode",)),
+    "corrupt": (
+        lambda clip: b"RIFF\x24\x00\x00\x00WAVEnot really audio" + bytes(range(256)) * 8,
+        {},
+        "file",
+        ("cannot decode",),
+    ),
     "empty": (lambda clip: b"", {}, "file", ("empty",)),
     "over_the_size_limit": (lambda clip: b"\0" * (UPLOAD_LIMIT + 1), {}, "file", ("limit", "MiB")),
     "unknown_response_format": (lambda clip: clip, {"response_format": "xml"}, "response_format", ("'xml'", "json")),
     "diarized_json": (lambda clip: clip, {"response_format": "diarized_json"}, "response_format", ("diarized_json",)),
     "another_language": (lambda clip: clip, {"language": "de"}, "language", ("'de'", "English")),
     "temperature_out_of_range": (lambda clip: clip, {"temperature": "1.5"}, "temperature", ("1.5",)),
-    "word_timestamps": (lambda clip: clip, {"response_format": "verbose_json", "timestamp_granularities[]": "word"},
-                        "timestamp_granularities", ("'word'",)),
+    "word_timestamps": (
+        lambda clip: clip,
+        {"response_format": "verbose_json", "timestamp_granularities[]": "word"},
+        "timestamp_granularities",
+        ("'word'",),
+    ),
     "stream_of_srt": (lambda clip: clip, {"response_format": "srt", "stream": "true"}, "response_format", ("srt",)),
     "too_short_for_the_server": (lambda clip: _wav(np.zeros(10, np.float32)), {}, None, ("audio",)),
     # the stream's first answer is the server's refusal: a plain 400, before any event
@@ -301,28 +336,38 @@ def test_the_openai_client_raises_its_own_error_classes(gateway, oai, clips, ref
         oai.audio.transcriptions.create(model="whisper-1", file=("c.flac", clips[0].read_bytes()))
     assert e.value.code == "model_not_found" and MODEL in e.value.message
     with pytest.raises(openai.BadRequestError) as e:
-        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a"},
-                                                           {"role": "assistant", "content": "b"}])
+        oai.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+        )
     assert "assistant" in e.value.message
     with pytest.raises(openai.BadRequestError) as e:  # the server's own range check, passed on
-        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a"}],
-                                    max_tokens=C.MAX_NEW_TOKENS_LIMIT + 1)
+        oai.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "a"}], max_tokens=C.MAX_NEW_TOKENS_LIMIT + 1
+        )
     assert str(C.MAX_NEW_TOKENS_LIMIT) in e.value.message
     assert _transcribe(oai, clips[1].read_bytes(), clips[1].name).text == reference[clips[1]]
 
 
 def test_requests_without_the_key_get_401_and_probes_do_not_need_it(gateway, clips):
     root = gateway.base_url
-    _assert_openai_error(httpx.post(root + "/audio/transcriptions", data={"model": MODEL},
-                                    files={"file": ("c.flac", clips[0].read_bytes())}), 401, words=("API key",))
+    _assert_openai_error(
+        httpx.post(
+            root + "/audio/transcriptions", data={"model": MODEL}, files={"file": ("c.flac", clips[0].read_bytes())}
+        ),
+        401,
+        words=("API key",),
+    )
     _assert_openai_error(httpx.get(root + "/models", headers={"Authorization": "Bearer nope"}), 401)
     _assert_openai_error(httpx.get(root + "/models", headers={"Authorization": KEY}), 401)  # no "Bearer"
     assert httpx.get(root.removesuffix("/v1") + "/health/live").status_code == 200
 
 
 def test_malformed_requests_get_400_or_404_in_openai_shape(http, oai, clips, reference):
-    _assert_openai_error(http.post("/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"}),
-                         400, words=("JSON",))
+    _assert_openai_error(
+        http.post("/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"}),
+        400,
+        words=("JSON",),
+    )
     _assert_openai_error(http.post("/audio/transcriptions", json={"model": MODEL}), 400, "file", ("multipart",))
     _assert_openai_error(http.post("/audio/transcriptions", data={"model": MODEL}), 400, "file")
     _assert_openai_error(http.get("/no/such/thing"), 404)
@@ -343,8 +388,11 @@ def test_triton_unreachable_is_503_with_retry_after(clips):
 def _half_sent_request(port: int, path: str, body: bytes, send: int) -> socket.socket:
     """A request whose body is only partly sent: it stays in flight until the socket closes."""
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:send])
+    s.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:send]
+    )
     return s
 
 
@@ -372,13 +420,21 @@ def test_a_client_that_disconnects_cancels_its_triton_request(server_random, cap
     caplog.set_level(logging.INFO, logger="canary_triton.gateway.access")
     before = llm_counters(server_random, C.LLM_BASE_MODEL)
     opts = GatewayOptions(triton_url=server_random.grpc_url, port=free_port())
-    body = json.dumps({"model": MODEL, "max_tokens": LONG_GENERATION_TOKENS,
-                       "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}).encode()
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "max_tokens": LONG_GENERATION_TOKENS,
+            "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
+        }
+    ).encode()
     with BackgroundGateway(opts) as gw:
         client = _half_sent_request(opts.port, "/v1/chat/completions", body, len(body))
         try:
-            _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) >= 1, 300,
-                      "generation to start")
+            _wait_for(
+                lambda: _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) >= 1,
+                300,
+                "generation to start",
+            )
         finally:
             client.close()
         assert_cancelled_early(server_random, before, C.LLM_BASE_MODEL)
@@ -404,12 +460,17 @@ def test_access_log_lines_carry_no_audio_or_text(oai, clips, reference, caplog):
 
 # -- units: formats, command line -------------------------------------------------------------
 def test_timed_formats_render_segments():
-    segs = [{"start": 0.5, "end": 2.25, "text": "one two"}, {"start": 3.0, "end": 3661.5, "text": " "},
-            {"start": 3662.0, "end": 3663.0, "text": "three"}]
+    segs = [
+        {"start": 0.5, "end": 2.25, "text": "one two"},
+        {"start": 3.0, "end": 3661.5, "text": " "},
+        {"start": 3662.0, "end": 3663.0, "text": "three"},
+    ]
     assert render("srt", "one two three", segs, 3664.0) == (
-        "1\n00:00:00,500 --> 00:00:02,250\none two\n\n2\n01:01:02,000 --> 01:01:03,000\nthree\n\n")
+        "1\n00:00:00,500 --> 00:00:02,250\none two\n\n2\n01:01:02,000 --> 01:01:03,000\nthree\n\n"
+    )
     assert render("vtt", "one two three", segs, 3664.0) == (
-        "WEBVTT\n\n00:00:00.500 --> 00:00:02.250\none two\n\n01:01:02.000 --> 01:01:03.000\nthree\n\n")
+        "WEBVTT\n\n00:00:00.500 --> 00:00:02.250\none two\n\n01:01:02.000 --> 01:01:03.000\nthree\n\n"
+    )
     v = json.loads(render("verbose_json", "one two three", segs, 3664.0))
     assert v["duration"] == 3664.0 and [s["id"] for s in v["segments"]] == [0, 1, 2]
     assert json.loads(render("json", "a", None, 1.0))["text"] == "a" and render("text", "a", None, 1.0) == "a"

@@ -59,8 +59,16 @@ def full_size_checkpoint(tiny: Path, out: Path) -> Path:
         shutil.copy2(tiny / name, out / name)
     (out / "llm_backbone").mkdir()
     llm = json.loads((tiny / "llm_backbone" / "config.json").read_text())
-    llm.update(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
-               num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960)
+    llm.update(
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=6144,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=40960,
+    )
     (out / "llm_backbone" / "config.json").write_text(json.dumps(llm))
     return out
 
@@ -69,8 +77,13 @@ def full_size_checkpoint(tiny: Path, out: Path) -> Path:
 def dry_full(tiny_trained_dir, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("full")
     ckpt = full_size_checkpoint(tiny_trained_dir, base / "ckpt")
-    opts = ExportOptions(profile="gpu", dry_run=True, engine=EngineOptions(max_batch=64, opt_batch=32),
-                         llm_engine=LlmEngineOptions(max_batch=64), repository=RepositoryOptions(max_batch=64))
+    opts = ExportOptions(
+        profile="gpu",
+        dry_run=True,
+        engine=EngineOptions(max_batch=64, opt_batch=32),
+        llm_engine=LlmEngineOptions(max_batch=64),
+        repository=RepositoryOptions(max_batch=64),
+    )
     plan_gpu_export(ckpt, base / "gpu", opts)
     return base / "gpu"
 
@@ -82,9 +95,21 @@ def test_dry_run_repository_passes_every_load_time_check(which, request):
     manifest = json.loads((out / EXPORT_MANIFEST).read_text())
     assert manifest["dry_run"] is True and manifest["profile"] == "gpu"
     names = {p.parent.name for p in (out / REPOSITORY_DIR).glob("*/config.pbtxt")}
-    assert names == {C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.LLM_UNARY_MODEL,
-                     C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL, C.STREAM_MODEL, C.LLM_BASE_MODEL, C.LLM_MODE_MODEL,
-                     C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL, C.ASK_MODEL}
+    assert names == {
+        C.PREPROCESSOR_MODEL,
+        C.ENCODER_MODEL,
+        C.PROJECTOR_MODEL,
+        C.LLM_MODEL,
+        C.LLM_UNARY_MODEL,
+        C.POSTPROCESSOR_MODEL,
+        C.ENSEMBLE_MODEL,
+        C.STREAM_MODEL,
+        C.LLM_BASE_MODEL,
+        C.LLM_MODE_MODEL,
+        C.LONG_FORM_MODEL,
+        C.LONG_FORM_STREAM_MODEL,
+        C.ASK_MODEL,
+    }
     assert not (out / "engines").exists() and not (out / "trtllm").exists()  # nothing was built
 
 
@@ -124,15 +149,22 @@ def test_tensorrtllm_configs_as_the_backend_reads_them(dry_trained):
     assert stop.optional and list(stop.reshape.shape) == []
 
 
-@pytest.mark.parametrize("model,pattern,replacement,message", [
-    (C.LLM_MODEL, r'parameters \{ key: "guided_decoding_backend".*\n', "", "guided_decoding_backend is missing"),
-    (C.LLM_BASE_MODEL, r'parameters \{ key: "tokenizer_dir".*\n', "", "tokenizer_dir is missing"),
-    (C.LLM_MODEL, r'(key: "gpt_model_path" value: \{ string_value: ")[^"]*', r"\1../../trtllm/merged",
-     "is not absolute"),
-    (C.LLM_MODEL, r'parameters \{ key: "enable_kv_cache_reuse".*\n', "", "enable_kv_cache_reuse must be"),
-    (C.ENCODER_MODEL, r"max_batch_size: \d+", "max_batch_size: 4096", "exceeds the plan's max batch"),
-    (C.PROJECTOR_MODEL, r"max_batch_size: \d+", "max_batch_size: ${triton_max_batch_size}", "not a valid Triton"),
-])
+@pytest.mark.parametrize(
+    "model,pattern,replacement,message",
+    [
+        (C.LLM_MODEL, r'parameters \{ key: "guided_decoding_backend".*\n', "", "guided_decoding_backend is missing"),
+        (C.LLM_BASE_MODEL, r'parameters \{ key: "tokenizer_dir".*\n', "", "tokenizer_dir is missing"),
+        (
+            C.LLM_MODEL,
+            r'(key: "gpt_model_path" value: \{ string_value: ")[^"]*',
+            r"\1../../trtllm/merged",
+            "is not absolute",
+        ),
+        (C.LLM_MODEL, r'parameters \{ key: "enable_kv_cache_reuse".*\n', "", "enable_kv_cache_reuse must be"),
+        (C.ENCODER_MODEL, r"max_batch_size: \d+", "max_batch_size: 4096", "exceeds the plan's max batch"),
+        (C.PROJECTOR_MODEL, r"max_batch_size: \d+", "max_batch_size: ${triton_max_batch_size}", "not a valid Triton"),
+    ],
+)
 def test_the_checks_catch_each_first_start_failure(dry_trained, tmp_path, model, pattern, replacement, message):
     """The renderings before the fix (parameters missing, a relative engine path, reuse unset, the
     k8s batch mismatch, a placeholder left unfilled) each fail the check, naming the model."""
@@ -156,16 +188,21 @@ def test_prompt_table_sizing_is_checked(tiny_trained_dir, tmp_path):
     assert any("holds 500 prompt-table rows per request" in p and "needs 501" in p for p in load_time_problems(out))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--dry-run"], "--dry-run renders the gpu profile only"),
-    (["--dry-run", "--profile", "cpu"], "--dry-run renders the gpu profile only"),
-    (["--profile", "gpu", "--dry-run", "--max-batch", "16", "--triton-max-batch", "64"],
-     "--triton-max-batch 64 exceeds the encoder engines' --max-batch 16"),
-    (["--profile", "gpu", "--dry-run", "--gpu-arch", "hopper"], "--gpu-arch must look like sm80"),
-    (["--mel-bucket-seconds", "0"], "--mel-bucket-seconds: must be in (0, 40] seconds"),
-    (["--mel-bucket-seconds", "41"], "--mel-bucket-seconds: must be in (0, 40] seconds"),
-    (["--weight-quant", "fp8"], "--weight-quant: weight_quant fp8 is not supported: it needs ModelOpt"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dry-run"], "--dry-run renders the gpu profile only"),
+        (["--dry-run", "--profile", "cpu"], "--dry-run renders the gpu profile only"),
+        (
+            ["--profile", "gpu", "--dry-run", "--max-batch", "16", "--triton-max-batch", "64"],
+            "--triton-max-batch 64 exceeds the encoder engines' --max-batch 16",
+        ),
+        (["--profile", "gpu", "--dry-run", "--gpu-arch", "hopper"], "--gpu-arch must look like sm80"),
+        (["--mel-bucket-seconds", "0"], "--mel-bucket-seconds: must be in (0, 40] seconds"),
+        (["--mel-bucket-seconds", "41"], "--mel-bucket-seconds: must be in (0, 40] seconds"),
+        (["--weight-quant", "fp8"], "--weight-quant: weight_quant fp8 is not supported: it needs ModelOpt"),
+    ],
+)
 def test_bad_export_options_are_one_line_errors(tiny_trained_dir, tmp_path, args, message):
     r = _cli(str(tiny_trained_dir), "-o", str(tmp_path / "o"), *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr

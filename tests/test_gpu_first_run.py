@@ -29,17 +29,26 @@ def test_stages_run_in_order_and_a_failure_skips_what_needs_it():
             seen.append(name)
             state[name] = True
             return f"{name} fine"
+
         return run
 
     def boom(state):
         raise RuntimeError("TensorRT failed to build an engine\nlong log that must not reach the table")
 
-    stages = [fr.Stage("versions", ok("versions")), fr.Stage("export", boom, ("versions",)),
-              fr.Stage("serve", ok("serve"), ("export",)), fr.Stage("unrelated", ok("unrelated"), ("versions",))]
+    stages = [
+        fr.Stage("versions", ok("versions")),
+        fr.Stage("export", boom, ("versions",)),
+        fr.Stage("serve", ok("serve"), ("export",)),
+        fr.Stage("unrelated", ok("unrelated"), ("versions",)),
+    ]
     state = {}
     results = fr.run_stages(stages, state, clock=Clock())
-    assert [(r.name, r.status) for r in results] == [("versions", "pass"), ("export", "FAIL"), ("serve", "skipped"),
-                                                     ("unrelated", "pass")]
+    assert [(r.name, r.status) for r in results] == [
+        ("versions", "pass"),
+        ("export", "FAIL"),
+        ("serve", "skipped"),
+        ("unrelated", "pass"),
+    ]
     assert results[1].detail == "RuntimeError: TensorRT failed to build an engine"  # first line only
     assert results[2].detail == "needs export" and results[0].seconds == pytest.approx(1.5)
     assert seen == ["versions", "unrelated"] and state == {"versions": True, "unrelated": True}
@@ -58,9 +67,13 @@ def test_transcript_comparison():
 
 
 def test_report_table():
-    report = fr.Report([fr.StageResult("versions", "pass", 0.2, "TensorRT-LLM 1.2.1"),
-                        fr.StageResult("export", "FAIL", 61.0, "CanaryTritonError: a | b")],
-                       {"tensorrt_llm": "1.2.1", "onnxruntime-gpu": None})
+    report = fr.Report(
+        [
+            fr.StageResult("versions", "pass", 0.2, "TensorRT-LLM 1.2.1"),
+            fr.StageResult("export", "FAIL", 61.0, "CanaryTritonError: a | b"),
+        ],
+        {"tensorrt_llm": "1.2.1", "onnxruntime-gpu": None},
+    )
     text = fr.format_report(report)
     assert "| versions | pass | 0.2 | TensorRT-LLM 1.2.1 |" in text
     assert "| export | FAIL | 61.0 | CanaryTritonError: a / b |" in text  # a pipe would break the table
@@ -71,8 +84,15 @@ def test_report_table():
 
 def test_the_real_stage_list_covers_the_issue():
     names = [s.name for s in fr.real_stages(Path("/nonexistent"), "26.06")]
-    assert names == ["versions", "export --profile gpu (tiny-trained)", "load-time checks", "tritonserver ready",
-                     "held-out transcripts vs CPU profile", "bad inputs refused", "cancellation"]
+    assert names == [
+        "versions",
+        "export --profile gpu (tiny-trained)",
+        "load-time checks",
+        "tritonserver ready",
+        "held-out transcripts vs CPU profile",
+        "bad inputs refused",
+        "cancellation",
+    ]
 
 
 def test_off_the_image_the_run_fails_at_versions_and_reports(tmp_path, capsys):
@@ -93,7 +113,9 @@ def test_bad_inputs_name_their_limits():
 
 def test_the_script_is_valid_bash_and_the_image_installs_it():
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_first_run.sh")], check=True)
-    assert "COPY scripts/gpu_first_run.sh /usr/local/bin/canary-gpu-first-run" in (ROOT / "Dockerfile.triton").read_text()
+    assert (
+        "COPY scripts/gpu_first_run.sh /usr/local/bin/canary-gpu-first-run" in (ROOT / "Dockerfile.triton").read_text()
+    )
     assert "canary_triton.gpu_first_run" in (ROOT / "scripts" / "gpu_first_run.sh").read_text()
 
 
@@ -109,9 +131,18 @@ def _throughput_record(tiny_trained_dir):
 
 def test_encoder_batches_from_triton_statistics():
     """Triton's JSON statistics (counts as strings), before and after one pass."""
+
     def stats(counts):
-        return {"model_stats": [{"name": "encoder", "batch_stats": [
-            {"batch_size": str(b), "compute_infer": {"count": str(c), "ns": "1"}} for b, c in counts.items()]}]}
+        return {
+            "model_stats": [
+                {
+                    "name": "encoder",
+                    "batch_stats": [
+                        {"batch_size": str(b), "compute_infer": {"count": str(c), "ns": "1"}} for b, c in counts.items()
+                    ],
+                }
+            ]
+        }
 
     before = fr.encoder_batches(stats({1: 5, 2: 1}))
     after = fr.encoder_batches(stats({1: 7, 2: 1, 4: 3}))

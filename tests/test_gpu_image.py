@@ -16,11 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.triton"
 #: Module -> where the GPU image gets it ("image": NVIDIA's image ships it; else the pip requirement).
 GPU_EXPORT_PROVIDERS = {
-    "tensorrt": "image", "tensorrt_llm": "image", "torch": "image", "numpy": "image", "onnx": "image",
+    "tensorrt": "image",
+    "tensorrt_llm": "image",
+    "torch": "image",
+    "numpy": "image",
+    "onnx": "image",
     "transformers": "image",
     "modelopt": "nvidia-modelopt[onnx]",  # its onnx part needs the [onnx] extra (onnxruntime at top level)
     "onnxruntime": "nvidia-modelopt[onnx]",  # onnxruntime-gpu comes with the extra
-    "nemo": "nemo_toolkit[asr]", "safetensors": "safetensors", "peft": "peft",
+    "nemo": "nemo_toolkit[asr]",
+    "safetensors": "safetensors",
+    "peft": "peft",
 }
 
 
@@ -79,7 +85,7 @@ def test_uid_1000_gets_writable_caches():
 
 def test_the_dockerfile_checks_the_release():
     text = DOCKERFILE.read_text()
-    assert "python3 -m canary_triton.gpu_stack --release \"${TRITON_RELEASE}\" --require-supported" in text
+    assert 'python3 -m canary_triton.gpu_stack --release "${TRITON_RELEASE}" --require-supported' in text
     release = re.search(r"^ARG TRITON_RELEASE=(\S+)$", text, re.M).group(1)
     assert gpu_stack.check_release(release, gpu_stack.KNOWN_RELEASES[release]) == "1.2.1"
 
@@ -89,15 +95,19 @@ def _fake(versions):
         if versions.get(name) is None:
             raise LookupError(name)
         return versions[name]
+
     return version
 
 
-@pytest.mark.parametrize("release,trtllm,message", [
-    ("26.08", "1.3.0", "TRITON_RELEASE 26.08 ships TensorRT-LLM 1.3.0; allowed: releases 26.06 or later"),
-    ("25.12", "1.2.0", "TRITON_RELEASE 25.12 is older than 26.06"),
-    ("26.06", None, "TensorRT-LLM is not installed"),
-    ("latest", "1.2.1", "is not a release name like 26.06"),
-])
+@pytest.mark.parametrize(
+    "release,trtllm,message",
+    [
+        ("26.08", "1.3.0", "TRITON_RELEASE 26.08 ships TensorRT-LLM 1.3.0; allowed: releases 26.06 or later"),
+        ("25.12", "1.2.0", "TRITON_RELEASE 25.12 is older than 26.06"),
+        ("26.06", None, "TensorRT-LLM is not installed"),
+        ("latest", "1.2.1", "is not a release name like 26.06"),
+    ],
+)
 def test_unsupported_releases_are_refused_in_one_line(release, trtllm, message, capsys):
     code = gpu_stack.main(["--release", release, "--require-supported"], version=_fake({"tensorrt_llm": trtllm}))
     err = capsys.readouterr().err.strip()

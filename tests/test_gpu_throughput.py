@@ -26,17 +26,38 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / gt.DOC
 
 #: Canary-Qwen-2.5B: FastConformer 32 x d_model 1024 (the HF config.json) and Qwen3-1.7B's config.json.
-REAL_ENCODER = {"d_model": 1024, "n_layers": 32, "n_heads": 8, "ff_expansion_factor": 4, "conv_kernel_size": 9,
-                "subsampling": "dw_striding", "subsampling_factor": 8, "subsampling_conv_channels": 256}
-REAL_QWEN3 = {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
-              "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "tie_word_embeddings": True,
-              "attention_bias": False, "max_position_embeddings": 40960}
+REAL_ENCODER = {
+    "d_model": 1024,
+    "n_layers": 32,
+    "n_heads": 8,
+    "ff_expansion_factor": 4,
+    "conv_kernel_size": 9,
+    "subsampling": "dw_striding",
+    "subsampling_factor": 8,
+    "subsampling_conv_channels": 256,
+}
+REAL_QWEN3 = {
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 151936,
+    "tie_word_embeddings": True,
+    "attention_bias": False,
+    "max_position_embeddings": 40960,
+}
 REAL_PROMPT_TEXT_IDS = 14  # 15 ASR prompt ids, one of them the audio placeholder
 
 
 def real_shapes() -> gt.ModelShapes:
-    salm = {"perception": {"encoder": REAL_ENCODER, "preprocessor": {"features": 128, "sample_rate": 16000,
-                                                                    "window_size": 0.025, "window_stride": 0.01}}}
+    salm = {
+        "perception": {
+            "encoder": REAL_ENCODER,
+            "preprocessor": {"features": 128, "sample_rate": 16000, "window_size": 0.025, "window_stride": 0.01},
+        }
+    }
     return gt.ModelShapes.from_configs(salm, REAL_QWEN3, REAL_PROMPT_TEXT_IDS)
 
 
@@ -159,8 +180,10 @@ def test_the_docs_tables_are_the_codes():
 
 
 def test_importing_the_model_imports_neither_torch_nor_tensorrt():
-    code = ("import sys, canary_triton.gpu_throughput as g; g.derive_gpu_defaults; "
-            "print(sorted(m for m in ('torch', 'tensorrt', 'tensorrt_llm') if m in sys.modules))")
+    code = (
+        "import sys, canary_triton.gpu_throughput as g; g.derive_gpu_defaults; "
+        "print(sorted(m for m in ('torch', 'tensorrt', 'tensorrt_llm') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -176,8 +199,9 @@ def test_the_command_prints_the_tables_for_a_checkpoint(tiny_trained_dir, capsys
 # Applied: `canary-triton export --profile gpu` takes its defaults from the model
 # ------------------------------------------------------------------------------------------
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "canary_triton.cli", "export", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "canary_triton.cli", "export", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +222,9 @@ def test_gpu_dry_run_applies_the_models_defaults_and_records_them(dry_sized, tin
     used = replace(d, llm_max_batch=48, max_inflight=48)
     assert tm["from_model"] == {flag: getattr(used, k) for k, flag in gt.EXPORT_FLAGS.items() if k != "llm_max_batch"}
     assert tm["used"] == asdict(used)
-    assert tm["predictions"] == asdict(gt.predict(gt.ModelShapes.from_manifest(manifest), gt.H100_SXM, gt.Assumptions(),
-                                                  used))
+    assert tm["predictions"] == asdict(
+        gt.predict(gt.ModelShapes.from_manifest(manifest), gt.H100_SXM, gt.Assumptions(), used)
+    )
     build = json.loads((dry_sized / ENGINE_BUILD).read_text())
     assert build["throughput_model"] == tm  # the reviewable plan shows them too
     bc = build["tensorrt_llm"]["merged"]["build_config"]
@@ -220,10 +245,31 @@ def test_gpu_dry_run_applies_the_models_defaults_and_records_them(dry_sized, tin
 def test_explicit_options_win_and_h200_has_its_own_sizing(tiny_trained_dir, tmp_path):
     from canary_triton.cli import export_options
 
-    explicit = export_options([str(tiny_trained_dir), "-o", str(tmp_path), "--profile", "gpu", "--max-batch", "32",
-                               "--opt-batch", "8", "--llm-max-batch", "64", "--instances", "3",
-                               "--kv-cache-fraction", "0.4", "--max-num-tokens", "4096", "--max-inflight", "100",
-                               "--gpu-model", "h200"])
+    explicit = export_options(
+        [
+            str(tiny_trained_dir),
+            "-o",
+            str(tmp_path),
+            "--profile",
+            "gpu",
+            "--max-batch",
+            "32",
+            "--opt-batch",
+            "8",
+            "--llm-max-batch",
+            "64",
+            "--instances",
+            "3",
+            "--kv-cache-fraction",
+            "0.4",
+            "--max-num-tokens",
+            "4096",
+            "--max-inflight",
+            "100",
+            "--gpu-model",
+            "h200",
+        ]
+    )
     assert explicit.sized_by_model == () and explicit.gpu_model == "h200"
     assert (explicit.engine.max_batch, explicit.engine.opt_batch, explicit.llm_engine.max_batch) == (32, 8, 64)
     assert explicit.repository.max_batch == 32 and explicit.repository.encoder_instances == 3
@@ -244,17 +290,25 @@ def test_the_cpu_profile_keeps_its_defaults(tiny_trained_dir, tmp_path):
     assert o.sized_by_model == ()
     assert (o.engine.max_batch, o.engine.opt_batch) == (EngineOptions.max_batch, EngineOptions.opt_batch) == (16, 8)
     r = o.repository
-    assert (r.max_batch, r.llm_max_batch, r.encoder_instances, r.preprocessor_instances, r.max_inflight) == \
-        (16, RepositoryOptions.llm_max_batch, 1, 1, RepositoryOptions.max_inflight)
+    assert (r.max_batch, r.llm_max_batch, r.encoder_instances, r.preprocessor_instances, r.max_inflight) == (
+        16,
+        RepositoryOptions.llm_max_batch,
+        1,
+        1,
+        RepositoryOptions.max_inflight,
+    )
     assert o.llm_engine.max_batch == r.llm_max_batch and o.llm_engine.max_num_tokens == LlmEngineOptions.max_num_tokens
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--max-num-tokens", "100"], "--max-num-tokens 100 is below the longest prompt"),
-    (["--kv-cache-fraction", "1.5"], "--kv-cache-fraction: must be in (0, 1)"),
-    (["--max-inflight", "0"], "--max-inflight: must be >= 1"),
-    (["--gpu-model", "a100"], "--gpu-model: invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--max-num-tokens", "100"], "--max-num-tokens 100 is below the longest prompt"),
+        (["--kv-cache-fraction", "1.5"], "--kv-cache-fraction: must be in (0, 1)"),
+        (["--max-inflight", "0"], "--max-inflight: must be >= 1"),
+        (["--gpu-model", "a100"], "--gpu-model: invalid choice"),
+    ],
+)
 def test_bad_sizing_options_are_one_line_errors(tiny_trained_dir, tmp_path, args, message):
     r = _cli(str(tiny_trained_dir), "-o", str(tmp_path / "o"), "--profile", "gpu", "--dry-run", *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
@@ -285,5 +339,7 @@ def test_a_full_size_dry_run_with_the_models_defaults_loads(tiny_trained_dir, tm
     build = json.loads((tmp_path / "gpu" / ENGINE_BUILD).read_text())
     bc = build["tensorrt_llm"]["merged"]["build_config"]
     assert (bc["max_batch_size"], bc["max_num_tokens"]) == (d.llm_max_batch, d.max_num_tokens)
-    assert bc["max_prompt_embedding_table_size"] == d.llm_max_batch * 501 and bc["max_num_tokens"] >= bc["max_input_len"]
+    assert (
+        bc["max_prompt_embedding_table_size"] == d.llm_max_batch * 501 and bc["max_num_tokens"] >= bc["max_input_len"]
+    )
     assert build["throughput_model"]["predictions"] == asdict(gt.predict(shapes, gt.H100_SXM, gt.Assumptions(), d))

@@ -42,8 +42,14 @@ def transcribe_in_process(export_dir, clips, dtype: torch.dtype) -> list[str]:
             if finished:
                 done[i].set()
 
-        engine.submit(GenerationRequest(embeds=embeds, end_id=ids.eos, on_tokens=on_tokens,
-                                        max_new_tokens=asr_output_limit(contract.DEFAULT_MAX_NEW_TOKENS, len(clip), SR)))
+        engine.submit(
+            GenerationRequest(
+                embeds=embeds,
+                end_id=ids.eos,
+                on_tokens=on_tokens,
+                max_new_tokens=asr_output_limit(contract.DEFAULT_MAX_NEW_TOKENS, len(clip), SR),
+            )
+        )
     engine.start()
     try:
         assert all(d.wait(300) for d in done)

@@ -33,8 +33,14 @@ class Collect:
 def _request(llm, ids, n, collect, is_cancelled=lambda: False):
     with torch.no_grad():
         embeds = llm.get_input_embeddings()(torch.tensor(ids))
-    return GenerationRequest(embeds=embeds, max_new_tokens=n, end_id=-1, on_tokens=collect.on_tokens,
-                             is_cancelled=is_cancelled, on_finish=collect.on_finish)
+    return GenerationRequest(
+        embeds=embeds,
+        max_new_tokens=n,
+        end_id=-1,
+        on_tokens=collect.on_tokens,
+        is_cancelled=is_cancelled,
+        on_finish=collect.on_finish,
+    )
 
 
 def test_batched_equals_one_at_a_time_and_slots_are_released(llm):
@@ -53,8 +59,12 @@ def test_batched_equals_one_at_a_time_and_slots_are_released(llm):
         for c in together:
             assert c.done.wait(60)
         assert [c.tokens for c in together] == [alone[0], alone[1][:5], alone[2], alone[3][:9]]
-        assert [c.outcome for c in together] == [("completed", 12), ("completed", 5), ("completed", 12),
-                                                 ("completed", 9)]
+        assert [c.outcome for c in together] == [
+            ("completed", 12),
+            ("completed", 5),
+            ("completed", 12),
+            ("completed", 9),
+        ]
         assert engine.max_rows_seen > 1 and engine.active == 0
         assert engine.outcomes == {"completed": 8, "cancelled": 0, "failed": 0}
     finally:

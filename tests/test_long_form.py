@@ -43,11 +43,13 @@ def test_a_recording_of_minutes_is_transcribed_and_equals_its_segments_one_by_on
     assert wer([ref], [got]) <= wer([ref], [utterances]) + 0.02, (wer([ref], [got]), wer([ref], [utterances]))
     assert wer([ref], [got]) <= 0.10, (wer([ref], [got]), got[:200])
     assert got == join_texts(one_by_one, planned)
-    assert [(round(s.start / SR, 3), round(s.end / SR, 3)) for s in planned] == \
-        [(d["start"], d["end"]) for d in segments]
+    assert [(round(s.start / SR, 3), round(s.end / SR, 3)) for s in planned] == [
+        (d["start"], d["end"]) for d in segments
+    ]
     assert [d["text"] for d in segments] == one_by_one
-    print(f"\nlong-form: {len(audio) / SR:.0f} s, {len(planned)} segments, "
-          f"WER {100 * wer([' '.join(texts)], [got]):.1f}%")
+    print(
+        f"\nlong-form: {len(audio) / SR:.0f} s, {len(planned)} segments, WER {100 * wer([' '.join(texts)], [got]):.1f}%"
+    )
 
 
 def test_streaming_long_form_sends_segments_in_order(server_trained, recording):
@@ -60,8 +62,11 @@ def test_streaming_long_form_sends_segments_in_order(server_trained, recording):
     assert "".join(pieces) == unary
 
 
-NO_SPEECH = {"near-silence with clicks": noise.near_silence_with_clicks, "pink noise": noise.pink_noise,
-             "synthetic music": noise.synthetic_music}
+NO_SPEECH = {
+    "near-silence with clicks": noise.near_silence_with_clicks,
+    "pink noise": noise.pink_noise,
+    "synthetic music": noise.synthetic_music,
+}
 
 
 @pytest.mark.parametrize("kind", sorted(NO_SPEECH))
@@ -93,7 +98,7 @@ def test_seventy_seconds_without_a_pause_is_cut_with_overlap_and_nothing_dropped
     while total < 75 * SR:
         a, _ = heldout[int(rng.integers(len(heldout)))]
         frames = a[: len(a) // frame * frame].reshape(-1, frame)
-        level = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames ** 2, axis=1)), 1e-6))
+        level = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames**2, axis=1)), 1e-6))
         a = frames[level > level.max() - 30].reshape(-1)  # every quiet 20 ms frame removed: no pause left
         parts.append(a)
         total += len(a)
@@ -102,8 +107,10 @@ def test_seventy_seconds_without_a_pause_is_cut_with_overlap_and_nothing_dropped
     with CanaryClient(options=ClientOptions(url=server_trained.grpc_url, timeout_s=600)) as c:
         got = c.transcribe(audio)
         segments = c.transcribe_segments(audio)
-        alone = [c.transcribe(model_input(audio, Segment(int(round(d["start"] * SR)), int(round(d["end"] * SR))), OPTS, SR))
-                 for d in segments]
+        alone = [
+            c.transcribe(model_input(audio, Segment(int(round(d["start"] * SR)), int(round(d["end"] * SR))), OPTS, SR))
+            for d in segments
+        ]
     assert len(segments) >= 2
     assert segments[0]["start"] <= 0.2 and segments[-1]["end"] >= 70 - 0.2
     for a, b in zip(segments, segments[1:]):
@@ -122,12 +129,16 @@ def test_long_form_limits_and_bad_input(server_trained):
         with pytest.raises(ServerError, match="at least 160"):
             c.transcribe(np.zeros(10, np.float32), long_form=True)
         with pytest.raises(ServerError, match="'max_new_tokens' is 0"):
-            c.infer(C.LONG_FORM_MODEL, {"audio": np.zeros((1, 50 * SR), np.float32) + 0.01,
-                                        "max_new_tokens": np.array([[0]], np.int32)}, C.TRANSCRIPT.name)
+            c.infer(
+                C.LONG_FORM_MODEL,
+                {"audio": np.zeros((1, 50 * SR), np.float32) + 0.01, "max_new_tokens": np.array([[0]], np.int32)},
+                C.TRANSCRIPT.name,
+            )
         # silence only: no speech, no segment, an empty transcript
         assert c.transcribe(np.zeros(45 * SR, np.float32)) == ""
-        assert json.loads(c.infer(C.LONG_FORM_MODEL, {"audio": np.zeros((1, 45 * SR), np.float32)},
-                                  C.SEGMENTS.name)) == []
+        assert (
+            json.loads(c.infer(C.LONG_FORM_MODEL, {"audio": np.zeros((1, 45 * SR), np.float32)}, C.SEGMENTS.name)) == []
+        )
 
 
 def test_the_long_form_limit_is_read_from_the_repository(exported_trained):

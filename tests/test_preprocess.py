@@ -11,7 +11,13 @@ from canary_triton import contract as C
 from canary_triton.errors import InputError
 from canary_triton.features import MelFrontEnd
 from canary_triton.preprocess import (
-    AudioLimits, Preprocessor, asr_output_limit, audio_prompt_ids, decode_text, llm_mode_prompt, validate_audio,
+    AudioLimits,
+    Preprocessor,
+    asr_output_limit,
+    audio_prompt_ids,
+    decode_text,
+    llm_mode_prompt,
+    validate_audio,
     validate_max_new_tokens,
 )
 
@@ -48,20 +54,35 @@ def test_valid_audio_comes_back_one_dimensional():
     assert out.shape == (LIMITS.max_samples,)
 
 
-@pytest.mark.parametrize("audio,message", [
-    (np.zeros(1600, np.float64), f"input 'audio' must be FP32 samples at {SR} Hz, got float64"),
-    (np.zeros((2, 1600), np.float32), "input 'audio' must have shape [1, samples] (one mono clip per request), "
-                                      "got [2, 1600]"),
-    (np.zeros((1, 1, 1600), np.float32), "must have shape [1, samples] (one mono clip per request), got [1, 1, 1600]"),
-    (np.zeros(LIMITS.min_samples - 1, np.float32), f"input 'audio' has {LIMITS.min_samples - 1} samples; at least "
-                                                   f"{LIMITS.min_samples} ({LIMITS.min_samples / SR:g} s at {SR} Hz)"),
-    (np.zeros(LIMITS.max_samples + 1, np.float32), f"the limit is {C.MAX_AUDIO_SECONDS:g} s ({LIMITS.max_samples} "
-                                                   f"samples); use the long-form entry point"),
-    (np.array([0.0] * 1599 + [np.nan], np.float32), "input 'audio' contains NaN or Inf samples"),
-    (np.array([0.0] * 1599 + [-np.inf], np.float32), "input 'audio' contains NaN or Inf samples"),
-    (np.array([0.0] * 1599 + [-65.0], np.float32), f"has a sample of magnitude 65; float PCM must stay within "
-                                                   f"+-{C.MAX_ABS_SAMPLE:g} (expected [-1, 1])"),
-])
+@pytest.mark.parametrize(
+    "audio,message",
+    [
+        (np.zeros(1600, np.float64), f"input 'audio' must be FP32 samples at {SR} Hz, got float64"),
+        (
+            np.zeros((2, 1600), np.float32),
+            "input 'audio' must have shape [1, samples] (one mono clip per request), got [2, 1600]",
+        ),
+        (
+            np.zeros((1, 1, 1600), np.float32),
+            "must have shape [1, samples] (one mono clip per request), got [1, 1, 1600]",
+        ),
+        (
+            np.zeros(LIMITS.min_samples - 1, np.float32),
+            f"input 'audio' has {LIMITS.min_samples - 1} samples; at least "
+            f"{LIMITS.min_samples} ({LIMITS.min_samples / SR:g} s at {SR} Hz)",
+        ),
+        (
+            np.zeros(LIMITS.max_samples + 1, np.float32),
+            f"the limit is {C.MAX_AUDIO_SECONDS:g} s ({LIMITS.max_samples} samples); use the long-form entry point",
+        ),
+        (np.array([0.0] * 1599 + [np.nan], np.float32), "input 'audio' contains NaN or Inf samples"),
+        (np.array([0.0] * 1599 + [-np.inf], np.float32), "input 'audio' contains NaN or Inf samples"),
+        (
+            np.array([0.0] * 1599 + [-65.0], np.float32),
+            f"has a sample of magnitude 65; float PCM must stay within +-{C.MAX_ABS_SAMPLE:g} (expected [-1, 1])",
+        ),
+    ],
+)
 def test_bad_audio_is_refused_naming_the_problem_and_the_limit(audio, message):
     with pytest.raises(InputError) as e:
         validate_audio(audio, LIMITS)
@@ -72,7 +93,9 @@ def test_the_too_long_hint_and_the_input_name_are_the_callers():
     limits = AudioLimits(SR, 1, 10, too_long_hint="")
     with pytest.raises(InputError) as e:
         validate_audio(np.zeros(11, np.float32), limits, name="segment")
-    assert str(e.value) == f"input 'segment' is {11 / SR:.2f} s long (11 samples); the limit is {10 / SR:g} s (10 samples)"
+    assert (
+        str(e.value) == f"input 'segment' is {11 / SR:.2f} s long (11 samples); the limit is {10 / SR:g} s (10 samples)"
+    )
 
 
 # -- token budget ----------------------------------------------------------------------------
@@ -84,13 +107,21 @@ def test_max_new_tokens_absent_is_the_default_and_one_integer_is_taken():
     assert validate_max_new_tokens(2000, limit=4096) == 2000  # LLM mode: the export's limit
 
 
-@pytest.mark.parametrize("value,message", [
-    (np.array([[1.0]], np.float32), "input 'max_new_tokens' must be one INT32 value, got float32 with shape [1, 1]"),
-    (np.array([[1, 2]], np.int32), "must be one INT32 value, got int32 with shape [1, 2]"),
-    (np.array([[0]], np.int32), f"input 'max_new_tokens' is 0; it must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}"),
-    (np.array([[C.MAX_NEW_TOKENS_LIMIT + 1]], np.int32), f"is {C.MAX_NEW_TOKENS_LIMIT + 1}; it must be between 1 and "
-                                                         f"{C.MAX_NEW_TOKENS_LIMIT}"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        (
+            np.array([[1.0]], np.float32),
+            "input 'max_new_tokens' must be one INT32 value, got float32 with shape [1, 1]",
+        ),
+        (np.array([[1, 2]], np.int32), "must be one INT32 value, got int32 with shape [1, 2]"),
+        (np.array([[0]], np.int32), f"input 'max_new_tokens' is 0; it must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}"),
+        (
+            np.array([[C.MAX_NEW_TOKENS_LIMIT + 1]], np.int32),
+            f"is {C.MAX_NEW_TOKENS_LIMIT + 1}; it must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}",
+        ),
+    ],
+)
 def test_bad_max_new_tokens_is_refused_naming_the_limit(value, message):
     with pytest.raises(InputError) as e:
         validate_max_new_tokens(value)
@@ -153,13 +184,19 @@ def test_text_is_decoded_and_checked():
     assert decode_text(b"x" * C.MAX_TEXT_BYTES) == "x" * C.MAX_TEXT_BYTES
 
 
-@pytest.mark.parametrize("raw,role,message", [
-    (b"x" * (C.MAX_TEXT_BYTES + 1), "", f"input 'text_input' is {C.MAX_TEXT_BYTES + 1} bytes; the limit is "
-                                        f"{C.MAX_TEXT_BYTES}"),
-    (b"ok \xff", "", "input 'text_input' is not valid UTF-8 (byte 3)"),
-    (b"  \n\t", "", "input 'text_input' is empty"),
-    ("", "instruction", "input 'text_input' (instruction) is empty"),
-])
+@pytest.mark.parametrize(
+    "raw,role,message",
+    [
+        (
+            b"x" * (C.MAX_TEXT_BYTES + 1),
+            "",
+            f"input 'text_input' is {C.MAX_TEXT_BYTES + 1} bytes; the limit is {C.MAX_TEXT_BYTES}",
+        ),
+        (b"ok \xff", "", "input 'text_input' is not valid UTF-8 (byte 3)"),
+        (b"  \n\t", "", "input 'text_input' is empty"),
+        ("", "instruction", "input 'text_input' (instruction) is empty"),
+    ],
+)
 def test_bad_text_is_refused_naming_the_input(raw, role, message):
     with pytest.raises(InputError) as e:
         decode_text(raw, role=role)
@@ -184,5 +221,7 @@ def test_llm_mode_refuses_the_audio_tag_and_prompts_over_the_limit():
     assert len(llm_mode_prompt(_Tokenizer(), just_fits)) == C.MAX_TEXT_PROMPT_TOKENS
     with pytest.raises(InputError) as e:
         llm_mode_prompt(_Tokenizer(), just_fits + "x")
-    assert str(e.value) == (f"input 'text_input' makes a prompt of {C.MAX_TEXT_PROMPT_TOKENS + 1} tokens; "
-                            f"the limit is {C.MAX_TEXT_PROMPT_TOKENS}")
+    assert str(e.value) == (
+        f"input 'text_input' makes a prompt of {C.MAX_TEXT_PROMPT_TOKENS + 1} tokens; "
+        f"the limit is {C.MAX_TEXT_PROMPT_TOKENS}"
+    )

@@ -37,14 +37,22 @@ ADMIN_KEY = "test-admin-key"
 def _manifest_cases(export_dir):
     m = read_manifest(export_dir)
     mel = export_mel_params(export_dir)
-    return cases(int(m["model"]["vocab_rows"]), mel.n_mels, int(m["model"]["encoder_dim"]),
-                 C.num_mel_frames(C.max_audio_samples(mel), mel) + 1)
+    return cases(
+        int(m["model"]["vocab_rows"]),
+        mel.n_mels,
+        int(m["model"]["encoder_dim"]),
+        C.num_mel_frames(C.max_audio_samples(mel), mel) + 1,
+    )
 
 
 #: (case, protocol): streaming cases over gRPC only (Triton's HTTP API has no streams; the client's
 #: refusal of HTTP streaming is tested in test_client.py).
-MATRIX = [(c.id, p) for c in cases(448, 128, 128, 4001) for p in ("grpc", "http")
-          if not (c.model == C.STREAM_MODEL and p == "http")]
+MATRIX = [
+    (c.id, p)
+    for c in cases(448, 128, 128, 4001)
+    for p in ("grpc", "http")
+    if not (c.model == C.STREAM_MODEL and p == "http")
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +83,15 @@ def _llm_metric(server, name: str, model: str = C.LLM_MODEL, **labels) -> float:
 
 def llm_counters(server, model: str = C.LLM_MODEL) -> tuple[float, float]:
     """(requests counted cancelled, tokens generated) of an llm model, to compare after a cancel."""
-    return (_llm_metric(server, "canary_llm_requests_total", model, outcome="cancelled"),
-            _llm_metric(server, "canary_llm_generated_tokens_total", model))
+    return (
+        _llm_metric(server, "canary_llm_requests_total", model, outcome="cancelled"),
+        _llm_metric(server, "canary_llm_generated_tokens_total", model),
+    )
 
 
-def assert_cancelled_early(server, before: tuple[float, float], model: str = C.LLM_MODEL,
-                           most_tokens: int = LONG_GENERATION_TOKENS) -> float:
+def assert_cancelled_early(
+    server, before: tuple[float, float], model: str = C.LLM_MODEL, most_tokens: int = LONG_GENERATION_TOKENS
+) -> float:
     """The model counts one more cancelled request, it stopped before ``most_tokens`` and its
     batch slot is free again; returns the tokens it generated meanwhile."""
     _wait_for(lambda: llm_counters(server, model)[0] > before[0], 300, f"{model} to count the request as cancelled")
@@ -125,9 +136,16 @@ def test_bad_input_matrix(server_trained, bad_cases, case_id, protocol):
 
 def test_the_matrix_has_at_least_25_cases_over_every_client_facing_model(bad_cases):
     assert len(bad_cases) >= 25
-    assert {c.model for c in bad_cases.values()} >= {C.ENSEMBLE_MODEL, C.STREAM_MODEL, C.LLM_MODE_MODEL,
-                                                      C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL,
-                                                      C.LLM_UNARY_MODEL, C.POSTPROCESSOR_MODEL}
+    assert {c.model for c in bad_cases.values()} >= {
+        C.ENSEMBLE_MODEL,
+        C.STREAM_MODEL,
+        C.LLM_MODE_MODEL,
+        C.PREPROCESSOR_MODEL,
+        C.ENCODER_MODEL,
+        C.PROJECTOR_MODEL,
+        C.LLM_UNARY_MODEL,
+        C.POSTPROCESSOR_MODEL,
+    }
 
 
 def _post(server, path: str, body: bytes, headers: dict | None = None) -> tuple[int, str]:
@@ -151,11 +169,21 @@ def test_malformed_http_requests_get_an_error_and_a_reason(server_trained):
     assert status in JSON_PARSE_STATUS and "failed to parse the request JSON" in body
     status, body = _post(server_trained, path, b"not json at all")
     assert status in JSON_PARSE_STATUS and "failed to parse the request JSON" in body
-    status, body = _post(server_trained, path, json.dumps(
-        {"inputs": [{"name": "audio", "shape": [1, 4000], "datatype": "FP32", "data": [0.0] * 10}]}).encode())
+    status, body = _post(
+        server_trained,
+        path,
+        json.dumps(
+            {"inputs": [{"name": "audio", "shape": [1, 4000], "datatype": "FP32", "data": [0.0] * 10}]}
+        ).encode(),
+    )
     assert status in JSON_PARSE_STATUS and "Shape does not match" in body
-    status, body = _post(server_trained, path, json.dumps(
-        {"inputs": [{"name": "audio", "shape": [1, 4], "datatype": "FP32", "data": ["a", "b", "c", "d"]}]}).encode())
+    status, body = _post(
+        server_trained,
+        path,
+        json.dumps(
+            {"inputs": [{"name": "audio", "shape": [1, 4], "datatype": "FP32", "data": ["a", "b", "c", "d"]}]}
+        ).encode(),
+    )
     assert status in JSON_PARSE_STATUS and "data" in body
     status, body = _post(server_trained, path, b"\x00" * 100, {"Inference-Header-Content-Length": "5000"})
     assert status == 400
@@ -170,12 +198,16 @@ def test_oversized_http_body_is_refused_naming_the_limit(server_trained):
     --http-max-input-size from the long-form limit (test_deploy.py); on CPU put a body limit in
     the proxy (README)."""
     n = 17 * 1024 * 1024  # 68 MiB of FP32 samples, about 18 minutes of audio
-    header = json.dumps({"inputs": [{"name": "audio", "shape": [1, n], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": n * 4}}]}).encode()
+    header = json.dumps(
+        {"inputs": [{"name": "audio", "shape": [1, n], "datatype": "FP32", "parameters": {"binary_data_size": n * 4}}]}
+    ).encode()
     body = header + np.zeros(n, np.float32).tobytes()
-    status, text = _post(server_trained, f"/v2/models/{C.ENSEMBLE_MODEL}/infer", body,
-                         {"Inference-Header-Content-Length": str(len(header)),
-                          "Content-Type": "application/octet-stream"})
+    status, text = _post(
+        server_trained,
+        f"/v2/models/{C.ENSEMBLE_MODEL}/infer",
+        body,
+        {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+    )
     assert status == 400 and "the limit is 40 s" in text, (status, text[:300])
     assert server_trained.is_ready()
 
@@ -211,8 +243,18 @@ def _server_rss_mb(server) -> float:
 
 
 def test_memory_does_not_grow_across_1000_rejected_requests(server_trained, bad_cases):
-    ids = ["nan", "empty_audio", "over_40s", "tokens_513", "llm_not_utf8", "llm_empty", "encoder_bad_length",
-           "postprocessor_bad_ids", "llm_id_beyond_vocab", "unknown_input"]
+    ids = [
+        "nan",
+        "empty_audio",
+        "over_40s",
+        "tokens_513",
+        "llm_not_utf8",
+        "llm_empty",
+        "encoder_bad_length",
+        "postprocessor_bad_ids",
+        "llm_id_beyond_vocab",
+        "unknown_input",
+    ]
     jobs = [bad_cases[i] for i in ids]
     client = grpcclient.InferenceServerClient(server_trained.grpc_url)
     prepared = [(j.model, triton_inputs(grpcclient, j.inputs)) for j in jobs]
@@ -254,6 +296,7 @@ def test_2000_requests_at_concurrency_64_each_answered_once_and_right(server_tra
     lock = threading.Lock()
     opts = ClientOptions(url=server_trained.grpc_url, timeout_s=300, retries=0)
     with CanaryClient(options=opts, concurrency=64) as c:
+
         def one(i):
             text = c.transcribe(clips[order[i]])
             with lock:
@@ -269,8 +312,10 @@ def test_2000_requests_at_concurrency_64_each_answered_once_and_right(server_tra
     assert not wrong, f"{len(wrong)} wrong answers, e.g. {answers[wrong[0]]} != {reference[order[wrong[0]]]!r}"
     assert _success_count(server_trained, C.ENSEMBLE_MODEL) - before == 2000  # the server counted the same
     audio_s = sum(len(clips[k]) for k in order) / SR
-    print(f"\nload: 2000 requests, concurrency 64, {audio_s:.0f} s audio in {wall:.1f} s (RTFx {audio_s / wall:.1f}), "
-          "lost 0, duplicated 0, wrong 0")
+    print(
+        f"\nload: 2000 requests, concurrency 64, {audio_s:.0f} s audio in {wall:.1f} s (RTFx {audio_s / wall:.1f}), "
+        "lost 0, duplicated 0, wrong 0"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,9 +324,12 @@ def test_2000_requests_at_concurrency_64_each_answered_once_and_right(server_tra
 # ---------------------------------------------------------------------------------------------
 def _long_llm_request():
     ids = np.array([[5, 6, 7, 8]], np.int32)
-    arrays = {"input_ids": ids, "input_lengths": np.array([[4]], np.int32),
-              "request_output_len": np.array([[LONG_GENERATION_TOKENS]], np.int32),
-              "end_id": np.array([[-1]], np.int32)}
+    arrays = {
+        "input_ids": ids,
+        "input_lengths": np.array([[4]], np.int32),
+        "request_output_len": np.array([[LONG_GENERATION_TOKENS]], np.int32),
+        "end_id": np.array([[-1]], np.int32),
+    }
     return triton_inputs(grpcclient, arrays)
 
 
@@ -294,8 +342,9 @@ def test_cancelled_or_timed_out_requests_stop_generating_and_free_their_slot(ser
     client = grpcclient.InferenceServerClient(server_random.grpc_url)
     done = []
     kwargs = {"client_timeout": 0.5} if how == "deadline" else {}
-    ctx = client.async_infer(C.LLM_UNARY_MODEL, _long_llm_request(),
-                             callback=lambda result, error: done.append(error), **kwargs)
+    ctx = client.async_infer(
+        C.LLM_UNARY_MODEL, _long_llm_request(), callback=lambda result, error: done.append(error), **kwargs
+    )
     _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") >= 1, 300, "generation to start")
     if how == "cancel":
         ctx.cancel()
@@ -334,8 +383,15 @@ def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
     client.async_stream_infer(C.LLM_MODEL, inputs, request_id=rid, enable_empty_final_response=True)
     first, err = responses.get(timeout=60)  # generation runs
     assert err is None
-    stop = triton_inputs(grpcclient, {"input_ids": np.array([[0]], np.int32), "input_lengths": np.array([[1]], np.int32),
-                                      "request_output_len": np.array([[1]], np.int32), "stop": np.array([[True]])})
+    stop = triton_inputs(
+        grpcclient,
+        {
+            "input_ids": np.array([[0]], np.int32),
+            "input_lengths": np.array([[1]], np.int32),
+            "request_output_len": np.array([[1]], np.int32),
+            "stop": np.array([[True]]),
+        },
+    )
     client.async_stream_infer(C.LLM_MODEL, stop, request_id=rid, enable_empty_final_response=True)
     finals, tokens = [], 0
     while len(finals) < 2:  # the stop request's own empty final, and the stopped request's final
@@ -350,8 +406,15 @@ def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
     assert tokens < LONG_GENERATION_TOKENS // 4
     assert_cancelled_early(server_random, before, most_tokens=LONG_GENERATION_TOKENS // 4)
     # The id may be used again: a stop names requests in flight only (as in TensorRT-LLM).
-    again = triton_inputs(grpcclient, {"input_ids": np.array([[5, 6]], np.int32), "input_lengths": np.array([[2]], np.int32),
-                                       "request_output_len": np.array([[3]], np.int32), "end_id": np.array([[-1]], np.int32)})
+    again = triton_inputs(
+        grpcclient,
+        {
+            "input_ids": np.array([[5, 6]], np.int32),
+            "input_lengths": np.array([[2]], np.int32),
+            "request_output_len": np.array([[3]], np.int32),
+            "end_id": np.array([[-1]], np.int32),
+        },
+    )
     client.async_stream_infer(C.LLM_MODEL, again, request_id=rid, enable_empty_final_response=True)
     tokens = 0
     while True:
@@ -367,8 +430,15 @@ def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
 
 def test_a_stop_request_without_a_request_id_is_refused(server_random):
     client = grpcclient.InferenceServerClient(server_random.grpc_url)
-    stop = triton_inputs(grpcclient, {"input_ids": np.array([[0]], np.int32), "input_lengths": np.array([[1]], np.int32),
-                                      "request_output_len": np.array([[1]], np.int32), "stop": np.array([[True]])})
+    stop = triton_inputs(
+        grpcclient,
+        {
+            "input_ids": np.array([[0]], np.int32),
+            "input_lengths": np.array([[1]], np.int32),
+            "request_output_len": np.array([[1]], np.int32),
+            "stop": np.array([[True]]),
+        },
+    )
     import queue
 
     responses: "queue.Queue" = queue.Queue()
@@ -387,9 +457,11 @@ def test_noise_and_silence_cannot_produce_runaway_text(server_random, oracle_ran
     seconds = 2.5
     n = int(seconds * SR)
     rng = np.random.default_rng(11)
-    audio = {"silence": np.zeros(n, np.float32),
-             "clipped_noise": np.clip(3 * rng.standard_normal(n), -1, 1).astype(np.float32),
-             "tone": (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)).astype(np.float32)}[kind]
+    audio = {
+        "silence": np.zeros(n, np.float32),
+        "clipped_noise": np.clip(3 * rng.standard_normal(n), -1, 1).astype(np.float32),
+        "tone": (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)).astype(np.float32),
+    }[kind]
     cap = C.output_token_cap(n, SR)
     assert cap == int(np.ceil(seconds * C.MAX_OUTPUT_TOKENS_PER_AUDIO_SECOND)) + C.OUTPUT_TOKEN_HEADROOM
     tokens0 = _llm_metric(server_random, "canary_llm_generated_tokens_total")
@@ -407,8 +479,13 @@ def test_noise_and_silence_cannot_produce_runaway_text(server_random, oracle_ran
 # ---------------------------------------------------------------------------------------------
 def test_operator_apis_are_restricted_and_inference_is_not(server_trained):
     c = httpclient.InferenceServerClient(server_trained.http_url)
-    for call in (c.get_system_shared_memory_status, lambda: c.load_model(C.ENCODER_MODEL),
-                 lambda: c.unload_model(C.ENCODER_MODEL), c.get_log_settings, c.get_trace_settings):
+    for call in (
+        c.get_system_shared_memory_status,
+        lambda: c.load_model(C.ENCODER_MODEL),
+        lambda: c.unload_model(C.ENCODER_MODEL),
+        c.get_log_settings,
+        c.get_trace_settings,
+    ):
         with pytest.raises(InferenceServerException, match="restricted"):
             call()
     g = grpcclient.InferenceServerClient(server_trained.grpc_url)
@@ -422,8 +499,13 @@ def test_prometheus_metrics_expose_queue_latency_and_llm_counters(server_trained
     with CanaryClient(server_trained.grpc_url) as c:
         c.transcribe(heldout[0][0])
     m = _metrics(server_trained)
-    for name in ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_queue_duration_us",
-                 "nv_inference_compute_infer_duration_us", "nv_inference_pending_request_count"):
+    for name in (
+        "nv_inference_request_success",
+        "nv_inference_request_failure",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_pending_request_count",
+    ):
         assert any(k.startswith(name + "{") and f'model="{C.ENSEMBLE_MODEL}"' in k for k in m), name
     assert _llm_metric(server_trained, "canary_llm_requests_total", outcome="completed") >= 1
     assert _llm_metric(server_trained, "canary_llm_generated_tokens_total") >= 1
@@ -462,8 +544,9 @@ def strict_server(strict_export, tmp_path_factory):
     from canary_triton.server import ServerOptions, TritonServer
 
     tmp = tmp_path_factory.mktemp("triton-strict")
-    opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=20,
-                         admin_key=ADMIN_KEY)
+    opts = ServerOptions(
+        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=20, admin_key=ADMIN_KEY
+    )
     server = TritonServer(strict_export / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")
     server.start(SERVER_START_TIMEOUT_S)
     yield server
@@ -501,8 +584,10 @@ def test_a_burst_beyond_the_queue_is_refused_at_once_and_retries_recover(strict_
     with CanaryClient(options=retrying, concurrency=64) as c, ThreadPoolExecutor(64) as pool:
         got = list(pool.map(c.transcribe, clips))
     assert got == [reference[i % 8] for i in range(64)]
-    print(f"\nburst: 64 requests at once, max_queue_size 2: {len(refused)} refused with UNAVAILABLE "
-          f"(slowest refusal {max(t_refused) * 1000:.0f} ms); with retries all 64 answered")
+    print(
+        f"\nburst: 64 requests at once, max_queue_size 2: {len(refused)} refused with UNAVAILABLE "
+        f"(slowest refusal {max(t_refused) * 1000:.0f} ms); with retries all 64 answered"
+    )
 
 
 def test_the_admin_key_opens_the_restricted_apis(strict_server):
@@ -541,8 +626,10 @@ def test_a_killed_python_stub_is_reloaded_and_later_requests_succeed(strict_serv
     assert got == want
     assert _stub_pid(strict_server, C.PREPROCESSOR_MODEL) != pid
     assert [m for m, _ in strict_server.supervisor.restarts] == [C.PREPROCESSOR_MODEL]
-    print(f"\nfault: preprocessor stub killed; reloaded by the supervisor in "
-          f"{strict_server.supervisor.restarts[0][1]:.1f} s, answered {time.monotonic() - t0:.1f} s after the kill")
+    print(
+        f"\nfault: preprocessor stub killed; reloaded by the supervisor in "
+        f"{strict_server.supervisor.restarts[0][1]:.1f} s, answered {time.monotonic() - t0:.1f} s after the kill"
+    )
 
 
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_restarts(strict_server, heldout):
@@ -589,8 +676,10 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_restarts(stric
         refused_new = True
     code = strict_server.proc.wait(strict_server.opts.exit_timeout_s + 120)  # a bound against a hang
     assert refused_new
-    print(f"\nshutdown: {len(answered)}/{len(jobs)} requests answered ({sum(after_sigterm)} of them after SIGTERM), "
-          f"the rest refused; new ones refused, exit code {code}")
+    print(
+        f"\nshutdown: {len(answered)}/{len(jobs)} requests answered ({sum(after_sigterm)} of them after SIGTERM), "
+        f"the rest refused; new ones refused, exit code {code}"
+    )
     strict_server.start(SERVER_START_TIMEOUT_S)  # same ports, same repository: a clean restart
     with CanaryClient(strict_server.grpc_url) as c:
         assert [c.transcribe(a) for a in clips] == want
@@ -622,8 +711,9 @@ def test_cancelling_an_asyncio_task_cancels_the_llm_mode_request(server_random):
 
     async def run():
         async with AsyncCanaryClient(server_random.grpc_url) as c:
-            task = asyncio.create_task(c.ask("Write a very long story about the sea.",
-                                             max_new_tokens=LONG_GENERATION_TOKENS))
+            task = asyncio.create_task(
+                c.ask("Write a very long story about the sea.", max_new_tokens=LONG_GENERATION_TOKENS)
+            )
             deadline = time.monotonic() + 300  # a bound against a hang
             while _llm_metric(server_random, "canary_llm_active_requests", C.LLM_BASE_MODEL) < 1:
                 assert time.monotonic() < deadline, "generation did not start"

@@ -11,7 +11,11 @@ from canary_triton import contract as C
 from canary_triton.errors import CanaryTritonError
 from canary_triton.serving import read_manifest
 from canary_triton.export.repository import (
-    CONFIG_TEMPLATE, RepositoryOptions, describe, fill_template, render,
+    CONFIG_TEMPLATE,
+    RepositoryOptions,
+    describe,
+    fill_template,
+    render,
 )
 
 
@@ -36,8 +40,12 @@ def _gpu_manifest(exported_random, tmp_path) -> dict:
     for arch in ("sm80", "sm90", "sm100"):
         for name in ("encoder", "projector"):
             (engines / f"{name}.{arch}.plan").write_bytes(b"plan")
-    m["files"].update(encoder_plan="engines/encoder.sm90.plan", projector_plan="engines/projector.sm90.plan",
-                      trtllm_merged="trtllm/merged", trtllm_base="trtllm/base")
+    m["files"].update(
+        encoder_plan="engines/encoder.sm90.plan",
+        projector_plan="engines/projector.sm90.plan",
+        trtllm_merged="trtllm/merged",
+        trtllm_base="trtllm/base",
+    )
     m["files"] = {k: v for k, v in m["files"].items()}
     return m
 
@@ -69,10 +77,21 @@ def _check_wiring(decls) -> None:
 
 def test_cpu_repository_wiring(exported_random):
     decls = describe(_manifest(exported_random), "cpu", RepositoryOptions())
-    assert [d.name for d in decls] == [C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL,
-                                       C.LLM_UNARY_MODEL, C.POSTPROCESSOR_MODEL, C.ENSEMBLE_MODEL, C.STREAM_MODEL,
-                                       C.LLM_BASE_MODEL, C.LLM_MODE_MODEL, C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL,
-                                       C.ASK_MODEL]
+    assert [d.name for d in decls] == [
+        C.PREPROCESSOR_MODEL,
+        C.ENCODER_MODEL,
+        C.PROJECTOR_MODEL,
+        C.LLM_MODEL,
+        C.LLM_UNARY_MODEL,
+        C.POSTPROCESSOR_MODEL,
+        C.ENSEMBLE_MODEL,
+        C.STREAM_MODEL,
+        C.LLM_BASE_MODEL,
+        C.LLM_MODE_MODEL,
+        C.LONG_FORM_MODEL,
+        C.LONG_FORM_STREAM_MODEL,
+        C.ASK_MODEL,
+    ]
     by_name = {d.name: d for d in decls}
     assert by_name[C.LLM_MODEL].decoupled and by_name[C.STREAM_MODEL].decoupled
     assert by_name[C.LONG_FORM_STREAM_MODEL].decoupled and not by_name[C.LONG_FORM_MODEL].decoupled
@@ -82,10 +101,13 @@ def test_cpu_repository_wiring(exported_random):
     _check_wiring(decls)
 
 
-@pytest.mark.parametrize("weights,llm_files,llm_adapter", [("shared", "llm_base", "true"),
-                                                          ("merged", "llm_merged", "false")])
+@pytest.mark.parametrize(
+    "weights,llm_files,llm_adapter", [("shared", "llm_base", "true"), ("merged", "llm_merged", "false")]
+)
 def test_cpu_llm_weights(exported_random, weights, llm_files, llm_adapter):
-    by_name = {d.name: d for d in describe(_manifest(exported_random), "cpu", RepositoryOptions(cpu_llm_weights=weights))}
+    by_name = {
+        d.name: d for d in describe(_manifest(exported_random), "cpu", RepositoryOptions(cpu_llm_weights=weights))
+    }
     assert by_name[C.LLM_MODEL].parameters["weights"] == llm_files
     assert by_name[C.LLM_MODEL].parameters["asr_adapter"] == llm_adapter
     # LLM mode runs the base model without the adapter whichever copy ASR maps.
@@ -108,8 +130,9 @@ def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
     assert cpu.keys() == gpu.keys()
     for name in cpu:
         assert [t.name for t in cpu[name].inputs] == [t.name for t in gpu[name].inputs], name
-        assert [t.name for t in cpu[name].outputs if name != C.PROJECTOR_MODEL] == \
-               [t.name for t in gpu[name].outputs if name != C.PROJECTOR_MODEL], name
+        assert [t.name for t in cpu[name].outputs if name != C.PROJECTOR_MODEL] == [
+            t.name for t in gpu[name].outputs if name != C.PROJECTOR_MODEL
+        ], name
     assert cpu[C.ENSEMBLE_MODEL].steps == gpu[C.ENSEMBLE_MODEL].steps
     assert gpu[C.ENCODER_MODEL].backend == "tensorrt_plan" and gpu[C.LLM_MODEL].backend == "tensorrtllm"
     llm = render(gpu[C.LLM_MODEL])
@@ -133,9 +156,20 @@ def test_gpu_repository_needs_plans(exported_random):
 
 def test_written_cpu_repository(exported_random):
     repo = exported_random / "model_repository"
-    for name in (C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.LLM_UNARY_MODEL,
-                 C.POSTPROCESSOR_MODEL, C.STREAM_MODEL, C.LLM_BASE_MODEL, C.LLM_MODE_MODEL, C.LONG_FORM_MODEL,
-                 C.LONG_FORM_STREAM_MODEL, C.ASK_MODEL):
+    for name in (
+        C.PREPROCESSOR_MODEL,
+        C.ENCODER_MODEL,
+        C.PROJECTOR_MODEL,
+        C.LLM_MODEL,
+        C.LLM_UNARY_MODEL,
+        C.POSTPROCESSOR_MODEL,
+        C.STREAM_MODEL,
+        C.LLM_BASE_MODEL,
+        C.LLM_MODE_MODEL,
+        C.LONG_FORM_MODEL,
+        C.LONG_FORM_STREAM_MODEL,
+        C.ASK_MODEL,
+    ):
         assert (repo / name / "1" / "model.py").is_file()
         assert (repo / name / "1" / "canary_bootstrap.py").is_file()
         text = (repo / name / "config.pbtxt").read_text()

@@ -16,7 +16,7 @@ from .conftest import SR
 def _voiced(audio: np.ndarray) -> tuple[int, int]:
     """First and last sample of the 10 ms frames above -60 dBFS (espeak's clips end in silence)."""
     frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-    loud = np.flatnonzero(np.sqrt(np.mean(frames ** 2, axis=1)) > 1e-3)
+    loud = np.flatnonzero(np.sqrt(np.mean(frames**2, axis=1)) > 1e-3)
     return int(loud[0]) * 160, int(loud[-1] + 1) * 160
 
 
@@ -106,8 +106,10 @@ def test_silence_only_gives_no_segment():
 
 def test_join_texts_drops_the_overlap_once():
     segs = [Segment(0, 10), Segment(8, 20, after_hard_cut=True), Segment(25, 30)]
-    assert join_texts(["one two three four", "three four five six", "four five"], segs) == \
-        "one two three four five six four five"  # no de-dup across a pause
+    assert (
+        join_texts(["one two three four", "three four five six", "four five"], segs)
+        == "one two three four five six four five"
+    )  # no de-dup across a pause
     assert join_texts(["a b", "c d"], [Segment(0, 1), Segment(1, 2, after_hard_cut=True)]) == "a b c d"
     assert join_texts(["Hello, world.", "world. Again"], [Segment(0, 1), Segment(1, 2, True)]) == "Hello, world. Again"
 
@@ -142,6 +144,6 @@ def test_pauses_are_found_over_background_noise_and_speech_without_pauses_is_one
     assert len(speech_regions(noisy, SR, SegmentOptions())) == len(spans)
     frames = np.concatenate([a for a, _ in heldout[:20]])
     frames = frames[: len(frames) // 320 * 320].reshape(-1, 320)
-    level = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames ** 2, axis=1)), 1e-6))
+    level = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames**2, axis=1)), 1e-6))
     continuous = frames[level > level.max() - 30].reshape(-1)  # quiet frames removed: no pause left
     assert len(speech_regions(continuous, SR, ENERGY)) == 1

@@ -45,22 +45,37 @@ def test_served_token_ids_equal_oracle_greedy_ids(server_random, oracle_random, 
     want = oracle_random.run([clip], max_new_tokens=12).token_ids[0]
     c = grpcclient.InferenceServerClient(server_random.grpc_url)
     mel, mel_len, ids, n_ids, out_len, end_id = _infer(
-        c, C.PREPROCESSOR_MODEL, {"audio": clip[None], "max_new_tokens": np.array([[12]], np.int32)},
-        ["mel", "mel_length", "input_ids", "input_lengths", "request_output_len", "end_id"])
-    assert mel.shape[2] == C.bucketed_columns(C.mel_columns(len(clip)), C.mel_bucket_columns(C.DEFAULT_MEL_BUCKET_SECONDS))
+        c,
+        C.PREPROCESSOR_MODEL,
+        {"audio": clip[None], "max_new_tokens": np.array([[12]], np.int32)},
+        ["mel", "mel_length", "input_ids", "input_lengths", "request_output_len", "end_id"],
+    )
+    assert mel.shape[2] == C.bucketed_columns(
+        C.mel_columns(len(clip)), C.mel_bucket_columns(C.DEFAULT_MEL_BUCKET_SECONDS)
+    )
     (encoded,) = _infer(c, C.ENCODER_MODEL, {"mel": mel, "mel_length": mel_len}, ["encoded"])
     (table,) = _infer(c, C.PROJECTOR_MODEL, {"encoded": encoded}, ["prompt_embedding_table"])
     assert table.shape[1] == oracle_random.info.num_audio_frames(len(clip))
-    out_ids, seq_len = _infer(c, C.LLM_UNARY_MODEL, {"input_ids": ids, "input_lengths": n_ids, "request_output_len": out_len,
-                                              "end_id": end_id, "prompt_embedding_table": table},
-                              ["output_ids", "sequence_length"])
+    out_ids, seq_len = _infer(
+        c,
+        C.LLM_UNARY_MODEL,
+        {
+            "input_ids": ids,
+            "input_lengths": n_ids,
+            "request_output_len": out_len,
+            "end_id": end_id,
+            "prompt_embedding_table": table,
+        },
+        ["output_ids", "sequence_length"],
+    )
     got = out_ids[0, 0, : int(seq_len[0, 0])].tolist()
     assert got == want
 
 
 def test_concurrent_mixed_lengths_equal_single_results(server_trained, heldout):
-    clips = [a for a, _ in heldout[:8]] + [np.concatenate([a, np.zeros(8000, np.float32), b])
-                                           for (a, _), (b, _) in zip(heldout[8:16], heldout[16:24])]
+    clips = [a for a, _ in heldout[:8]] + [
+        np.concatenate([a, np.zeros(8000, np.float32), b]) for (a, _), (b, _) in zip(heldout[8:16], heldout[16:24])
+    ]
     opts = ClientOptions(url=server_trained.grpc_url)
     single = [transcribe(c, opts) for c in clips]
     batched: set[str] = set()
@@ -81,8 +96,9 @@ def test_concurrent_mixed_lengths_equal_single_results(server_trained, heldout):
                 batched.add(model)
         if batched == set(_BATCHED_MODELS):
             break
-    assert batched == set(_BATCHED_MODELS), f"no batch > 1 formed in {_MAX_ROUNDS} rounds for " \
-        f"{sorted(set(_BATCHED_MODELS) - batched)}"
+    assert batched == set(_BATCHED_MODELS), (
+        f"no batch > 1 formed in {_MAX_ROUNDS} rounds for {sorted(set(_BATCHED_MODELS) - batched)}"
+    )
 
 
 _BATCHED_MODELS = (C.ENCODER_MODEL, C.LLM_UNARY_MODEL, C.LLM_MODEL)
@@ -98,9 +114,13 @@ def _stats(server):
 
 
 def _llm_inputs(n_tokens: int, streaming: bool):
-    arrays = {"input_ids": np.array([[5, 6, 7, 8]], np.int32), "input_lengths": np.array([[4]], np.int32),
-              "request_output_len": np.array([[n_tokens]], np.int32), "end_id": np.array([[-1]], np.int32),
-              "streaming": np.array([[streaming]], np.bool_)}
+    arrays = {
+        "input_ids": np.array([[5, 6, 7, 8]], np.int32),
+        "input_lengths": np.array([[4]], np.int32),
+        "request_output_len": np.array([[n_tokens]], np.int32),
+        "end_id": np.array([[-1]], np.int32),
+        "streaming": np.array([[streaming]], np.bool_),
+    }
     inputs = []
     for name, arr in arrays.items():
         inputs.append(grpcclient.InferInput(name, list(arr.shape), "BOOL" if arr.dtype == np.bool_ else "INT32"))
@@ -151,8 +171,10 @@ def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
 
         for n in lengths:
             mel = rng.standard_normal((1, 128, 2 * bucket)).astype(np.float32)
-            inputs = [grpcclient.InferInput(C.MEL.name, list(mel.shape), "FP32"),
-                      grpcclient.InferInput(C.MEL_LENGTH.name, [1, 1], "INT64")]
+            inputs = [
+                grpcclient.InferInput(C.MEL.name, list(mel.shape), "FP32"),
+                grpcclient.InferInput(C.MEL_LENGTH.name, [1, 1], "INT64"),
+            ]
             inputs[0].set_data_from_numpy(mel)
             inputs[1].set_data_from_numpy(np.array([[n]], dtype=np.int64))
             c.async_infer(C.ENCODER_MODEL, inputs, callback)
@@ -201,13 +223,18 @@ def test_short_requests_are_not_held_behind_a_long_one(server_random):
                 return
 
     try:
-        long_client.async_stream_infer(C.LLM_MODEL, _llm_inputs(LONG_GENERATION_TOKENS, streaming=True),
-                                       request_id="long", enable_empty_final_response=True)
+        long_client.async_stream_infer(
+            C.LLM_MODEL,
+            _llm_inputs(LONG_GENERATION_TOKENS, streaming=True),
+            request_id="long",
+            enable_empty_final_response=True,
+        )
         while long_tokens < 2:  # it is generating
             drain_long(block=True)
         for i in range(3):
-            short_client.async_stream_infer(C.LLM_MODEL, _llm_inputs(3, streaming=False), request_id=f"short{i}",
-                                            enable_empty_final_response=True)
+            short_client.async_stream_infer(
+                C.LLM_MODEL, _llm_inputs(3, streaming=False), request_id=f"short{i}", enable_empty_final_response=True
+            )
         finished = []
         while len(finished) < 3:
             result, error = short_events.get(timeout=120)
@@ -228,8 +255,12 @@ def test_the_llm_refuses_more_tokens_than_its_export_allows_naming_the_limit(ser
     ids = np.array([[5, 6, 7, 8]], np.int32)
     arrays = {"input_ids": ids, "input_lengths": np.array([[4]], np.int32), "end_id": np.array([[-1]], np.int32)}
     with pytest.raises(InferenceServerException, match=f"between 1 and {LONG_GENERATION_TOKENS}"):
-        _infer(c, C.LLM_UNARY_MODEL, {**arrays, "request_output_len": np.array([[LONG_GENERATION_TOKENS + 1]], np.int32)},
-               ["output_ids"])
+        _infer(
+            c,
+            C.LLM_UNARY_MODEL,
+            {**arrays, "request_output_len": np.array([[LONG_GENERATION_TOKENS + 1]], np.int32)},
+            ["output_ids"],
+        )
     (out,) = _infer(c, C.LLM_UNARY_MODEL, {**arrays, "request_output_len": np.array([[3]], np.int32)}, ["output_ids"])
     assert out.shape[-1] == 3
 

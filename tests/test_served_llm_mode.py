@@ -49,16 +49,19 @@ def test_sampling_is_reproducible_with_a_seed(server_random):
     assert a == b
 
 
-@pytest.mark.parametrize("text,kwargs,message", [
-    ("say <|audioplaceholder|>", {}, "may not contain <|audioplaceholder|>"),
-    ("   ", {}, "'text_input' is empty"),
-    (b"\xff\xfe bad", {}, "not valid UTF-8"),
-    ("x" * (64 * 1024 + 1), {}, "the limit is 65536"),
-    ("one two " * 700, {}, "the limit is 1024"),
-    ("hello", {"temperature": 5.0}, "'temperature' is 5; it must be between 0"),
-    ("hello", {"temperature": 0.5, "top_p": 0.0}, "'top_p' is 0; it must be in (0, 1]"),
-    ("hello", {"max_new_tokens": 0}, "'max_new_tokens' is 0"),
-])
+@pytest.mark.parametrize(
+    "text,kwargs,message",
+    [
+        ("say <|audioplaceholder|>", {}, "may not contain <|audioplaceholder|>"),
+        ("   ", {}, "'text_input' is empty"),
+        (b"\xff\xfe bad", {}, "not valid UTF-8"),
+        ("x" * (64 * 1024 + 1), {}, "the limit is 65536"),
+        ("one two " * 700, {}, "the limit is 1024"),
+        ("hello", {"temperature": 5.0}, "'temperature' is 5; it must be between 0"),
+        ("hello", {"temperature": 0.5, "top_p": 0.0}, "'top_p' is 0; it must be in (0, 1]"),
+        ("hello", {"max_new_tokens": 0}, "'max_new_tokens' is 0"),
+    ],
+)
 def test_bad_llm_mode_input(server_random, text, kwargs, message):
     with pytest.raises(CanaryTritonError, match=message.replace("|", r"\|").replace("(", r"\(").replace(")", r"\)")):
         ask(text, ClientOptions(url=server_random.grpc_url), **kwargs)

@@ -16,8 +16,19 @@ from canary_triton.errors import CheckpointError, InputError
 from canary_triton.export.lora import ADAPTER_FILE
 from canary_triton.llm_engine import Sampling
 from canary_triton.serving import (
-    EXPORT_MANIFEST, check_llm_tensors, export_mel_params, is_stop_request, llm_dtype, llm_max_output_len,
-    load_lora, load_onnx, load_preprocessor, load_serving_tokenizer, parse_llm_request, parse_sampling, read_manifest,
+    EXPORT_MANIFEST,
+    check_llm_tensors,
+    export_mel_params,
+    is_stop_request,
+    llm_dtype,
+    llm_max_output_len,
+    load_lora,
+    load_onnx,
+    load_preprocessor,
+    load_serving_tokenizer,
+    parse_llm_request,
+    parse_sampling,
+    read_manifest,
 )
 
 VOCAB, HIDDEN, ROWS = 100, 4, 10
@@ -33,14 +44,16 @@ def write_export(folder, **manifest):
 def test_a_folder_without_export_json_is_refused_naming_it(tmp_path):
     with pytest.raises(CheckpointError) as e:
         read_manifest(tmp_path)
-    assert str(e.value) == (f"{tmp_path / EXPORT_MANIFEST} is missing: point the repository at a "
-                            "`canary-triton export` output")
+    assert str(e.value) == (
+        f"{tmp_path / EXPORT_MANIFEST} is missing: point the repository at a `canary-triton export` output"
+    )
 
 
 def test_manifest_fields(tmp_path):
     mel = C.MelParams(n_mels=80, hop_length=100)
-    write_export(tmp_path, limits={"llm_max_output_len": 8192}, model={"mel": mel.__dict__},
-                 options={"llm_dtype": "bfloat16"})
+    write_export(
+        tmp_path, limits={"llm_max_output_len": 8192}, model={"mel": mel.__dict__}, options={"llm_dtype": "bfloat16"}
+    )
     assert read_manifest(tmp_path)["limits"] == {"llm_max_output_len": 8192}
     assert llm_max_output_len(read_manifest(tmp_path)) == 8192
     assert export_mel_params(tmp_path) == mel
@@ -82,7 +95,9 @@ def test_the_adapter_is_read_per_layer_and_projection_in_the_export_dtype(tmp_pa
         for proj, (a, b) in lora.layers[layer].items():
             stem = f"model.layers.{layer}.self_attn.{proj}"
             assert a.dtype == b.dtype == torch.float32  # the export's dtype
-            assert torch.equal(a, tensors[stem + ".lora_A"].float()) and torch.equal(b, tensors[stem + ".lora_B"].float())
+            assert torch.equal(a, tensors[stem + ".lora_A"].float()) and torch.equal(
+                b, tensors[stem + ".lora_B"].float()
+            )
     assert load_lora(tmp_path, dtype=torch.bfloat16).layers[3]["v_proj"][0].dtype == torch.bfloat16
 
 
@@ -124,13 +139,16 @@ def test_sampling_greedy_unless_a_temperature_is_given():
     assert parse_sampling(np.array([C.MAX_TEMPERATURE]), None, None) == Sampling(C.MAX_TEMPERATURE, 1.0, 0)
 
 
-@pytest.mark.parametrize("temperature,top_p,message", [
-    (-0.1, None, f"input 'temperature' is -0.1; it must be between 0 (greedy) and {C.MAX_TEMPERATURE:g}"),
-    (C.MAX_TEMPERATURE + 0.5, None, f"input 'temperature' is {C.MAX_TEMPERATURE + 0.5:g}"),
-    (float("nan"), None, "input 'temperature' is nan"),
-    (0.5, 0.0, "input 'runtime_top_p' is 0; it must be in (0, 1]"),
-    (0.5, 1.5, "input 'runtime_top_p' is 1.5; it must be in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "temperature,top_p,message",
+    [
+        (-0.1, None, f"input 'temperature' is -0.1; it must be between 0 (greedy) and {C.MAX_TEMPERATURE:g}"),
+        (C.MAX_TEMPERATURE + 0.5, None, f"input 'temperature' is {C.MAX_TEMPERATURE + 0.5:g}"),
+        (float("nan"), None, "input 'temperature' is nan"),
+        (0.5, 0.0, "input 'runtime_top_p' is 0; it must be in (0, 1]"),
+        (0.5, 1.5, "input 'runtime_top_p' is 1.5; it must be in (0, 1]"),
+    ],
+)
 def test_bad_sampling_is_refused_naming_the_input(temperature, top_p, message):
     with pytest.raises(InputError) as e:
         parse_sampling(np.array([temperature], np.float32), None if top_p is None else np.array([top_p]), None)
@@ -138,8 +156,16 @@ def test_bad_sampling_is_refused_naming_the_input(temperature, top_p, message):
 
 
 def check(ids, lengths=None, out_len=8, table_shape=None, max_output_len=C.MAX_NEW_TOKENS_LIMIT):
-    return check_llm_tensors(np.asarray(ids), None if lengths is None else np.asarray(lengths), np.array([[out_len]]),
-                             table_shape, VOCAB, HIDDEN, ROWS, max_output_len)
+    return check_llm_tensors(
+        np.asarray(ids),
+        None if lengths is None else np.asarray(lengths),
+        np.array([[out_len]]),
+        table_shape,
+        VOCAB,
+        HIDDEN,
+        ROWS,
+        max_output_len,
+    )
 
 
 def test_llm_tensors_are_cut_to_their_length_and_may_address_the_table():
@@ -151,22 +177,40 @@ def test_llm_tensors_are_cut_to_their_length_and_may_address_the_table():
     assert check([[1]], out_len=4096, max_output_len=4096)[1] == 4096  # the export's limit, not the contract's
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(ids=[[1, 2]], lengths=[[3]]), "input 'input_lengths' is 3; it must be between 1 and the 2 ids sent"),
-    (dict(ids=[[1, 2]], lengths=[[0]]), "input 'input_lengths' is 0"),
-    (dict(ids=np.zeros((1, 0), np.int32)), "input 'input_ids' is empty"),
-    (dict(ids=[[1]], out_len=0), f"input 'request_output_len' is 0; it must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}"),
-    (dict(ids=[[1]], out_len=65, max_output_len=64), "input 'request_output_len' is 65; it must be between 1 and 64"),
-    (dict(ids=[[1]], table_shape=(1, 3, HIDDEN + 1)),
-     f"input 'prompt_embedding_table' must be [1, rows, {HIDDEN}], got [1, 3, {HIDDEN + 1}]"),
-    (dict(ids=[[1]], table_shape=(2, 3, HIDDEN)), f"must be [1, rows, {HIDDEN}], got [2, 3, {HIDDEN}]"),
-    (dict(ids=[[1]], table_shape=(1, ROWS + 1, HIDDEN)),
-     f"input 'prompt_embedding_table' has {ROWS + 1} rows; the limit is {ROWS}"),
-    (dict(ids=[[1, VOCAB]]), f"input 'input_ids' holds id {VOCAB}; ids must be in [0, {VOCAB}) (vocab {VOCAB} + 0 "
-                             "table rows)"),
-    (dict(ids=[[1, VOCAB + 2]], table_shape=(1, 2, HIDDEN)), f"holds id {VOCAB + 2}; ids must be in [0, {VOCAB + 2})"),
-    (dict(ids=[[-4, 1]]), "input 'input_ids' holds id -4"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(ids=[[1, 2]], lengths=[[3]]), "input 'input_lengths' is 3; it must be between 1 and the 2 ids sent"),
+        (dict(ids=[[1, 2]], lengths=[[0]]), "input 'input_lengths' is 0"),
+        (dict(ids=np.zeros((1, 0), np.int32)), "input 'input_ids' is empty"),
+        (
+            dict(ids=[[1]], out_len=0),
+            f"input 'request_output_len' is 0; it must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}",
+        ),
+        (
+            dict(ids=[[1]], out_len=65, max_output_len=64),
+            "input 'request_output_len' is 65; it must be between 1 and 64",
+        ),
+        (
+            dict(ids=[[1]], table_shape=(1, 3, HIDDEN + 1)),
+            f"input 'prompt_embedding_table' must be [1, rows, {HIDDEN}], got [1, 3, {HIDDEN + 1}]",
+        ),
+        (dict(ids=[[1]], table_shape=(2, 3, HIDDEN)), f"must be [1, rows, {HIDDEN}], got [2, 3, {HIDDEN}]"),
+        (
+            dict(ids=[[1]], table_shape=(1, ROWS + 1, HIDDEN)),
+            f"input 'prompt_embedding_table' has {ROWS + 1} rows; the limit is {ROWS}",
+        ),
+        (
+            dict(ids=[[1, VOCAB]]),
+            f"input 'input_ids' holds id {VOCAB}; ids must be in [0, {VOCAB}) (vocab {VOCAB} + 0 table rows)",
+        ),
+        (
+            dict(ids=[[1, VOCAB + 2]], table_shape=(1, 2, HIDDEN)),
+            f"holds id {VOCAB + 2}; ids must be in [0, {VOCAB + 2})",
+        ),
+        (dict(ids=[[-4, 1]]), "input 'input_ids' holds id -4"),
+    ],
+)
 def test_bad_llm_tensors_are_refused_naming_the_input_and_the_limit(kwargs, message):
     with pytest.raises(InputError) as e:
         check(**kwargs)
@@ -175,9 +219,19 @@ def test_bad_llm_tensors_are_refused_naming_the_input_and_the_limit(kwargs, mess
 
 def test_a_parsed_llm_request_carries_the_table_the_end_id_and_streaming():
     table = np.arange(2 * HIDDEN, dtype=np.float32).reshape(1, 2, HIDDEN)
-    r = parse_llm_request(np.array([[1, VOCAB, VOCAB + 1, 2]], np.int32), np.array([[4]]), np.array([[6]]),
-                          np.array([[7]]), table, np.array([[True]]), VOCAB, HIDDEN, ROWS,
-                          temperature=np.array([[0.5]], np.float32), seed=np.array([[9]], np.uint64))
+    r = parse_llm_request(
+        np.array([[1, VOCAB, VOCAB + 1, 2]], np.int32),
+        np.array([[4]]),
+        np.array([[6]]),
+        np.array([[7]]),
+        table,
+        np.array([[True]]),
+        VOCAB,
+        HIDDEN,
+        ROWS,
+        temperature=np.array([[0.5]], np.float32),
+        seed=np.array([[9]], np.uint64),
+    )
     assert r.input_ids.dtype == torch.int64 and r.input_ids.tolist() == [1, VOCAB, VOCAB + 1, 2]
     assert r.max_new_tokens == 6 and r.end_id == 7 and r.streaming is True
     assert r.table.shape == (2, HIDDEN) and torch.equal(r.table, torch.from_numpy(table[0]))
@@ -192,5 +246,14 @@ def test_a_parsed_llm_request_without_the_optional_tensors():
 
 def test_the_cpu_llm_refuses_a_table_that_is_not_fp32():
     with pytest.raises(InputError, match="input 'prompt_embedding_table' must be FP32 in the CPU profile, got float16"):
-        parse_llm_request(np.array([[VOCAB]]), None, np.array([[1]]), None, np.zeros((1, 1, HIDDEN), np.float16),
-                          None, VOCAB, HIDDEN, ROWS)
+        parse_llm_request(
+            np.array([[VOCAB]]),
+            None,
+            np.array([[1]]),
+            None,
+            np.zeros((1, 1, HIDDEN), np.float16),
+            None,
+            VOCAB,
+            HIDDEN,
+            ROWS,
+        )

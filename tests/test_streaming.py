@@ -12,7 +12,7 @@ def test_pieces_concatenate_to_the_final_transcript(oracle_trained):
         ids = tok.encode(text)
         for step in (1, 2, 3):
             stream = TranscriptStream(tok.decode)
-            pieces = [stream.push(ids[i:i + step]) for i in range(0, len(ids), step)]
+            pieces = [stream.push(ids[i : i + step]) for i in range(0, len(ids), step)]
             pieces.append(stream.finish())
             assert "".join(pieces) == tok.decode(ids)
             assert all("\ufffd" not in p for p in pieces)

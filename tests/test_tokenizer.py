@@ -41,7 +41,7 @@ def test_asr_prompt_ids_equal_nemo(pair):
     assert ids.count(tok.ids.audio_placeholder) == 1
     assert ids[0] == tok.ids.im_start  # no BOS, no system turn
     prefix = tok.encode(contract.INFERENCE_PREFIX)
-    assert ids[-len(prefix):] == prefix
+    assert ids[-len(prefix) :] == prefix
     assert "<think>" not in tok.hf.decode(ids)
 
 

@@ -134,8 +134,9 @@ def test_asr_prompt_ids_equal_nemos_formatter(qwen3_oracle, qwen3_tok):
     assert ids == qwen3_oracle.prompt_ids(contract.ASR_INSTRUCTION)
     assert ids[0] == REAL_IDS.im_start and ids.count(REAL_IDS.audio_placeholder) == 1
     assert ids.count(REAL_IDS.im_end) == 1 and THINK not in ids
-    assert qwen3_tok.hf.decode(ids) == (contract.USER_TURN_TEMPLATE.format(message=contract.ASR_INSTRUCTION)
-                                        + contract.INFERENCE_PREFIX)
+    assert qwen3_tok.hf.decode(ids) == (
+        contract.USER_TURN_TEMPLATE.format(message=contract.ASR_INSTRUCTION) + contract.INFERENCE_PREFIX
+    )
 
 
 @pytest.mark.parametrize("text", TEXTS)
@@ -169,19 +170,25 @@ def test_fake_audio_ids_start_at_the_embedding_rows(qwen3_export, qwen3_oracle, 
         p = pre([clip.samples])[0]
         got = p.input_ids.tolist()
         frames = len(got) - len(prompt) + 1
-        assert frames > 1 and got[:k] == prompt[:k] and got[k + frames:] == prompt[k + 1:]
-        assert got[k:k + frames] == list(range(REAL_VOCAB_ROWS, REAL_VOCAB_ROWS + frames))
-        assert min(got[k:k + frames]) > len(qwen3_tok)
+        assert frames > 1 and got[:k] == prompt[:k] and got[k + frames :] == prompt[k + 1 :]
+        assert got[k : k + frames] == list(range(REAL_VOCAB_ROWS, REAL_VOCAB_ROWS + frames))
+        assert min(got[k : k + frames]) > len(qwen3_tok)
         with torch.no_grad():
-            proj, proj_len = m.perception(input_signal=torch.from_numpy(clip.samples)[None],
-                                          input_signal_length=torch.tensor([len(clip.samples)]))
+            proj, proj_len = m.perception(
+                input_signal=torch.from_numpy(clip.samples)[None], input_signal_length=torch.tensor([len(clip.samples)])
+            )
             rows = proj[0, : int(proj_len[0])]
             assert rows.shape[0] == frames
             ours = splice_prompt_table(emb, torch.tensor(got), rows)
             tokens = torch.tensor([prompt])
             nemo, _, _ = replace_placeholders_and_build_targets(
-                input_ids=tokens, embeds=m.embed_tokens(tokens.where(tokens != m.audio_locator_tag_id, 0)),
-                padding_id=m.text_pad_id, placeholder_id=m.audio_locator_tag_id, replacements=[rows], target_ids=None)
+                input_ids=tokens,
+                embeds=m.embed_tokens(tokens.where(tokens != m.audio_locator_tag_id, 0)),
+                padding_id=m.text_pad_id,
+                placeholder_id=m.audio_locator_tag_id,
+                replacements=[rows],
+                target_ids=None,
+            )
         assert torch.equal(ours, nemo[0])
 
 
@@ -203,7 +210,9 @@ def test_decoding_real_vocabulary_output_matches_nemos_ids_to_text(qwen3_oracle,
     for text in TEXTS:
         ids = qwen3_tok.encode(text)
         seqs += [ids, ids[: len(ids) // 2], ids + [REAL_IDS.im_end] + qwen3_tok.encode("after eos")]
-    seqs += [[REAL_IDS.im_start, THINK] + qwen3_tok.encode(" x ") + [END_THINK, REAL_IDS.pad, REAL_IDS.audio_placeholder]]
+    seqs += [
+        [REAL_IDS.im_start, THINK] + qwen3_tok.encode(" x ") + [END_THINK, REAL_IDS.pad, REAL_IDS.audio_placeholder]
+    ]
     for ids in seqs:
         assert qwen3_tok.decode(ids) == qwen3_oracle.decode(ids), ids
     split = qwen3_tok.encode("a 🫠 b")  # a character whose UTF-8 bytes span several tokens

@@ -14,8 +14,20 @@ import pytest
 from canary_triton import contract as C
 from canary_triton.errors import InputError
 from canary_triton.triton_adapter import (
-    CallerCancelled, CancelWatcher, ForwardedError, ThreadedModel, artifacts_dir, bls_error, error_response,
-    forward_tokens, input_array, model_parameters, pad_stack, send_cancel, stop_request_inputs, unary_call,
+    CallerCancelled,
+    CancelWatcher,
+    ForwardedError,
+    ThreadedModel,
+    artifacts_dir,
+    bls_error,
+    error_response,
+    forward_tokens,
+    input_array,
+    model_parameters,
+    pad_stack,
+    send_cancel,
+    stop_request_inputs,
+    unary_call,
 )
 
 WAIT_S = 60.0  # a bound against a hang, not a speed target
@@ -92,8 +104,12 @@ class FakePbUtils:
 
 def tokens(ids: list[int], length: int | None = None) -> InferenceResponse:
     """One response of the decoupled llm: output_ids [1, 1, L] and sequence_length [1, 1]."""
-    return InferenceResponse([Tensor(C.OUTPUT_IDS.name, np.array([[ids]], np.int32)),
-                              Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(ids) if length is None else length]]))])
+    return InferenceResponse(
+        [
+            Tensor(C.OUTPUT_IDS.name, np.array([[ids]], np.int32)),
+            Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(ids) if length is None else length]])),
+        ]
+    )
 
 
 FINAL = InferenceResponse()  # the flag-only final response: no tensors
@@ -109,9 +125,14 @@ def test_model_parameters_and_the_artifacts_folder(tmp_path):
     assert model_parameters({"model_config": "{}"}) == {}
 
 
-@pytest.mark.parametrize("exc,code", [(InputError("input 'audio' is empty"), TritonError.INVALID_ARG),
-                                      (ValueError("bad value"), TritonError.INVALID_ARG),
-                                      (RuntimeError("engine died"), TritonError.INTERNAL)])
+@pytest.mark.parametrize(
+    "exc,code",
+    [
+        (InputError("input 'audio' is empty"), TritonError.INVALID_ARG),
+        (ValueError("bad value"), TritonError.INVALID_ARG),
+        (RuntimeError("engine died"), TritonError.INTERNAL),
+    ],
+)
 def test_a_clients_mistake_is_invalid_arg_anything_else_internal(exc, code):
     r = error_response(FakePbUtils(), exc)
     assert r.output_tensors == [] and r.error().code() == code and r.error().message() == str(exc)
@@ -137,7 +158,10 @@ def test_pad_stack_right_pads_with_zeros_along_the_axis():
 # -- BLS errors ------------------------------------------------------------------------------
 def test_bls_error_keeps_the_called_models_code_and_answers_cancelled():
     pb = FakePbUtils()
-    assert bls_error(pb, ForwardedError("llm: too long", TritonError.INVALID_ARG)).error().code() == TritonError.INVALID_ARG
+    assert (
+        bls_error(pb, ForwardedError("llm: too long", TritonError.INVALID_ARG)).error().code()
+        == TritonError.INVALID_ARG
+    )
     assert bls_error(pb, ForwardedError("no code", None)).error().code() == TritonError.INTERNAL
     r = bls_error(pb, CallerCancelled("the request was cancelled by the client"))
     assert r.error().code() == TritonError.CANCELLED and "cancelled" in r.error().message()
@@ -147,6 +171,7 @@ def test_bls_error_keeps_the_called_models_code_and_answers_cancelled():
 def test_bls_error_without_a_cancelled_code_falls_back_to_internal():
     # a Triton release whose TritonError has no CANCELLED code
     pb = FakePbUtils()
+
     class NoCancelled:
         INTERNAL, INVALID_ARG = TritonError.INTERNAL, TritonError.INVALID_ARG
         __init__, message, code = TritonError.__init__, TritonError.message, TritonError.code
@@ -160,7 +185,8 @@ def test_bls_error_without_a_cancelled_code_falls_back_to_internal():
 def test_unary_call_returns_the_outputs_by_name_or_raises_the_models_error():
     pb = FakePbUtils(
         postprocessor=lambda req: InferenceResponse([Tensor("transcript", np.array([b"hi"], object))]),
-        broken=lambda req: InferenceResponse(error=TritonError("input 'output_ids' bad", TritonError.INVALID_ARG)))
+        broken=lambda req: InferenceResponse(error=TritonError("input 'output_ids' bad", TritonError.INVALID_ARG)),
+    )
     out = unary_call(pb, "postprocessor", [Tensor("output_ids", np.zeros((1, 1, 2)))], ["transcript"])
     assert out["transcript"].as_numpy().tolist() == [b"hi"]
     assert pb.sent[0].requested_output_names == ["transcript"] and pb.sent[0].input("output_ids").shape == (1, 1, 2)
@@ -173,9 +199,12 @@ def test_unary_call_returns_the_outputs_by_name_or_raises_the_models_error():
 def test_forward_tokens_yields_each_responses_valid_ids_and_reshapes_scalars():
     pb = FakePbUtils(llm=lambda req: iter([tokens([11, 12, 0], length=2), tokens([13]), FINAL]))
     table = Tensor(C.PROMPT_EMBEDDING_TABLE.name, np.zeros((2, 3, 4), np.float32))
-    inputs = [Tensor(C.INPUT_IDS.name, np.array([[1, 2], [3, 4]], np.int32)),
-              Tensor(C.INPUT_LENGTHS.name, np.array([2, 2], np.int32)),  # [batch] as `reshape: []` delivers it
-              Tensor(C.REQUEST_OUTPUT_LEN.name, np.array([[8], [8]], np.int32)), table]
+    inputs = [
+        Tensor(C.INPUT_IDS.name, np.array([[1, 2], [3, 4]], np.int32)),
+        Tensor(C.INPUT_LENGTHS.name, np.array([2, 2], np.int32)),  # [batch] as `reshape: []` delivers it
+        Tensor(C.REQUEST_OUTPUT_LEN.name, np.array([[8], [8]], np.int32)),
+        table,
+    ]
     assert list(forward_tokens(pb, "llm", inputs, streaming=True)) == [[11, 12], [13]]
     (req,) = pb.sent
     assert req.model_name == "llm" and req.request_id == ""  # no caller: nothing to cancel by id
@@ -234,10 +263,13 @@ def test_a_cancelled_caller_stops_the_forwarded_request_by_its_id():
             yield tokens([1])
             assert stopped.wait(WAIT_S), "no stop request came"
             yield FINAL
+
         return generate()
 
     pb, caller, watcher = FakePbUtils(llm=llm), Caller(), CancelWatcher(interval_s=0.01)
-    gen = forward_tokens(pb, "llm", [Tensor(C.INPUT_IDS.name, np.array([[1]], np.int32))], caller=caller, watcher=watcher)
+    gen = forward_tokens(
+        pb, "llm", [Tensor(C.INPUT_IDS.name, np.array([[1]], np.int32))], caller=caller, watcher=watcher
+    )
     assert next(gen) == [1]
     caller.cancelled.set()
     with pytest.raises(CallerCancelled):

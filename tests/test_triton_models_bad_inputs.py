@@ -34,18 +34,23 @@ def matrix(exported_trained):
     n_mels, enc_dim = mel.n_mels, int(m["model"]["encoder_dim"])
     max_frames = C.num_mel_frames(C.max_audio_samples(mel), mel) + 1
     # Triton's own shape check answers these first when served; the model's check, in-process:
-    model_level = {"encoder_wrong_mels": f"input 'mel' must have shape [1, {n_mels}, frames], "
-                                         f"got [1, {n_mels + 3}, 50]",
-                   "projector_wrong_dim": f"input 'encoded' must have shape [1, frames, {enc_dim}], "
-                                          f"got [1, 5, {enc_dim + 1}]"}
-    return {c.id: (c, model_level.get(c.id, c.message))
-            for c in cases(int(m["model"]["vocab_rows"]), n_mels, enc_dim, max_frames)}
+    model_level = {
+        "encoder_wrong_mels": f"input 'mel' must have shape [1, {n_mels}, frames], got [1, {n_mels + 3}, 50]",
+        "projector_wrong_dim": f"input 'encoded' must have shape [1, frames, {enc_dim}], got [1, 5, {enc_dim + 1}]",
+    }
+    return {
+        c.id: (c, model_level.get(c.id, c.message))
+        for c in cases(int(m["model"]["vocab_rows"]), n_mels, enc_dim, max_frames)
+    }
 
 
 def _answer(s, model, inputs):
     if model not in s.models:  # the ensemble: its steps, in-process
-        return s.pb.InferenceRequest(model_name=model, inputs=[Tensor(k, v) for k, v in inputs.items()],
-                                     requested_output_names=[C.TRANSCRIPT.name]).exec()
+        return s.pb.InferenceRequest(
+            model_name=model,
+            inputs=[Tensor(k, v) for k, v in inputs.items()],
+            requested_output_names=[C.TRANSCRIPT.name],
+        ).exec()
     request = s.pb.request(inputs)
     out = s[model].execute([request])
     return request.sender.final() if out is None else out[0]

@@ -55,9 +55,11 @@ def test_no_valid_request_runs_no_batch_and_a_batch_failure_fails_each(doubler):
     assert doubler.batches == []
     doubler.fail_batch = True
     out = doubler.execute([_x(doubler, 1), _x(doubler, -1), _x(doubler, 2)])
-    assert [error_of(r) for r in out] == [("INTERNAL", "the batch fell over"),
-                                          ("INVALID_ARG", "input 'x' is -1; it must be >= 0"),
-                                          ("INTERNAL", "the batch fell over")]
+    assert [error_of(r) for r in out] == [
+        ("INTERNAL", "the batch fell over"),
+        ("INVALID_ARG", "input 'x' is -1; it must be >= 0"),
+        ("INTERNAL", "the batch fell over"),
+    ]
 
 
 class Echo(ThreadedModel):
@@ -79,12 +81,15 @@ class Echo(ThreadedModel):
         self.send(sender, [self.string_tensor("word", text.split()[-1])])
 
 
-@pytest.mark.parametrize("text,want", [
-    ("forwarded", ("UNAVAILABLE", "the called model says no")),
-    ("cancelled", ("CANCELLED", "the request was cancelled by the client")),
-    ("bad", ("INVALID_ARG", "input 'text' is bad")),
-    ("boom", ("INTERNAL", "'boom'")),
-])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("forwarded", ("UNAVAILABLE", "the called model says no")),
+        ("cancelled", ("CANCELLED", "the request was cancelled by the client")),
+        ("bad", ("INVALID_ARG", "input 'text' is bad")),
+        ("boom", ("INTERNAL", "'boom'")),
+    ],
+)
 def test_what_serve_raises_is_the_final_answer_with_its_code(text, want):
     m = Echo(FakePbUtils())
     m.initialize({})

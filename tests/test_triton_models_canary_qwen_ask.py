@@ -12,8 +12,17 @@ from .conftest import SR
 from .fake_pb_utils import InferenceResponse, Tensor, error_of, get_input_tensor_by_name
 from .inprocess import InProcess
 
-MODELS = [C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.LLM_UNARY_MODEL,
-          C.POSTPROCESSOR_MODEL, C.LLM_BASE_MODEL, C.LLM_MODE_MODEL, C.ASK_MODEL]
+MODELS = [
+    C.PREPROCESSOR_MODEL,
+    C.ENCODER_MODEL,
+    C.PROJECTOR_MODEL,
+    C.LLM_MODEL,
+    C.LLM_UNARY_MODEL,
+    C.POSTPROCESSOR_MODEL,
+    C.LLM_BASE_MODEL,
+    C.LLM_MODE_MODEL,
+    C.ASK_MODEL,
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +37,17 @@ def _text(x):
 
 
 def _ask(s, audio, instruction: bytes, **more):
-    request = s.pb.request({C.AUDIO.name: audio[None], C.TEXT_INPUT.name: np.array([[instruction]], np.object_),
-                            **more})
+    request = s.pb.request(
+        {C.AUDIO.name: audio[None], C.TEXT_INPUT.name: np.array([[instruction]], np.object_), **more}
+    )
     assert s[C.ASK_MODEL].execute([request]) is None
     return request.sender.final()
 
 
 def _call(s, model, inputs, output):
-    response = s.pb.InferenceRequest(model_name=model, inputs=[Tensor(k, v) for k, v in inputs.items()],
-                                     requested_output_names=[output]).exec()
+    response = s.pb.InferenceRequest(
+        model_name=model, inputs=[Tensor(k, v) for k, v in inputs.items()], requested_output_names=[output]
+    ).exec()
     assert not response.has_error(), response.error().message()
     return response.outputs()[output][0, 0].decode("utf-8")
 
@@ -45,8 +56,15 @@ def test_equals_the_two_calls(served, heldout):
     audio = heldout[0][0]
     got = _ask(served, audio, b"Summarize.", max_new_tokens=np.array([[6]], np.int32)).outputs()
     transcript = _call(served, C.ENSEMBLE_MODEL, {C.AUDIO.name: audio[None]}, C.TRANSCRIPT.name)
-    answer = _call(served, C.LLM_MODE_MODEL, {C.TEXT_INPUT.name: _text(C.llm_mode_text("Summarize.", transcript)),
-                                              C.MAX_NEW_TOKENS.name: np.array([[6]], np.int32)}, C.TEXT_OUTPUT.name)
+    answer = _call(
+        served,
+        C.LLM_MODE_MODEL,
+        {
+            C.TEXT_INPUT.name: _text(C.llm_mode_text("Summarize.", transcript)),
+            C.MAX_NEW_TOKENS.name: np.array([[6]], np.int32),
+        },
+        C.TEXT_OUTPUT.name,
+    )
     assert got[C.TRANSCRIPT.name][0, 0].decode("utf-8") == transcript and transcript
     assert got[C.TEXT_OUTPUT.name][0, 0].decode("utf-8") == answer
     forwarded = served.pb.calls_to(C.LLM_MODE_MODEL)[-2]  # the ask's call, before the test's own
@@ -63,12 +81,15 @@ def test_audio_over_40_s_goes_to_the_long_form_model(served):
         del served.pb.routes[C.LONG_FORM_MODEL]
 
 
-@pytest.mark.parametrize("audio,instruction,message", [
-    (np.zeros(5, np.float32), b"hi", "at least 160"),
-    (np.full(SR, np.nan, np.float32), b"hi", "NaN or Inf"),
-    (np.zeros(SR, np.float32) + 0.01, b"   ", "(the instruction) is empty"),
-    (np.zeros(SR, np.float32) + 0.01, b"\xff\xfe", "(the instruction) is not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "audio,instruction,message",
+    [
+        (np.zeros(5, np.float32), b"hi", "at least 160"),
+        (np.full(SR, np.nan, np.float32), b"hi", "NaN or Inf"),
+        (np.zeros(SR, np.float32) + 0.01, b"   ", "(the instruction) is empty"),
+        (np.zeros(SR, np.float32) + 0.01, b"\xff\xfe", "(the instruction) is not valid UTF-8"),
+    ],
+)
 def test_bad_input_is_invalid_arg_before_any_call(served, audio, instruction, message):
     before = len(served.pb.calls)
     code, text = error_of(_ask(served, audio, instruction))

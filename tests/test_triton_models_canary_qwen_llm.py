@@ -40,13 +40,19 @@ def test_equals_nemo_with_the_adapter_off(served, oracle_trained):
 
 
 def test_sampling_inputs_go_to_the_engine_and_a_seed_repeats(served):
-    more = {C.TEMPERATURE.name: np.array([[0.9]], np.float32), C.TOP_P.name: np.array([[0.8]], np.float32),
-            C.SEED.name: np.array([[42]], np.uint64), C.MAX_NEW_TOKENS.name: np.array([[8]], np.int32)}
+    more = {
+        C.TEMPERATURE.name: np.array([[0.9]], np.float32),
+        C.TOP_P.name: np.array([[0.8]], np.float32),
+        C.SEED.name: np.array([[42]], np.uint64),
+        C.MAX_NEW_TOKENS.name: np.array([[8]], np.int32),
+    }
     first, second = (_answer(_ask(served, b"Tell me a story.", **more)) for _ in range(2))
     assert first == second
     forwarded = served.pb.calls_to(C.LLM_BASE_MODEL)[-1]
-    got = {n: get_input_tensor_by_name(forwarded, n).as_numpy() for n in
-           (C.TEMPERATURE.name, C.RUNTIME_TOP_P.name, C.SEED.name, C.REQUEST_OUTPUT_LEN.name)}
+    got = {
+        n: get_input_tensor_by_name(forwarded, n).as_numpy()
+        for n in (C.TEMPERATURE.name, C.RUNTIME_TOP_P.name, C.SEED.name, C.REQUEST_OUTPUT_LEN.name)
+    }
     assert got[C.RUNTIME_TOP_P.name].dtype == np.float32 and got[C.SEED.name].dtype == np.uint64
     assert got[C.REQUEST_OUTPUT_LEN.name].tolist() == [[8]] and got[C.TEMPERATURE.name].shape == (1, 1)
 

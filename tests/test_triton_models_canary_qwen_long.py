@@ -29,8 +29,12 @@ def _segment_text(request) -> str:
 @pytest.fixture(scope="module")
 def served(exported_trained):
     s = InProcess(exported_trained, [C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL])
-    s.pb.route(C.ENSEMBLE_MODEL, lambda r: InferenceResponse([
-        Tensor(C.TRANSCRIPT.name, np.array([[_segment_text(r).encode()]], dtype=np.object_))]))
+    s.pb.route(
+        C.ENSEMBLE_MODEL,
+        lambda r: InferenceResponse(
+            [Tensor(C.TRANSCRIPT.name, np.array([[_segment_text(r).encode()]], dtype=np.object_))]
+        ),
+    )
     yield s
     s.close()
 
@@ -54,14 +58,16 @@ def _out(response, name):
 def test_unary_transcript_is_the_segments_texts_joined_with_their_times(served, recording):
     planned = split(recording, SR, OPTS)
     assert len(planned) > 3
-    texts = [_segment_text(served.pb.request({C.AUDIO.name: model_input(recording, s, OPTS, SR)[None]}))
-             for s in planned]
+    texts = [
+        _segment_text(served.pb.request({C.AUDIO.name: model_input(recording, s, OPTS, SR)[None]})) for s in planned
+    ]
     request, _ = _run(served, C.LONG_FORM_MODEL, recording)
     response = request.sender.final()
     assert _out(response, C.TRANSCRIPT.name) == join_texts(texts, planned)
     segments = json.loads(_out(response, C.SEGMENTS.name))
     assert [(d["start"], d["end"], d["text"]) for d in segments] == [
-        (round(s.start / SR, 3), round(s.end / SR, 3), t) for s, t in zip(planned, texts)]
+        (round(s.start / SR, 3), round(s.end / SR, 3), t) for s, t in zip(planned, texts)
+    ]
 
 
 def test_the_streaming_variant_sends_each_segment_then_a_flag(served, recording):
@@ -79,17 +85,23 @@ def test_max_new_tokens_is_checked_and_forwarded(served, recording):
     request, _ = _run(served, C.LONG_FORM_MODEL, recording[: 45 * SR], max_new_tokens=np.array([[9]], np.int32))
     assert not request.sender.final().has_error()
     forwarded = served.pb.calls_to(C.ENSEMBLE_MODEL)[before:]
-    assert forwarded and all(get_input_tensor_by_name(r, C.MAX_NEW_TOKENS.name).as_numpy().tolist() == [[9]]
-                             for r in forwarded)
+    assert forwarded and all(
+        get_input_tensor_by_name(r, C.MAX_NEW_TOKENS.name).as_numpy().tolist() == [[9]] for r in forwarded
+    )
     request, _ = _run(served, C.LONG_FORM_MODEL, recording, max_new_tokens=np.array([[0]], np.int32))
-    assert error_of(request.sender.final()) == ("INVALID_ARG", "input 'max_new_tokens' is 0; it must be between "
-                                                                f"1 and {C.MAX_NEW_TOKENS_LIMIT}")
+    assert error_of(request.sender.final()) == (
+        "INVALID_ARG",
+        f"input 'max_new_tokens' is 0; it must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}",
+    )
 
 
-@pytest.mark.parametrize("audio,message", [
-    (np.full(50 * SR, np.nan, np.float32), "NaN or Inf"),
-    (np.zeros(10, np.float32), "at least 160"),
-])
+@pytest.mark.parametrize(
+    "audio,message",
+    [
+        (np.full(50 * SR, np.nan, np.float32), "NaN or Inf"),
+        (np.zeros(10, np.float32), "at least 160"),
+    ],
+)
 def test_bad_audio(served, audio, message):
     request, _ = _run(served, C.LONG_FORM_MODEL, audio)
     code, text = error_of(request.sender.final())

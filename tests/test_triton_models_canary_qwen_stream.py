@@ -13,8 +13,15 @@ from .conftest import SR
 from .fake_pb_utils import FINAL, error_of
 from .inprocess import InProcess
 
-ASR = [C.PREPROCESSOR_MODEL, C.ENCODER_MODEL, C.PROJECTOR_MODEL, C.LLM_MODEL, C.LLM_UNARY_MODEL,
-       C.POSTPROCESSOR_MODEL, C.STREAM_MODEL]
+ASR = [
+    C.PREPROCESSOR_MODEL,
+    C.ENCODER_MODEL,
+    C.PROJECTOR_MODEL,
+    C.LLM_MODEL,
+    C.LLM_UNARY_MODEL,
+    C.POSTPROCESSOR_MODEL,
+    C.STREAM_MODEL,
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +44,11 @@ def _text(response, name=C.TRANSCRIPT.name):
 
 def transcribe(s, audio) -> str:
     """The unary ensemble `canary_qwen`, run step by step in-process."""
-    request = s.pb.InferenceRequest(model_name=C.ENSEMBLE_MODEL, inputs=[s.pb.Tensor(C.AUDIO.name, audio[None])],
-                                    requested_output_names=[C.TRANSCRIPT.name])
+    request = s.pb.InferenceRequest(
+        model_name=C.ENSEMBLE_MODEL,
+        inputs=[s.pb.Tensor(C.AUDIO.name, audio[None])],
+        requested_output_names=[C.TRANSCRIPT.name],
+    )
     response = request.exec()
     assert not response.has_error(), response.error().message()
     return _text(response)
@@ -61,8 +71,11 @@ def test_short_audio_fails_with_the_preprocessors_invalid_arg(served):
 
 
 def test_vad_gate_answers_silence_with_empty_text_without_the_llm(exported_trained):
-    gated = InProcess(exported_trained, [C.PREPROCESSOR_MODEL, C.STREAM_MODEL],
-                      parameters={C.PREPROCESSOR_MODEL: {"vad_gate": "true"}})
+    gated = InProcess(
+        exported_trained,
+        [C.PREPROCESSOR_MODEL, C.STREAM_MODEL],
+        parameters={C.PREPROCESSOR_MODEL: {"vad_gate": "true"}},
+    )
     try:
         request, responses = _stream(gated, np.zeros(SR, np.float32))
         assert request.sender.flags == [FINAL] and _text(responses[0]) == ""

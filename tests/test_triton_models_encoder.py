@@ -35,8 +35,10 @@ def test_batch_of_different_lengths_matches_each_alone_and_a_bad_request_fails_a
     bad = _request(encoder, mels[0], 41)  # length beyond the mel's frames
     batch = encoder.execute([_request(encoder, mels[0], 40), bad, _request(encoder, mels[1], 90)])
     assert len(batch) == 3
-    assert error_of(batch[1]) == ("INVALID_ARG", f"input '{C.MEL_LENGTH.name}' must be one value in 1..40 "
-                                                 "(the mel's frames), got [41]")
+    assert error_of(batch[1]) == (
+        "INVALID_ARG",
+        f"input '{C.MEL_LENGTH.name}' must be one value in 1..40 (the mel's frames), got [41]",
+    )
     for response, (mel, length) in zip((batch[0], batch[2]), ((mels[0], 40), (mels[1], 90))):
         alone = encoder.execute([_request(encoder, mel, length)])[0].outputs()
         got = response.outputs()
@@ -50,8 +52,12 @@ def test_batch_of_different_lengths_matches_each_alone_and_a_bad_request_fails_a
 
 def test_all_bad_requests_get_their_own_errors_without_running(encoder, monkeypatch):
     monkeypatch.setattr(encoder.runner, "encode", lambda *a: pytest.fail("the runner ran on no valid request"))
-    out = encoder.execute([encoder.pb.request({C.MEL_LENGTH.name: np.array([[3]], np.int64)}),
-                           _request(encoder, np.full((1, encoder.n_mels, 5), np.nan, np.float32), 5)])
+    out = encoder.execute(
+        [
+            encoder.pb.request({C.MEL_LENGTH.name: np.array([[3]], np.int64)}),
+            _request(encoder, np.full((1, encoder.n_mels, 5), np.nan, np.float32), 5),
+        ]
+    )
     assert error_of(out[0]) == ("INVALID_ARG", f"input '{C.MEL.name}' is required")
     assert error_of(out[1])[0] == "INVALID_ARG" and "contains NaN or Inf" in error_of(out[1])[1]
 
@@ -61,7 +67,8 @@ def test_a_runtime_failure_fails_each_valid_request_as_internal(encoder, monkeyp
         raise RuntimeError("onnxruntime fell over")
 
     monkeypatch.setattr(encoder.runner, "encode", broken)
-    out = encoder.execute([_request(encoder, _mel(encoder.n_mels, 20, 3), 20),
-                           _request(encoder, _mel(encoder.n_mels, 20, 4), 0)])
+    out = encoder.execute(
+        [_request(encoder, _mel(encoder.n_mels, 20, 3), 20), _request(encoder, _mel(encoder.n_mels, 20, 4), 0)]
+    )
     assert error_of(out[0]) == ("INTERNAL", "onnxruntime fell over")
     assert error_of(out[1])[0] == "INVALID_ARG"

@@ -27,8 +27,11 @@ def _one(v, dt=np.int32):
 
 
 def _request(m, ids, out_len, streaming=None, request_id="", end_id=None, **more):
-    inputs = {C.INPUT_IDS.name: np.array([ids], np.int32), C.INPUT_LENGTHS.name: _one(len(ids)),
-              C.REQUEST_OUTPUT_LEN.name: _one(out_len)}
+    inputs = {
+        C.INPUT_IDS.name: np.array([ids], np.int32),
+        C.INPUT_LENGTHS.name: _one(len(ids)),
+        C.REQUEST_OUTPUT_LEN.name: _one(out_len),
+    }
     if end_id is not None:
         inputs[C.END_ID.name] = _one(end_id)
     if streaming is not None:
@@ -82,8 +85,9 @@ def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, merge
     assert llm.execute([request]) is None  # decoupled: answered from the engine thread
     tokens = _tokens(request.sender.final())
     assert tokens == _greedy(merged, PROMPT, 6, eos)
-    llm.pb.wait_for_metrics(lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL,
-                                                  outcome="completed") == before + 1)
+    llm.pb.wait_for_metrics(
+        lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed") == before + 1
+    )
     assert llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL) == tokens_before + len(tokens)
     assert llm.pb.metric("canary_llm_active_requests", model=C.LLM_MODEL) == 0
 
@@ -101,13 +105,17 @@ def test_streaming_sends_each_token_and_one_final_flag(llm, merged, eos):
 def test_the_metric_families_and_their_labels(llm):
     families = llm.pb.metric_families
     assert {n: f.kind for n, f in families.items()} == {
-        "canary_llm_requests_total": MetricFamily.COUNTER, "canary_llm_generated_tokens_total": MetricFamily.COUNTER,
-        "canary_llm_active_requests": MetricFamily.GAUGE}
+        "canary_llm_requests_total": MetricFamily.COUNTER,
+        "canary_llm_generated_tokens_total": MetricFamily.COUNTER,
+        "canary_llm_active_requests": MetricFamily.GAUGE,
+    }
     outcomes = {m.labels["outcome"] for m in families["canary_llm_requests_total"].metrics}
     assert outcomes == {"completed", "cancelled", "failed", "rejected"}
     # The CPU default: base weights (shared with llm_base) plus the run-time ASR adapter.
-    assert any(line[1].startswith(f"{C.LLM_MODEL}: llm_base + run-time ASR adapter (r=") and "LLM in float32" in line[1]
-               for line in llm.pb.Logger.lines)
+    assert any(
+        line[1].startswith(f"{C.LLM_MODEL}: llm_base + run-time ASR adapter (r=") and "LLM in float32" in line[1]
+        for line in llm.pb.Logger.lines
+    )
 
 
 def test_bad_requests_are_rejected_with_invalid_arg_and_counted(llm):
@@ -127,8 +135,10 @@ def test_a_stop_request_needs_an_id_and_answers_with_a_flag(llm):
     anonymous = _request(llm, [0], 1, **stop)
     named = _request(llm, [0], 1, request_id="not-in-flight", **stop)
     llm.execute([anonymous, named])
-    assert error_of(anonymous.sender.final()) == ("INVALID_ARG",
-                                                  "input 'stop' needs the request id of the request to stop")
+    assert error_of(anonymous.sender.final()) == (
+        "INVALID_ARG",
+        "input 'stop' needs the request id of the request to stop",
+    )
     named.sender.wait()
     assert named.sender.sent == [(None, FINAL)]
 
@@ -140,5 +150,6 @@ def test_a_cancelled_request_leaves_the_engine_as_cancelled(llm):
     llm.execute([request])
     request.sender.wait()
     assert request.sender.flags[-1] == FINAL and request.sender.flags.count(FINAL) == 1
-    llm.pb.wait_for_metrics(lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL,
-                                                  outcome="cancelled") == before + 1)
+    llm.pb.wait_for_metrics(
+        lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="cancelled") == before + 1
+    )

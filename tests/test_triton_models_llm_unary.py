@@ -32,8 +32,12 @@ def _one(v, dt=np.int32):
 
 
 def _inputs(ids, out_len, **more):
-    d = {C.INPUT_IDS.name: np.array([ids], np.int32), C.INPUT_LENGTHS.name: _one(len(ids)),
-         C.REQUEST_OUTPUT_LEN.name: _one(out_len), C.END_ID.name: _one(-1)}
+    d = {
+        C.INPUT_IDS.name: np.array([ids], np.int32),
+        C.INPUT_LENGTHS.name: _one(len(ids)),
+        C.REQUEST_OUTPUT_LEN.name: _one(out_len),
+        C.END_ID.name: _one(-1),
+    }
     d.update(more)
     return d
 
@@ -65,11 +69,14 @@ def test_answers_once_with_the_tokens_the_llm_streams(served, unary):
     assert C.STREAMING.name not in names and C.STOP.name not in names  # the forwarder's to set
 
 
-@pytest.mark.parametrize("inputs,message", [
-    (_inputs([5, 10_000], 4), "ids must be in [0, "),
-    (_inputs([5, 6], 0), "request_output_len"),
-    ({C.INPUT_IDS.name: np.array([[5]], np.int32)}, f"input '{C.REQUEST_OUTPUT_LEN.name}' is required"),
-])
+@pytest.mark.parametrize(
+    "inputs,message",
+    [
+        (_inputs([5, 10_000], 4), "ids must be in [0, "),
+        (_inputs([5, 6], 0), "request_output_len"),
+        ({C.INPUT_IDS.name: np.array([[5]], np.int32)}, f"input '{C.REQUEST_OUTPUT_LEN.name}' is required"),
+    ],
+)
 def test_bad_tensors_fail_here_with_invalid_arg_without_calling_the_llm(served, unary, inputs, message):
     before = len(served.pb.calls_to(C.LLM_MODEL))
     _, response = _answer(unary, inputs)
@@ -79,8 +86,9 @@ def test_bad_tensors_fail_here_with_invalid_arg_without_calling_the_llm(served, 
 
 
 def test_a_called_models_error_code_is_kept(served, unary):
-    served.pb.route(C.LLM_MODEL, lambda request: [
-        InferenceResponse(error=TritonError("the llm says no", TritonError.UNAVAILABLE))])
+    served.pb.route(
+        C.LLM_MODEL, lambda request: [InferenceResponse(error=TritonError("the llm says no", TritonError.UNAVAILABLE))]
+    )
     _, response = _answer(unary, _inputs([5], 3))
     assert error_of(response) == ("UNAVAILABLE", "the llm says no")
 
@@ -95,8 +103,11 @@ def test_a_cancelled_caller_stops_the_forwarded_request_and_gets_cancelled(serve
             released.set()
             return [None]
         assert released.wait(300), "no stop request came"  # a bound against a hang
-        return [InferenceResponse([Tensor(C.OUTPUT_IDS.name, np.array([[[7]]], np.int32)),
-                                   Tensor(C.SEQUENCE_LENGTH.name, _one(1))])]
+        return [
+            InferenceResponse(
+                [Tensor(C.OUTPUT_IDS.name, np.array([[[7]]], np.int32)), Tensor(C.SEQUENCE_LENGTH.name, _one(1))]
+            )
+        ]
 
     served.pb.route(C.LLM_MODEL, llm)
     request = unary.pb.request(_inputs([5], 3))

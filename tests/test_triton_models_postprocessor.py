@@ -19,15 +19,17 @@ def post(exported_trained):
 
 
 def _request(m, ids, length):
-    return m.pb.request({C.OUTPUT_IDS.name: np.array([[ids]], np.int32),
-                         C.SEQUENCE_LENGTH.name: np.array([[length]], np.int32)})
+    return m.pb.request(
+        {C.OUTPUT_IDS.name: np.array([[ids]], np.int32), C.SEQUENCE_LENGTH.name: np.array([[length]], np.int32)}
+    )
 
 
 def test_decodes_each_request_up_to_its_length_with_nemo_rules(post):
     ids = post.tokenizer.encode("hello world")
     eos = post.tokenizer.ids.eos
-    out = post.execute([_request(post, ids + [eos, 9], len(ids) + 2), _request(post, ids, 1),
-                        _request(post, [post.vocab_rows], 1)])
+    out = post.execute(
+        [_request(post, ids + [eos, 9], len(ids) + 2), _request(post, ids, 1), _request(post, [post.vocab_rows], 1)]
+    )
     texts = [r.outputs()[C.TRANSCRIPT.name] for r in out[:2]]
     assert all(t.dtype == np.object_ and t.shape == (1, 1) for t in texts)
     assert texts[0][0, 0].decode("utf-8") == post.tokenizer.decode(ids + [eos, 9])
@@ -38,6 +40,7 @@ def test_decodes_each_request_up_to_its_length_with_nemo_rules(post):
 
 def test_a_decode_failure_fails_only_its_request(post, monkeypatch):
     real = post.tokenizer.decode
+
     def decode(ids):
         if ids == [7]:
             raise RuntimeError("bad")

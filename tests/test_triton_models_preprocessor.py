@@ -37,14 +37,23 @@ def _request(m, audio, max_new_tokens=None):
 def test_outputs_of_a_batch_match_the_preprocessor_alone(pre):
     clips = [speechlike(0.7, 1), speechlike(2.3, 2)]
     out = pre.execute([_request(pre, clips[0]), _request(pre, np.zeros(5, np.float32)), _request(pre, clips[1], 7)])
-    assert error_of(out[1]) == ("INVALID_ARG", f"input 'audio' has 5 samples; at least {pre.pre.limits.min_samples} "
-                                               f"({pre.pre.limits.min_samples / SR:g} s at {SR} Hz) are needed")
+    assert error_of(out[1]) == (
+        "INVALID_ARG",
+        f"input 'audio' has 5 samples; at least {pre.pre.limits.min_samples} "
+        f"({pre.pre.limits.min_samples / SR:g} s at {SR} Hz) are needed",
+    )
     for response, clip, asked in ((out[0], clips[0], C.DEFAULT_MAX_NEW_TOKENS), (out[2], clips[1], 7)):
         got = response.outputs()
         alone = pre.pre([clip])[0]
         assert [t.name() for t in response.output_tensors()] == [
-            C.MEL.name, C.MEL_LENGTH.name, C.INPUT_IDS.name, C.INPUT_LENGTHS.name, C.REQUEST_OUTPUT_LEN.name,
-            C.END_ID.name, C.PAD_ID.name]
+            C.MEL.name,
+            C.MEL_LENGTH.name,
+            C.INPUT_IDS.name,
+            C.INPUT_LENGTHS.name,
+            C.REQUEST_OUTPUT_LEN.name,
+            C.END_ID.name,
+            C.PAD_ID.name,
+        ]
         np.testing.assert_allclose(got[C.MEL.name], alone.mel[None], atol=1e-5)
         assert got[C.MEL_LENGTH.name].tolist() == [[alone.mel_length]] and got[C.MEL_LENGTH.name].dtype == np.int64
         assert np.array_equal(got[C.INPUT_IDS.name], alone.input_ids[None])
@@ -57,8 +66,10 @@ def test_outputs_of_a_batch_match_the_preprocessor_alone(pre):
 def test_missing_audio_and_bad_max_new_tokens(pre):
     out = pre.execute([pre.pb.request({}), _request(pre, speechlike(1.0, 3), 0)])
     assert error_of(out[0]) == ("INVALID_ARG", "input 'audio' is required")
-    assert error_of(out[1]) == ("INVALID_ARG", "input 'max_new_tokens' is 0; it must be between 1 and "
-                                               f"{C.MAX_NEW_TOKENS_LIMIT}")
+    assert error_of(out[1]) == (
+        "INVALID_ARG",
+        f"input 'max_new_tokens' is 0; it must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}",
+    )
 
 
 def test_vad_gate_marks_a_clip_without_speech(exported_trained, heldout):

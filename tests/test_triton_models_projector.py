@@ -25,8 +25,10 @@ def test_batch_of_different_lengths_matches_each_alone(projector):
     (a, xa), (b, xb) = _request(projector, 7, 1), _request(projector, 19, 2)
     bad, _ = _request(projector, 5, 3, dim=projector.dim + 1)
     out = projector.execute([a, bad, b])
-    assert error_of(out[1]) == ("INVALID_ARG", f"input '{C.ENCODED.name}' must have shape "
-                                               f"[1, frames, {projector.dim}], got [1, 5, {projector.dim + 1}]")
+    assert error_of(out[1]) == (
+        "INVALID_ARG",
+        f"input '{C.ENCODED.name}' must have shape [1, frames, {projector.dim}], got [1, 5, {projector.dim + 1}]",
+    )
     for response, x in ((out[0], xa), (out[2], xb)):
         got = response.outputs()
         alone = projector.runner.project(x)
@@ -40,8 +42,10 @@ def test_too_many_frames_and_a_runtime_failure(projector, monkeypatch):
     long, _ = _request(projector, projector.max_frames + 1, 4)
     ok, _ = _request(projector, 3, 5)
     out = projector.execute([long])
-    assert error_of(out[0]) == ("INVALID_ARG", f"input '{C.ENCODED.name}' has {projector.max_frames + 1} frames; "
-                                               f"the limit is 1..{projector.max_frames}")
+    assert error_of(out[0]) == (
+        "INVALID_ARG",
+        f"input '{C.ENCODED.name}' has {projector.max_frames + 1} frames; the limit is 1..{projector.max_frames}",
+    )
 
     def broken(_):
         raise MemoryError("no room")

@@ -24,8 +24,11 @@ def test_every_python_model_has_a_shell_and_a_class(exported_trained):
     from canary_triton.export.repository import RepositoryOptions, describe
     from canary_triton.serving import read_manifest
 
-    decls = [d for d in describe(read_manifest(exported_trained), "cpu", RepositoryOptions(), exported_trained)
-             if d.backend == "python"]
+    decls = [
+        d
+        for d in describe(read_manifest(exported_trained), "cpu", RepositoryOptions(), exported_trained)
+        if d.backend == "python"
+    ]
     assert {d.name for d in decls} == set(CLASSES)
     assert {d.source or d.name for d in decls} == set(SHELLS)
     for d in decls:

@@ -45,8 +45,14 @@ def test_regions_equal_the_packages_timestamps(recordings, threshold, min_speech
     for name, audio in recordings.items():
         probs = ours.probabilities(audio)
         ref = get_speech_timestamps_from_probs(
-            probs.tolist(), sampling_rate=SR, threshold=threshold, min_speech_duration_ms=1000 * min_speech_s,
-            min_silence_duration_ms=1000 * min_silence_s, speech_pad_ms=0, audio_length_samples=len(audio))
+            probs.tolist(),
+            sampling_rate=SR,
+            threshold=threshold,
+            min_speech_duration_ms=1000 * min_speech_s,
+            min_silence_duration_ms=1000 * min_silence_s,
+            speech_pad_ms=0,
+            audio_length_samples=len(audio),
+        )
         got = vad.regions_from_probs(probs, len(audio), threshold, min_speech_s, min_silence_s)
         assert got == [(d["start"], d["end"]) for d in ref], name
 
@@ -88,8 +94,13 @@ def test_segmenter_options_are_rendered_into_both_long_form_models():
     from canary_triton.export.repository import RepositoryOptions, describe, render
 
     manifest = {"model": {"mel": {"n_mels": 128}, "encoder_dim": 16, "llm_hidden": 16}}
-    opts = RepositoryOptions(long_form_merge_s=12.0, long_form_vad="energy", long_form_vad_threshold=0.3,
-                             long_form_vad_min_silence_s=0.4, long_form_silence_pad_s=0.2)
+    opts = RepositoryOptions(
+        long_form_merge_s=12.0,
+        long_form_vad="energy",
+        long_form_vad_threshold=0.3,
+        long_form_vad_min_silence_s=0.4,
+        long_form_silence_pad_s=0.2,
+    )
     decls = {d.name: d for d in describe(manifest, "cpu", opts)}
     want = SegmentOptions(merge_s=12.0, vad="energy", vad_threshold=0.3, min_pause_s=0.4, silence_pad_s=0.2)
     for name in (C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL):
@@ -104,18 +115,22 @@ def test_bad_segmenter_options_are_one_line_errors_naming_the_option(capsys, tmp
     from canary_triton.errors import CanaryTritonError
     from canary_triton.export.repository import RepositoryOptions
 
-    for field, value, message in (("long_form_vad_threshold", 1.5, r"vad_threshold must be in \(0, 1\)"),
-                                  ("long_form_vad_min_speech_s", -1.0, "min_speech_s must be >= 0"),
-                                  ("long_form_vad_min_silence_s", -0.1, "min_pause_s must be >= 0"),
-                                  ("long_form_vad_pad_s", -0.1, "pad_s must be >= 0"),
-                                  ("long_form_merge_s", 41.0, r"merge_s must be in \(0, max_segment_s=40\]")):
+    for field, value, message in (
+        ("long_form_vad_threshold", 1.5, r"vad_threshold must be in \(0, 1\)"),
+        ("long_form_vad_min_speech_s", -1.0, "min_speech_s must be >= 0"),
+        ("long_form_vad_min_silence_s", -0.1, "min_pause_s must be >= 0"),
+        ("long_form_vad_pad_s", -0.1, "pad_s must be >= 0"),
+        ("long_form_merge_s", 41.0, r"merge_s must be in \(0, max_segment_s=40\]"),
+    ):
         with pytest.raises(CanaryTritonError, match="long-form segmenter: " + message):
             RepositoryOptions(**{field: value}).long_form_segment()
-    for flag, value, message in (("--vad-threshold", "0", "must be in (0, 1), got 0"),
-                                 ("--vad-min-speech-ms", "-5", "must be >= 0 ms"),
-                                 ("--vad-min-silence-ms", "-5", "must be >= 0 ms"),
-                                 ("--vad-speech-pad-ms", "-5", "must be >= 0 ms"),
-                                 ("--long-form-merge-seconds", "41", "must be in (0, 40] seconds")):
+    for flag, value, message in (
+        ("--vad-threshold", "0", "must be in (0, 1), got 0"),
+        ("--vad-min-speech-ms", "-5", "must be >= 0 ms"),
+        ("--vad-min-silence-ms", "-5", "must be >= 0 ms"),
+        ("--vad-speech-pad-ms", "-5", "must be >= 0 ms"),
+        ("--long-form-merge-seconds", "41", "must be in (0, 40] seconds"),
+    ):
         with pytest.raises(SystemExit) as e:
             main(["export", "ckpt", "-o", str(tmp_path / "out"), flag, value])
         assert e.value.code == 2

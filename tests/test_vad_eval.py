@@ -13,12 +13,27 @@ def test_vad_eval_smoke(server_trained, tmp_path):
     from benchmarks import vad_eval
 
     out = tmp_path / "vad"
-    rc = vad_eval.main(["--url", server_trained.grpc_url, "--clips", "4", "--snr", "10", "--noises", "pink,babble",
-                        "--no-speech-s", "5", "--out", str(out)])
+    rc = vad_eval.main(
+        [
+            "--url",
+            server_trained.grpc_url,
+            "--clips",
+            "4",
+            "--snr",
+            "10",
+            "--noises",
+            "pink,babble",
+            "--no-speech-s",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     p = json.loads((out / "vad_eval.json").read_text())
     assert {(r["condition"], r["vad"]) for r in p["rows"]} == {
-        (c, v) for c in ("clean", "pink 10 dB", "babble 10 dB") for v in VADS}
+        (c, v) for c in ("clean", "pink 10 dB", "babble 10 dB") for v in VADS
+    }
     for r in p["rows"]:
         assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["speech_kept"] <= 1
         assert r["segmenter_rtfx"] > 0 and r["long_form_rtfx"] > 0 and r["wer"] >= 0 and r["wer_one_by_one"] >= 0

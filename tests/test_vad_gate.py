@@ -43,17 +43,25 @@ def _llm_requests(url: str) -> int:
 def test_the_gate_is_off_by_default_and_rendered_when_on(exported_trained, gated_server):
     _, export = gated_server
     for model in (C.PREPROCESSOR_MODEL, C.LLM_UNARY_MODEL):
-        assert '"vad_gate" value: { string_value: "false" }' in \
-            (exported_trained / "model_repository" / model / "config.pbtxt").read_text()
-        assert '"vad_gate" value: { string_value: "true" }' in \
-            (export / "model_repository" / model / "config.pbtxt").read_text()
+        assert (
+            '"vad_gate" value: { string_value: "false" }'
+            in (exported_trained / "model_repository" / model / "config.pbtxt").read_text()
+        )
+        assert (
+            '"vad_gate" value: { string_value: "true" }'
+            in (export / "model_repository" / model / "config.pbtxt").read_text()
+        )
     assert json.loads((exported_trained / "export.json").read_text())["options"]["vad_gate"] is False
 
 
 def test_no_speech_gives_empty_text_without_running_the_llm(gated_server):
     server, _ = gated_server
-    clips = [noise.pink_noise(5, seed=1), noise.synthetic_music(5, seed=1), noise.near_silence_with_clicks(5, seed=1),
-             np.zeros(3 * SR, np.float32)]
+    clips = [
+        noise.pink_noise(5, seed=1),
+        noise.synthetic_music(5, seed=1),
+        noise.near_silence_with_clicks(5, seed=1),
+        np.zeros(3 * SR, np.float32),
+    ]
     with CanaryClient(options=ClientOptions(url=server.grpc_url, timeout_s=300)) as c:
         c.transcribe(np.zeros(SR, np.float32))  # warm-up (no speech either)
         before = _llm_requests(server.grpc_url)

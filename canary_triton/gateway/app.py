@@ -40,13 +40,19 @@ from .transcription import parse_transcription
 log = logging.getLogger("canary_triton.gateway")
 
 #: Every model a gateway request can reach (``/health`` waits for all of them).
-ENTRY_MODELS = (contract.ENSEMBLE_MODEL, contract.STREAM_MODEL, contract.LONG_FORM_MODEL,
-                contract.LONG_FORM_STREAM_MODEL, contract.LLM_MODE_MODEL)
+ENTRY_MODELS = (
+    contract.ENSEMBLE_MODEL,
+    contract.STREAM_MODEL,
+    contract.LONG_FORM_MODEL,
+    contract.LONG_FORM_STREAM_MODEL,
+    contract.LLM_MODE_MODEL,
+)
 MAX_FILENAME = 120  # characters of the upload's name kept in error messages
 
 
 def _endpoint(fn):
     """Errors as OpenAI's JSON: ours, the server's (via the client), undecodable audio, a client gone."""
+
     async def wrapped(request: Request):
         opts: GatewayOptions = request.app.state.options
         try:
@@ -63,6 +69,7 @@ def _endpoint(fn):
         except Exception:  # noqa: BLE001  a bug: logged with its traceback, the client gets a plain 500
             log.exception("unexpected error in %s", request.url.path)
             return GatewayError(500, "internal error in the gateway (see its log)", SERVER_ERROR).response()
+
     return wrapped
 
 
@@ -70,16 +77,21 @@ def check_model(name, opts: GatewayOptions) -> None:
     if not isinstance(name, str) or not name:
         raise bad_request("the 'model' field is required", "model", "missing_required_parameter")
     if name not in opts.model_names:
-        raise GatewayError(404, f"model {name!r} is not served here; use {' or '.join(map(repr, opts.model_names))}",
-                           param="model", code="model_not_found")
+        raise GatewayError(
+            404,
+            f"model {name!r} is not served here; use {' or '.join(map(repr, opts.model_names))}",
+            param="model",
+            code="model_not_found",
+        )
 
 
 # -- transcriptions ----------------------------------------------------------------------------
 async def _form(request: Request, body: bytes):
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
-        raise bad_request(f"send the audio as multipart/form-data with a 'file' part (got content type "
-                          f"{ctype or 'none'!r})", "file")
+        raise bad_request(
+            f"send the audio as multipart/form-data with a 'file' part (got content type {ctype or 'none'!r})", "file"
+        )
     try:
         return await Request(request.scope, replay(body)).form(max_files=1, max_fields=64)
     except HTTPException as e:
@@ -90,9 +102,12 @@ async def _timed(client: AsyncCanaryClient, audio: Audio) -> tuple[str, list[dic
     """Text and segments: the long-form entry point's (one request for both) over 40 s; under
     it the clip is transcribed in one piece, one segment from 0 to its end."""
     if entry_model(client.opts, audio, None) == contract.LONG_FORM_MODEL:
-        call = Call(contract.LONG_FORM_MODEL, audio_request(audio, None),
-                    (contract.TRANSCRIPT.name, contract.SEGMENTS.name),
-                    lambda out: (out[contract.TRANSCRIPT.name], json.loads(out[contract.SEGMENTS.name])))
+        call = Call(
+            contract.LONG_FORM_MODEL,
+            audio_request(audio, None),
+            (contract.TRANSCRIPT.name, contract.SEGMENTS.name),
+            lambda out: (out[contract.TRANSCRIPT.name], json.loads(out[contract.SEGMENTS.name])),
+        )
         return await client.call(call)
     text = await client.transcribe(audio)
     return text, ([{"start": 0.0, "end": round(audio.seconds, 3), "text": text}] if text.strip() else [])
@@ -149,8 +164,9 @@ async def transcriptions(request: Request, opts: GatewayOptions, client: AsyncCa
         text, segments = await until_disconnect(request.receive, _timed(client, audio))
     else:
         text, segments = await until_disconnect(request.receive, client.transcribe(audio)), None
-    return Response(render(req.response_format, text, segments, audio.seconds),
-                    media_type=MEDIA_TYPES[req.response_format])
+    return Response(
+        render(req.response_format, text, segments, audio.seconds), media_type=MEDIA_TYPES[req.response_format]
+    )
 
 
 # -- chat completions --------------------------------------------------------------------------
@@ -169,8 +185,10 @@ async def chat_completions(request: Request, opts: GatewayOptions, client: Async
         raise bad_request(f"the request body is not valid JSON: {e}") from None
     req = chat.parse_chat(data)
     check_model(data.get("model"), opts)
-    answer = await until_disconnect(request.receive, client.ask(
-        req.instruction, req.transcript, req.max_new_tokens, req.temperature, req.top_p, req.seed))
+    answer = await until_disconnect(
+        request.receive,
+        client.ask(req.instruction, req.transcript, req.max_new_tokens, req.temperature, req.top_p, req.seed),
+    )
     cid = chat.completion_id()
     if req.stream:
         return EventStream(_chunks(chat.stream_chunks(cid, data["model"], answer)))
@@ -198,9 +216,13 @@ async def get_model(request: Request, opts: GatewayOptions, client: AsyncCanaryC
 async def health(request: Request, opts: GatewayOptions, client: AsyncCanaryClient):
     if await client.is_ready(ENTRY_MODELS):
         return JSONResponse({"status": "ok", "in_flight": request.app.state.load.in_flight})
-    raise GatewayError(503, f"Triton at {opts.triton_url} or one of its models ({', '.join(ENTRY_MODELS)}) is not "
-                            "ready", SERVER_ERROR, code="service_unavailable",
-                       headers={"Retry-After": str(opts.retry_after_s)})
+    raise GatewayError(
+        503,
+        f"Triton at {opts.triton_url} or one of its models ({', '.join(ENTRY_MODELS)}) is not ready",
+        SERVER_ERROR,
+        code="service_unavailable",
+        headers={"Retry-After": str(opts.retry_after_s)},
+    )
 
 
 async def live(request: Request):
@@ -209,8 +231,13 @@ async def live(request: Request):
 
 async def not_found(request: Request, exc: HTTPException):
     status = exc.status_code
-    what = "no such endpoint" if status == 404 else f"{request.method} is not allowed here" if status == 405 \
+    what = (
+        "no such endpoint"
+        if status == 404
+        else f"{request.method} is not allowed here"
+        if status == 405
         else str(exc.detail)
+    )
     return GatewayError(status, f"{what}: {request.method} {request.url.path}").response()
 
 
@@ -236,7 +263,11 @@ def create_app(opts: GatewayOptions, client_options: ClientOptions | None = None
         Route("/health/live", live, methods=["GET"]),
     ]
     load = Load()
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Gate, opts=opts, load=load)],
-                    exception_handlers={HTTPException: not_found})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(Gate, opts=opts, load=load)],
+        exception_handlers={HTTPException: not_found},
+    )
     app.state.load = load
     return app

@@ -74,8 +74,11 @@ async def drain(receive, cap: int) -> None:
 
 
 def too_large(size: int, limit: int) -> GatewayError:
-    return bad_request(f"the upload is {size / 2**20:.1f} MiB; the limit is {limit / 2**20:.1f} MiB "
-                       "(gateway --max-upload-mb)", "file", "file_too_large")
+    return bad_request(
+        f"the upload is {size / 2**20:.1f} MiB; the limit is {limit / 2**20:.1f} MiB (gateway --max-upload-mb)",
+        "file",
+        "file_too_large",
+    )
 
 
 async def read_body(receive, headers, limit: int) -> bytes:
@@ -122,9 +125,17 @@ class EventStream:
         self.events = events
 
     async def __call__(self, scope, receive, send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-                                (b"x-accel-buffering", b"no")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
 
         async def pump() -> None:
             async for chunk in self.events:
@@ -195,15 +206,33 @@ class Gate:
         bounded = scope.get("method") == "POST" and path in BOUNDED_PATHS
         try:
             if path.startswith("/v1/") and not self._authorized(headers):
-                await self._reject(GatewayError(401, "missing or wrong API key: send 'Authorization: Bearer KEY' with "
-                                                f"the key the gateway was started with (${API_KEY_ENV})",
-                                                code="invalid_api_key"), scope, counting_receive, tagged_send)
+                await self._reject(
+                    GatewayError(
+                        401,
+                        "missing or wrong API key: send 'Authorization: Bearer KEY' with "
+                        f"the key the gateway was started with (${API_KEY_ENV})",
+                        code="invalid_api_key",
+                    ),
+                    scope,
+                    counting_receive,
+                    tagged_send,
+                )
             elif bounded and self.load.in_flight >= self.opts.max_in_flight:
-                await self._reject(GatewayError(429, f"{self.load.in_flight} requests in flight, the gateway's limit "
-                                                f"(--max-in-flight {self.opts.max_in_flight}); retry after "
-                                                f"{self.opts.retry_after_s} s", RATE_LIMIT, None, "rate_limit_exceeded",
-                                                {"Retry-After": str(self.opts.retry_after_s)}),
-                                   scope, counting_receive, tagged_send)
+                await self._reject(
+                    GatewayError(
+                        429,
+                        f"{self.load.in_flight} requests in flight, the gateway's limit "
+                        f"(--max-in-flight {self.opts.max_in_flight}); retry after "
+                        f"{self.opts.retry_after_s} s",
+                        RATE_LIMIT,
+                        None,
+                        "rate_limit_exceeded",
+                        {"Retry-After": str(self.opts.retry_after_s)},
+                    ),
+                    scope,
+                    counting_receive,
+                    tagged_send,
+                )
             elif bounded:
                 self.load.in_flight += 1
                 try:
@@ -215,6 +244,15 @@ class Gate:
         finally:
             status = CLIENT_GONE_STATUS if info.get("client_gone") or seen["status"] is None else seen["status"]
             audio = info.get("audio_s")
-            log.info("%s %s %s %s %d %.1fms in=%dB out=%dB%s", rid, (scope.get("client") or ("-",))[0],
-                     scope.get("method"), path, status, (time.perf_counter() - t0) * 1e3, seen["in"], seen["out"],
-                     f" audio={audio:.2f}s" if audio is not None else "")
+            log.info(
+                "%s %s %s %s %d %.1fms in=%dB out=%dB%s",
+                rid,
+                (scope.get("client") or ("-",))[0],
+                scope.get("method"),
+                path,
+                status,
+                (time.perf_counter() - t0) * 1e3,
+                seen["in"],
+                seen["out"],
+                f" audio={audio:.2f}s" if audio is not None else "",
+            )

@@ -42,12 +42,15 @@ def _text(content, i: int) -> str:
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             if kind != "text" or not isinstance(part.get("text"), str):
-                raise bad_request(f"messages[{i}]: content part of type {kind!r} is not supported; the served "
-                                  "LLM mode takes text only", f"messages[{i}].content", "unsupported_content")
+                raise bad_request(
+                    f"messages[{i}]: content part of type {kind!r} is not supported; the served "
+                    "LLM mode takes text only",
+                    f"messages[{i}].content",
+                    "unsupported_content",
+                )
             parts.append(part["text"])
         return "".join(parts)
-    raise bad_request(f"messages[{i}].content must be a string or a list of text parts",
-                      f"messages[{i}].content")
+    raise bad_request(f"messages[{i}].content must be a string or a list of text parts", f"messages[{i}].content")
 
 
 def _number(body: dict, name: str, kind: type, low: float | None = None):
@@ -77,9 +80,12 @@ def parse_chat(body) -> ChatRequest:
         elif role == "user":
             user.append(_text(m.get("content"), i))
         else:
-            raise bad_request(f"messages[{i}] has role {role!r}: only system/developer and user messages are "
-                              "supported (the served LLM mode takes one user turn, no conversation history)",
-                              f"messages[{i}].role", "unsupported_role")
+            raise bad_request(
+                f"messages[{i}] has role {role!r}: only system/developer and user messages are "
+                "supported (the served LLM mode takes one user turn, no conversation history)",
+                f"messages[{i}].role",
+                "unsupported_role",
+            )
     if not user:
         raise bad_request("'messages' needs at least one user message", "messages")
     n = _number(body, "n", int)
@@ -113,19 +119,32 @@ def completion_id() -> str:
 def completion(cid: str, model: str, answer: str) -> dict:
     """A ``chat.completion``. The server reports no token counts or stop reason: ``usage`` is
     left out and ``finish_reason`` is "stop"."""
-    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop",
-                         "logprobs": None}]}
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop", "logprobs": None}
+        ],
+    }
 
 
 def chunk(cid: str, model: str, created: int, delta: dict, finish_reason: str | None) -> dict:
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+    }
 
 
 def stream_chunks(cid: str, model: str, answer: str) -> list[dict]:
     """The whole answer as chunks: the role, the content (one chunk: the LLM mode is unary), the stop."""
     created = int(time.time())
-    return [chunk(cid, model, created, {"role": "assistant", "content": ""}, None),
-            chunk(cid, model, created, {"content": answer}, None),
-            chunk(cid, model, created, {}, "stop")]
+    return [
+        chunk(cid, model, created, {"role": "assistant", "content": ""}, None),
+        chunk(cid, model, created, {"content": answer}, None),
+        chunk(cid, model, created, {}, "stop"),
+    ]

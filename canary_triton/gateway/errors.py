@@ -27,8 +27,15 @@ RATE_LIMIT = "rate_limit_error"
 class GatewayError(Exception):
     """An answer the gateway gives instead of a result."""
 
-    def __init__(self, status: int, message: str, type_: str = INVALID_REQUEST, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = INVALID_REQUEST,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
         self.headers = headers or {}
@@ -58,8 +65,14 @@ def from_server_error(e: ServerError, retry_after_s: int) -> GatewayError:
     if "INVALID_ARG" in status or status == "400" or (not status and INPUT_MESSAGE_MARK in message):
         return GatewayError(400, message, INVALID_REQUEST, None, "invalid_value")
     if e.retryable or "UNAVAILABLE" in status:
-        return GatewayError(503, f"the inference server is unavailable: {message}", SERVER_ERROR, None,
-                            "service_unavailable", {"Retry-After": str(retry_after_s)})
+        return GatewayError(
+            503,
+            f"the inference server is unavailable: {message}",
+            SERVER_ERROR,
+            None,
+            "service_unavailable",
+            {"Retry-After": str(retry_after_s)},
+        )
     if "DEADLINE" in status:
         return GatewayError(504, message, SERVER_ERROR, None, "timeout")
     return GatewayError(502, f"the inference server failed: {message}", SERVER_ERROR, None, "upstream_error")

@@ -17,15 +17,22 @@ TIMED_FORMATS = ("srt", "vtt", "verbose_json")
 STREAM_FORMATS = ("json", "text")
 LANGUAGE = "english"
 
-MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json",
-               "text": "text/plain; charset=utf-8", "srt": "application/x-subrip; charset=utf-8",
-               "vtt": "text/vtt; charset=utf-8"}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "verbose_json": "application/json",
+    "text": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+}
 
 
 def vtt_blocks(segments: list[dict]) -> str:
     """WebVTT: the header, then one cue per segment with text."""
-    cues = "".join(f"{srt_time(s['start']).replace(',', '.')} --> {srt_time(s['end']).replace(',', '.')}\n"
-                   f"{s['text']}\n\n" for s in segments if s["text"].strip())
+    cues = "".join(
+        f"{srt_time(s['start']).replace(',', '.')} --> {srt_time(s['end']).replace(',', '.')}\n{s['text']}\n\n"
+        for s in segments
+        if s["text"].strip()
+    )
     return "WEBVTT\n\n" + cues
 
 
@@ -37,9 +44,21 @@ def verbose_json(text: str, segments: list[dict], duration_s: float) -> dict:
         "language": LANGUAGE,
         "duration": round(duration_s, 3),
         "text": text,
-        "segments": [{"id": i, "seek": 0, "start": s["start"], "end": s["end"], "text": s["text"], "tokens": [],
-                      "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
-                     for i, s in enumerate(segments)],
+        "segments": [
+            {
+                "id": i,
+                "seek": 0,
+                "start": s["start"],
+                "end": s["end"],
+                "text": s["text"],
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": 0.0,
+                "compression_ratio": 0.0,
+                "no_speech_prob": 0.0,
+            }
+            for i, s in enumerate(segments)
+        ],
         "usage": {"type": "duration", "seconds": round(duration_s, 3)},
     }
 
@@ -47,8 +66,9 @@ def verbose_json(text: str, segments: list[dict], duration_s: float) -> dict:
 def render(response_format: str, text: str, segments: list[dict] | None, duration_s: float) -> str:
     """The answer body for one ``response_format`` (``segments`` needed for the timed ones)."""
     if response_format == "json":
-        return json.dumps({"text": text, "usage": {"type": "duration", "seconds": round(duration_s, 3)}},
-                          ensure_ascii=False)
+        return json.dumps(
+            {"text": text, "usage": {"type": "duration", "seconds": round(duration_s, 3)}}, ensure_ascii=False
+        )
     if response_format == "text":
         return text
     if response_format == "verbose_json":

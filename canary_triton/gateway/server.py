@@ -17,8 +17,16 @@ def uvicorn_config(opts: GatewayOptions, log_level: str = "info"):
     import uvicorn
 
     # uvicorn's own access log prints request lines only; the gateway writes its own (no content).
-    return uvicorn.Config(create_app(opts), host=opts.host, port=opts.port, access_log=False, log_level=log_level,
-                          lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
+    return uvicorn.Config(
+        create_app(opts),
+        host=opts.host,
+        port=opts.port,
+        access_log=False,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        server_header=False,
+    )
 
 
 def serve(opts: GatewayOptions) -> None:
@@ -32,8 +40,8 @@ def serve(opts: GatewayOptions) -> None:
 class BackgroundGateway:
     """The gateway on uvicorn in a thread of this process (tests, benchmarks):
 
-        with BackgroundGateway(GatewayOptions(triton_url=..., port=free_port())) as gw:
-            openai.OpenAI(base_url=gw.base_url, api_key=...)
+    with BackgroundGateway(GatewayOptions(triton_url=..., port=free_port())) as gw:
+        openai.OpenAI(base_url=gw.base_url, api_key=...)
     """
 
     def __init__(self, opts: GatewayOptions, log_level: str = "warning"):

@@ -60,8 +60,12 @@ def check_language(language: str | None) -> None:
     code = language.strip().lower()
     if code in ENGLISH or code.startswith("en-") or code.startswith("en_"):
         return
-    raise bad_request(f"language {language!r} is not supported: this model transcribes English only "
-                      "(send 'en' or leave language out)", "language", "unsupported_language")
+    raise bad_request(
+        f"language {language!r} is not supported: this model transcribes English only "
+        "(send 'en' or leave language out)",
+        "language",
+        "unsupported_language",
+    )
 
 
 def parse_transcription(form) -> TranscriptionRequest:
@@ -72,25 +76,34 @@ def parse_transcription(form) -> TranscriptionRequest:
     check_language(form.get("language") if isinstance(form.get("language"), str) else None)
     fmt = form.get("response_format") or "json"
     if fmt not in RESPONSE_FORMATS:
-        raise bad_request(f"response_format {fmt!r} is not supported; use one of {', '.join(RESPONSE_FORMATS)}",
-                          "response_format")
+        raise bad_request(
+            f"response_format {fmt!r} is not supported; use one of {', '.join(RESPONSE_FORMATS)}", "response_format"
+        )
     stream = _bool(form.get("stream"), "stream")
     if stream and fmt not in STREAM_FORMATS:
-        raise bad_request(f"stream=true answers in {' or '.join(STREAM_FORMATS)} events; response_format "
-                          f"{fmt!r} cannot be streamed", "response_format")
+        raise bad_request(
+            f"stream=true answers in {' or '.join(STREAM_FORMATS)} events; response_format {fmt!r} cannot be streamed",
+            "response_format",
+        )
     raw_t = form.get("temperature")
     try:
         temperature = float(raw_t) if raw_t not in (None, "") else 0.0
     except ValueError:
         raise bad_request(f"'temperature' must be a number, got {raw_t!r}", "temperature") from None
     if not 0.0 <= temperature <= MAX_TEMPERATURE:
-        raise bad_request(f"'temperature' is {temperature:g}; it must be between 0 and {MAX_TEMPERATURE:g} "
-                          "(decoding is greedy whatever the value)", "temperature")
+        raise bad_request(
+            f"'temperature' is {temperature:g}; it must be between 0 and {MAX_TEMPERATURE:g} "
+            "(decoding is greedy whatever the value)",
+            "temperature",
+        )
     granularities = _values(form, "timestamp_granularities")
     bad = [g for g in granularities if g != "segment"]
     if bad:
-        raise bad_request(f"timestamp_granularities {', '.join(map(repr, bad))} not available; only 'segment' "
-                          "timestamps (from the long-form segmenter) exist", "timestamp_granularities")
+        raise bad_request(
+            f"timestamp_granularities {', '.join(map(repr, bad))} not available; only 'segment' "
+            "timestamps (from the long-form segmenter) exist",
+            "timestamp_granularities",
+        )
     include = _values(form, "include")
     if include:
         raise bad_request(f"include {', '.join(map(repr, include))} is not available from this model", "include")

@@ -26,8 +26,9 @@ class LlmModeModel(ThreadedModel):
         pb = self.pb
         raw = self.input(request, C.TEXT_INPUT.name).reshape(-1)[0]
         ids = llm_mode_prompt(self.tokenizer, raw)
-        limit = validate_max_new_tokens(self.input(request, C.MAX_NEW_TOKENS.name, optional=True),
-                                        limit=self.max_new_tokens)
+        limit = validate_max_new_tokens(
+            self.input(request, C.MAX_NEW_TOKENS.name, optional=True), limit=self.max_new_tokens
+        )
         temperature = self.input(request, C.TEMPERATURE.name, optional=True)
         top_p = self.input(request, C.TOP_P.name, optional=True)
         seed = self.input(request, C.SEED.name, optional=True)
@@ -38,8 +39,11 @@ class LlmModeModel(ThreadedModel):
             pb.Tensor(C.REQUEST_OUTPUT_LEN.name, scalar_array(limit)),
             pb.Tensor(C.END_ID.name, scalar_array(self.tokenizer.ids.eos)),
         ]
-        for name, value, dtype in ((C.TEMPERATURE.name, temperature, np.float32),
-                                   (C.RUNTIME_TOP_P.name, top_p, np.float32), (C.SEED.name, seed, np.uint64)):
+        for name, value, dtype in (
+            (C.TEMPERATURE.name, temperature, np.float32),
+            (C.RUNTIME_TOP_P.name, top_p, np.float32),
+            (C.SEED.name, seed, np.uint64),
+        ):
             if value is not None:
                 inputs.append(pb.Tensor(name, np.asarray(value, dtype=dtype).reshape(1, 1)))
         pieces = forward_tokens(pb, self.target, inputs, caller=request, watcher=self.watcher)

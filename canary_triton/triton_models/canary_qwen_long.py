@@ -27,8 +27,9 @@ class LongFormModel(ThreadedModel):
         params = model_parameters(args)
         self.streaming = self.pb.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
         self.mel = export_mel_params(artifacts_dir(args, params))
-        self.opts = LongFormOptions(max_seconds=float(params["max_seconds"]),
-                                    segment=SegmentOptions.from_parameters(params))
+        self.opts = LongFormOptions(
+            max_seconds=float(params["max_seconds"]), segment=SegmentOptions.from_parameters(params)
+        )
         prepare(self.opts.segment)
         self.target = params.get("segment_model", C.ENSEMBLE_MODEL)
         self.segments = ThreadPoolExecutor(max_workers=int(params.get("segment_concurrency", "16")))
@@ -44,16 +45,18 @@ class LongFormModel(ThreadedModel):
         pb = self.pb
         audio, segments = plan(self.input(request, C.AUDIO.name), self.mel, self.opts)
         limit = self.input(request, C.MAX_NEW_TOKENS.name, optional=True)
-        extra = [] if limit is None else [
-            pb.Tensor(C.MAX_NEW_TOKENS.name, scalar_array(validate_max_new_tokens(limit)))]
+        extra = (
+            [] if limit is None else [pb.Tensor(C.MAX_NEW_TOKENS.name, scalar_array(validate_max_new_tokens(limit)))]
+        )
 
         def one(chunk):
             out = unary_call(pb, self.target, [pb.Tensor(C.AUDIO.name, chunk[None])] + extra, [C.TRANSCRIPT.name])
             return first_string(out[C.TRANSCRIPT.name])
 
         joiner, done = TextJoiner(self.opts.max_overlap_words), []
-        for seg, text in transcribe_in_order(audio, segments, one, self.segments, request.is_cancelled,
-                                             self.opts.segment, self.mel.sample_rate):
+        for seg, text in transcribe_in_order(
+            audio, segments, one, self.segments, request.is_cancelled, self.opts.segment, self.mel.sample_rate
+        ):
             piece = joiner.push(seg, text)
             done.append((seg, text))
             if self.streaming and piece:

@@ -16,8 +16,15 @@ from ..streaming import TranscriptStream
 from ..triton_adapter import artifacts_dir, forward_tokens, model_parameters, unary_call
 from .base import ThreadedModel
 
-PRE_OUT = [C.MEL.name, C.MEL_LENGTH.name, C.INPUT_IDS.name, C.INPUT_LENGTHS.name, C.REQUEST_OUTPUT_LEN.name,
-           C.END_ID.name, C.PAD_ID.name]
+PRE_OUT = [
+    C.MEL.name,
+    C.MEL_LENGTH.name,
+    C.INPUT_IDS.name,
+    C.INPUT_LENGTHS.name,
+    C.REQUEST_OUTPUT_LEN.name,
+    C.END_ID.name,
+    C.PAD_ID.name,
+]
 
 
 class StreamModel(ThreadedModel):

@@ -28,15 +28,21 @@ class EncoderModel(BatchedModel):
 
     def check(self, request):
         """(mel [n_mels, T], its length)."""
-        return check_mel(self.input(request, C.MEL.name), self.input(request, C.MEL_LENGTH.name),
-                         self.n_mels, self.max_frames)
+        return check_mel(
+            self.input(request, C.MEL.name), self.input(request, C.MEL_LENGTH.name), self.n_mels, self.max_frames
+        )
 
     def run(self, items):
-        encoded, enc_len = self.runner.encode(pad_stack([m for m, _ in items], axis=1).astype(np.float32),
-                                              np.array([n for _, n in items], dtype=np.int64))
+        encoded, enc_len = self.runner.encode(
+            pad_stack([m for m, _ in items], axis=1).astype(np.float32), np.array([n for _, n in items], dtype=np.int64)
+        )
         out = []
         for k in range(len(items)):
             n = int(enc_len[k])
-            out.append([self.pb.Tensor(C.ENCODED.name, np.ascontiguousarray(encoded[k : k + 1, :n])),
-                        self.pb.Tensor(C.ENCODED_LENGTH.name, scalar_array(n, np.int64))])
+            out.append(
+                [
+                    self.pb.Tensor(C.ENCODED.name, np.ascontiguousarray(encoded[k : k + 1, :n])),
+                    self.pb.Tensor(C.ENCODED_LENGTH.name, scalar_array(n, np.int64)),
+                ]
+            )
         return out

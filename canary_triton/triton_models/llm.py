@@ -32,15 +32,20 @@ class LlmModel(PythonModel):
         self.pb.Logger.log_info(
             f"{args['model_name']}: {weights}{adapter}, LLM in {str(self.model.dtype).replace('torch.', '')} "
             f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s); "
-            f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}")
+            f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}"
+        )
         self.embedding = self.model.get_input_embeddings()
         self.max_table_rows = int(manifest["limits"]["max_table_rows"])
         self.max_output_len = llm_max_output_len(manifest)
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
         # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
-        self.engine = ContinuousBatcher(self.model, max_batch=int(params.get("max_batch", "16")), threads=threads,
-                                        max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len,
-                                        lora=lora).start()
+        self.engine = ContinuousBatcher(
+            self.model,
+            max_batch=int(params.get("max_batch", "16")),
+            threads=threads,
+            max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len,
+            lora=lora,
+        ).start()
         self.cancels = CancelRegistry()
         self.metrics = _Metrics(self.pb, args["model_name"], self.engine)
 
@@ -64,7 +69,8 @@ class LlmModel(PythonModel):
                     self.input(request, C.END_ID.name, optional=True),
                     self.input(request, C.PROMPT_EMBEDDING_TABLE.name, optional=True),
                     self.input(request, C.STREAMING.name, optional=True),
-                    vocab_rows=self.embedding.num_embeddings, hidden=self.embedding.embedding_dim,
+                    vocab_rows=self.embedding.num_embeddings,
+                    hidden=self.embedding.embedding_dim,
                     max_table_rows=self.max_table_rows,
                     temperature=self.input(request, C.TEMPERATURE.name, optional=True),
                     top_p=self.input(request, C.RUNTIME_TOP_P.name, optional=True),
@@ -75,14 +81,21 @@ class LlmModel(PythonModel):
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
                 self.cancels.register(key)  # a stop request with this id cancels it while in flight
                 try:
-                    self.engine.submit(GenerationRequest(
-                        embeds=embeds, max_new_tokens=req.max_new_tokens, end_id=req.end_id,
-                        on_tokens=_Sender(self, sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()),
-                        is_cancelled=(lambda r=request, k=key: r.is_cancelled() or self.cancels.is_cancelled(k)),
-                        sampling=req.sampling, on_finish=lambda outcome, n, k=key: self._finished(k, outcome, n),
-                        on_admit=self.metrics.admitted,
-                        on_error=lambda e, s=sender: self.send_error(s, e),
-                    ))
+                    self.engine.submit(
+                        GenerationRequest(
+                            embeds=embeds,
+                            max_new_tokens=req.max_new_tokens,
+                            end_id=req.end_id,
+                            on_tokens=_Sender(
+                                self, sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()
+                            ),
+                            is_cancelled=(lambda r=request, k=key: r.is_cancelled() or self.cancels.is_cancelled(k)),
+                            sampling=req.sampling,
+                            on_finish=lambda outcome, n, k=key: self._finished(k, outcome, n),
+                            on_admit=self.metrics.admitted,
+                            on_error=lambda e, s=sender: self.send_error(s, e),
+                        )
+                    )
                 except Exception:
                     self.cancels.release(key)
                     raise
@@ -105,16 +118,24 @@ class _Metrics:
     def __init__(self, pb_utils, model_name, engine):
         self.engine = engine
         self.requests = pb_utils.MetricFamily(
-            name="canary_llm_requests_total", kind=pb_utils.MetricFamily.COUNTER,
-            description="Requests that left the LLM engine, by outcome (completed, cancelled, failed, rejected)")
+            name="canary_llm_requests_total",
+            kind=pb_utils.MetricFamily.COUNTER,
+            description="Requests that left the LLM engine, by outcome (completed, cancelled, failed, rejected)",
+        )
         self.tokens = pb_utils.MetricFamily(
-            name="canary_llm_generated_tokens_total", kind=pb_utils.MetricFamily.COUNTER,
-            description="Tokens generated by the LLM engine")
+            name="canary_llm_generated_tokens_total",
+            kind=pb_utils.MetricFamily.COUNTER,
+            description="Tokens generated by the LLM engine",
+        )
         self.slots = pb_utils.MetricFamily(
-            name="canary_llm_active_requests", kind=pb_utils.MetricFamily.GAUGE,
-            description="Requests holding an in-flight batch slot")
-        self.by_outcome = {o: self.requests.Metric(labels={"model": model_name, "outcome": o})
-                           for o in ("completed", "cancelled", "failed", "rejected")}
+            name="canary_llm_active_requests",
+            kind=pb_utils.MetricFamily.GAUGE,
+            description="Requests holding an in-flight batch slot",
+        )
+        self.by_outcome = {
+            o: self.requests.Metric(labels={"model": model_name, "outcome": o})
+            for o in ("completed", "cancelled", "failed", "rejected")
+        }
         self.token_count = self.tokens.Metric(labels={"model": model_name})
         self.slot_gauge = self.slots.Metric(labels={"model": model_name})
 

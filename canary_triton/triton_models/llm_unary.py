@@ -35,11 +35,16 @@ class LlmUnaryModel(ThreadedModel):
         # Checked here too: an error code does not survive the decoupled BLS hop (Triton 2.51
         # turns it into INTERNAL), and a direct caller's mistake must come back as INVALID_ARG.
         table = self.pb.get_input_tensor_by_name(request, C.PROMPT_EMBEDDING_TABLE.name)
-        check_llm_tensors(self.input(request, C.INPUT_IDS.name),
-                          self.input(request, C.INPUT_LENGTHS.name, optional=True),
-                          self.input(request, C.REQUEST_OUTPUT_LEN.name),
-                          None if table is None else tuple(table.shape()),
-                          self.vocab_rows, self.hidden, self.max_table_rows, self.max_output_len)
+        check_llm_tensors(
+            self.input(request, C.INPUT_IDS.name),
+            self.input(request, C.INPUT_LENGTHS.name, optional=True),
+            self.input(request, C.REQUEST_OUTPUT_LEN.name),
+            None if table is None else tuple(table.shape()),
+            self.vocab_rows,
+            self.hidden,
+            self.max_table_rows,
+            self.max_output_len,
+        )
         # streaming and stop are the forwarder's to set (the stop travels with its own request id)
         inputs = [t for t in request.inputs() if t.name() not in (C.STREAMING.name, C.STOP.name)]
         tokens = []
@@ -52,5 +57,7 @@ class LlmUnaryModel(ThreadedModel):
         return int(np.asarray(limit).reshape(-1)[0]) == C.NO_SPEECH_OUTPUT_LEN
 
     def _tokens(self, tokens):
-        return [self.pb.Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))),
-                self.pb.Tensor(C.SEQUENCE_LENGTH.name, scalar_array(len(tokens)))]
+        return [
+            self.pb.Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, dtype=np.int32).reshape(1, 1, len(tokens))),
+            self.pb.Tensor(C.SEQUENCE_LENGTH.name, scalar_array(len(tokens))),
+        ]

@@ -18,9 +18,11 @@ class PostprocessorModel(BatchedModel):
     def check(self, request):
         """The text of the first beam's ids, up to its length (decoded here: a request whose ids
         fail to decode fails alone)."""
-        ids = check_output_ids(self.input(request, C.OUTPUT_IDS.name),  # [1, beams, L]
-                               self.input(request, C.SEQUENCE_LENGTH.name),  # [1, beams]
-                               self.vocab_rows)
+        ids = check_output_ids(
+            self.input(request, C.OUTPUT_IDS.name),  # [1, beams, L]
+            self.input(request, C.SEQUENCE_LENGTH.name),  # [1, beams]
+            self.vocab_rows,
+        )
         return self.tokenizer.decode(ids)
 
     def run(self, items):

@@ -40,13 +40,15 @@ class PreprocessorModel(BatchedModel):
     def run(self, items):
         out = []
         for (_, limit), pre in zip(items, self.pre([a for a, _ in items])):
-            out.append([
-                self.pb.Tensor(C.MEL.name, pre.mel[None]),
-                self.pb.Tensor(C.MEL_LENGTH.name, scalar_array(pre.mel_length, np.int64)),
-                self.pb.Tensor(C.INPUT_IDS.name, pre.input_ids[None]),
-                self.pb.Tensor(C.INPUT_LENGTHS.name, scalar_array(len(pre.input_ids))),
-                self.pb.Tensor(C.REQUEST_OUTPUT_LEN.name, scalar_array(limit)),
-                self.pb.Tensor(C.END_ID.name, scalar_array(self.ids.eos)),
-                self.pb.Tensor(C.PAD_ID.name, scalar_array(self.ids.pad)),
-            ])
+            out.append(
+                [
+                    self.pb.Tensor(C.MEL.name, pre.mel[None]),
+                    self.pb.Tensor(C.MEL_LENGTH.name, scalar_array(pre.mel_length, np.int64)),
+                    self.pb.Tensor(C.INPUT_IDS.name, pre.input_ids[None]),
+                    self.pb.Tensor(C.INPUT_LENGTHS.name, scalar_array(len(pre.input_ids))),
+                    self.pb.Tensor(C.REQUEST_OUTPUT_LEN.name, scalar_array(limit)),
+                    self.pb.Tensor(C.END_ID.name, scalar_array(self.ids.eos)),
+                    self.pb.Tensor(C.PAD_ID.name, scalar_array(self.ids.pad)),
+                ]
+            )
         return out

@@ -28,5 +28,10 @@ class ProjectorModel(BatchedModel):
 
     def run(self, items):
         table = self.runner.project(pad_stack(items, axis=0).astype(np.float32))
-        return [[self.pb.Tensor(C.PROMPT_EMBEDDING_TABLE.name, np.ascontiguousarray(table[k : k + 1, : len(e)])),
-                 self.pb.Tensor(C.PROMPT_VOCAB_SIZE.name, scalar_array(len(e)))] for k, e in enumerate(items)]
+        return [
+            [
+                self.pb.Tensor(C.PROMPT_EMBEDDING_TABLE.name, np.ascontiguousarray(table[k : k + 1, : len(e)])),
+                self.pb.Tensor(C.PROMPT_VOCAB_SIZE.name, scalar_array(len(e))),
+            ]
+            for k, e in enumerate(items)
+        ]
