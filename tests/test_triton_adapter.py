@@ -17,7 +17,6 @@ from canary_triton.triton_adapter import (
     CallerCancelled,
     CancelWatcher,
     ForwardedError,
-    ThreadedModel,
     artifacts_dir,
     bls_error,
     error_response,
@@ -342,25 +341,3 @@ def test_an_unwatched_caller_is_not_asked_again_and_a_failing_one_is_not_cancell
     assert after.passed.wait(WAIT_S)
     assert len(asked) == n  # not asked after unwatch
     assert not cancelled_broken.is_set()  # an is_cancelled() that raises counts as not cancelled
-
-
-# -- the threaded BLS base -------------------------------------------------------------------
-def test_threaded_model_answers_each_request_from_its_pool():
-    class Model(ThreadedModel):
-        def __init__(self):
-            self.done, self.lock = [], threading.Lock()
-
-        def _run(self, request):
-            with self.lock:
-                self.done.append((request, threading.current_thread().name))
-
-    m = Model()
-    m.start_workers({"max_inflight": "3"})
-    assert m.pool._max_workers == 3
-    assert m.execute(["a", "b", "c", "d"]) is None  # the response senders answer later
-    m.finalize()  # waits for the pool
-    assert sorted(r for r, _ in m.done) == ["a", "b", "c", "d"]
-    assert all(name != threading.current_thread().name for _, name in m.done)
-    m.start_workers({})
-    assert m.pool._max_workers == 64  # the default
-    m.finalize()
