@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -138,17 +137,26 @@ def _encoder_batches(client) -> dict[int, int]:
     return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in s.get("batch_stats", [])}
 
 
-def _grown_encoder_batches(client, before: dict[int, int], requests: int) -> dict[int, int]:
-    """Encoder executions by batch size since ``before``, once they account for ``requests``:
-    Triton records an execution's statistics after its responses are sent, so the last batch may
-    show up a moment after its callback (a condition polled, bounded against a hang)."""
-    deadline = time.monotonic() + 300
-    while True:
-        after = _encoder_batches(client)
-        grown = {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
-        if sum(b * n for b, n in grown.items()) >= requests or time.monotonic() > deadline:
-            return grown
-        time.sleep(0.05)
+def _mel_inputs(mel: np.ndarray, length: int) -> list:
+    inputs = [
+        grpcclient.InferInput(C.MEL.name, list(mel.shape), "FP32"),
+        grpcclient.InferInput(C.MEL_LENGTH.name, [1, 1], "INT64"),
+    ]
+    inputs[0].set_data_from_numpy(mel)
+    inputs[1].set_data_from_numpy(np.array([[length]], dtype=np.int64))
+    return inputs
+
+
+def _grown_encoder_batches(client, before: dict[int, int], probe: list) -> dict[int, int]:
+    """Encoder executions by batch size since ``before``. Triton records an execution's
+    statistics after its responses are sent, on the instance's own thread, before that instance
+    takes its next batch; so once one more (synchronous) request to the single encoder instance
+    has been answered, every earlier execution is counted (an ordering, not a wait)."""
+    (group,) = client.get_model_config(C.ENCODER_MODEL, as_json=True)["config"]["instance_group"]
+    assert int(group["count"]) == 1, group  # the ordering argument above needs one instance
+    client.infer(C.ENCODER_MODEL, probe)
+    after = _encoder_batches(client)
+    return {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
 
 
 def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
@@ -160,7 +168,7 @@ def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
     rng = np.random.default_rng(0)
     lengths = [int(n) for n in rng.integers(bucket + 1, 2 * bucket, size=32)]  # all in the 2nd bucket
     before = _encoder_batches(c)
-    sent = 0
+    probe = _mel_inputs(rng.standard_normal((1, 128, 2 * bucket)).astype(np.float32), bucket + 1)
     for _ in range(10):
         done = threading.Semaphore(0)
         results: list = []
@@ -171,20 +179,13 @@ def test_the_encoder_batches_concurrent_clips_of_one_bucket(server_random):
 
         for n in lengths:
             mel = rng.standard_normal((1, 128, 2 * bucket)).astype(np.float32)
-            inputs = [
-                grpcclient.InferInput(C.MEL.name, list(mel.shape), "FP32"),
-                grpcclient.InferInput(C.MEL_LENGTH.name, [1, 1], "INT64"),
-            ]
-            inputs[0].set_data_from_numpy(mel)
-            inputs[1].set_data_from_numpy(np.array([[n]], dtype=np.int64))
-            c.async_infer(C.ENCODER_MODEL, inputs, callback)
+            c.async_infer(C.ENCODER_MODEL, _mel_inputs(mel, n), callback)
         for _ in lengths:
             assert done.acquire(timeout=120)
         assert all(err is None for _, err in results), [e for _, e in results if e is not None][:1]
         got = sorted(int(r.as_numpy(C.ENCODED_LENGTH.name).reshape(-1)[0]) for r, _ in results)
         assert got == sorted(C.num_encoder_frames(n) for n in lengths)
-        sent += len(lengths)
-        grown = _grown_encoder_batches(c, before, sent)
+        grown = _grown_encoder_batches(c, before, probe)
         if any(b > 1 for b in grown):
             break
     assert any(b > 1 for b in grown), grown
