@@ -320,8 +320,8 @@ def load_salm(path: str | Path, llm_dir: str | Path | None = None, *, threads: i
     return model.eval(), info
 
 
-#: safetensors dtype names -> torch dtypes (the ones a checkpoint may hold).
-_SAFETENSORS_DTYPES = {
+#: safetensors dtype names -> torch dtype names (the ones a checkpoint may hold; export.lora writes them).
+SAFETENSORS_DTYPES = {
     "F64": "float64",
     "F32": "float32",
     "F16": "float16",
@@ -353,7 +353,7 @@ def read_safetensors_into(path: Path, targets: dict[str, tuple[str, Any]]) -> No
         for label, (stored, tensor) in targets.items():
             meta = header[stored]
             start, end = meta["data_offsets"]
-            dtype = getattr(torch, _SAFETENSORS_DTYPES[meta["dtype"]])
+            dtype = getattr(torch, SAFETENSORS_DTYPES[meta["dtype"]])
             if tuple(meta["shape"]) != tuple(tensor.shape):
                 raise CheckpointError(
                     f"{path}: {stored} has shape {tuple(meta['shape'])}, the model's {label} {tuple(tensor.shape)}"

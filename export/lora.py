@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointInfo, checkpoint_tokenizer
+from ..checkpoint import CONFIG_FILE, SAFETENSORS_DTYPES, WEIGHTS_FILE, CheckpointInfo, checkpoint_tokenizer
 from ..errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,9 @@ def _merged(get, src: str, a_key: str | None, b_key: str | None, spec: LoraSpec 
     return (value.to(torch.float32) + spec.scale * delta).to(value.dtype)
 
 
-_ST_DTYPES = {
-    torch.float32: "F32",
-    torch.bfloat16: "BF16",
-    torch.float16: "F16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
+#: safetensors dtype names <-> torch dtypes (one table: checkpoint.SAFETENSORS_DTYPES).
+_SLICE_DTYPES = {name: getattr(torch, dtype) for name, dtype in SAFETENSORS_DTYPES.items()}
+_ST_DTYPES = {dtype: name for name, dtype in _SLICE_DTYPES.items()}
 
 
 def stream_safetensors(
@@ -236,14 +230,3 @@ def write_adapter(path: Path, plan: dict, get, spec: LoraSpec, dtype: torch.dtyp
         metadata={"format": "pt", "scale": repr(spec.scale), "r": str(spec.r)},
     )
     return path
-
-
-_SLICE_DTYPES = {
-    "F32": torch.float32,
-    "BF16": torch.bfloat16,
-    "F16": torch.float16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}

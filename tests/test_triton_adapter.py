@@ -13,6 +13,8 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.errors import InputError
+from .fake_pb_utils import InferenceResponse, Tensor, TritonError, get_output_tensor_by_name
+
 from canary_triton.triton_adapter import (
     CallerCancelled,
     CancelWatcher,
@@ -32,42 +34,7 @@ from canary_triton.triton_adapter import (
 WAIT_S = 60.0  # a bound against a hang, not a speed target
 
 
-# -- a minimal pb_utils ----------------------------------------------------------------------
-class Tensor:
-    def __init__(self, name: str, array):
-        self._name, self._array = name, np.asarray(array)
-
-    def name(self) -> str:
-        return self._name
-
-    def as_numpy(self) -> np.ndarray:
-        return self._array
-
-
-class TritonError:
-    INTERNAL, INVALID_ARG, CANCELLED = 13, 3, 1
-
-    def __init__(self, message: str, code: int = INTERNAL):
-        self._message, self._code = message, code
-
-    def message(self) -> str:
-        return self._message
-
-    def code(self) -> int:
-        return self._code
-
-
-class InferenceResponse:
-    def __init__(self, output_tensors=(), error=None):
-        self.output_tensors, self._error = list(output_tensors), error
-
-    def has_error(self) -> bool:
-        return self._error is not None
-
-    def error(self):
-        return self._error
-
-
+# -- pb_utils: the shared fake's tensors, errors and responses, with a small BLS router ---------
 class FakePbUtils:
     """``models[name](request)`` answers a BLS request: a response (unary) or an iterable of them
     (decoupled); every request sent is kept in ``sent``."""
@@ -96,9 +63,7 @@ class FakePbUtils:
     def get_input_tensor_by_name(request, name):
         return request.tensors.get(name)
 
-    @staticmethod
-    def get_output_tensor_by_name(response, name):
-        return next((t for t in response.output_tensors if t.name() == name), None)
+    get_output_tensor_by_name = staticmethod(get_output_tensor_by_name)
 
 
 def tokens(ids: list[int], length: int | None = None) -> InferenceResponse:
@@ -134,7 +99,7 @@ def test_model_parameters_and_the_artifacts_folder(tmp_path):
 )
 def test_a_clients_mistake_is_invalid_arg_anything_else_internal(exc, code):
     r = error_response(FakePbUtils(), exc)
-    assert r.output_tensors == [] and r.error().code() == code and r.error().message() == str(exc)
+    assert r.output_tensors() == [] and r.error().code() == code and r.error().message() == str(exc)
 
 
 def test_input_array_required_and_optional():
@@ -171,9 +136,18 @@ def test_bls_error_without_a_cancelled_code_falls_back_to_internal():
     # a Triton release whose TritonError has no CANCELLED code
     pb = FakePbUtils()
 
-    class NoCancelled:
+    class NoCancelled(Exception):
         INTERNAL, INVALID_ARG = TritonError.INTERNAL, TritonError.INVALID_ARG
-        __init__, message, code = TritonError.__init__, TritonError.message, TritonError.code
+
+        def __init__(self, message: str, code: int = TritonError.INTERNAL):
+            super().__init__(message)
+            self._message, self._code = message, code
+
+        def message(self) -> str:
+            return self._message
+
+        def code(self) -> int:
+            return self._code
 
     pb.TritonError = NoCancelled
     assert not hasattr(pb.TritonError, "CANCELLED")
