@@ -9,6 +9,7 @@ timing: conditions (a metric, the gateway's in-flight count) are polled with a d
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -27,6 +28,7 @@ from canary_triton.cli import DEMO_HELDOUT, main
 from canary_triton.client import CanaryClient
 from canary_triton.fixtures.speech import read_manifest
 from canary_triton.gateway import BackgroundGateway, GatewayOptions
+from canary_triton.gateway.asgi import Gate, Load
 from canary_triton.gateway.chat import parse_chat
 from canary_triton.gateway.errors import GatewayError
 from canary_triton.gateway.formats import render
@@ -443,12 +445,15 @@ def test_a_client_that_disconnects_cancels_its_triton_request(server_random, cap
     assert any(" POST /v1/chat/completions 499 " in line for line in lines), lines
 
 
-def test_access_log_lines_carry_no_audio_or_text(oai, clips, reference, caplog):
+def test_access_log_lines_carry_no_audio_or_text(gateway, oai, clips, reference, caplog):
     caplog.set_level(logging.INFO, logger="canary_triton.gateway.access")
     prompt = "Repeat after me: purple elephant"
     answer = oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}]).choices[0]
     text = _transcribe(oai, clips[3].read_bytes(), clips[3].name).text
     assert text == reference[clips[3]]
+    # The client has its answer before the gateway writes the line; a request leaves the in-flight
+    # count only after its line is written, so zero in flight orders the read after both lines.
+    _wait_for(lambda: _in_flight(gateway) == 0, 300, "the gateway to log both requests")
     lines = [r.getMessage() for r in caplog.records if r.name == "canary_triton.gateway.access"]
     assert any(" POST /v1/audio/transcriptions 200 " in line and " audio=" in line for line in lines), lines
     assert any(" POST /v1/chat/completions 200 " in line for line in lines), lines
@@ -459,6 +464,36 @@ def test_access_log_lines_carry_no_audio_or_text(oai, clips, reference, caplog):
 
 
 # -- units: formats, command line -------------------------------------------------------------
+def test_a_request_leaves_the_in_flight_count_only_after_its_access_line(caplog):
+    load = Load()
+    seen_at_log: list[int] = []
+
+    class Probe(logging.Handler):
+        def emit(self, record):
+            seen_at_log.append(load.in_flight)
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    probe = Probe()
+    access = logging.getLogger("canary_triton.gateway.access")
+    access.addHandler(probe)
+    caplog.set_level(logging.INFO, logger=access.name)
+    try:
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+        asyncio.run(Gate(app, GatewayOptions(triton_url="localhost:1"), load)(scope, receive, send))
+    finally:
+        access.removeHandler(probe)
+    assert seen_at_log == [1] and load.in_flight == 0
+
+
 def test_timed_formats_render_segments():
     segs = [
         {"start": 0.5, "end": 2.25, "text": "one two"},

@@ -204,6 +204,7 @@ class Gate:
         path = scope.get("path", "")
         headers = dict(scope.get("headers", []))
         bounded = scope.get("method") == "POST" and path in BOUNDED_PATHS
+        counted = False  # this request holds one of the in-flight places until its log line is written
         try:
             if path.startswith("/v1/") and not self._authorized(headers):
                 await self._reject(
@@ -235,10 +236,8 @@ class Gate:
                 )
             elif bounded:
                 self.load.in_flight += 1
-                try:
-                    await self.app(scope, counting_receive, tagged_send)
-                finally:
-                    self.load.in_flight -= 1
+                counted = True
+                await self.app(scope, counting_receive, tagged_send)
             else:
                 await self.app(scope, counting_receive, tagged_send)
         finally:
@@ -256,3 +255,5 @@ class Gate:
                 seen["out"],
                 f" audio={audio:.2f}s" if audio is not None else "",
             )
+            if counted:
+                self.load.in_flight -= 1
