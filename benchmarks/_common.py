@@ -247,6 +247,7 @@ class Target:
     export_dir: Path | None
     how: str
     process_group: int | None = None  # tritonserver's process group when started here (its CPU time is known)
+    metrics_url: str | None = None  # Triton's Prometheus endpoint when started here
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,60 @@ def served(opts: ServeOptions) -> Iterator[Target]:
                 f"tritonserver started here on {export_dir / 'model_repository'} (ready in "
                 f"{time.perf_counter() - t0:.0f} s, log {log})"
             )
-            yield Target(server.grpc_url, export_dir, how, server.proc.pid if server.proc is not None else None)
+            yield Target(
+                server.grpc_url,
+                export_dir,
+                how,
+                server.proc.pid if server.proc is not None else None,
+                f"http://{sopts.host}:{sopts.metrics_port}/metrics",
+            )
+
+
+#: The CPU llm models' counters of their in-flight batch (canary_triton/triton_models/llm.py).
+LLM_STEP_COUNTERS = ("canary_llm_steps_total", "canary_llm_step_rows_total", "canary_llm_prefill_positions_total")
+
+
+def llm_step_counters(metrics_url: str | None) -> dict[tuple[str, str, str], float]:
+    """(metric, model, kind) -> value of the CPU llm models' step counters, from Triton's
+    Prometheus text; empty where there is no endpoint or no such counter (the GPU profile)."""
+    if not metrics_url:
+        return {}
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url, timeout=30) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name not in LLM_STEP_COUNTERS:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        out[(name, labels.get("model", ""), labels.get("kind", "prefill"))] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def llm_steps_delta(before: Mapping, after: Mapping) -> list[dict[str, Any]]:
+    """Per llm model over one run: decode steps and their mean rows, prefills, their mean rows
+    and prompt positions (models without steps left out)."""
+    d = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    rows = []
+    for model in sorted({m for _, m, _ in d}):
+        steps = {k: d.get(("canary_llm_steps_total", model, k), 0.0) for k in ("prefill", "decode")}
+        if not any(steps.values()):
+            continue
+        n_rows = {k: d.get(("canary_llm_step_rows_total", model, k), 0.0) for k in ("prefill", "decode")}
+        rows.append(
+            {
+                "model": model,
+                "decode_steps": int(steps["decode"]),
+                "decode_mean_rows": n_rows["decode"] / steps["decode"] if steps["decode"] else None,
+                "prefills": int(steps["prefill"]),
+                "prefill_mean_rows": n_rows["prefill"] / steps["prefill"] if steps["prefill"] else None,
+                "prefill_positions": int(d.get(("canary_llm_prefill_positions_total", model, "prefill"), 0.0)),
+            }
+        )
+    return rows
 
 
 def group_cpu_seconds(pgid: int | None) -> float | None:

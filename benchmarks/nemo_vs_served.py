@@ -49,6 +49,8 @@ from benchmarks._common import (
     group_cpu_seconds,
     group_memory,
     latency_summary,
+    llm_step_counters,
+    llm_steps_delta,
     self_peak_rss_mib,
     load_clips,
     machine_info,
@@ -218,14 +220,17 @@ def _served_pass(
     reference: Sequence[str],
     tokens: TokenCounter | None,
     server_pgid: int | None,
+    metrics_url: str | None = None,
 ) -> dict[str, Any]:
     before = model_statistics(url)
+    steps0 = llm_step_counters(metrics_url)
     s0 = group_cpu_seconds(server_pgid)
     t0, c0 = time.perf_counter(), time.process_time()
     results = client.transcribe_many(audios, concurrency=concurrency, max_new_tokens=max_new_tokens)
     wall, client_cpu = time.perf_counter() - t0, time.process_time() - c0
     s1 = group_cpu_seconds(server_pgid)
     after = model_statistics(url)
+    steps1 = llm_step_counters(metrics_url)
     texts: list[str | None] = [None] * len(clips)
     for pos, i in enumerate(order):
         texts[i] = results[pos].text
@@ -250,6 +255,7 @@ def _served_pass(
         "errors": [f"{r.name}: {r.error}" for r in results if not r.ok],
         "wrong": wrong,
         "server_statistics": statistics_delta(before, after),
+        "llm_steps": llm_steps_delta(steps0, steps1),
         "texts": texts,
     }
 
@@ -265,6 +271,7 @@ def served_side(
     timeout_s: float,
     repeats: int = 1,
     server_pgid: int | None = None,
+    metrics_url: str | None = None,
 ) -> dict[str, Any]:
     from canary_triton.client.api import CanaryClient, ClientOptions
     from canary_triton.client.audio_input import Audio
@@ -278,7 +285,9 @@ def served_side(
         warm_errors = [f"{r.name}: {r.error}" for r in warm if not r.ok]
         for c in concurrency:
             passes = [
-                _served_pass(client, url, clips, order, audios, c, max_new_tokens, reference, tokens, server_pgid)
+                _served_pass(
+                    client, url, clips, order, audios, c, max_new_tokens, reference, tokens, server_pgid, metrics_url
+                )
                 for _ in range(repeats)
             ]
             row = max(passes, key=lambda r: r["rtfx"])
@@ -388,6 +397,7 @@ def render(p: dict[str, Any]) -> str:
         f"Served best run, per model. {STATISTICS_NOTE}",
         "",
         statistics_markdown(best["server_statistics"]),
+        *_llm_steps_lines(best.get("llm_steps") or []),
     ]
     if "profile" in n:
         prof = n["profile"]
@@ -405,6 +415,33 @@ def render(p: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def _llm_steps_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The CPU llm models' in-flight batch over the best run (Triton's canary_llm_* counters):
+    a decode step reads every weight once, so its mean rows is the batch's efficiency."""
+    if not rows:
+        return []
+    return [
+        "",
+        "In-flight batch of the CPU LLM engines over that run (canary_llm_steps_total and friends): "
+        "a decode step costs about the same from 1 to 16 rows on CPU, so mean rows per step is its efficiency.",
+        "",
+        markdown_table(
+            ["model", "decode steps", "mean rows per step", "prefills", "mean requests per prefill", "positions"],
+            [
+                [
+                    r["model"],
+                    r["decode_steps"],
+                    fmt(r["decode_mean_rows"], 1),
+                    r["prefills"],
+                    fmt(r["prefill_mean_rows"], 1),
+                    r["prefill_positions"],
+                ]
+                for r in rows
+            ],
+        ),
+    ]
 
 
 def _latency_lines(n: dict[str, Any], s: dict[str, Any]) -> list[str]:
@@ -628,6 +665,7 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
                 a.timeout,
                 a.repeats,
                 target.process_group,
+                target.metrics_url,
             )
             if latency_clip is not None:
                 srv["latency"] = served_latency(target.grpc_url, latency_clip, max_new, a.repeats, a.timeout)

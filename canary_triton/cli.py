@@ -162,8 +162,10 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
             preprocessor_instances=sized["encoder_instances"],
             encoder_instances=sized["encoder_instances"],
             llm_max_batch=sized["llm_max_batch"],
+            llm_base_max_batch=args.llm_base_max_batch,
             encoder_threads=threads.encoder if explicit_threads else 0,
             llm_threads=threads.llm if explicit_threads else 0,
+            llm_nice=args.llm_nice,
             max_queue_delay_us=args.queue_delay_us,
             max_queue_size=args.max_queue_size,
             queue_timeout_us=args.queue_timeout_us,
@@ -421,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
         + sized % RepositoryOptions.llm_max_batch,
     )
     p.add_argument(
+        "--llm-base-max-batch",
+        type=_positive_int,
+        default=RepositoryOptions.llm_base_max_batch,
+        help="cpu: requests in flight in llm_base (LLM mode, long text prompts)",
+    )
+    p.add_argument(
         "--triton-max-batch",
         type=_positive_int,
         default=None,
@@ -434,11 +442,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         type=int,
-        help="cpu: threads of the encoder and the LLM engine (default: "
-        "the cores the server may run on, read when it starts; the encoder gets half)",
+        help="cpu: threads of the encoder and of the LLM engine (default: "
+        "the cores the server may run on, read when it starts, for both)",
     )
     p.add_argument("--encoder-threads", type=int, help="cpu: encoder threads (overrides --threads' share)")
     p.add_argument("--llm-threads", type=int, help="cpu: LLM engine threads (overrides --threads)")
+    p.add_argument(
+        "--llm-nice",
+        type=int,
+        default=RepositoryOptions.llm_nice,
+        help="cpu: the LLM engine's threads run this much below the encoder's priority (0-19; 0 = equal "
+        "shares): an encoder batch takes the cores while it computes, the LLM the rest of the time",
+    )
     p.add_argument(
         "--queue-delay-us",
         type=int,

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from . import contract
+from .cpu_profile import check_nice, lower_thread_priority
 from .llm_runner import LoraWeights, ModelRunner
 from .llm_scheduler import CANCELLED, COMPLETED, FAILED, OUTCOMES, Scheduler
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 #: Positions one row of the engine holds: the longest prompt (an LLM-mode text prompt; an ASR
 #: prompt with 40 s of audio is shorter) plus the longest output.
 MAX_POSITIONS = contract.MAX_TEXT_PROMPT_TOKENS + contract.MAX_NEW_TOKENS_LIMIT
+
+#: The kinds of forward pass the engine reports to ``on_step``.
+STEP_KINDS = ("prefill", "decode")
 
 #: Called with (new token ids, finished). The engine calls it from its own thread.
 TokenCallback = Callable[[list[int], bool], None]
@@ -127,10 +131,17 @@ class ContinuousBatcher:
         threads: int | None = None,
         max_positions: int = MAX_POSITIONS,
         lora: "LoraWeights | None" = None,
+        nice: int = 0,
+        on_step: "Callable[[str, int, int], None] | None" = None,
     ):
         self.model = model.eval()
         self.max_batch = max_batch
         self.threads = threads
+        self.nice = check_nice(nice)  # the engine thread's (and its OpenMP pool's) priority below the caller's
+        self.running_nice: int | None = None  # the nice value the engine thread runs at (once started)
+        # Called from the engine thread after each batched prefill ("prefill", rows, positions) and
+        # decode step ("decode", rows, rows): the in-flight batch's efficiency, for metrics.
+        self.on_step = on_step
         self.runner = ModelRunner(self.model, max_batch, max_positions, lora=lora)
         self.scheduler = Scheduler(max_batch, self.runner.max_positions)
         self._queue: "queue.Queue[GenerationRequest | None]" = queue.Queue()
@@ -162,6 +173,8 @@ class ContinuousBatcher:
 
     # -- engine ---------------------------------------------------------------------------------
     def _run(self) -> None:
+        # Before the first torch op of this thread: its OpenMP workers, started by that op, inherit it.
+        self.running_nice = lower_thread_priority(self.nice)
         if self.threads:
             torch.set_num_threads(self.threads)
         sched = self.scheduler
@@ -217,6 +230,7 @@ class ContinuousBatcher:
                     self._done(req, FAILED, [], error=e1)
             admitted = ok
         self.prefills += 1
+        self._stepped("prefill", len(admitted), sum(int(r.embeds.shape[0]) for r in admitted))
         self.active = len(self.scheduler.running)
         self.max_rows_seen = max(self.max_rows_seen, self.active)
         for req in admitted:
@@ -241,6 +255,7 @@ class ContinuousBatcher:
                 self._done(req, FAILED, [], error=e)
             return
         self.steps += 1
+        self._stepped("decode", len(running), len(running))
         self.max_rows_seen = max(self.max_rows_seen, len(running))
         if all(r.sampling is None for r in running):
             chosen = logits.argmax(dim=-1).tolist()
@@ -261,6 +276,13 @@ class ContinuousBatcher:
                 self._done(req, r.finished, out)
             else:
                 self._safe_callback(req, out, False)
+
+    def _stepped(self, kind: str, rows: int, positions: int) -> None:
+        if self.on_step is not None and rows:
+            try:
+                self.on_step(kind, rows, positions)
+            except Exception:  # metrics must never stop the engine
+                log.exception("step callback failed")
 
     def _release(self, req: GenerationRequest) -> None:
         move = self.scheduler.release(req)

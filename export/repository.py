@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import contract
 from ..contract import TensorSpec
+from ..cpu_profile import DEFAULT_LLM_NICE, check_nice
 from ..errors import CanaryTritonError
 from ..segmenter import SegmentOptions
 from ..serving import read_manifest
@@ -162,10 +163,18 @@ class RepositoryOptions:
     max_batch: int = 16
     preprocessor_instances: int = 1
     encoder_instances: int = 1
-    llm_max_batch: int = 16  # in-flight batch of the CPU llm
+    # In-flight batch (rows) of the CPU llm (ASR): a decode step costs about the same from 1 to 16
+    # rows on CPU (memory-bound), so rows are throughput; 32 measured best at full size, 2 cores
+    # (benchmarks/README.md: 47 steps of 21 rows vs 68 of 15 at 16). The KV cache grows to its longest
+    # row for every row: 32 rows x an ASR prompt of 40 s audio = 3.5 GiB in bf16 at full size.
+    llm_max_batch: int = 32
+    # Rows of the CPU llm_base (LLM mode): text prompts up to contract.MAX_TEXT_PROMPT_TOKENS
+    # grow every row's cache with them (16 rows x 2,048 positions = 3.5 GiB in bf16 at full size).
+    llm_base_max_batch: int = 16
     threads_per_instance: int = 1  # the light Python models (pre/postprocessor, projector, BLS)
     encoder_threads: int = 0  # 0: auto at serve time (canary_triton.cpu_profile.split_threads)
     llm_threads: int = 0  # 0: auto at serve time (every core the server may run on)
+    llm_nice: int = DEFAULT_LLM_NICE  # the LLM engine's priority below the encoder's (canary_triton.cpu_profile)
     max_queue_delay_us: int = (
         0  # measured best on CPU (benchmarks/serving_sweep.py); requests already queued still batch
     )
@@ -208,6 +217,7 @@ class RepositoryOptions:
 
     def __post_init__(self) -> None:
         contract.mel_bucket_columns(self.mel_bucket_s)  # ValueError naming the range
+        check_nice(self.llm_nice)
         if self.cpu_llm_weights not in CPU_LLM_WEIGHTS:
             raise CanaryTritonError(
                 f"cpu llm weights {self.cpu_llm_weights!r}: expected one of {', '.join(CPU_LLM_WEIGHTS)}"
@@ -318,6 +328,7 @@ def describe(
             parameters={
                 **common,
                 "threads": str(opts.llm_threads or "auto"),
+                "nice": str(opts.llm_nice),
                 "max_batch": str(opts.llm_max_batch),
                 "exclude_input_in_output": "true",
                 **opts.cpu_llm_parameters(C.LLM_MODEL),
@@ -327,7 +338,11 @@ def describe(
             llm,
             name=C.LLM_BASE_MODEL,
             source=C.LLM_MODEL,
-            parameters={**llm.parameters, **opts.cpu_llm_parameters(C.LLM_BASE_MODEL)},
+            parameters={
+                **llm.parameters,
+                "max_batch": str(opts.llm_base_max_batch),
+                **opts.cpu_llm_parameters(C.LLM_BASE_MODEL),
+            },
         )
     elif profile == "gpu":
         files = manifest["files"]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 
 import pytest
 
 from canary_triton.cpu_profile import (
+    DEFAULT_LLM_NICE,
     available_cores,
     choose_precision,
     cpu_flags,
     instruction_set,
+    lower_thread_priority,
+    resolve_nice,
     resolve_threads,
     split_threads,
 )
@@ -55,16 +60,15 @@ def test_bf16_without_bf16_units_warns_of_the_slower_path_or_fails_when_required
         choose_precision("fp16", flags=AMX)
 
 
-def test_threads_default_to_the_affinity_mask_split_between_encoder_and_llm():
-    assert split_threads(available=2).__dict__ == {"encoder": 1, "llm": 2}
-    assert split_threads(available=8).__dict__ == {"encoder": 4, "llm": 8}
-    assert split_threads(total=4, available=8).__dict__ == {"encoder": 2, "llm": 4}
+def test_threads_default_to_the_affinity_mask_for_encoder_and_llm_alike():
+    assert split_threads(available=2).__dict__ == {"encoder": 2, "llm": 2}
+    assert split_threads(available=8).__dict__ == {"encoder": 8, "llm": 8}
+    assert split_threads(total=4, available=8).__dict__ == {"encoder": 4, "llm": 4}
     assert split_threads(encoder=3, llm=5, available=8).__dict__ == {"encoder": 3, "llm": 5}
     assert split_threads(available=1).__dict__ == {"encoder": 1, "llm": 1}
-    import os
 
     assert available_cores() == len(os.sched_getaffinity(0))
-    assert resolve_threads("auto", "llm", available=6) == 6 and resolve_threads(None, "encoder", available=6) == 3
+    assert resolve_threads("auto", "llm", available=6) == 6 and resolve_threads(None, "encoder", available=6) == 6
     assert resolve_threads("2", "llm", available=6) == 2
 
 
@@ -76,7 +80,7 @@ def test_thread_counts_outside_the_cores_available_are_one_line_errors(value):
         with pytest.raises(CanaryTritonError, match="between 1 and the 2 cores"):
             resolve_threads(str(value), "encoder", available=2)
     else:
-        assert resolve_threads("0", "encoder", available=2) == 1
+        assert resolve_threads("0", "encoder", available=2) == 2
 
 
 def test_cli_export_rejects_bad_thread_counts_in_one_line(tmp_path):
@@ -88,3 +92,58 @@ def test_cli_export_rejects_bad_thread_counts_in_one_line(tmp_path):
         f"error: the LLM thread count is {too_many}; it must be between 1 and the "
         f"{available_cores()} cores this process may run on"
     )
+
+
+def _thread_nice(tid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, tid)
+
+
+def test_lower_thread_priority_lowers_the_calling_thread_only():
+    main_before = _thread_nice(threading.get_native_id())
+    seen = {}
+
+    def worker():
+        seen["returned"] = lower_thread_priority(3)
+        seen["own"] = _thread_nice(threading.get_native_id())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["returned"] == seen["own"] == min(19, main_before + 3)
+    assert _thread_nice(threading.get_native_id()) == main_before  # the caller's other threads keep theirs
+
+
+def test_nice_parameter_auto_is_the_default_and_bad_values_are_one_line_errors():
+    assert resolve_nice(None) == resolve_nice("auto") == DEFAULT_LLM_NICE
+    assert resolve_nice("0") == 0 and resolve_nice("19") == 19
+    for bad in ("-1", "20"):
+        with pytest.raises(CanaryTritonError, match=r"nice value is -?\d+; it must be between 0 .* and 19"):
+            resolve_nice(bad)
+    with pytest.raises(CanaryTritonError, match="'low' is not a number or auto"):
+        resolve_nice("low")
+
+
+def test_the_openmp_threads_a_lowered_thread_starts_inherit_its_priority():
+    """What the LLM engine relies on: torch's intra-op (OpenMP) workers, started by the first
+    parallel op of the lowered thread, run at its nice value too (Linux: /proc/self/task/*/stat)."""
+    import torch
+
+    before = {int(t) for t in os.listdir("/proc/self/task")}
+    seen = {}
+
+    def worker():
+        seen["nice"] = lower_thread_priority(2)
+        torch.set_num_threads(2)
+        a = torch.randn(512, 512)
+        for _ in range(3):
+            a = torch.tanh(a @ a)  # parallel regions: the pool of this thread starts here
+        seen["tasks"] = {int(t): _thread_nice(int(t)) for t in os.listdir("/proc/self/task")}
+
+    threads_before = torch.get_num_threads()
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    torch.set_num_threads(threads_before)
+    started = {tid: n for tid, n in seen["tasks"].items() if tid not in before}
+    assert len(started) >= 2, started  # the thread itself and at least one OpenMP worker
+    assert set(started.values()) == {seen["nice"]}, started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -209,3 +210,16 @@ def test_cancel_registry_stops_only_requests_in_flight_so_ids_can_be_reused():
     assert reg.is_cancelled("b")
     reg.release("b")
     assert not reg.is_cancelled("b") and not reg.cancel("b")
+
+
+def test_the_engine_thread_runs_below_the_callers_priority(llm):
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    engine = ContinuousBatcher(llm, max_batch=1, nice=5).start()
+    try:
+        c = Collect()
+        engine.submit(_request(llm, [5, 6, 7], 3, c))
+        assert c.done.wait(60) and c.outcome == ("completed", 3)
+        assert engine.running_nice == min(19, before + 5)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller keeps its own
+    finally:
+        engine.stop()

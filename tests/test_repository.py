@@ -116,6 +116,19 @@ def test_cpu_llm_weights(exported_random, weights, llm_files, llm_adapter):
     assert RepositoryOptions().cpu_llm_weights == "shared"
 
 
+def test_cpu_llm_engines_run_below_the_encoders_priority(exported_random):
+    by_name = {d.name: d for d in describe(_manifest(exported_random), "cpu", RepositoryOptions())}
+    assert by_name[C.LLM_MODEL].parameters["nice"] == by_name[C.LLM_BASE_MODEL].parameters["nice"] == "10"
+    assert "nice" not in by_name[C.ENCODER_MODEL].parameters
+    # ASR rows and LLM-mode rows (long text prompts grow every row's KV cache) are sized apart.
+    assert by_name[C.LLM_MODEL].parameters["max_batch"] == str(RepositoryOptions.llm_max_batch) == "32"
+    assert by_name[C.LLM_BASE_MODEL].parameters["max_batch"] == str(RepositoryOptions.llm_base_max_batch) == "16"
+    by_name = {d.name: d for d in describe(_manifest(exported_random), "cpu", RepositoryOptions(llm_nice=0))}
+    assert by_name[C.LLM_MODEL].parameters["nice"] == "0"
+    with pytest.raises(CanaryTritonError, match="nice value is 20; it must be between 0"):
+        RepositoryOptions(llm_nice=20)
+
+
 def test_cpu_llm_weights_bad_value():
     with pytest.raises(CanaryTritonError, match="cpu llm weights 'both': expected one of shared, merged"):
         RepositoryOptions(cpu_llm_weights="both")

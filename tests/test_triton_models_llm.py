@@ -81,10 +81,22 @@ PROMPT = [5, 17, 42, 99, 7]
 def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, merged, eos):
     before = llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed")
     tokens_before = llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL)
+    steps = {k: llm.pb.metric("canary_llm_steps_total", model=C.LLM_MODEL, kind=k) for k in ("prefill", "decode")}
+    rows = {k: llm.pb.metric("canary_llm_step_rows_total", model=C.LLM_MODEL, kind=k) for k in ("prefill", "decode")}
+    positions = llm.pb.metric("canary_llm_prefill_positions_total", model=C.LLM_MODEL)
     request = _request(llm, PROMPT, 6, end_id=eos)
     assert llm.execute([request]) is None  # decoupled: answered from the engine thread
     tokens = _tokens(request.sender.final())
     assert tokens == _greedy(merged, PROMPT, 6, eos)
+    # Each pass is counted before its tokens are sent: one prefill of one row, then one row per decode step.
+    assert llm.pb.metric("canary_llm_steps_total", model=C.LLM_MODEL, kind="prefill") == steps["prefill"] + 1
+    assert llm.pb.metric("canary_llm_step_rows_total", model=C.LLM_MODEL, kind="prefill") == rows["prefill"] + 1
+    assert llm.pb.metric("canary_llm_prefill_positions_total", model=C.LLM_MODEL) == positions + len(PROMPT)
+    decode_steps = llm.pb.metric("canary_llm_steps_total", model=C.LLM_MODEL, kind="decode") - steps["decode"]
+    assert decode_steps >= len(tokens) - 1
+    assert (
+        llm.pb.metric("canary_llm_step_rows_total", model=C.LLM_MODEL, kind="decode") - rows["decode"] == decode_steps
+    )
     llm.pb.wait_for_metrics(
         lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed") == before + 1
     )
@@ -108,6 +120,9 @@ def test_the_metric_families_and_their_labels(llm):
         "canary_llm_requests_total": MetricFamily.COUNTER,
         "canary_llm_generated_tokens_total": MetricFamily.COUNTER,
         "canary_llm_active_requests": MetricFamily.GAUGE,
+        "canary_llm_steps_total": MetricFamily.COUNTER,
+        "canary_llm_step_rows_total": MetricFamily.COUNTER,
+        "canary_llm_prefill_positions_total": MetricFamily.COUNTER,
     }
     outcomes = {m.labels["outcome"] for m in families["canary_llm_requests_total"].metrics}
     assert outcomes == {"completed", "cancelled", "failed", "rejected"}

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from .. import contract as C
-from ..cpu_profile import instruction_set, resolve_threads
+from ..cpu_profile import instruction_set, resolve_nice, resolve_threads
 from ..errors import InputError
-from ..llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
+from ..llm_engine import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
 from ..serving import is_stop_request, llm_max_output_len, load_llm, load_lora, parse_llm_request, read_manifest
 from ..triton_adapter import artifacts_dir, model_parameters, scalar_array
 from .base import PythonModel
@@ -19,6 +19,7 @@ class LlmModel(PythonModel):
     def initialize(self, args):
         params = model_parameters(args)
         threads = resolve_threads(params.get("threads"), "llm")
+        nice = resolve_nice(params.get("nice"))
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
         weights = params["weights"]  # export.json files key: llm_base (shared with llm_base) or llm_merged
@@ -31,7 +32,8 @@ class LlmModel(PythonModel):
         adapter = f" + run-time ASR adapter ({lora.describe()})" if lora is not None else ""
         self.pb.Logger.log_info(
             f"{args['model_name']}: {weights}{adapter}, LLM in {str(self.model.dtype).replace('torch.', '')} "
-            f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s); "
+            f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s) at nice +{nice} "
+            f"(below the encoder's priority); "
             f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}"
         )
         self.embedding = self.model.get_input_embeddings()
@@ -45,9 +47,12 @@ class LlmModel(PythonModel):
             threads=threads,
             max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len,
             lora=lora,
-        ).start()
+            nice=nice,
+        )
         self.cancels = CancelRegistry()
         self.metrics = _Metrics(self.pb, args["model_name"], self.engine)
+        self.engine.on_step = self.metrics.stepped
+        self.engine.start()
 
     def execute(self, requests):
         for request in requests:
@@ -132,6 +137,24 @@ class _Metrics:
             kind=pb_utils.MetricFamily.GAUGE,
             description="Requests holding an in-flight batch slot",
         )
+        self.steps = pb_utils.MetricFamily(
+            name="canary_llm_steps_total",
+            kind=pb_utils.MetricFamily.COUNTER,
+            description="Forward passes of the in-flight batch, by kind (prefill: requests admitted together; decode: one token per running row)",
+        )
+        self.rows = pb_utils.MetricFamily(
+            name="canary_llm_step_rows_total",
+            kind=pb_utils.MetricFamily.COUNTER,
+            description="Rows (requests) in those passes, by kind: rows / steps is the mean batch of a pass",
+        )
+        self.positions = pb_utils.MetricFamily(
+            name="canary_llm_prefill_positions_total",
+            kind=pb_utils.MetricFamily.COUNTER,
+            description="Prompt positions (text tokens and audio embeddings) prefilled",
+        )
+        self.step_count = {k: self.steps.Metric(labels={"model": model_name, "kind": k}) for k in STEP_KINDS}
+        self.row_count = {k: self.rows.Metric(labels={"model": model_name, "kind": k}) for k in STEP_KINDS}
+        self.position_count = self.positions.Metric(labels={"model": model_name})
         self.by_outcome = {
             o: self.requests.Metric(labels={"model": model_name, "outcome": o})
             for o in ("completed", "cancelled", "failed", "rejected")
@@ -144,6 +167,12 @@ class _Metrics:
         if n_tokens:
             self.token_count.increment(n_tokens)
         self.slot_gauge.set(self.engine.active)
+
+    def stepped(self, kind, rows, positions):
+        self.step_count[kind].increment(1)
+        self.row_count[kind].increment(rows)
+        if kind == "prefill":
+            self.position_count.increment(positions)
 
     def admitted(self):
         self.slot_gauge.set(self.engine.active)
