@@ -32,6 +32,9 @@ from .errors import CanaryTritonError
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
+#: The served encoder's precisions (first = default): fp32, or int8 (ONNX Runtime's dynamic
+#: quantization of its MatMuls; export/onnx_encoder.py quantize_encoder_int8).
+CPU_ENCODER_PRECISIONS = ("fp32", "int8")
 TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
 #: /proc/cpuinfo flags of native bf16 matrix units, best first, with their usual names.
 BF16_UNITS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16"}

@@ -25,14 +25,21 @@ import numpy as np
 import torch
 
 from .. import __version__, contract
-from ..cpu_profile import instruction_set
+from ..cpu_profile import CPU_ENCODER_PRECISIONS, instruction_set
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
 from ..gpu_throughput import DEFAULT_GPU, GPUS
 from ..serving import EXPORT_MANIFEST
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
-from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, OnnxEncoderProjector, export_onnx
+from .onnx_encoder import (
+    ENCODER_ONNX,
+    PROJECTOR_BF16_ONNX,
+    PROJECTOR_ONNX,
+    OnnxEncoderProjector,
+    export_onnx,
+    quantize_encoder_int8,
+)
 from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import (
     DEFAULT_GPU_ARCH,
@@ -59,6 +66,9 @@ REL_TOL = 1e-4
 #: bf16 keeps 8 significant bits (relative rounding 2^-9 per value), and the error of a long sum
 #: of such products grows with depth and width; NeMo fp32 is the reference.
 BF16_REL_TOL = 5e-2
+#: int8 encoder (dynamic quantization): its features relative to the largest reference value. A
+#: sanity bound (a broken graph is off by the scale itself); accuracy is bounded by WER instead.
+INT8_REL_TOL = 1e-1
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,9 @@ class ExportOptions:
     #: canary_triton.cpu_profile), fp32 (exact parity with NeMo fp32) or bf16.
     precision: str = "auto"
     require_native_precision: bool = False  # bf16 without native bf16 units: error, not a warning
+    #: CPU profile: the served encoder's precision: fp32 (exact parity) or int8 (its MatMuls
+    #: quantized: about twice as fast on CPU, bounded by WER; see tests/test_encoder_int8.py).
+    cpu_encoder_precision: str = CPU_ENCODER_PRECISIONS[0]
     engine: EngineOptions = field(default_factory=EngineOptions)
     llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
     repository: RepositoryOptions = field(default_factory=RepositoryOptions)
@@ -84,6 +97,16 @@ class ExportOptions:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.llm_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"llm_dtype must be auto, float32, bfloat16 or float16, got {self.llm_dtype!r}")
+        if self.cpu_encoder_precision not in CPU_ENCODER_PRECISIONS:
+            raise ValueError(
+                f"cpu encoder precision must be one of {', '.join(CPU_ENCODER_PRECISIONS)}, "
+                f"got {self.cpu_encoder_precision!r}"
+            )
+        if self.cpu_encoder_precision != CPU_ENCODER_PRECISIONS[0] and self.profile != "cpu":
+            raise ValueError(
+                f"--cpu-encoder-precision {self.cpu_encoder_precision} is for the cpu profile; the gpu profile "
+                "builds its TensorRT encoder from the fp32 ONNX graph in --precision"
+            )
         if self.dry_run and self.profile != "gpu":
             raise ValueError(f"--dry-run renders the gpu profile only (--profile gpu), got --profile {self.profile}")
         if not (self.gpu_arch.startswith("sm") and self.gpu_arch[2:].isdigit() and len(self.gpu_arch) >= 4):
@@ -144,7 +167,9 @@ def diff(ours, ref) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _perception_rows(model, front_end, runner, clips: list[np.ndarray], mode: str, sr: int) -> list[dict[str, Any]]:
+def _perception_rows(
+    model, front_end, runner, clips: list[np.ndarray], mode: str, sr: int, encoder_precision: str = "fp32"
+) -> list[dict[str, Any]]:
     from ..oracle import pad_batch
 
     p = model.perception
@@ -172,6 +197,8 @@ def _perception_rows(model, front_end, runner, clips: list[np.ndarray], mode: st
                     "mode": mode,
                     "lengths_equal": lengths_equal,
                     **diff(ours, ref),
+                    # the encoder's error carries into the projector's table
+                    **({"precision": encoder_precision} if stage != "mel" and encoder_precision != "fp32" else {}),
                 }
             )
     return rows
@@ -215,16 +242,19 @@ def nemo_llm_references(model, info: CheckpointInfo) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def perception_parity(model, info: CheckpointInfo, out_dir: Path) -> list[dict[str, Any]]:
-    """Mel, encoder and projector rows: each probe clip alone and all batched."""
+def perception_parity(
+    model, info: CheckpointInfo, out_dir: Path, encoder: str = ENCODER_ONNX, encoder_precision: str = "fp32"
+) -> list[dict[str, Any]]:
+    """Mel, encoder and projector rows: each probe clip alone and all batched (``encoder``: the
+    served graph under ``onnx/``, in ``encoder_precision``)."""
     sr = info.mel.sample_rate
     clips = probe_clips(sr)
     front_end = load_front_end(out_dir / "frontend")
-    runner = OnnxEncoderProjector(out_dir / "onnx" / "encoder.onnx", out_dir / "onnx" / "projector.onnx")
+    runner = OnnxEncoderProjector(out_dir / "onnx" / encoder, out_dir / "onnx" / PROJECTOR_ONNX)
     rows: list[dict[str, Any]] = []
     for clip in clips:
-        rows += _perception_rows(model, front_end, runner, [clip], "single", sr)
-    rows += _perception_rows(model, front_end, runner, clips, "batched", sr)
+        rows += _perception_rows(model, front_end, runner, [clip], "single", sr, encoder_precision)
+    rows += _perception_rows(model, front_end, runner, clips, "batched", sr, encoder_precision)
     return rows
 
 
@@ -271,6 +301,8 @@ def finish_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def ok(row: dict[str, Any]) -> bool:
         if row.get("precision") == "bf16":
             return row["lengths_equal"] and row["rel"] <= BF16_REL_TOL
+        if row.get("precision") == "int8":
+            return row["lengths_equal"] and row["rel"] <= INT8_REL_TOL
         tol = LOGIT_TOL if row["stage"].startswith("llm") else FEATURE_TOL
         return row["lengths_equal"] and row["max_abs"] <= tol and row["rel"] <= REL_TOL
 
@@ -282,6 +314,7 @@ def finish_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "logits_max_abs": LOGIT_TOL,
             "rel": REL_TOL,
             "bf16_rel": BF16_REL_TOL,
+            "int8_rel": INT8_REL_TOL,
         },
         "rows": rows,
         "passed": all(r["ok"] for r in rows),
@@ -419,7 +452,7 @@ def _manifest(
         "checkpoint": str(Path(checkpoint).resolve()),
         "precision": {
             "llm": precision.precision if opts.profile == "cpu" else "bf16",
-            "encoder": "fp32" if opts.profile == "cpu" else opts.engine.precision,
+            "encoder": opts.cpu_encoder_precision if opts.profile == "cpu" else opts.engine.precision,
             "reason": precision.reason,
             "cpu_instruction_set": instruction_set(),
         },
@@ -548,7 +581,12 @@ def export_checkpoint(
     refs = nemo_llm_references(model, info) if opts.parity else None
     _free_llm(model)
     onnx = export_onnx(model, out_dir / "onnx", bf16_table=opts.profile == "gpu")
-    rows = perception_parity(model, info, out_dir) if opts.parity else []
+    served_encoder = onnx.encoder
+    if opts.cpu_encoder_precision == "int8":  # the fp32 graph stays beside it (the reference, and for re-use)
+        served_encoder = quantize_encoder_int8(onnx.encoder)
+    rows = (
+        perception_parity(model, info, out_dir, served_encoder.name, opts.cpu_encoder_precision) if opts.parity else []
+    )
     del model
     gc.collect()
     manifest = _manifest(
@@ -558,7 +596,7 @@ def export_checkpoint(
         opts,
         {
             "frontend": "frontend",
-            "encoder_onnx": str(onnx.encoder.relative_to(out_dir)),
+            "encoder_onnx": str(served_encoder.relative_to(out_dir)),
             "projector_onnx": str(onnx.projector.relative_to(out_dir)),
             "llm_merged": merged.name,
             "llm_base": base.name,
