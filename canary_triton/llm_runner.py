@@ -89,6 +89,8 @@ class KvCache:
         self.shape, self.rows, self.max_positions, self.dtype = shape, rows, max_positions, dtype
         self.capacity = 0
         self.reallocations = 0  # growths after the first allocation (statistics, tests)
+        self.shrinks = 0  # returns to one block (statistics, tests)
+        self.peak_capacity = 0  # the most positions per row it has held
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.reserve(1)
@@ -108,12 +110,14 @@ class KvCache:
             new[:, :, : self.capacity] = old
         self.reallocations += bool(self.capacity)
         self.k, self.v, self.capacity = new_k, new_v, cap
+        self.peak_capacity = max(self.peak_capacity, cap)
 
     def shrink(self) -> None:
         """Back to one block per row when the capacity exceeds ``KEEP_IDLE_BLOCKS`` blocks (call
         only when no row holds a request: their contents are dropped)."""
         if self.capacity > KEEP_IDLE_BLOCKS * CACHE_BLOCK:
             self.k, self.v, self.capacity = [], [], 0
+            self.shrinks += 1
             self.reserve(1)
 
     def move(self, src: int, dst: int, length: int) -> None:
