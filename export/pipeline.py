@@ -167,36 +167,57 @@ def diff(ours, ref) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _perception_rows(
-    model, front_end, runner, clips: list[np.ndarray], mode: str, sr: int, encoder_precision: str = "fp32"
-) -> list[dict[str, Any]]:
+def nemo_perception_references(model, info: CheckpointInfo) -> list[dict[str, Any]]:
+    """NeMo's mel, encoder output and projection of the probe clips, each alone and all batched
+    (small tensors, kept so the export can free NeMo before it loads the ONNX graphs)."""
     from ..oracle import pad_batch
 
     p = model.perception
-    audio, lens = pad_batch(clips)
-    ref_mel, ref_mel_len = p.preprocessor(input_signal=audio, length=lens)
-    mel, mel_len = front_end(audio, lens)
-    ref_enc, ref_len = p.encoder(audio_signal=ref_mel, length=ref_mel_len)
-    ref_enc = ref_enc.transpose(1, 2)
-    ref_proj = p.proj(ref_enc)
-    enc, enc_len = runner.encode(ref_mel.numpy(), ref_mel_len.numpy())
+    sr = info.mel.sample_rate
+    clips = probe_clips(sr)
+    refs = []
+    for mode, group in [*(("single", [c]) for c in clips), ("batched", clips)]:
+        audio, lens = pad_batch(group)
+        ref_mel, ref_mel_len = p.preprocessor(input_signal=audio, length=lens)
+        ref_enc, ref_len = p.encoder(audio_signal=ref_mel, length=ref_mel_len)
+        ref_enc = ref_enc.transpose(1, 2)
+        refs.append(
+            {
+                "mode": mode,
+                "seconds": [round(len(c) / sr, 3) for c in group],
+                "audio": audio,
+                "lens": lens,
+                "mel": ref_mel,
+                "mel_len": ref_mel_len,
+                "enc": ref_enc,
+                "enc_len": ref_len,
+                "proj": p.proj(ref_enc),
+            }
+        )
+    return refs
+
+
+@torch.no_grad()
+def _perception_rows(ref: dict[str, Any], front_end, runner, encoder_precision: str = "fp32") -> list[dict[str, Any]]:
+    mel, mel_len = front_end(ref["audio"], ref["lens"])
+    enc, enc_len = runner.encode(ref["mel"].numpy(), ref["mel_len"].numpy())
     table = runner.project(enc)
     rows = []
-    for i, clip in enumerate(clips):
-        m, n = int(ref_mel_len[i]), int(ref_len[i])
+    for i, seconds in enumerate(ref["seconds"]):
+        m, n = int(ref["mel_len"][i]), int(ref["enc_len"][i])
         lengths_equal = int(mel_len[i]) == m and int(enc_len[i]) == n
-        for stage, ours, ref in (
-            ("mel", mel[i, :, :m], ref_mel[i, :, :m]),
-            ("encoder", enc[i, :n], ref_enc[i, :n]),
-            ("projector", table[i, :n], ref_proj[i, :n]),
+        for stage, ours, theirs in (
+            ("mel", mel[i, :, :m], ref["mel"][i, :, :m]),
+            ("encoder", enc[i, :n], ref["enc"][i, :n]),
+            ("projector", table[i, :n], ref["proj"][i, :n]),
         ):
             rows.append(
                 {
                     "stage": stage,
-                    "seconds": round(len(clip) / sr, 3),
-                    "mode": mode,
+                    "seconds": seconds,
+                    "mode": ref["mode"],
                     "lengths_equal": lengths_equal,
-                    **diff(ours, ref),
+                    **diff(ours, theirs),
                     # the encoder's error carries into the projector's table
                     **({"precision": encoder_precision} if stage != "mel" and encoder_precision != "fp32" else {}),
                 }
@@ -243,19 +264,13 @@ def nemo_llm_references(model, info: CheckpointInfo) -> dict[str, Any]:
 
 @torch.no_grad()
 def perception_parity(
-    model, info: CheckpointInfo, out_dir: Path, encoder: str = ENCODER_ONNX, encoder_precision: str = "fp32"
+    refs: list[dict[str, Any]], out_dir: Path, encoder: str = ENCODER_ONNX, encoder_precision: str = "fp32"
 ) -> list[dict[str, Any]]:
-    """Mel, encoder and projector rows: each probe clip alone and all batched (``encoder``: the
-    served graph under ``onnx/``, in ``encoder_precision``)."""
-    sr = info.mel.sample_rate
-    clips = probe_clips(sr)
+    """Mel, encoder and projector rows against :func:`nemo_perception_references`: each probe clip
+    alone and all batched (``encoder``: the served graph under ``onnx/``, in ``encoder_precision``)."""
     front_end = load_front_end(out_dir / "frontend")
     runner = OnnxEncoderProjector(out_dir / "onnx" / encoder, out_dir / "onnx" / PROJECTOR_ONNX)
-    rows: list[dict[str, Any]] = []
-    for clip in clips:
-        rows += _perception_rows(model, front_end, runner, [clip], "single", sr, encoder_precision)
-    rows += _perception_rows(model, front_end, runner, clips, "batched", sr, encoder_precision)
-    return rows
+    return [row for ref in refs for row in _perception_rows(ref, front_end, runner, encoder_precision)]
 
 
 @torch.no_grad()
@@ -325,23 +340,29 @@ def parity_report(model, info: CheckpointInfo, out_dir: Path, llm_dtype: torch.d
     """Compare every CPU artifact with NeMo's SALM (fp32), the whole model in memory (the export
     itself runs the same steps in stages: see :func:`export_checkpoint`)."""
     return finish_report(
-        perception_parity(model, info, out_dir) + llm_parity(nemo_llm_references(model, info), out_dir, llm_dtype)
+        perception_parity(nemo_perception_references(model, info), out_dir)
+        + llm_parity(nemo_llm_references(model, info), out_dir, llm_dtype)
     )
 
 
 def parity_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (written as parity.md)."""
-    lines = ["| stage | clip (s) | mode | max abs | relative | lengths equal | ok |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stage | clip (s) | mode | precision | max abs | relative | lengths equal | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['stage']} | {r['seconds']} | {r['mode']} | {r['max_abs']:.2e} | {r['rel']:.2e} | "
+            f"| {r['stage']} | {r['seconds']} | {r['mode']} | {r.get('precision', 'fp32')} | {r['max_abs']:.2e} | "
+            f"{r['rel']:.2e} | "
             f"{r['lengths_equal']} | {'yes' if r['ok'] else 'NO'} |"
         )
     tol = report["tolerances"]
     lines.append("")
     lines.append(
         f"Tolerances: features/embeddings max abs {tol['features_max_abs']:g}, logits max abs "
-        f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}; bf16 LLM logits relative {tol['bf16_rel']:g}. "
+        f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}; bf16 LLM logits relative {tol['bf16_rel']:g}; "
+        f"int8 encoder features relative {tol['int8_rel']:g}. "
         f"Passed: {report['passed']}."
     )
     return "\n".join(lines) + "\n"
@@ -572,7 +593,8 @@ def export_checkpoint(
     # In stages, each freeing what it loaded before the next (peak: NeMo's SALM alone):
     # 1. the LLM folders, tensor by tensor from the checkpoint (no model in memory);
     # 2. NeMo's SALM; the parity references of its LLM; then its LLM is freed;
-    # 3. the ONNX encoder/projector from NeMo's perception, and their parity rows; NeMo freed;
+    # 3. the ONNX encoder/projector from NeMo's perception and NeMo's references for them; NeMo
+    #    freed; the int8 encoder (if asked) and the ONNX graphs' parity rows;
     # 4. the exported LLMs' parity, one loaded at a time.
     tok = checkpoint_tokenizer(info)
     export_front_end(info, out_dir / "frontend")
@@ -581,14 +603,14 @@ def export_checkpoint(
     refs = nemo_llm_references(model, info) if opts.parity else None
     _free_llm(model)
     onnx = export_onnx(model, out_dir / "onnx", bf16_table=opts.profile == "gpu")
+    perception_refs = nemo_perception_references(model, info) if opts.parity else []
+    del model
+    gc.collect()
     served_encoder = onnx.encoder
     if opts.cpu_encoder_precision == "int8":  # the fp32 graph stays beside it (the reference, and for re-use)
         served_encoder = quantize_encoder_int8(onnx.encoder)
-    rows = (
-        perception_parity(model, info, out_dir, served_encoder.name, opts.cpu_encoder_precision) if opts.parity else []
-    )
-    del model
-    gc.collect()
+    rows = perception_parity(perception_refs, out_dir, served_encoder.name, opts.cpu_encoder_precision)
+    del perception_refs
     manifest = _manifest(
         checkpoint,
         info,
