@@ -402,10 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cpu-encoder-precision",
-        choices=CPU_ENCODER_PRECISIONS,
-        default=CPU_ENCODER_PRECISIONS[0],
+        choices=("auto", *CPU_ENCODER_PRECISIONS),
+        default="auto",
         help="cpu: the served encoder: fp32 (exact parity with NeMo) or int8 (its MatMuls quantized "
-        "with ONNX Runtime: about twice as fast on CPU, bounded by WER; the fp32 graph stays beside it)",
+        "with ONNX Runtime: about twice as fast on CPU, bounded by WER; the fp32 graph stays beside it); "
+        "auto: int8 when the LLM runs in bf16, fp32 when it runs in fp32",
     )
     p.add_argument(
         "--require-native-precision",

@@ -81,7 +81,7 @@ class ExportOptions:
     require_native_precision: bool = False  # bf16 without native bf16 units: error, not a warning
     #: CPU profile: the served encoder's precision: fp32 (exact parity) or int8 (its MatMuls
     #: quantized: about twice as fast on CPU, bounded by WER; see tests/test_encoder_int8.py).
-    cpu_encoder_precision: str = CPU_ENCODER_PRECISIONS[0]
+    cpu_encoder_precision: str = "auto"  # auto: int8 with a bf16 LLM, fp32 with an fp32 one
     engine: EngineOptions = field(default_factory=EngineOptions)
     llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
     repository: RepositoryOptions = field(default_factory=RepositoryOptions)
@@ -97,12 +97,12 @@ class ExportOptions:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.llm_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"llm_dtype must be auto, float32, bfloat16 or float16, got {self.llm_dtype!r}")
-        if self.cpu_encoder_precision not in CPU_ENCODER_PRECISIONS:
+        if self.cpu_encoder_precision not in ("auto", *CPU_ENCODER_PRECISIONS):
             raise ValueError(
-                f"cpu encoder precision must be one of {', '.join(CPU_ENCODER_PRECISIONS)}, "
+                f"cpu encoder precision must be one of auto, {', '.join(CPU_ENCODER_PRECISIONS)}, "
                 f"got {self.cpu_encoder_precision!r}"
             )
-        if self.cpu_encoder_precision != CPU_ENCODER_PRECISIONS[0] and self.profile != "cpu":
+        if self.cpu_encoder_precision == "int8" and self.profile != "cpu":
             raise ValueError(
                 f"--cpu-encoder-precision {self.cpu_encoder_precision} is for the cpu profile; the gpu profile "
                 "builds its TensorRT encoder from the fp32 ONNX graph in --precision"
@@ -132,6 +132,14 @@ class ExportOptions:
                 f"llm_dtype {self.llm_dtype} given explicitly",
             )
         return choose_precision(self.precision, self.require_native_precision)
+
+    def encoder_precision_choice(self, llm_choice=None):
+        """The CPU profile's served encoder precision (cpu_profile.choose_encoder_precision)."""
+        from ..cpu_profile import PrecisionChoice, choose_encoder_precision
+
+        if self.profile != "cpu":
+            return PrecisionChoice(self.engine.precision, "gpu profile: the TensorRT encoder in --precision")
+        return choose_encoder_precision(self.cpu_encoder_precision, (llm_choice or self.precision_choice()).precision)
 
     def torch_llm_dtype(self, choice=None) -> torch.dtype:
         if self.llm_dtype != "auto":
@@ -473,8 +481,9 @@ def _manifest(
         "checkpoint": str(Path(checkpoint).resolve()),
         "precision": {
             "llm": precision.precision if opts.profile == "cpu" else "bf16",
-            "encoder": opts.cpu_encoder_precision if opts.profile == "cpu" else opts.engine.precision,
+            "encoder": opts.encoder_precision_choice(precision).precision,
             "reason": precision.reason,
+            "encoder_reason": opts.encoder_precision_choice(precision).reason,
             "cpu_instruction_set": instruction_set(),
         },
         "options": {
@@ -607,9 +616,10 @@ def export_checkpoint(
     del model
     gc.collect()
     served_encoder = onnx.encoder
-    if opts.cpu_encoder_precision == "int8":  # the fp32 graph stays beside it (the reference, and for re-use)
+    encoder_precision = opts.encoder_precision_choice(precision).precision
+    if encoder_precision == "int8":  # the fp32 graph stays beside it (the reference, and for re-use)
         served_encoder = quantize_encoder_int8(onnx.encoder)
-    rows = perception_parity(perception_refs, out_dir, served_encoder.name, opts.cpu_encoder_precision)
+    rows = perception_parity(perception_refs, out_dir, served_encoder.name, encoder_precision)
     del perception_refs
     manifest = _manifest(
         checkpoint,

@@ -70,12 +70,28 @@ def test_int8_encoder_wer_within_half_a_point_of_fp32_and_95_percent_identical(
     assert abs(w8 - w32) <= 0.5 and identical >= 0.95
 
 
+def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
+    from canary_triton.cpu_profile import choose_encoder_precision
+    from canary_triton.export.pipeline import ExportOptions
+
+    assert choose_encoder_precision("auto", "bf16").precision == "int8"
+    assert choose_encoder_precision("auto", "fp32").precision == "fp32"
+    assert choose_encoder_precision("fp32", "bf16").precision == "fp32"
+    assert choose_encoder_precision("int8", "fp32").precision == "int8"
+    assert ExportOptions(precision="bf16").encoder_precision_choice().precision == "int8"
+    assert ExportOptions(precision="fp32").encoder_precision_choice().precision == "fp32"
+    # the test fixtures' fp32 export serves the fp32 graph and says why
+    precision = read_manifest(exported_trained)["precision"]
+    assert precision["encoder"] == "fp32" and precision["encoder_reason"].startswith("auto: the LLM runs in fp32")
+    assert read_manifest(exported_trained)["files"]["encoder_onnx"] == "onnx/encoder.onnx"
+
+
 def test_int8_encoder_is_a_cpu_profile_option(capsys):
     from canary_triton.export.pipeline import ExportOptions
 
     with pytest.raises(ValueError, match="--cpu-encoder-precision int8 is for the cpu profile"):
         ExportOptions(profile="gpu", cpu_encoder_precision="int8")
-    with pytest.raises(ValueError, match="cpu encoder precision must be one of fp32, int8, got 'int4'"):
+    with pytest.raises(ValueError, match="cpu encoder precision must be one of auto, fp32, int8, got 'int4'"):
         ExportOptions(cpu_encoder_precision="int4")
     with pytest.raises(SystemExit) as e:
         main(["export", "ckpt", "-o", "out", "--cpu-encoder-precision", "int4"])
