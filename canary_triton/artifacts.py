@@ -226,4 +226,3 @@ def as_json(obj: Any) -> dict[str, Any]:
             continue
         out[f.name] = as_json(value) if is_dataclass(value) else list(value) if isinstance(value, tuple) else value
     return out
-

@@ -19,6 +19,7 @@ from .tokenizer import Tokenizer, load_tokenizer
 if TYPE_CHECKING:  # torch is imported by the functions that need it: the light models import this module without it
     import torch
 
+
 def export_mel_params(export_dir: Path) -> contract.MelParams:
     """The mel front end's parameters recorded in the export (sample rate, n_mels, hop...)."""
     return ExportManifest.read(export_dir).model.mel

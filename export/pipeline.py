@@ -595,7 +595,10 @@ def export_checkpoint(
             encoder_plan=str(enc_plan.relative_to(out_dir)), projector_plan=str(proj_plan.relative_to(out_dir))
         )
         llm_opts = gpu_llm_options(info, opts)
-        engines = [build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts) for name, hf in (("merged", merged), ("base", base))]
+        engines = [
+            build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts)
+            for name, hf in (("merged", merged), ("base", base))
+        ]
         manifest = manifest.with_files(
             trtllm_merged=str(engines[0].relative_to(out_dir)), trtllm_base=str(engines[1].relative_to(out_dir))
         )

@@ -379,9 +379,7 @@ def describe(
             llm_outputs,
             batching=batching,
             decoupled=True,
-            parameters=_trtllm_parameters(
-                export_dir, files.trtllm_merged, files.llm_merged, opts, kv_reuse=False
-            ),
+            parameters=_trtllm_parameters(export_dir, files.trtllm_merged, files.llm_merged, opts, kv_reuse=False),
             notes=TRTLLM_NOTES,
         )
         llm_base = replace(

@@ -20,7 +20,7 @@ from canary_triton.checkpoint import inspect_checkpoint, read_weight_shapes
 from canary_triton.export.gpu_checks import load_time_problems, parse_config
 from canary_triton.export.pipeline import ENGINE_BUILD
 from canary_triton.export.repository import REPOSITORY_DIR
-from canary_triton.artifacts import EXPORT_MANIFEST, ExportManifest
+from canary_triton.artifacts import ExportManifest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / gt.DOC

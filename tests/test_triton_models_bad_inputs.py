@@ -39,10 +39,7 @@ def matrix(exported_trained):
         "encoder_wrong_mels": f"input 'mel' must have shape [1, {n_mels}, frames], got [1, {n_mels + 3}, 50]",
         "projector_wrong_dim": f"input 'encoded' must have shape [1, frames, {enc_dim}], got [1, 5, {enc_dim + 1}]",
     }
-    return {
-        c.id: (c, model_level.get(c.id, c.message))
-        for c in cases(m.model.vocab_rows, n_mels, enc_dim, max_frames)
-    }
+    return {c.id: (c, model_level.get(c.id, c.message)) for c in cases(m.model.vocab_rows, n_mels, enc_dim, max_frames)}
 
 
 def _answer(s, model, inputs):

@@ -5,8 +5,6 @@ this module serves a gated repository generated over the tiny-trained export's a
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
