@@ -253,6 +253,7 @@ class Target:
 @dataclass(frozen=True)
 class ServeOptions:
     url: str | None = None  # a running server (gRPC host:port); None: start one here
+    metrics_url: str | None = None  # that server's Prometheus endpoint (http://host:port/metrics), if known
     export_dir: Path | None = None  # an existing `canary-triton export` folder (served here or by url)
     checkpoint: Path | None = None  # exported here (CPU profile) when no export folder is given
     llm_dir: Path | None = None
@@ -337,7 +338,7 @@ def served(opts: ServeOptions) -> Iterator[Target]:
     """The server to measure: ``opts.url`` as given, or tritonserver started here on an export
     (made here from ``opts.checkpoint`` with the CPU profile when no export folder is given)."""
     if opts.url:
-        yield Target(opts.url, opts.export_dir, f"running server at {opts.url} (given)")
+        yield Target(opts.url, opts.export_dir, f"running server at {opts.url} (given)", metrics_url=opts.metrics_url)
         return
     from canary_triton.server import ServerOptions, TritonServer
 

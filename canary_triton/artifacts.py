@@ -32,9 +32,11 @@ class Precision:
     """The numeric precision of the exported weights and why it was chosen."""
 
     llm: str  # the Qwen3 weights: "fp32" or "bf16" (the gpu profile's engines: "bf16")
-    encoder: str  # the encoder: "fp32" on cpu, the TensorRT engines' precision on gpu
-    reason: str  # one line: why (auto-detected from this CPU, given explicitly...)
+    encoder: str  # the served encoder: "fp32" or "int8" on cpu, the TensorRT engines' precision on gpu
+    reason: str  # one line: why that LLM precision (auto-detected from this CPU, given explicitly...)
     cpu_instruction_set: str  # the exporting CPU's widest instruction set (cpu_profile.instruction_set)
+    #: one line: why that encoder precision (absent from exports made before the encoder had a choice)
+    encoder_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ from .errors import CanaryTritonError
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
+#: The served encoder's precisions: fp32, or int8 (ONNX Runtime's dynamic quantization of its
+#: MatMuls; export/onnx_encoder.py quantize_encoder_int8). ``auto`` (the default) follows the LLM:
+#: see ``choose_encoder_precision``.
+CPU_ENCODER_PRECISIONS = ("fp32", "int8")
 TORCH_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
 #: /proc/cpuinfo flags of native bf16 matrix units, best first, with their usual names.
 BF16_UNITS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16"}
@@ -104,6 +108,22 @@ def choose_precision(
         log.warning(msg)
         return PrecisionChoice("bf16", "requested; " + msg)
     return PrecisionChoice(requested, f"requested ({isa} CPU)")
+
+
+def choose_encoder_precision(requested: str, llm_precision: str) -> PrecisionChoice:
+    """The served encoder's precision. ``auto``: int8 when the LLM runs in bf16 (the fast setting,
+    bounded by WER: tests/test_llm_bf16.py, tests/test_encoder_int8.py), fp32 when it runs in fp32
+    (the exact-parity setting, token-identical to NeMo fp32 end to end)."""
+    if requested not in ("auto", *CPU_ENCODER_PRECISIONS):
+        raise CanaryTritonError(
+            f"encoder precision {requested!r} is not available in the CPU profile; choose auto, "
+            f"{', '.join(CPU_ENCODER_PRECISIONS)}"
+        )
+    if requested != "auto":
+        return PrecisionChoice(requested, "requested")
+    if llm_precision == "bf16":
+        return PrecisionChoice("int8", "auto: the LLM runs in bf16 (fast setting), the encoder's MatMuls in int8")
+    return PrecisionChoice("fp32", f"auto: the LLM runs in {llm_precision} (exact parity), so does the encoder")
 
 
 # -- threads ------------------------------------------------------------------------------------

@@ -179,6 +179,8 @@ class ContinuousBatcher:
             torch.set_num_threads(self.threads)
         sched = self.scheduler
         while True:
+            if sched.idle:  # nothing holds a row: a cache grown by a long request gives its memory back
+                self.runner.cache.shrink()
             if not self._take_submissions(block=sched.idle):
                 for req in sched.release_all():
                     self._done(req, COMPLETED, [])

@@ -9,7 +9,9 @@ table, MLP, LM head) layer by layer, with its own attention over a static cache:
   positions ``0 .. n-1`` from index 0 (no left padding, no per-request concatenation). The time
   capacity starts at one block and, when an admitted request needs more, grows to the next
   power-of-two number of blocks (at most ``max_positions``): a handful of reallocations over the
-  engine's life, never one per request.
+  engine's life, never one per request. Every row has the capacity of the longest, so when the
+  engine goes idle a cache above ``KEEP_IDLE_BLOCKS`` blocks goes back to one block: one long
+  request (40 s of audio, a long text prompt) does not hold its memory for good.
 - **Prefill**: requests admitted together run as one right-padded batch (causal mask plus each
   row's length); only the last real position of each row goes through the LM head.
 - **Decode**: one token per running row (rows ``0 .. n-1``), each at its own position; its key and
@@ -17,10 +19,10 @@ table, MLP, LM head) layer by layer, with its own attention over a static cache:
   plain slice of the cache.
 
 Memory (KV, per position of one row): ``2 x layers x kv_heads x head_dim x bytes``. Canary-Qwen's
-Qwen3-1.7B (28 layers, 8 KV heads of 128): 229,376 B in fp32, 114,688 B in bf16. 16 rows at a
-typical ASR capacity of 512 positions (~10-20 s of audio + 128 tokens): 1.9 GB fp32, 0.94 GB
-bf16; the worst case, 16 rows x 1,536 positions (the longest text prompt + the longest output):
-5.6 GB fp32, 2.8 GB bf16.
+Qwen3-1.7B (28 layers, 8 KV heads of 128): 229,376 B in fp32, 114,688 B in bf16. The CPU ASR
+engine's 32 rows at a typical capacity of 128-256 positions (up to ~10 s of audio + the output):
+0.47-0.94 GB bf16; at 1,024 (40 s of audio): 3.8 GB bf16, 7.5 GB fp32. LLM mode's 16 rows x 2,048
+(the longest text prompt + the longest output): 3.8 GB bf16, 7.5 GB fp32.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ import torch.nn.functional as F
 
 #: Positions per cache block: capacity grows in whole blocks (a power of two of them).
 CACHE_BLOCK = 128
+#: An idle engine keeps a cache of up to this many blocks (a typical ASR request fits in 2) and
+#: gives back a larger one.
+KEEP_IDLE_BLOCKS = 2
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class KvCache:
         self.shape, self.rows, self.max_positions, self.dtype = shape, rows, max_positions, dtype
         self.capacity = 0
         self.reallocations = 0  # growths after the first allocation (statistics, tests)
+        self.shrinks = 0  # returns to one block (statistics, tests)
+        self.peak_capacity = 0  # the most positions per row it has held
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.reserve(1)
@@ -103,6 +110,15 @@ class KvCache:
             new[:, :, : self.capacity] = old
         self.reallocations += bool(self.capacity)
         self.k, self.v, self.capacity = new_k, new_v, cap
+        self.peak_capacity = max(self.peak_capacity, cap)
+
+    def shrink(self) -> None:
+        """Back to one block per row when the capacity exceeds ``KEEP_IDLE_BLOCKS`` blocks (call
+        only when no row holds a request: their contents are dropped)."""
+        if self.capacity > KEEP_IDLE_BLOCKS * CACHE_BLOCK:
+            self.k, self.v, self.capacity = [], [], 0
+            self.shrinks += 1
+            self.reserve(1)
 
     def move(self, src: int, dst: int, length: int) -> None:
         for t in self.k + self.v:

@@ -25,6 +25,10 @@ ENCODER_ONNX = "encoder.onnx"
 #: A graph over protobuf's 2 GB limit (the full-size encoder, 3.1 GB in fp32) keeps its weights
 #: in this one file beside encoder.onnx (the exporter itself writes one file per tensor).
 ENCODER_DATA = "encoder.onnx.data"
+#: CPU profile, ``--cpu-encoder-precision int8``: the encoder's MatMuls quantized to int8 (weights
+#: per output channel, activations per tensor at run time): ONNX Runtime's integer kernels (VNNI on
+#: x86 CPUs that have it). Under 2 GB at full size: one self-contained file.
+ENCODER_INT8_ONNX = "encoder_int8.onnx"
 PROJECTOR_ONNX = "projector.onnx"
 PROJECTOR_BF16_ONNX = "projector_bf16.onnx"  # GPU profile: emits the BF16 prompt table
 ONNX_IN_MEL, ONNX_IN_MEL_LENGTH = contract.MEL.name, contract.MEL_LENGTH.name
@@ -136,6 +140,26 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
     model.eval()
     consolidate_external_data(out_dir / ENCODER_ONNX, ENCODER_DATA)
     return OnnxExport(out_dir / ENCODER_ONNX, out_dir / PROJECTOR_ONNX)
+
+
+def quantize_encoder_int8(fp32_path: str | Path, out_path: str | Path | None = None) -> Path:
+    """``encoder.onnx`` -> ``encoder_int8.onnx`` beside it (dynamic quantization of every MatMul:
+    int8 weights per output channel, uint8 activations scaled per tensor at run time; the
+    convolutions, norms and softmax stay fp32). The fp32 graph is left in place."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32_path = Path(fp32_path)
+    out_path = Path(out_path) if out_path is not None else fp32_path.with_name(ENCODER_INT8_ONNX)
+    quantize_dynamic(
+        str(fp32_path),
+        str(out_path),
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        use_external_data_format=fp32_path.with_name(ENCODER_DATA).is_file(),
+    )
+    consolidate_external_data(out_path, out_path.name + ".data")
+    return out_path
 
 
 def consolidate_external_data(path: Path, data_name: str) -> Path | None:

@@ -26,13 +26,20 @@ import torch
 
 from .. import __version__, contract
 from ..artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
-from ..cpu_profile import instruction_set
+from ..cpu_profile import CPU_ENCODER_PRECISIONS, instruction_set
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
 from ..gpu_throughput import DEFAULT_GPU, GPUS
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
-from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, OnnxEncoderProjector, export_onnx
+from .onnx_encoder import (
+    ENCODER_ONNX,
+    PROJECTOR_BF16_ONNX,
+    PROJECTOR_ONNX,
+    OnnxEncoderProjector,
+    export_onnx,
+    quantize_encoder_int8,
+)
 from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import (
     DEFAULT_GPU_ARCH,
@@ -59,6 +66,9 @@ REL_TOL = 1e-4
 #: bf16 keeps 8 significant bits (relative rounding 2^-9 per value), and the error of a long sum
 #: of such products grows with depth and width; NeMo fp32 is the reference.
 BF16_REL_TOL = 5e-2
+#: int8 encoder (dynamic quantization): its features relative to the largest reference value. A
+#: sanity bound (a broken graph is off by the scale itself); accuracy is bounded by WER instead.
+INT8_REL_TOL = 1e-1
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,9 @@ class ExportOptions:
     #: canary_triton.cpu_profile), fp32 (exact parity with NeMo fp32) or bf16.
     precision: str = "auto"
     require_native_precision: bool = False  # bf16 without native bf16 units: error, not a warning
+    #: CPU profile: the served encoder's precision: fp32 (exact parity) or int8 (its MatMuls
+    #: quantized: about twice as fast on CPU, bounded by WER; see tests/test_encoder_int8.py).
+    cpu_encoder_precision: str = "auto"  # auto: int8 with a bf16 LLM, fp32 with an fp32 one
     engine: EngineOptions = field(default_factory=EngineOptions)
     llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
     repository: RepositoryOptions = field(default_factory=RepositoryOptions)
@@ -84,6 +97,16 @@ class ExportOptions:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.llm_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"llm_dtype must be auto, float32, bfloat16 or float16, got {self.llm_dtype!r}")
+        if self.cpu_encoder_precision not in ("auto", *CPU_ENCODER_PRECISIONS):
+            raise ValueError(
+                f"cpu encoder precision must be one of auto, {', '.join(CPU_ENCODER_PRECISIONS)}, "
+                f"got {self.cpu_encoder_precision!r}"
+            )
+        if self.cpu_encoder_precision == "int8" and self.profile != "cpu":
+            raise ValueError(
+                f"--cpu-encoder-precision {self.cpu_encoder_precision} is for the cpu profile; the gpu profile "
+                "builds its TensorRT encoder from the fp32 ONNX graph in --precision"
+            )
         if self.dry_run and self.profile != "gpu":
             raise ValueError(f"--dry-run renders the gpu profile only (--profile gpu), got --profile {self.profile}")
         if not (self.gpu_arch.startswith("sm") and self.gpu_arch[2:].isdigit() and len(self.gpu_arch) >= 4):
@@ -109,6 +132,14 @@ class ExportOptions:
                 f"llm_dtype {self.llm_dtype} given explicitly",
             )
         return choose_precision(self.precision, self.require_native_precision)
+
+    def encoder_precision_choice(self, llm_choice=None):
+        """The CPU profile's served encoder precision (cpu_profile.choose_encoder_precision)."""
+        from ..cpu_profile import PrecisionChoice, choose_encoder_precision
+
+        if self.profile != "cpu":
+            return PrecisionChoice(self.engine.precision, "gpu profile: the TensorRT encoder in --precision")
+        return choose_encoder_precision(self.cpu_encoder_precision, (llm_choice or self.precision_choice()).precision)
 
     def torch_llm_dtype(self, choice=None) -> torch.dtype:
         if self.llm_dtype != "auto":
@@ -144,34 +175,59 @@ def diff(ours, ref) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _perception_rows(model, front_end, runner, clips: list[np.ndarray], mode: str, sr: int) -> list[dict[str, Any]]:
+def nemo_perception_references(model, info: CheckpointInfo) -> list[dict[str, Any]]:
+    """NeMo's mel, encoder output and projection of the probe clips, each alone and all batched
+    (small tensors, kept so the export can free NeMo before it loads the ONNX graphs)."""
     from ..oracle import pad_batch
 
     p = model.perception
-    audio, lens = pad_batch(clips)
-    ref_mel, ref_mel_len = p.preprocessor(input_signal=audio, length=lens)
-    mel, mel_len = front_end(audio, lens)
-    ref_enc, ref_len = p.encoder(audio_signal=ref_mel, length=ref_mel_len)
-    ref_enc = ref_enc.transpose(1, 2)
-    ref_proj = p.proj(ref_enc)
-    enc, enc_len = runner.encode(ref_mel.numpy(), ref_mel_len.numpy())
+    sr = info.mel.sample_rate
+    clips = probe_clips(sr)
+    refs = []
+    for mode, group in [*(("single", [c]) for c in clips), ("batched", clips)]:
+        audio, lens = pad_batch(group)
+        ref_mel, ref_mel_len = p.preprocessor(input_signal=audio, length=lens)
+        ref_enc, ref_len = p.encoder(audio_signal=ref_mel, length=ref_mel_len)
+        ref_enc = ref_enc.transpose(1, 2)
+        refs.append(
+            {
+                "mode": mode,
+                "seconds": [round(len(c) / sr, 3) for c in group],
+                "audio": audio,
+                "lens": lens,
+                "mel": ref_mel,
+                "mel_len": ref_mel_len,
+                "enc": ref_enc,
+                "enc_len": ref_len,
+                "proj": p.proj(ref_enc),
+            }
+        )
+    return refs
+
+
+@torch.no_grad()
+def _perception_rows(ref: dict[str, Any], front_end, runner, encoder_precision: str = "fp32") -> list[dict[str, Any]]:
+    mel, mel_len = front_end(ref["audio"], ref["lens"])
+    enc, enc_len = runner.encode(ref["mel"].numpy(), ref["mel_len"].numpy())
     table = runner.project(enc)
     rows = []
-    for i, clip in enumerate(clips):
-        m, n = int(ref_mel_len[i]), int(ref_len[i])
+    for i, seconds in enumerate(ref["seconds"]):
+        m, n = int(ref["mel_len"][i]), int(ref["enc_len"][i])
         lengths_equal = int(mel_len[i]) == m and int(enc_len[i]) == n
-        for stage, ours, ref in (
-            ("mel", mel[i, :, :m], ref_mel[i, :, :m]),
-            ("encoder", enc[i, :n], ref_enc[i, :n]),
-            ("projector", table[i, :n], ref_proj[i, :n]),
+        for stage, ours, theirs in (
+            ("mel", mel[i, :, :m], ref["mel"][i, :, :m]),
+            ("encoder", enc[i, :n], ref["enc"][i, :n]),
+            ("projector", table[i, :n], ref["proj"][i, :n]),
         ):
             rows.append(
                 {
                     "stage": stage,
-                    "seconds": round(len(clip) / sr, 3),
-                    "mode": mode,
+                    "seconds": seconds,
+                    "mode": ref["mode"],
                     "lengths_equal": lengths_equal,
-                    **diff(ours, ref),
+                    **diff(ours, theirs),
+                    # the encoder's error carries into the projector's table
+                    **({"precision": encoder_precision} if stage != "mel" and encoder_precision != "fp32" else {}),
                 }
             )
     return rows
@@ -215,17 +271,14 @@ def nemo_llm_references(model, info: CheckpointInfo) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def perception_parity(model, info: CheckpointInfo, out_dir: Path) -> list[dict[str, Any]]:
-    """Mel, encoder and projector rows: each probe clip alone and all batched."""
-    sr = info.mel.sample_rate
-    clips = probe_clips(sr)
+def perception_parity(
+    refs: list[dict[str, Any]], out_dir: Path, encoder: str = ENCODER_ONNX, encoder_precision: str = "fp32"
+) -> list[dict[str, Any]]:
+    """Mel, encoder and projector rows against :func:`nemo_perception_references`: each probe clip
+    alone and all batched (``encoder``: the served graph under ``onnx/``, in ``encoder_precision``)."""
     front_end = load_front_end(out_dir / "frontend")
-    runner = OnnxEncoderProjector(out_dir / "onnx" / "encoder.onnx", out_dir / "onnx" / "projector.onnx")
-    rows: list[dict[str, Any]] = []
-    for clip in clips:
-        rows += _perception_rows(model, front_end, runner, [clip], "single", sr)
-    rows += _perception_rows(model, front_end, runner, clips, "batched", sr)
-    return rows
+    runner = OnnxEncoderProjector(out_dir / "onnx" / encoder, out_dir / "onnx" / PROJECTOR_ONNX)
+    return [row for ref in refs for row in _perception_rows(ref, front_end, runner, encoder_precision)]
 
 
 @torch.no_grad()
@@ -271,6 +324,8 @@ def finish_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def ok(row: dict[str, Any]) -> bool:
         if row.get("precision") == "bf16":
             return row["lengths_equal"] and row["rel"] <= BF16_REL_TOL
+        if row.get("precision") == "int8":
+            return row["lengths_equal"] and row["rel"] <= INT8_REL_TOL
         tol = LOGIT_TOL if row["stage"].startswith("llm") else FEATURE_TOL
         return row["lengths_equal"] and row["max_abs"] <= tol and row["rel"] <= REL_TOL
 
@@ -282,6 +337,7 @@ def finish_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "logits_max_abs": LOGIT_TOL,
             "rel": REL_TOL,
             "bf16_rel": BF16_REL_TOL,
+            "int8_rel": INT8_REL_TOL,
         },
         "rows": rows,
         "passed": all(r["ok"] for r in rows),
@@ -292,23 +348,29 @@ def parity_report(model, info: CheckpointInfo, out_dir: Path, llm_dtype: torch.d
     """Compare every CPU artifact with NeMo's SALM (fp32), the whole model in memory (the export
     itself runs the same steps in stages: see :func:`export_checkpoint`)."""
     return finish_report(
-        perception_parity(model, info, out_dir) + llm_parity(nemo_llm_references(model, info), out_dir, llm_dtype)
+        perception_parity(nemo_perception_references(model, info), out_dir)
+        + llm_parity(nemo_llm_references(model, info), out_dir, llm_dtype)
     )
 
 
 def parity_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (written as parity.md)."""
-    lines = ["| stage | clip (s) | mode | max abs | relative | lengths equal | ok |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stage | clip (s) | mode | precision | max abs | relative | lengths equal | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['stage']} | {r['seconds']} | {r['mode']} | {r['max_abs']:.2e} | {r['rel']:.2e} | "
+            f"| {r['stage']} | {r['seconds']} | {r['mode']} | {r.get('precision', 'fp32')} | {r['max_abs']:.2e} | "
+            f"{r['rel']:.2e} | "
             f"{r['lengths_equal']} | {'yes' if r['ok'] else 'NO'} |"
         )
     tol = report["tolerances"]
     lines.append("")
     lines.append(
         f"Tolerances: features/embeddings max abs {tol['features_max_abs']:g}, logits max abs "
-        f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}; bf16 LLM logits relative {tol['bf16_rel']:g}. "
+        f"{tol['logits_max_abs']:g}, relative {tol['rel']:g}; bf16 LLM logits relative {tol['bf16_rel']:g}; "
+        f"int8 encoder features relative {tol['int8_rel']:g}. "
         f"Passed: {report['passed']}."
     )
     return "\n".join(lines) + "\n"
@@ -419,8 +481,9 @@ def _manifest(
         checkpoint=str(Path(checkpoint).resolve()),
         precision=Precision(
             llm=precision.precision if opts.profile == "cpu" else "bf16",
-            encoder="fp32" if opts.profile == "cpu" else opts.engine.precision,
+            encoder=opts.encoder_precision_choice(precision).precision,
             reason=precision.reason,
+            encoder_reason=opts.encoder_precision_choice(precision).reason,
             cpu_instruction_set=instruction_set(),
         ),
         options=RecordedOptions(
@@ -540,7 +603,8 @@ def export_checkpoint(
     # In stages, each freeing what it loaded before the next (peak: NeMo's SALM alone):
     # 1. the LLM folders, tensor by tensor from the checkpoint (no model in memory);
     # 2. NeMo's SALM; the parity references of its LLM; then its LLM is freed;
-    # 3. the ONNX encoder/projector from NeMo's perception, and their parity rows; NeMo freed;
+    # 3. the ONNX encoder/projector from NeMo's perception and NeMo's references for them; NeMo
+    #    freed; the int8 encoder (if asked) and the ONNX graphs' parity rows;
     # 4. the exported LLMs' parity, one loaded at a time.
     tok = checkpoint_tokenizer(info)
     export_front_end(info, out_dir / "frontend")
@@ -549,9 +613,15 @@ def export_checkpoint(
     refs = nemo_llm_references(model, info) if opts.parity else None
     _free_llm(model)
     onnx = export_onnx(model, out_dir / "onnx", bf16_table=opts.profile == "gpu")
-    rows = perception_parity(model, info, out_dir) if opts.parity else []
+    perception_refs = nemo_perception_references(model, info) if opts.parity else []
     del model
     gc.collect()
+    served_encoder = onnx.encoder
+    encoder_precision = opts.encoder_precision_choice(precision).precision
+    if encoder_precision == "int8":  # the fp32 graph stays beside it (the reference, and for re-use)
+        served_encoder = quantize_encoder_int8(onnx.encoder)
+    rows = perception_parity(perception_refs, out_dir, served_encoder.name, encoder_precision)
+    del perception_refs
     manifest = _manifest(
         checkpoint,
         info,
@@ -559,7 +629,7 @@ def export_checkpoint(
         opts,
         Files(
             frontend="frontend",
-            encoder_onnx=str(onnx.encoder.relative_to(out_dir)),
+            encoder_onnx=str(served_encoder.relative_to(out_dir)),
             projector_onnx=str(onnx.projector.relative_to(out_dir)),
             llm_merged=merged.name,
             llm_base=base.name,

@@ -21,7 +21,9 @@ def sample_manifest(mel: C.MelParams = C.MelParams(), **changes) -> ExportManife
         canary_triton_version="0.1.0",
         profile="cpu",
         checkpoint="/checkpoints/tiny",
-        precision=Precision(llm="fp32", encoder="fp32", reason="requested: fp32", cpu_instruction_set="AVX2"),
+        precision=Precision(
+            llm="fp32", encoder="fp32", reason="requested: fp32", cpu_instruction_set="AVX2", encoder_reason="auto"
+        ),
         options=RecordedOptions(
             llm_dtype="float32",
             engine=asdict(EngineOptions()),

@@ -80,6 +80,8 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
             server_trained.grpc_url,
             "--export-dir",
             str(exported_trained),
+            "--metrics-url",
+            f"http://127.0.0.1:{server_trained.opts.metrics_port}/metrics",
             "--limit",
             "6",
             "--batch-sizes",
@@ -117,6 +119,11 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
     assert lat_s["texts"] == [lat_n["by_dtype"]["float32"]["text"]] and lat_s["errors"] == []
     assert "Latency, one 5.0 s clip" in (out / "nemo_vs_served.md").read_text()
     assert p["served"]["llm_mode"]["errors"] == [] and p["memory"]["llm_mode_requests"] == 2
+    # The ASR engine's in-flight batch over the best pass, from the server's own counters.
+    (steps,) = [r for r in p["served"]["rows"] if r["concurrency"] == p["served"]["best_concurrency"]][0]["llm_steps"]
+    assert steps["model"] == contract.LLM_MODEL and steps["decode_steps"] > 0 and steps["prefill_positions"] > 0
+    assert 1 <= steps["decode_mean_rows"] <= 2 and 1 <= steps["prefill_mean_rows"] <= 2  # concurrency 1 or 2
+    assert "mean rows per step" in (out / "nemo_vs_served.md").read_text()
 
 
 def test_nemo_vs_served_url_needs_export_dir(capsys):

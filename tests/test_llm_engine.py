@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from canary_triton.llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest
-from canary_triton.llm_runner import CACHE_BLOCK
+from canary_triton.llm_runner import CACHE_BLOCK, KEEP_IDLE_BLOCKS
 from canary_triton.serving import load_llm
 
 
@@ -221,5 +221,22 @@ def test_the_engine_thread_runs_below_the_callers_priority(llm):
         assert c.done.wait(60) and c.outcome == ("completed", 3)
         assert engine.running_nice == min(19, before + 5)
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller keeps its own
+    finally:
+        engine.stop()
+
+
+def test_an_idle_engine_gives_back_a_cache_a_long_request_grew(llm):
+    engine = ContinuousBatcher(llm, max_batch=2).start()
+    try:
+        long = Collect()
+        engine.submit(_request(llm, [5 + i % 50 for i in range(KEEP_IDLE_BLOCKS * CACHE_BLOCK + 20)], 3, long))
+        assert long.done.wait(60) and len(long.tokens) == 3
+        # The engine is idle once the long request is done; it shrinks before it takes the next one.
+        short = Collect()
+        engine.submit(_request(llm, [5, 6, 7], 3, short))
+        assert short.done.wait(60) and len(short.tokens) == 3
+        cache = engine.runner.cache
+        assert cache.peak_capacity > KEEP_IDLE_BLOCKS * CACHE_BLOCK and cache.reallocations == 1
+        assert cache.shrinks == 1 and cache.capacity == CACHE_BLOCK  # the short one fit in one block
     finally:
         engine.stop()
