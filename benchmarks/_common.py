@@ -651,6 +651,34 @@ class TokenCounter:
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(text)) if text else 0
 
+    def leading_agreement(self, reference: str, other: str) -> tuple[int, int]:
+        """(leading tokens of ``other`` equal to ``reference``'s, tokens of ``reference``), both
+        texts tokenized again: how far two decodes stay together before they part."""
+        ref = self.tokenizer.encode(reference) if reference else []
+        got = self.tokenizer.encode(other) if other else []
+        same = 0
+        for a, b in zip(ref, got):
+            if a != b:
+                break
+            same += 1
+        return same, len(ref)
+
+
+def leading_agreement_summary(
+    tokens: "TokenCounter", references: Sequence[str], texts: Sequence[str | None]
+) -> dict[str, Any]:
+    """Over clips: leading tokens equal to the reference in all, per clip the median fraction,
+    and the clips whose every token agrees."""
+    pairs = [tokens.leading_agreement(r, t or "") for r, t in zip(references, texts)]
+    fractions = sorted(a / n if n else 1.0 for a, n in pairs)
+    return {
+        "agree": sum(a for a, _ in pairs),
+        "of": sum(n for _, n in pairs),
+        "median_fraction": float(np.median(fractions)) if fractions else None,
+        "clips_all_equal": sum(1 for (a, n), t, r in zip(pairs, texts, references) if (t or "") == r),
+        "clips": len(pairs),
+    }
+
 
 # ------------------------------------------------------------------------------------------
 # Plot

@@ -49,6 +49,7 @@ from benchmarks._common import (
     group_cpu_seconds,
     group_memory,
     latency_summary,
+    leading_agreement_summary,
     llm_step_counters,
     llm_steps_delta,
     self_peak_rss_mib,
@@ -255,6 +256,7 @@ def _served_pass(
         "server_cpu_s": s1 - s0 if s0 is not None and s1 is not None else None,
         "errors": [f"{r.name}: {r.error}" for r in results if not r.ok],
         "wrong": wrong,
+        "leading_tokens": leading_agreement_summary(tokens, reference, texts) if tokens else None,
         "server_statistics": statistics_delta(before, after),
         "llm_steps": llm_steps_delta(steps0, steps1),
         "texts": texts,
@@ -392,7 +394,7 @@ def render(p: dict[str, Any]) -> str:
         f"{p.get('served_encoder_precision', 'fp32')}, vs NeMo best RTFx "
         f"{n['best_rtfx']:.1f} at batch {n['best_batch_size']} in {n.get('best_dtype', 'float32')}); goal "
         f">= {GOAL_RATIO:.0f}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}. Transcripts identical to NeMo "
-        f"{n.get('reference_dtype', 'float32')}: {p['identical']}.",
+        f"{n.get('reference_dtype', 'float32')}: {p['identical']}.{_leading_line(best.get('leading_tokens'))}",
         "",
         *_latency_lines(n, s),
         *_memory_lines(p.get("memory")),
@@ -417,6 +419,16 @@ def render(p: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def _leading_line(lead: dict[str, Any] | None) -> str:
+    if not lead or not lead["of"]:
+        return ""
+    return (
+        f" Leading tokens equal to NeMo's (transcripts tokenized again), best run: {lead['agree']} of "
+        f"{lead['of']} ({100 * lead['agree'] / lead['of']:.1f} %), per clip median "
+        f"{100 * lead['median_fraction']:.1f} %; {lead['clips_all_equal']} of {lead['clips']} clips identical."
+    )
 
 
 def _llm_steps_lines(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -13,8 +13,8 @@ from the cores this process may run on.
   has the cores and the LLM takes what is left. A decode step reads every weight once whatever
   its number of rows (memory-bound on CPU: 267 ms at 1 row, 300 ms at 8 at full size, bf16,
   2 cores), so an LLM that waits loses little while requests the encoder has not yet delivered
-  are rows the LLM cannot fill; equal shares starved the LLM of rows instead (full size, 2 cores:
-  mean in-flight batch of 5 requests per encoder execution of 5.6 s vs 1.5 s alone).
+  are rows the LLM cannot fill. With equal shares an encoder execution took 5.6 s in the served
+  run against 1.5-1.8 s alone (full size, 2 cores; benchmarks/README.md, runs 4-6).
 
 No torch import at module level (the CLI imports this before it needs torch).
 """

@@ -6,7 +6,7 @@ vLLM separates its Scheduler from its ModelRunner:
 
 - ``llm_scheduler.Scheduler`` (plain data, no torch): which requests hold which rows, admission
   at token boundaries, finish by end id / token limit / cancellation, capacity limits;
-- ``llm_runner.ModelRunner`` (tensors): a KV cache allocated once per row, batched prefill of the
+- ``llm_runner.ModelRunner`` (tensors): a KV cache held per row (no copy per admission), batched prefill of the
   requests admitted together (from their embeddings: text ids plus prompt-table rows for the
   audio), one decode step for all running rows at their own positions.
 

@@ -5,13 +5,14 @@ rows. It runs the Hugging Face ``Qwen3ForCausalLM``'s own modules (norms, projec
 table, MLP, LM head) layer by layer, with its own attention over a static cache:
 
 - **KV cache**: per layer one K and one V tensor ``[rows, kv_heads, capacity, head_dim]`` in the
-  model's dtype, allocated once for ``rows`` = the engine's batch. Row ``r`` holds its request's
+  model's dtype, for up to ``rows`` = the engine's batch. Row ``r`` holds its request's
   positions ``0 .. n-1`` from index 0 (no left padding, no per-request concatenation). The time
   capacity starts at one block and, when an admitted request needs more, grows to the next
   power-of-two number of blocks (at most ``max_positions``): a handful of reallocations over the
-  engine's life, never one per request. Every row has the capacity of the longest, so when the
-  engine goes idle a cache above ``KEEP_IDLE_BLOCKS`` blocks goes back to one block: one long
-  request (40 s of audio, a long text prompt) does not hold its memory for good.
+  engine's life, never one per request. The rows allocated grow the same way (powers of two up
+  to the engine's batch) as requests take them. Every row has the capacity of the longest, so
+  when the engine goes idle the cache goes back to one row of one block: a burst, or one long
+  request (40 s of audio, a long text prompt), does not hold its memory for good.
 - **Prefill**: requests admitted together run as one right-padded batch (causal mask plus each
   row's length); only the last real position of each row goes through the LM head.
 - **Decode**: one token per running row (rows ``0 .. n-1``), each at its own position; its key and
@@ -35,9 +36,6 @@ import torch.nn.functional as F
 
 #: Positions per cache block: capacity grows in whole blocks (a power of two of them).
 CACHE_BLOCK = 128
-#: An idle engine keeps a cache of up to this many blocks (a typical ASR request fits in 2) and
-#: gives back a larger one.
-KEEP_IDLE_BLOCKS = 2
 
 
 @dataclass(frozen=True)
@@ -83,40 +81,52 @@ class RunnerShape:
 
 
 class KvCache:
-    """Per-layer K/V tensors ``[rows, kv_heads, capacity, head_dim]``."""
+    """Per-layer K/V tensors ``[allocated rows, kv_heads, capacity, head_dim]``, grown on demand in
+    both dimensions up to ``rows`` x ``max_positions`` and given back when the engine is idle."""
 
     def __init__(self, shape: RunnerShape, rows: int, max_positions: int, dtype: torch.dtype):
         self.shape, self.rows, self.max_positions, self.dtype = shape, rows, max_positions, dtype
-        self.capacity = 0
-        self.reallocations = 0  # growths after the first allocation (statistics, tests)
-        self.shrinks = 0  # returns to one block (statistics, tests)
+        self.capacity = 0  # positions per row allocated now
+        self.allocated_rows = 0  # rows allocated now (a power of two, at most ``rows``)
+        self.reallocations = 0  # growths of the capacity after the first allocation (statistics, tests)
+        self.row_growths = 0  # growths of the allocated rows (statistics, tests)
+        self.shrinks = 0  # returns to one row of one block (statistics, tests)
         self.peak_capacity = 0  # the most positions per row it has held
+        self.peak_rows = 0  # the most rows it has held
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.reserve(1)
 
-    def reserve(self, positions: int) -> None:
-        """Make room for ``positions`` per row (grows to a power-of-two number of blocks)."""
-        if positions <= self.capacity:
+    def reserve(self, positions: int, rows: int = 1) -> None:
+        """Make room for ``positions`` per row in rows ``0 .. rows - 1`` (each dimension grows to a
+        power of two: blocks of positions, rows), keeping what the rows hold."""
+        if positions <= self.capacity and rows <= self.allocated_rows:
             return
         if positions > self.max_positions:
             raise ValueError(f"{positions} positions exceed the cache's limit of {self.max_positions}")
-        blocks = 1 << max(0, math.ceil(math.log2(math.ceil(positions / CACHE_BLOCK))))
-        cap = min(self.max_positions, blocks * CACHE_BLOCK)
+        if rows > self.rows:
+            raise ValueError(f"{rows} rows exceed the cache's {self.rows}")
+        cap = self.capacity
+        if positions > cap:
+            blocks = 1 << max(0, math.ceil(math.log2(math.ceil(positions / CACHE_BLOCK))))
+            cap = min(self.max_positions, blocks * CACHE_BLOCK)
+        n = max(self.allocated_rows, min(self.rows, 1 << max(0, math.ceil(math.log2(rows)))))
         s = self.shape
-        new_k = [torch.zeros(self.rows, s.kv_heads, cap, s.head_dim, dtype=self.dtype) for _ in range(s.layers)]
-        new_v = [torch.zeros(self.rows, s.kv_heads, cap, s.head_dim, dtype=self.dtype) for _ in range(s.layers)]
+        new_k = [torch.zeros(n, s.kv_heads, cap, s.head_dim, dtype=self.dtype) for _ in range(s.layers)]
+        new_v = [torch.zeros(n, s.kv_heads, cap, s.head_dim, dtype=self.dtype) for _ in range(s.layers)]
         for old, new in zip(self.k + self.v, new_k + new_v):
-            new[:, :, : self.capacity] = old
-        self.reallocations += bool(self.capacity)
-        self.k, self.v, self.capacity = new_k, new_v, cap
+            new[: self.allocated_rows, :, : self.capacity] = old
+        self.reallocations += bool(self.capacity) and cap > self.capacity
+        self.row_growths += bool(self.allocated_rows) and n > self.allocated_rows
+        self.k, self.v, self.capacity, self.allocated_rows = new_k, new_v, cap, n
         self.peak_capacity = max(self.peak_capacity, cap)
+        self.peak_rows = max(self.peak_rows, n)
 
     def shrink(self) -> None:
-        """Back to one block per row when the capacity exceeds ``KEEP_IDLE_BLOCKS`` blocks (call
-        only when no row holds a request: their contents are dropped)."""
-        if self.capacity > KEEP_IDLE_BLOCKS * CACHE_BLOCK:
-            self.k, self.v, self.capacity = [], [], 0
+        """Back to one row of one block (call only when no row holds a request: their contents
+        are dropped): an idle engine holds ~one block of memory, whatever the last burst grew."""
+        if self.capacity > CACHE_BLOCK or self.allocated_rows > 1:
+            self.k, self.v, self.capacity, self.allocated_rows = [], [], 0, 0
             self.shrinks += 1
             self.reserve(1)
 
@@ -198,7 +208,7 @@ class ModelRunner:
         self._adapter = torch.tensor(adapter if adapter is not None else [True] * n)
         lengths = torch.tensor([e.shape[0] for e in embeds])
         t = int(lengths.max())
-        self.cache.reserve(t)
+        self.cache.reserve(t, first_row + n)
         x = torch.zeros(n, t, self.shape.hidden, dtype=self.dtype)
         for i, e in enumerate(embeds):
             x[i, : e.shape[0]] = e.to(self.dtype)
@@ -227,7 +237,7 @@ class ModelRunner:
         n = tokens.shape[0]
         self._adapter = torch.tensor(adapter if adapter is not None else [True] * n)
         length = int(positions.max()) + 1
-        self.cache.reserve(length)
+        self.cache.reserve(length, n)
         x = self.embedding(tokens)[:, None, :].to(self.dtype)  # [n, 1, hidden]
         self._rotary = self.inner.rotary_emb(x, positions[:, None])
         rows = torch.arange(n)

@@ -124,6 +124,12 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
     assert steps["model"] == contract.LLM_MODEL and steps["decode_steps"] > 0 and steps["prefill_positions"] > 0
     assert 1 <= steps["decode_mean_rows"] <= 2 and 1 <= steps["prefill_mean_rows"] <= 2  # concurrency 1 or 2
     assert "mean rows per step" in (out / "nemo_vs_served.md").read_text()
+    # fp32 served equals NeMo fp32: every leading token agrees
+    lead = p["served"]["rows"][0]["leading_tokens"]
+    assert lead["agree"] == lead["of"] > 0 and lead["clips_all_equal"] == lead["clips"] == 6
+    assert (
+        lead["median_fraction"] == 1.0 and "Leading tokens equal to NeMo's" in (out / "nemo_vs_served.md").read_text()
+    )
 
 
 def test_nemo_vs_served_url_needs_export_dir(capsys):

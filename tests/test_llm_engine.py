@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from canary_triton.llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest
-from canary_triton.llm_runner import CACHE_BLOCK, KEEP_IDLE_BLOCKS
+from canary_triton.llm_runner import CACHE_BLOCK
 from canary_triton.serving import load_llm
 
 
@@ -138,7 +138,7 @@ def test_requests_admitted_together_are_prefilled_as_one_batch_and_equal_alone(l
         long = Collect()
         engine.submit(_request(llm, [5 + i % 50 for i in range(CACHE_BLOCK + 20)], 3, long))
         assert long.done.wait(60) and len(long.tokens) == 3
-        assert engine.runner.cache.capacity == 2 * CACHE_BLOCK and engine.runner.cache.reallocations == 1
+        assert engine.runner.cache.peak_capacity == 2 * CACHE_BLOCK and engine.runner.cache.reallocations == 1
     finally:
         engine.stop()
 
@@ -229,14 +229,30 @@ def test_an_idle_engine_gives_back_a_cache_a_long_request_grew(llm):
     engine = ContinuousBatcher(llm, max_batch=2).start()
     try:
         long = Collect()
-        engine.submit(_request(llm, [5 + i % 50 for i in range(KEEP_IDLE_BLOCKS * CACHE_BLOCK + 20)], 3, long))
+        engine.submit(_request(llm, [5 + i % 50 for i in range(2 * CACHE_BLOCK + 20)], 3, long))
         assert long.done.wait(60) and len(long.tokens) == 3
         # The engine is idle once the long request is done; it shrinks before it takes the next one.
         short = Collect()
         engine.submit(_request(llm, [5, 6, 7], 3, short))
         assert short.done.wait(60) and len(short.tokens) == 3
         cache = engine.runner.cache
-        assert cache.peak_capacity > KEEP_IDLE_BLOCKS * CACHE_BLOCK and cache.reallocations == 1
+        assert cache.peak_capacity == 4 * CACHE_BLOCK and cache.reallocations == 1
         assert cache.shrinks == 1 and cache.capacity == CACHE_BLOCK  # the short one fit in one block
+        assert cache.allocated_rows == 1
+        assert cache.nbytes == cache.shape.kv_bytes_per_position(cache.dtype) * CACHE_BLOCK  # one row, one block
+    finally:
+        engine.stop()
+
+
+def test_the_cache_grows_its_rows_with_the_requests_in_flight(llm):
+    engine = ContinuousBatcher(llm, max_batch=8)
+    together = [Collect() for _ in range(3)]
+    for i, c in enumerate(together):  # queued before the engine starts: admitted at one boundary
+        engine.submit(_request(llm, [5 + i, 6, 7], 4, c))
+    engine.start()
+    try:
+        assert all(c.done.wait(60) for c in together)
+        cache = engine.runner.cache
+        assert cache.peak_rows == 4 and cache.row_growths == 1  # 3 rows: the next power of two, not all 8
     finally:
         engine.stop()

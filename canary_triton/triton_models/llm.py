@@ -32,8 +32,8 @@ class LlmModel(PythonModel):
         adapter = f" + run-time ASR adapter ({lora.describe()})" if lora is not None else ""
         self.pb.Logger.log_info(
             f"{args['model_name']}: {weights}{adapter}, LLM in {str(self.model.dtype).replace('torch.', '')} "
-            f"({manifest.precision.reason}), {threads} thread(s) at nice +{nice} "
-            f"(below the encoder's priority); "
+            f"({manifest.precision.reason}), {threads} thread(s)"
+            f"{f' at nice +{nice} (below the encoder)' if nice else ' at the encoder priority'}; "
             f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}"
         )
         self.embedding = self.model.get_input_embeddings()
