@@ -267,15 +267,15 @@ def export_description(export_dir: Path | None) -> dict[str, Any] | None:
     """The served export's source and settings, from its ``export.json``."""
     if export_dir is None:
         return None
-    from canary_triton.serving import read_manifest
+    from canary_triton.artifacts import ExportManifest, as_json
 
-    m = read_manifest(export_dir)
+    m = ExportManifest.read(export_dir)
     return {
         "export_dir": str(export_dir),
-        "profile": m.get("profile"),
-        "checkpoint": m.get("checkpoint"),
-        "model": m.get("model"),
-        "precision": m.get("precision"),
+        "profile": m.profile,
+        "checkpoint": m.checkpoint,
+        "model": as_json(m.model),
+        "precision": as_json(m.precision),
     }
 
 

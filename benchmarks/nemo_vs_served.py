@@ -68,6 +68,7 @@ from benchmarks._common import (
 from benchmarks._nemo import SIZES, checkpoint_parameters, longest_first, make_random_checkpoint, output_limit
 from benchmarks.throughput import parse_ints
 from canary_triton import contract
+from canary_triton.artifacts import ExportManifest
 
 GOAL_RATIO = 2.0  # the served CPU pipeline's target: at least 2x NeMo's in-process throughput
 
@@ -670,8 +671,9 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
         with served(serve) as target:
             tokens = TokenCounter.load(target.export_dir)
             export = export_description(target.export_dir)
-            served_precision = ((export or {}).get("precision") or {}).get("llm", "fp32")
-            encoder_precision = ((export or {}).get("precision") or {}).get("encoder", "fp32")
+            precision = ExportManifest.read(target.export_dir).precision if target.export_dir else None
+            served_precision = precision.llm if precision else "fp32"
+            encoder_precision = precision.encoder if precision else "fp32"
             nemo = combine_nemo(nemo_runs, {"fp32": "float32", "bf16": "bfloat16"}.get(served_precision, "float32"))
             models = served_settings(target.grpc_url, (contract.ENSEMBLE_MODEL, *PIPELINE_MODELS))
             srv = served_side(

@@ -67,6 +67,7 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton import contract
+from canary_triton.artifacts import ExportManifest
 
 MIX_SECONDS = {"short": None, "medium": 8.0, "long": 25.0}
 MIXES = (*MIX_SECONDS, "mixed")
@@ -366,7 +367,7 @@ def reference_checkpoint(checkpoint: Path | None, url: str | None, export_dir: P
     if checkpoint is not None:
         return checkpoint
     if export_dir is not None:
-        recorded = (export_description(export_dir) or {}).get("checkpoint")
+        recorded = ExportManifest.read(export_dir).checkpoint
         return Path(recorded) if recorded and Path(recorded).is_dir() else None
     return None if url else DEFAULT_CHECKPOINT
 

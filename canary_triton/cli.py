@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__, contract
-from .errors import CanaryTritonError
+from .errors import CanaryTritonError, CheckpointError
 from .server import ServerOptions
 from .segmenter import SegmentOptions
 
@@ -61,6 +61,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from .artifacts import as_json
     from .export.pipeline import ExportOptions, export_checkpoint
     from .export.tensorrt_engine import EngineOptions
     from .export.repository import RepositoryOptions
@@ -75,10 +76,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "output": str(Path(args.output).resolve()),
-                "profile": manifest["profile"],
-                "dry_run": bool(manifest.get("dry_run")),
-                "parity_passed": manifest.get("parity_passed"),
-                "files": manifest["files"],
+                "profile": manifest.profile,
+                "dry_run": bool(manifest.dry_run),
+                "parity_passed": manifest.parity_passed,
+                "files": as_json(manifest.files),
             },
             indent=2,
         )
@@ -318,7 +319,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .export.pipeline import ExportOptions, export_checkpoint
     from .fixtures.tiny import TINY_LONG_FORM_MERGE_S
     from .server import TritonServer
-    from .serving import EXPORT_MANIFEST
+    from .artifacts import ExportManifest
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
@@ -329,17 +330,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             raise CanaryTritonError("training the demo checkpoint did not reach its WER target")
     work = Path(args.work_dir).expanduser()
     export_dir = work / "export"
-    manifest = export_dir / EXPORT_MANIFEST
     from .export.repository import RepositoryOptions
 
     # the bundled checkpoint knows single utterances: its long-form segments hold one each
     repo = RepositoryOptions() if args.checkpoint else RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S)
-    wanted = {"checkpoint": str(checkpoint.resolve()), "long_form_segmenter": asdict(repo.long_form_segment())}
-    old = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    if wanted != {
-        "checkpoint": old.get("checkpoint"),
-        "long_form_segmenter": old.get("options", {}).get("long_form_segmenter"),
-    }:
+    wanted = (str(checkpoint.resolve()), asdict(repo.long_form_segment()))
+    try:
+        old = ExportManifest.read(export_dir)
+        recorded = (old.checkpoint, old.options.long_form_segmenter)
+    except CheckpointError:  # not exported yet, or by a canary-triton that wrote another layout
+        recorded = None
+    if wanted != recorded:
         print(f"exporting {checkpoint} to {export_dir} ...", file=sys.stderr)
         export_checkpoint(
             checkpoint, export_dir, ExportOptions(profile="cpu", repository=repo), llm_dir=args.llm_dir, force=True

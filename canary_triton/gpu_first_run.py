@@ -285,10 +285,10 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         )
         manifest = export_checkpoint(DEMO_CHECKPOINT, work / "export", opts, force=True)
         state["export"] = work / "export"
-        state["throughput_model"] = manifest.get("throughput_model")
+        state["throughput_model"] = manifest.throughput_model
         return (
-            f"engines built in {time.monotonic() - t0:.0f} s: {manifest['files']['encoder_plan']}, trtllm/merged, "
-            f"trtllm/base; defaults from the throughput model ({gpu}): {manifest['throughput_model']['from_model']}"
+            f"engines built in {time.monotonic() - t0:.0f} s: {manifest.files.encoder_plan}, trtllm/merged, "
+            f"trtllm/base; defaults from the throughput model ({gpu}): {manifest.throughput_model['from_model']}"
         )
 
     def checks(state):

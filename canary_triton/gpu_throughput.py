@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
 
 from . import contract
+from .artifacts import ExportManifest
 
 BF16_BYTES = 2
 GB = 1e9
@@ -154,9 +155,9 @@ class ModelShapes:
         return cls.from_configs(info.cfg, info.llm_cfg, len(prompt) - 1, info.mel)
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> "ModelShapes":
-        """The shapes an export recorded (``export.json`` ``throughput_model.shapes``)."""
-        return cls(**manifest["throughput_model"]["shapes"])
+    def from_manifest(cls, manifest: ExportManifest) -> "ModelShapes":
+        """The shapes a gpu export recorded (``export.json`` ``throughput_model``, :func:`record`'s ``shapes``)."""
+        return cls(**manifest.throughput_model["shapes"])
 
     def table_rows(self, seconds: float) -> int:
         """Prompt-table rows the LLM reads for a clip (its valid encoder frames)."""

@@ -5,7 +5,6 @@ The Triton ``model.py`` files call these; tests call them directly too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from pathlib import Path
@@ -13,36 +12,22 @@ from pathlib import Path
 import numpy as np
 
 from . import contract
+from .artifacts import ExportManifest
 from .errors import CheckpointError, InputError
 from .tokenizer import Tokenizer, load_tokenizer
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: the light models import this module without it
     import torch
 
-EXPORT_MANIFEST = "export.json"
-
-
-def read_manifest(export_dir: Path) -> dict:
-    path = Path(export_dir) / EXPORT_MANIFEST
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: point the repository at a `canary-triton export` output")
-    return json.loads(path.read_text())
-
-
-def llm_max_output_len(manifest: dict) -> int:
-    """The most tokens one request to ``llm``/``llm_base`` (and LLM mode) may ask for: the LLM
-    engines' ``max_new_tokens`` recorded at export (exports older than this key: the contract's)."""
-    return int(manifest["limits"].get("llm_max_output_len", contract.MAX_NEW_TOKENS_LIMIT))
-
 
 def export_mel_params(export_dir: Path) -> contract.MelParams:
     """The mel front end's parameters recorded in the export (sample rate, n_mels, hop...)."""
-    return contract.MelParams(**read_manifest(export_dir)["model"]["mel"])
+    return ExportManifest.read(export_dir).model.mel
 
 
 def load_serving_tokenizer(export_dir: Path) -> Tokenizer:
-    manifest = read_manifest(export_dir)
-    return load_tokenizer(Path(export_dir) / manifest["files"]["llm_merged"], require_placeholder=True, raw=True)
+    manifest = ExportManifest.read(export_dir)
+    return load_tokenizer(Path(export_dir) / manifest.files.llm_merged, require_placeholder=True, raw=True)
 
 
 def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
@@ -50,18 +35,18 @@ def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
     from .export.frontend import load_front_end
     from .preprocess import Preprocessor
 
-    manifest = read_manifest(export_dir)
+    manifest = ExportManifest.read(export_dir)
     # The prompt ids and special ids the export computed with the checkpoint's tokenizer: this
     # process needs no tokenizer (Qwen3's holds ~170 MiB per process).
-    ids = contract.SpecialIds(**manifest["special_ids"])
-    sub = contract.Subsampling(factor=int(manifest["model"]["subsampling_factor"]))
-    front_end = load_front_end(Path(export_dir) / manifest["files"]["frontend"])
+    ids = manifest.special_ids
+    sub = contract.Subsampling(factor=manifest.model.subsampling_factor)
+    front_end = load_front_end(Path(export_dir) / manifest.files.frontend)
     bucket = 1 if bucket_seconds is None else contract.mel_bucket_columns(bucket_seconds, front_end.params)
     pre = Preprocessor(
         front_end,
-        [int(i) for i in manifest["asr_prompt_ids"]],
+        list(manifest.asr_prompt_ids),
         ids.audio_placeholder,
-        int(manifest["model"]["vocab_rows"]),
+        manifest.model.vocab_rows,
         sub,
         bucket_columns=bucket,
     )
@@ -72,7 +57,8 @@ def load_onnx(export_dir: Path, part: str, threads: int = 1):
     """ONNX Runtime session(s) for ``part`` = "encoder" or "projector" (only that one is loaded)."""
     from .export.onnx_encoder import OnnxEncoderProjector
 
-    path = Path(export_dir) / read_manifest(export_dir)["files"][f"{part}_onnx"]
+    files = ExportManifest.read(export_dir).files
+    path = Path(export_dir) / {"encoder": files.encoder_onnx, "projector": files.projector_onnx}[part]
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
     return OnnxEncoderProjector(
@@ -84,14 +70,14 @@ def llm_dtype(export_dir: Path) -> torch.dtype:
     """The dtype the export wrote its Qwen3 weights in (its precision)."""
     import torch
 
-    return getattr(torch, read_manifest(export_dir)["options"]["llm_dtype"])
+    return getattr(torch, ExportManifest.read(export_dir).options.llm_dtype)
 
 
 def load_llm(export_dir: Path, which: str = "llm_merged", dtype: torch.dtype | None = None):
     """One exported Qwen3 in the export's dtype (or ``dtype``)."""
     from transformers import AutoModelForCausalLM
 
-    path = Path(export_dir) / read_manifest(export_dir)["files"][which]
+    path = Path(export_dir) / ExportManifest.read(export_dir).files.weights(which)
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or llm_dtype(export_dir)).eval()
 
 
@@ -105,7 +91,7 @@ def load_lora(export_dir: Path, dtype: torch.dtype | None = None):
     from .export.lora import ADAPTER_FILE
     from .llm_runner import LoraWeights
 
-    path = Path(export_dir) / read_manifest(export_dir)["files"]["llm_base"] / ADAPTER_FILE
+    path = Path(export_dir) / ExportManifest.read(export_dir).files.llm_base / ADAPTER_FILE
     if not path.is_file():
         return None
     dtype = dtype or llm_dtype(export_dir)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract
-from ..serving import read_manifest
+from ..artifacts import ExportManifest
 from .repository import REPOSITORY_DIR
 
 #: Parameters ``model_instance_state.cc`` reads with no default (no try/catch): missing, no load.
@@ -52,7 +52,7 @@ def _params(cfg) -> dict[str, str]:
 def load_time_problems(export_dir: str | Path) -> list[str]:
     """Every rule of the GPU backends that the repository in ``export_dir`` breaks (one line each)."""
     export_dir = Path(export_dir)
-    manifest = read_manifest(export_dir)
+    manifest = ExportManifest.read(export_dir)
     problems: list[str] = []
     configs: dict[str, Any] = {}
     repo = export_dir / REPOSITORY_DIR
@@ -61,14 +61,13 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
             configs[path.parent.name] = parse_config(path)
         except ValueError as e:
             problems.append(str(e))
-    build_path = export_dir / manifest["files"].get("engine_build", "engine_build.json")
+    build_path = export_dir / (manifest.files.engine_build or "engine_build.json")
     if not build_path.is_file():
         return problems + [f"{build_path} is missing: the engine build settings cannot be checked"]
     build = json.loads(build_path.read_text())
-    limits = manifest["limits"]
-    rows = int(limits["max_table_rows"])
-    mel = contract.MelParams(**manifest["model"]["mel"])
-    bucket_s = float(manifest["options"]["repository"]["mel_bucket_s"])
+    rows = manifest.limits.max_table_rows
+    mel = manifest.model.mel
+    bucket_s = float(manifest.options.repository["mel_bucket_s"])  # a RepositoryOptions field
     widest_mel = contract.bucketed_columns(
         contract.max_mel_columns(mel), contract.mel_bucket_columns(bucket_s, mel), mel
     )
@@ -125,10 +124,10 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
                     f"{name}: the engine holds {per_request} prompt-table rows per request "
                     f"(max_prompt_embedding_table_size / max_batch_size); the longest clip needs {rows}"
                 )
-            if name in TABLE_MODELS and bc["max_input_len"] < len(manifest["asr_prompt_ids"]) - 1 + rows:
+            if name in TABLE_MODELS and bc["max_input_len"] < len(manifest.asr_prompt_ids) - 1 + rows:
                 problems.append(
                     f"{name}: max_input_len {bc['max_input_len']} is shorter than the longest ASR prompt "
-                    f"({len(manifest['asr_prompt_ids']) - 1 + rows} ids)"
+                    f"({len(manifest.asr_prompt_ids) - 1 + rows} ids)"
                 )
             table = next((t for t in cfg.input if t.name == contract.PROMPT_EMBEDDING_TABLE.name), None)
             want = ENGINE_DTYPE_TO_TRITON[engine["dtype"]]

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from .. import __version__, contract
+from ..artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
 from ..cpu_profile import CPU_ENCODER_PRECISIONS, instruction_set
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
 from ..gpu_throughput import DEFAULT_GPU, GPUS
-from ..serving import EXPORT_MANIFEST
 from .frontend import export_front_end, load_front_end
 from .lora import export_llm
 from .onnx_encoder import (
@@ -471,58 +471,58 @@ def _manifest(
     info: CheckpointInfo,
     tok,
     opts: ExportOptions,
-    files: dict[str, str],
+    files: Files,
     precision,
     llm_dtype: torch.dtype,
-) -> dict[str, Any]:
-    return {
-        "canary_triton_version": __version__,
-        "profile": opts.profile,
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "precision": {
-            "llm": precision.precision if opts.profile == "cpu" else "bf16",
-            "encoder": opts.encoder_precision_choice(precision).precision,
-            "reason": precision.reason,
-            "encoder_reason": opts.encoder_precision_choice(precision).reason,
-            "cpu_instruction_set": instruction_set(),
-        },
-        "options": {
-            "llm_dtype": str(llm_dtype).replace("torch.", ""),
-            "engine": asdict(opts.engine),
-            "llm_engine": asdict(opts.llm_engine),
-            "repository": asdict(opts.repository),
-            "long_form_segmenter": asdict(opts.repository.long_form_segment()),
-            "vad_gate": opts.repository.vad_gate,
-        },
-        "lora": (
+) -> ExportManifest:
+    return ExportManifest(
+        canary_triton_version=__version__,
+        profile=opts.profile,
+        checkpoint=str(Path(checkpoint).resolve()),
+        precision=Precision(
+            llm=precision.precision if opts.profile == "cpu" else "bf16",
+            encoder=opts.encoder_precision_choice(precision).precision,
+            reason=precision.reason,
+            encoder_reason=opts.encoder_precision_choice(precision).reason,
+            cpu_instruction_set=instruction_set(),
+        ),
+        options=RecordedOptions(
+            llm_dtype=str(llm_dtype).replace("torch.", ""),
+            engine=asdict(opts.engine),
+            llm_engine=asdict(opts.llm_engine),
+            repository=asdict(opts.repository),
+            long_form_segmenter=asdict(opts.repository.long_form_segment()),
+            vad_gate=opts.repository.vad_gate,
+        ),
+        lora=(
             "merged into llm_merged; its A/B matrices beside llm_base (asr_adapter.safetensors) for the "
             "run-time adapter"
             if info.lora_r
             else "none in the checkpoint: llm_merged == llm_base"
         ),
-        "model": {
-            "encoder_dim": info.encoder_dim,
-            "llm_hidden": info.llm_hidden,
-            "vocab_rows": info.vocab_rows,
-            "lora_r": info.lora_r,
-            "lora_alpha": info.lora_alpha,
-            "lora_scale": info.lora_scale,
-            "subsampling_factor": info.subsampling.factor,
-            "mel": asdict(info.mel),
-        },
-        "special_ids": asdict(tok.ids),
-        "asr_prompt_ids": tok.asr_prompt_ids(),
-        "limits": {
-            "max_audio_seconds": contract.MAX_AUDIO_SECONDS,
-            "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
-            "max_table_rows": contract.max_table_rows(info.mel, info.subsampling),
-            "default_max_new_tokens": contract.DEFAULT_MAX_NEW_TOKENS,
-            "max_new_tokens": contract.MAX_NEW_TOKENS_LIMIT,
-            "llm_max_output_len": llm_max_output_len(info, opts.llm_engine),
-        },
-        "files": dict(files),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-    }
+        model=ModelDimensions(
+            encoder_dim=info.encoder_dim,
+            llm_hidden=info.llm_hidden,
+            vocab_rows=info.vocab_rows,
+            lora_r=info.lora_r,
+            lora_alpha=info.lora_alpha,
+            lora_scale=info.lora_scale,
+            subsampling_factor=info.subsampling.factor,
+            mel=info.mel,
+        ),
+        special_ids=tok.ids,
+        asr_prompt_ids=tuple(tok.asr_prompt_ids()),
+        limits=Limits(
+            max_audio_seconds=contract.MAX_AUDIO_SECONDS,
+            max_audio_frames=info.num_audio_frames(contract.max_audio_samples(info.mel)),
+            max_table_rows=contract.max_table_rows(info.mel, info.subsampling),
+            default_max_new_tokens=contract.DEFAULT_MAX_NEW_TOKENS,
+            max_new_tokens=contract.MAX_NEW_TOKENS_LIMIT,
+            llm_max_output_len=llm_max_output_len(info, opts.llm_engine),
+        ),
+        files=files,
+        versions=Versions(python=platform.python_version(), torch=torch.__version__),
+    )
 
 
 def _check_output_folder(out_dir: Path, force: bool) -> None:
@@ -530,11 +530,13 @@ def _check_output_folder(out_dir: Path, force: bool) -> None:
         raise CanaryTritonError(f"output folder {out_dir} is not empty; choose another or pass --force to overwrite")
 
 
-def _write_gpu_plan(out_dir: Path, manifest: dict[str, Any], plan: dict[str, Any]) -> None:
+def _write_gpu_plan(out_dir: Path, manifest: ExportManifest, plan: dict[str, Any]) -> ExportManifest:
     (out_dir / ENGINE_BUILD).write_text(json.dumps(plan, indent=2))
-    manifest["files"]["engine_build"] = ENGINE_BUILD
-    manifest["options"]["llm_engine"] = plan["tensorrt_llm"]["merged"]["options"]
-    manifest["throughput_model"] = plan["throughput_model"]
+    return replace(
+        manifest.with_files(engine_build=ENGINE_BUILD),
+        options=replace(manifest.options, llm_engine=plan["tensorrt_llm"]["merged"]["options"]),
+        throughput_model=plan["throughput_model"],
+    )
 
 
 def plan_gpu_export(
@@ -543,7 +545,7 @@ def plan_gpu_export(
     opts: ExportOptions,
     llm_dir: str | Path | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+) -> ExportManifest:
     """``--dry-run``: the complete gpu model repository, ``export.json`` and ``engine_build.json``
     from the checkpoint's config and tokenizer alone (no weights read, nothing built, no TensorRT).
     The plans and engines it names are what a real export on a ``gpu_arch`` GPU writes."""
@@ -555,25 +557,24 @@ def plan_gpu_export(
     llm_max_output_len(info, opts.llm_engine)
     tok = checkpoint_tokenizer(info)
     plan = gpu_build_plan(info, opts, opts.gpu_arch)
-    files = {
-        "frontend": "frontend",
-        "encoder_onnx": f"onnx/{ENCODER_ONNX}",
-        "projector_onnx": f"onnx/{PROJECTOR_ONNX}",
-        "llm_merged": "llm_merged",
-        "llm_base": "llm_base",
-        "encoder_plan": plan["tensorrt"]["encoder"]["plan"],
-        "projector_plan": plan["tensorrt"]["projector"]["plan"],
-        "trtllm_merged": plan["tensorrt_llm"]["merged"]["engine_dir"],
-        "trtllm_base": plan["tensorrt_llm"]["base"]["engine_dir"],
-    }
+    files = Files(
+        frontend="frontend",
+        encoder_onnx=f"onnx/{ENCODER_ONNX}",
+        projector_onnx=f"onnx/{PROJECTOR_ONNX}",
+        llm_merged="llm_merged",
+        llm_base="llm_base",
+        encoder_plan=plan["tensorrt"]["encoder"]["plan"],
+        projector_plan=plan["tensorrt"]["projector"]["plan"],
+        trtllm_merged=plan["tensorrt_llm"]["merged"]["engine_dir"],
+        trtllm_base=plan["tensorrt_llm"]["base"]["engine_dir"],
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     precision = opts.precision_choice()
     manifest = _manifest(checkpoint, info, tok, opts, files, precision, opts.torch_llm_dtype(precision))
-    manifest["dry_run"] = True
-    _write_gpu_plan(out_dir, manifest, plan)
-    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
-    manifest["repository"] = str(write_repository(out_dir, opts.profile, opts.repository))
-    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    manifest = _write_gpu_plan(out_dir, replace(manifest, dry_run=True), plan)
+    manifest.write(out_dir)
+    manifest = replace(manifest, repository=str(write_repository(out_dir, opts.profile, opts.repository)))
+    manifest.write(out_dir)
     return manifest
 
 
@@ -583,7 +584,7 @@ def export_checkpoint(
     opts: ExportOptions = ExportOptions(),
     llm_dir: str | Path | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+) -> ExportManifest:
     """Run the whole export; returns the manifest (also written to ``export.json``)."""
     if opts.dry_run:
         return plan_gpu_export(checkpoint, out_dir, opts, llm_dir, force)
@@ -626,13 +627,13 @@ def export_checkpoint(
         info,
         tok,
         opts,
-        {
-            "frontend": "frontend",
-            "encoder_onnx": str(served_encoder.relative_to(out_dir)),
-            "projector_onnx": str(onnx.projector.relative_to(out_dir)),
-            "llm_merged": merged.name,
-            "llm_base": base.name,
-        },
+        Files(
+            frontend="frontend",
+            encoder_onnx=str(served_encoder.relative_to(out_dir)),
+            projector_onnx=str(onnx.projector.relative_to(out_dir)),
+            llm_merged=merged.name,
+            llm_base=base.name,
+        ),
         precision,
         llm_dtype,
     )
@@ -640,16 +641,16 @@ def export_checkpoint(
         report = finish_report(rows + llm_parity(refs, out_dir, llm_dtype))
         (out_dir / PARITY_REPORT).write_text(json.dumps(report, indent=2))
         (out_dir / PARITY_TABLE).write_text(parity_table(report))
-        manifest["parity_passed"] = report["passed"]
+        manifest = replace(manifest, parity_passed=report["passed"])
         if not report["passed"]:
-            (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+            manifest.write(out_dir)
             raise CanaryTritonError(
                 f"exported artifacts differ from NeMo beyond tolerance: see {out_dir / PARITY_REPORT}"
             )
     if opts.profile == "gpu":
         arch = gpu_arch_tag()
         plan = gpu_build_plan(info, opts, arch)
-        _write_gpu_plan(out_dir, manifest, plan)
+        manifest = _write_gpu_plan(out_dir, manifest, plan)
         enc_plan, proj_plan = build_encoder_engines(
             onnx.encoder,
             onnx.projector.with_name(PROJECTOR_BF16_ONNX),
@@ -660,14 +661,18 @@ def export_checkpoint(
             opts.engine,
             arch=arch,
         )
-        manifest["files"].update(
+        manifest = manifest.with_files(
             encoder_plan=str(enc_plan.relative_to(out_dir)), projector_plan=str(proj_plan.relative_to(out_dir))
         )
         llm_opts = gpu_llm_options(info, opts)
-        for name, hf in (("merged", merged), ("base", base)):
-            engine = build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts)
-            manifest["files"][f"trtllm_{name}"] = str(engine.relative_to(out_dir))
-    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
-    manifest["repository"] = str(write_repository(out_dir, opts.profile, opts.repository))
-    (out_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+        engines = [
+            build_llm_engine(hf, out_dir / "trtllm" / name, llm_opts)
+            for name, hf in (("merged", merged), ("base", base))
+        ]
+        manifest = manifest.with_files(
+            trtllm_merged=str(engines[0].relative_to(out_dir)), trtllm_base=str(engines[1].relative_to(out_dir))
+        )
+    manifest.write(out_dir)
+    manifest = replace(manifest, repository=str(write_repository(out_dir, opts.profile, opts.repository)))
+    manifest.write(out_dir)
     return manifest

@@ -20,7 +20,7 @@ from ..contract import TensorSpec
 from ..cpu_profile import DEFAULT_LLM_NICE, check_nice
 from ..errors import CanaryTritonError
 from ..segmenter import SegmentOptions
-from ..serving import read_manifest
+from ..artifacts import ExportManifest
 
 _SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
 
@@ -224,7 +224,7 @@ class RepositoryOptions:
             )
 
     def cpu_llm_parameters(self, model: str) -> dict[str, str]:
-        """``weights`` (the export.json files key) and ``asr_adapter`` of the CPU ``llm`` / ``llm_base``."""
+        """``weights`` (artifacts.Files.weights: an export.json files entry) and ``asr_adapter`` of the CPU ``llm`` / ``llm_base``."""
         if model == contract.LLM_BASE_MODEL or self.cpu_llm_weights == "shared":
             adapter = model != contract.LLM_BASE_MODEL
             return {"weights": "llm_base", "asr_adapter": "true" if adapter else "false"}
@@ -236,13 +236,13 @@ def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
 
 
 def describe(
-    manifest: dict[str, Any], profile: str, opts: RepositoryOptions, export_dir: Path = Path(".")
+    manifest: ExportManifest, profile: str, opts: RepositoryOptions, export_dir: Path = Path(".")
 ) -> list[ModelDecl]:
     """The whole repository as declarations (no files); ``export_dir`` holds the GPU engines."""
     C = contract
-    n_mels = manifest["model"]["mel"]["n_mels"]
-    d_enc = manifest["model"]["encoder_dim"]
-    hidden = manifest["model"]["llm_hidden"]
+    n_mels = manifest.model.mel.n_mels
+    d_enc = manifest.model.encoder_dim
+    hidden = manifest.model.llm_hidden
     table_dtype = C.PROMPT_TABLE_DTYPE[profile]
     # Not ragged: the preprocessor pads mel to length buckets, so the dynamic batcher groups equal
     # shapes only, in both profiles (a TensorRT plan batches nothing else).
@@ -345,9 +345,8 @@ def describe(
             },
         )
     elif profile == "gpu":
-        files = manifest["files"]
-        plans = {k: v for k, v in files.items() if k.endswith("_plan")}
-        if not plans:
+        files = manifest.files
+        if files.encoder_plan is None or files.projector_plan is None:
             raise CanaryTritonError(
                 "the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU"
             )
@@ -360,7 +359,7 @@ def describe(
             instance_count=opts.encoder_instances,
             kind="KIND_GPU",
             batching=batching,
-            cc_model_filenames=_cc_files(export_dir / files["encoder_plan"]),
+            cc_model_filenames=_cc_files(export_dir / files.encoder_plan),
         )
         proj = ModelDecl(
             C.PROJECTOR_MODEL,
@@ -370,7 +369,7 @@ def describe(
             (table_out,),
             kind="KIND_GPU",
             batching=batching,
-            cc_model_filenames=_cc_files(export_dir / files["projector_plan"]),
+            cc_model_filenames=_cc_files(export_dir / files.projector_plan),
         )
         llm = ModelDecl(
             C.LLM_MODEL,
@@ -380,16 +379,14 @@ def describe(
             llm_outputs,
             batching=batching,
             decoupled=True,
-            parameters=_trtllm_parameters(
-                export_dir, files["trtllm_merged"], files["llm_merged"], opts, kv_reuse=False
-            ),
+            parameters=_trtllm_parameters(export_dir, files.trtllm_merged, files.llm_merged, opts, kv_reuse=False),
             notes=TRTLLM_NOTES,
         )
         llm_base = replace(
             llm,
             name=C.LLM_BASE_MODEL,
             notes=TRTLLM_NOTES,
-            parameters=_trtllm_parameters(export_dir, files["trtllm_base"], files["llm_base"], opts, kv_reuse=True),
+            parameters=_trtllm_parameters(export_dir, files.trtllm_base, files.llm_base, opts, kv_reuse=True),
         )
     else:
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
@@ -538,7 +535,7 @@ def _cc_files(path: Path) -> dict[str, str]:
 def write_repository(export_dir: str | Path, profile: str, opts: RepositoryOptions = RepositoryOptions()) -> Path:
     """Write ``<export_dir>/model_repository`` for ``profile`` from the export's manifest."""
     export_dir = Path(export_dir)
-    manifest = read_manifest(export_dir)
+    manifest = ExportManifest.read(export_dir)
     repo = export_dir / REPOSITORY_DIR
     if repo.exists():
         shutil.rmtree(repo)

@@ -12,7 +12,7 @@ import torch
 
 from canary_triton.cli import main
 from canary_triton.metrics import wer
-from canary_triton.serving import read_manifest
+from canary_triton.artifacts import ExportManifest
 
 from .test_llm_bf16 import transcribe_in_process
 
@@ -37,9 +37,9 @@ def exported_int8(tiny_trained_dir, tmp_path_factory):
 
 
 def test_an_int8_export_serves_the_quantized_encoder_and_records_it(exported_int8):
-    manifest = read_manifest(exported_int8)
-    assert manifest["precision"]["encoder"] == "int8" and manifest["precision"]["llm"] == "fp32"
-    assert manifest["files"]["encoder_onnx"] == "onnx/encoder_int8.onnx"
+    manifest = ExportManifest.read(exported_int8)
+    assert manifest.precision.encoder == "int8" and manifest.precision.llm == "fp32"
+    assert manifest.files.encoder_onnx == "onnx/encoder_int8.onnx"
     assert (exported_int8 / "onnx" / "encoder.onnx").is_file()  # the fp32 graph stays beside it
     import onnx
 
@@ -81,9 +81,11 @@ def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
     assert ExportOptions(precision="bf16").encoder_precision_choice().precision == "int8"
     assert ExportOptions(precision="fp32").encoder_precision_choice().precision == "fp32"
     # the test fixtures' fp32 export serves the fp32 graph and says why
-    precision = read_manifest(exported_trained)["precision"]
-    assert precision["encoder"] == "fp32" and precision["encoder_reason"].startswith("auto: the LLM runs in fp32")
-    assert read_manifest(exported_trained)["files"]["encoder_onnx"] == "onnx/encoder.onnx"
+    manifest = ExportManifest.read(exported_trained)
+    assert manifest.precision.encoder == "fp32" and manifest.precision.encoder_reason.startswith(
+        "auto: the LLM runs in fp32"
+    )
+    assert manifest.files.encoder_onnx == "onnx/encoder.onnx"
 
 
 def test_int8_encoder_is_a_cpu_profile_option(capsys):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from canary_triton.artifacts import ExportManifest
 from canary_triton.export.frontend import load_front_end
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.pipeline import (
-    EXPORT_MANIFEST,
     PARITY_REPORT,
     PARITY_TABLE,
     ExportOptions,
@@ -27,12 +27,12 @@ from .conftest import cli_in_process
 
 @pytest.fixture(scope="module")
 def exported(exported_random):
-    return exported_random, json.loads((exported_random / EXPORT_MANIFEST).read_text())
+    return exported_random, ExportManifest.read(exported_random)
 
 
 def test_manifest_and_parity(exported, oracle_random):
     out, manifest = exported
-    assert manifest["parity_passed"] is True and (out / "model_repository" / "canary_qwen" / "config.pbtxt").is_file()
+    assert manifest.parity_passed is True and (out / "model_repository" / "canary_qwen" / "config.pbtxt").is_file()
     report = json.loads((out / PARITY_REPORT).read_text())
     assert report["passed"] is True
     rows = report["rows"]
@@ -48,11 +48,12 @@ def test_manifest_and_parity(exported, oracle_random):
     assert all(r["max_abs"] <= 1e-4 for r in rows if r["stage"].startswith("llm"))
     table = (out / PARITY_TABLE).read_text()
     assert table.startswith("| stage | clip (s) | mode |") and "Passed: True" in table
-    assert manifest["special_ids"] == oracle_random.special_ids.__dict__
-    assert manifest["model"]["lora_scale"] == 3.0
-    assert manifest["limits"]["max_audio_frames"] == 500
-    for key in ("encoder_onnx", "projector_onnx", "llm_merged", "llm_base"):
-        assert (out / manifest["files"][key]).exists()
+    assert manifest.special_ids == oracle_random.special_ids
+    assert manifest.model.lora_scale == 3.0
+    assert manifest.limits.max_audio_frames == 500
+    files = manifest.files
+    for path in (files.encoder_onnx, files.projector_onnx, files.llm_merged, files.llm_base):
+        assert (out / path).exists()
 
 
 def test_front_end_constants_are_bit_exact(exported, tiny_random_dir):
@@ -112,9 +113,9 @@ def test_artifacts_load_from_the_output_folder_alone(exported, tmp_path, oracle_
 
 
 def test_tiny_trained_exports(exported_trained):
-    manifest = json.loads((exported_trained / EXPORT_MANIFEST).read_text())
-    assert manifest["parity_passed"] is True
-    assert manifest["model"]["lora_scale"] == 2.0
+    manifest = ExportManifest.read(exported_trained)
+    assert manifest.parity_passed is True
+    assert manifest.model.lora_scale == 2.0
 
 
 def test_non_empty_output_folder_is_refused(tiny_random_dir, tmp_path):
@@ -221,7 +222,7 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
         env=env,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((out / EXPORT_MANIFEST).read_text())["parity_passed"] is True
+    assert ExportManifest.read(out).parity_passed is True
     for rel in (
         "onnx/encoder.onnx",
         "onnx/projector.onnx",
@@ -231,9 +232,13 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
         "frontend/mel.safetensors",
     ):
         assert (out / rel).read_bytes() == (exported_trained / rel).read_bytes(), rel
-    ours, bundled = (json.loads((d / EXPORT_MANIFEST).read_text()) for d in (out, exported_trained))
-    for key in ("special_ids", "asr_prompt_ids", "limits", "model"):
-        assert ours[key] == bundled[key], key
+    ours, bundled = (ExportManifest.read(d) for d in (out, exported_trained))
+    assert (ours.special_ids, ours.asr_prompt_ids, ours.limits, ours.model) == (
+        bundled.special_ids,
+        bundled.asr_prompt_ids,
+        bundled.limits,
+        bundled.model,
+    )
     # NeMo alone (SALM.from_pretrained with its own lookup) against the served transcripts.
     files = [str(p) for p in sorted(DEMO_HELDOUT.glob("*.flac"))[:4]]
     nemo = subprocess.run(
@@ -268,6 +273,6 @@ def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(
         CanaryTritonError, match=f"exceeds the Qwen3's max_position_embeddings {context}; the most is {most}"
     ):
         llm_max_output_len(info, LlmEngineOptions(max_new_tokens=most + 1))
-    limits = [json.loads((d / EXPORT_MANIFEST).read_text())["limits"] for d in (exported_trained, exported_random)]
-    assert [lim["llm_max_output_len"] for lim in limits] == [512, LONG_GENERATION_TOKENS]
-    assert [lim["max_new_tokens"] for lim in limits] == [512, 512]  # ASR requests keep the contract's cap
+    limits = [ExportManifest.read(d).limits for d in (exported_trained, exported_random)]
+    assert [lim.llm_max_output_len for lim in limits] == [512, LONG_GENERATION_TOKENS]
+    assert [lim.max_new_tokens for lim in limits] == [512, 512]  # ASR requests keep the contract's cap

@@ -21,7 +21,7 @@ from canary_triton.export.pipeline import ENGINE_BUILD, ExportOptions, plan_gpu_
 from canary_triton.export.repository import REPOSITORY_DIR, RepositoryOptions
 from canary_triton.export.tensorrt_engine import EngineOptions
 from canary_triton.export.trtllm_engine import LlmEngineOptions
-from canary_triton.serving import EXPORT_MANIFEST
+from canary_triton.artifacts import EXPORT_MANIFEST, ExportManifest
 
 from .conftest import cli_in_process
 
@@ -92,8 +92,8 @@ def dry_full(tiny_trained_dir, tmp_path_factory) -> Path:
 def test_dry_run_repository_passes_every_load_time_check(which, request):
     out = request.getfixturevalue(which)
     assert load_time_problems(out) == []
-    manifest = json.loads((out / EXPORT_MANIFEST).read_text())
-    assert manifest["dry_run"] is True and manifest["profile"] == "gpu"
+    manifest = ExportManifest.read(out)
+    assert manifest.dry_run is True and manifest.profile == "gpu"
     names = {p.parent.name for p in (out / REPOSITORY_DIR).glob("*/config.pbtxt")}
     assert names == {
         C.PREPROCESSOR_MODEL,
@@ -128,9 +128,9 @@ def test_full_size_engine_build_settings(dry_full):
     assert build["tensorrt"]["projector"]["profile"]["encoded"]["max"] == [64, 501, 1024]
     cmd = build["tensorrt_llm"]["base"]["equivalent_command"]
     assert cmd[0] == "trtllm-build" and "--max_prompt_embedding_table_size" in cmd
-    manifest = json.loads((dry_full / EXPORT_MANIFEST).read_text())
-    assert manifest["model"]["encoder_dim"] == 1024 and manifest["model"]["llm_hidden"] == 2048
-    assert manifest["limits"]["max_table_rows"] == 501 and manifest["limits"]["max_audio_frames"] == 500
+    manifest = ExportManifest.read(dry_full)
+    assert manifest.model.encoder_dim == 1024 and manifest.model.llm_hidden == 2048
+    assert manifest.limits.max_table_rows == 501 and manifest.limits.max_audio_frames == 500
     assert "TYPE_BF16" in (dry_full / REPOSITORY_DIR / C.LLM_MODEL / "config.pbtxt").read_text()
 
 

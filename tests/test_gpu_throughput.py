@@ -20,7 +20,7 @@ from canary_triton.checkpoint import inspect_checkpoint, read_weight_shapes
 from canary_triton.export.gpu_checks import load_time_problems, parse_config
 from canary_triton.export.pipeline import ENGINE_BUILD
 from canary_triton.export.repository import REPOSITORY_DIR
-from canary_triton.serving import EXPORT_MANIFEST
+from canary_triton.artifacts import ExportManifest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / gt.DOC
@@ -213,8 +213,8 @@ def dry_sized(tiny_trained_dir, tmp_path_factory) -> Path:
 
 
 def test_gpu_dry_run_applies_the_models_defaults_and_records_them(dry_sized, tiny_trained_dir):
-    manifest = json.loads((dry_sized / EXPORT_MANIFEST).read_text())
-    tm = manifest["throughput_model"]
+    manifest = ExportManifest.read(dry_sized)
+    tm = manifest.throughput_model
     d = gt.derive_gpu_defaults(gt.ModelShapes.from_checkpoint(inspect_checkpoint(tiny_trained_dir)), gt.H100_SXM)
     assert tm["gpu"] == "h100" and tm["note"] == gt.NOTE and tm["derived_defaults"] == asdict(d)
     # every default but the explicit --llm-max-batch came from the model, and says so; the BLS

@@ -15,7 +15,8 @@ from canary_triton import contract
 from canary_triton.llm_engine import ContinuousBatcher, GenerationRequest, splice_prompt_table
 from canary_triton.metrics import wer
 from canary_triton.preprocess import asr_output_limit
-from canary_triton.serving import load_llm, load_onnx, load_preprocessor, load_serving_tokenizer, read_manifest
+from canary_triton.artifacts import ExportManifest
+from canary_triton.serving import load_llm, load_onnx, load_preprocessor, load_serving_tokenizer
 
 SR = 16000
 
@@ -74,9 +75,9 @@ def test_export_records_its_precision_and_a_bf16_export_passes_bf16_parity(expor
     from canary_triton.export.lora import export_llm
     from canary_triton.export.pipeline import parity_report
 
-    manifest = read_manifest(exported_trained)
-    assert manifest["precision"]["llm"] == "fp32" and manifest["options"]["llm_dtype"] == "float32"
-    assert manifest["precision"]["reason"].startswith("requested") and manifest["precision"]["cpu_instruction_set"]
+    manifest = ExportManifest.read(exported_trained)
+    assert manifest.precision.llm == "fp32" and manifest.options.llm_dtype == "float32"
+    assert manifest.precision.reason.startswith("requested") and manifest.precision.cpu_instruction_set
     # the bf16 LLM folders beside the same front end and ONNX files: parity in bf16, as served
     for name in ("frontend", "onnx"):
         (tmp_path / name).symlink_to(exported_trained / name)

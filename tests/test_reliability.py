@@ -26,7 +26,8 @@ from tritonclient.utils import InferenceServerException
 from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
-from canary_triton.serving import export_mel_params, read_manifest
+from canary_triton.artifacts import ExportManifest
+from canary_triton.serving import export_mel_params
 
 from .bad_inputs import cases, triton_inputs
 from .conftest import LONG_GENERATION_TOKENS, SERVER_START_TIMEOUT_S, SR, free_port
@@ -35,12 +36,12 @@ ADMIN_KEY = "test-admin-key"
 
 
 def _manifest_cases(export_dir):
-    m = read_manifest(export_dir)
+    m = ExportManifest.read(export_dir)
     mel = export_mel_params(export_dir)
     return cases(
-        int(m["model"]["vocab_rows"]),
+        m.model.vocab_rows,
         mel.n_mels,
-        int(m["model"]["encoder_dim"]),
+        m.model.encoder_dim,
         C.num_mel_frames(C.max_audio_samples(mel), mel) + 1,
     )
 
@@ -691,7 +692,7 @@ def test_missing_or_corrupt_artifacts_fail_at_load_naming_the_file(strict_export
 
     broken = tmp_path / "export"
     shutil.copytree(strict_export, broken)
-    onnx = broken / read_manifest(broken)["files"]["encoder_onnx"]
+    onnx = broken / ExportManifest.read(broken).files.encoder_onnx
     onnx.write_bytes(b"this is not an ONNX model")
     opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=5)
     server = TritonServer(broken / "model_repository", opts, workdir=tmp_path, log_path=tmp_path / "log.txt")

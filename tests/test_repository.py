@@ -9,7 +9,7 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.errors import CanaryTritonError
-from canary_triton.serving import read_manifest
+from canary_triton.artifacts import ExportManifest
 from canary_triton.export.repository import (
     CONFIG_TEMPLATE,
     RepositoryOptions,
@@ -29,25 +29,23 @@ def test_fill_template_fails_on_unfilled_and_unknown_fields():
     assert set(re.findall(r"\$\{(\w+)\}", CONFIG_TEMPLATE)) >= {"name", "inputs", "outputs"}
 
 
-def _manifest(exported_random) -> dict:
-    return read_manifest(exported_random)
+def _manifest(exported_random) -> ExportManifest:
+    return ExportManifest.read(exported_random)
 
 
-def _gpu_manifest(exported_random, tmp_path) -> dict:
+def _gpu_manifest(exported_random, tmp_path) -> ExportManifest:
     m = _manifest(exported_random)
     engines = tmp_path / "engines"
     engines.mkdir()
     for arch in ("sm80", "sm90", "sm100"):
         for name in ("encoder", "projector"):
             (engines / f"{name}.{arch}.plan").write_bytes(b"plan")
-    m["files"].update(
+    return m.with_files(
         encoder_plan="engines/encoder.sm90.plan",
         projector_plan="engines/projector.sm90.plan",
         trtllm_merged="trtllm/merged",
         trtllm_base="trtllm/base",
     )
-    m["files"] = {k: v for k, v in m["files"].items()}
-    return m
 
 
 def _check_wiring(decls) -> None:

@@ -3,8 +3,7 @@ an ``llm`` request (TensorRT-LLM's tensors) with each refusal naming the input a
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,69 +13,50 @@ from safetensors.torch import save_file
 from canary_triton import contract as C
 from canary_triton.errors import CheckpointError, InputError
 from canary_triton.export.lora import ADAPTER_FILE
+from canary_triton.artifacts import ExportManifest
 from canary_triton.llm_engine import Sampling
 from canary_triton.serving import (
-    EXPORT_MANIFEST,
     check_llm_tensors,
     export_mel_params,
     is_stop_request,
     llm_dtype,
-    llm_max_output_len,
     load_lora,
     load_onnx,
     load_preprocessor,
     load_serving_tokenizer,
     parse_llm_request,
     parse_sampling,
-    read_manifest,
 )
+
+from .sample_export import sample_manifest, write_sample_export
 
 VOCAB, HIDDEN, ROWS = 100, 4, 10
 
 
-def write_export(folder, **manifest):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / EXPORT_MANIFEST).write_text(json.dumps(manifest))
-    return folder
-
-
-# -- export.json -----------------------------------------------------------------------------
-def test_a_folder_without_export_json_is_refused_naming_it(tmp_path):
-    with pytest.raises(CheckpointError) as e:
-        read_manifest(tmp_path)
-    assert str(e.value) == (
-        f"{tmp_path / EXPORT_MANIFEST} is missing: point the repository at a `canary-triton export` output"
-    )
-
-
+# -- export.json (canary_triton/artifacts.py: tests/test_artifacts.py) -------------------------
 def test_manifest_fields(tmp_path):
     mel = C.MelParams(n_mels=80, hop_length=100)
-    write_export(
-        tmp_path, limits={"llm_max_output_len": 8192}, model={"mel": mel.__dict__}, options={"llm_dtype": "bfloat16"}
-    )
-    assert read_manifest(tmp_path)["limits"] == {"llm_max_output_len": 8192}
-    assert llm_max_output_len(read_manifest(tmp_path)) == 8192
+    m = sample_manifest(mel=mel)
+    replace(m, options=replace(m.options, llm_dtype="bfloat16")).write(tmp_path)
     assert export_mel_params(tmp_path) == mel
     assert llm_dtype(tmp_path) is torch.bfloat16
-    # an export written before the key: the contract's limit
-    assert llm_max_output_len({"limits": {}}) == C.MAX_NEW_TOKENS_LIMIT
 
 
 def test_a_missing_onnx_file_is_named(tmp_path):
-    write_export(tmp_path, files={"encoder_onnx": "onnx/encoder.onnx"})
+    write_sample_export(tmp_path)
     with pytest.raises(CheckpointError, match=r"onnx/encoder\.onnx is missing"):
         load_onnx(tmp_path, "encoder")
 
 
 # -- the ASR adapter -------------------------------------------------------------------------
 def test_no_adapter_file_means_no_lora(tmp_path):
-    write_export(tmp_path, files={"llm_base": "llm_base"}, options={"llm_dtype": "float32"})
+    write_sample_export(tmp_path)
     (tmp_path / "llm_base").mkdir()
     assert load_lora(tmp_path) is None
 
 
 def test_the_adapter_is_read_per_layer_and_projection_in_the_export_dtype(tmp_path):
-    write_export(tmp_path, files={"llm_base": "llm_base"}, options={"llm_dtype": "float32"})
+    write_sample_export(tmp_path)
     (tmp_path / "llm_base").mkdir()
     g = torch.Generator().manual_seed(0)
     tensors = {}
@@ -103,26 +83,26 @@ def test_the_adapter_is_read_per_layer_and_projection_in_the_export_dtype(tmp_pa
 
 # -- loaders over a real export (the tiny-trained one the served tests use) -------------------
 def test_the_served_tokenizer_and_preprocessor_are_the_exports(exported_trained):
-    manifest = read_manifest(exported_trained)
+    manifest = ExportManifest.read(exported_trained)
     tok = load_serving_tokenizer(exported_trained)
-    assert asdict(tok.ids) == manifest["special_ids"]
-    assert tok.asr_prompt_ids() == manifest["asr_prompt_ids"]
+    assert tok.ids == manifest.special_ids
+    assert tuple(tok.asr_prompt_ids()) == manifest.asr_prompt_ids
 
     pre, ids = load_preprocessor(exported_trained)
-    assert ids == tok.ids and pre.prompt == manifest["asr_prompt_ids"] and pre.placeholder == ids.audio_placeholder
-    assert pre.vocab_rows == manifest["model"]["vocab_rows"] and pre.bucket_columns == 1
-    assert pre.subsampling.factor == manifest["model"]["subsampling_factor"]
+    assert ids == tok.ids and tuple(pre.prompt) == manifest.asr_prompt_ids and pre.placeholder == ids.audio_placeholder
+    assert pre.vocab_rows == manifest.model.vocab_rows and pre.bucket_columns == 1
+    assert pre.subsampling.factor == manifest.model.subsampling_factor
     assert pre.front_end.params == export_mel_params(exported_trained)
     bucketed, _ = load_preprocessor(exported_trained, bucket_seconds=2.0)
     assert bucketed.bucket_columns == C.mel_bucket_columns(2.0, pre.front_end.params)
 
 
 def test_the_exported_adapter_has_the_checkpoints_scale(exported_trained):
-    manifest = read_manifest(exported_trained)
+    manifest = ExportManifest.read(exported_trained)
     lora = load_lora(exported_trained)
-    assert lora.scale == manifest["model"]["lora_scale"] and lora.layers
+    assert lora.scale == manifest.model.lora_scale and lora.layers
     a, b = next(iter(next(iter(lora.layers.values())).values()))
-    assert a.shape[0] == b.shape[1] == manifest["model"]["lora_r"]
+    assert a.shape[0] == b.shape[1] == manifest.model.lora_r
 
 
 # -- the llm request -------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from canary_triton.fixtures import tokenizer as fixture_tokenizer
 from canary_triton.fixtures.tiny import RANDOM_DIMS
 from canary_triton.fixtures.tokenizer import QWEN3_TOKENIZER_FILES, qwen3_tokenizer_dir
 from canary_triton.llm_engine import splice_prompt_table
-from canary_triton.serving import load_llm, load_preprocessor, load_serving_tokenizer, read_manifest
+from canary_triton.artifacts import ExportManifest
+from canary_triton.serving import load_llm, load_preprocessor, load_serving_tokenizer
 
 from benchmarks._common import Clip
 
@@ -145,11 +146,11 @@ def test_llm_prompt_ids_equal_nemos_formatter(qwen3_oracle, qwen3_tok, text):
 
 
 def test_the_export_records_the_real_ids(qwen3_export, qwen3_tok):
-    manifest = read_manifest(qwen3_export)
-    assert manifest["parity_passed"] is True
-    assert contract.SpecialIds(**manifest["special_ids"]) == REAL_IDS
-    assert manifest["model"]["vocab_rows"] == REAL_VOCAB_ROWS
-    assert manifest["asr_prompt_ids"] == qwen3_tok.asr_prompt_ids()
+    manifest = ExportManifest.read(qwen3_export)
+    assert manifest.parity_passed is True
+    assert manifest.special_ids == REAL_IDS
+    assert manifest.model.vocab_rows == REAL_VOCAB_ROWS
+    assert list(manifest.asr_prompt_ids) == qwen3_tok.asr_prompt_ids()
     served = load_serving_tokenizer(qwen3_export)  # llm_merged's tokenizer: the placeholder already added
     assert served.ids == REAL_IDS and len(served) == len(qwen3_tok)
     assert served.asr_prompt_ids() == qwen3_tok.asr_prompt_ids()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from canary_triton import contract as C
-from canary_triton.serving import export_mel_params, read_manifest
+from canary_triton.artifacts import ExportManifest
+from canary_triton.serving import export_mel_params
 
 from .bad_inputs import cases
 from .fake_pb_utils import Tensor, error_of
@@ -29,19 +30,16 @@ def served(exported_trained):
 
 @pytest.fixture(scope="module")
 def matrix(exported_trained):
-    m = read_manifest(exported_trained)
+    m = ExportManifest.read(exported_trained)
     mel = export_mel_params(exported_trained)
-    n_mels, enc_dim = mel.n_mels, int(m["model"]["encoder_dim"])
+    n_mels, enc_dim = mel.n_mels, m.model.encoder_dim
     max_frames = C.num_mel_frames(C.max_audio_samples(mel), mel) + 1
     # Triton's own shape check answers these first when served; the model's check, in-process:
     model_level = {
         "encoder_wrong_mels": f"input 'mel' must have shape [1, {n_mels}, frames], got [1, {n_mels + 3}, 50]",
         "projector_wrong_dim": f"input 'encoded' must have shape [1, frames, {enc_dim}], got [1, 5, {enc_dim + 1}]",
     }
-    return {
-        c.id: (c, model_level.get(c.id, c.message))
-        for c in cases(int(m["model"]["vocab_rows"]), n_mels, enc_dim, max_frames)
-    }
+    return {c.id: (c, model_level.get(c.id, c.message)) for c in cases(m.model.vocab_rows, n_mels, enc_dim, max_frames)}
 
 
 def _answer(s, model, inputs):

@@ -22,11 +22,11 @@ SHELLS = sorted(p.parent.parent.name for p in MODEL_SOURCES.glob("*/1/model.py")
 def test_every_python_model_has_a_shell_and_a_class(exported_trained):
     """The CPU repository's Python models, each with its source's shell and the class tests use."""
     from canary_triton.export.repository import RepositoryOptions, describe
-    from canary_triton.serving import read_manifest
+    from canary_triton.artifacts import ExportManifest
 
     decls = [
         d
-        for d in describe(read_manifest(exported_trained), "cpu", RepositoryOptions(), exported_trained)
+        for d in describe(ExportManifest.read(exported_trained), "cpu", RepositoryOptions(), exported_trained)
         if d.backend == "python"
     ]
     assert {d.name for d in decls} == set(CLASSES)

@@ -11,6 +11,7 @@ from canary_triton.fixtures import noise
 from canary_triton.segmenter import SegmentOptions, speech_regions, split
 
 from .conftest import SR
+from .sample_export import sample_manifest
 from .test_segmenter import long_recording
 
 
@@ -93,7 +94,7 @@ def test_segmenter_options_are_rendered_into_both_long_form_models():
     from canary_triton import contract as C
     from canary_triton.export.repository import RepositoryOptions, describe, render
 
-    manifest = {"model": {"mel": {"n_mels": 128}, "encoder_dim": 16, "llm_hidden": 16}}
+    manifest = sample_manifest()
     opts = RepositoryOptions(
         long_form_merge_s=12.0,
         long_form_vad="energy",

@@ -5,12 +5,11 @@ this module serves a gated repository generated over the tiny-trained export's a
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest
 from canary_triton.client import CanaryClient, ClientOptions
 from canary_triton.fixtures import noise
 
@@ -51,7 +50,7 @@ def test_the_gate_is_off_by_default_and_rendered_when_on(exported_trained, gated
             '"vad_gate" value: { string_value: "true" }'
             in (export / "model_repository" / model / "config.pbtxt").read_text()
         )
-    assert json.loads((exported_trained / "export.json").read_text())["options"]["vad_gate"] is False
+    assert ExportManifest.read(exported_trained).options.vad_gate is False
 
 
 def test_no_speech_gives_empty_text_without_running_the_llm(gated_server):

@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import contract as C
 from ..preprocess import llm_mode_prompt, validate_max_new_tokens
-from ..serving import llm_max_output_len, load_serving_tokenizer, parse_sampling, read_manifest
+from ..artifacts import ExportManifest
+from ..serving import load_serving_tokenizer, parse_sampling
 from ..triton_adapter import artifacts_dir, forward_tokens, model_parameters, scalar_array
 from .base import ThreadedModel
 
@@ -18,7 +19,7 @@ class LlmModeModel(ThreadedModel):
         params = model_parameters(args)
         export = artifacts_dir(args, params)
         self.tokenizer = load_serving_tokenizer(export)
-        self.max_new_tokens = llm_max_output_len(read_manifest(export))  # LLM mode: the engine's limit
+        self.max_new_tokens = ExportManifest.read(export).limits.llm_max_output_len  # LLM mode: the engine's limit
         self.target = params.get("llm_model", C.LLM_BASE_MODEL)
         self.start_workers(params)
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import contract as C
 from ..cpu_profile import resolve_threads
-from ..serving import export_mel_params, load_onnx, read_manifest
+from ..artifacts import ExportManifest
+from ..serving import export_mel_params, load_onnx
 from ..tensor_checks import check_mel
 from ..triton_adapter import artifacts_dir, model_parameters, pad_stack, scalar_array
 from .base import BatchedModel
@@ -21,7 +22,7 @@ class EncoderModel(BatchedModel):
         export = artifacts_dir(args, params)
         threads = resolve_threads(params.get("threads"), "encoder")
         self.runner = load_onnx(export, "encoder", threads=threads)
-        precision = read_manifest(export).get("precision", {}).get("encoder", "fp32")
+        precision = ExportManifest.read(export).precision.encoder
         self.pb.Logger.log_info(f"encoder: ONNX Runtime {precision}, {threads} thread(s)")
         mel = export_mel_params(export)
         self.n_mels = mel.n_mels

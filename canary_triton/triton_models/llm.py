@@ -10,7 +10,8 @@ from .. import contract as C
 from ..cpu_profile import instruction_set, resolve_nice, resolve_threads
 from ..errors import InputError
 from ..llm_engine import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
-from ..serving import is_stop_request, llm_max_output_len, load_llm, load_lora, parse_llm_request, read_manifest
+from ..artifacts import ExportManifest
+from ..serving import is_stop_request, load_llm, load_lora, parse_llm_request
 from ..triton_adapter import artifacts_dir, model_parameters, scalar_array
 from .base import PythonModel
 
@@ -22,23 +23,22 @@ class LlmModel(PythonModel):
         nice = resolve_nice(params.get("nice"))
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
-        weights = params["weights"]  # export.json files key: llm_base (shared with llm_base) or llm_merged
+        weights = params["weights"]  # artifacts.Files.weights: llm_base (shared with llm_base) or llm_merged
         # Weights stay mapped from their file (transformers keeps safetensors memory-mapped when the
         # dtype matches), so llm and llm_base on the same file hold one copy in memory between them.
         self.model = load_llm(export, weights)
         lora = load_lora(export) if params["asr_adapter"] == "true" else None
-        manifest = read_manifest(export)
-        precision = manifest.get("precision", {})
+        manifest = ExportManifest.read(export)
         adapter = f" + run-time ASR adapter ({lora.describe()})" if lora is not None else ""
         self.pb.Logger.log_info(
             f"{args['model_name']}: {weights}{adapter}, LLM in {str(self.model.dtype).replace('torch.', '')} "
-            f"({precision.get('reason', 'precision not recorded in export.json')}), {threads} thread(s)"
+            f"({manifest.precision.reason}), {threads} thread(s)"
             f"{f' at nice +{nice} (below the encoder)' if nice else ' at the encoder priority'}; "
             f"this CPU: {instruction_set()}, torch {torch.backends.cpu.get_cpu_capability()}"
         )
         self.embedding = self.model.get_input_embeddings()
-        self.max_table_rows = int(manifest["limits"]["max_table_rows"])
-        self.max_output_len = llm_max_output_len(manifest)
+        self.max_table_rows = manifest.limits.max_table_rows
+        self.max_output_len = manifest.limits.llm_max_output_len
         self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
         # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
         self.engine = ContinuousBatcher(

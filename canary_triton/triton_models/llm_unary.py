@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import contract as C
-from ..serving import check_llm_tensors, llm_max_output_len, read_manifest
+from ..artifacts import ExportManifest
+from ..serving import check_llm_tensors
 from ..triton_adapter import artifacts_dir, forward_tokens, model_parameters, scalar_array
 from .base import ThreadedModel
 
@@ -20,11 +21,11 @@ class LlmUnaryModel(ThreadedModel):
     def initialize(self, args):
         params = model_parameters(args)
         self.target = params.get("llm_model", C.LLM_MODEL)
-        manifest = read_manifest(artifacts_dir(args, params))
-        self.vocab_rows = int(manifest["model"]["vocab_rows"])
-        self.hidden = int(manifest["model"]["llm_hidden"])
-        self.max_table_rows = int(manifest["limits"]["max_table_rows"])
-        self.max_output_len = llm_max_output_len(manifest)
+        manifest = ExportManifest.read(artifacts_dir(args, params))
+        self.vocab_rows = manifest.model.vocab_rows
+        self.hidden = manifest.model.llm_hidden
+        self.max_table_rows = manifest.limits.max_table_rows
+        self.max_output_len = manifest.limits.llm_max_output_len
         self.vad_gate = params.get("vad_gate") == "true"
         self.start_workers(params)
 

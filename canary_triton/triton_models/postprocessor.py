@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import contract as C
-from ..serving import load_serving_tokenizer, read_manifest
+from ..artifacts import ExportManifest
+from ..serving import load_serving_tokenizer
 from ..tensor_checks import check_output_ids
 from ..triton_adapter import artifacts_dir, model_parameters
 from .base import BatchedModel
@@ -13,7 +14,7 @@ class PostprocessorModel(BatchedModel):
     def initialize(self, args):
         export = artifacts_dir(args, model_parameters(args))
         self.tokenizer = load_serving_tokenizer(export)
-        self.vocab_rows = int(read_manifest(export)["model"]["vocab_rows"])
+        self.vocab_rows = ExportManifest.read(export).model.vocab_rows
 
     def check(self, request):
         """The text of the first beam's ids, up to its length (decoded here: a request whose ids

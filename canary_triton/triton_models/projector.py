@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import contract as C
-from ..serving import load_onnx, read_manifest
+from ..artifacts import ExportManifest
+from ..serving import load_onnx
 from ..tensor_checks import check_encoded
 from ..triton_adapter import artifacts_dir, model_parameters, pad_stack, scalar_array
 from .base import BatchedModel
@@ -18,9 +19,9 @@ class ProjectorModel(BatchedModel):
         params = model_parameters(args)
         export = artifacts_dir(args, params)
         self.runner = load_onnx(export, "projector", threads=int(params.get("threads", "1")))
-        manifest = read_manifest(export)
-        self.dim = int(manifest["model"]["encoder_dim"])
-        self.max_frames = int(manifest["limits"]["max_table_rows"])
+        manifest = ExportManifest.read(export)
+        self.dim = manifest.model.encoder_dim
+        self.max_frames = manifest.limits.max_table_rows
 
     def check(self, request):
         """The encoder output [T, dim]."""
