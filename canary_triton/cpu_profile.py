@@ -148,15 +148,20 @@ def check_nice(value: int, what: str = "the LLM engine's nice value") -> int:
     return value
 
 
+def _model_parameter(value: str | None, what: str, auto: tuple[str, ...] = ("", "auto")) -> int | None:
+    """A Triton model's integer parameter: None for ``auto`` (or unset), else the number."""
+    if value is None or str(value).strip().lower() in auto:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise CanaryTritonError(f"{what} {value!r} is not a number or auto") from None
+
+
 def resolve_nice(value: str | None) -> int:
     """The LLM model's ``nice`` parameter: a count (checked) or ``auto`` (``DEFAULT_LLM_NICE``)."""
-    if value is None or str(value).strip().lower() in ("", "auto"):
-        return DEFAULT_LLM_NICE
-    try:
-        n = int(value)
-    except ValueError:
-        raise CanaryTritonError(f"the LLM engine's nice value {value!r} is not a number or auto") from None
-    return check_nice(n)
+    n = _model_parameter(value, "the LLM engine's nice value")
+    return DEFAULT_LLM_NICE if n is None else check_nice(n)
 
 
 def lower_thread_priority(nice: int) -> int:
@@ -164,11 +169,11 @@ def lower_thread_priority(nice: int) -> int:
     by the threads it starts later, e.g. its OpenMP pool); returns the value it runs at now.
     Where the OS has no per-thread priority (not Linux) nothing changes."""
     check_nice(nice)
-    if not nice or not hasattr(os, "setpriority") or not hasattr(os, "PRIO_PROCESS"):
-        return 0 if not hasattr(os, "getpriority") else os.getpriority(os.PRIO_PROCESS, 0)
+    if not hasattr(os, "setpriority"):
+        return 0
     tid = threading.get_native_id()
-    now = os.getpriority(os.PRIO_PROCESS, tid)
-    os.setpriority(os.PRIO_PROCESS, tid, min(MAX_NICE, now + nice))
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, tid, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     return os.getpriority(os.PRIO_PROCESS, tid)
 
 
@@ -205,11 +210,7 @@ def split_threads(
 def resolve_threads(value: str | None, part: str, available: int | None = None) -> int:
     """A model's ``threads`` parameter: a count (checked) or ``auto`` (``split_threads``' share
     of ``part`` = encoder | llm, from the cores this process may run on)."""
-    if value is None or str(value).strip().lower() in ("", "auto", "0"):
-        split = split_threads(available=available)
-        return getattr(split, part)
-    try:
-        n = int(value)
-    except ValueError:
-        raise CanaryTritonError(f"the {part} thread count {value!r} is not a number or auto") from None
+    n = _model_parameter(value, f"the {part} thread count", auto=("", "auto", "0"))
+    if n is None:
+        return getattr(split_threads(available=available), part)
     return check_threads(n, f"the {part} thread count", available)

@@ -27,7 +27,7 @@ ENCODER_ONNX = "encoder.onnx"
 ENCODER_DATA = "encoder.onnx.data"
 #: CPU profile, ``--cpu-encoder-precision int8``: the encoder's MatMuls quantized to int8 (weights
 #: per output channel, activations per tensor at run time): ONNX Runtime's integer kernels (VNNI on
-#: x86 CPUs that have it). Under 2 GB at full size: one self-contained file.
+#: x86 CPUs that have it). Its weights go in one external-data file beside it, as the fp32 graph's.
 ENCODER_INT8_ONNX = "encoder_int8.onnx"
 PROJECTOR_ONNX = "projector.onnx"
 PROJECTOR_BF16_ONNX = "projector_bf16.onnx"  # GPU profile: emits the BF16 prompt table

@@ -475,15 +475,16 @@ def _manifest(
     precision,
     llm_dtype: torch.dtype,
 ) -> ExportManifest:
+    encoder = opts.encoder_precision_choice(precision)
     return ExportManifest(
         canary_triton_version=__version__,
         profile=opts.profile,
         checkpoint=str(Path(checkpoint).resolve()),
         precision=Precision(
             llm=precision.precision if opts.profile == "cpu" else "bf16",
-            encoder=opts.encoder_precision_choice(precision).precision,
+            encoder=encoder.precision,
             reason=precision.reason,
-            encoder_reason=opts.encoder_precision_choice(precision).reason,
+            encoder_reason=encoder.reason,
             cpu_instruction_set=instruction_set(),
         ),
         options=RecordedOptions(

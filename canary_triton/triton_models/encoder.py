@@ -10,7 +10,7 @@ import numpy as np
 from .. import contract as C
 from ..cpu_profile import resolve_threads
 from ..artifacts import ExportManifest
-from ..serving import export_mel_params, load_onnx
+from ..serving import load_onnx
 from ..tensor_checks import check_mel
 from ..triton_adapter import artifacts_dir, model_parameters, pad_stack, scalar_array
 from .base import BatchedModel
@@ -22,9 +22,9 @@ class EncoderModel(BatchedModel):
         export = artifacts_dir(args, params)
         threads = resolve_threads(params.get("threads"), "encoder")
         self.runner = load_onnx(export, "encoder", threads=threads)
-        precision = ExportManifest.read(export).precision.encoder
-        self.pb.Logger.log_info(f"encoder: ONNX Runtime {precision}, {threads} thread(s)")
-        mel = export_mel_params(export)
+        manifest = ExportManifest.read(export)
+        self.pb.Logger.log_info(f"encoder: ONNX Runtime {manifest.precision.encoder}, {threads} thread(s)")
+        mel = manifest.model.mel
         self.n_mels = mel.n_mels
         self.max_frames = C.num_mel_frames(C.max_audio_samples(mel), mel) + 1
 
