@@ -321,6 +321,7 @@ def parse_repository_options(items: Sequence[str] | None) -> tuple[tuple[str, An
     import dataclasses
 
     from canary_triton.export.repository import RepositoryOptions
+    from canary_triton.model_params import parse_field
 
     fields = {f.name: f for f in dataclasses.fields(RepositoryOptions)}
     out = []
@@ -328,8 +329,7 @@ def parse_repository_options(items: Sequence[str] | None) -> tuple[tuple[str, An
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise ValueError(f"--repository-option wants KEY=VALUE with KEY among {', '.join(fields)}; got {item!r}")
-        kind = type(getattr(RepositoryOptions(), key))
-        out.append((key, kind(value)))
+        out.append((key, parse_field(RepositoryOptions, key, value)))
     return tuple(out)
 
 

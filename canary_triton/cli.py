@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from . import __version__, contract
 from .errors import CanaryTritonError, CheckpointError
 from .server import ServerOptions
-from .segmenter import SegmentOptions
+from .segmenter import VADS, SegmentOptions
 
 _SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
 
@@ -165,8 +165,8 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
             encoder_instances=sized["encoder_instances"],
             llm_max_batch=sized["llm_max_batch"],
             llm_base_max_batch=args.llm_base_max_batch,
-            encoder_threads=threads.encoder if explicit_threads else 0,
-            llm_threads=threads.llm if explicit_threads else 0,
+            encoder_threads=threads.encoder if explicit_threads else None,
+            llm_threads=threads.llm if explicit_threads else None,
             llm_nice=args.llm_nice,
             max_queue_delay_us=args.queue_delay_us,
             max_queue_size=args.max_queue_size,
@@ -468,16 +468,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--queue-delay-us",
         type=int,
-        default=0,
+        default=RepositoryOptions.max_queue_delay_us,
         help="dynamic batching max queue delay (0 measured best on CPU: see benchmarks/serving_sweep.py)",
     )
     p.add_argument(
         "--max-queue-size",
         type=_positive_int,
-        default=256,
+        default=RepositoryOptions.max_queue_size,
         help="requests queued per model beyond which new ones are rejected at once",
     )
-    p.add_argument("--queue-timeout-us", type=int, default=0, help="reject requests queued longer (0: never)")
+    p.add_argument(
+        "--queue-timeout-us",
+        type=int,
+        default=RepositoryOptions.queue_timeout_us,
+        help="reject requests queued longer (0: never)",
+    )
     p.add_argument(
         "--kv-cache-fraction",
         type=_probability,
@@ -503,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--long-form-max-seconds",
         type=_positive_float,
-        default=contract.MAX_LONG_FORM_SECONDS,
+        default=RepositoryOptions.long_form_max_s,
         help="longest recording canary_qwen_long accepts",
     )
     p.add_argument(
@@ -514,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--vad",
-        choices=["silero", "energy"],
+        choices=VADS,
         default=_SEGMENT.vad,
         help="long-form voice-activity detector (audio without speech is never sent to the model)",
     )
@@ -582,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mel-bucket-seconds",
         type=_audio_seconds,
-        default=contract.DEFAULT_MEL_BUCKET_SECONDS,
+        default=RepositoryOptions.mel_bucket_s,
         help="the preprocessor pads mel features to multiples of this span so the encoder batches "
         "clips of similar length",
     )

@@ -21,7 +21,7 @@ indices where the audio is cut (timestamps never accumulate rounding).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -67,15 +67,6 @@ class SegmentOptions:
             raise ValueError(f"vad_threads must be >= 1, got {self.vad_threads}")
         if self.frame_s <= 0:
             raise ValueError("frame_s must be > 0")
-
-    def parameters(self) -> dict[str, str]:
-        """As Triton model parameters (``segment.<field>``), read back by :meth:`from_parameters`."""
-        return {f"segment.{f.name}": str(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_parameters(cls, params: dict[str, str]) -> "SegmentOptions":
-        kinds = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
-        return cls(**{k: kinds[k](params[f"segment.{k}"]) for k in kinds if f"segment.{k}" in params})
 
 
 @dataclass(frozen=True)

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .errors import InputError
+from .model_params import ModelParams
+
+P = TypeVar("P", bound=ModelParams)
 
 
 def model_parameters(args: dict[str, Any]) -> dict[str, str]:
+    """The ``parameters`` of the model's config as strings (what Triton hands ``initialize``)."""
     cfg = json.loads(args["model_config"])
     return {k: v["string_value"] for k, v in cfg.get("parameters", {}).items()}
 
 
-def artifacts_dir(args: dict[str, Any], params: dict[str, str]) -> Path:
-    """The export folder: ``parameters.artifacts`` relative to the model's folder."""
-    return (Path(args["model_repository"]) / params["artifacts"]).resolve()
+def read_params(args: dict[str, Any], cls: type[P]) -> P:
+    """The model's parameters as ``cls`` (model_params); a bad one is an error naming it."""
+    return cls.from_parameters(model_parameters(args), args.get("model_name", ""))
+
+
+def artifacts_dir(args: dict[str, Any], params: ModelParams) -> Path:
+    """The export folder: ``params.artifacts`` relative to the model's folder."""
+    return (Path(args["model_repository"]) / params.artifacts).resolve()
 
 
 def error_response(pb_utils, exc: Exception):

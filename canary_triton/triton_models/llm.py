@@ -7,27 +7,28 @@ import numpy as np
 import torch
 
 from .. import contract as C
-from ..cpu_profile import instruction_set, resolve_nice, resolve_threads
+from ..cpu_profile import instruction_set, resolve_threads
 from ..errors import InputError
 from ..llm_engine import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
 from ..artifacts import ExportManifest
 from ..serving import is_stop_request, load_llm, load_lora, parse_llm_request
-from ..triton_adapter import artifacts_dir, model_parameters, scalar_array
+from ..model_params import LlmParams
+from ..triton_adapter import artifacts_dir, read_params, scalar_array
 from .base import PythonModel
 
 
 class LlmModel(PythonModel):
     def initialize(self, args):
-        params = model_parameters(args)
-        threads = resolve_threads(params.get("threads"), "llm")
-        nice = resolve_nice(params.get("nice"))
+        params = read_params(args, LlmParams)
+        threads = resolve_threads(params.threads, "llm")
+        nice = params.nice
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
-        weights = params["weights"]  # artifacts.Files.weights: llm_base (shared with llm_base) or llm_merged
+        weights = params.weights
         # Weights stay mapped from their file (transformers keeps safetensors memory-mapped when the
         # dtype matches), so llm and llm_base on the same file hold one copy in memory between them.
         self.model = load_llm(export, weights)
-        lora = load_lora(export) if params["asr_adapter"] == "true" else None
+        lora = load_lora(export) if params.asr_adapter else None
         manifest = ExportManifest.read(export)
         adapter = f" + run-time ASR adapter ({lora.describe()})" if lora is not None else ""
         self.pb.Logger.log_info(
@@ -39,11 +40,11 @@ class LlmModel(PythonModel):
         self.embedding = self.model.get_input_embeddings()
         self.max_table_rows = manifest.limits.max_table_rows
         self.max_output_len = manifest.limits.llm_max_output_len
-        self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
+        self.exclude_input = params.exclude_input_in_output
         # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
         self.engine = ContinuousBatcher(
             self.model,
-            max_batch=int(params.get("max_batch", "16")),
+            max_batch=params.max_batch,
             threads=threads,
             max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len,
             lora=lora,
