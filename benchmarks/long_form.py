@@ -59,7 +59,7 @@ LONG_WARMUP_CLIPS = 4
 
 
 def _wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    from canary_triton.metrics import leaderboard_normalize, wer
+    from canary_triton.wer import leaderboard_normalize, wer
 
     return wer(refs, hyps, normalize=leaderboard_normalize)
 
@@ -368,7 +368,7 @@ def _measure_stream(
     payload: dict[str, Any],
     failures: list[str],
 ) -> None:
-    from canary_triton.metrics import leaderboard_normalize
+    from canary_triton.wer import leaderboard_normalize
 
     if not model_ready(url, contract.LONG_FORM_STREAM_MODEL):
         payload["long_stream_missing"] = f"no ready model '{contract.LONG_FORM_STREAM_MODEL}' at {url}"

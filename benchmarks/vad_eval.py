@@ -165,7 +165,7 @@ def transcribe_segments(client, audio: np.ndarray, segs, opts: SegmentOptions, c
 def _wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     """Word error rate with the simple normaliser (lower case, no punctuation): the leaderboard's
     would join each spoken digit string into one number token."""
-    from canary_triton.metrics import wer
+    from canary_triton.wer import wer
 
     return wer(refs, hyps)
 

@@ -4,7 +4,7 @@ Each set's audio is decoded beforehand (not timed), sent through the served ense
 ``CanaryClient.transcribe_many`` (``--concurrency`` in flight, in chunks of ``--chunk`` items so a
 large set never sits in memory whole), and scored as the Open ASR Leaderboard scores it:
 references and predictions through Whisper's English normaliser
-(``canary_triton.metrics.leaderboard_normalize``), items whose normalised reference is empty or
+(``canary_triton.wer.leaderboard_normalize``), items whose normalised reference is empty or
 "ignore time segment in scoring" dropped, WER pooled over the set (total edits / total words).
 RTFx = the set's audio seconds / the wall seconds of its transcription requests. The summary gives
 the mean WER over the sets (the leaderboard's average) and the composite RTFx (all audio / all
@@ -136,7 +136,7 @@ def evaluate_set(
 ) -> dict[str, Any]:
     from canary_triton.client.audio_input import as_audio
     from canary_triton.errors import CanaryTritonError
-    from canary_triton.metrics import leaderboard_normalize, wer
+    from canary_triton.wer import leaderboard_normalize, wer
 
     refs: list[str] = []
     hyps: list[str] = []

@@ -8,6 +8,7 @@ filterbank and window are always the checkpoint's: recomputing them with librosa
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from . import contract
 
 FB_KEY = "perception.preprocessor.featurizer.fb"
 WINDOW_KEY = "perception.preprocessor.featurizer.window"
+#: An export's front-end folder: ``fb``/``window`` as stored in the checkpoint, and the mel parameters.
+MEL_WEIGHTS = "mel.safetensors"
+MEL_PARAMS = "mel.json"
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,10 @@ class MelFrontEnd:
         x = (x - mean.unsqueeze(2)) / std.unsqueeze(2)
         x = x.masked_fill(~valid.unsqueeze(1), p.pad_value)
         return x, seq_len
+
+
+def load_front_end(folder: str | Path) -> MelFrontEnd:
+    """The front end an export wrote to ``folder`` (what the preprocessor model loads)."""
+    folder = Path(folder)
+    params = contract.MelParams(**json.loads((folder / MEL_PARAMS).read_text()))
+    return MelFrontEnd.from_safetensors(params, folder / MEL_WEIGHTS)

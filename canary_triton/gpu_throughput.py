@@ -426,10 +426,8 @@ def _pow2_ceil(x: float) -> int:
 
 
 def max_input_len(shapes: ModelShapes) -> int:
-    """The engines' max_input_len, as the export builds them."""
-    from .export.trtllm_engine import LlmEngineOptions
-
-    return LlmEngineOptions(max_audio_frames=shapes.max_table_rows).max_input_len
+    """The engines' max_input_len, as the export builds them (``LlmEngineOptions.max_input_len``)."""
+    return contract.llm_max_input_len(shapes.max_table_rows)
 
 
 def derive_gpu_defaults(

@@ -66,13 +66,13 @@ class Progress:
 
 
 def _wer_of(ref: str, hyp: str) -> float:
-    from ..metrics import leaderboard_normalize, wer
+    from ..wer import leaderboard_normalize, wer
 
     return wer([ref], [hyp], normalize=leaderboard_normalize)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from ..metrics import leaderboard_normalize, wer
+    from ..wer import leaderboard_normalize, wer
 
     if args.manifest:
         rows = read_manifest(args.manifest)

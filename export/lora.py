@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..artifacts import ADAPTER_FILE
 from ..checkpoint import CONFIG_FILE, SAFETENSORS_DTYPES, WEIGHTS_FILE, CheckpointInfo, checkpoint_tokenizer
 from ..errors import CheckpointError
 
@@ -205,11 +206,6 @@ def export_llm(info: CheckpointInfo, out_dir: str | Path, dtype: torch.dtype | N
         if spec is not None:
             write_adapter(written[1] / ADAPTER_FILE, plan, f.get_tensor, spec, dtype)
     return written[0], written[1]
-
-
-#: Beside llm_base's weights: the ASR adapter's A/B matrices for a run-time LoRA (one set of
-#: LLM weights for both modes; see canary_triton.llm_runner.LoraWeights).
-ADAPTER_FILE = "asr_adapter.safetensors"
 
 
 def write_adapter(path: Path, plan: dict, get, spec: LoraSpec, dtype: torch.dtype | None) -> Path:

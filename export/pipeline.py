@@ -29,17 +29,12 @@ from ..artifacts import ExportManifest, Files, Limits, ModelDimensions, Precisio
 from ..cpu_profile import CPU_ENCODER_PRECISIONS, instruction_set
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
+from ..features import load_front_end
 from ..gpu_throughput import DEFAULT_GPU, GPUS
-from .frontend import export_front_end, load_front_end
+from ..onnx_session import OnnxEncoderProjector
+from .frontend import export_front_end
 from .lora import export_llm
-from .onnx_encoder import (
-    ENCODER_ONNX,
-    PROJECTOR_BF16_ONNX,
-    PROJECTOR_ONNX,
-    OnnxEncoderProjector,
-    export_onnx,
-    quantize_encoder_int8,
-)
+from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, export_onnx, quantize_encoder_int8
 from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import (
     DEFAULT_GPU_ARCH,
