@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 
 from canary_triton import contract
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
+from canary_triton.server import ServerOptions, TritonServer, free_port
 
 EXIT_OK = 0
 EXIT_WRONG = 1
@@ -233,12 +233,6 @@ def write_outputs(out_dir: str | Path | None, stem: str, payload: Mapping[str, A
 # ------------------------------------------------------------------------------------------
 # The server under test
 # ------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class Target:
     """A served repository: its gRPC address, its export folder when known, and how it came."""
@@ -340,8 +334,6 @@ def served(opts: ServeOptions) -> Iterator[Target]:
     if opts.url:
         yield Target(opts.url, opts.export_dir, f"running server at {opts.url} (given)", metrics_url=opts.metrics_url)
         return
-    from canary_triton.server import ServerOptions, TritonServer
-
     with tempfile.TemporaryDirectory(prefix="canary-bench-") as tmp:
         work = Path(opts.work_dir) if opts.work_dir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

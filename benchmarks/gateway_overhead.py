@@ -39,7 +39,6 @@ from benchmarks._common import (
     EXIT_WRONG,
     HELDOUT_MANIFEST,
     ServeOptions,
-    free_port,
     latency_summary,
     machine_info,
     machine_line,
@@ -47,14 +46,14 @@ from benchmarks._common import (
     served,
     write_outputs,
 )
+from canary_triton.manifest import AUDIO_KEY, read_manifest
+from canary_triton.server import free_port
 
 PATHS = ("direct", "gateway")
 
 
 def _files(manifest: Path, limit: int | None) -> list[tuple[str, bytes, float]]:
     import soundfile as sf
-
-    from canary_triton.manifest import AUDIO_KEY, read_manifest
 
     rows = read_manifest(manifest)[:limit] if limit else read_manifest(manifest)
     return [(Path(r[AUDIO_KEY]).name, Path(r[AUDIO_KEY]).read_bytes(), sf.info(r[AUDIO_KEY]).duration) for r in rows]
