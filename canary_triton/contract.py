@@ -14,6 +14,7 @@ checkpoint's config; nothing here assumes the real model's sizes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -252,8 +253,6 @@ NO_SPEECH_OUTPUT_LEN = 0
 
 def output_token_cap(num_samples: int, sample_rate: int) -> int:
     """Most tokens an ASR answer may hold for ``num_samples`` of audio (the hallucination guard)."""
-    import math
-
     return int(math.ceil(num_samples / sample_rate * MAX_OUTPUT_TOKENS_PER_AUDIO_SECOND)) + OUTPUT_TOKEN_HEADROOM
 
 

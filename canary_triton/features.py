@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from . import contract
 
@@ -46,8 +47,6 @@ class MelFrontEnd:
     @classmethod
     def from_safetensors(cls, params: contract.MelParams, path: str | Path) -> "MelFrontEnd":
         """Read ``fb`` and ``window`` from a checkpoint's (or an export's) safetensors file."""
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
             for k in (FB_KEY, WINDOW_KEY):

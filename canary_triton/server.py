@@ -83,7 +83,7 @@ def hardening_args(opts: ServerOptions, admin_key: str) -> list[str]:
 
 def _pytriton_dist() -> Path | None:
     try:
-        import pytriton
+        import pytriton  # the serve extra's; optional (NVIDIA's container has tritonserver on PATH)
     except ImportError:
         return None
     return Path(pytriton.__file__).resolve().parent / "tritonserver"

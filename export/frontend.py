@@ -7,15 +7,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from safetensors import safe_open
+from safetensors.torch import save_file
+
 from ..checkpoint import CheckpointInfo
 from ..features import FB_KEY, MEL_PARAMS, MEL_WEIGHTS, WINDOW_KEY
 
 
 def export_front_end(info: CheckpointInfo, out_dir: str | Path) -> Path:
     """Copy ``fb``/``window`` bit for bit (their stored dtype, BF16 in the real checkpoint)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with safe_open(str(info.paths.weights), framework="pt") as f:

@@ -27,6 +27,8 @@ from ..onnx_session import (
     ONNX_OUT_TABLE,
 )
 
+# NeMo (seconds to import), onnx and ONNX Runtime's quantizer are imported by the steps that use them.
+
 OPSET = 17
 ENCODER_ONNX = "encoder.onnx"
 #: A graph over protobuf's 2 GB limit (the full-size encoder, 3.1 GB in fp32) keeps its weights

@@ -20,6 +20,8 @@ from .. import contract
 from ..errors import CanaryTritonError
 from .tensorrt_engine import WHERE_IT_RUNS
 
+# TensorRT-LLM is imported by the build alone (it cannot be installed on the CPU machines).
+
 SUPPORTED_WEIGHT_QUANT = ("none", "int8", "int4")
 #: Why fp8 is not offered: TensorRT-LLM's FP8 QuantConfig needs ModelOpt-quantised weights (scales
 #: from a calibration pass, QWenForCausalLM.quantize), which this export does not run;
