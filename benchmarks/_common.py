@@ -9,14 +9,18 @@ run), said on stderr with what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +29,18 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from canary_triton import contract
+from canary_triton.artifacts import ExportManifest, as_json
+from canary_triton.audio import load_audio
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
+from canary_triton.cpu_profile import instruction_set, native_bf16_units
+from canary_triton.export.repository import RepositoryOptions
+from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
 from canary_triton.server import ServerOptions, TritonServer, free_port
+from canary_triton.serving import load_serving_tokenizer
+from canary_triton.tokenizer import load_tokenizer
+
+# torch (through the export pipeline), tritonclient, matplotlib and PIL are imported by the
+# functions that use them: a benchmark's --help and its argument checks load none of them.
 
 EXIT_OK = 0
 EXIT_WRONG = 1
@@ -83,7 +97,6 @@ def machine_info() -> dict[str, Any]:
     if "torch" in sys.modules:
         info["torch_threads"] = sys.modules["torch"].get_num_threads()
         info["torch_cpu_capability"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
-    from canary_triton.cpu_profile import instruction_set, native_bf16_units
 
     info["instruction_set"] = instruction_set()
     info["native_bf16_units"] = native_bf16_units()
@@ -93,8 +106,6 @@ def machine_info() -> dict[str, Any]:
 
 def _commit() -> str | None:
     """The repository's commit (``+dirty`` with uncommitted changes), None outside a checkout."""
-    import subprocess
-
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
@@ -140,9 +151,6 @@ class Clip:
 
 def load_clips(manifest: str | Path = HELDOUT_MANIFEST, limit: int | None = None) -> list[Clip]:
     """A NeMo manifest's clips (``audio_filepath``, optional ``text``), decoded once."""
-    from canary_triton.audio import load_audio
-    from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
-
     rows = read_manifest(manifest)
     if limit is not None:
         rows = rows[:limit]
@@ -261,7 +269,6 @@ def export_description(export_dir: Path | None) -> dict[str, Any] | None:
     """The served export's source and settings, from its ``export.json``."""
     if export_dir is None:
         return None
-    from canary_triton.artifacts import ExportManifest, as_json
 
     m = ExportManifest.read(export_dir)
     return {
@@ -312,10 +319,6 @@ PIPELINE_MODELS = (
 
 def parse_repository_options(items: Sequence[str] | None) -> tuple[tuple[str, Any], ...]:
     """``KEY=VALUE`` strings -> RepositoryOptions fields (an export made here), typed by the field."""
-    import dataclasses
-
-    from canary_triton.export.repository import RepositoryOptions
-
     fields = {f.name: f for f in dataclasses.fields(RepositoryOptions)}
     out = []
     for item in items or ():
@@ -341,7 +344,6 @@ def served(opts: ServeOptions) -> Iterator[Target]:
         how = ""
         if export_dir is None or not (export_dir / "model_repository").is_dir():
             from canary_triton.export.pipeline import ExportOptions, export_checkpoint
-            from canary_triton.export.repository import RepositoryOptions
 
             ckpt = Path(opts.checkpoint or DEFAULT_CHECKPOINT)
             export_dir = export_dir or work / "export"
@@ -388,8 +390,6 @@ def llm_step_counters(metrics_url: str | None) -> dict[tuple[str, str, str], flo
     Prometheus text; empty where there is no endpoint or no such counter (the GPU profile)."""
     if not metrics_url:
         return {}
-    import re
-    import urllib.request
 
     with urllib.request.urlopen(metrics_url, timeout=30) as r:
         text = r.read().decode()
@@ -492,8 +492,6 @@ def group_memory(pgid: int | None) -> dict[str, Any] | None:
 
 def self_peak_rss_mib() -> float:
     """This process's peak RSS so far (MiB)."""
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -631,12 +629,8 @@ class TokenCounter:
     @classmethod
     def load(cls, export_dir: Path | None = None, tokenizer_dir: Path | None = None) -> "TokenCounter | None":
         if tokenizer_dir is not None:
-            from canary_triton.tokenizer import load_tokenizer
-
             return cls(load_tokenizer(tokenizer_dir), str(tokenizer_dir))
         if export_dir is not None:
-            from canary_triton.serving import load_serving_tokenizer
-
             return cls(load_serving_tokenizer(export_dir), f"{export_dir} (llm_merged)")
         return None
 
