@@ -27,7 +27,7 @@ from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.client.transcribe import ClientOptions, transcribe
 from canary_triton.export.pipeline import ExportOptions, export_checkpoint
 from canary_triton.export.repository import RepositoryOptions, write_repository
-from canary_triton.fixtures.speech import read_manifest
+from canary_triton.manifest import read_manifest
 from canary_triton.server import ServerOptions, TritonServer, free_port
 
 
