@@ -23,6 +23,8 @@ import numpy as np
 from canary_triton import contract
 from canary_triton.cli import DEMO_HELDOUT
 
+# soundfile is imported where the clips' lengths are read.
+
 
 def overhead_percent(
     samples: Sequence[int], bucket_seconds: float, mel: contract.MelParams = contract.MelParams()

@@ -27,23 +27,15 @@ from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.client.transcribe import ClientOptions, transcribe
 from canary_triton.export.pipeline import ExportOptions, export_checkpoint
 from canary_triton.export.repository import RepositoryOptions, write_repository
-from canary_triton.fixtures.speech import read_manifest
-from canary_triton.server import ServerOptions, TritonServer
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from canary_triton.manifest import read_manifest
+from canary_triton.server import ServerOptions, TritonServer, free_port
 
 
 def run_setting(
     export_dir: Path, work: Path, repo_opts: RepositoryOptions, clips: list[np.ndarray], concurrency: int
 ) -> dict:
     write_repository(export_dir, "cpu", repo_opts)
-    opts = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
+    opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
     with TritonServer(export_dir / "model_repository", opts, workdir=work, log_path=work / "triton.log") as server:
         client = ClientOptions(url=server.grpc_url)
         for c in clips[:4]:

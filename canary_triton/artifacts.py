@@ -25,6 +25,9 @@ EXPORT_MANIFEST = "export.json"
 #: The layout below, written as ``schema_version``. An export.json without the key predates it and
 #: has this same layout (version 1); any other version is refused.
 MANIFEST_VERSION = 1
+#: Beside llm_base's weights (``Files.llm_base``): the ASR adapter's A/B matrices for a run-time
+#: LoRA (one set of LLM weights for both modes; see canary_triton.llm_runner.LoraWeights).
+ADAPTER_FILE = "asr_adapter.safetensors"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from . import __version__, contract
 from .errors import CanaryTritonError, CheckpointError
-from .server import ServerOptions
+from .server import ServerOptions, free_port
 from .segmenter import VADS, SegmentOptions
 
 _SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
@@ -302,14 +302,6 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Export the checkpoint (once), start tritonserver, transcribe a sample over gRPC, stop."""
     from .audio import load_audio
@@ -345,7 +337,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         export_checkpoint(
             checkpoint, export_dir, ExportOptions(profile="cpu", repository=repo), llm_dir=args.llm_dir, force=True
         )
-    ports = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
+    ports = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
     sample = Path(args.audio) if args.audio else DEMO_SAMPLE
     print("starting tritonserver ...", file=sys.stderr)
     with TritonServer(

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from . import contract
 from .artifacts import ExportManifest
+from .checkpoint import checkpoint_tokenizer, inspect_checkpoint
 
 BF16_BYTES = 2
 GB = 1e9
@@ -149,8 +150,6 @@ class ModelShapes:
     @classmethod
     def from_checkpoint(cls, info) -> "ModelShapes":
         """From a :class:`canary_triton.checkpoint.CheckpointInfo` (configs + tokenizer, no weights)."""
-        from .checkpoint import checkpoint_tokenizer
-
         prompt = checkpoint_tokenizer(info).asr_prompt_ids()
         return cls.from_configs(info.cfg, info.llm_cfg, len(prompt) - 1, info.mel)
 
@@ -426,10 +425,8 @@ def _pow2_ceil(x: float) -> int:
 
 
 def max_input_len(shapes: ModelShapes) -> int:
-    """The engines' max_input_len, as the export builds them."""
-    from .export.trtllm_engine import LlmEngineOptions
-
-    return LlmEngineOptions(max_audio_frames=shapes.max_table_rows).max_input_len
+    """The engines' max_input_len, as the export builds them (``LlmEngineOptions.max_input_len``)."""
+    return contract.llm_max_input_len(shapes.max_table_rows)
 
 
 def derive_gpu_defaults(
@@ -486,8 +483,6 @@ def defaults_for_checkpoint(
     checkpoint, llm_dir=None, gpu_key: str = DEFAULT_GPU, a: Assumptions = Assumptions()
 ) -> GpuDefaults:
     """:func:`derive_gpu_defaults` for a checkpoint folder (its configs and tokenizer; no weights)."""
-    from .checkpoint import inspect_checkpoint
-
     if gpu_key not in GPUS:
         raise ValueError(f"--gpu-model must be one of {', '.join(GPUS)}, got {gpu_key!r}")
     return derive_gpu_defaults(ModelShapes.from_checkpoint(inspect_checkpoint(checkpoint, llm_dir)), GPUS[gpu_key], a)
@@ -663,8 +658,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--llm-dir")
     args = p.parse_args(argv)
-    from .checkpoint import inspect_checkpoint
-
     shapes = ModelShapes.from_checkpoint(inspect_checkpoint(args.checkpoint, args.llm_dir))
     print(defaults_table(shapes))
     print(predictions_table(shapes))

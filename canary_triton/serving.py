@@ -5,18 +5,24 @@ The Triton ``model.py`` files call these; tests call them directly too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import contract
-from .artifacts import ExportManifest
+from .artifacts import ADAPTER_FILE, ExportManifest
 from .errors import CheckpointError, InputError
+from .onnx_session import OnnxEncoderProjector
+from .preprocess import Preprocessor
 from .tokenizer import Tokenizer, load_tokenizer
 
-if TYPE_CHECKING:  # torch is imported by the functions that need it: the light models import this module without it
+# torch, transformers, safetensors and the modules built on torch (features, llm_runner,
+# llm_engine) are imported by the functions that need them: the light Triton models (the
+# postprocessor, the BLS adapters) import this module and must not load torch.
+if TYPE_CHECKING:
     import torch
 
 
@@ -32,8 +38,7 @@ def load_serving_tokenizer(export_dir: Path) -> Tokenizer:
 
 def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
     """The served preprocessor; ``bucket_seconds`` pads mel to length buckets (None: no padding)."""
-    from .export.frontend import load_front_end
-    from .preprocess import Preprocessor
+    from .features import load_front_end
 
     manifest = ExportManifest.read(export_dir)
     # The prompt ids and special ids the export computed with the checkpoint's tokenizer: this
@@ -55,8 +60,6 @@ def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
 
 def load_onnx(export_dir: Path, part: str, threads: int = 1):
     """ONNX Runtime session(s) for ``part`` = "encoder" or "projector" (only that one is loaded)."""
-    from .export.onnx_encoder import OnnxEncoderProjector
-
     files = ExportManifest.read(export_dir).files
     path = Path(export_dir) / {"encoder": files.encoder_onnx, "projector": files.projector_onnx}[part]
     if not path.is_file():
@@ -84,11 +87,8 @@ def load_llm(export_dir: Path, which: str = "llm_merged", dtype: torch.dtype | N
 def load_lora(export_dir: Path, dtype: torch.dtype | None = None):
     """The ASR adapter beside ``llm_base`` as ``llm_runner.LoraWeights`` (None when the export
     has none: a checkpoint without a LoRA, or an older export)."""
-    import re
-
     from safetensors import safe_open
 
-    from .export.lora import ADAPTER_FILE
     from .llm_runner import LoraWeights
 
     path = Path(export_dir) / ExportManifest.read(export_dir).files.llm_base / ADAPTER_FILE

@@ -8,12 +8,16 @@ turn by turn as ``QwenPromptFormatter.encode_dialog`` does.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from . import contract
 from .errors import CheckpointError
+
+# tokenizers and transformers are imported where a tokenizer is loaded: the contract's users
+# (the CLI, the light Triton models) import this module without loading a tokenizer.
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -80,8 +84,6 @@ class RawTokenizer:
     special tokens; ``decode`` = the Rust decode plus transformers' optional space clean-up."""
 
     def __init__(self, folder: Path):
-        import json
-
         from tokenizers import Tokenizer as RustTokenizer
 
         self._tok = RustTokenizer.from_file(str(folder / "tokenizer.json"))

@@ -20,6 +20,8 @@ from .. import contract
 from ..artifacts import ExportManifest
 from .repository import REPOSITORY_DIR, RepositoryOptions
 
+# tritonclient's protobuf types (the client extra) are imported by the checks that parse a config.
+
 #: Parameters ``model_instance_state.cc`` reads with no default (no try/catch): missing, no load.
 TRTLLM_REQUIRED_PARAMETERS = (
     "tokenizer_dir",

@@ -26,20 +26,22 @@ import torch
 
 from .. import __version__, contract
 from ..artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
-from ..cpu_profile import CPU_ENCODER_PRECISIONS, instruction_set
+from ..cpu_profile import (
+    CPU_ENCODER_PRECISIONS,
+    PrecisionChoice,
+    choose_encoder_precision,
+    choose_precision,
+    instruction_set,
+)
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
-from ..gpu_throughput import DEFAULT_GPU, GPUS
-from .frontend import export_front_end, load_front_end
+from ..features import load_front_end
+from ..gpu_throughput import DEFAULT_GPU, GPUS, Assumptions, GpuDefaults, ModelShapes, record
+from ..onnx_session import OnnxEncoderProjector
+from ..oracle import pad_batch
+from .frontend import export_front_end
 from .lora import export_llm
-from .onnx_encoder import (
-    ENCODER_ONNX,
-    PROJECTOR_BF16_ONNX,
-    PROJECTOR_ONNX,
-    OnnxEncoderProjector,
-    export_onnx,
-    quantize_encoder_int8,
-)
+from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, export_onnx, quantize_encoder_int8
 from .repository import RepositoryOptions, write_repository
 from .tensorrt_engine import (
     DEFAULT_GPU_ARCH,
@@ -51,6 +53,8 @@ from .tensorrt_engine import (
     tensorrt_build_settings,
 )
 from .trtllm_engine import LlmEngineOptions, build_llm_engine, llm_build_settings, require_tensorrt_llm
+
+# NeMo and transformers (seconds to import) are imported by the parity steps that run them.
 
 PARITY_REPORT = "parity.json"
 PARITY_TABLE = "parity.md"
@@ -122,8 +126,6 @@ class ExportOptions:
 
     def precision_choice(self):
         """The CPU profile's precision (cpu_profile.PrecisionChoice), resolved on this machine."""
-        from ..cpu_profile import PrecisionChoice, choose_precision
-
         if self.profile != "cpu":
             return PrecisionChoice("bf16", "gpu profile: TensorRT-LLM engines in bf16")
         if self.llm_dtype != "auto":
@@ -135,8 +137,6 @@ class ExportOptions:
 
     def encoder_precision_choice(self, llm_choice=None):
         """The CPU profile's served encoder precision (cpu_profile.choose_encoder_precision)."""
-        from ..cpu_profile import PrecisionChoice, choose_encoder_precision
-
         if self.profile != "cpu":
             return PrecisionChoice(self.engine.precision, "gpu profile: the TensorRT encoder in --precision")
         return choose_encoder_precision(self.cpu_encoder_precision, (llm_choice or self.precision_choice()).precision)
@@ -178,8 +178,6 @@ def diff(ours, ref) -> dict[str, float]:
 def nemo_perception_references(model, info: CheckpointInfo) -> list[dict[str, Any]]:
     """NeMo's mel, encoder output and projection of the probe clips, each alone and all batched
     (small tensors, kept so the export can free NeMo before it loads the ONNX graphs)."""
-    from ..oracle import pad_batch
-
     p = model.perception
     sr = info.mel.sample_rate
     clips = probe_clips(sr)
@@ -285,8 +283,6 @@ def perception_parity(
 def llm_parity(refs: dict[str, Any], out_dir: Path, llm_dtype: torch.dtype = torch.float32) -> list[dict[str, Any]]:
     """The exported merged and base Qwen3, one loaded at a time in ``llm_dtype`` (as served),
     against NeMo's references (:func:`nemo_llm_references`)."""
-    import gc
-
     from transformers import AutoModelForCausalLM
 
     precision = {"float32": "fp32", "bfloat16": "bf16"}.get(str(llm_dtype).replace("torch.", ""), str(llm_dtype))
@@ -446,8 +442,6 @@ def gpu_build_plan(info: CheckpointInfo, opts: ExportOptions, arch: str) -> dict
 def throughput_record(info: CheckpointInfo, opts: ExportOptions) -> dict[str, Any]:
     """The throughput model for this checkpoint and GPU (gpu_throughput.record): its derived
     defaults, the settings used, which came from it, and its predictions for them (not measured)."""
-    from ..gpu_throughput import Assumptions, GpuDefaults, ModelShapes, record
-
     used = GpuDefaults(
         llm_max_batch=opts.llm_engine.max_batch,
         max_num_tokens=opts.llm_engine.max_num_tokens,

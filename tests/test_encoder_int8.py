@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from canary_triton.cli import main
-from canary_triton.metrics import wer
+from canary_triton.wer import wer
 from canary_triton.artifacts import ExportManifest
 
 from .test_llm_bf16 import transcribe_in_process

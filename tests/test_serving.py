@@ -11,9 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from canary_triton import contract as C
+from canary_triton.artifacts import ADAPTER_FILE, ExportManifest
 from canary_triton.errors import CheckpointError, InputError
-from canary_triton.export.lora import ADAPTER_FILE
-from canary_triton.artifacts import ExportManifest
 from canary_triton.llm_engine import Sampling
 from canary_triton.serving import (
     check_llm_tensors,
