@@ -37,7 +37,7 @@ from canary_triton.export.repository import RepositoryOptions
 from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
 from canary_triton.model_params import parse_field
 from canary_triton.server import ServerOptions, TritonServer, free_port
-from canary_triton.serving import load_serving_tokenizer
+from canary_triton.loaders import load_serving_tokenizer
 from canary_triton.tokenizer import load_tokenizer
 
 # torch (through the export pipeline), tritonclient, matplotlib and PIL are imported by the

@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.throughput import parse_ints
-from canary_triton.serving import load_llm, load_lora
+from canary_triton.loaders import load_llm, load_lora
 
 # torch and the model runner (torch) are imported by main: --help needs neither.
 

@@ -34,12 +34,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cpu_profile",
             "llm_runner",
             "llm_scheduler",
-            "llm_engine",
+            "llm_batcher",
+            "llm_request",
             "long_form",
             "streaming",
             "onnx_session",
             "model_params",  # the Triton models' parameters: rendered by export, parsed by the models
-            "serving",
+            "loaders",
             "oracle",
             "gpu_throughput",  # arithmetic on the checkpoint's shapes; the export reads its defaults
             "gpu_stack",  # the GPU image's pinned versions, checked against what is installed
@@ -191,7 +192,7 @@ def test_the_checker_resolves_relative_package_and_lazy_imports(tmp_path):
     init.write_text(
         "from . import contract\nfrom .export.frontend import x\n"
         "def f():\n    from .client import CanaryClient\n"
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import canary_triton.serving\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import canary_triton.loaders\n"
     )
     known = {"canary_triton.contract", "canary_triton.client", "canary_triton.export.frontend"}
     got = sorted(t for t, _ in _imports("canary_triton", init, known))
@@ -199,7 +200,7 @@ def test_the_checker_resolves_relative_package_and_lazy_imports(tmp_path):
         "canary_triton.client",
         "canary_triton.contract",
         "canary_triton.export.frontend",
-        "canary_triton.serving",
+        "canary_triton.loaders",
     ]
     sub = tmp_path / "cli.py"
     sub.write_text("from ..errors import CanaryTritonError\nfrom . import options\nimport numpy\n")

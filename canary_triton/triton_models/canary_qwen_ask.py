@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import contract as C
 from ..long_form import LongFormOptions
 from ..preprocess import decode_text, validate_audio
-from ..serving import export_mel_params
+from ..loaders import export_mel_params
 from ..model_params import AskParams
 from ..triton_adapter import artifacts_dir, first_string, read_params, unary_call
 from .base import ThreadedModel

@@ -9,7 +9,8 @@ import numpy as np
 from .. import contract as C
 from ..preprocess import llm_mode_prompt, validate_max_new_tokens
 from ..artifacts import ExportManifest
-from ..serving import load_serving_tokenizer, parse_sampling
+from ..loaders import load_serving_tokenizer
+from ..llm_request import parse_sampling
 from ..model_params import LlmModeParams
 from ..triton_adapter import artifacts_dir, forward_tokens, read_params, scalar_array
 from .base import ThreadedModel

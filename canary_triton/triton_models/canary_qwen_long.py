@@ -18,7 +18,7 @@ from ..long_form import LongFormCancelled, LongFormOptions, TextJoiner, plan, se
 from ..preprocess import validate_max_new_tokens
 from ..model_params import LongFormParams
 from ..segmenter import prepare
-from ..serving import export_mel_params
+from ..loaders import export_mel_params
 from ..triton_adapter import CallerCancelled, artifacts_dir, first_string, read_params, scalar_array, unary_call
 from .base import ThreadedModel
 

@@ -11,7 +11,7 @@ once, without the LLM.
 from __future__ import annotations
 
 from .. import contract as C
-from ..serving import load_serving_tokenizer
+from ..loaders import load_serving_tokenizer
 from ..streaming import TranscriptStream
 from ..model_params import StreamParams
 from ..triton_adapter import artifacts_dir, forward_tokens, read_params, unary_call

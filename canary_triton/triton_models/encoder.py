@@ -10,7 +10,7 @@ import numpy as np
 from .. import contract as C
 from ..cpu_profile import resolve_threads
 from ..artifacts import ExportManifest
-from ..serving import load_onnx
+from ..loaders import load_onnx
 from ..tensor_checks import check_mel
 from ..model_params import EncoderParams
 from ..triton_adapter import artifacts_dir, pad_stack, read_params, scalar_array

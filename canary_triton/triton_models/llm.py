@@ -9,9 +9,10 @@ import torch
 from .. import contract as C
 from ..cpu_profile import instruction_set, resolve_threads
 from ..errors import InputError
-from ..llm_engine import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
+from ..llm_batcher import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
 from ..artifacts import ExportManifest
-from ..serving import is_stop_request, load_llm, load_lora, parse_llm_request
+from ..loaders import load_llm, load_lora
+from ..llm_request import is_stop_request, parse_llm_request
 from ..model_params import LlmParams
 from ..triton_adapter import artifacts_dir, read_params, scalar_array
 from .base import PythonModel
@@ -42,7 +43,7 @@ class LlmModel(PythonModel):
         self.max_output_len = manifest.limits.llm_max_output_len
         self.exclude_input = params.exclude_input_in_output
         # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
-        self.engine = ContinuousBatcher(
+        self.batcher = ContinuousBatcher(
             self.model,
             max_batch=params.max_batch,
             threads=threads,
@@ -51,9 +52,9 @@ class LlmModel(PythonModel):
             nice=nice,
         )
         self.cancels = CancelRegistry()
-        self.metrics = _Metrics(self.pb, args["model_name"], self.engine)
-        self.engine.on_step = self.metrics.stepped
-        self.engine.start()
+        self.metrics = _Metrics(self.pb, args["model_name"], self.batcher)
+        self.batcher.on_step = self.metrics.stepped
+        self.batcher.start()
 
     def execute(self, requests):
         for request in requests:
@@ -87,7 +88,7 @@ class LlmModel(PythonModel):
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
                 self.cancels.register(key)  # a stop request with this id cancels it while in flight
                 try:
-                    self.engine.submit(
+                    self.batcher.submit(
                         GenerationRequest(
                             embeds=embeds,
                             max_new_tokens=req.max_new_tokens,
@@ -115,14 +116,14 @@ class LlmModel(PythonModel):
         self.metrics.finished(outcome, tokens)
 
     def finalize(self):
-        self.engine.stop()
+        self.batcher.stop()
 
 
 class _Metrics:
     """Custom Prometheus metrics on Triton's endpoint: requests by outcome, tokens, busy slots."""
 
-    def __init__(self, pb_utils, model_name, engine):
-        self.engine = engine
+    def __init__(self, pb_utils, model_name, batcher):
+        self.batcher = batcher
 
         def family(name, kind, description):
             return pb_utils.MetricFamily(name=name, kind=getattr(pb_utils.MetricFamily, kind), description=description)
@@ -164,7 +165,7 @@ class _Metrics:
         self.by_outcome[outcome].increment(1)
         if n_tokens:
             self.token_count.increment(n_tokens)
-        self.slot_gauge.set(self.engine.active)
+        self.slot_gauge.set(self.batcher.active)
 
     def stepped(self, kind, rows, positions):
         self.step_count[kind].increment(1)
@@ -173,7 +174,7 @@ class _Metrics:
             self.position_count.increment(positions)
 
     def admitted(self):
-        self.slot_gauge.set(self.engine.active)
+        self.slot_gauge.set(self.batcher.active)
 
 
 class _Sender:

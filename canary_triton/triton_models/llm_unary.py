@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import contract as C
 from ..artifacts import ExportManifest
-from ..serving import check_llm_tensors
+from ..llm_request import check_llm_tensors
 from ..model_params import LlmUnaryParams
 from ..triton_adapter import artifacts_dir, forward_tokens, read_params, scalar_array
 from .base import ThreadedModel

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import contract as C
 from ..artifacts import ExportManifest
-from ..serving import load_onnx
+from ..loaders import load_onnx
 from ..tensor_checks import check_encoded
 from ..model_params import ProjectorParams
 from ..triton_adapter import artifacts_dir, pad_stack, read_params, scalar_array
