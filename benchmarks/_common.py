@@ -343,7 +343,8 @@ def served(opts: ServeOptions) -> Iterator[Target]:
         export_dir = Path(opts.export_dir) if opts.export_dir else None
         how = ""
         if export_dir is None or not (export_dir / "model_repository").is_dir():
-            from canary_triton.export.pipeline import ExportOptions, export_checkpoint
+            from canary_triton.export.options import ExportOptions
+            from canary_triton.export.pipeline import export_checkpoint
 
             ckpt = Path(opts.checkpoint or DEFAULT_CHECKPOINT)
             export_dir = export_dir or work / "export"
