@@ -222,6 +222,15 @@ def _check(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def section(cls: type[T], data: Any, path: str, where: str = EXPORT_MANIFEST) -> T:
+    """A dataclass recorded inside export.json as a plain object (``throughput_model.shapes``),
+    checked as the manifest's own sections are (CheckpointError naming ``where`` and the field)."""
+    try:
+        return _from_json(cls, _check(dict, data, path), path)
+    except _Invalid as e:
+        raise CheckpointError(f"{where}: {e}; re-export with this version of canary-triton") from None
+
+
 def as_json(obj: Any) -> dict[str, Any]:
     """A section above (or the whole manifest) as its JSON object; None fields are left out."""
     out = {}

@@ -20,13 +20,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
 
 from . import contract
-from .artifacts import ExportManifest
+from .artifacts import ExportManifest, section
 from .checkpoint import checkpoint_tokenizer, inspect_checkpoint
+from .errors import CheckpointError
 
 BF16_BYTES = 2
 GB = 1e9
 DOC = "docs/gpu-throughput-model.md"
 NOTE = f"a MODEL, not a measurement ({DOC})"
+#: The key of the recorded ModelShapes in :func:`record`'s output (export.json ``throughput_model``).
+SHAPES = "shapes"
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,9 @@ class ModelShapes:
     @classmethod
     def from_manifest(cls, manifest: ExportManifest) -> "ModelShapes":
         """The shapes a gpu export recorded (``export.json`` ``throughput_model``, :func:`record`'s ``shapes``)."""
-        return cls(**manifest.throughput_model["shapes"])
+        if manifest.throughput_model is None:
+            raise CheckpointError("the export holds no throughput model: it is not a gpu export")
+        return section(cls, manifest.throughput_model.get(SHAPES), f"throughput_model.{SHAPES}")
 
     def table_rows(self, seconds: float) -> int:
         """Prompt-table rows the LLM reads for a clip (its valid encoder frames)."""
@@ -572,7 +577,7 @@ def record(
         "gpu": gpu_key,
         "gpu_spec": asdict(gpu),
         "assumptions": asdict(a),
-        "shapes": asdict(shapes),
+        SHAPES: asdict(shapes),
         "derived_defaults": asdict(derive_gpu_defaults(shapes, gpu, a)),
         "used": asdict(used),
         "from_model": {EXPORT_FLAGS[k]: getattr(used, k) for k in from_model},
