@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import contract
+from . import contract, vad
 
 VADS = ("silero", "energy")
 
@@ -103,14 +103,10 @@ def has_speech(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) -> boo
 def prepare(opts: SegmentOptions) -> None:
     """Load what the detector needs now (the Silero session), so a missing package fails at load."""
     if opts.vad == "silero":
-        from . import vad
-
         vad.shared(opts.vad_threads)
 
 
 def silero_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) -> list[tuple[int, int]]:
-    from . import vad
-
     if sample_rate != vad.SAMPLE_RATE:
         raise ValueError(f"the silero segmenter takes {vad.SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
     probs = vad.shared(opts.vad_threads).probabilities(audio)
