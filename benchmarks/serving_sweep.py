@@ -92,7 +92,8 @@ def main() -> int:
     same = all(r["transcripts"] == rows[0]["transcripts"] for r in rows)
     print(
         f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; checkpoint {a.checkpoint}; {len(clips)} requests "
-        f"({sum(len(c) for c in clips) / 16000:.1f} s of audio) at concurrency {a.concurrency}; 4 warm-up requests excluded"
+        f"({sum(len(c) for c in clips) / 16000:.1f} s of audio) at concurrency {a.concurrency}; "
+        "4 warm-up requests excluded"
     )
     print("| instances | queue delay (us) | RTFx | req/s | p50 (ms) | p90 (ms) |\n|---|---|---|---|---|---|")
     for r in rows:

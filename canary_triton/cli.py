@@ -292,7 +292,8 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     for f, a in zip(args.audio, audios):
         if len(a) > limit:
             raise CanaryTritonError(
-                f"{f} is {len(a) / oracle.info.mel.sample_rate:.1f} s long; the limit is {contract.MAX_AUDIO_SECONDS:.0f} s"
+                f"{f} is {len(a) / oracle.info.mel.sample_rate:.1f} s long; "
+                f"the limit is {contract.MAX_AUDIO_SECONDS:.0f} s"
             )
     for f, text in zip(args.audio, oracle.transcribe(audios, max_new_tokens=args.max_new_tokens)):
         print(f"{f}\t{text}")

@@ -94,7 +94,8 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
     perception = model.perception
     if not isinstance(perception.modality_adapter, IdentityConnector):
         raise ValueError(
-            f"modality adapter {type(perception.modality_adapter).__name__} is not supported (Canary-Qwen uses IdentityConnector)"
+            f"modality adapter {type(perception.modality_adapter).__name__} is not supported "
+            "(Canary-Qwen uses IdentityConnector)"
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

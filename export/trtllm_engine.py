@@ -6,8 +6,9 @@ Targets TensorRT-LLM >= 1.0.0 (the TensorRT engine flow, model type ``qwen3`` fr
 shipped in NVIDIA's ``tritonserver:<release>-trtllm-python-py3`` container (see Dockerfile.triton).
 
 The engine gets a prompt-embedding table sized for ``max_batch`` x the largest table (501 rows for
-40 s: the encoder's padded output, contract.max_table_rows), a paged KV cache, packed (padding-free) input and the attention plugin: what in-flight
-batching in the ``tensorrtllm`` backend needs. Lengths come from the model contract.
+40 s: the encoder's padded output, contract.max_table_rows), a paged KV cache, packed
+(padding-free) input and the attention plugin: what in-flight batching in the ``tensorrtllm``
+backend needs. Lengths come from the model contract.
 """
 
 from __future__ import annotations
