@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Mapping, TypeVar
 
 from . import contract
@@ -146,7 +146,7 @@ class LongFormParams(BlsParams):
     segment_model: str = contract.ENSEMBLE_MODEL  # the model each segment goes to
     max_seconds: float = contract.MAX_LONG_FORM_SECONDS  # the longest recording taken
     segment_concurrency: int = 16  # segments in flight at once (shared by all long-form requests)
-    segment: SegmentOptions = field(default=SegmentOptions())
+    segment: SegmentOptions = SegmentOptions()  # the detector that cuts the recording
 
     def __post_init__(self) -> None:
         super().__post_init__()
