@@ -9,15 +9,18 @@ run), said on stderr with what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import re
+import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,19 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from canary_triton import contract
+from canary_triton.artifacts import ExportManifest, as_json
+from canary_triton.audio import load_audio
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
+from canary_triton.cpu_profile import instruction_set, native_bf16_units
+from canary_triton.export.repository import RepositoryOptions
+from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
+from canary_triton.model_params import parse_field
+from canary_triton.server import ServerOptions, TritonServer, free_port
+from canary_triton.loaders import load_serving_tokenizer
+from canary_triton.tokenizer import load_tokenizer
+
+# torch (through the export pipeline), tritonclient, matplotlib and PIL are imported by the
+# functions that use them: a benchmark's --help and its argument checks load none of them.
 
 EXIT_OK = 0
 EXIT_WRONG = 1
@@ -83,7 +98,6 @@ def machine_info() -> dict[str, Any]:
     if "torch" in sys.modules:
         info["torch_threads"] = sys.modules["torch"].get_num_threads()
         info["torch_cpu_capability"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
-    from canary_triton.cpu_profile import instruction_set, native_bf16_units
 
     info["instruction_set"] = instruction_set()
     info["native_bf16_units"] = native_bf16_units()
@@ -93,8 +107,6 @@ def machine_info() -> dict[str, Any]:
 
 def _commit() -> str | None:
     """The repository's commit (``+dirty`` with uncommitted changes), None outside a checkout."""
-    import subprocess
-
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
@@ -140,9 +152,6 @@ class Clip:
 
 def load_clips(manifest: str | Path = HELDOUT_MANIFEST, limit: int | None = None) -> list[Clip]:
     """A NeMo manifest's clips (``audio_filepath``, optional ``text``), decoded once."""
-    from canary_triton.audio import load_audio
-    from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
-
     rows = read_manifest(manifest)
     if limit is not None:
         rows = rows[:limit]
@@ -233,12 +242,6 @@ def write_outputs(out_dir: str | Path | None, stem: str, payload: Mapping[str, A
 # ------------------------------------------------------------------------------------------
 # The server under test
 # ------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class Target:
     """A served repository: its gRPC address, its export folder when known, and how it came."""
@@ -267,7 +270,6 @@ def export_description(export_dir: Path | None) -> dict[str, Any] | None:
     """The served export's source and settings, from its ``export.json``."""
     if export_dir is None:
         return None
-    from canary_triton.artifacts import ExportManifest, as_json
 
     m = ExportManifest.read(export_dir)
     return {
@@ -318,18 +320,13 @@ PIPELINE_MODELS = (
 
 def parse_repository_options(items: Sequence[str] | None) -> tuple[tuple[str, Any], ...]:
     """``KEY=VALUE`` strings -> RepositoryOptions fields (an export made here), typed by the field."""
-    import dataclasses
-
-    from canary_triton.export.repository import RepositoryOptions
-
     fields = {f.name: f for f in dataclasses.fields(RepositoryOptions)}
     out = []
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise ValueError(f"--repository-option wants KEY=VALUE with KEY among {', '.join(fields)}; got {item!r}")
-        kind = type(getattr(RepositoryOptions(), key))
-        out.append((key, kind(value)))
+        out.append((key, parse_field(RepositoryOptions, key, value)))
     return tuple(out)
 
 
@@ -340,16 +337,14 @@ def served(opts: ServeOptions) -> Iterator[Target]:
     if opts.url:
         yield Target(opts.url, opts.export_dir, f"running server at {opts.url} (given)", metrics_url=opts.metrics_url)
         return
-    from canary_triton.server import ServerOptions, TritonServer
-
     with tempfile.TemporaryDirectory(prefix="canary-bench-") as tmp:
         work = Path(opts.work_dir) if opts.work_dir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         export_dir = Path(opts.export_dir) if opts.export_dir else None
         how = ""
         if export_dir is None or not (export_dir / "model_repository").is_dir():
-            from canary_triton.export.pipeline import ExportOptions, export_checkpoint
-            from canary_triton.export.repository import RepositoryOptions
+            from canary_triton.export.options import ExportOptions
+            from canary_triton.export.pipeline import export_checkpoint
 
             ckpt = Path(opts.checkpoint or DEFAULT_CHECKPOINT)
             export_dir = export_dir or work / "export"
@@ -396,8 +391,6 @@ def llm_step_counters(metrics_url: str | None) -> dict[tuple[str, str, str], flo
     Prometheus text; empty where there is no endpoint or no such counter (the GPU profile)."""
     if not metrics_url:
         return {}
-    import re
-    import urllib.request
 
     with urllib.request.urlopen(metrics_url, timeout=30) as r:
         text = r.read().decode()
@@ -500,8 +493,6 @@ def group_memory(pgid: int | None) -> dict[str, Any] | None:
 
 def self_peak_rss_mib() -> float:
     """This process's peak RSS so far (MiB)."""
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -639,12 +630,8 @@ class TokenCounter:
     @classmethod
     def load(cls, export_dir: Path | None = None, tokenizer_dir: Path | None = None) -> "TokenCounter | None":
         if tokenizer_dir is not None:
-            from canary_triton.tokenizer import load_tokenizer
-
             return cls(load_tokenizer(tokenizer_dir), str(tokenizer_dir))
         if export_dir is not None:
-            from canary_triton.serving import load_serving_tokenizer
-
             return cls(load_serving_tokenizer(export_dir), f"{export_dir} (llm_merged)")
         return None
 

@@ -5,6 +5,8 @@ pass excluded), and random-weight checkpoints of a chosen size for speed measure
 
 from __future__ import annotations
 
+import cProfile
+import pstats
 import tempfile
 import time
 from dataclasses import dataclass
@@ -13,10 +15,22 @@ from typing import Sequence
 
 import numpy as np
 
-from canary_triton import contract
-from canary_triton.fixtures.tiny import RANDOM_DIMS, TinyDims
+from canary_triton import contract, preprocess
+from canary_triton.checkpoint import WEIGHTS_FILE
+from canary_triton.fixtures.speech import all_texts
+from canary_triton.fixtures.tiny import (
+    RANDOM_DIMS,
+    TinyDims,
+    build_salm,
+    prepare_llm_dir,
+    save_checkpoint,
+    scale_for_audio_dependence,
+)
+from canary_triton.tokenizer import load_tokenizer
 
 from benchmarks._common import SAMPLE_RATE, Clip
+
+# torch, safetensors and the oracle (NeMo) are imported by the functions that run a model.
 
 #: Checkpoint sizes for random-weight speed runs. ``full`` has Canary-Qwen-2.5B's shapes: the
 #: FastConformer encoder (32 layers, d=1024, 8 heads, 256 subsampling channels) and Qwen3-1.7B
@@ -64,8 +78,6 @@ def checkpoint_parameters(checkpoint: str | Path) -> dict[str, int]:
     """Parameters stored in a checkpoint's ``model.safetensors`` (encoder, LLM, the rest)."""
     from safetensors import safe_open
 
-    from canary_triton.checkpoint import WEIGHTS_FILE
-
     counts = {"encoder": 0, "llm": 0, "other": 0}
     with safe_open(str(Path(checkpoint) / WEIGHTS_FILE), "np") as f:
         for name in f.keys():
@@ -87,10 +99,6 @@ def make_random_checkpoint(size: str | TinyDims, out_dir: str | Path, seed: int 
     generates exactly ``max_new_tokens`` tokens (a fixed output length for speed measurements).
     """
     import torch
-
-    from canary_triton.fixtures.speech import all_texts
-    from canary_triton.fixtures.tiny import build_salm, prepare_llm_dir, save_checkpoint, scale_for_audio_dependence
-    from canary_triton.tokenizer import load_tokenizer
 
     if isinstance(size, TinyDims):
         dims = size
@@ -127,8 +135,6 @@ def load_oracle(checkpoint: str | Path, llm_dir: str | Path | None = None, devic
 def output_limit(clip: Clip, max_new_tokens: int) -> int:
     """The served pipeline's token limit for a clip: ``max_new_tokens``, bounded by the audio's
     duration where the preprocessor applies such a guard (``canary_triton.preprocess``)."""
-    from canary_triton import preprocess
-
     rule = getattr(preprocess, "asr_output_limit", None)
     return max_new_tokens if rule is None else rule(max_new_tokens, len(clip.samples), SAMPLE_RATE)
 
@@ -217,8 +223,6 @@ def timed_run(
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     prof = None
     if profile_path is not None:
-        import cProfile
-
         prof = cProfile.Profile()
     sync()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -240,8 +244,6 @@ def timed_run(
 
 def profile_top(profile_path: Path, limit: int = 15) -> list[dict]:
     """The functions with the most own time in a cProfile dump (name, calls, own s, cumulative s)."""
-    import pstats
-
     st = pstats.Stats(str(profile_path))
     rows = []
     for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]

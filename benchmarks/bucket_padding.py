@@ -23,6 +23,8 @@ import numpy as np
 from canary_triton import contract
 from canary_triton.cli import DEMO_HELDOUT
 
+# soundfile is imported where the clips' lengths are read.
+
 
 def overhead_percent(
     samples: Sequence[int], bucket_seconds: float, mel: contract.MelParams = contract.MelParams()
@@ -67,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     uniform = (rng.uniform(1.0, contract.MAX_AUDIO_SECONDS, args.uniform_clips) * mel.sample_rate).astype(int)
     sets = {
-        f"held-out ({len(heldout)} clips, {min(heldout) / mel.sample_rate:.1f}-{max(heldout) / mel.sample_rate:.1f} s)": heldout,
+        f"held-out ({len(heldout)} clips, "
+        f"{min(heldout) / mel.sample_rate:.1f}-{max(heldout) / mel.sample_rate:.1f} s)": heldout,
         f"uniform 1-40 s ({len(uniform)} clips, seed {args.seed})": uniform.tolist(),
     }
     print("| set | " + " | ".join(f"{w:g} s buckets" for w in widths) + " |")

@@ -32,14 +32,12 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/gateway_overhead.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))
-
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
     EXIT_WRONG,
     HELDOUT_MANIFEST,
     ServeOptions,
-    free_port,
     latency_summary,
     machine_info,
     machine_line,
@@ -47,14 +45,18 @@ from benchmarks._common import (
     served,
     write_outputs,
 )
+from canary_triton.client import AsyncCanaryClient
+from canary_triton.client.api import ClientOptions
+from canary_triton.manifest import AUDIO_KEY, read_manifest
+from canary_triton.server import free_port
+
+# soundfile and httpx are imported by the passes that use them: --help and the argument checks need neither.
 
 PATHS = ("direct", "gateway")
 
 
 def _files(manifest: Path, limit: int | None) -> list[tuple[str, bytes, float]]:
     import soundfile as sf
-
-    from canary_triton.manifest import AUDIO_KEY, read_manifest
 
     rows = read_manifest(manifest)[:limit] if limit else read_manifest(manifest)
     return [(Path(r[AUDIO_KEY]).name, Path(r[AUDIO_KEY]).read_bytes(), sf.info(r[AUDIO_KEY]).duration) for r in rows]
@@ -149,9 +151,6 @@ async def _pass(path: str, files, concurrency: int, direct, http) -> tuple[list[
 
 async def measure(triton_url: str, gateway_url: str, files, concurrency: Sequence[int], passes: int) -> dict[str, Any]:
     import httpx
-
-    from canary_triton.client import AsyncCanaryClient
-    from canary_triton.client.api import ClientOptions
 
     audio_s = sum(f[2] for f in files)
     rows, failures = [], []

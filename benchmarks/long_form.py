@@ -31,7 +31,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/long_form.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-
 from benchmarks._common import (
     EXIT_NOT_RUN,
     EXIT_OK,
@@ -54,21 +53,22 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton import contract
+from canary_triton.client.api import CanaryClient, ClientOptions, audio_request
+from canary_triton.client.audio_input import Audio
+from canary_triton.wer import leaderboard_normalize, wer
+
+# soundfile is imported where the long recording is written (--write-audio).
 
 LONG_WARMUP_CLIPS = 4
 
 
 def _wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    from canary_triton.metrics import leaderboard_normalize, wer
-
     return wer(refs, hyps, normalize=leaderboard_normalize)
 
 
 def short_form(
     client, clips: Sequence[Clip], concurrency: int, warmup: int, repeats: int, max_new_tokens: int | None
 ) -> dict[str, Any]:
-    from canary_triton.client.audio_input import Audio
-
     audios = [Audio(c.samples, c.name) for c in clips]
     warm = client.transcribe_many(audios[:warmup], concurrency=concurrency, max_new_tokens=max_new_tokens)
     passes = []
@@ -93,9 +93,6 @@ def short_form(
 
 
 def _long_request(client, recording: Clip, max_new_tokens: int | None) -> tuple[str, float]:
-    from canary_triton.client.api import audio_request
-    from canary_triton.client.audio_input import Audio
-
     arrays = audio_request(Audio(recording.samples, recording.name), max_new_tokens)
     t0 = time.perf_counter()
     text = client.infer(contract.LONG_FORM_MODEL, arrays, contract.TRANSCRIPT.name)
@@ -121,9 +118,6 @@ def long_form(
 
 
 def long_stream(client, recording: Clip, max_new_tokens: int | None) -> dict[str, Any]:
-    from canary_triton.client.api import audio_request
-    from canary_triton.client.audio_input import Audio
-
     arrays = audio_request(Audio(recording.samples, recording.name), max_new_tokens)
     t0 = time.perf_counter()
     first = None
@@ -256,8 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from canary_triton.client.api import CanaryClient, ClientOptions
-
     a = build_parser().parse_args(argv)
     try:
         lo, hi = (float(x) for x in a.silence.split(","))
@@ -368,8 +360,6 @@ def _measure_stream(
     payload: dict[str, Any],
     failures: list[str],
 ) -> None:
-    from canary_triton.metrics import leaderboard_normalize
-
     if not model_ready(url, contract.LONG_FORM_STREAM_MODEL):
         payload["long_stream_missing"] = f"no ready model '{contract.LONG_FORM_STREAM_MODEL}' at {url}"
         return

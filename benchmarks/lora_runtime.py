@@ -24,6 +24,9 @@ if __package__ in (None, ""):
     sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.throughput import parse_ints
+from canary_triton.loaders import load_llm, load_lora
+
+# torch and the model runner (torch) are imported by main: --help needs neither.
 
 
 def time_steps(runner, rows: int, context: int, steps: int, warmup: int, adapter: list[bool] | None) -> list[float]:
@@ -47,7 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from canary_triton.llm_runner import ModelRunner
-    from canary_triton.serving import load_llm, load_lora
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("export_dir", type=Path)

@@ -27,19 +27,20 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/nemo_vs_served.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-
 from benchmarks._common import (
     DEFAULT_CHECKPOINT,
     EXIT_OK,
     EXIT_WRONG,
     HELDOUT_MANIFEST,
     PIPELINE_MODELS,
+    SAMPLE_RATE,
     STATISTICS_NOTE,
     Clip,
     ServeOptions,
@@ -48,27 +49,41 @@ from benchmarks._common import (
     fmt,
     group_cpu_seconds,
     group_memory,
+    group_to_length,
     latency_summary,
     leading_agreement_summary,
     llm_step_counters,
     llm_steps_delta,
-    self_peak_rss_mib,
     load_clips,
     machine_info,
     machine_line,
     markdown_table,
     model_statistics,
     parse_repository_options,
+    self_peak_rss_mib,
     served,
     served_settings,
     statistics_delta,
     statistics_markdown,
     write_outputs,
 )
-from benchmarks._nemo import SIZES, checkpoint_parameters, longest_first, make_random_checkpoint, output_limit
+from benchmarks._nemo import (
+    SIZES,
+    checkpoint_parameters,
+    load_oracle,
+    longest_first,
+    make_random_checkpoint,
+    output_limit,
+    profile_top,
+    timed_run,
+)
 from benchmarks.throughput import parse_ints
 from canary_triton import contract
 from canary_triton.artifacts import ExportManifest
+from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.audio_input import Audio
+
+# torch is imported where the NeMo side runs (the served side needs none).
 
 GOAL_RATIO = 2.0  # the served CPU pipeline's target: at least 2x NeMo's in-process throughput
 
@@ -82,8 +97,6 @@ def nemo_side(
     profile_dir: Path | None,
     repeats: int = 1,
 ) -> dict[str, Any]:
-    from benchmarks._nemo import profile_top, timed_run
-
     runs = []
     for bs in batch_sizes:
         passes = [timed_run(oracle, clips, min(bs, len(clips)), max_new_tokens, warmup=k == 0) for k in range(repeats)]
@@ -123,8 +136,6 @@ def nemo_side(
 
 def make_latency_clip(clips: Sequence[Clip], seconds: float) -> Clip:
     """One clip of exactly ``seconds``: held-out clips joined with 0.3 s pauses, then cut."""
-    from benchmarks._common import SAMPLE_RATE, group_to_length
-
     if not 0 < seconds <= contract.MAX_AUDIO_SECONDS:
         raise ValueError(f"--latency-seconds must be in (0, {contract.MAX_AUDIO_SECONDS:g}], got {seconds:g}")
     joined = group_to_length(clips, seconds, 0.3, "latency")[0]
@@ -136,8 +147,6 @@ def make_latency_clip(clips: Sequence[Clip], seconds: float) -> Clip:
 
 def nemo_latency(oracle, clip: Clip, max_new_tokens: int, repeats: int) -> dict[str, Any]:
     """NeMo batch 1 on one clip: wall seconds of each pass (a warm-up pass excluded)."""
-    from benchmarks._nemo import timed_run
-
     runs = [timed_run(oracle, [clip], 1, max_new_tokens, warmup=k == 0) for k in range(max(repeats, 1))]
     best = min(runs, key=lambda r: r.wall_s)
     print(f"NeMo batch 1, one {clip.seconds:.1f} s clip: {best.wall_s:.2f} s", file=sys.stderr, flush=True)
@@ -147,9 +156,6 @@ def nemo_latency(oracle, clip: Clip, max_new_tokens: int, repeats: int) -> dict[
 def served_latency(url: str, clip: Clip, max_new_tokens: int, repeats: int, timeout_s: float) -> dict[str, Any]:
     """The served pipeline at concurrency 1 on one clip: end-to-end seconds per request (one
     warm-up request excluded)."""
-    from canary_triton.client.api import CanaryClient, ClientOptions
-    from canary_triton.client.audio_input import Audio
-
     audio = Audio(clip.samples, clip.name)
     times, texts, errors = [], [], []
     with CanaryClient(options=ClientOptions(url=url, timeout_s=timeout_s), concurrency=1) as client:
@@ -168,8 +174,6 @@ def served_latency(url: str, clip: Clip, max_new_tokens: int, repeats: int, time
 def llm_mode_requests(url: str, n: int, timeout_s: float) -> dict[str, Any]:
     """``n`` LLM-mode requests (text only, the base model), so the server's memory is read after
     both modes have run."""
-    from canary_triton.client.api import CanaryClient, ClientOptions
-
     errors, seconds = [], []
     with CanaryClient(options=ClientOptions(url=url, timeout_s=timeout_s), concurrency=1) as client:
         for k in range(n):
@@ -276,9 +280,6 @@ def served_side(
     server_pgid: int | None = None,
     metrics_url: str | None = None,
 ) -> dict[str, Any]:
-    from canary_triton.client.api import CanaryClient, ClientOptions
-    from canary_triton.client.audio_input import Audio
-
     order = longest_first(clips)
     audios = [Audio(clips[i].samples, clips[i].name) for i in order]
     rows = []
@@ -583,8 +584,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     """``oracle``: an already loaded ``canary_triton.oracle.Oracle`` of the same checkpoint (tests)."""
-    import tempfile
-
     import torch
 
     a = build_parser().parse_args(argv)
@@ -625,7 +624,6 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
         )
         latency_clip = make_latency_clip(manifest_clips, a.latency_seconds) if a.latency_seconds > 0 else None
         own_oracle = oracle is None
-        from benchmarks._nemo import load_oracle
 
         nemo_runs: dict[str, dict[str, Any]] = {}
         for k, dtype in enumerate(a.nemo_dtype):  # float32 first: the in-place cast to bf16 is one-way

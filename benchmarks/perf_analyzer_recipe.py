@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import shlex
 import shutil
@@ -42,7 +43,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/perf_analyzer_recipe.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-
 from benchmarks._common import (
     EXIT_NOT_RUN,
     EXIT_OK,
@@ -56,6 +56,12 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton import contract
+from canary_triton.cli import main as cli_main
+from canary_triton.client.audio_input import as_audio
+from canary_triton.client.perf_input import validate_perf_input
+from canary_triton.manifest import AUDIO_KEY, read_manifest
+
+# tritonclient is imported by the check against a running server.
 
 REQUIRED_GLIBC = (2, 38)
 INSTALL_HINT = (
@@ -101,15 +107,12 @@ def find_perf_analyzer(explicit: str | None) -> Binary:
 def input_files(files: Sequence[Path] | None, manifest: Path, limit: int | None) -> list[Path]:
     if files:
         return list(files)[:limit]
-    from canary_triton.manifest import AUDIO_KEY, read_manifest
 
     return [Path(r[AUDIO_KEY]) for r in read_manifest(manifest)[:limit]]
 
 
 def write_input(files: Sequence[Path], out: Path, max_new_tokens: int | None) -> tuple[Path, list[str]]:
     """``canary-triton perf-input FILES -o out`` run in-process; returns the path and the command."""
-    from canary_triton.cli import main as cli_main
-
     argv = ["perf-input", *map(str, files), "-o", str(out)]
     if max_new_tokens is not None:
         argv += ["--max-new-tokens", str(max_new_tokens)]
@@ -120,11 +123,7 @@ def write_input(files: Sequence[Path], out: Path, max_new_tokens: int | None) ->
 
 def check_input(url: str, model: str, input_json: Path) -> list[str]:
     """Problems of the input data against the served model (empty: it fits)."""
-    import json
-
     import tritonclient.grpc as grpcclient
-
-    from canary_triton.client.perf_input import validate_perf_input
 
     c = grpcclient.InferenceServerClient(url)
     try:
@@ -277,7 +276,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = input_files(a.files, a.manifest, a.limit)
     input_json, gen_cmd = write_input(files, a.out / "input.json", a.max_new_tokens)
     print(f"input data: {shlex.join(gen_cmd)}", file=sys.stderr)
-    from canary_triton.client.audio_input import as_audio
 
     seconds = [len(as_audio(f).samples) / SAMPLE_RATE for f in files]
     models = [(contract.ENSEMBLE_MODEL, False)] + ([(contract.STREAM_MODEL, True)] if a.streaming else [])

@@ -25,25 +25,18 @@ import numpy as np
 from canary_triton.audio import load_audio
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.client.transcribe import ClientOptions, transcribe
-from canary_triton.export.pipeline import ExportOptions, export_checkpoint
+from canary_triton.export.options import ExportOptions
+from canary_triton.export.pipeline import export_checkpoint
 from canary_triton.export.repository import RepositoryOptions, write_repository
-from canary_triton.fixtures.speech import read_manifest
-from canary_triton.server import ServerOptions, TritonServer
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from canary_triton.manifest import read_manifest
+from canary_triton.server import ServerOptions, TritonServer, free_port
 
 
 def run_setting(
     export_dir: Path, work: Path, repo_opts: RepositoryOptions, clips: list[np.ndarray], concurrency: int
 ) -> dict:
     write_repository(export_dir, "cpu", repo_opts)
-    opts = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
+    opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
     with TritonServer(export_dir / "model_repository", opts, workdir=work, log_path=work / "triton.log") as server:
         client = ClientOptions(url=server.grpc_url)
         for c in clips[:4]:
@@ -99,7 +92,8 @@ def main() -> int:
     same = all(r["transcripts"] == rows[0]["transcripts"] for r in rows)
     print(
         f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; checkpoint {a.checkpoint}; {len(clips)} requests "
-        f"({sum(len(c) for c in clips) / 16000:.1f} s of audio) at concurrency {a.concurrency}; 4 warm-up requests excluded"
+        f"({sum(len(c) for c in clips) / 16000:.1f} s of audio) at concurrency {a.concurrency}; "
+        "4 warm-up requests excluded"
     )
     print("| instances | queue delay (us) | RTFx | req/s | p50 (ms) | p90 (ms) |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -38,7 +38,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/throughput.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-
 from benchmarks._common import (
     DEFAULT_CHECKPOINT,
     EXIT_OK,
@@ -66,8 +65,11 @@ from benchmarks._common import (
     statistics_markdown,
     write_outputs,
 )
+from benchmarks._nemo import load_oracle, transcribe
 from canary_triton import contract
 from canary_triton.artifacts import ExportManifest
+from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.audio_input import Audio
 
 MIX_SECONDS = {"short": None, "medium": 8.0, "long": 25.0}
 MIXES = (*MIX_SECONDS, "mixed")
@@ -110,8 +112,6 @@ def _requests(recordings: Sequence[Clip], minimum: int) -> list[Clip]:
 
 
 def run_unary(client, requests: Sequence[Clip], concurrency: int, max_new_tokens: int | None):
-    from canary_triton.client.audio_input import Audio
-
     audios = [Audio(c.samples, c.name) for c in requests]
     t0 = time.perf_counter()
     results = client.transcribe_many(audios, concurrency=concurrency, max_new_tokens=max_new_tokens)
@@ -188,8 +188,6 @@ def point_row(
 def nemo_reference(
     checkpoint: Path, recordings: Sequence[Clip], max_new_tokens: int | None, oracle=None
 ) -> dict[str, str]:
-    from benchmarks._nemo import load_oracle, transcribe
-
     oracle = oracle if oracle is not None else load_oracle(checkpoint)
     texts = transcribe(
         oracle, recordings, batch_size=8, max_new_tokens=max_new_tokens or contract.DEFAULT_MAX_NEW_TOKENS
@@ -201,8 +199,6 @@ def sweep(
     url: str, mixes: dict[str, list[Clip]], opts: SweepOptions, tokens: TokenCounter | None, nemo: dict[str, str] | None
 ) -> dict[str, Any]:
     """Warm-up/reference pass, then every (mix, concurrency) point, unary and streamed."""
-    from canary_triton.client.api import CanaryClient, ClientOptions
-
     copts = ClientOptions(url=url, timeout_s=opts.timeout_s)
     distinct = {c.name: c for recs in mixes.values() for c in recs}
     rows: list[dict[str, Any]] = []

@@ -43,7 +43,6 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/vad_eval.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))
-
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -60,9 +59,13 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton import contract
+from canary_triton.client import CanaryClient, ClientOptions
+from canary_triton.client.api import audio_request
+from canary_triton.client.audio_input import Audio
 from canary_triton.fixtures import noise
 from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S
 from canary_triton.segmenter import VADS, SegmentOptions, TextJoiner, model_input, split
+from canary_triton.wer import wer
 
 SR = SAMPLE_RATE
 VOICED_DBFS = -60.0
@@ -165,8 +168,6 @@ def transcribe_segments(client, audio: np.ndarray, segs, opts: SegmentOptions, c
 def _wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     """Word error rate with the simple normaliser (lower case, no punctuation): the leaderboard's
     would join each spoken digit string into one number token."""
-    from canary_triton.metrics import wer
-
     return wer(refs, hyps)
 
 
@@ -233,8 +234,6 @@ def render(p: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from canary_triton.client import CanaryClient, ClientOptions
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, default=HELDOUT_MANIFEST)
     ap.add_argument("--clips", type=int, default=20, help="utterances per recording")
@@ -349,8 +348,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     pieces = client.transcribe_many(plain_chunks(x), concurrency=a.concurrency)
                     text = " ".join(p.text or "" for p in pieces).strip()
                     ns[kind]["plain"] = {"chars": len(text), "chars_per_min": len(text) / minutes}
-                from canary_triton.client.api import audio_request
-                from canary_triton.client.audio_input import Audio
 
                 t0 = time.perf_counter()
                 got = client.infer(

@@ -4,7 +4,7 @@ Each set's audio is decoded beforehand (not timed), sent through the served ense
 ``CanaryClient.transcribe_many`` (``--concurrency`` in flight, in chunks of ``--chunk`` items so a
 large set never sits in memory whole), and scored as the Open ASR Leaderboard scores it:
 references and predictions through Whisper's English normaliser
-(``canary_triton.metrics.leaderboard_normalize``), items whose normalised reference is empty or
+(``canary_triton.wer.leaderboard_normalize``), items whose normalised reference is empty or
 "ignore time segment in scoring" dropped, WER pooled over the set (total edits / total words).
 RTFx = the set's audio seconds / the wall seconds of its transcription requests. The summary gives
 the mean WER over the sets (the leaderboard's average) and the composite RTFx (all audio / all
@@ -36,11 +36,11 @@ from typing import Any, Iterable, Iterator, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/wer_eval.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
     EXIT_WRONG,
+    SAMPLE_RATE,
     ServeOptions,
     machine_info,
     machine_line,
@@ -48,6 +48,13 @@ from benchmarks._common import (
     served,
     write_outputs,
 )
+from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.audio_input import as_audio
+from canary_triton.errors import CanaryTritonError
+from canary_triton.manifest import AUDIO_KEY, DURATION_KEY, TEXT_KEY, read_manifest
+from canary_triton.wer import leaderboard_normalize, wer
+
+# datasets (the Hugging Face dataset path) and soundfile (--save-audio) are imported where used.
 
 #: The Open ASR Leaderboard's English test sets (config:split of hf-audio/esb-datasets-test-only-sorted).
 LEADERBOARD_SETS = (
@@ -83,8 +90,6 @@ def reference_text(row: dict) -> str:
 
 
 def manifest_items(path: Path, max_samples: int | None) -> Iterator[Item]:
-    from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
-
     rows = read_manifest(path)
     missing = [i for i, r in enumerate(rows) if not isinstance(r.get(TEXT_KEY), str)]
     if missing:
@@ -134,10 +139,6 @@ def evaluate_set(
     predictions_path: Path | None,
     save_audio: Path | None = None,
 ) -> dict[str, Any]:
-    from canary_triton.client.audio_input import as_audio
-    from canary_triton.errors import CanaryTritonError
-    from canary_triton.metrics import leaderboard_normalize, wer
-
     refs: list[str] = []
     hyps: list[str] = []
     n = skipped = 0
@@ -209,9 +210,6 @@ def evaluate_set(
 def _save(folder: Path, manifest, n: int, it: Item, audio) -> None:
     """The decoded 16 kHz audio as WAV plus a NeMo manifest row (for the other benchmarks)."""
     import soundfile as sf
-
-    from benchmarks._common import SAMPLE_RATE
-    from canary_triton.manifest import AUDIO_KEY, DURATION_KEY, TEXT_KEY
 
     stem = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(it.id).stem)[-60:]
     path = folder / f"{n:06d}_{stem}.wav"
@@ -298,8 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from canary_triton.client.api import CanaryClient, ClientOptions
-
     a = build_parser().parse_args(argv)
     if a.concurrency < 1 or a.chunk < 1:
         print("error: --concurrency and --chunk must be >= 1", file=sys.stderr)

@@ -25,6 +25,9 @@ EXPORT_MANIFEST = "export.json"
 #: The layout below, written as ``schema_version``. An export.json without the key predates it and
 #: has this same layout (version 1); any other version is refused.
 MANIFEST_VERSION = 1
+#: Beside llm_base's weights (``Files.llm_base``): the ASR adapter's A/B matrices for a run-time
+#: LoRA (one set of LLM weights for both modes; see canary_triton.llm_runner.LoraWeights).
+ADAPTER_FILE = "asr_adapter.safetensors"
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,15 @@ def _check(hint: Any, value: Any, where: str) -> Any:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise _Invalid(f"{where} is {json.dumps(value)[:40]}, expected {_KINDS[kind]}")
     return value
+
+
+def section(cls: type[T], data: Any, path: str, where: str = EXPORT_MANIFEST) -> T:
+    """A dataclass recorded inside export.json as a plain object (``throughput_model.shapes``),
+    checked as the manifest's own sections are (CheckpointError naming ``where`` and the field)."""
+    try:
+        return _from_json(cls, _check(dict, data, path), path)
+    except _Invalid as e:
+        raise CheckpointError(f"{where}: {e}; re-export with this version of canary-triton") from None
 
 
 def as_json(obj: Any) -> dict[str, Any]:

@@ -8,6 +8,9 @@ import numpy as np
 
 from .errors import InputError
 
+# soxr and soundfile (native libraries) load on first use: the client and the CLI import this
+# module without reading or resampling anything.
+
 
 def to_model_rate(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
     """Downmix to mono (channels last) and resample with soxr to ``target_rate``."""

@@ -17,6 +17,7 @@ extra or misshapen tensor is an error that names it; nothing stays randomly init
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +25,9 @@ from typing import Any, Iterable
 from . import contract
 from .errors import CheckpointError
 from .tokenizer import TOKENIZER_FILES, Tokenizer, find_tokenizer_dir, load_tokenizer
+
+# torch, NeMo, safetensors and huggingface_hub are imported by the functions that load weights or
+# look in the hub cache: inspect_checkpoint (the CLI, the GPU throughput model) needs no torch.
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -342,8 +346,6 @@ def read_safetensors_into(path: Path, targets: dict[str, tuple[str, Any]]) -> No
     The bytes are read with ``readinto`` straight into each tensor's memory when the dtypes agree
     (else into one temporary of that tensor's size, then converted), so the peak is the model
     itself plus at most one tensor; nothing of the file stays mapped."""
-    import struct
-
     import torch
 
     with open(path, "rb", buffering=0) as f:

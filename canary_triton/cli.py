@@ -7,14 +7,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__, contract
+from .artifacts import ExportManifest, as_json
+from .audio import load_audio
+from .checkpoint import checkpoint_tokenizer, inspect_checkpoint, read_weight_shapes
+from .client.commands import CLIENT_COMMANDS
+from .client.commands import register as register_client
+from .client.transcribe import ClientOptions, transcribe
+from .cpu_profile import CPU_ENCODER_PRECISIONS, split_threads
 from .errors import CanaryTritonError, CheckpointError
-from .server import ServerOptions
-from .segmenter import SegmentOptions
+from .export.options import ExportOptions
+from .export.repository import CPU_LLM_WEIGHTS, RepositoryOptions
+from .export.tensorrt_engine import DEFAULT_GPU_ARCH, EngineOptions
+from .export.trtllm_engine import FP8_REFUSAL, SUPPORTED_WEIGHT_QUANT, LlmEngineOptions
+from .fixtures.tiny import TINY_LONG_FORM_MERGE_S, make_tiny_random
+from .fixtures.train import train_fixture
+from .gateway.cli import register as register_gateway
+from .gpu_throughput import DEFAULT_GPU, EXPORT_FLAGS, GPUS, Assumptions, defaults_for_checkpoint
+from .segmenter import VADS, SegmentOptions
+from .server import ServerOptions, TritonServer, free_port, run_forever
+
+# The export pipeline and the oracle import torch and NeMo (seconds): only the commands that run
+# them import them, so `canary-triton --help` and the client commands start at once.
 
 _SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
 
@@ -29,8 +51,6 @@ DEMO_SAMPLE = DEMO_HELDOUT / "heldout_000.flac"
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .checkpoint import checkpoint_tokenizer, inspect_checkpoint, read_weight_shapes
-
     info = inspect_checkpoint(args.checkpoint, args.llm_dir)
     tok = checkpoint_tokenizer(info)
     shapes = read_weight_shapes(info.paths.weights)
@@ -61,14 +81,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .artifacts import as_json
-    from .export.pipeline import ExportOptions, export_checkpoint
-    from .export.tensorrt_engine import EngineOptions
-    from .export.repository import RepositoryOptions
-    from .export.trtllm_engine import LlmEngineOptions
+    from .export.pipeline import export_checkpoint
 
     try:
-        opts = _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions)
+        opts = _export_options(args)
     except ValueError as e:  # an option outside its range: one line naming it
         raise CanaryTritonError(str(e)) from None
     manifest = export_checkpoint(args.checkpoint, args.output, opts, llm_dir=args.llm_dir, force=args.force)
@@ -92,21 +108,17 @@ def _sizing(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
     else the gpu profile's come from the throughput model for the checkpoint being exported
     (gpu_throughput.derive_gpu_defaults), the cpu profile's are the option classes' defaults.
     Returns the values and the fields that came from the model."""
-    from .export.repository import RepositoryOptions as R
-    from .export.tensorrt_engine import EngineOptions as E
-    from .export.trtllm_engine import LlmEngineOptions as L
-    from .gpu_throughput import EXPORT_FLAGS, Assumptions, defaults_for_checkpoint
 
     given = {k: getattr(args, flag[2:].replace("-", "_")) for k, flag in EXPORT_FLAGS.items()}
     if args.profile != "gpu":
         return {
-            "llm_max_batch": R.llm_max_batch,
-            "max_num_tokens": L.max_num_tokens,
-            "kv_cache_free_gpu_mem_fraction": R.kv_cache_free_gpu_mem_fraction,
-            "encoder_max_batch": E.max_batch,
-            "encoder_opt_batch": E.opt_batch,
-            "encoder_instances": R.encoder_instances,
-            "max_inflight": R.max_inflight,
+            "llm_max_batch": RepositoryOptions.llm_max_batch,
+            "max_num_tokens": LlmEngineOptions.max_num_tokens,
+            "kv_cache_free_gpu_mem_fraction": RepositoryOptions.kv_cache_free_gpu_mem_fraction,
+            "encoder_max_batch": EngineOptions.max_batch,
+            "encoder_opt_batch": EngineOptions.opt_batch,
+            "encoder_instances": RepositoryOptions.encoder_instances,
+            "max_inflight": RepositoryOptions.max_inflight,
             **{k: v for k, v in given.items() if v is not None},
         }, ()
     unset = tuple(k for k, v in given.items() if v is None)
@@ -123,18 +135,12 @@ def _sizing(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
 
 def export_options(argv: Sequence[str]):
     """The ExportOptions ``canary-triton export ARGV`` runs with (its defaults included)."""
-    from .export.pipeline import ExportOptions
-    from .export.tensorrt_engine import EngineOptions
-    from .export.repository import RepositoryOptions
-    from .export.trtllm_engine import LlmEngineOptions
 
     args = build_parser().parse_args(["export", *argv])
-    return _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions)
+    return _export_options(args)
 
 
-def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, RepositoryOptions):
-    from .cpu_profile import split_threads
-
+def _export_options(args):
     sized, from_model = _sizing(args)
     max_batch = sized["encoder_max_batch"]
     triton_max_batch = max_batch if args.triton_max_batch is None else args.triton_max_batch
@@ -165,8 +171,8 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
             encoder_instances=sized["encoder_instances"],
             llm_max_batch=sized["llm_max_batch"],
             llm_base_max_batch=args.llm_base_max_batch,
-            encoder_threads=threads.encoder if explicit_threads else 0,
-            llm_threads=threads.llm if explicit_threads else 0,
+            encoder_threads=threads.encoder if explicit_threads else None,
+            llm_threads=threads.llm if explicit_threads else None,
             llm_nice=args.llm_nice,
             max_queue_delay_us=args.queue_delay_us,
             max_queue_size=args.max_queue_size,
@@ -195,14 +201,11 @@ def _export_options(args, ExportOptions, EngineOptions, LlmEngineOptions, Reposi
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import TritonServer, run_forever
-
     repo = Path(args.repository)
     if (repo / "model_repository").is_dir():  # an export folder: serve its repository
         repo = repo / "model_repository"
     if not repo.is_dir():
         raise CanaryTritonError(f"model repository {repo} does not exist; create it with `canary-triton export`")
-    import os
 
     opts = ServerOptions(
         http_port=args.http_port,
@@ -264,8 +267,6 @@ def _milliseconds(text: str) -> float:
 
 
 def _weight_quant(text: str) -> str:
-    from .export.trtllm_engine import FP8_REFUSAL, SUPPORTED_WEIGHT_QUANT
-
     if text == "fp8":
         raise argparse.ArgumentTypeError(FP8_REFUSAL)
     if text not in SUPPORTED_WEIGHT_QUANT:
@@ -275,18 +276,14 @@ def _weight_quant(text: str) -> str:
 
 def _cmd_make_fixture(args: argparse.Namespace) -> int:
     if args.kind == "tiny-random":
-        from .fixtures.tiny import make_tiny_random
-
         print(make_tiny_random(args.out, seed=1234 if args.seed is None else args.seed))
         return 0
-    from .fixtures.train import train_fixture
 
     return train_fixture(Path(args.out), Path(args.heldout) if args.heldout else None, args.seed)
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
     """Transcribe files in-process with NeMo's SALM (the oracle): the ground truth for serving."""
-    from .audio import load_audio
     from .oracle import Oracle
 
     oracle = Oracle.from_checkpoint(args.checkpoint, args.llm_dir)
@@ -295,42 +292,26 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     for f, a in zip(args.audio, audios):
         if len(a) > limit:
             raise CanaryTritonError(
-                f"{f} is {len(a) / oracle.info.mel.sample_rate:.1f} s long; the limit is {contract.MAX_AUDIO_SECONDS:.0f} s"
+                f"{f} is {len(a) / oracle.info.mel.sample_rate:.1f} s long; "
+                f"the limit is {contract.MAX_AUDIO_SECONDS:.0f} s"
             )
     for f, text in zip(args.audio, oracle.transcribe(audios, max_new_tokens=args.max_new_tokens)):
         print(f"{f}\t{text}")
     return 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Export the checkpoint (once), start tritonserver, transcribe a sample over gRPC, stop."""
-    from .audio import load_audio
-    from .client.transcribe import ClientOptions, transcribe
-    from dataclasses import asdict
 
-    from .export.pipeline import ExportOptions, export_checkpoint
-    from .fixtures.tiny import TINY_LONG_FORM_MERGE_S
-    from .server import TritonServer
-    from .artifacts import ExportManifest
+    from .export.pipeline import export_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
-        from .fixtures.train import train_fixture
-
         print(f"building the demo checkpoint in {checkpoint} (CPU, minutes)...", file=sys.stderr)
         if train_fixture(checkpoint) != 0:
             raise CanaryTritonError("training the demo checkpoint did not reach its WER target")
     work = Path(args.work_dir).expanduser()
     export_dir = work / "export"
-    from .export.repository import RepositoryOptions
 
     # the bundled checkpoint knows single utterances: its long-form segments hold one each
     repo = RepositoryOptions() if args.checkpoint else RepositoryOptions(long_form_merge_s=TINY_LONG_FORM_MERGE_S)
@@ -345,7 +326,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         export_checkpoint(
             checkpoint, export_dir, ExportOptions(profile="cpu", repository=repo), llm_dir=args.llm_dir, force=True
         )
-    ports = ServerOptions(http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), exit_timeout_s=10)
+    ports = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
     sample = Path(args.audio) if args.audio else DEMO_SAMPLE
     print("starting tritonserver ...", file=sys.stderr)
     with TritonServer(
@@ -372,10 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inspect", _cmd_inspect, "Check a checkpoint folder and print what it holds (dimensions, ids, LoRA scale).")
     p.add_argument("checkpoint")
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
-
-    from .cpu_profile import CPU_ENCODER_PRECISIONS
-    from .export.repository import CPU_LLM_WEIGHTS, RepositoryOptions
-    from .export.tensorrt_engine import DEFAULT_GPU_ARCH
 
     p = add(
         "export",
@@ -414,9 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="cpu: fail instead of warning when bf16 is asked for on a CPU without native bf16 units",
     )
-    from .export.tensorrt_engine import EngineOptions
-    from .export.trtllm_engine import LlmEngineOptions
-    from .gpu_throughput import DEFAULT_GPU, GPUS
 
     sized = " (default: cpu %s; gpu: the throughput model's for the checkpoint, docs/gpu-throughput-model.md)"
     p.add_argument(
@@ -468,16 +442,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--queue-delay-us",
         type=int,
-        default=0,
+        default=RepositoryOptions.max_queue_delay_us,
         help="dynamic batching max queue delay (0 measured best on CPU: see benchmarks/serving_sweep.py)",
     )
     p.add_argument(
         "--max-queue-size",
         type=_positive_int,
-        default=256,
+        default=RepositoryOptions.max_queue_size,
         help="requests queued per model beyond which new ones are rejected at once",
     )
-    p.add_argument("--queue-timeout-us", type=int, default=0, help="reject requests queued longer (0: never)")
+    p.add_argument(
+        "--queue-timeout-us",
+        type=int,
+        default=RepositoryOptions.queue_timeout_us,
+        help="reject requests queued longer (0: never)",
+    )
     p.add_argument(
         "--kv-cache-fraction",
         type=_probability,
@@ -503,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--long-form-max-seconds",
         type=_positive_float,
-        default=contract.MAX_LONG_FORM_SECONDS,
+        default=RepositoryOptions.long_form_max_s,
         help="longest recording canary_qwen_long accepts",
     )
     p.add_argument(
@@ -514,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--vad",
-        choices=["silero", "energy"],
+        choices=VADS,
         default=_SEGMENT.vad,
         help="long-form voice-activity detector (audio without speech is never sent to the model)",
     )
@@ -582,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mel-bucket-seconds",
         type=_audio_seconds,
-        default=contract.DEFAULT_MEL_BUCKET_SECONDS,
+        default=RepositoryOptions.mel_bucket_s,
         help="the preprocessor pads mel features to multiples of this span so the encoder batches "
         "clips of similar length",
     )
@@ -656,11 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
     p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
 
-    from .client.commands import register
-
-    register(add, _max_new_tokens)
-
-    from .gateway.cli import register as register_gateway
+    register_client(add, _max_new_tokens)
 
     register_gateway(add, _positive_int)
 
@@ -680,9 +655,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_libraries() -> None:
     """Keep NeMo's and transformers' info logs and deprecation chatter off the user's stdout."""
-    import logging
-    import os
-    import warnings
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -704,8 +676,6 @@ def quiet_libraries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .client.commands import CLIENT_COMMANDS
-
     args = build_parser().parse_args(argv)
     if args.command not in ("inspect", "gateway") + CLIENT_COMMANDS:  # client commands never import NeMo
         quiet_libraries()

@@ -14,6 +14,7 @@ checkpoint's config; nothing here assumes the real model's sizes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -232,6 +233,7 @@ MIN_AUDIO_SECONDS = 0.01
 DEFAULT_MAX_NEW_TOKENS = 128  # NeMo / Open ASR Leaderboard setting
 MAX_NEW_TOKENS_LIMIT = 512  # training used 1024 total tokens; prompt + audio take up to ~515
 MAX_TEXT_PROMPT_TOKENS = 1024  # LLM mode: longest prompt (instruction + transcript) in tokens
+ENGINE_PROMPT_TOKENS = 64  # TensorRT-LLM engines: room for the text part of an ASR prompt (15 ids)
 MAX_TEXT_BYTES = 64 * 1024  # LLM mode: longest text_input accepted, in UTF-8 bytes
 MAX_TEMPERATURE = 2.0
 #: Largest absolute sample value accepted (float PCM is nominally within [-1, 1]).
@@ -251,8 +253,6 @@ NO_SPEECH_OUTPUT_LEN = 0
 
 def output_token_cap(num_samples: int, sample_rate: int) -> int:
     """Most tokens an ASR answer may hold for ``num_samples`` of audio (the hallucination guard)."""
-    import math
-
     return int(math.ceil(num_samples / sample_rate * MAX_OUTPUT_TOKENS_PER_AUDIO_SECOND)) + OUTPUT_TOKEN_HEADROOM
 
 
@@ -280,6 +280,12 @@ def max_table_rows(mel: MelParams = MelParams(), sub: Subsampling = Subsampling(
     is this number, so a clip at the limit is never refused.
     """
     return num_encoder_frames(max_mel_columns(mel), sub)
+
+
+def llm_max_input_len(table_rows: int, prompt_tokens: int = ENGINE_PROMPT_TOKENS) -> int:
+    """The longest prompt an LLM engine takes: an ASR prompt (``prompt_tokens`` of text and
+    ``table_rows`` audio rows) or an LLM-mode prompt (:data:`MAX_TEXT_PROMPT_TOKENS`)."""
+    return max(prompt_tokens + table_rows, MAX_TEXT_PROMPT_TOKENS)
 
 
 #: Encoder batching: the preprocessor pads each clip's mel features to a multiple of this many

@@ -148,22 +148,6 @@ def check_nice(value: int, what: str = "the LLM engine's nice value") -> int:
     return value
 
 
-def _model_parameter(value: str | None, what: str, auto: tuple[str, ...] = ("", "auto")) -> int | None:
-    """A Triton model's integer parameter: None for ``auto`` (or unset), else the number."""
-    if value is None or str(value).strip().lower() in auto:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise CanaryTritonError(f"{what} {value!r} is not a number or auto") from None
-
-
-def resolve_nice(value: str | None) -> int:
-    """The LLM model's ``nice`` parameter: a count (checked) or ``auto`` (``DEFAULT_LLM_NICE``)."""
-    n = _model_parameter(value, "the LLM engine's nice value")
-    return DEFAULT_LLM_NICE if n is None else check_nice(n)
-
-
 def lower_thread_priority(nice: int) -> int:
     """Raise the calling thread's nice value by ``nice`` (Linux: a per-thread attribute, inherited
     by the threads it starts later, e.g. its OpenMP pool); returns the value it runs at now.
@@ -207,10 +191,9 @@ def split_threads(
     return ThreadSplit(enc, lm)
 
 
-def resolve_threads(value: str | None, part: str, available: int | None = None) -> int:
-    """A model's ``threads`` parameter: a count (checked) or ``auto`` (``split_threads``' share
-    of ``part`` = encoder | llm, from the cores this process may run on)."""
-    n = _model_parameter(value, f"the {part} thread count", auto=("", "auto", "0"))
-    if n is None:
+def resolve_threads(value: int | None, part: str, available: int | None = None) -> int:
+    """A model's ``threads`` parameter (model_params): a count (checked) or None / 0 for auto
+    (``split_threads``' share of ``part`` = encoder | llm, from the cores this process may run on)."""
+    if not value:
         return getattr(split_threads(available=available), part)
-    return check_threads(n, f"the {part} thread count", available)
+    return check_threads(value, f"the {part} thread count", available)

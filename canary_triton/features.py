@@ -8,15 +8,20 @@ filterbank and window are always the checkpoint's: recomputing them with librosa
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from . import contract
 
 FB_KEY = "perception.preprocessor.featurizer.fb"
 WINDOW_KEY = "perception.preprocessor.featurizer.window"
+#: An export's front-end folder: ``fb``/``window`` as stored in the checkpoint, and the mel parameters.
+MEL_WEIGHTS = "mel.safetensors"
+MEL_PARAMS = "mel.json"
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,6 @@ class MelFrontEnd:
     @classmethod
     def from_safetensors(cls, params: contract.MelParams, path: str | Path) -> "MelFrontEnd":
         """Read ``fb`` and ``window`` from a checkpoint's (or an export's) safetensors file."""
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
             for k in (FB_KEY, WINDOW_KEY):
@@ -98,3 +101,10 @@ class MelFrontEnd:
         x = (x - mean.unsqueeze(2)) / std.unsqueeze(2)
         x = x.masked_fill(~valid.unsqueeze(1), p.pad_value)
         return x, seq_len
+
+
+def load_front_end(folder: str | Path) -> MelFrontEnd:
+    """The front end an export wrote to ``folder`` (what the preprocessor model loads)."""
+    folder = Path(folder)
+    params = contract.MelParams(**json.loads((folder / MEL_PARAMS).read_text()))
+    return MelFrontEnd.from_safetensors(params, folder / MEL_WEIGHTS)

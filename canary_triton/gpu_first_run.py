@@ -15,12 +15,30 @@ the stages themselves need the image. Usage::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import contract as C
+from .audio import load_audio
+from .cli import DEMO_CHECKPOINT, DEMO_HELDOUT, export_options
+from .client import AsyncCanaryClient, CanaryClient
+from .client.transcribe import ClientOptions, transcribe
+from .export.gpu_checks import load_time_problems
+from .gpu_stack import check_release, installed_versions
+from .gpu_throughput import DEFAULT_GPU, GPUS
+from .manifest import read_manifest
+from .server import ServerOptions, TritonServer
+from .tokenizer import load_tokenizer
+
+# torch, tritonclient and the modules built on torch (the export pipeline, the oracle) are
+# imported by the stages that use them: the report logic runs (and is tested) without them.
 
 #: Transcripts equal to the CPU profile's on at least this share of clips pass (the GPU runs bf16,
 #: the CPU profile fp32: a rare near-tie in greedy decoding may flip a token).
@@ -183,8 +201,6 @@ def batches_delta(before: dict[int, int], after: dict[int, int]) -> dict[int, in
 
 def gpu_model_for(device_name: str) -> str:
     """The throughput model's data sheet for a CUDA device name (H200, else H100)."""
-    from .gpu_throughput import DEFAULT_GPU, GPUS
-
     return next((k for k in GPUS if k != DEFAULT_GPU and k.upper() in device_name.upper()), DEFAULT_GPU)
 
 
@@ -251,10 +267,6 @@ def format_model_vs_run(throughput: dict[str, Any] | None, measured: Measured | 
 # ------------------------------------------------------------------------------------------
 #: (audio, max_new_tokens, text in the error) bad inputs the served GPU pipeline must refuse.
 def bad_inputs(sample_rate: int) -> list[tuple[str, Any, int, str]]:
-    import numpy as np
-
-    from . import contract as C
-
     return [
         ("41 s of audio", np.zeros((1, 41 * sample_rate), np.float32), 16, "the limit is 40 s"),
         ("NaN samples", np.array([[0.1, np.nan] * 800], np.float32), 16, "NaN or Inf"),
@@ -263,18 +275,13 @@ def bad_inputs(sample_rate: int) -> list[tuple[str, Any, int, str]]:
 
 
 def real_stages(work: Path, release: str) -> list[Stage]:
-    from . import contract as C
-
     def versions(state):
-        from .gpu_stack import check_release, installed_versions
-
         state["versions"] = installed_versions()
         return "TensorRT-LLM " + check_release(release, state["versions"].get("tensorrt_llm"))
 
     def export_gpu(state):
         import torch
 
-        from .cli import DEMO_CHECKPOINT, export_options
         from .export.pipeline import export_checkpoint
 
         t0 = time.monotonic()
@@ -292,16 +299,12 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         )
 
     def checks(state):
-        from .export.gpu_checks import load_time_problems
-
         problems = load_time_problems(state["export"])
         if problems:
             raise AssertionError(f"{len(problems)} load-time problem(s): {problems[0]}")
         return "tokenizer/guided parameters, absolute engine paths, kv reuse, batch and table sizes"
 
     def serve(state):
-        from .server import ServerOptions, TritonServer
-
         server = TritonServer(
             state["export"] / "model_repository",
             ServerOptions(exit_timeout_s=10),
@@ -315,12 +318,7 @@ def real_stages(work: Path, release: str) -> list[Stage]:
     def transcribe_heldout(state):
         import tritonclient.grpc as grpcclient
 
-        from .audio import load_audio
-        from .cli import DEMO_CHECKPOINT, DEMO_HELDOUT
-        from .client import CanaryClient
-        from .fixtures.speech import read_manifest
         from .oracle import Oracle
-        from .tokenizer import load_tokenizer
 
         rows = read_manifest(DEMO_HELDOUT / "manifest.jsonl")
         clips = [load_audio(r["audio_filepath"], 16000) for r in rows]
@@ -349,8 +347,6 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         return transcript_stage_detail(compare_transcripts(gpu, cpu))
 
     def refuse_bad_inputs(state):
-        from .client.transcribe import ClientOptions, transcribe
-
         opts = ClientOptions(url=state["server"].grpc_url, protocol="grpc", retries=0)
         for name, audio, limit, message in bad_inputs(16000):
             try:
@@ -363,10 +359,6 @@ def real_stages(work: Path, release: str) -> list[Stage]:
         return f"{len(bad_inputs(16000))} refused with their limits; the server kept serving"
 
     def cancel_one(state):
-        import asyncio
-
-        from .client import AsyncCanaryClient
-
         async def go():
             async with AsyncCanaryClient(state["server"].grpc_url) as client:
                 task = asyncio.create_task(

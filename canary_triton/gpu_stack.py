@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from typing import Callable, Sequence
 
 #: Distributions whose versions the first GPU run reports (import name in parentheses where it differs).
@@ -45,9 +46,7 @@ def installed_versions(
 ) -> dict[str, str | None]:
     """``{distribution: version or None}`` from the installed metadata (nothing is imported)."""
     if version is None:
-        from importlib.metadata import version as _version
-
-        version = _version
+        version = metadata.version
     out: dict[str, str | None] = {}
     for name in names:
         try:

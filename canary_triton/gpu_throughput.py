@@ -20,12 +20,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
 
 from . import contract
-from .artifacts import ExportManifest
+from .artifacts import ExportManifest, section
+from .checkpoint import checkpoint_tokenizer, inspect_checkpoint
+from .errors import CheckpointError
 
 BF16_BYTES = 2
 GB = 1e9
 DOC = "docs/gpu-throughput-model.md"
 NOTE = f"a MODEL, not a measurement ({DOC})"
+#: The key of the recorded ModelShapes in :func:`record`'s output (export.json ``throughput_model``).
+SHAPES = "shapes"
 
 
 @dataclass(frozen=True)
@@ -149,15 +153,15 @@ class ModelShapes:
     @classmethod
     def from_checkpoint(cls, info) -> "ModelShapes":
         """From a :class:`canary_triton.checkpoint.CheckpointInfo` (configs + tokenizer, no weights)."""
-        from .checkpoint import checkpoint_tokenizer
-
         prompt = checkpoint_tokenizer(info).asr_prompt_ids()
         return cls.from_configs(info.cfg, info.llm_cfg, len(prompt) - 1, info.mel)
 
     @classmethod
     def from_manifest(cls, manifest: ExportManifest) -> "ModelShapes":
         """The shapes a gpu export recorded (``export.json`` ``throughput_model``, :func:`record`'s ``shapes``)."""
-        return cls(**manifest.throughput_model["shapes"])
+        if manifest.throughput_model is None:
+            raise CheckpointError("the export holds no throughput model: it is not a gpu export")
+        return section(cls, manifest.throughput_model.get(SHAPES), f"throughput_model.{SHAPES}")
 
     def table_rows(self, seconds: float) -> int:
         """Prompt-table rows the LLM reads for a clip (its valid encoder frames)."""
@@ -426,10 +430,8 @@ def _pow2_ceil(x: float) -> int:
 
 
 def max_input_len(shapes: ModelShapes) -> int:
-    """The engines' max_input_len, as the export builds them."""
-    from .export.trtllm_engine import LlmEngineOptions
-
-    return LlmEngineOptions(max_audio_frames=shapes.max_table_rows).max_input_len
+    """The engines' max_input_len, as the export builds them (``LlmEngineOptions.max_input_len``)."""
+    return contract.llm_max_input_len(shapes.max_table_rows)
 
 
 def derive_gpu_defaults(
@@ -486,8 +488,6 @@ def defaults_for_checkpoint(
     checkpoint, llm_dir=None, gpu_key: str = DEFAULT_GPU, a: Assumptions = Assumptions()
 ) -> GpuDefaults:
     """:func:`derive_gpu_defaults` for a checkpoint folder (its configs and tokenizer; no weights)."""
-    from .checkpoint import inspect_checkpoint
-
     if gpu_key not in GPUS:
         raise ValueError(f"--gpu-model must be one of {', '.join(GPUS)}, got {gpu_key!r}")
     return derive_gpu_defaults(ModelShapes.from_checkpoint(inspect_checkpoint(checkpoint, llm_dir)), GPUS[gpu_key], a)
@@ -577,7 +577,7 @@ def record(
         "gpu": gpu_key,
         "gpu_spec": asdict(gpu),
         "assumptions": asdict(a),
-        "shapes": asdict(shapes),
+        SHAPES: asdict(shapes),
         "derived_defaults": asdict(derive_gpu_defaults(shapes, gpu, a)),
         "used": asdict(used),
         "from_model": {EXPORT_FLAGS[k]: getattr(used, k) for k in from_model},
@@ -663,8 +663,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--llm-dir")
     args = p.parse_args(argv)
-    from .checkpoint import inspect_checkpoint
-
     shapes = ModelShapes.from_checkpoint(inspect_checkpoint(args.checkpoint, args.llm_dir))
     print(defaults_table(shapes))
     print(predictions_table(shapes))

@@ -34,6 +34,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# transformers (its Qwen3 rotary helper) is imported at the first step: importing this module,
+# as the llm model's engine does, does not load transformers before the weights are loaded.
+
 #: Positions per cache block: capacity grows in whole blocks (a power of two of them).
 CACHE_BLOCK = 128
 

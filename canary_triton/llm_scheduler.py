@@ -35,7 +35,7 @@ class CapacityError(ValueError):
 
 
 class Schedulable(Protocol):
-    """What the scheduler reads and writes on a request (``llm_engine.GenerationRequest``)."""
+    """What the scheduler reads and writes on a request (``llm_batcher.GenerationRequest``)."""
 
     max_new_tokens: int
     end_id: int

@@ -23,6 +23,8 @@ from . import contract
 from .checkpoint import CONFIG_FILE, LLM_BACKBONE_DIR, WEIGHTS_FILE, CheckpointInfo, inspect_checkpoint
 from .tokenizer import TOKENIZER_FILES
 
+# NeMo is imported by the methods that build or run the SALM: importing it takes seconds.
+
 
 @dataclass(frozen=True)
 class OracleOutput:

@@ -21,11 +21,11 @@ indices where the audio is cut (timestamps never accumulate rounding).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import contract
+from . import contract, vad
 
 VADS = ("silero", "energy")
 
@@ -68,15 +68,6 @@ class SegmentOptions:
         if self.frame_s <= 0:
             raise ValueError("frame_s must be > 0")
 
-    def parameters(self) -> dict[str, str]:
-        """As Triton model parameters (``segment.<field>``), read back by :meth:`from_parameters`."""
-        return {f"segment.{f.name}": str(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_parameters(cls, params: dict[str, str]) -> "SegmentOptions":
-        kinds = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
-        return cls(**{k: kinds[k](params[f"segment.{k}"]) for k in kinds if f"segment.{k}" in params})
-
 
 @dataclass(frozen=True)
 class Segment:
@@ -112,14 +103,10 @@ def has_speech(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) -> boo
 def prepare(opts: SegmentOptions) -> None:
     """Load what the detector needs now (the Silero session), so a missing package fails at load."""
     if opts.vad == "silero":
-        from . import vad
-
         vad.shared(opts.vad_threads)
 
 
 def silero_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) -> list[tuple[int, int]]:
-    from . import vad
-
     if sample_rate != vad.SAMPLE_RATE:
         raise ValueError(f"the silero segmenter takes {vad.SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
     probs = vad.shared(opts.vad_threads).probabilities(audio)

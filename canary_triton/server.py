@@ -10,11 +10,14 @@ In NVIDIA's container ``tritonserver`` is on PATH with its own backends; it is u
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -45,6 +48,14 @@ class ServerOptions:
     supervise_interval_s: float = 1.0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now (the system picks it): for servers and
+    gateways started by tests, benchmarks and ``canary-triton demo`` beside other work."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 #: APIs only an operator needs; they answer only with the admin key. Shared memory is the entry
 #: point of the 2025 Python-backend CVE chain (CVE-2025-23319/-23320/-23334); model-repository
 #: (load/unload) of CVE-2025-23316. Inference, health, metadata, model config and statistics stay open.
@@ -72,7 +83,7 @@ def hardening_args(opts: ServerOptions, admin_key: str) -> list[str]:
 
 def _pytriton_dist() -> Path | None:
     try:
-        import pytriton
+        import pytriton  # the serve extra's; optional (NVIDIA's container has tritonserver on PATH)
     except ImportError:
         return None
     return Path(pytriton.__file__).resolve().parent / "tritonserver"
@@ -145,8 +156,6 @@ class TritonServer:
         self.workdir = Path(workdir) if workdir else Path.home() / ".cache" / "canary-triton"
         self.log_path = Path(log_path) if log_path else None
         self.proc: subprocess.Popen | None = None
-        import secrets
-
         self.admin_key = opts.admin_key or secrets.token_hex(16)  # random: told to no one but the supervisor
         self.supervisor: StubSupervisor | None = None
 
@@ -251,8 +260,6 @@ class StubSupervisor:
     that model (and the ensembles using it) is re-initialised; the others keep serving."""
 
     def __init__(self, server: TritonServer):
-        import threading
-
         self.server = server
         self.baseline = self.stub_counts()  # the steady state after the first load
         self.restarts: list[tuple[str, float]] = []  # (model, seconds until ready again)

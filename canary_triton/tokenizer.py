@@ -8,6 +8,7 @@ turn by turn as ``QwenPromptFormatter.encode_dialog`` does.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -17,6 +18,9 @@ from typing import Sequence
 
 from . import contract
 from .errors import CheckpointError
+
+# tokenizers and transformers are imported where a tokenizer is loaded: the contract's users
+# (the CLI, the light Triton models) import this module without loading a tokenizer.
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -83,8 +87,6 @@ class RawTokenizer:
     special tokens; ``decode`` = the Rust decode plus transformers' optional space clean-up."""
 
     def __init__(self, folder: Path):
-        import json
-
         from tokenizers import Tokenizer as RustTokenizer
 
         self._tok = RustTokenizer.from_file(str(folder / "tokenizer.json"))

@@ -8,22 +8,35 @@ locale and isolated ``sys.path`` so that this package can be imported at all.
 from __future__ import annotations
 
 import json
+import threading
+import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from . import contract as C
 from .errors import InputError
+from .model_params import ModelParams
+
+P = TypeVar("P", bound=ModelParams)
 
 
 def model_parameters(args: dict[str, Any]) -> dict[str, str]:
+    """The ``parameters`` of the model's config as strings (what Triton hands ``initialize``)."""
     cfg = json.loads(args["model_config"])
     return {k: v["string_value"] for k, v in cfg.get("parameters", {}).items()}
 
 
-def artifacts_dir(args: dict[str, Any], params: dict[str, str]) -> Path:
-    """The export folder: ``parameters.artifacts`` relative to the model's folder."""
-    return (Path(args["model_repository"]) / params["artifacts"]).resolve()
+def read_params(args: dict[str, Any], cls: type[P]) -> P:
+    """The model's parameters as ``cls`` (model_params); a bad one is an error naming it."""
+    return cls.from_parameters(model_parameters(args), args.get("model_name", ""))
+
+
+def artifacts_dir(args: dict[str, Any], params: ModelParams) -> Path:
+    """The export folder: ``params.artifacts`` relative to the model's folder."""
+    return (Path(args["model_repository"]) / params.artifacts).resolve()
 
 
 def error_response(pb_utils, exc: Exception):
@@ -90,8 +103,6 @@ class CancelWatcher:
     runs each watch's ``on_cancel`` once when its caller is cancelled."""
 
     def __init__(self, interval_s: float = 0.2):
-        import threading
-
         self.interval_s = interval_s
         self._watches: dict[int, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
@@ -110,8 +121,6 @@ class CancelWatcher:
             self._watches.pop(handle, None)
 
     def _loop(self) -> None:
-        import time
-
         while True:
             time.sleep(self.interval_s)
             with self._lock:
@@ -140,7 +149,6 @@ class CancelWatcher:
 def stop_request_inputs(pb_utils) -> list:
     """The inputs of a TensorRT-LLM ``stop`` request: the backend's required tensors (minimal
     values; Triton checks them before the backend sees the request) and ``stop`` = true."""
-    from . import contract as C
 
     return [
         pb_utils.Tensor(C.INPUT_IDS.name, scalar_array(0)),
@@ -154,7 +162,6 @@ def send_cancel(pb_utils, model: str, request_id: str) -> None:
     """Stop the request that the decoupled ``model`` received with ``request_id``: the
     TensorRT-LLM backend's own mechanism (a ``stop`` request with the same id), which the CPU
     ``llm`` honours too."""
-    from . import contract as C
 
     request = pb_utils.InferenceRequest(
         model_name=model,
@@ -175,9 +182,6 @@ def forward_tokens(
     of a unary model, the response sender of a decoupled one) and a ``watcher``, a cancelled
     caller cancels the forwarded request too: generation stops at the next token and its batch
     slot is freed."""
-    import uuid
-
-    from . import contract as C
 
     # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
     scalars = {

@@ -18,12 +18,14 @@ over-long speech itself; no padding: the segmenter pads), on numpy.
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CanaryTritonError
 
+# onnxruntime is imported when a session is made: finding the model file (model_path) needs none.
 SAMPLE_RATE = 16000
 WINDOW = 512  # samples per probability at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window the model sees before each window
@@ -36,8 +38,6 @@ BLOCK_WINDOWS = 512  # windows per ONNX call (16.4 s)
 
 def model_path(name: str = SEQUENCE_MODEL) -> Path:
     """The model file inside the installed ``silero-vad`` wheel."""
-    from importlib import metadata
-
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:

@@ -47,6 +47,8 @@ from .api import (
 )
 from .audio_input import Audio, AudioLike, as_audio
 
+# tritonclient's asyncio modules are imported when a client is made (as in api.py).
+
 
 def _aio_module(protocol: str):
     if protocol == "grpc":

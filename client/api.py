@@ -16,6 +16,7 @@ the server when it passes (the LLM stops generating and frees its slot).
 
 from __future__ import annotations
 
+import json
 import queue
 import random
 import threading
@@ -29,6 +30,9 @@ import numpy as np
 from .. import contract
 from ..errors import CanaryTritonError
 from .audio_input import Audio, AudioLike, as_audio
+
+# tritonclient is imported when a client connects: what takes only this module's options and
+# request builders (the gateway's options, the CLI's parsers) does not load it.
 
 _TRITON_TYPES = {
     np.dtype(np.float32): "FP32",
@@ -215,8 +219,6 @@ def transcribe_call(opts: ClientOptions, audio: Audio, max_new_tokens: int | Non
 
 def segments_call(audio: Audio, max_new_tokens: int | None) -> Call:
     """``segments`` (JSON) of canary_qwen_long: [{"start", "end", "text"}] in seconds."""
-    import json
-
     return Call(
         contract.LONG_FORM_MODEL,
         audio_request(audio, max_new_tokens),

@@ -44,7 +44,7 @@ class Audio:
 
 
 def _read_with_soundfile(source) -> tuple[np.ndarray, int]:
-    import soundfile as sf
+    import soundfile as sf  # on first use, as in canary_triton/audio.py (a native library)
 
     data, sr = sf.read(source, dtype="float32", always_2d=True)
     return data, int(sr)

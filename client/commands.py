@@ -16,8 +16,10 @@ from typing import Callable, TextIO
 from .. import contract
 from ..errors import InputError
 from ..manifest import AUDIO_KEY, DURATION_KEY, PRED_KEY, TEXT_KEY, WER_KEY, read_manifest, write_manifest
+from ..wer import leaderboard_normalize, wer
 from .api import CanaryClient, ClientOptions, Result
 from .audio_input import expand_paths
+from .perf_input import write_perf_input
 
 
 def _options(args: argparse.Namespace, model: str = contract.ENSEMBLE_MODEL) -> ClientOptions:
@@ -66,14 +68,10 @@ class Progress:
 
 
 def _wer_of(ref: str, hyp: str) -> float:
-    from ..metrics import leaderboard_normalize, wer
-
     return wer([ref], [hyp], normalize=leaderboard_normalize)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from ..metrics import leaderboard_normalize, wer
-
     if args.manifest:
         rows = read_manifest(args.manifest)
     elif args.inputs:
@@ -224,8 +222,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_perf_input(args: argparse.Namespace) -> int:
-    from .perf_input import write_perf_input
-
     path = write_perf_input(expand_paths(args.inputs), args.output, max_new_tokens=args.max_new_tokens)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -88,7 +88,7 @@ def validate_perf_input(data: dict[str, Any], metadata: dict[str, Any], config: 
                 continue
             if arr.size != int(np.prod(shape)):
                 problems.append(f"entry {n}: '{name}' holds {arr.size} values for shape {shape}")
-        for name, spec in inputs.items():
+        for name in inputs:
             if name not in entry and name not in optional:
                 problems.append(f"entry {n}: required input '{name}' is missing")
     return problems

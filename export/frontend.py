@@ -1,4 +1,5 @@
-"""Front-end constants: the mel filterbank and window exactly as stored in the checkpoint."""
+"""The export's front end: the mel filterbank and window exactly as stored in the checkpoint
+(read back by :func:`canary_triton.features.load_front_end`)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import contract
-from ..checkpoint import CheckpointInfo
-from ..features import FB_KEY, WINDOW_KEY, MelFrontEnd
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-MEL_WEIGHTS = "mel.safetensors"
-MEL_PARAMS = "mel.json"
+from ..checkpoint import CheckpointInfo
+from ..features import FB_KEY, MEL_PARAMS, MEL_WEIGHTS, WINDOW_KEY
 
 
 def export_front_end(info: CheckpointInfo, out_dir: str | Path) -> Path:
     """Copy ``fb``/``window`` bit for bit (their stored dtype, BF16 in the real checkpoint)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with safe_open(str(info.paths.weights), framework="pt") as f:
@@ -26,10 +23,3 @@ def export_front_end(info: CheckpointInfo, out_dir: str | Path) -> Path:
     save_file(tensors, str(out_dir / MEL_WEIGHTS))
     (out_dir / MEL_PARAMS).write_text(json.dumps(asdict(info.mel), indent=2))
     return out_dir
-
-
-def load_front_end(folder: str | Path) -> MelFrontEnd:
-    """The front end an export wrote (what the preprocessor model loads)."""
-    folder = Path(folder)
-    params = contract.MelParams(**json.loads((folder / MEL_PARAMS).read_text()))
-    return MelFrontEnd.from_safetensors(params, folder / MEL_WEIGHTS)

@@ -18,7 +18,9 @@ from typing import Any
 
 from .. import contract
 from ..artifacts import ExportManifest
-from .repository import REPOSITORY_DIR
+from .repository import REPOSITORY_DIR, RepositoryOptions
+
+# tritonclient's protobuf types (the client extra) are imported by the checks that parse a config.
 
 #: Parameters ``model_instance_state.cc`` reads with no default (no try/catch): missing, no load.
 TRTLLM_REQUIRED_PARAMETERS = (
@@ -67,7 +69,7 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
     build = json.loads(build_path.read_text())
     rows = manifest.limits.max_table_rows
     mel = manifest.model.mel
-    bucket_s = float(manifest.options.repository["mel_bucket_s"])  # a RepositoryOptions field
+    bucket_s = RepositoryOptions.recorded(manifest.options.repository).mel_bucket_s
     widest_mel = contract.bucketed_columns(
         contract.max_mel_columns(mel), contract.mel_bucket_columns(bucket_s, mel), mel
     )

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from ..artifacts import ADAPTER_FILE
 from ..checkpoint import CONFIG_FILE, SAFETENSORS_DTYPES, WEIGHTS_FILE, CheckpointInfo, checkpoint_tokenizer
 from ..errors import CheckpointError
 
@@ -106,15 +109,13 @@ def stream_safetensors(
 ) -> Path:
     """Write a safetensors file one tensor at a time: the header comes from the shapes and
     dtypes, then ``produce(name)`` is called for each tensor in turn and its bytes written."""
-    import json as _json
-
     header: dict[str, object] = {"__metadata__": metadata or {}}
     offset = 0
     for n in names:
         size = math.prod(shapes[n]) * torch.empty((), dtype=dtypes[n]).element_size()
         header[n] = {"dtype": _ST_DTYPES[dtypes[n]], "shape": list(shapes[n]), "data_offsets": [offset, offset + size]}
         offset += size
-    raw = _json.dumps(header, separators=(",", ":")).encode()
+    raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     with open(path, "wb") as f:
         f.write(len(raw).to_bytes(8, "little"))
@@ -175,8 +176,6 @@ def export_llm(info: CheckpointInfo, out_dir: str | Path, dtype: torch.dtype | N
 
     A checkpoint without a LoRA gets the same plain Qwen3 in both folders (logged).
     """
-    from safetensors import safe_open
-
     spec = LoraSpec.from_info(info)
     if spec is None:
         log.warning("%s has no LoRA: exporting its Qwen3 unchanged for both ASR and LLM mode", info.paths.config)
@@ -207,15 +206,8 @@ def export_llm(info: CheckpointInfo, out_dir: str | Path, dtype: torch.dtype | N
     return written[0], written[1]
 
 
-#: Beside llm_base's weights: the ASR adapter's A/B matrices for a run-time LoRA (one set of
-#: LLM weights for both modes; see canary_triton.llm_runner.LoraWeights).
-ADAPTER_FILE = "asr_adapter.safetensors"
-
-
 def write_adapter(path: Path, plan: dict, get, spec: LoraSpec, dtype: torch.dtype | None) -> Path:
     """``model.layers.{i}.self_attn.{proj}.lora_A/lora_B`` tensors, the scale in the metadata."""
-    from safetensors.torch import save_file
-
     out = {}
     for name, (_, a_key, b_key) in plan.items():
         if a_key is None:

@@ -1,4 +1,5 @@
-"""Encoder and projector to ONNX (legacy TorchScript exporter, opset 17), checked with ONNX Runtime.
+"""Encoder and projector to ONNX (legacy TorchScript exporter, opset 17); the sessions that run
+them are in :mod:`canary_triton.onnx_session`.
 
 - ``encoder.onnx``: ``mel`` [B, n_mels, T] fp32 + ``mel_length`` [B] int64 ->
   ``encoded`` [B, T', d_enc] + ``encoded_length`` [B] int64. Padding masks come from the lengths,
@@ -18,7 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import contract
+from ..onnx_session import (
+    ONNX_IN_MEL,
+    ONNX_IN_MEL_LENGTH,
+    ONNX_OUT_ENCODED,
+    ONNX_OUT_ENCODED_LENGTH,
+    ONNX_OUT_TABLE,
+)
+
+# NeMo (seconds to import), onnx and ONNX Runtime's quantizer are imported by the steps that use them.
 
 OPSET = 17
 ENCODER_ONNX = "encoder.onnx"
@@ -31,9 +40,6 @@ ENCODER_DATA = "encoder.onnx.data"
 ENCODER_INT8_ONNX = "encoder_int8.onnx"
 PROJECTOR_ONNX = "projector.onnx"
 PROJECTOR_BF16_ONNX = "projector_bf16.onnx"  # GPU profile: emits the BF16 prompt table
-ONNX_IN_MEL, ONNX_IN_MEL_LENGTH = contract.MEL.name, contract.MEL_LENGTH.name
-ONNX_OUT_ENCODED, ONNX_OUT_ENCODED_LENGTH = contract.ENCODED.name, contract.ENCODED_LENGTH.name
-ONNX_OUT_TABLE = contract.PROMPT_EMBEDDING_TABLE.name
 
 
 class EncoderForExport(nn.Module):
@@ -88,7 +94,8 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
     perception = model.perception
     if not isinstance(perception.modality_adapter, IdentityConnector):
         raise ValueError(
-            f"modality adapter {type(perception.modality_adapter).__name__} is not supported (Canary-Qwen uses IdentityConnector)"
+            f"modality adapter {type(perception.modality_adapter).__name__} is not supported "
+            "(Canary-Qwen uses IdentityConnector)"
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,33 +197,3 @@ def consolidate_external_data(path: Path, data_name: str) -> Path | None:
     for loc in locations - {data_name}:
         (path.parent / loc).unlink(missing_ok=True)
     return path.parent / data_name
-
-
-class OnnxEncoderProjector:
-    """ONNX Runtime sessions for the exported encoder and projector (the CPU serving path)."""
-
-    def __init__(self, encoder_path: str | Path | None, projector_path: str | Path | None, threads: int = 1):
-        """Either path may be None: the served encoder and projector models each load only theirs."""
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # Idle pool threads sleep instead of spinning: the LLM engine shares these cores.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # No memory arena: activations go back to the system after each run instead of the arena
-        # keeping its high-water mark (full size, batch 16 of 2 s: 3,232 vs 3,655 MiB RSS, as fast).
-        opts.enable_cpu_mem_arena = False
-
-        def session(path):
-            return None if path is None else ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-        self.encoder = session(encoder_path)
-        self.projector = session(projector_path)
-
-    def encode(self, mel, mel_length):
-        encoded, length = self.encoder.run(None, {ONNX_IN_MEL: mel, ONNX_IN_MEL_LENGTH: mel_length})
-        return encoded, length
-
-    def project(self, encoded):
-        return self.projector.run(None, {ONNX_OUT_ENCODED: encoded})[0]

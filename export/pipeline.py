@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import platform
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +26,21 @@ import torch
 
 from .. import __version__, contract
 from ..artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
-from ..cpu_profile import CPU_ENCODER_PRECISIONS, instruction_set
+from ..cpu_profile import (
+    instruction_set,
+)
 from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
-from ..gpu_throughput import DEFAULT_GPU, GPUS
-from .frontend import export_front_end, load_front_end
+from ..features import load_front_end
+from ..gpu_throughput import Assumptions, GpuDefaults, ModelShapes, record
+from ..onnx_session import OnnxEncoderProjector
+from ..oracle import pad_batch
+from .frontend import export_front_end
 from .lora import export_llm
-from .onnx_encoder import (
-    ENCODER_ONNX,
-    PROJECTOR_BF16_ONNX,
-    PROJECTOR_ONNX,
-    OnnxEncoderProjector,
-    export_onnx,
-    quantize_encoder_int8,
-)
-from .repository import RepositoryOptions, write_repository
+from .options import ExportOptions
+from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, export_onnx, quantize_encoder_int8
+from .repository import write_repository
 from .tensorrt_engine import (
-    DEFAULT_GPU_ARCH,
-    EngineOptions,
     build_encoder_engines,
     encoder_profiles,
     gpu_arch_tag,
@@ -52,11 +49,12 @@ from .tensorrt_engine import (
 )
 from .trtllm_engine import LlmEngineOptions, build_llm_engine, llm_build_settings, require_tensorrt_llm
 
+# NeMo and transformers (seconds to import) are imported by the parity steps that run them.
+
 PARITY_REPORT = "parity.json"
 PARITY_TABLE = "parity.md"
 #: The exact TensorRT and TensorRT-LLM build settings (written by a real gpu export and by --dry-run).
 ENGINE_BUILD = "engine_build.json"
-PROFILES = ("cpu", "gpu")
 #: fp32 parity limits (max abs): features/embeddings, and LLM logits (merged vs unmerged LoRA
 #: sums in another order, which grows with depth and width).
 FEATURE_TOL = 1e-3
@@ -69,84 +67,6 @@ BF16_REL_TOL = 5e-2
 #: int8 encoder (dynamic quantization): its features relative to the largest reference value. A
 #: sanity bound (a broken graph is off by the scale itself); accuracy is bounded by WER instead.
 INT8_REL_TOL = 1e-1
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    profile: str = "cpu"
-    llm_dtype: str = "auto"  # auto: the CPU profile's precision (below) for cpu, bfloat16 for gpu
-    #: CPU profile: auto (bf16 where the CPU has native bf16 units, else fp32; see
-    #: canary_triton.cpu_profile), fp32 (exact parity with NeMo fp32) or bf16.
-    precision: str = "auto"
-    require_native_precision: bool = False  # bf16 without native bf16 units: error, not a warning
-    #: CPU profile: the served encoder's precision: fp32 (exact parity) or int8 (its MatMuls
-    #: quantized: about twice as fast on CPU, bounded by WER; see tests/test_encoder_int8.py).
-    cpu_encoder_precision: str = "auto"  # auto: int8 with a bf16 LLM, fp32 with an fp32 one
-    engine: EngineOptions = field(default_factory=EngineOptions)
-    llm_engine: LlmEngineOptions = field(default_factory=LlmEngineOptions)
-    repository: RepositoryOptions = field(default_factory=RepositoryOptions)
-    parity: bool = True
-    dry_run: bool = False  # gpu: write the repository, export.json and engine_build.json; build nothing
-    gpu_arch: str = DEFAULT_GPU_ARCH  # dry run: the architecture the plans are named for
-    gpu_model: str = DEFAULT_GPU  # gpu: the data sheet the throughput model uses (gpu_throughput.GPUS)
-    #: gpu: the gpu_throughput.GpuDefaults fields whose values came from the model (not given explicitly)
-    sized_by_model: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
-        if self.llm_dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"llm_dtype must be auto, float32, bfloat16 or float16, got {self.llm_dtype!r}")
-        if self.cpu_encoder_precision not in ("auto", *CPU_ENCODER_PRECISIONS):
-            raise ValueError(
-                f"cpu encoder precision must be one of auto, {', '.join(CPU_ENCODER_PRECISIONS)}, "
-                f"got {self.cpu_encoder_precision!r}"
-            )
-        if self.cpu_encoder_precision == "int8" and self.profile != "cpu":
-            raise ValueError(
-                f"--cpu-encoder-precision {self.cpu_encoder_precision} is for the cpu profile; the gpu profile "
-                "builds its TensorRT encoder from the fp32 ONNX graph in --precision"
-            )
-        if self.dry_run and self.profile != "gpu":
-            raise ValueError(f"--dry-run renders the gpu profile only (--profile gpu), got --profile {self.profile}")
-        if not (self.gpu_arch.startswith("sm") and self.gpu_arch[2:].isdigit() and len(self.gpu_arch) >= 4):
-            raise ValueError(f"--gpu-arch must look like sm80, sm90 or sm100, got {self.gpu_arch!r}")
-        if self.gpu_model not in GPUS:
-            raise ValueError(f"--gpu-model must be one of {', '.join(GPUS)}, got {self.gpu_model!r}")
-        if self.profile == "gpu" and self.repository.max_batch > self.engine.max_batch:
-            # The tensorrt backend refuses a plan whose max batch is below the config's max_batch_size.
-            raise ValueError(
-                f"--triton-max-batch {self.repository.max_batch} exceeds the encoder engines' "
-                f"--max-batch {self.engine.max_batch}; it must be at most that (unset, it follows --max-batch)"
-            )
-
-    def precision_choice(self):
-        """The CPU profile's precision (cpu_profile.PrecisionChoice), resolved on this machine."""
-        from ..cpu_profile import PrecisionChoice, choose_precision
-
-        if self.profile != "cpu":
-            return PrecisionChoice("bf16", "gpu profile: TensorRT-LLM engines in bf16")
-        if self.llm_dtype != "auto":
-            return PrecisionChoice(
-                {"float32": "fp32", "bfloat16": "bf16"}.get(self.llm_dtype, self.llm_dtype),
-                f"llm_dtype {self.llm_dtype} given explicitly",
-            )
-        return choose_precision(self.precision, self.require_native_precision)
-
-    def encoder_precision_choice(self, llm_choice=None):
-        """The CPU profile's served encoder precision (cpu_profile.choose_encoder_precision)."""
-        from ..cpu_profile import PrecisionChoice, choose_encoder_precision
-
-        if self.profile != "cpu":
-            return PrecisionChoice(self.engine.precision, "gpu profile: the TensorRT encoder in --precision")
-        return choose_encoder_precision(self.cpu_encoder_precision, (llm_choice or self.precision_choice()).precision)
-
-    def torch_llm_dtype(self, choice=None) -> torch.dtype:
-        if self.llm_dtype != "auto":
-            return getattr(torch, self.llm_dtype)
-        if self.profile != "cpu":
-            return torch.bfloat16
-        return getattr(torch, (choice or self.precision_choice()).torch_dtype_name)
 
 
 #: Probe clip lengths (seconds): short, typical and the 40 s limit.
@@ -178,8 +98,6 @@ def diff(ours, ref) -> dict[str, float]:
 def nemo_perception_references(model, info: CheckpointInfo) -> list[dict[str, Any]]:
     """NeMo's mel, encoder output and projection of the probe clips, each alone and all batched
     (small tensors, kept so the export can free NeMo before it loads the ONNX graphs)."""
-    from ..oracle import pad_batch
-
     p = model.perception
     sr = info.mel.sample_rate
     clips = probe_clips(sr)
@@ -285,8 +203,6 @@ def perception_parity(
 def llm_parity(refs: dict[str, Any], out_dir: Path, llm_dtype: torch.dtype = torch.float32) -> list[dict[str, Any]]:
     """The exported merged and base Qwen3, one loaded at a time in ``llm_dtype`` (as served),
     against NeMo's references (:func:`nemo_llm_references`)."""
-    import gc
-
     from transformers import AutoModelForCausalLM
 
     precision = {"float32": "fp32", "bfloat16": "bf16"}.get(str(llm_dtype).replace("torch.", ""), str(llm_dtype))
@@ -446,8 +362,6 @@ def gpu_build_plan(info: CheckpointInfo, opts: ExportOptions, arch: str) -> dict
 def throughput_record(info: CheckpointInfo, opts: ExportOptions) -> dict[str, Any]:
     """The throughput model for this checkpoint and GPU (gpu_throughput.record): its derived
     defaults, the settings used, which came from it, and its predictions for them (not measured)."""
-    from ..gpu_throughput import Assumptions, GpuDefaults, ModelShapes, record
-
     used = GpuDefaults(
         llm_max_batch=opts.llm_engine.max_batch,
         max_num_tokens=opts.llm_engine.max_num_tokens,
@@ -571,7 +485,7 @@ def plan_gpu_export(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     precision = opts.precision_choice()
-    manifest = _manifest(checkpoint, info, tok, opts, files, precision, opts.torch_llm_dtype(precision))
+    manifest = _manifest(checkpoint, info, tok, opts, files, precision, getattr(torch, opts.llm_dtype_name(precision)))
     manifest = _write_gpu_plan(out_dir, replace(manifest, dry_run=True), plan)
     manifest.write(out_dir)
     manifest = replace(manifest, repository=str(write_repository(out_dir, opts.profile, opts.repository)))
@@ -599,7 +513,7 @@ def export_checkpoint(
     check_audio_limit(info, opts.engine.max_audio_seconds)
     llm_max_output_len(info, opts.llm_engine)
     precision = opts.precision_choice()  # before any work: a forced bf16 without bf16 units fails here
-    llm_dtype = opts.torch_llm_dtype(precision)
+    llm_dtype = getattr(torch, opts.llm_dtype_name(precision))
     out_dir.mkdir(parents=True, exist_ok=True)
     # In stages, each freeing what it loaded before the next (peak: NeMo's SALM alone):
     # 1. the LLM folders, tensor by tensor from the checkpoint (no model in memory);

@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .. import contract
 from ..contract import TensorSpec
-from ..cpu_profile import DEFAULT_LLM_NICE, check_nice
-from ..errors import CanaryTritonError
-from ..segmenter import SegmentOptions
 from ..artifacts import ExportManifest
+from ..errors import CanaryTritonError
+from ..model_params import (
+    LLM_MODE_MAX_BATCH,
+    AskParams,
+    BlsParams,
+    EncoderParams,
+    LlmModeParams,
+    LlmParams,
+    LlmUnaryParams,
+    LongFormParams,
+    PostprocessorParams,
+    PreprocessorParams,
+    ProjectorParams,
+    StreamParams,
+)
+from ..segmenter import SegmentOptions
 
 _SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
 
@@ -60,9 +73,9 @@ def fill_template(template: str, values: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Batching:
-    max_queue_delay_us: int = 1000
-    max_queue_size: int = 256  # beyond this, requests are rejected at once (UNAVAILABLE)
-    default_timeout_us: int = 0  # 0: no queue timeout
+    max_queue_delay_us: int
+    max_queue_size: int  # beyond this, requests are rejected at once (UNAVAILABLE)
+    default_timeout_us: int  # 0: no queue timeout
 
 
 @dataclass(frozen=True)
@@ -160,31 +173,27 @@ CPU_LLM_WEIGHTS = ("shared", "merged")
 
 @dataclass(frozen=True)
 class RepositoryOptions:
+    """The repository's settings, flat (one CLI flag each). The defaults of those that become a
+    Python model's parameters are that model's (canary_triton.model_params)."""
+
     max_batch: int = 16
     preprocessor_instances: int = 1
     encoder_instances: int = 1
-    # In-flight batch (rows) of the CPU llm (ASR): a decode step costs about the same from 1 to 16
-    # rows on CPU (memory-bound), so rows are throughput; 32 measured best at full size, 2 cores
-    # (benchmarks/README.md: 47 steps of 21 rows vs 68 of 15 at 16). The KV cache grows to its longest
-    # row for every row: 32 rows x an ASR prompt of 40 s audio = 3.5 GiB in bf16 at full size.
-    llm_max_batch: int = 32
-    # Rows of the CPU llm_base (LLM mode): text prompts up to contract.MAX_TEXT_PROMPT_TOKENS
-    # grow every row's cache with them (16 rows x 2,048 positions = 3.5 GiB in bf16 at full size).
-    llm_base_max_batch: int = 16
-    threads_per_instance: int = 1  # the light Python models (pre/postprocessor, projector, BLS)
-    encoder_threads: int = 0  # 0: auto at serve time (canary_triton.cpu_profile.split_threads)
-    llm_threads: int = 0  # 0: auto at serve time (every core the server may run on)
-    llm_nice: int = DEFAULT_LLM_NICE  # the LLM engine's priority below the encoder's (canary_triton.cpu_profile)
-    max_queue_delay_us: int = (
-        0  # measured best on CPU (benchmarks/serving_sweep.py); requests already queued still batch
-    )
+    llm_max_batch: int = LlmParams.max_batch  # the CPU llm's in-flight rows (gpu: TensorRT-LLM max batch)
+    llm_base_max_batch: int = LLM_MODE_MAX_BATCH  # the CPU llm_base's
+    threads_per_instance: int = PreprocessorParams.threads  # the light Python models (preprocessor, projector)
+    encoder_threads: int | None = EncoderParams.threads  # None: auto at serve time (cpu_profile.split_threads)
+    llm_threads: int | None = LlmParams.threads  # None: auto at serve time (every core the server may run on)
+    llm_nice: int = LlmParams.nice  # the LLM engine's priority below the encoder's (canary_triton.cpu_profile)
+    # 0 measured best on CPU (benchmarks/serving_sweep.py); requests already queued still batch.
+    max_queue_delay_us: int = 0
     max_queue_size: int = 256
-    queue_timeout_us: int = 0
+    queue_timeout_us: int = 0  # 0: never
     kv_cache_free_gpu_mem_fraction: float = 0.5
-    max_inflight: int = 64  # worker threads of the BLS models (requests they forward at once)
-    long_form_max_s: float = contract.MAX_LONG_FORM_SECONDS  # longest recording canary_qwen_long takes
+    max_inflight: int = BlsParams.max_inflight  # worker threads of the BLS models (requests they forward at once)
+    long_form_max_s: float = LongFormParams.max_seconds  # longest recording canary_qwen_long takes
     long_form_merge_s: float = _SEGMENT.merge_s  # segments merge speech up to this span (<= 40 s, the model's limit)
-    long_form_concurrency: int = 16  # segments in flight at once (shared by all long-form requests)
+    long_form_concurrency: int = LongFormParams.segment_concurrency  # segments in flight at once (all requests)
     long_form_vad: str = _SEGMENT.vad  # silero | energy
     long_form_vad_threshold: float = _SEGMENT.vad_threshold
     long_form_vad_min_speech_s: float = _SEGMENT.min_speech_s
@@ -192,8 +201,8 @@ class RepositoryOptions:
     long_form_vad_pad_s: float = _SEGMENT.pad_s
     long_form_silence_pad_s: float = _SEGMENT.silence_pad_s
     long_form_vad_threads: int = _SEGMENT.vad_threads
-    mel_bucket_s: float = contract.DEFAULT_MEL_BUCKET_SECONDS  # preprocessor pads mel to multiples of this
-    vad_gate: bool = False  # short form: a clip with no speech (the same detector) gives "" without the LLM
+    mel_bucket_s: float = PreprocessorParams.mel_bucket_seconds  # preprocessor pads mel to multiples of this
+    vad_gate: bool = PreprocessorParams.vad_gate  # short form: a clip with no speech gives "" without the LLM
     #: cpu: ``shared``: ``llm`` (ASR) and ``llm_base`` (LLM mode) map the same base weights file (one
     #: copy in memory; ASR adds the LoRA at run time); ``merged``: ``llm`` maps the merged copy.
     cpu_llm_weights: str = CPU_LLM_WEIGHTS[0]
@@ -216,19 +225,70 @@ class RepositoryOptions:
             raise CanaryTritonError(f"long-form segmenter: {e}") from None
 
     def __post_init__(self) -> None:
-        contract.mel_bucket_columns(self.mel_bucket_s)  # ValueError naming the range
-        check_nice(self.llm_nice)
         if self.cpu_llm_weights not in CPU_LLM_WEIGHTS:
             raise CanaryTritonError(
                 f"cpu llm weights {self.cpu_llm_weights!r}: expected one of {', '.join(CPU_LLM_WEIGHTS)}"
             )
+        self.model_params(contract.PREPROCESSOR_MODEL)  # each model's own range checks, one line each
+        self.model_params(contract.LLM_MODEL)
+        self.model_params(contract.LLM_BASE_MODEL)
 
-    def cpu_llm_parameters(self, model: str) -> dict[str, str]:
-        """``weights`` (artifacts.Files.weights: an export.json files entry) and ``asr_adapter`` of the CPU ``llm`` / ``llm_base``."""
-        if model == contract.LLM_BASE_MODEL or self.cpu_llm_weights == "shared":
-            adapter = model != contract.LLM_BASE_MODEL
-            return {"weights": "llm_base", "asr_adapter": "true" if adapter else "false"}
-        return {"weights": "llm_merged", "asr_adapter": "false"}
+    @classmethod
+    def recorded(cls, values: dict[str, Any]) -> RepositoryOptions:
+        """The options an export ran with, from export.json's ``options.repository``."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(values.keys() - names)
+        if unknown:
+            raise CanaryTritonError(f"options.repository has unknown field(s) {', '.join(unknown)}")
+        return cls(**values)
+
+    def model_params(self, model: str):
+        """The parameters of the CPU profile's Python model ``model`` (model_params) these options give."""
+        C = contract
+        if model == C.PREPROCESSOR_MODEL:
+            return PreprocessorParams(
+                threads=self.threads_per_instance,
+                mel_bucket_seconds=self.mel_bucket_s,
+                vad_gate=self.vad_gate,
+                segment=self.long_form_segment(),
+            )
+        if model == C.ENCODER_MODEL:
+            return EncoderParams(threads=self.encoder_threads)
+        if model == C.PROJECTOR_MODEL:
+            return ProjectorParams(threads=self.threads_per_instance)
+        if model == C.POSTPROCESSOR_MODEL:
+            return PostprocessorParams()
+        if model in (C.LLM_MODEL, C.LLM_BASE_MODEL):
+            base = model == C.LLM_BASE_MODEL
+            merged = not base and self.cpu_llm_weights == "merged"
+            return LlmParams(
+                threads=self.llm_threads,
+                nice=self.llm_nice,
+                max_batch=self.llm_base_max_batch if base else self.llm_max_batch,
+                weights="llm_merged" if merged else "llm_base",
+                asr_adapter=not base and not merged,
+            )
+        bls = {"max_inflight": self.max_inflight}
+        if model == C.LLM_UNARY_MODEL:
+            return LlmUnaryParams(**bls, vad_gate=self.vad_gate)
+        if model == C.STREAM_MODEL:
+            return StreamParams(**bls)
+        if model == C.LLM_MODE_MODEL:
+            return LlmModeParams(**bls)
+        if model in (C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL):
+            return LongFormParams(
+                **bls,
+                max_seconds=self.long_form_max_s,
+                segment_concurrency=self.long_form_concurrency,
+                segment=self.long_form_segment(),
+            )
+        if model == C.ASK_MODEL:
+            return AskParams(**bls, max_seconds=self.long_form_max_s)
+        raise CanaryTritonError(f"{model!r} is not a Python model of the repository")
+
+    def parameters(self, model: str) -> dict[str, str]:
+        """``model_params(model)`` as the strings its config.pbtxt holds."""
+        return self.model_params(model).parameters()
 
 
 def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
@@ -251,7 +311,6 @@ def describe(
     table_out = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype, optional=False, ragged=False)
     table_in = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype)
     batching = Batching(opts.max_queue_delay_us, opts.max_queue_size, opts.queue_timeout_us)
-    common = {"artifacts": "../..", "threads": str(opts.threads_per_instance)}
     req_out = _with(C.REQUEST_OUTPUT_LEN, reshape=None)
     end_out, pad_out = _with(C.END_ID, optional=False, reshape=None), _with(C.PAD_ID, optional=False, reshape=None)
     lengths_out = _with(C.INPUT_LENGTHS, reshape=None)
@@ -272,7 +331,6 @@ def describe(
     )
     llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
-    gate = {"vad_gate": "true" if opts.vad_gate else "false"}
     pre = ModelDecl(
         C.PREPROCESSOR_MODEL,
         "python",
@@ -281,12 +339,7 @@ def describe(
         (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
         instance_count=opts.preprocessor_instances,
         batching=batching,
-        parameters={
-            **common,
-            **gate,
-            "mel_bucket_seconds": str(opts.mel_bucket_s),
-            **(opts.long_form_segment().parameters() if opts.vad_gate else {}),
-        },
+        parameters=opts.parameters(C.PREPROCESSOR_MODEL),
     )
     post = ModelDecl(
         C.POSTPROCESSOR_MODEL,
@@ -295,7 +348,7 @@ def describe(
         (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
         (C.TRANSCRIPT,),
         batching=batching,
-        parameters=dict(common),
+        parameters=opts.parameters(C.POSTPROCESSOR_MODEL),
     )
     if profile == "cpu":
         enc = ModelDecl(
@@ -306,7 +359,7 @@ def describe(
             (encoded, C.ENCODED_LENGTH),
             instance_count=opts.encoder_instances,
             batching=batching,
-            parameters={**common, "threads": str(opts.encoder_threads or "auto")},
+            parameters=opts.parameters(C.ENCODER_MODEL),
         )
         proj = ModelDecl(
             C.PROJECTOR_MODEL,
@@ -315,7 +368,7 @@ def describe(
             (encoded,),
             (table_out, C.PROMPT_VOCAB_SIZE),
             batching=batching,
-            parameters=dict(common),
+            parameters=opts.parameters(C.PROJECTOR_MODEL),
         )
         llm = ModelDecl(
             C.LLM_MODEL,
@@ -325,25 +378,9 @@ def describe(
             llm_outputs,
             batching=batching,
             decoupled=True,
-            parameters={
-                **common,
-                "threads": str(opts.llm_threads or "auto"),
-                "nice": str(opts.llm_nice),
-                "max_batch": str(opts.llm_max_batch),
-                "exclude_input_in_output": "true",
-                **opts.cpu_llm_parameters(C.LLM_MODEL),
-            },
+            parameters=opts.parameters(C.LLM_MODEL),
         )
-        llm_base = replace(
-            llm,
-            name=C.LLM_BASE_MODEL,
-            source=C.LLM_MODEL,
-            parameters={
-                **llm.parameters,
-                "max_batch": str(opts.llm_base_max_batch),
-                **opts.cpu_llm_parameters(C.LLM_BASE_MODEL),
-            },
-        )
+        llm_base = replace(llm, name=C.LLM_BASE_MODEL, source=C.LLM_MODEL, parameters=opts.parameters(C.LLM_BASE_MODEL))
     elif profile == "gpu":
         files = manifest.files
         if files.encoder_plan is None or files.projector_plan is None:
@@ -390,7 +427,6 @@ def describe(
         )
     else:
         raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
-    bls = {"max_inflight": str(opts.max_inflight)}
     unary = ModelDecl(
         C.LLM_UNARY_MODEL,
         "python",
@@ -398,7 +434,7 @@ def describe(
         llm_inputs,
         llm_outputs,
         batching=batching,
-        parameters={**common, **bls, **gate, "llm_model": C.LLM_MODEL},
+        parameters=opts.parameters(C.LLM_UNARY_MODEL),
     )
     stream = ModelDecl(
         C.STREAM_MODEL,
@@ -408,7 +444,7 @@ def describe(
         (C.TRANSCRIPT,),
         batching=batching,
         decoupled=True,
-        parameters={**common, **bls},
+        parameters=opts.parameters(C.STREAM_MODEL),
     )
     ens = ModelDecl(
         C.ENSEMBLE_MODEL,
@@ -450,16 +486,8 @@ def describe(
         (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
         (C.TEXT_OUTPUT,),
         batching=batching,
-        parameters={**common, **bls, "llm_model": C.LLM_BASE_MODEL},
+        parameters=opts.parameters(C.LLM_MODE_MODEL),
     )
-    long_params = {
-        **common,
-        **bls,
-        "segment_model": C.ENSEMBLE_MODEL,
-        "max_seconds": str(opts.long_form_max_s),
-        "segment_concurrency": str(opts.long_form_concurrency),
-        **opts.long_form_segment().parameters(),
-    }
     long = ModelDecl(
         C.LONG_FORM_MODEL,
         "python",
@@ -467,7 +495,7 @@ def describe(
         (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
         (C.TRANSCRIPT, C.SEGMENTS),
         batching=batching,
-        parameters=long_params,
+        parameters=opts.parameters(C.LONG_FORM_MODEL),
     )
     long_stream = replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True, source=C.LONG_FORM_MODEL)
     ask = ModelDecl(
@@ -477,7 +505,7 @@ def describe(
         (_with(C.AUDIO, ragged=True), C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
         (C.TRANSCRIPT, C.TEXT_OUTPUT),
         batching=batching,
-        parameters={**common, **bls, "max_seconds": str(opts.long_form_max_s)},
+        parameters=opts.parameters(C.ASK_MODEL),
     )
     return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode, long, long_stream, ask]
 

@@ -22,6 +22,9 @@ from pathlib import Path
 from .. import contract
 from ..errors import CanaryTritonError
 
+# TensorRT, ModelOpt, onnx and torch are imported by the steps that build on a GPU: the options,
+# build settings and a --dry-run work on machines without them.
+
 WHERE_IT_RUNS = (
     "the gpu profile builds TensorRT engines inside NVIDIA's Triton+TensorRT-LLM container "
     "(nvcr.io/nvidia/tritonserver:<release>-trtllm-python-py3, see Dockerfile.triton) on the GPU "

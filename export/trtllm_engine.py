@@ -6,8 +6,9 @@ Targets TensorRT-LLM >= 1.0.0 (the TensorRT engine flow, model type ``qwen3`` fr
 shipped in NVIDIA's ``tritonserver:<release>-trtllm-python-py3`` container (see Dockerfile.triton).
 
 The engine gets a prompt-embedding table sized for ``max_batch`` x the largest table (501 rows for
-40 s: the encoder's padded output, contract.max_table_rows), a paged KV cache, packed (padding-free) input and the attention plugin: what in-flight
-batching in the ``tensorrtllm`` backend needs. Lengths come from the model contract.
+40 s: the encoder's padded output, contract.max_table_rows), a paged KV cache, packed
+(padding-free) input and the attention plugin: what in-flight batching in the ``tensorrtllm``
+backend needs. Lengths come from the model contract.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from .. import contract
 from ..errors import CanaryTritonError
 from .tensorrt_engine import WHERE_IT_RUNS
+
+# TensorRT-LLM is imported by the build alone (it cannot be installed on the CPU machines).
 
 SUPPORTED_WEIGHT_QUANT = ("none", "int8", "int4")
 #: Why fp8 is not offered: TensorRT-LLM's FP8 QuantConfig needs ModelOpt-quantised weights (scales
@@ -45,7 +48,7 @@ class LlmEngineOptions:
     dtype: str = "bfloat16"  # the prompt table must have this dtype too
     max_batch: int = 64
     max_audio_frames: int = contract.max_table_rows()  # table rows per request (501: 40 s, padded)
-    prompt_tokens: int = 64  # room for the text part of the prompt (15 ids for ASR mode)
+    prompt_tokens: int = contract.ENGINE_PROMPT_TOKENS  # room for the text part of the prompt
     max_new_tokens: int = contract.MAX_NEW_TOKENS_LIMIT
     max_num_tokens: int = 8192
     weight_quant: str = "none"  # none | int8 | int4 (weight-only)
@@ -66,7 +69,7 @@ class LlmEngineOptions:
     @property
     def max_input_len(self) -> int:
         """ASR prompts (text + audio rows) and LLM-mode prompts (the base engine) both fit."""
-        return max(self.prompt_tokens + self.max_audio_frames, contract.MAX_TEXT_PROMPT_TOKENS)
+        return contract.llm_max_input_len(self.max_audio_frames, self.prompt_tokens)
 
     @property
     def max_seq_len(self) -> int:

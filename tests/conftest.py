@@ -201,7 +201,8 @@ LONG_GENERATION_TOKENS = 8192
 
 
 def _export(checkpoint: Path, out: Path, **llm_engine) -> Path:
-    from canary_triton.export.pipeline import ExportOptions, export_checkpoint
+    from canary_triton.export.options import ExportOptions
+    from canary_triton.export.pipeline import export_checkpoint
     from canary_triton.export.repository import RepositoryOptions
     from canary_triton.export.trtllm_engine import LlmEngineOptions
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from canary_triton.cli import DEMO_HELDOUT
-from canary_triton.fixtures.speech import read_manifest
+from canary_triton.manifest import read_manifest
 
 from .conftest import cli_in_process
 

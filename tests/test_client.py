@@ -165,7 +165,7 @@ def test_transcribe_command_round_trips_a_manifest_with_a_corrupt_file(server_tr
     good = out[:5] + out[6:]
     assert [o["pred_text"] for o in good] == [reference[r["audio_filepath"]] for r in rows[:5] + rows[6:]]
     assert all(o["wer"] == (0.0 if o["pred_text"] == o["text"] else o["wer"]) for o in good)
-    from canary_triton.metrics import leaderboard_normalize, wer
+    from canary_triton.wer import leaderboard_normalize, wer
 
     pooled = wer([o["text"] for o in good], [o["pred_text"] for o in good], normalize=leaderboard_normalize)
     assert f"WER {100 * pooled:.2f}%" in err

@@ -15,7 +15,6 @@ from canary_triton.cpu_profile import (
     cpu_flags,
     instruction_set,
     lower_thread_priority,
-    resolve_nice,
     resolve_threads,
     split_threads,
 )
@@ -68,19 +67,19 @@ def test_threads_default_to_the_affinity_mask_for_encoder_and_llm_alike():
     assert split_threads(available=1).__dict__ == {"encoder": 1, "llm": 1}
 
     assert available_cores() == len(os.sched_getaffinity(0))
-    assert resolve_threads("auto", "llm", available=6) == 6 and resolve_threads(None, "encoder", available=6) == 6
-    assert resolve_threads("2", "llm", available=6) == 2
+    assert resolve_threads(None, "llm", available=6) == 6 and resolve_threads(None, "encoder", available=6) == 6
+    assert resolve_threads(2, "llm", available=6) == 2
 
 
 @pytest.mark.parametrize("value", [0, -1, 3])
 def test_thread_counts_outside_the_cores_available_are_one_line_errors(value):
     with pytest.raises(CanaryTritonError, match=r"is -?\d+; it must be between 1 and the 2 cores"):
         split_threads(llm=value, available=2)
-    if value:  # a model parameter of 0 means auto (RepositoryOptions' default)
+    if value:  # a model parameter of 0 means auto, as None does (exports before model_params wrote 0)
         with pytest.raises(CanaryTritonError, match="between 1 and the 2 cores"):
-            resolve_threads(str(value), "encoder", available=2)
+            resolve_threads(value, "encoder", available=2)
     else:
-        assert resolve_threads("0", "encoder", available=2) == 2
+        assert resolve_threads(0, "encoder", available=2) == 2
 
 
 def test_cli_export_rejects_bad_thread_counts_in_one_line(tmp_path):
@@ -113,14 +112,18 @@ def test_lower_thread_priority_lowers_the_calling_thread_only():
     assert _thread_nice(threading.get_native_id()) == main_before  # the caller's other threads keep theirs
 
 
-def test_nice_parameter_auto_is_the_default_and_bad_values_are_one_line_errors():
-    assert resolve_nice(None) == resolve_nice("auto") == DEFAULT_LLM_NICE
-    assert resolve_nice("0") == 0 and resolve_nice("19") == 19
+def test_nice_parameter_defaults_to_the_cpu_profile_and_bad_values_are_one_line_errors():
+    from canary_triton.model_params import LlmParams
+
+    assert LlmParams.from_parameters({}).nice == DEFAULT_LLM_NICE
+    assert LlmParams.from_parameters({"nice": "0"}).nice == 0 and LlmParams.from_parameters({"nice": "19"}).nice == 19
     for bad in ("-1", "20"):
-        with pytest.raises(CanaryTritonError, match=r"nice value is -?\d+; it must be between 0 .* and 19"):
-            resolve_nice(bad)
-    with pytest.raises(CanaryTritonError, match="'low' is not a number or auto"):
-        resolve_nice("low")
+        with pytest.raises(
+            CanaryTritonError, match=r"^model llm: the LLM engine's nice value is -?\d+; it must be between 0 .* and 19"
+        ):
+            LlmParams.from_parameters({"nice": bad}, "llm")
+    with pytest.raises(CanaryTritonError, match="parameter nice is 'low'; expected an integer$"):
+        LlmParams.from_parameters({"nice": "low"})
 
 
 def test_the_openmp_threads_a_lowered_thread_starts_inherit_its_priority():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from canary_triton.cli import main
-from canary_triton.metrics import wer
+from canary_triton.wer import wer
 from canary_triton.artifacts import ExportManifest
 
 from .test_llm_bf16 import transcribe_in_process
@@ -19,7 +19,8 @@ from .test_llm_bf16 import transcribe_in_process
 
 @pytest.fixture(scope="module")
 def exported_int8(tiny_trained_dir, tmp_path_factory):
-    from canary_triton.export.pipeline import ExportOptions, export_checkpoint
+    from canary_triton.export.options import ExportOptions
+    from canary_triton.export.pipeline import export_checkpoint
     from canary_triton.export.repository import RepositoryOptions
 
     out = tmp_path_factory.mktemp("trained-int8")
@@ -72,7 +73,7 @@ def test_int8_encoder_wer_within_half_a_point_of_fp32_and_95_percent_identical(
 
 def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
     from canary_triton.cpu_profile import choose_encoder_precision
-    from canary_triton.export.pipeline import ExportOptions
+    from canary_triton.export.options import ExportOptions
 
     assert choose_encoder_precision("auto", "bf16").precision == "int8"
     assert choose_encoder_precision("auto", "fp32").precision == "fp32"
@@ -89,7 +90,7 @@ def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
 
 
 def test_int8_encoder_is_a_cpu_profile_option(capsys):
-    from canary_triton.export.pipeline import ExportOptions
+    from canary_triton.export.options import ExportOptions
 
     with pytest.raises(ValueError, match="--cpu-encoder-precision int8 is for the cpu profile"):
         ExportOptions(profile="gpu", cpu_encoder_precision="int8")

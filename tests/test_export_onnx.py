@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from canary_triton.checkpoint import load_salm
-from canary_triton.export.onnx_encoder import OnnxEncoderProjector, export_onnx
+from canary_triton.export.onnx_encoder import export_onnx
+from canary_triton.onnx_session import OnnxEncoderProjector
 
 from .conftest import speechlike
 

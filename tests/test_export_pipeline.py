@@ -11,7 +11,6 @@ import torch
 from safetensors import safe_open
 
 from canary_triton.artifacts import ExportManifest
-from canary_triton.export.frontend import load_front_end
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.pipeline import (
     PARITY_REPORT,
@@ -20,7 +19,8 @@ from canary_triton.export.pipeline import (
     check_audio_limit,
     export_checkpoint,
 )
-from canary_triton.features import FB_KEY, WINDOW_KEY
+from canary_triton.features import FB_KEY, WINDOW_KEY, load_front_end
+from canary_triton.onnx_session import OnnxEncoderProjector
 
 from .conftest import cli_in_process
 
@@ -94,7 +94,6 @@ def test_artifacts_load_from_the_output_folder_alone(exported, tmp_path, oracle_
 
     from transformers import AutoModelForCausalLM
 
-    from canary_triton.export.onnx_encoder import OnnxEncoderProjector
     from canary_triton.tokenizer import load_tokenizer
 
     out, _ = exported

@@ -346,3 +346,26 @@ def test_a_full_size_dry_run_with_the_models_defaults_loads(tiny_trained_dir, tm
         bc["max_prompt_embedding_table_size"] == d.llm_max_batch * 501 and bc["max_num_tokens"] >= bc["max_input_len"]
     )
     assert build["throughput_model"]["predictions"] == asdict(gt.predict(shapes, gt.H100_SXM, gt.Assumptions(), d))
+
+
+def test_recorded_shapes_are_read_back_checked_field_by_field(tiny_trained_dir):
+    """ModelShapes.from_manifest reads export.json's throughput_model.shapes as the manifest's
+    own sections are read: a missing or mistyped field is one line naming its path."""
+    from dataclasses import replace
+
+    from canary_triton.errors import CheckpointError
+
+    from .sample_export import sample_manifest
+
+    shapes = gt.ModelShapes.from_checkpoint(inspect_checkpoint(tiny_trained_dir))
+    d = gt.derive_gpu_defaults(shapes, gt.H100_SXM, gt.Assumptions())
+    rec = gt.record(shapes, "h100", gt.Assumptions(), d, ())
+    m = replace(sample_manifest(), throughput_model=rec)
+    assert gt.ModelShapes.from_manifest(m) == shapes
+    broken = {**rec, gt.SHAPES: {**rec[gt.SHAPES], "encoder_layers": "two"}}
+    with pytest.raises(
+        CheckpointError, match=r"throughput_model\.shapes\.encoder_layers is \"two\", expected an integer"
+    ):
+        gt.ModelShapes.from_manifest(replace(m, throughput_model=broken))
+    with pytest.raises(CheckpointError, match="not a gpu export"):
+        gt.ModelShapes.from_manifest(sample_manifest())

@@ -10,7 +10,7 @@ import pytest
 from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.fixtures import noise
-from canary_triton.metrics import wer
+from canary_triton.wer import wer
 from canary_triton.segmenter import Segment, SegmentOptions, join_texts, model_input, split
 
 from .conftest import SR, TINY_LONG_FORM_MERGE_S

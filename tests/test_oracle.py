@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from canary_triton import contract
 from canary_triton.checkpoint import checkpoint_tokenizer
-from canary_triton.metrics import wer
+from canary_triton.wer import wer
 
 from .conftest import speechlike
 

@@ -27,7 +27,7 @@ from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
 from canary_triton.artifacts import ExportManifest
-from canary_triton.serving import export_mel_params
+from canary_triton.loaders import export_mel_params
 
 from .bad_inputs import cases, triton_inputs
 from .conftest import LONG_GENERATION_TOKENS, SERVER_START_TIMEOUT_S, SR, free_port

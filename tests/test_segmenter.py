@@ -132,9 +132,13 @@ def test_options_are_checked():
 
 
 def test_options_travel_as_model_parameters():
+    from canary_triton.model_params import LongFormParams
+
     opts = SegmentOptions(merge_s=12.5, vad="energy", vad_threshold=0.42, min_speech_s=0.3, vad_threads=2)
-    assert SegmentOptions.from_parameters(opts.parameters()) == opts
-    assert SegmentOptions.from_parameters({}) == SegmentOptions()
+    params = LongFormParams(segment=opts).parameters()
+    assert params["segment.vad"] == "energy" and params["segment.vad_threads"] == "2"
+    assert LongFormParams.from_parameters(params).segment == opts
+    assert LongFormParams.from_parameters({}).segment == SegmentOptions()
 
 
 def test_pauses_are_found_over_background_noise_and_speech_without_pauses_is_one_region(heldout):

@@ -24,9 +24,9 @@ from canary_triton.errors import CheckpointError
 from canary_triton.fixtures import tokenizer as fixture_tokenizer
 from canary_triton.fixtures.tiny import RANDOM_DIMS
 from canary_triton.fixtures.tokenizer import QWEN3_TOKENIZER_FILES, qwen3_tokenizer_dir
-from canary_triton.llm_engine import splice_prompt_table
+from canary_triton.llm_batcher import splice_prompt_table
 from canary_triton.artifacts import ExportManifest
-from canary_triton.serving import load_llm, load_preprocessor, load_serving_tokenizer
+from canary_triton.loaders import load_llm, load_preprocessor, load_serving_tokenizer
 
 from benchmarks._common import Clip
 

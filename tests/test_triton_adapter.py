@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from canary_triton import contract as C
-from canary_triton.errors import InputError
+from canary_triton.errors import CanaryTritonError, InputError
+from canary_triton.model_params import ProjectorParams
 from .fake_pb_utils import InferenceResponse, Tensor, TritonError, get_output_tensor_by_name
 
 from canary_triton.triton_adapter import (
@@ -25,6 +26,7 @@ from canary_triton.triton_adapter import (
     forward_tokens,
     input_array,
     model_parameters,
+    read_params,
     pad_stack,
     send_cancel,
     stop_request_inputs,
@@ -83,10 +85,14 @@ FINAL = InferenceResponse()  # the flag-only final response: no tensors
 def test_model_parameters_and_the_artifacts_folder(tmp_path):
     config = {"parameters": {"artifacts": {"string_value": "../../export"}, "threads": {"string_value": "2"}}}
     args = {"model_config": json.dumps(config), "model_repository": str(tmp_path / "repo" / "encoder")}
-    params = model_parameters(args)
-    assert params == {"artifacts": "../../export", "threads": "2"}
+    assert model_parameters(args) == {"artifacts": "../../export", "threads": "2"}
+    params = read_params({**args, "model_name": "projector"}, ProjectorParams)
+    assert params == ProjectorParams(artifacts="../../export", threads=2)
     assert artifacts_dir(args, params) == (tmp_path / "export").resolve()
     assert model_parameters({"model_config": "{}"}) == {}
+    config["parameters"]["threads"] = {"string_value": "two"}
+    with pytest.raises(CanaryTritonError, match="^model projector: parameter threads is 'two'; expected an integer$"):
+        read_params({**args, "model_config": json.dumps(config), "model_name": "projector"}, ProjectorParams)
 
 
 @pytest.mark.parametrize(

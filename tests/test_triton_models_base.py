@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from canary_triton.errors import InputError
+from canary_triton.model_params import BlsParams
 from canary_triton.triton_adapter import CallerCancelled, ForwardedError, first_string, scalar_array, string_array
 from canary_triton.triton_models.base import BatchedModel, PythonModel, ThreadedModel
 
@@ -64,7 +65,7 @@ def test_no_valid_request_runs_no_batch_and_a_batch_failure_fails_each(doubler):
 
 class Echo(ThreadedModel):
     def initialize(self, args):
-        self.start_workers({"max_inflight": "2"})
+        self.start_workers(BlsParams(max_inflight=2))
 
     def serve(self, request, sender):
         text = first_string(self.pb.get_input_tensor_by_name(request, "text"))

@@ -93,6 +93,7 @@ def test_silero_wants_16_khz():
 def test_segmenter_options_are_rendered_into_both_long_form_models():
     from canary_triton import contract as C
     from canary_triton.export.repository import RepositoryOptions, describe, render
+    from canary_triton.model_params import LongFormParams
 
     manifest = sample_manifest()
     opts = RepositoryOptions(
@@ -105,7 +106,7 @@ def test_segmenter_options_are_rendered_into_both_long_form_models():
     decls = {d.name: d for d in describe(manifest, "cpu", opts)}
     want = SegmentOptions(merge_s=12.0, vad="energy", vad_threshold=0.3, min_pause_s=0.4, silence_pad_s=0.2)
     for name in (C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL):
-        assert SegmentOptions.from_parameters(decls[name].parameters) == want
+        assert LongFormParams.from_parameters(decls[name].parameters).segment == want
         assert 'key: "segment.vad" value: { string_value: "energy" }' in render(decls[name])
     assert opts.long_form_segment() == want
     assert RepositoryOptions().long_form_segment() == SegmentOptions()  # one set of defaults

@@ -6,12 +6,12 @@ import argparse
 from typing import Callable
 
 from ..client.api import DEFAULT_GRPC_URL
+from ..errors import CanaryTritonError
 from .options import API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MODEL_NAME, GatewayOptions, api_key_from_env
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
-    from ..errors import CanaryTritonError
-    from .server import serve
+    from .server import serve  # the web stack (the gateway extra) only when the gateway runs
 
     try:
         opts = GatewayOptions(

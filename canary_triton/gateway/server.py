@@ -6,6 +6,8 @@ import logging
 import threading
 import time
 
+import uvicorn
+
 from .app import create_app
 from .options import GatewayOptions
 
@@ -14,8 +16,6 @@ GRACEFUL_SHUTDOWN_S = 30
 
 
 def uvicorn_config(opts: GatewayOptions, log_level: str = "info"):
-    import uvicorn
-
     # uvicorn's own access log prints request lines only; the gateway writes its own (no content).
     return uvicorn.Config(
         create_app(opts),
@@ -31,8 +31,6 @@ def uvicorn_config(opts: GatewayOptions, log_level: str = "info"):
 
 def serve(opts: GatewayOptions) -> None:
     """Serve until SIGTERM / Ctrl-C (uvicorn's signal handling)."""
-    import uvicorn
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     uvicorn.Server(uvicorn_config(opts)).run()
 
@@ -45,8 +43,6 @@ class BackgroundGateway:
     """
 
     def __init__(self, opts: GatewayOptions, log_level: str = "warning"):
-        import uvicorn
-
         self.opts = opts
         self.server = uvicorn.Server(uvicorn_config(opts, log_level))
         self.thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)

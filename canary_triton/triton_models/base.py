@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model_params import BlsParams
 from ..triton_adapter import CancelWatcher, bls_error, error_response, input_array, string_array
 
 
@@ -86,8 +87,8 @@ class ThreadedModel(PythonModel):
     ``serve(request, sender)``, which sends the FINAL response; whatever it raises is sent as the
     request's error, a called model's error code kept."""
 
-    def start_workers(self, params: dict[str, str]) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_inflight", "64")))
+    def start_workers(self, params: BlsParams) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=params.max_inflight)
         self.watcher = CancelWatcher()
 
     def execute(self, requests):

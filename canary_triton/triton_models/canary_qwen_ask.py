@@ -10,18 +10,19 @@ from __future__ import annotations
 from .. import contract as C
 from ..long_form import LongFormOptions
 from ..preprocess import decode_text, validate_audio
-from ..serving import export_mel_params
-from ..triton_adapter import artifacts_dir, first_string, model_parameters, unary_call
+from ..loaders import export_mel_params
+from ..model_params import AskParams
+from ..triton_adapter import artifacts_dir, first_string, read_params, unary_call
 from .base import ThreadedModel
 
 
 class AskModel(ThreadedModel):
     def initialize(self, args):
-        params = model_parameters(args)
+        params = read_params(args, AskParams)
         mel = export_mel_params(artifacts_dir(args, params))
         self.short_limit = int(C.MAX_AUDIO_SECONDS * mel.sample_rate)
         # checked here as well: error codes do not survive a BLS hop in Triton 2.51
-        self.limits = LongFormOptions(max_seconds=float(params["max_seconds"])).limits(mel)
+        self.limits = LongFormOptions(max_seconds=params.max_seconds).limits(mel)
         self.start_workers(params)
 
     def serve(self, request, sender):

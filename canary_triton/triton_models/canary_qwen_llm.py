@@ -9,18 +9,20 @@ import numpy as np
 from .. import contract as C
 from ..preprocess import llm_mode_prompt, validate_max_new_tokens
 from ..artifacts import ExportManifest
-from ..serving import load_serving_tokenizer, parse_sampling
-from ..triton_adapter import artifacts_dir, forward_tokens, model_parameters, scalar_array
+from ..loaders import load_serving_tokenizer
+from ..llm_request import parse_sampling
+from ..model_params import LlmModeParams
+from ..triton_adapter import artifacts_dir, forward_tokens, read_params, scalar_array
 from .base import ThreadedModel
 
 
 class LlmModeModel(ThreadedModel):
     def initialize(self, args):
-        params = model_parameters(args)
+        params = read_params(args, LlmModeParams)
         export = artifacts_dir(args, params)
         self.tokenizer = load_serving_tokenizer(export)
         self.max_new_tokens = ExportManifest.read(export).limits.llm_max_output_len  # LLM mode: the engine's limit
-        self.target = params.get("llm_model", C.LLM_BASE_MODEL)
+        self.target = params.llm_model
         self.start_workers(params)
 
     def serve(self, request, sender):

@@ -16,23 +16,22 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import contract as C
 from ..long_form import LongFormCancelled, LongFormOptions, TextJoiner, plan, segments_json, transcribe_in_order
 from ..preprocess import validate_max_new_tokens
-from ..segmenter import SegmentOptions, prepare
-from ..serving import export_mel_params
-from ..triton_adapter import CallerCancelled, artifacts_dir, first_string, model_parameters, scalar_array, unary_call
+from ..model_params import LongFormParams
+from ..segmenter import prepare
+from ..loaders import export_mel_params
+from ..triton_adapter import CallerCancelled, artifacts_dir, first_string, read_params, scalar_array, unary_call
 from .base import ThreadedModel
 
 
 class LongFormModel(ThreadedModel):
     def initialize(self, args):
-        params = model_parameters(args)
+        params = read_params(args, LongFormParams)
         self.streaming = self.pb.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
         self.mel = export_mel_params(artifacts_dir(args, params))
-        self.opts = LongFormOptions(
-            max_seconds=float(params["max_seconds"]), segment=SegmentOptions.from_parameters(params)
-        )
+        self.opts = LongFormOptions(max_seconds=params.max_seconds, segment=params.segment)
         prepare(self.opts.segment)
-        self.target = params.get("segment_model", C.ENSEMBLE_MODEL)
-        self.segments = ThreadPoolExecutor(max_workers=int(params.get("segment_concurrency", "16")))
+        self.target = params.segment_model
+        self.segments = ThreadPoolExecutor(max_workers=params.segment_concurrency)
         self.start_workers(params)
 
     def serve(self, request, sender):

@@ -11,9 +11,10 @@ once, without the LLM.
 from __future__ import annotations
 
 from .. import contract as C
-from ..serving import load_serving_tokenizer
+from ..loaders import load_serving_tokenizer
 from ..streaming import TranscriptStream
-from ..triton_adapter import artifacts_dir, forward_tokens, model_parameters, unary_call
+from ..model_params import StreamParams
+from ..triton_adapter import artifacts_dir, forward_tokens, read_params, unary_call
 from .base import ThreadedModel
 
 PRE_OUT = [
@@ -29,7 +30,7 @@ PRE_OUT = [
 
 class StreamModel(ThreadedModel):
     def initialize(self, args):
-        params = model_parameters(args)
+        params = read_params(args, StreamParams)
         self.tokenizer = load_serving_tokenizer(artifacts_dir(args, params))
         self.start_workers(params)
 

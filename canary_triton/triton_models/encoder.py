@@ -10,17 +10,18 @@ import numpy as np
 from .. import contract as C
 from ..cpu_profile import resolve_threads
 from ..artifacts import ExportManifest
-from ..serving import load_onnx
+from ..loaders import load_onnx
 from ..tensor_checks import check_mel
-from ..triton_adapter import artifacts_dir, model_parameters, pad_stack, scalar_array
+from ..model_params import EncoderParams
+from ..triton_adapter import artifacts_dir, pad_stack, read_params, scalar_array
 from .base import BatchedModel
 
 
 class EncoderModel(BatchedModel):
     def initialize(self, args):
-        params = model_parameters(args)
+        params = read_params(args, EncoderParams)
         export = artifacts_dir(args, params)
-        threads = resolve_threads(params.get("threads"), "encoder")
+        threads = resolve_threads(params.threads, "encoder")
         self.runner = load_onnx(export, "encoder", threads=threads)
         manifest = ExportManifest.read(export)
         self.pb.Logger.log_info(f"encoder: ONNX Runtime {manifest.precision.encoder}, {threads} thread(s)")

@@ -7,27 +7,29 @@ import numpy as np
 import torch
 
 from .. import contract as C
-from ..cpu_profile import instruction_set, resolve_nice, resolve_threads
+from ..cpu_profile import instruction_set, resolve_threads
 from ..errors import InputError
-from ..llm_engine import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
+from ..llm_batcher import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
 from ..artifacts import ExportManifest
-from ..serving import is_stop_request, load_llm, load_lora, parse_llm_request
-from ..triton_adapter import artifacts_dir, model_parameters, scalar_array
+from ..loaders import load_llm, load_lora
+from ..llm_request import is_stop_request, parse_llm_request
+from ..model_params import LlmParams
+from ..triton_adapter import artifacts_dir, read_params, scalar_array
 from .base import PythonModel
 
 
 class LlmModel(PythonModel):
     def initialize(self, args):
-        params = model_parameters(args)
-        threads = resolve_threads(params.get("threads"), "llm")
-        nice = resolve_nice(params.get("nice"))
+        params = read_params(args, LlmParams)
+        threads = resolve_threads(params.threads, "llm")
+        nice = params.nice
         torch.set_num_threads(threads)
         export = artifacts_dir(args, params)
-        weights = params["weights"]  # artifacts.Files.weights: llm_base (shared with llm_base) or llm_merged
+        weights = params.weights
         # Weights stay mapped from their file (transformers keeps safetensors memory-mapped when the
         # dtype matches), so llm and llm_base on the same file hold one copy in memory between them.
         self.model = load_llm(export, weights)
-        lora = load_lora(export) if params["asr_adapter"] == "true" else None
+        lora = load_lora(export) if params.asr_adapter else None
         manifest = ExportManifest.read(export)
         adapter = f" + run-time ASR adapter ({lora.describe()})" if lora is not None else ""
         self.pb.Logger.log_info(
@@ -39,20 +41,20 @@ class LlmModel(PythonModel):
         self.embedding = self.model.get_input_embeddings()
         self.max_table_rows = manifest.limits.max_table_rows
         self.max_output_len = manifest.limits.llm_max_output_len
-        self.exclude_input = params.get("exclude_input_in_output", "true").lower() == "true"
+        self.exclude_input = params.exclude_input_in_output
         # Room for the longest prompt plus the most tokens a request may ask for (TensorRT-LLM: max_seq_len).
-        self.engine = ContinuousBatcher(
+        self.batcher = ContinuousBatcher(
             self.model,
-            max_batch=int(params.get("max_batch", "16")),
+            max_batch=params.max_batch,
             threads=threads,
             max_positions=C.MAX_TEXT_PROMPT_TOKENS + self.max_output_len,
             lora=lora,
             nice=nice,
         )
         self.cancels = CancelRegistry()
-        self.metrics = _Metrics(self.pb, args["model_name"], self.engine)
-        self.engine.on_step = self.metrics.stepped
-        self.engine.start()
+        self.metrics = _Metrics(self.pb, args["model_name"], self.batcher)
+        self.batcher.on_step = self.metrics.stepped
+        self.batcher.start()
 
     def execute(self, requests):
         for request in requests:
@@ -86,7 +88,7 @@ class LlmModel(PythonModel):
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
                 self.cancels.register(key)  # a stop request with this id cancels it while in flight
                 try:
-                    self.engine.submit(
+                    self.batcher.submit(
                         GenerationRequest(
                             embeds=embeds,
                             max_new_tokens=req.max_new_tokens,
@@ -114,14 +116,14 @@ class LlmModel(PythonModel):
         self.metrics.finished(outcome, tokens)
 
     def finalize(self):
-        self.engine.stop()
+        self.batcher.stop()
 
 
 class _Metrics:
     """Custom Prometheus metrics on Triton's endpoint: requests by outcome, tokens, busy slots."""
 
-    def __init__(self, pb_utils, model_name, engine):
-        self.engine = engine
+    def __init__(self, pb_utils, model_name, batcher):
+        self.batcher = batcher
 
         def family(name, kind, description):
             return pb_utils.MetricFamily(name=name, kind=getattr(pb_utils.MetricFamily, kind), description=description)
@@ -163,7 +165,7 @@ class _Metrics:
         self.by_outcome[outcome].increment(1)
         if n_tokens:
             self.token_count.increment(n_tokens)
-        self.slot_gauge.set(self.engine.active)
+        self.slot_gauge.set(self.batcher.active)
 
     def stepped(self, kind, rows, positions):
         self.step_count[kind].increment(1)
@@ -172,7 +174,7 @@ class _Metrics:
             self.position_count.increment(positions)
 
     def admitted(self):
-        self.slot_gauge.set(self.engine.active)
+        self.slot_gauge.set(self.batcher.active)
 
 
 class _Sender:

@@ -12,21 +12,22 @@ import numpy as np
 
 from .. import contract as C
 from ..artifacts import ExportManifest
-from ..serving import check_llm_tensors
-from ..triton_adapter import artifacts_dir, forward_tokens, model_parameters, scalar_array
+from ..llm_request import check_llm_tensors
+from ..model_params import LlmUnaryParams
+from ..triton_adapter import artifacts_dir, forward_tokens, read_params, scalar_array
 from .base import ThreadedModel
 
 
 class LlmUnaryModel(ThreadedModel):
     def initialize(self, args):
-        params = model_parameters(args)
-        self.target = params.get("llm_model", C.LLM_MODEL)
+        params = read_params(args, LlmUnaryParams)
+        self.target = params.llm_model
         manifest = ExportManifest.read(artifacts_dir(args, params))
         self.vocab_rows = manifest.model.vocab_rows
         self.hidden = manifest.model.llm_hidden
         self.max_table_rows = manifest.limits.max_table_rows
         self.max_output_len = manifest.limits.llm_max_output_len
-        self.vad_gate = params.get("vad_gate") == "true"
+        self.vad_gate = params.vad_gate
         self.start_workers(params)
 
     def serve(self, request, sender):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from .. import contract as C
 from ..artifacts import ExportManifest
-from ..serving import load_serving_tokenizer
+from ..loaders import load_serving_tokenizer
 from ..tensor_checks import check_output_ids
-from ..triton_adapter import artifacts_dir, model_parameters
+from ..model_params import PostprocessorParams
+from ..triton_adapter import artifacts_dir, read_params
 from .base import BatchedModel
 
 
 class PostprocessorModel(BatchedModel):
     def initialize(self, args):
-        export = artifacts_dir(args, model_parameters(args))
+        export = artifacts_dir(args, read_params(args, PostprocessorParams))
         self.tokenizer = load_serving_tokenizer(export)
         self.vocab_rows = ExportManifest.read(export).model.vocab_rows
 

@@ -12,19 +12,19 @@ import torch
 
 from .. import contract as C
 from ..preprocess import asr_output_limit, validate_audio, validate_max_new_tokens
-from ..segmenter import SegmentOptions, has_speech, prepare
-from ..serving import load_preprocessor
-from ..triton_adapter import artifacts_dir, model_parameters, scalar_array
+from ..model_params import PreprocessorParams
+from ..segmenter import has_speech, prepare
+from ..loaders import load_preprocessor
+from ..triton_adapter import artifacts_dir, read_params, scalar_array
 from .base import BatchedModel
 
 
 class PreprocessorModel(BatchedModel):
     def initialize(self, args):
-        params = model_parameters(args)
-        torch.set_num_threads(int(params.get("threads", "1")))
-        bucket = params.get("mel_bucket_seconds")
-        self.pre, self.ids = load_preprocessor(artifacts_dir(args, params), None if bucket is None else float(bucket))
-        self.gate = SegmentOptions.from_parameters(params) if params.get("vad_gate") == "true" else None
+        params = read_params(args, PreprocessorParams)
+        torch.set_num_threads(params.threads)
+        self.pre, self.ids = load_preprocessor(artifacts_dir(args, params), params.mel_bucket_seconds)
+        self.gate = params.segment if params.vad_gate else None
         if self.gate is not None:
             prepare(self.gate)
 

@@ -8,17 +8,18 @@ import numpy as np
 
 from .. import contract as C
 from ..artifacts import ExportManifest
-from ..serving import load_onnx
+from ..loaders import load_onnx
 from ..tensor_checks import check_encoded
-from ..triton_adapter import artifacts_dir, model_parameters, pad_stack, scalar_array
+from ..model_params import ProjectorParams
+from ..triton_adapter import artifacts_dir, pad_stack, read_params, scalar_array
 from .base import BatchedModel
 
 
 class ProjectorModel(BatchedModel):
     def initialize(self, args):
-        params = model_parameters(args)
+        params = read_params(args, ProjectorParams)
         export = artifacts_dir(args, params)
-        self.runner = load_onnx(export, "projector", threads=int(params.get("threads", "1")))
+        self.runner = load_onnx(export, "projector", threads=params.threads)
         manifest = ExportManifest.read(export)
         self.dim = manifest.model.encoder_dim
         self.max_frames = manifest.limits.max_table_rows

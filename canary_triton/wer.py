@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+# whisper_normalizer (the client extra) is imported on first use of the leaderboard's normaliser.
+
 
 def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
     prev = list(range(len(hyp) + 1))

@@ -1,4 +1,4 @@
-"""The in-flight batching engine in-process: batch-exact, cancellation frees slots, outcomes counted."""
+"""The in-flight batcher in-process: batch-exact, cancellation frees slots, outcomes counted."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import threading
 import pytest
 import torch
 
-from canary_triton.llm_engine import CancelRegistry, ContinuousBatcher, GenerationRequest
+from canary_triton.llm_batcher import CancelRegistry, ContinuousBatcher, GenerationRequest
 from canary_triton.llm_runner import CACHE_BLOCK
-from canary_triton.serving import load_llm
+from canary_triton.loaders import load_llm
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +46,17 @@ def _request(llm, ids, n, collect, is_cancelled=lambda: False):
 
 def test_batched_equals_one_at_a_time_and_slots_are_released(llm):
     prompts = [[5, 6, 7], [9, 10, 11, 12, 13], [3], [20, 21]]
-    engine = ContinuousBatcher(llm, max_batch=4).start()
+    batcher = ContinuousBatcher(llm, max_batch=4).start()
     try:
         alone = []
         for p in prompts:
             c = Collect()
-            engine.submit(_request(llm, p, 12, c))
+            batcher.submit(_request(llm, p, 12, c))
             assert c.done.wait(60)
             alone.append(c.tokens)
         together = [Collect() for _ in prompts]
         for p, c, n in zip(prompts, together, (12, 5, 12, 9)):
-            engine.submit(_request(llm, p, n, c))
+            batcher.submit(_request(llm, p, n, c))
         for c in together:
             assert c.done.wait(60)
         assert [c.tokens for c in together] == [alone[0], alone[1][:5], alone[2], alone[3][:9]]
@@ -66,14 +66,14 @@ def test_batched_equals_one_at_a_time_and_slots_are_released(llm):
             ("completed", 12),
             ("completed", 9),
         ]
-        assert engine.max_rows_seen > 1 and engine.active == 0
-        assert engine.outcomes == {"completed": 8, "cancelled": 0, "failed": 0}
+        assert batcher.max_rows_seen > 1 and batcher.active == 0
+        assert batcher.outcomes == {"completed": 8, "cancelled": 0, "failed": 0}
     finally:
-        engine.stop()
+        batcher.stop()
 
 
 def test_cancellation_stops_generation_and_frees_the_slot(llm):
-    engine = ContinuousBatcher(llm, max_batch=2).start()
+    batcher = ContinuousBatcher(llm, max_batch=2).start()
     try:
         flag = threading.Event()
         long = Collect()
@@ -83,85 +83,85 @@ def test_cancellation_stops_generation_and_frees_the_slot(llm):
                 flag.set()
             return flag.is_set()
 
-        engine.submit(_request(llm, [5, 6, 7], 500, long, cancel_after_10))
+        batcher.submit(_request(llm, [5, 6, 7], 500, long, cancel_after_10))
         assert long.done.wait(60)
         assert long.outcome == ("cancelled", 11) and len(long.tokens) == 11  # stops at the next token
         # a request cancelled while it waited is never prefilled
         queued = Collect()
-        engine.submit(_request(llm, [5, 6, 7], 500, queued, lambda: True))
+        batcher.submit(_request(llm, [5, 6, 7], 500, queued, lambda: True))
         assert queued.done.wait(60) and queued.tokens == [] and queued.outcome == ("cancelled", 0)
         # both slots are free: two full requests run side by side
         pair = [Collect(), Collect()]
         for c in pair:
-            engine.submit(_request(llm, [8, 9], 6, c))
+            batcher.submit(_request(llm, [8, 9], 6, c))
         assert all(c.done.wait(60) for c in pair) and [len(c.tokens) for c in pair] == [6, 6]
-        assert engine.active == 0
-        assert engine.outcomes == {"completed": 2, "cancelled": 2, "failed": 0}
-        assert engine.tokens_generated == 11 + 12
+        assert batcher.active == 0
+        assert batcher.outcomes == {"completed": 2, "cancelled": 2, "failed": 0}
+        assert batcher.tokens_generated == 11 + 12
     finally:
-        engine.stop()
+        batcher.stop()
 
 
 def test_a_bad_request_fails_alone(llm):
-    engine = ContinuousBatcher(llm, max_batch=2).start()
+    batcher = ContinuousBatcher(llm, max_batch=2).start()
     try:
         good, bad = Collect(), Collect()
         errors = []
         bad_req = _request(llm, [5, 6], 4, bad)
         bad_req.embeds = torch.zeros(2, 3)  # wrong hidden size: prefill fails
         bad_req.on_error = errors.append
-        engine.submit(bad_req)
-        engine.submit(_request(llm, [5, 6], 4, good))
+        batcher.submit(bad_req)
+        batcher.submit(_request(llm, [5, 6], 4, good))
         assert good.done.wait(60) and len(good.tokens) == 4
-        assert len(errors) == 1 and bad.outcome == ("failed", 0) and engine.active == 0
+        assert len(errors) == 1 and bad.outcome == ("failed", 0) and batcher.active == 0
     finally:
-        engine.stop()
+        batcher.stop()
 
 
 def test_requests_admitted_together_are_prefilled_as_one_batch_and_equal_alone(llm):
     prompts = [[5, 6, 7, 8, 9, 10, 11], [9], [3, 4, 30, 31], [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41]]
-    engine = ContinuousBatcher(llm, max_batch=4)
+    batcher = ContinuousBatcher(llm, max_batch=4)
     together = [Collect() for _ in prompts]
     for p, c in zip(prompts, together):  # queued before the engine starts: admitted at one boundary
-        engine.submit(_request(llm, p, 10, c))
-    engine.start()
+        batcher.submit(_request(llm, p, 10, c))
+    batcher.start()
     try:
         assert all(c.done.wait(60) for c in together)
-        assert engine.prefills == 1 and engine.max_rows_seen == 4
+        assert batcher.prefills == 1 and batcher.max_rows_seen == 4
         for p, c in zip(prompts, together):
             alone = Collect()
-            engine.submit(_request(llm, p, 10, alone))
+            batcher.submit(_request(llm, p, 10, alone))
             assert alone.done.wait(60)
             assert c.tokens == alone.tokens and len(alone.tokens) == 10
         # one block per row so far; a longer prompt grows the cache once, to two blocks
-        assert engine.runner.cache.capacity == CACHE_BLOCK and engine.runner.cache.reallocations == 0
+        assert batcher.runner.cache.capacity == CACHE_BLOCK and batcher.runner.cache.reallocations == 0
         long = Collect()
-        engine.submit(_request(llm, [5 + i % 50 for i in range(CACHE_BLOCK + 20)], 3, long))
+        batcher.submit(_request(llm, [5 + i % 50 for i in range(CACHE_BLOCK + 20)], 3, long))
         assert long.done.wait(60) and len(long.tokens) == 3
-        assert engine.runner.cache.peak_capacity == 2 * CACHE_BLOCK and engine.runner.cache.reallocations == 1
+        assert batcher.runner.cache.peak_capacity == 2 * CACHE_BLOCK and batcher.runner.cache.reallocations == 1
     finally:
-        engine.stop()
+        batcher.stop()
 
 
 def test_a_request_above_the_row_capacity_fails_alone_with_the_limit(llm):
-    engine = ContinuousBatcher(llm, max_batch=2, max_positions=16).start()
+    batcher = ContinuousBatcher(llm, max_batch=2, max_positions=16).start()
     try:
         big, small = Collect(), Collect()
         errors = []
         req = _request(llm, list(range(5, 15)), 7, big)  # 10 + 7 = 17 positions > 16
         req.on_error = errors.append
-        engine.submit(req)
-        engine.submit(_request(llm, [5, 6], 4, small))
+        batcher.submit(req)
+        batcher.submit(_request(llm, [5, 6], 4, small))
         assert small.done.wait(60) and len(small.tokens) == 4
         assert big.outcome == ("failed", 0) and "needs 17 positions; the LLM engine's limit is 16" in str(errors[0])
     finally:
-        engine.stop()
+        batcher.stop()
 
 
 def test_one_set_of_weights_serves_both_modes_in_one_batch(llm, exported_random):
     """Base weights + the run-time LoRA: ASR rows (adapter) give the merged model's tokens,
     LLM-mode rows the base model's, each the same alone as mixed in one batch."""
-    from canary_triton.serving import load_lora
+    from canary_triton.loaders import load_lora
 
     base = load_llm(exported_random, "llm_base")
     lora = load_lora(exported_random)
@@ -170,19 +170,19 @@ def test_one_set_of_weights_serves_both_modes_in_one_batch(llm, exported_random)
     modes = [True, False, True, False]
 
     def run(model, reqs, lora=None):
-        engine = ContinuousBatcher(model, max_batch=4, lora=lora)
+        batcher = ContinuousBatcher(model, max_batch=4, lora=lora)
         outs = []
         for p, adapter in reqs:
             c = Collect()
             r = _request(model, p, 8, c)
             r.adapter = adapter
-            engine.submit(r)
+            batcher.submit(r)
             outs.append(c)
-        engine.start()
+        batcher.start()
         try:
             assert all(c.done.wait(60) for c in outs)
         finally:
-            engine.stop()
+            batcher.stop()
         return [c.tokens for c in outs]
 
     merged_alone = [run(llm, [(p, True)])[0] for p in prompts]
@@ -214,45 +214,45 @@ def test_cancel_registry_stops_only_requests_in_flight_so_ids_can_be_reused():
 
 def test_the_engine_thread_runs_below_the_callers_priority(llm):
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    engine = ContinuousBatcher(llm, max_batch=1, nice=5).start()
+    batcher = ContinuousBatcher(llm, max_batch=1, nice=5).start()
     try:
         c = Collect()
-        engine.submit(_request(llm, [5, 6, 7], 3, c))
+        batcher.submit(_request(llm, [5, 6, 7], 3, c))
         assert c.done.wait(60) and c.outcome == ("completed", 3)
-        assert engine.running_nice == min(19, before + 5)
+        assert batcher.running_nice == min(19, before + 5)
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller keeps its own
     finally:
-        engine.stop()
+        batcher.stop()
 
 
 def test_an_idle_engine_gives_back_a_cache_a_long_request_grew(llm):
-    engine = ContinuousBatcher(llm, max_batch=2).start()
+    batcher = ContinuousBatcher(llm, max_batch=2).start()
     try:
         long = Collect()
-        engine.submit(_request(llm, [5 + i % 50 for i in range(2 * CACHE_BLOCK + 20)], 3, long))
+        batcher.submit(_request(llm, [5 + i % 50 for i in range(2 * CACHE_BLOCK + 20)], 3, long))
         assert long.done.wait(60) and len(long.tokens) == 3
-        # The engine is idle once the long request is done; it shrinks before it takes the next one.
+        # The batcher is idle once the long request is done; it shrinks before it takes the next one.
         short = Collect()
-        engine.submit(_request(llm, [5, 6, 7], 3, short))
+        batcher.submit(_request(llm, [5, 6, 7], 3, short))
         assert short.done.wait(60) and len(short.tokens) == 3
-        cache = engine.runner.cache
+        cache = batcher.runner.cache
         assert cache.peak_capacity == 4 * CACHE_BLOCK and cache.reallocations == 1
         assert cache.shrinks == 1 and cache.capacity == CACHE_BLOCK  # the short one fit in one block
         assert cache.allocated_rows == 1
         assert cache.nbytes == cache.shape.kv_bytes_per_position(cache.dtype) * CACHE_BLOCK  # one row, one block
     finally:
-        engine.stop()
+        batcher.stop()
 
 
 def test_the_cache_grows_its_rows_with_the_requests_in_flight(llm):
-    engine = ContinuousBatcher(llm, max_batch=8)
+    batcher = ContinuousBatcher(llm, max_batch=8)
     together = [Collect() for _ in range(3)]
     for i, c in enumerate(together):  # queued before the engine starts: admitted at one boundary
-        engine.submit(_request(llm, [5 + i, 6, 7], 4, c))
-    engine.start()
+        batcher.submit(_request(llm, [5 + i, 6, 7], 4, c))
+    batcher.start()
     try:
         assert all(c.done.wait(60) for c in together)
-        cache = engine.runner.cache
+        cache = batcher.runner.cache
         assert cache.peak_rows == 4 and cache.row_growths == 1  # 3 rows: the next power of two, not all 8
     finally:
-        engine.stop()
+        batcher.stop()

@@ -1,112 +1,21 @@
-"""Loading an export's artifacts for the served pipeline, and the LLM request contract.
-
-The Triton ``model.py`` files call these; tests call them directly too.
-"""
+"""The ``llm`` model's request contract (TensorRT-LLM backend semantics): the stop request, the
+sampling settings and the checks of the tensors, shared by the CPU ``llm`` and the BLS models that
+forward to it (those check shapes only, so BF16 tables pass too)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from pathlib import Path
 
 import numpy as np
 
 from . import contract
-from .artifacts import ExportManifest
-from .errors import CheckpointError, InputError
-from .tokenizer import Tokenizer, load_tokenizer
+from .errors import InputError
 
-if TYPE_CHECKING:  # torch is imported by the functions that need it: the light models import this module without it
+# torch and llm_batcher (which imports torch) are imported by the functions that need them: the
+# BLS models import this module and must not load torch.
+if TYPE_CHECKING:
     import torch
-
-
-def export_mel_params(export_dir: Path) -> contract.MelParams:
-    """The mel front end's parameters recorded in the export (sample rate, n_mels, hop...)."""
-    return ExportManifest.read(export_dir).model.mel
-
-
-def load_serving_tokenizer(export_dir: Path) -> Tokenizer:
-    manifest = ExportManifest.read(export_dir)
-    return load_tokenizer(Path(export_dir) / manifest.files.llm_merged, require_placeholder=True, raw=True)
-
-
-def load_preprocessor(export_dir: Path, bucket_seconds: float | None = None):
-    """The served preprocessor; ``bucket_seconds`` pads mel to length buckets (None: no padding)."""
-    from .export.frontend import load_front_end
-    from .preprocess import Preprocessor
-
-    manifest = ExportManifest.read(export_dir)
-    # The prompt ids and special ids the export computed with the checkpoint's tokenizer: this
-    # process needs no tokenizer (Qwen3's holds ~170 MiB per process).
-    ids = manifest.special_ids
-    sub = contract.Subsampling(factor=manifest.model.subsampling_factor)
-    front_end = load_front_end(Path(export_dir) / manifest.files.frontend)
-    bucket = 1 if bucket_seconds is None else contract.mel_bucket_columns(bucket_seconds, front_end.params)
-    pre = Preprocessor(
-        front_end,
-        list(manifest.asr_prompt_ids),
-        ids.audio_placeholder,
-        manifest.model.vocab_rows,
-        sub,
-        bucket_columns=bucket,
-    )
-    return pre, ids
-
-
-def load_onnx(export_dir: Path, part: str, threads: int = 1):
-    """ONNX Runtime session(s) for ``part`` = "encoder" or "projector" (only that one is loaded)."""
-    from .export.onnx_encoder import OnnxEncoderProjector
-
-    files = ExportManifest.read(export_dir).files
-    path = Path(export_dir) / {"encoder": files.encoder_onnx, "projector": files.projector_onnx}[part]
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing")
-    return OnnxEncoderProjector(
-        path if part == "encoder" else None, path if part == "projector" else None, threads=threads
-    )
-
-
-def llm_dtype(export_dir: Path) -> torch.dtype:
-    """The dtype the export wrote its Qwen3 weights in (its precision)."""
-    import torch
-
-    return getattr(torch, ExportManifest.read(export_dir).options.llm_dtype)
-
-
-def load_llm(export_dir: Path, which: str = "llm_merged", dtype: torch.dtype | None = None):
-    """One exported Qwen3 in the export's dtype (or ``dtype``)."""
-    from transformers import AutoModelForCausalLM
-
-    path = Path(export_dir) / ExportManifest.read(export_dir).files.weights(which)
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or llm_dtype(export_dir)).eval()
-
-
-def load_lora(export_dir: Path, dtype: torch.dtype | None = None):
-    """The ASR adapter beside ``llm_base`` as ``llm_runner.LoraWeights`` (None when the export
-    has none: a checkpoint without a LoRA, or an older export)."""
-    import re
-
-    from safetensors import safe_open
-
-    from .export.lora import ADAPTER_FILE
-    from .llm_runner import LoraWeights
-
-    path = Path(export_dir) / ExportManifest.read(export_dir).files.llm_base / ADAPTER_FILE
-    if not path.is_file():
-        return None
-    dtype = dtype or llm_dtype(export_dir)
-    layers: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
-    with safe_open(str(path), "pt") as f:
-        scale = float(f.metadata()["scale"])
-        for key in f.keys():
-            m = re.fullmatch(r"model\.layers\.(\d+)\.\w+\.(\w+)\.lora_A", key)
-            if m:
-                stem = key[: -len(".lora_A")]
-                layers.setdefault(int(m.group(1)), {})[m.group(2)] = (
-                    f.get_tensor(stem + ".lora_A").to(dtype),
-                    f.get_tensor(stem + ".lora_B").to(dtype),
-                )
-    return LoraWeights(scale, layers)
 
 
 @dataclass(frozen=True)
@@ -118,7 +27,7 @@ class LlmRequest:
     end_id: int
     table: torch.Tensor | None  # [T, hidden]
     streaming: bool
-    sampling: object | None = None  # llm_engine.Sampling, or None for greedy
+    sampling: object | None = None  # llm_batcher.Sampling, or None for greedy
 
 
 def is_stop_request(stop: np.ndarray | None) -> bool:
@@ -134,7 +43,7 @@ def parse_sampling(
     names: tuple[str, str, str] = ("temperature", "runtime_top_p", "seed"),
 ):
     """Sampling settings, validated; None (greedy) when no temperature > 0 is given."""
-    from .llm_engine import Sampling
+    from .llm_batcher import Sampling
 
     t = float(np.asarray(temperature).reshape(-1)[0]) if temperature is not None else 0.0
     p = float(np.asarray(top_p).reshape(-1)[0]) if top_p is not None else 1.0
