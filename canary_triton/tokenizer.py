@@ -9,6 +9,9 @@ turn by turn as ``QwenPromptFormatter.encode_dialog`` does.
 from __future__ import annotations
 
 import json
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -132,6 +135,23 @@ def _clean_up_tokenization(text: str) -> str:
     return text
 
 
+#: transformers tokenizers already loaded, by (folder as given, require_placeholder, the folder's
+#: files with their sizes and modification times), most recent last.
+_LOADED: "OrderedDict[tuple, Tokenizer]" = OrderedDict()
+_LOADED_MAX = 4
+_LOADED_LOCK = threading.Lock()
+
+
+def _folder_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file directly in ``path`` with its size and modification time (ns)."""
+    files = []
+    for entry in os.scandir(path):
+        if entry.is_file():
+            st = entry.stat()
+            files.append((entry.name, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(files))
+
+
 def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: bool = False) -> Tokenizer:
     """Load a Qwen3-style tokenizer folder and add the audio placeholder as NeMo does.
 
@@ -139,6 +159,11 @@ def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: 
     hold the placeholder (a plain Qwen3 tokenizer would otherwise silently renumber nothing but
     hide a wrong folder). ``raw=True`` (serving; needs the placeholder): the ``tokenizers``
     library alone (:class:`RawTokenizer`), without transformers.
+
+    A transformers tokenizer (``raw=False``) loaded before from the same folder, none of whose
+    files changed (names, sizes, modification times), is returned again instead of parsed again:
+    an export reads its checkpoint's tokenizer five times, about 1 s each with Qwen3's 151,669
+    tokens. Nothing modifies a tokenizer once loaded.
     """
     path = Path(path)
     missing = [f for f in TOKENIZER_FILES if not (path / f).is_file()]
@@ -147,6 +172,23 @@ def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: 
             f"tokenizer folder {path} lacks {', '.join(missing)}: expected a Qwen3 tokenizer "
             "(tokenizer.json + tokenizer_config.json)"
         )
+    if raw:
+        return _load_tokenizer(path, require_placeholder=True, raw=True)
+    key = (str(path), require_placeholder, _folder_signature(path))
+    with _LOADED_LOCK:
+        tok = _LOADED.get(key)
+        if tok is not None:
+            _LOADED.move_to_end(key)
+            return tok
+    tok = _load_tokenizer(path, require_placeholder=require_placeholder, raw=False)
+    with _LOADED_LOCK:
+        _LOADED[key] = tok
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    return tok
+
+
+def _load_tokenizer(path: Path, *, require_placeholder: bool, raw: bool) -> Tokenizer:
     if raw:
         require_placeholder = True  # a raw tokenizer cannot add it as transformers does
         hf = RawTokenizer(path)

@@ -85,12 +85,7 @@ def test_gpu_profile_fails_at_once_without_tensorrt(tiny_random_dir, tmp_path):
     ],
 )
 def test_export_option_limits(tiny_random_dir, tmp_path, args, message):
-    r = subprocess.run(
-        [sys.executable, "-m", "canary_triton.cli", "export", str(tiny_random_dir), "-o", str(tmp_path / "o"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = cli_in_process("export", str(tiny_random_dir), "-o", str(tmp_path / "o"), *args)
     assert r.returncode == 2 and message in r.stderr
 
 

@@ -22,6 +22,8 @@ from canary_triton.export.pipeline import ENGINE_BUILD
 from canary_triton.export.repository import REPOSITORY_DIR
 from canary_triton.artifacts import ExportManifest
 
+from .conftest import cli_in_process
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / gt.DOC
 
@@ -199,9 +201,10 @@ def test_the_command_prints_the_tables_for_a_checkpoint(tiny_trained_dir, capsys
 # Applied: `canary-triton export --profile gpu` takes its defaults from the model
 # ------------------------------------------------------------------------------------------
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "canary_triton.cli", "export", *args], capture_output=True, text=True, timeout=300
-    )
+    """``canary-triton export *args``, in this process (see conftest.cli_in_process: the same exit
+    code and stderr, an unexpected exception fails the test), not a fresh interpreter importing
+    torch and NeMo again."""
+    return cli_in_process("export", *args)
 
 
 @pytest.fixture(scope="module")

@@ -101,3 +101,24 @@ def test_placeholder_beyond_embedding_rows_is_refused(tiny_random_dir, tmp_path)
     (ckpt / "llm_backbone" / "config.json").write_text(json.dumps(llm_cfg))
     with pytest.raises(CheckpointError, match="beyond the model's 400 embedding rows"):
         checkpoint_tokenizer(inspect_checkpoint(ckpt))
+
+
+def test_a_folder_loaded_before_and_unchanged_is_not_parsed_again(tiny_random_dir, tmp_path):
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_random_dir / f, tmp_path / f)
+    first = load_tokenizer(tmp_path)
+    assert load_tokenizer(tmp_path) is first  # the same folder, the same files: the same tokenizer
+    assert load_tokenizer(tmp_path, require_placeholder=False) is first
+    assert first.path == tmp_path and load_tokenizer(str(tmp_path)) is first
+    # a file changed (its size or modification time), or one added: parsed again
+    cfg = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    cfg["model_max_length"] = 4096
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    again = load_tokenizer(tmp_path)
+    assert again is not first and again.ids == first.ids and again.hf.model_max_length == 4096
+    (tmp_path / "special_tokens_map.json").write_text("{}")
+    assert load_tokenizer(tmp_path) is not again
+    # an export's folder (raw, for serving) is read each time, as the serving processes do
+    first.hf.save_pretrained(str(tmp_path / "saved"))
+    raw = load_tokenizer(tmp_path / "saved", raw=True)
+    assert load_tokenizer(tmp_path / "saved", raw=True) is not raw and raw.ids == first.ids
