@@ -16,6 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
+from canary_triton.server import free_port  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -135,7 +136,7 @@ def oracle_trained(tiny_trained_dir):
 def heldout():
     """The committed held-out renditions of the tiny-trained speech set: (audio, text) pairs."""
     from canary_triton.audio import load_audio
-    from canary_triton.fixtures.speech import read_manifest
+    from canary_triton.manifest import read_manifest
 
     rows = read_manifest(DEMO_HELDOUT / "manifest.jsonl")
     return [(load_audio(r["audio_filepath"], SR), r["text"]) for r in rows]
@@ -169,14 +170,6 @@ def cli_in_process(*argv: str) -> subprocess.CompletedProcess:
         except SystemExit as e:  # argparse's own errors
             code = e.code if isinstance(e.code, int) else 2
     return subprocess.CompletedProcess(["canary-triton", *argv], code, out.getvalue(), err.getvalue())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 #: How long a test server may take to load before the test fails: a bound against a hang, not a

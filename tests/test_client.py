@@ -19,7 +19,7 @@ from canary_triton.client.api import backoff_delays, is_retryable
 from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input
 from canary_triton.manifest import read_manifest
 
-from .conftest import free_port
+from canary_triton.server import free_port
 
 
 @pytest.fixture(scope="module")

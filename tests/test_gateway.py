@@ -33,7 +33,9 @@ from canary_triton.gateway.errors import GatewayError
 from canary_triton.gateway.formats import render
 from canary_triton.manifest import read_manifest
 
-from .conftest import LONG_GENERATION_TOKENS, SR, free_port
+from canary_triton.server import free_port
+
+from .conftest import LONG_GENERATION_TOKENS, SR
 from .test_reliability import _llm_metric, _wait_for, assert_cancelled_early, llm_counters
 
 KEY = "gateway-test-key"
