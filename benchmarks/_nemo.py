@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from benchmarks._common import SAMPLE_RATE, Clip
 from canary_triton import contract, preprocess
 from canary_triton.checkpoint import WEIGHTS_FILE
 from canary_triton.fixtures.speech import all_texts
@@ -27,8 +28,6 @@ from canary_triton.fixtures.tiny import (
     scale_for_audio_dependence,
 )
 from canary_triton.tokenizer import load_tokenizer
-
-from benchmarks._common import SAMPLE_RATE, Clip
 
 # torch, safetensors and the oracle (NeMo) are imported by the functions that run a model.
 

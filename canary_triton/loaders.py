@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from . import contract
 from .artifacts import ADAPTER_FILE, ExportManifest
 from .errors import CheckpointError

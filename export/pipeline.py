@@ -26,10 +26,10 @@ import torch
 
 from .. import __version__, contract
 from ..artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
+from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..cpu_profile import (
     instruction_set,
 )
-from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
 from ..errors import CanaryTritonError
 from ..features import load_front_end
 from ..gpu_throughput import Assumptions, GpuDefaults, ModelShapes, record
@@ -37,8 +37,8 @@ from ..onnx_session import OnnxEncoderProjector
 from ..oracle import pad_batch
 from .frontend import export_front_end
 from .lora import export_llm
-from .options import ExportOptions
 from .onnx_encoder import ENCODER_ONNX, PROJECTOR_BF16_ONNX, PROJECTOR_ONNX, export_onnx, quantize_encoder_int8
+from .options import ExportOptions
 from .repository import write_repository
 from .tensorrt_engine import (
     build_encoder_engines,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract
-from ..contract import TensorSpec
 from ..artifacts import ExportManifest
+from ..contract import TensorSpec
 from ..errors import CanaryTritonError
 from ..model_params import (
     LLM_MODE_MAX_BATCH,

@@ -95,8 +95,8 @@ def autocast_settings(precision: str) -> dict[str, object]:
 
 def _autocast_onnx(onnx_path: Path, precision: str) -> Path:
     """ModelOpt AutoCast (:func:`autocast_settings`), saved with external data (any size)."""
-    from modelopt.onnx.autocast import convert_to_mixed_precision
     import onnx
+    from modelopt.onnx.autocast import convert_to_mixed_precision
 
     model = convert_to_mixed_precision(onnx_path=str(onnx_path), **autocast_settings(precision))
     out = onnx_path.with_name(onnx_path.stem + f".{precision}.onnx")

@@ -186,7 +186,6 @@ def _served(export_dir: Path, tmp: Path):
 
 from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S  # noqa: E402,F401  (the demo export's too)
 
-
 #: tiny-random's export lets one llm / LLM-mode request generate this many tokens (its engines'
 #: max_new_tokens; tiny-random never emits EOS), so a "long" request in the in-flight and
 #: cancellation tests outlasts any cancel path or short request by thousands of steps.

@@ -62,8 +62,9 @@ def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trai
 
     from canary_triton.client.transcribe import ClientOptions, transcribe
 
-    from .conftest import SERVER_START_TIMEOUT_S
     from canary_triton.server import free_port
+
+    from .conftest import SERVER_START_TIMEOUT_S
 
     http, grpc, metrics = free_port(), free_port(), free_port()
     err = open(tmp_path / "stderr.log", "w")  # a file: an unread pipe could fill and block the child

@@ -15,9 +15,7 @@ import pytest
 import yaml
 
 from canary_triton import contract as C
-from canary_triton.server import ServerOptions
-
-from canary_triton.server import free_port
+from canary_triton.server import ServerOptions, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

@@ -65,7 +65,6 @@ def test_the_manifest_lists_flac_files_beside_it(tmp_path, split):
         assert r["duration"] == round(len(a) / sp.SAMPLE_RATE, 4)
         data, rate = sf.read(r["audio_filepath"], dtype="float32")
         assert rate == sp.SAMPLE_RATE and np.allclose(data, a, atol=1 / 32768)  # PCM_16
-    assert sp.read_manifest is read_manifest  # the fixtures' manifests are NeMo manifests
 
 
 def test_without_espeak_the_error_says_how_to_install_it(monkeypatch):

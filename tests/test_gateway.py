@@ -22,17 +22,16 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
+from canary_triton.client import CanaryClient
 
 from canary_triton import contract as C
 from canary_triton.cli import DEMO_HELDOUT, main
-from canary_triton.client import CanaryClient
 from canary_triton.gateway import BackgroundGateway, GatewayOptions
 from canary_triton.gateway.asgi import Gate, Load
 from canary_triton.gateway.chat import parse_chat
 from canary_triton.gateway.errors import GatewayError
 from canary_triton.gateway.formats import render
 from canary_triton.manifest import read_manifest
-
 from canary_triton.server import free_port
 
 from .conftest import LONG_GENERATION_TOKENS, SR

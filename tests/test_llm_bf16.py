@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from canary_triton import contract
-from canary_triton.llm_batcher import ContinuousBatcher, GenerationRequest, splice_prompt_table
-from canary_triton.wer import wer
-from canary_triton.preprocess import asr_output_limit
 from canary_triton.artifacts import ExportManifest
+from canary_triton.llm_batcher import ContinuousBatcher, GenerationRequest, splice_prompt_table
 from canary_triton.loaders import load_llm, load_onnx, load_preprocessor, load_serving_tokenizer
+from canary_triton.preprocess import asr_output_limit
+from canary_triton.wer import wer
 
 SR = 16000
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from canary_triton import contract
 from canary_triton.checkpoint import checkpoint_tokenizer
 from canary_triton.wer import wer

@@ -3,7 +3,6 @@ words de-duplicated at hard cuts."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

@@ -17,18 +17,17 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks._common import Clip
 from benchmarks._nemo import SIZES, generate_ids, load_oracle, make_random_checkpoint, transcribe
 from canary_triton import contract
+from canary_triton.artifacts import ExportManifest
 from canary_triton.checkpoint import checkpoint_tokenizer
 from canary_triton.errors import CheckpointError
 from canary_triton.fixtures import tokenizer as fixture_tokenizer
 from canary_triton.fixtures.tiny import RANDOM_DIMS
 from canary_triton.fixtures.tokenizer import QWEN3_TOKENIZER_FILES, qwen3_tokenizer_dir
 from canary_triton.llm_batcher import splice_prompt_table
-from canary_triton.artifacts import ExportManifest
 from canary_triton.loaders import load_llm, load_preprocessor, load_serving_tokenizer
-
-from benchmarks._common import Clip
 
 from .conftest import _export, speechlike
 from .test_llm_bf16 import transcribe_in_process

@@ -14,8 +14,6 @@ import pytest
 from canary_triton import contract as C
 from canary_triton.errors import CanaryTritonError, InputError
 from canary_triton.model_params import ProjectorParams
-from .fake_pb_utils import InferenceResponse, Tensor, TritonError, get_output_tensor_by_name
-
 from canary_triton.triton_adapter import (
     CallerCancelled,
     CancelWatcher,
@@ -26,12 +24,14 @@ from canary_triton.triton_adapter import (
     forward_tokens,
     input_array,
     model_parameters,
-    read_params,
     pad_stack,
+    read_params,
     send_cancel,
     stop_request_inputs,
     unary_call,
 )
+
+from .fake_pb_utils import InferenceResponse, Tensor, TritonError, get_output_tensor_by_name
 
 WAIT_S = 60.0  # a bound against a hang, not a speed target
 

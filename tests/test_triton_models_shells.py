@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 import pytest
-
 from canary_triton.export.repository import MODEL_SOURCES
 
 from .fake_pb_utils import FakePbUtils
@@ -22,6 +21,7 @@ SHELLS = sorted(p.parent.parent.name for p in MODEL_SOURCES.glob("*/1/model.py")
 def test_every_python_model_has_a_shell_and_a_class(exported_trained):
     """The CPU repository's Python models, each with its source's shell and the class tests use."""
     from canary_triton.export.repository import RepositoryOptions, describe
+
     from canary_triton.artifacts import ExportManifest
 
     decls = [

@@ -8,10 +8,10 @@ Qwen3) in NeMo's LLM-mode prompt format (contract.llm_mode_text).
 from __future__ import annotations
 
 from .. import contract as C
-from ..long_form import LongFormOptions
-from ..preprocess import decode_text, validate_audio
 from ..loaders import export_mel_params
+from ..long_form import LongFormOptions
 from ..model_params import AskParams
+from ..preprocess import decode_text, validate_audio
 from ..triton_adapter import artifacts_dir, first_string, read_params, unary_call
 from .base import ThreadedModel
 

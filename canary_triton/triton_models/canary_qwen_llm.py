@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import contract as C
-from ..preprocess import llm_mode_prompt, validate_max_new_tokens
 from ..artifacts import ExportManifest
-from ..loaders import load_serving_tokenizer
 from ..llm_request import parse_sampling
+from ..loaders import load_serving_tokenizer
 from ..model_params import LlmModeParams
+from ..preprocess import llm_mode_prompt, validate_max_new_tokens
 from ..triton_adapter import artifacts_dir, forward_tokens, read_params, scalar_array
 from .base import ThreadedModel
 

@@ -14,11 +14,11 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import contract as C
-from ..long_form import LongFormCancelled, LongFormOptions, TextJoiner, plan, segments_json, transcribe_in_order
-from ..preprocess import validate_max_new_tokens
-from ..model_params import LongFormParams
-from ..segmenter import prepare
 from ..loaders import export_mel_params
+from ..long_form import LongFormCancelled, LongFormOptions, TextJoiner, plan, segments_json, transcribe_in_order
+from ..model_params import LongFormParams
+from ..preprocess import validate_max_new_tokens
+from ..segmenter import prepare
 from ..triton_adapter import CallerCancelled, artifacts_dir, first_string, read_params, scalar_array, unary_call
 from .base import ThreadedModel
 

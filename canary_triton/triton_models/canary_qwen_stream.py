@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from .. import contract as C
 from ..loaders import load_serving_tokenizer
-from ..streaming import TranscriptStream
 from ..model_params import StreamParams
+from ..streaming import TranscriptStream
 from ..triton_adapter import artifacts_dir, forward_tokens, read_params, unary_call
 from .base import ThreadedModel
 

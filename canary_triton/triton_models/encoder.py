@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import contract as C
-from ..cpu_profile import resolve_threads
 from ..artifacts import ExportManifest
+from ..cpu_profile import resolve_threads
 from ..loaders import load_onnx
-from ..tensor_checks import check_mel
 from ..model_params import EncoderParams
+from ..tensor_checks import check_mel
 from ..triton_adapter import artifacts_dir, pad_stack, read_params, scalar_array
 from .base import BatchedModel
 

@@ -7,12 +7,12 @@ import numpy as np
 import torch
 
 from .. import contract as C
+from ..artifacts import ExportManifest
 from ..cpu_profile import instruction_set, resolve_threads
 from ..errors import InputError
 from ..llm_batcher import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
-from ..artifacts import ExportManifest
-from ..loaders import load_llm, load_lora
 from ..llm_request import is_stop_request, parse_llm_request
+from ..loaders import load_llm, load_lora
 from ..model_params import LlmParams
 from ..triton_adapter import artifacts_dir, read_params, scalar_array
 from .base import PythonModel

@@ -5,8 +5,8 @@ from __future__ import annotations
 from .. import contract as C
 from ..artifacts import ExportManifest
 from ..loaders import load_serving_tokenizer
-from ..tensor_checks import check_output_ids
 from ..model_params import PostprocessorParams
+from ..tensor_checks import check_output_ids
 from ..triton_adapter import artifacts_dir, read_params
 from .base import BatchedModel
 

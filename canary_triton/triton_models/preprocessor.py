@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from .. import contract as C
-from ..preprocess import asr_output_limit, validate_audio, validate_max_new_tokens
-from ..model_params import PreprocessorParams
-from ..segmenter import has_speech, prepare
 from ..loaders import load_preprocessor
+from ..model_params import PreprocessorParams
+from ..preprocess import asr_output_limit, validate_audio, validate_max_new_tokens
+from ..segmenter import has_speech, prepare
 from ..triton_adapter import artifacts_dir, read_params, scalar_array
 from .base import BatchedModel
 

@@ -9,8 +9,8 @@ import numpy as np
 from .. import contract as C
 from ..artifacts import ExportManifest
 from ..loaders import load_onnx
-from ..tensor_checks import check_encoded
 from ..model_params import ProjectorParams
+from ..tensor_checks import check_encoded
 from ..triton_adapter import artifacts_dir, pad_stack, read_params, scalar_array
 from .base import BatchedModel
 

@@ -1,7 +1,6 @@
 """Triton model `canary_qwen_llm`: a thin shell over canary_triton.triton_models.canary_qwen_llm."""
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
-
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton.triton_models.canary_qwen_llm import LlmModeModel  # noqa: E402

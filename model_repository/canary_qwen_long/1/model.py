@@ -2,7 +2,6 @@
 canary_triton.triton_models.canary_qwen_long."""
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
-
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton.triton_models.canary_qwen_long import LongFormModel  # noqa: E402

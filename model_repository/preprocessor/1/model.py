@@ -1,7 +1,6 @@
 """Triton model `preprocessor`: a thin shell over canary_triton.triton_models.preprocessor."""
 
 import canary_bootstrap  # noqa: F401  (locale + sys.path for the stub; must come first)
-
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from canary_triton.triton_models.preprocessor import PreprocessorModel  # noqa: E402
