@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
-from canary_triton.export.repository import RepositoryOptions
 
 from canary_triton import contract
 from canary_triton.artifacts import ExportManifest, as_json
 from canary_triton.audio import load_audio
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.cpu_profile import instruction_set, native_bf16_units
+from canary_triton.export.repository import RepositoryOptions
 from canary_triton.loaders import load_serving_tokenizer
 from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
 from canary_triton.model_params import parse_field

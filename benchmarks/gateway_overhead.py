@@ -32,9 +32,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/gateway_overhead.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))
-from canary_triton.client import AsyncCanaryClient
-from canary_triton.client.api import ClientOptions
-
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -48,6 +45,8 @@ from benchmarks._common import (
     served,
     write_outputs,
 )
+from canary_triton.client import AsyncCanaryClient
+from canary_triton.client.api import ClientOptions
 from canary_triton.manifest import AUDIO_KEY, read_manifest
 from canary_triton.server import free_port
 

@@ -31,9 +31,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/long_form.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-from canary_triton.client.api import CanaryClient, ClientOptions, audio_request
-from canary_triton.client.audio_input import Audio
-
 from benchmarks._common import (
     EXIT_NOT_RUN,
     EXIT_OK,
@@ -56,6 +53,8 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton import contract
+from canary_triton.client.api import CanaryClient, ClientOptions, audio_request
+from canary_triton.client.audio_input import Audio
 from canary_triton.wer import leaderboard_normalize, wer
 
 # soundfile is imported where the long recording is written (--write-audio).

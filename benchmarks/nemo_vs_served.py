@@ -34,9 +34,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/nemo_vs_served.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-from canary_triton.client.api import CanaryClient, ClientOptions
-from canary_triton.client.audio_input import Audio
-
 from benchmarks._common import (
     DEFAULT_CHECKPOINT,
     EXIT_OK,
@@ -83,6 +80,8 @@ from benchmarks._nemo import (
 from benchmarks.throughput import parse_ints
 from canary_triton import contract
 from canary_triton.artifacts import ExportManifest
+from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.audio_input import Audio
 
 # torch is imported where the NeMo side runs (the served side needs none).
 

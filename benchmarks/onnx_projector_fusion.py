@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from canary_triton.export.onnx_encoder import OPSET, EncoderForExport, export_onnx
 
 from canary_triton.checkpoint import load_salm
+from canary_triton.export.onnx_encoder import OPSET, EncoderForExport, export_onnx
 from canary_triton.onnx_session import ONNX_IN_MEL, ONNX_IN_MEL_LENGTH, ONNX_OUT_TABLE, OnnxEncoderProjector
 
 # onnxruntime and NeMo (seconds to import) are imported by the measurement itself.

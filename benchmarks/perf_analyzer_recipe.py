@@ -43,9 +43,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/perf_analyzer_recipe.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-from canary_triton.client.audio_input import as_audio
-from canary_triton.client.perf_input import validate_perf_input
-
 from benchmarks._common import (
     EXIT_NOT_RUN,
     EXIT_OK,
@@ -60,6 +57,8 @@ from benchmarks._common import (
 )
 from canary_triton import contract
 from canary_triton.cli import main as cli_main
+from canary_triton.client.audio_input import as_audio
+from canary_triton.client.perf_input import validate_perf_input
 from canary_triton.manifest import AUDIO_KEY, read_manifest
 
 # tritonclient is imported by the check against a running server.

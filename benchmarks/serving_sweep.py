@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from canary_triton.audio import load_audio
+from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.client.transcribe import ClientOptions, transcribe
 from canary_triton.export.options import ExportOptions
 from canary_triton.export.pipeline import export_checkpoint
 from canary_triton.export.repository import RepositoryOptions, write_repository
-
-from canary_triton.audio import load_audio
-from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.manifest import read_manifest
 from canary_triton.server import ServerOptions, TritonServer, free_port
 

@@ -38,9 +38,6 @@ from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/throughput.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-from canary_triton.client.api import CanaryClient, ClientOptions
-from canary_triton.client.audio_input import Audio
-
 from benchmarks._common import (
     DEFAULT_CHECKPOINT,
     EXIT_OK,
@@ -71,6 +68,8 @@ from benchmarks._common import (
 from benchmarks._nemo import load_oracle, transcribe
 from canary_triton import contract
 from canary_triton.artifacts import ExportManifest
+from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.audio_input import Audio
 
 MIX_SECONDS = {"short": None, "medium": 8.0, "long": 25.0}
 MIXES = (*MIX_SECONDS, "mixed")

@@ -43,10 +43,6 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/vad_eval.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))
-from canary_triton.client import CanaryClient, ClientOptions
-from canary_triton.client.api import audio_request
-from canary_triton.client.audio_input import Audio
-
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -63,6 +59,9 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton import contract
+from canary_triton.client import CanaryClient, ClientOptions
+from canary_triton.client.api import audio_request
+from canary_triton.client.audio_input import Audio
 from canary_triton.fixtures import noise
 from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S
 from canary_triton.segmenter import VADS, SegmentOptions, TextJoiner, model_input, split

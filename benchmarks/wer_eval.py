@@ -36,9 +36,6 @@ from typing import Any, Iterable, Iterator, Sequence
 
 if __package__ in (None, ""):  # run as a file: python benchmarks/wer_eval.py
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
-from canary_triton.client.api import CanaryClient, ClientOptions
-from canary_triton.client.audio_input import as_audio
-
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -51,6 +48,8 @@ from benchmarks._common import (
     served,
     write_outputs,
 )
+from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.audio_input import as_audio
 from canary_triton.errors import CanaryTritonError
 from canary_triton.manifest import AUDIO_KEY, DURATION_KEY, TEXT_KEY, read_manifest
 from canary_triton.wer import leaderboard_normalize, wer

@@ -22,6 +22,8 @@ from .errors import CheckpointError
 
 #: The manifest's file name in an export folder.
 EXPORT_MANIFEST = "export.json"
+#: The exact TensorRT and TensorRT-LLM build settings (written by a real gpu export and by --dry-run).
+ENGINE_BUILD = "engine_build.json"
 #: The layout below, written as ``schema_version``. An export.json without the key predates it and
 #: has this same layout (version 1); any other version is refused.
 MANIFEST_VERSION = 1
@@ -95,7 +97,7 @@ class Files:
     projector_plan: str | None = None
     trtllm_merged: str | None = None  # TensorRT-LLM engine folders
     trtllm_base: str | None = None
-    engine_build: str | None = None  # every engine build setting (export.pipeline.ENGINE_BUILD)
+    engine_build: str | None = None  # every engine build setting (ENGINE_BUILD)
 
     def weights(self, which: str) -> str:
         """The Qwen3 folder ``which``: "llm_merged" or "llm_base" (the CPU llm models' ``weights``)."""

@@ -108,7 +108,6 @@ def _sizing(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
     else the gpu profile's come from the throughput model for the checkpoint being exported
     (gpu_throughput.derive_gpu_defaults), the cpu profile's are the option classes' defaults.
     Returns the values and the fields that came from the model."""
-
     given = {k: getattr(args, flag[2:].replace("-", "_")) for k, flag in EXPORT_FLAGS.items()}
     if args.profile != "gpu":
         return {
@@ -135,7 +134,6 @@ def _sizing(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
 
 def export_options(argv: Sequence[str]):
     """The ExportOptions ``canary-triton export ARGV`` runs with (its defaults included)."""
-
     args = build_parser().parse_args(["export", *argv])
     return _export_options(args)
 
@@ -302,7 +300,6 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Export the checkpoint (once), start tritonserver, transcribe a sample over gRPC, stop."""
-
     from .export.pipeline import export_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT

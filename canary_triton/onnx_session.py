@@ -23,7 +23,7 @@ class OnnxEncoderProjector:
 
     def __init__(self, encoder_path: str | Path | None, projector_path: str | Path | None, threads: int = 1):
         """Either path may be None: the served encoder and projector models each load only theirs."""
-        import onnxruntime as ort  # here: the models that import serving without a session need none
+        import onnxruntime as ort  # here: the models that import loaders without a session need none
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -41,8 +41,7 @@ class OnnxEncoderProjector:
         self.projector = session(projector_path)
 
     def encode(self, mel, mel_length):
-        encoded, length = self.encoder.run(None, {ONNX_IN_MEL: mel, ONNX_IN_MEL_LENGTH: mel_length})
-        return encoded, length
+        return tuple(self.encoder.run(None, {ONNX_IN_MEL: mel, ONNX_IN_MEL_LENGTH: mel_length}))
 
     def project(self, encoded):
         return self.projector.run(None, {ONNX_OUT_ENCODED: encoded})[0]

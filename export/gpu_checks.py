@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract
-from ..artifacts import ExportManifest
+from ..artifacts import ENGINE_BUILD, ExportManifest
 from .repository import REPOSITORY_DIR, RepositoryOptions
 
 # tritonclient's protobuf types (the client extra) are imported by the checks that parse a config.
@@ -63,7 +63,7 @@ def load_time_problems(export_dir: str | Path) -> list[str]:
             configs[path.parent.name] = parse_config(path)
         except ValueError as e:
             problems.append(str(e))
-    build_path = export_dir / (manifest.files.engine_build or "engine_build.json")
+    build_path = export_dir / (manifest.files.engine_build or ENGINE_BUILD)
     if not build_path.is_file():
         return problems + [f"{build_path} is missing: the engine build settings cannot be checked"]
     build = json.loads(build_path.read_text())

@@ -25,11 +25,18 @@ import numpy as np
 import torch
 
 from .. import __version__, contract
-from ..artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
-from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
-from ..cpu_profile import (
-    instruction_set,
+from ..artifacts import (
+    ENGINE_BUILD,
+    ExportManifest,
+    Files,
+    Limits,
+    ModelDimensions,
+    Precision,
+    RecordedOptions,
+    Versions,
 )
+from ..checkpoint import CheckpointInfo, checkpoint_tokenizer, inspect_checkpoint, load_salm
+from ..cpu_profile import instruction_set
 from ..errors import CanaryTritonError
 from ..features import load_front_end
 from ..gpu_throughput import Assumptions, GpuDefaults, ModelShapes, record
@@ -53,8 +60,6 @@ from .trtllm_engine import LlmEngineOptions, build_llm_engine, llm_build_setting
 
 PARITY_REPORT = "parity.json"
 PARITY_TABLE = "parity.md"
-#: The exact TensorRT and TensorRT-LLM build settings (written by a real gpu export and by --dry-run).
-ENGINE_BUILD = "engine_build.json"
 #: fp32 parity limits (max abs): features/embeddings, and LLM logits (merged vs unmerged LoRA
 #: sums in another order, which grows with depth and width).
 FEATURE_TOL = 1e-3
@@ -539,7 +544,7 @@ def export_checkpoint(
     encoder_precision = opts.encoder_precision_choice(precision).precision
     if encoder_precision == "int8":  # the fp32 graph stays beside it (the reference, and for re-use)
         served_encoder = quantize_encoder_int8(onnx.encoder)
-    rows = perception_parity(perception_refs, out_dir, served_encoder.name, encoder_precision)
+    rows = perception_parity(perception_refs, out_dir, served_encoder.name, encoder_precision) if opts.parity else []
     del perception_refs
     manifest = _manifest(
         checkpoint,

@@ -359,8 +359,9 @@ def ensemble_route(pb: FakePbUtils, repository: Path, model: str):
 def initialize_args(repository: Path, model: str, parameters: dict[str, str] | None = None) -> dict[str, str]:
     """What Triton passes to ``initialize`` for ``model`` of a generated repository: its config
     (parsed from config.pbtxt, as JSON; ``parameters`` set or replace some) and the model's folder."""
-    from canary_triton.export.gpu_checks import parse_config
     from google.protobuf import json_format
+
+    from canary_triton.export.gpu_checks import parse_config
 
     config = json_format.MessageToDict(
         parse_config(Path(repository) / model / "config.pbtxt"), preserving_proto_field_name=True

@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
 from canary_triton.export.repository import RepositoryOptions
 from canary_triton.export.tensorrt_engine import EngineOptions
 from canary_triton.export.trtllm_engine import LlmEngineOptions
-
-from canary_triton import contract as C
-from canary_triton.artifacts import ExportManifest, Files, Limits, ModelDimensions, Precision, RecordedOptions, Versions
 
 
 def sample_manifest(mel: C.MelParams = C.MelParams(), **changes) -> ExportManifest:

@@ -61,7 +61,6 @@ def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trai
     import urllib.request
 
     from canary_triton.client.transcribe import ClientOptions, transcribe
-
     from canary_triton.server import free_port
 
     from .conftest import SERVER_START_TIMEOUT_S

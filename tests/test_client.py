@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, ServerError
-from canary_triton.client.api import backoff_delays, is_retryable
-from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input
 
 from canary_triton import contract
 from canary_triton.cli import DEMO_HELDOUT, main
+from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, ServerError
+from canary_triton.client.api import backoff_delays, is_retryable
+from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input
 from canary_triton.manifest import read_manifest
 from canary_triton.server import free_port
 

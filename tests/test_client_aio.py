@@ -9,12 +9,12 @@ import json
 
 import numpy as np
 import pytest
-from canary_triton.client import aio
-from canary_triton.client.aio import AsyncCanaryClient
-from canary_triton.client.api import ClientOptions, ServerError
 from tritonclient.utils import InferenceServerException
 
 from canary_triton import contract as C
+from canary_triton.client import aio
+from canary_triton.client.aio import AsyncCanaryClient
+from canary_triton.client.api import ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
 
 SR = C.MelParams().sample_rate

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from canary_triton import contract as C
 from canary_triton.client import api
 from canary_triton.client.api import (
     CanaryClient,
@@ -37,9 +40,6 @@ from canary_triton.client.api import (
     transcribe_call,
 )
 from canary_triton.client.audio_input import Audio
-from tritonclient.utils import InferenceServerException
-
-from canary_triton import contract as C
 from canary_triton.errors import CanaryTritonError
 
 SR = C.MelParams().sample_rate

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from canary_triton.client.audio_input import MODEL_RATE, as_audio, decode_bytes, decode_file, expand_paths, from_array
 
+from canary_triton.client.audio_input import MODEL_RATE, as_audio, decode_bytes, decode_file, expand_paths, from_array
 from canary_triton.errors import InputError
 
 RATES = [8000, 16000, 22050, 44100, 48000]

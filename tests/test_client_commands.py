@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
+from canary_triton import contract
 from canary_triton.client import commands
 from canary_triton.client.api import Result
 from canary_triton.client.perf_input import decode_entry_tensor
-
-from canary_triton import contract
 from canary_triton.manifest import read_manifest
 
 from .conftest import cli_in_process, speechlike

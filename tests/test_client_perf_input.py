@@ -11,6 +11,8 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+
+from canary_triton import contract
 from canary_triton.client import as_audio
 from canary_triton.client.perf_input import (
     build_perf_input,
@@ -19,8 +21,6 @@ from canary_triton.client.perf_input import (
     validate_perf_input,
     write_perf_input,
 )
-
-from canary_triton import contract
 from canary_triton.errors import InputError
 
 from .conftest import speechlike

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from canary_triton.client import transcribe as helpers
-from canary_triton.client.api import ClientOptions, ServerError
 
 from canary_triton import contract as C
+from canary_triton.client import transcribe as helpers
+from canary_triton.client.api import ClientOptions, ServerError
 
 
 class RecordingClient:

@@ -72,9 +72,8 @@ def test_int8_encoder_wer_within_half_a_point_of_fp32_and_95_percent_identical(
 
 
 def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
-    from canary_triton.export.options import ExportOptions
-
     from canary_triton.cpu_profile import choose_encoder_precision
+    from canary_triton.export.options import ExportOptions
 
     assert choose_encoder_precision("auto", "bf16").precision == "int8"
     assert choose_encoder_precision("auto", "fp32").precision == "fp32"

@@ -7,6 +7,8 @@ container. What does not need them is tested here; their absence is tested in te
 from __future__ import annotations
 
 import pytest
+
+from canary_triton import contract
 from canary_triton.export.tensorrt_engine import EngineOptions, encoder_profiles
 from canary_triton.export.trtllm_engine import (
     PLUGIN_SETTINGS,
@@ -14,8 +16,6 @@ from canary_triton.export.trtllm_engine import (
     build_config_kwargs,
     trtllm_build_command,
 )
-
-from canary_triton import contract
 
 
 def test_encoder_profiles_cover_the_40s_limit():
@@ -93,8 +93,9 @@ def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monk
 
     import numpy as np
     import onnx
-    from canary_triton.export import tensorrt_engine
     from onnx import TensorProto, helper, numpy_helper
+
+    from canary_triton.export import tensorrt_engine
 
     weight = numpy_helper.from_array(np.ones((64, 64), dtype=np.float32), "w")
     graph = helper.make_graph(

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from canary_triton.export.lora import LoraSpec, export_llm
 from safetensors.torch import load_file
 
 from canary_triton.checkpoint import checkpoint_tokenizer, inspect_checkpoint
 from canary_triton.errors import CheckpointError
+from canary_triton.export.lora import LoraSpec, export_llm
 from canary_triton.tokenizer import load_tokenizer
 
 

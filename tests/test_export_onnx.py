@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from canary_triton.export.onnx_encoder import export_onnx
 
 from canary_triton.checkpoint import load_salm
+from canary_triton.export.onnx_encoder import export_onnx
 from canary_triton.onnx_session import OnnxEncoderProjector
 
 from .conftest import speechlike
@@ -27,6 +27,7 @@ def test_loose_external_data_becomes_one_file_that_onnx_runtime_reads(onnx_expor
     """What the exporter writes for a graph over 2 GB (one file per tensor, as the full-size
     encoder's 489), rewritten as encoder.onnx + encoder.onnx.data; outputs unchanged."""
     import onnx
+
     from canary_triton.export.onnx_encoder import ENCODER_DATA, ENCODER_ONNX, consolidate_external_data
 
     assert consolidate_external_data(onnx_export.encoder, ENCODER_DATA) is None  # small: self-contained

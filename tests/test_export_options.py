@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
+
+from canary_triton.cpu_profile import PrecisionChoice
 from canary_triton.export.options import PROFILES, ExportOptions
 from canary_triton.export.repository import RepositoryOptions
 from canary_triton.export.tensorrt_engine import DEFAULT_GPU_ARCH, EngineOptions
-
-from canary_triton.cpu_profile import PrecisionChoice
 from canary_triton.gpu_throughput import DEFAULT_GPU, GPUS
 
 

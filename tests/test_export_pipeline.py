@@ -8,6 +8,10 @@ import sys
 
 import pytest
 import torch
+from safetensors import safe_open
+
+from canary_triton.artifacts import ExportManifest
+from canary_triton.errors import CanaryTritonError
 from canary_triton.export.pipeline import (
     PARITY_REPORT,
     PARITY_TABLE,
@@ -15,10 +19,6 @@ from canary_triton.export.pipeline import (
     check_audio_limit,
     export_checkpoint,
 )
-from safetensors import safe_open
-
-from canary_triton.artifacts import ExportManifest
-from canary_triton.errors import CanaryTritonError
 from canary_triton.features import FB_KEY, WINDOW_KEY, load_front_end
 from canary_triton.onnx_session import OnnxEncoderProjector
 
@@ -128,10 +128,10 @@ def test_audio_limit_beyond_the_positional_table_is_refused(tiny_random_dir):
 
 
 def test_checkpoint_without_lora_exports_the_base_model(tiny_random_dir, tmp_path):
-    from canary_triton.export.lora import PEFT_PREFIX, export_llm
     from safetensors.torch import load_file, save_file
 
     from canary_triton.checkpoint import inspect_checkpoint
+    from canary_triton.export.lora import PEFT_PREFIX, export_llm
 
     ckpt = tmp_path / "nolora"
     import shutil
@@ -182,9 +182,8 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
     import os
     import shutil
 
-    from canary_triton.client import CanaryClient
-
     from canary_triton.cli import DEMO_HELDOUT
+    from canary_triton.client import CanaryClient
 
     from .test_checkpoint import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with
 
@@ -254,10 +253,9 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
 def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(
     tiny_trained_dir, exported_trained, exported_random
 ):
+    from canary_triton.checkpoint import inspect_checkpoint
     from canary_triton.export.pipeline import llm_max_output_len
     from canary_triton.export.trtllm_engine import LlmEngineOptions
-
-    from canary_triton.checkpoint import inspect_checkpoint
 
     from .conftest import LONG_GENERATION_TOKENS
 

@@ -22,10 +22,10 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
-from canary_triton.client import CanaryClient
 
 from canary_triton import contract as C
 from canary_triton.cli import DEMO_HELDOUT, main
+from canary_triton.client import CanaryClient
 from canary_triton.gateway import BackgroundGateway, GatewayOptions
 from canary_triton.gateway.asgi import Gate, Load
 from canary_triton.gateway.chat import parse_chat

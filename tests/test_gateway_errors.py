@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from canary_triton.client.api import ServerError
 
+from canary_triton.client.api import ServerError
 from canary_triton.gateway.errors import GatewayError, bad_request, from_server_error
 
 

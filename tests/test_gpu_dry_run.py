@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from canary_triton import contract as C
+from canary_triton.artifacts import ENGINE_BUILD, EXPORT_MANIFEST, ExportManifest
 from canary_triton.export.gpu_checks import load_time_problems, parse_config
 from canary_triton.export.options import ExportOptions
-from canary_triton.export.pipeline import ENGINE_BUILD, plan_gpu_export
+from canary_triton.export.pipeline import plan_gpu_export
 from canary_triton.export.repository import REPOSITORY_DIR, RepositoryOptions
 from canary_triton.export.tensorrt_engine import EngineOptions
 from canary_triton.export.trtllm_engine import LlmEngineOptions
-
-from canary_triton import contract as C
-from canary_triton.artifacts import EXPORT_MANIFEST, ExportManifest
 
 from .conftest import cli_in_process
 

@@ -14,13 +14,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from canary_triton.export.gpu_checks import load_time_problems, parse_config
-from canary_triton.export.pipeline import ENGINE_BUILD
-from canary_triton.export.repository import REPOSITORY_DIR
 
 from canary_triton import gpu_throughput as gt
-from canary_triton.artifacts import ExportManifest
+from canary_triton.artifacts import ENGINE_BUILD, ExportManifest
 from canary_triton.checkpoint import inspect_checkpoint, read_weight_shapes
+from canary_triton.export.gpu_checks import load_time_problems, parse_config
+from canary_triton.export.repository import REPOSITORY_DIR
 
 from .conftest import cli_in_process
 
@@ -284,11 +283,10 @@ def test_explicit_options_win_and_h200_has_its_own_sizing(tiny_trained_dir, tmp_
 
 
 def test_the_cpu_profile_keeps_its_defaults(tiny_trained_dir, tmp_path):
+    from canary_triton.cli import export_options
     from canary_triton.export.repository import RepositoryOptions
     from canary_triton.export.tensorrt_engine import EngineOptions
     from canary_triton.export.trtllm_engine import LlmEngineOptions
-
-    from canary_triton.cli import export_options
 
     o = export_options([str(tiny_trained_dir), "-o", str(tmp_path)])
     assert o.sized_by_model == ()

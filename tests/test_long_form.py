@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from canary_triton.client import CanaryClient, ClientOptions, ServerError
 
 from canary_triton import contract as C
+from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.fixtures import noise
 from canary_triton.segmenter import Segment, SegmentOptions, join_texts, model_input, split
 from canary_triton.wer import wer

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
-from canary_triton.export.repository import RepositoryOptions, describe
 
 from canary_triton import contract as C
 from canary_triton.cpu_profile import DEFAULT_LLM_NICE
 from canary_triton.errors import CanaryTritonError
+from canary_triton.export.repository import RepositoryOptions, describe
 from canary_triton.model_params import (
     ARTIFACTS,
     LLM_MODE_MAX_BATCH,

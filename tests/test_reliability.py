@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from tritonclient.utils import InferenceServerException
 
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
+from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
 from canary_triton.loaders import export_mel_params
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
+
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest
+from canary_triton.errors import CanaryTritonError
 from canary_triton.export.repository import (
     CONFIG_TEMPLATE,
     RepositoryOptions,
@@ -13,10 +17,6 @@ from canary_triton.export.repository import (
     fill_template,
     render,
 )
-
-from canary_triton import contract as C
-from canary_triton.artifacts import ExportManifest
-from canary_triton.errors import CanaryTritonError
 
 
 def test_fill_template_fails_on_unfilled_and_unknown_fields():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from canary_triton.client.transcribe import ClientOptions, transcribe
 from tritonclient.utils import InferenceServerException
 
 from canary_triton import contract as C
+from canary_triton.client.transcribe import ClientOptions, transcribe
 from canary_triton.errors import CanaryTritonError
 
 from .conftest import LONG_GENERATION_TOKENS, speechlike

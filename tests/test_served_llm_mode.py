@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from canary_triton.client.transcribe import ClientOptions, ask, transcribe
 
 from canary_triton import contract as C
+from canary_triton.client.transcribe import ClientOptions, ask, transcribe
 from canary_triton.errors import CanaryTritonError
 
 TEXTS = ["Summarize: one two three four", "what is the weather", "turn on the light please"]

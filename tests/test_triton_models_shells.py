@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+
 from canary_triton.export.repository import MODEL_SOURCES
 
 from .fake_pb_utils import FakePbUtils
@@ -20,9 +21,8 @@ SHELLS = sorted(p.parent.parent.name for p in MODEL_SOURCES.glob("*/1/model.py")
 
 def test_every_python_model_has_a_shell_and_a_class(exported_trained):
     """The CPU repository's Python models, each with its source's shell and the class tests use."""
-    from canary_triton.export.repository import RepositoryOptions, describe
-
     from canary_triton.artifacts import ExportManifest
+    from canary_triton.export.repository import RepositoryOptions, describe
 
     decls = [
         d

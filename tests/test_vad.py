@@ -91,9 +91,8 @@ def test_silero_wants_16_khz():
 
 
 def test_segmenter_options_are_rendered_into_both_long_form_models():
-    from canary_triton.export.repository import RepositoryOptions, describe, render
-
     from canary_triton import contract as C
+    from canary_triton.export.repository import RepositoryOptions, describe, render
     from canary_triton.model_params import LongFormParams
 
     manifest = sample_manifest()
@@ -114,10 +113,9 @@ def test_segmenter_options_are_rendered_into_both_long_form_models():
 
 
 def test_bad_segmenter_options_are_one_line_errors_naming_the_option(capsys, tmp_path):
-    from canary_triton.export.repository import RepositoryOptions
-
     from canary_triton.cli import main
     from canary_triton.errors import CanaryTritonError
+    from canary_triton.export.repository import RepositoryOptions
 
     for field, value, message in (
         ("long_form_vad_threshold", 1.5, r"vad_threshold must be in \(0, 1\)"),

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from canary_triton.client import CanaryClient, ClientOptions
 
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
+from canary_triton.client import CanaryClient, ClientOptions
 from canary_triton.fixtures import noise
 
 from .conftest import SR, TINY_LONG_FORM_MERGE_S, _served
