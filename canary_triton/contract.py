@@ -322,6 +322,11 @@ class TensorSpec:
     ragged: bool = False
 
 
+#: Triton's text for a request refused by admission control (a model's ``max_queue_size``). Its
+#: status is UNAVAILABLE (retry later); only the text survives a decoupled BLS hop (Triton 2.51
+#: answers INTERNAL there), so the forwarding models and the client recognise it by this text.
+QUEUE_FULL_MESSAGE = "Exceeds maximum queue size"
+
 #: Model names in the generated repository.
 ENSEMBLE_MODEL = "canary_qwen"  # unary entry point (HTTP and gRPC)
 STREAM_MODEL = "canary_qwen_stream"  # streaming entry point (gRPC streaming): partial transcripts

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any, TypeVar
@@ -91,22 +90,27 @@ class ForwardedError(Exception):
         self.code = code
 
 
-def _raise_if_error(response) -> None:
+def _raise_if_error(pb_utils, response) -> None:
     if response.has_error():
         err = response.error()
-        raise ForwardedError(err.message(), err.code() if hasattr(err, "code") else None)
+        message = err.message()
+        if C.QUEUE_FULL_MESSAGE.lower() in message.lower():
+            # the called model's queue is full: UNAVAILABLE (retry later), whatever code came with it
+            raise ForwardedError(message, pb_utils.TritonError.UNAVAILABLE)
+        raise ForwardedError(message, err.code() if hasattr(err, "code") else None)
 
 
 class CancelWatcher:
     """One thread per model instance that polls the in-flight callers' ``is_cancelled()`` (an
     IPC round trip each, hence a shared poller at ``interval_s`` rather than one per request) and
-    runs each watch's ``on_cancel`` once when its caller is cancelled."""
+    runs each watch's ``on_cancel`` once when its caller is cancelled, until :meth:`close`."""
 
     def __init__(self, interval_s: float = 0.2):
         self.interval_s = interval_s
         self._watches: dict[int, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
         self._next = 0
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
         self._thread.start()
 
@@ -120,9 +124,13 @@ class CancelWatcher:
         with self._lock:
             self._watches.pop(handle, None)
 
+    def close(self) -> None:
+        """Stop polling (the model is being unloaded); returns once the thread has ended."""
+        self._closed.set()
+        self._thread.join()
+
     def _loop(self) -> None:
-        while True:
-            time.sleep(self.interval_s)
+        while not self._closed.wait(self.interval_s):
             with self._lock:
                 handles = list(self._watches)
             for handle in handles:
@@ -216,7 +224,7 @@ def forward_tokens(
     handle = watcher.watch(caller.is_cancelled, lambda: send_cancel(pb_utils, model, key)) if key else None
     try:
         for response in request.exec(decoupled=True):
-            _raise_if_error(response)
+            _raise_if_error(pb_utils, response)
             ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
             if ids is None:  # the flag-only final response
                 continue
@@ -247,5 +255,5 @@ def bls_error(pb_utils, exc: Exception):
 def unary_call(pb_utils, model: str, inputs, outputs: list[str]) -> dict:
     """One BLS request to a non-decoupled model; its output tensors by name."""
     response = pb_utils.InferenceRequest(model_name=model, inputs=list(inputs), requested_output_names=outputs).exec()
-    _raise_if_error(response)
+    _raise_if_error(pb_utils, response)
     return {name: pb_utils.get_output_tensor_by_name(response, name) for name in outputs}

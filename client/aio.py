@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import sleep  # module-level, so a test records the waits without patching asyncio.sleep
 from typing import AsyncIterator, Callable, Sequence
 
 import numpy as np
@@ -86,7 +87,7 @@ class AsyncCanaryClient:
                     return
             except Exception as e:  # noqa: BLE001  not up yet
                 last = str(e)
-            await asyncio.sleep(0.5)
+            await sleep(0.5)
         raise ServerError(f"server at {self.opts.url} not ready after {timeout_s:.0f} s {last}".strip(), "UNAVAILABLE")
 
     async def is_ready(self, models: Sequence[str] = ()) -> bool:
@@ -130,7 +131,7 @@ class AsyncCanaryClient:
                     f"{model}: no answer within {self.opts.timeout_s:.0f} s", "DEADLINE_EXCEEDED"
                 ) from None
             except (InferenceServerException, ConnectionError, OSError) as e:
-                await asyncio.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
+                await sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
 
     async def call(self, c: Call):
         """Send one ``Call`` (with retries) and parse its answer."""

@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from time import sleep  # module-level, so a test records the waits without patching time.sleep for every thread
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -83,7 +84,7 @@ def protocol_module(protocol: str):
 def is_retryable(status: str, message: str = "") -> bool:
     """UNAVAILABLE in either protocol: a full queue, a model not ready, a server not up yet."""
     s = status.upper()
-    return "UNAVAILABLE" in s or s in ("503", "502") or "exceeds maximum queue size" in message.lower()
+    return "UNAVAILABLE" in s or s in ("503", "502") or contract.QUEUE_FULL_MESSAGE.lower() in message.lower()
 
 
 def server_error(model: str, exc: Exception, url: str) -> ServerError:
@@ -323,7 +324,7 @@ class CanaryClient:
                     return
             except Exception as e:  # noqa: BLE001  not up yet
                 last = str(e)
-            time.sleep(0.5)
+            sleep(0.5)
         raise ServerError(f"server at {self.opts.url} not ready after {timeout_s:.0f} s {last}".strip(), "UNAVAILABLE")
 
     def infer(self, model: str, arrays: dict[str, np.ndarray], output: str) -> str:
@@ -345,7 +346,7 @@ class CanaryClient:
                 )
                 return {o: first_string(result, o) for o in output_names}
             except (InferenceServerException, ConnectionError, OSError) as e:  # OSError: HTTP connection refused/reset
-                time.sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
+                sleep(retry_delay(server_error(model, e, self.opts.url), delays, self.opts.retries))
 
     def call(self, c: Call):
         """Send one ``Call`` (with retries) and parse its answer."""

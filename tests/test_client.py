@@ -103,7 +103,7 @@ def _record_sleeps(monkeypatch) -> list[float]:
     import canary_triton.client.api as api
 
     waits: list[float] = []
-    monkeypatch.setattr(api.time, "sleep", waits.append)
+    monkeypatch.setattr(api, "sleep", waits.append)
     return waits
 
 

@@ -115,7 +115,7 @@ def test_unavailable_is_retried_with_the_backoff_and_a_refusal_is_not(monkeypatc
     async def no_sleep(delay):
         waits.append(delay)
 
-    monkeypatch.setattr(aio.asyncio, "sleep", no_sleep)  # the backoff waits, recorded instead of slept
+    monkeypatch.setattr(aio, "sleep", no_sleep)  # the backoff waits, recorded instead of slept
     failures = [InferenceServerException("queue full", "StatusCode.UNAVAILABLE"), ConnectionResetError("reset")]
 
     async def flaky(model, arrays):

@@ -240,7 +240,7 @@ class FakeTriton:
 
 def client_with(answer, monkeypatch, **opts) -> tuple[CanaryClient, FakeTriton, list[float]]:
     waits: list[float] = []
-    monkeypatch.setattr(api.time, "sleep", waits.append)  # backoff waits recorded, not slept
+    monkeypatch.setattr(api, "sleep", waits.append)  # backoff waits recorded, not slept
     c = CanaryClient(options=ClientOptions(url="127.0.0.1:1", **opts))
     c._client.close()
     c._client = fake = FakeTriton(answer)

@@ -207,6 +207,25 @@ def test_forward_tokens_raises_the_llms_error_with_its_code():
     assert e.value.code == TritonError.INVALID_ARG and "9999" in str(e.value)
 
 
+def test_a_called_models_full_queue_comes_back_unavailable_whatever_code_it_carried():
+    """Triton 2.51 answers a decoupled BLS request refused by the called model's queue with
+    INTERNAL; the refusal is UNAVAILABLE (retry later) for the client, as at the entrance."""
+    refusal = "Model llm - Error when running inference: [request id: 1f] " + C.QUEUE_FULL_MESSAGE
+    gen = forward_tokens(
+        FakePbUtils(llm=lambda req: iter([InferenceResponse(error=TritonError(refusal, TritonError.INTERNAL))])),
+        "llm",
+        [],
+    )
+    with pytest.raises(ForwardedError) as e:
+        next(gen)
+    assert e.value.code == TritonError.UNAVAILABLE and str(e.value) == refusal
+    pb = FakePbUtils(projector=lambda req: InferenceResponse(error=TritonError(refusal, TritonError.INTERNAL)))
+    with pytest.raises(ForwardedError) as e:
+        unary_call(pb, "projector", [], ["prompt_embedding_table"])
+    assert e.value.code == TritonError.UNAVAILABLE
+    assert bls_error(pb, e.value).error().code() == TritonError.UNAVAILABLE
+
+
 def test_the_stop_request_has_the_backends_required_tensors_and_stop_true():
     inputs = {t.name(): t.as_numpy() for t in stop_request_inputs(FakePbUtils())}
     assert inputs.keys() == {C.INPUT_IDS.name, C.INPUT_LENGTHS.name, C.REQUEST_OUTPUT_LEN.name, C.STOP.name}
@@ -292,6 +311,7 @@ def test_on_cancel_runs_once_when_the_caller_is_cancelled():
     watcher.watch(later, lambda: None)
     assert later.passed.wait(WAIT_S)
     assert count == [1]  # the watch is gone after it fired
+    watcher.close()
 
 
 def test_an_unwatched_caller_is_not_asked_again_and_a_failing_one_is_not_cancelled():
@@ -321,3 +341,17 @@ def test_an_unwatched_caller_is_not_asked_again_and_a_failing_one_is_not_cancell
     assert after.passed.wait(WAIT_S)
     assert len(asked) == n  # not asked after unwatch
     assert not cancelled_broken.is_set()  # an is_cancelled() that raises counts as not cancelled
+    watcher.close()
+
+
+def test_a_closed_watcher_stops_polling():
+    """ThreadedModel.finalize closes its watcher: an unloaded model leaves no thread behind."""
+    watcher = CancelWatcher(interval_s=0.01)
+    asked = Barrier()
+    watcher.watch(asked, lambda: None)
+    assert asked.passed.wait(WAIT_S)
+    watcher.close()
+    assert not any(t is watcher._thread for t in threading.enumerate())
+    calls = asked.calls
+    watcher.close()  # twice: harmless
+    assert asked.calls == calls

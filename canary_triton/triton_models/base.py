@@ -108,3 +108,4 @@ class ThreadedModel(PythonModel):
 
     def finalize(self):
         self.pool.shutdown(wait=True)
+        self.watcher.close()
