@@ -177,22 +177,34 @@ class ContinuousBatcher:
         self.running_nice = lower_thread_priority(self.nice)
         if self.threads:
             torch.set_num_threads(self.threads)
-        sched = self.scheduler
         while True:
-            if sched.idle:  # nothing holds a row: a cache grown by a long request gives its memory back
-                self.runner.cache.shrink()
-            if not self._take_submissions(block=sched.idle):
-                for req in sched.release_all():
-                    self._done(req, COMPLETED, [])
+            try:
+                if not self._step():
+                    return
+            except Exception as e:  # noqa: BLE001  a dead engine thread would leave every request unanswered
+                log.exception("engine step failed: failing the requests in flight and going on")
+                for req in self.scheduler.release_all():
+                    self._done(req, FAILED, [], error=e)
                 self.active = 0
-                return
-            admission = sched.admit()
-            for req in admission.dropped:  # cancelled while queued: no prefill, no row
-                self._done(req, CANCELLED, [])
-            if admission.admitted:
-                self._prefill(admission.admitted)
-            if sched.running:
-                self._decode()
+
+    def _step(self) -> bool:
+        """Take submissions, admit, prefill and decode once; False once told to stop."""
+        sched = self.scheduler
+        if sched.idle:  # nothing holds a row: a cache grown by a long request gives its memory back
+            self.runner.cache.shrink()
+        if not self._take_submissions(block=sched.idle):
+            for req in sched.release_all():
+                self._done(req, COMPLETED, [])
+            self.active = 0
+            return False
+        admission = sched.admit()
+        for req in admission.dropped:  # cancelled while queued: no prefill, no row
+            self._done(req, CANCELLED, [])
+        if admission.admitted:
+            self._prefill(admission.admitted)
+        if sched.running:
+            self._decode()
+        return True
 
     def _take_submissions(self, block: bool) -> bool:
         """Move submitted requests to the scheduler; False once the engine is told to stop."""

@@ -246,11 +246,54 @@ class TritonServer:
                     break
         return pids
 
+    def dump_stacks(self, settle_s: float = 0.3, limit_s: float = 10.0) -> dict[str, str]:
+        """Every thread's Python stack in each model's stub, by model (what a stuck server was
+        doing): each stub in turn gets SIGUSR1 (``faulthandler``, registered by
+        canary_bootstrap.py) and writes its stacks to the server log, read back from there once
+        the log stops growing for ``settle_s`` (at most ``limit_s`` per stub). Needs ``log_path``."""
+        if self.log_path is None or self.proc is None or self.proc.poll() is not None:
+            return {}
+        stacks: dict[str, str] = {}
+        for model, pids in sorted(self.stub_pids().items()):
+            for pid in pids:
+                if not _catches(pid, signal.SIGUSR1):  # SIGUSR1 would end a stub without the handler
+                    stacks[model] = "(the stub has no SIGUSR1 handler: a repository without canary_bootstrap.py)"
+                    continue
+                start = self.log_path.stat().st_size
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    continue
+                size, changed, deadline = start, time.monotonic(), time.monotonic() + limit_s
+                while time.monotonic() < deadline and (size == start or time.monotonic() - changed < settle_s):
+                    time.sleep(0.05)
+                    now = self.log_path.stat().st_size
+                    if now != size:
+                        size, changed = now, time.monotonic()
+                with open(self.log_path, "rb") as f:
+                    f.seek(start)
+                    text = f.read(size - start).decode(errors="replace")
+                key = model if len(pids) == 1 else f"{model} (pid {pid})"
+                stacks[key] = text or "(nothing written: the stub did not answer SIGUSR1)"
+        return stacks
+
     def __enter__(self) -> "TritonServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except OSError:
+        pass
+    return False
 
 
 class StubSupervisor:

@@ -8,6 +8,8 @@ turn by turn as ``QwenPromptFormatter.encode_dialog`` does.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import threading
@@ -135,10 +137,12 @@ def _clean_up_tokenization(text: str) -> str:
     return text
 
 
-#: transformers tokenizers already loaded, by (folder as given, require_placeholder, the folder's
-#: files with their sizes and modification times), most recent last.
-_LOADED: "OrderedDict[tuple, Tokenizer]" = OrderedDict()
-_LOADED_MAX = 4
+#: Tokenizers already loaded, most recent last: by (folder as given, its files' names, sizes and
+#: modification times, the options), and by (the files' content, the options) for a copy of the
+#: same files in another folder (an export's tokenizer folder is its checkpoint's, copied).
+_BY_FOLDER: "OrderedDict[tuple, Tokenizer]" = OrderedDict()
+_BY_CONTENT: "OrderedDict[tuple, Tokenizer]" = OrderedDict()
+_LOADED_MAX = 8
 _LOADED_LOCK = threading.Lock()
 
 
@@ -152,6 +156,24 @@ def _folder_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(files))
 
 
+def _folder_digest(path: Path, signature: tuple[tuple[str, int, int], ...]) -> str:
+    """SHA-256 over the names and bytes of the folder's files (tens of ms for Qwen3's)."""
+    h = hashlib.sha256()
+    for name, _, _ in signature:
+        h.update(name.encode() + b"\0")
+        with open(path / name, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _remember(cache: OrderedDict, key: tuple, tok: Tokenizer) -> None:
+    cache[key] = tok
+    cache.move_to_end(key)
+    while len(cache) > _LOADED_MAX:
+        cache.popitem(last=False)
+
+
 def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: bool = False) -> Tokenizer:
     """Load a Qwen3-style tokenizer folder and add the audio placeholder as NeMo does.
 
@@ -160,10 +182,10 @@ def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: 
     hide a wrong folder). ``raw=True`` (serving; needs the placeholder): the ``tokenizers``
     library alone (:class:`RawTokenizer`), without transformers.
 
-    A transformers tokenizer (``raw=False``) loaded before from the same folder, none of whose
-    files changed (names, sizes, modification times), is returned again instead of parsed again:
-    an export reads its checkpoint's tokenizer five times, about 1 s each with Qwen3's 151,669
-    tokens. Nothing modifies a tokenizer once loaded.
+    A tokenizer loaded before from the same files (the same folder, none of its files changed:
+    names, sizes, modification times; or another folder holding the same bytes) is returned again
+    instead of parsed again: an export reads its checkpoint's tokenizer five times, about 1 s
+    each with Qwen3's 151,669 tokens. Nothing modifies a tokenizer once loaded.
     """
     path = Path(path)
     missing = [f for f in TOKENIZER_FILES if not (path / f).is_file()]
@@ -172,19 +194,25 @@ def load_tokenizer(path: str | Path, *, require_placeholder: bool = False, raw: 
             f"tokenizer folder {path} lacks {', '.join(missing)}: expected a Qwen3 tokenizer "
             "(tokenizer.json + tokenizer_config.json)"
         )
-    if raw:
-        return _load_tokenizer(path, require_placeholder=True, raw=True)
-    key = (str(path), require_placeholder, _folder_signature(path))
+    options = (require_placeholder or raw, raw)
+    signature = _folder_signature(path)
+    by_folder = (str(path), signature, options)
     with _LOADED_LOCK:
-        tok = _LOADED.get(key)
+        tok = _BY_FOLDER.get(by_folder)
         if tok is not None:
-            _LOADED.move_to_end(key)
+            _BY_FOLDER.move_to_end(by_folder)
             return tok
-    tok = _load_tokenizer(path, require_placeholder=require_placeholder, raw=False)
+    by_content = (_folder_digest(path, signature), options)
     with _LOADED_LOCK:
-        _LOADED[key] = tok
-        while len(_LOADED) > _LOADED_MAX:
-            _LOADED.popitem(last=False)
+        same = _BY_CONTENT.get(by_content)
+    tok = (
+        dataclasses.replace(same, path=path)
+        if same is not None
+        else _load_tokenizer(path, require_placeholder=options[0], raw=raw)
+    )
+    with _LOADED_LOCK:
+        _remember(_BY_CONTENT, by_content, tok)
+        _remember(_BY_FOLDER, by_folder, tok)
     return tok
 
 

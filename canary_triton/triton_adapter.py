@@ -189,7 +189,11 @@ def forward_tokens(
     With ``caller`` (whatever tells whether the request being served was cancelled: the request
     of a unary model, the response sender of a decoupled one) and a ``watcher``, a cancelled
     caller cancels the forwarded request too: generation stops at the next token and its batch
-    slot is freed."""
+    slot is freed. So does closing the generator before the llm's last response (the caller
+    stopped reading, e.g. on an error of its own).
+
+    Close it (``contextlib.closing``) before the caller's FINAL response: the watch must end
+    first, as Triton 2.51 fails when asked whether an answered request was cancelled."""
 
     # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
     scalars = {
@@ -222,17 +226,26 @@ def forward_tokens(
         request_id=key or "",
     )
     handle = watcher.watch(caller.is_cancelled, lambda: send_cancel(pb_utils, model, key)) if key else None
+    answered = False  # the llm sent its last response (its final one, or its error)
     try:
         for response in request.exec(decoupled=True):
+            if response.has_error():
+                answered = True
             _raise_if_error(pb_utils, response)
             ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
             if ids is None:  # the flag-only final response
                 continue
             n = int(pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0])
             yield ids.as_numpy()[0, 0, :n].tolist()
+        answered = True
     finally:
         if handle is not None:
             watcher.unwatch(handle)
+        if key and not answered:  # closed early: stop the generation nobody reads any more
+            try:
+                send_cancel(pb_utils, model, key)
+            except Exception:  # noqa: BLE001  the llm may be gone: nothing left to stop
+                pass
     if caller is not None and caller.is_cancelled():
         raise CallerCancelled("the request was cancelled by the client")
 

@@ -5,12 +5,20 @@ UnicodeDecodeError) and an isolated ``sys.path`` that ignores ``PYTHONPATH``. Th
 locale and puts the serving environment's paths first, processing their ``.pth`` files (so an
 editable install's import hooks work). In NVIDIA's container, with the project installed in the
 system Python, ``PYTHONPATH`` is empty and nothing changes.
+
+``kill -USR1 <stub pid>`` writes the Python stack of every thread of that model to the server's
+log (``faulthandler``, which runs even while the stub's threads are blocked): the evidence of a
+model that stopped answering. ``TritonServer.dump_stacks`` does it for every model.
 """
 
+import faulthandler
 import locale
 import os
+import signal
 import site
 import sys
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
 _before = list(sys.path)

@@ -52,6 +52,9 @@ def pytest_runtest_protocol(item, nextitem):
     _running[:] = [item]
 
 
+_started: list = []  # every TritonServer started in this session (its stacks go with a failure)
+
+
 def _refuse_unmarked_server_start(start):
     def guarded(self, *args, **kwargs):
         item = _running[0] if _running else None
@@ -60,6 +63,7 @@ def _refuse_unmarked_server_start(start):
                 f"{item.nodeid} starts a tritonserver but is not marked `served`: add "
                 f"@pytest.mark.served, or take the server from a `server_*` fixture"
             )
+        _started.append(self)
         return start(self, *args, **kwargs)
 
     guarded.__wrapped__ = start
@@ -93,6 +97,19 @@ class _FreezeWhatLivesTheSession:
         if fixturedef.scope == "session":
             self.freeze()  # its value, and what its first use imported (NeMo)
         return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A served test that failed carries what every running server's models were doing (their
+    threads' Python stacks): the evidence of a server that stopped answering."""
+    report = yield
+    if report.when == "call" and report.failed and item.get_closest_marker("served") is not None:
+        for server in _started:
+            for model, text in server.dump_stacks().items():
+                name = server.log_path.parent.name if server.log_path else "?"
+                report.sections.append((f"stacks of {model} ({name})", text[-6000:]))
+    return report
 
 
 def pytest_configure(config):

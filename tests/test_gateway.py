@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import openai
 import pytest
 import soundfile as sf
 
@@ -55,6 +54,8 @@ def gateway(server_trained):
 
 @pytest.fixture(scope="module")
 def oai(gateway):
+    import openai  # here, not at the top: 1 s of import that the unserved run does not need
+
     with openai.OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0, timeout=300) as client:
         yield client
 
@@ -323,6 +324,8 @@ def test_bad_uploads_get_400_in_openai_shape_and_the_service_keeps_serving(http,
 
 
 def test_the_openai_client_raises_its_own_error_classes(gateway, oai, clips, reference):
+    import openai
+
     with openai.OpenAI(base_url=gateway.base_url, api_key="wrong-key", max_retries=0) as bad:
         with pytest.raises(openai.AuthenticationError) as e:
             _transcribe(bad, clips[0].read_bytes())

@@ -9,6 +9,7 @@ cycle.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import tomllib
@@ -117,7 +118,9 @@ def _imports(module: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
     return out
 
 
+@functools.cache
 def _graph() -> tuple[dict[str, Path], dict[str, list[tuple[str, int]]]]:
+    """Every module and its project imports (read once: the tests only look)."""
     modules = _modules()
     known = set(modules)
     return modules, {m: _imports(m, p, known) for m, p in modules.items()}

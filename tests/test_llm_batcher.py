@@ -256,3 +256,32 @@ def test_the_cache_grows_its_rows_with_the_requests_in_flight(llm):
         assert cache.peak_rows == 4 and cache.row_growths == 1  # 3 rows: the next power of two, not all 8
     finally:
         batcher.stop()
+
+
+def test_an_engine_step_that_fails_fails_its_requests_and_the_engine_goes_on(llm, monkeypatch):
+    """Whatever goes wrong outside a prefill or decode (the scheduler, a cache move) fails the
+    requests in flight with the error; the engine thread lives and serves the next request."""
+    batcher = ContinuousBatcher(llm, max_batch=2)
+    admit = batcher.scheduler.admit
+    failures = [RuntimeError("a broken scheduler step")]
+
+    def failing_once():
+        if failures:
+            raise failures.pop()
+        return admit()
+
+    monkeypatch.setattr(batcher.scheduler, "admit", failing_once)
+    batcher.start()
+    try:
+        first, errors = Collect(), []
+        req = _request(llm, [5, 6], 4, first)
+        req.on_error = lambda e: (errors.append(e), first.done.set())
+        batcher.submit(req)
+        assert first.done.wait(60) and [str(e) for e in errors] == ["a broken scheduler step"]
+        assert first.outcome == ("failed", 0) and batcher.active == 0
+        second = Collect()
+        batcher.submit(_request(llm, [5, 6], 4, second))
+        assert second.done.wait(60) and len(second.tokens) == 4 and second.outcome == ("completed", 4)
+        assert batcher.outcomes == {"completed": 1, "cancelled": 0, "failed": 1}
+    finally:
+        batcher.stop()

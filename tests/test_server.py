@@ -210,3 +210,50 @@ def test_the_stub_processes_are_found_by_the_model_py_they_run(tmp_path):
             p.stdin.close()
             p.wait()
             p.stdout.close()
+
+
+def test_dump_stacks_reads_each_stubs_threads_from_the_log_and_spares_a_stub_without_the_handler(tmp_path):
+    """dump_stacks signals only stubs that catch SIGUSR1 (canary_bootstrap.py registers
+    faulthandler there); the stacks are read back from the server log they write to."""
+    repo, log = tmp_path / "model_repository", tmp_path / "tritonserver.log"
+    server = TritonServer(repo, log_path=log)
+    server.proc = subprocess.Popen(["sleep", "60"], start_new_session=True)  # the "server": alive
+    stub = (
+        "import faulthandler, signal, sys, threading\n"
+        "if sys.argv[1] == 'handler': faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+        "def waiting_for_the_llm(): sys.stdin.read()\n"
+        "threading.Thread(target=waiting_for_the_llm).start()\n"
+        "print('up', flush=True)\n"
+    )
+    procs = {}
+    with open(log, "ab") as out:
+        try:
+            for model, mode in (("llm", "handler"), ("encoder", "none")):
+                p = subprocess.Popen(
+                    [sys.executable, "-c", stub, mode, f"{repo.resolve()}/{model}/1/model.py"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=out,
+                )
+                assert p.stdout.readline() == b"up\n"
+                procs[model] = p
+            stacks = server.dump_stacks(settle_s=0.2)
+            assert set(stacks) == {"llm", "encoder"}
+            assert "most recent call first" in stacks["llm"] and "waiting_for_the_llm" in stacks["llm"]
+            assert "no SIGUSR1 handler" in stacks["encoder"]
+            assert all(p.poll() is None for p in procs.values())  # both still running
+        finally:
+            for p in procs.values():
+                p.stdin.close()
+                p.wait()
+                p.stdout.close()
+            server.proc.kill()
+            server.proc.wait()
+
+
+def test_a_served_models_stacks_show_its_threads(server_trained):
+    stacks = server_trained.dump_stacks()
+    assert set(stacks) == set(server_trained.stub_pids())
+    assert all("most recent call first" in text for text in stacks.values()), stacks
+    assert "llm_batcher.py" in stacks["llm"]  # the in-flight batcher's thread
+    assert "triton_adapter.py" in stacks["canary_qwen_stream"]  # the cancel watcher's thread

@@ -103,7 +103,7 @@ def test_placeholder_beyond_embedding_rows_is_refused(tiny_random_dir, tmp_path)
         checkpoint_tokenizer(inspect_checkpoint(ckpt))
 
 
-def test_a_folder_loaded_before_and_unchanged_is_not_parsed_again(tiny_random_dir, tmp_path):
+def test_files_loaded_before_and_unchanged_are_not_parsed_again(tiny_random_dir, tmp_path):
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_random_dir / f, tmp_path / f)
     first = load_tokenizer(tmp_path)
@@ -118,7 +118,13 @@ def test_a_folder_loaded_before_and_unchanged_is_not_parsed_again(tiny_random_di
     assert again is not first and again.ids == first.ids and again.hf.model_max_length == 4096
     (tmp_path / "special_tokens_map.json").write_text("{}")
     assert load_tokenizer(tmp_path) is not again
-    # an export's folder (raw, for serving) is read each time, as the serving processes do
+    # a copy of the same files in another folder: the same parse, with that folder's path
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path, copy, ignore=shutil.ignore_patterns("copy"))
+    copied = load_tokenizer(copy)
+    assert copied.hf is load_tokenizer(tmp_path).hf and copied.path == copy
+    # the raw (serving) tokenizer is kept apart from the transformers one
     first.hf.save_pretrained(str(tmp_path / "saved"))
     raw = load_tokenizer(tmp_path / "saved", raw=True)
-    assert load_tokenizer(tmp_path / "saved", raw=True) is not raw and raw.ids == first.ids
+    assert load_tokenizer(tmp_path / "saved", raw=True) is raw and raw.ids == first.ids
+    assert type(load_tokenizer(tmp_path / "saved").hf) is not type(raw.hf)

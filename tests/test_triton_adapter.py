@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import closing, nullcontext
 from types import SimpleNamespace
 
 import numpy as np
@@ -281,6 +282,33 @@ def test_an_uncancelled_caller_gets_every_token_and_is_unwatched():
     pb, caller, watcher = FakePbUtils(llm=lambda req: iter([tokens([4, 5]), FINAL])), Caller(), CancelWatcher(0.01)
     assert list(forward_tokens(pb, "llm", [], caller=caller, watcher=watcher)) == [[4, 5]]
     assert pb.sent[0].request_id and watcher._watches == {}
+
+
+def test_a_generator_closed_early_is_unwatched_and_stops_the_forwarded_request():
+    """The caller stopped reading (an error of its own): the watch ends at close(), before the
+    caller answers, and the generation nobody reads is stopped by its id."""
+    stops = []
+
+    def llm(req):
+        if any(t.name() == C.STOP.name for t in req.inputs):
+            stops.append(req.request_id)
+            return iter([FINAL])
+        return iter([tokens([1]), tokens([2]), FINAL])
+
+    pb, caller, watcher = FakePbUtils(llm=llm), Caller(), CancelWatcher(interval_s=0.01)
+    gen = forward_tokens(pb, "llm", [], caller=caller, watcher=watcher)
+    with closing(gen):
+        assert next(gen) == [1]
+    assert watcher._watches == {} and stops == [pb.sent[0].request_id]
+    # answered in full, or with the llm's error: nothing is left to stop
+    error = InferenceResponse(error=TritonError("bad", TritonError.INVALID_ARG))
+    for answers, raises in (([tokens([1]), FINAL], nullcontext()), ([error], pytest.raises(ForwardedError))):
+        pb = FakePbUtils(llm=lambda req, a=answers: iter(a))
+        gen = forward_tokens(pb, "llm", [], caller=caller, watcher=watcher)
+        with closing(gen), raises:
+            list(gen)
+        assert len(pb.sent) == 1 and watcher._watches == {}
+    watcher.close()
 
 
 # -- the cancel watcher ----------------------------------------------------------------------

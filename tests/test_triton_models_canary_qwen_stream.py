@@ -82,3 +82,27 @@ def test_vad_gate_answers_silence_with_empty_text_without_the_llm(exported_train
         assert gated.pb.calls_to(C.ENCODER_MODEL) == [] and gated.pb.calls_to(C.LLM_MODEL) == []
     finally:
         gated.close()
+
+
+def test_a_failing_partial_send_ends_the_watch_and_the_generation_before_the_error(served, heldout):
+    """The cancel watch must end before any FINAL response (Triton 2.51 fails when asked whether
+    an answered request was cancelled), and the generation nobody reads any more is stopped."""
+    model = served[C.STREAM_MODEL]
+    request = served.pb.request({C.AUDIO.name: heldout[0][0][None]})
+    sender, send = request.sender, request.sender.send
+    watches_at_final = []
+
+    def failing_partials(response=None, flags=0):
+        if not flags & FINAL:
+            raise RuntimeError("the client is gone")
+        watches_at_final.append(dict(model.watcher._watches))
+        send(response, flags)
+
+    sender.send = failing_partials
+    stops_before = len([r for r in served.pb.calls_to(C.LLM_MODEL) if any(t.name() == C.STOP.name for t in r.inputs())])
+    assert model.execute([request]) is None
+    code, message = error_of(sender.final())
+    assert code == "INTERNAL" and "the client is gone" in message
+    assert watches_at_final == [{}]
+    stops = [r for r in served.pb.calls_to(C.LLM_MODEL) if any(t.name() == C.STOP.name for t in r.inputs())]
+    assert len(stops) == stops_before + 1

@@ -168,3 +168,26 @@ def test_a_cancelled_request_leaves_the_engine_as_cancelled(llm):
     llm.pb.wait_for_metrics(
         lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="cancelled") == before + 1
     )
+
+
+def test_a_failing_cancellation_check_neither_stops_the_engine_nor_the_request(llm, merged, eos):
+    """request.is_cancelled() is an IPC round trip to the server; when it fails, the request goes
+    on (a warning, once) and the engine keeps serving."""
+    request = _request(llm, PROMPT, 6, end_id=eos)
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("Failed to check the cancellation of the request")
+
+    request.is_cancelled = broken
+    llm.execute([request])
+    (response,) = request.sender.wait()
+    assert response.error() is None and _tokens(response) == _greedy(merged, PROMPT, 6, eos)
+    assert len(calls) > 1  # asked again and again (between tokens)
+    warnings = [m for level, m in llm.pb.Logger.lines if level == "warn" and "is_cancelled() failed" in m]
+    assert len(warnings) == 1
+    after = _request(llm, PROMPT, 3, end_id=eos)
+    llm.execute([after])
+    (response,) = after.sender.wait()
+    assert _tokens(response) == _greedy(merged, PROMPT, 3, eos)

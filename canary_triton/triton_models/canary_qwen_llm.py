@@ -4,6 +4,8 @@ decoupled `llm_base` through BLS on a worker thread and answers once (unary HTTP
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 
 from .. import contract as C
@@ -50,5 +52,6 @@ class LlmModeModel(ThreadedModel):
             if value is not None:
                 inputs.append(pb.Tensor(name, np.asarray(value, dtype=dtype).reshape(1, 1)))
         pieces = forward_tokens(pb, self.target, inputs, caller=request, watcher=self.watcher)
-        tokens = [t for piece in pieces for t in piece]
+        with closing(pieces):  # the cancel watch ends before any FINAL response (an error too)
+            tokens = [t for piece in pieces for t in piece]
         self.send(sender, [self.string_tensor(C.TEXT_OUTPUT.name, self.tokenizer.decode(tokens))])

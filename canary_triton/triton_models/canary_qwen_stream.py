@@ -10,6 +10,8 @@ once, without the LLM.
 
 from __future__ import annotations
 
+from contextlib import closing
+
 from .. import contract as C
 from ..loaders import load_serving_tokenizer
 from ..model_params import StreamParams
@@ -45,8 +47,11 @@ class StreamModel(ThreadedModel):
         proj = unary_call(pb, C.PROJECTOR_MODEL, [enc[C.ENCODED.name]], [C.PROMPT_EMBEDDING_TABLE.name])
         llm_inputs = [pre[n] for n in PRE_OUT[2:]] + [proj[C.PROMPT_EMBEDDING_TABLE.name]]
         stream = TranscriptStream(self.tokenizer.decode)
-        for tokens in forward_tokens(pb, C.LLM_MODEL, llm_inputs, streaming=True, caller=sender, watcher=self.watcher):
-            delta = stream.push(tokens)
-            if delta:
-                self.send(sender, [self.string_tensor(C.TRANSCRIPT.name, delta)], final=False)
+        # closed on leaving the block, so the cancel watch ends before any FINAL response (an error too)
+        pieces = forward_tokens(pb, C.LLM_MODEL, llm_inputs, streaming=True, caller=sender, watcher=self.watcher)
+        with closing(pieces):
+            for tokens in pieces:
+                delta = stream.push(tokens)
+                if delta:
+                    self.send(sender, [self.string_tensor(C.TRANSCRIPT.name, delta)], final=False)
         self.send(sender, [self.string_tensor(C.TRANSCRIPT.name, stream.finish())])

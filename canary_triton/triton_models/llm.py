@@ -96,7 +96,7 @@ class LlmModel(PythonModel):
                             on_tokens=_Sender(
                                 self, sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()
                             ),
-                            is_cancelled=(lambda r=request, k=key: r.is_cancelled() or self.cancels.is_cancelled(k)),
+                            is_cancelled=_CancelCheck(self.pb, request, self.cancels, key),
                             sampling=req.sampling,
                             on_finish=lambda outcome, n, k=key: self._finished(k, outcome, n),
                             on_admit=self.metrics.admitted,
@@ -117,6 +117,27 @@ class LlmModel(PythonModel):
 
     def finalize(self):
         self.batcher.stop()
+
+
+class _CancelCheck:
+    """Whether the client or a stop request cancelled a request (the engine asks after each
+    token). A failing check (an IPC round trip to the server) counts as not cancelled, logged once
+    per request: it must neither stop the engine nor fail the request's batch mates."""
+
+    def __init__(self, pb, request, cancels: CancelRegistry, key: str | None):
+        self.pb, self.request, self.cancels, self.key = pb, request, cancels, key
+        self.warned = False
+
+    def __call__(self) -> bool:
+        if self.cancels.is_cancelled(self.key):
+            return True
+        try:
+            return bool(self.request.is_cancelled())
+        except Exception as e:  # noqa: BLE001
+            if not self.warned:
+                self.warned = True
+                self.pb.Logger.log_warn(f"llm: is_cancelled() failed ({e}); the request goes on")
+            return False
 
 
 class _Metrics:

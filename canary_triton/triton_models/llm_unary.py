@@ -8,6 +8,8 @@ once, so requests keep flowing into the in-flight batch.
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 
 from .. import contract as C
@@ -50,8 +52,10 @@ class LlmUnaryModel(ThreadedModel):
         # streaming and stop are the forwarder's to set (the stop travels with its own request id)
         inputs = [t for t in request.inputs() if t.name() not in (C.STREAMING.name, C.STOP.name)]
         tokens = []
-        for piece in forward_tokens(self.pb, self.target, inputs, caller=request, watcher=self.watcher):
-            tokens.extend(piece)
+        pieces = forward_tokens(self.pb, self.target, inputs, caller=request, watcher=self.watcher)
+        with closing(pieces):  # the cancel watch ends before any FINAL response (an error too)
+            for piece in pieces:
+                tokens.extend(piece)
         self.send(sender, self._tokens(tokens))
 
     def _no_speech(self, request):
