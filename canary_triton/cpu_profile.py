@@ -110,15 +110,20 @@ def choose_precision(
     return PrecisionChoice(requested, f"requested ({isa} CPU)")
 
 
+def check_encoder_precision(requested: str) -> None:
+    """A ValueError naming the choices unless ``requested`` is one of them (auto or
+    :data:`CPU_ENCODER_PRECISIONS`)."""
+    if requested not in ("auto", *CPU_ENCODER_PRECISIONS):
+        raise ValueError(
+            f"cpu encoder precision must be one of auto, {', '.join(CPU_ENCODER_PRECISIONS)}, got {requested!r}"
+        )
+
+
 def choose_encoder_precision(requested: str, llm_precision: str) -> PrecisionChoice:
     """The served encoder's precision. ``auto``: int8 when the LLM runs in bf16 (the fast setting,
     bounded by WER: tests/test_llm_bf16.py, tests/test_encoder_int8.py), fp32 when it runs in fp32
     (the exact-parity setting, token-identical to NeMo fp32 end to end)."""
-    if requested not in ("auto", *CPU_ENCODER_PRECISIONS):
-        raise CanaryTritonError(
-            f"encoder precision {requested!r} is not available in the CPU profile; choose auto, "
-            f"{', '.join(CPU_ENCODER_PRECISIONS)}"
-        )
+    check_encoder_precision(requested)
     if requested != "auto":
         return PrecisionChoice(requested, "requested")
     if llm_precision == "bf16":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cpu_profile import CPU_ENCODER_PRECISIONS, PrecisionChoice, choose_encoder_precision, choose_precision
+from ..cpu_profile import PrecisionChoice, check_encoder_precision, choose_encoder_precision, choose_precision
 from ..gpu_throughput import DEFAULT_GPU, GPUS
 from .repository import RepositoryOptions
 from .tensorrt_engine import DEFAULT_GPU_ARCH, EngineOptions
@@ -43,11 +43,7 @@ class ExportOptions:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if self.llm_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"llm_dtype must be auto, float32, bfloat16 or float16, got {self.llm_dtype!r}")
-        if self.cpu_encoder_precision not in ("auto", *CPU_ENCODER_PRECISIONS):
-            raise ValueError(
-                f"cpu encoder precision must be one of auto, {', '.join(CPU_ENCODER_PRECISIONS)}, "
-                f"got {self.cpu_encoder_precision!r}"
-            )
+        check_encoder_precision(self.cpu_encoder_precision)
         if self.cpu_encoder_precision == "int8" and self.profile != "cpu":
             raise ValueError(
                 f"--cpu-encoder-precision {self.cpu_encoder_precision} is for the cpu profile; the gpu profile "

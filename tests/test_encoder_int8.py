@@ -79,6 +79,8 @@ def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
     assert choose_encoder_precision("auto", "fp32").precision == "fp32"
     assert choose_encoder_precision("fp32", "bf16").precision == "fp32"
     assert choose_encoder_precision("int8", "fp32").precision == "int8"
+    with pytest.raises(ValueError, match="cpu encoder precision must be one of auto, fp32, int8, got 'int4'"):
+        choose_encoder_precision("int4", "fp32")  # the check ExportOptions makes too (one function)
     assert ExportOptions(precision="bf16").encoder_precision_choice().precision == "int8"
     assert ExportOptions(precision="fp32").encoder_precision_choice().precision == "fp32"
     # the test fixtures' fp32 export serves the fp32 graph and says why
