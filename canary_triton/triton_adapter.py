@@ -100,15 +100,29 @@ def _raise_if_error(pb_utils, response) -> None:
         raise ForwardedError(message, err.code() if hasattr(err, "code") else None)
 
 
+class _Watch:
+    """One caller being watched; its lock is held while its ``is_cancelled()`` runs."""
+
+    def __init__(self, is_cancelled, on_cancel):
+        self.is_cancelled, self.on_cancel = is_cancelled, on_cancel
+        self.lock = threading.Lock()
+        self.active = True  # False once unwatched or fired: never asked again
+
+
 class CancelWatcher:
     """One thread per model instance that polls the in-flight callers' ``is_cancelled()`` (an
     IPC round trip each, hence a shared poller at ``interval_s`` rather than one per request) and
-    runs each watch's ``on_cancel`` once when its caller is cancelled, until :meth:`close`."""
+    runs each watch's ``on_cancel`` once when its caller is cancelled, until :meth:`close`.
+
+    A caller is asked only while its watch exists: :meth:`unwatch` (called before the caller is
+    answered) waits for a check of that caller in progress, so a request is never asked after its
+    response (Triton 2.51 crashes in ResponseFactoryIsCancelled then). Each watch has its own
+    lock: a check that hangs holds up only its own caller's unwatch, not every worker's."""
 
     def __init__(self, interval_s: float = 0.2):
         self.interval_s = interval_s
-        self._watches: dict[int, tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
+        self._watches: dict[int, _Watch] = {}
+        self._lock = threading.Lock()  # guards the dict only; never held during a check
         self._next = 0
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
@@ -117,12 +131,15 @@ class CancelWatcher:
     def watch(self, is_cancelled, on_cancel) -> int:
         with self._lock:
             self._next += 1
-            self._watches[self._next] = (is_cancelled, on_cancel)
+            self._watches[self._next] = _Watch(is_cancelled, on_cancel)
             return self._next
 
     def unwatch(self, handle: int) -> None:
         with self._lock:
-            self._watches.pop(handle, None)
+            watch = self._watches.pop(handle, None)
+        if watch is not None:
+            with watch.lock:  # waits for a check of this caller in progress
+                watch.active = False
 
     def close(self) -> None:
         """Stop polling (the model is being unloaded); returns once the thread has ended."""
@@ -132,24 +149,22 @@ class CancelWatcher:
     def _loop(self) -> None:
         while not self._closed.wait(self.interval_s):
             with self._lock:
-                handles = list(self._watches)
-            for handle in handles:
-                # is_cancelled() runs under the lock and only while the watch exists: unwatch()
-                # (called before the caller is answered) waits for it, so a request is never asked
-                # after its response (Triton 2.51 crashes in ResponseFactoryIsCancelled then).
-                with self._lock:
-                    watch = self._watches.get(handle)
-                    if watch is None:
+                watches = list(self._watches.items())
+            for handle, watch in watches:
+                with watch.lock:
+                    if not watch.active:
                         continue
                     try:
-                        cancelled = bool(watch[0]())
+                        cancelled = bool(watch.is_cancelled())
                     except Exception:  # noqa: BLE001
                         cancelled = False
                     if cancelled:
-                        del self._watches[handle]
+                        watch.active = False
                 if cancelled:
+                    with self._lock:
+                        self._watches.pop(handle, None)
                     try:
-                        watch[1]()
+                        watch.on_cancel()
                     except Exception:  # noqa: BLE001  the llm may be gone: nothing left to stop
                         pass
 

@@ -383,3 +383,27 @@ def test_a_closed_watcher_stops_polling():
     calls = asked.calls
     watcher.close()  # twice: harmless
     assert asked.calls == calls
+
+
+def test_a_check_that_hangs_holds_up_only_its_own_callers_unwatch():
+    """An is_cancelled() IPC that never returns must not freeze every worker of the model: the
+    other callers are unwatched at once (their workers answer), and the hung one's unwatch
+    waits for its check (a caller is never asked after its response)."""
+    watcher = CancelWatcher(interval_s=0.01)
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging():
+        entered.set()
+        assert release.wait(WAIT_S)
+        return False
+
+    other = watcher.watch(lambda: False, lambda: None)
+    stuck = watcher.watch(hanging, lambda: None)
+    assert entered.wait(WAIT_S)  # the poller is inside the hung check now
+    watcher.unwatch(other)  # returns although the poller is stuck
+    unwatched = threading.Event()
+    threading.Thread(target=lambda: (watcher.unwatch(stuck), unwatched.set()), daemon=True).start()
+    assert not unwatched.wait(0.05)  # a bound, not a timing claim: it cannot return before release
+    release.set()
+    assert unwatched.wait(WAIT_S) and watcher._watches == {}
+    watcher.close()
