@@ -107,15 +107,10 @@ class LlmParams(ModelParams):
     exclude_input_in_output: bool = True
     weights: str = LLM_WEIGHTS[0]  # the Qwen3 folder mapped: llm_base (one copy shared with llm_base) or llm_merged
     asr_adapter: bool = True  # apply the ASR LoRA at run time (on the base weights)
-    # How often the requests in flight are asked whether their client cancelled them, as
-    # TensorRT-LLM's backend (same key and default): each ask is an IPC round trip (about 0.1 ms in
-    # Triton 2.51), made by a poller thread, not by the engine after every token.
-    cancellation_check_period_ms: int = 100
 
     def __post_init__(self) -> None:
         check_nice(self.nice)
         _positive(self, "max_batch")
-        _positive(self, "cancellation_check_period_ms")
         if self.weights not in LLM_WEIGHTS:
             raise CanaryTritonError(f"weights {self.weights!r}: expected one of {', '.join(LLM_WEIGHTS)}")
 

@@ -3,8 +3,6 @@ flag, stop requests, bad input, and its Prometheus metrics."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -172,24 +170,23 @@ def test_a_cancelled_request_leaves_the_engine_as_cancelled(llm):
     )
 
 
-def test_the_clients_cancellation_is_polled_off_the_engine_thread_and_a_failing_poll_is_harmless(llm, merged, eos):
-    """request.is_cancelled() is an IPC round trip (about 0.1 ms in Triton 2.51): the model's
-    poller asks it every cancellation_check_period_ms (as TensorRT-LLM's backend), never the
-    engine thread after every token; a poll that fails counts as not cancelled."""
-    assert llm.watcher.interval_s == 0.1  # LlmParams.cancellation_check_period_ms, rendered and read back
+def test_a_failing_cancellation_check_neither_stops_the_engine_nor_the_request(llm, merged, eos):
+    """request.is_cancelled() is an IPC round trip to the server; when it fails, the request goes
+    on (a warning, once) and the engine keeps serving."""
     request = _request(llm, PROMPT, 6, end_id=eos)
-    askers = []
+    calls = []
 
     def broken():
-        askers.append(threading.current_thread().name)
+        calls.append(1)
         raise RuntimeError("Failed to check the cancellation of the request")
 
     request.is_cancelled = broken
     llm.execute([request])
     (response,) = request.sender.wait()
     assert response.error() is None and _tokens(response) == _greedy(merged, PROMPT, 6, eos)
-    assert set(askers) <= {"cancel-watcher"}  # the engine thread never made the call
-    assert llm.watcher._watches == {}  # unwatched before its FINAL response
+    assert len(calls) > 1  # asked again and again (between tokens)
+    warnings = [m for level, m in llm.pb.Logger.lines if level == "warn" and "is_cancelled() failed" in m]
+    assert len(warnings) == 1
     after = _request(llm, PROMPT, 3, end_id=eos)
     llm.execute([after])
     (response,) = after.sender.wait()

@@ -3,8 +3,6 @@ in-flight batching (decoupled: responses are sent from the engine thread as toke
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 
@@ -16,7 +14,7 @@ from ..llm_batcher import STEP_KINDS, CancelRegistry, ContinuousBatcher, Generat
 from ..llm_request import is_stop_request, parse_llm_request
 from ..loaders import load_llm, load_lora
 from ..model_params import LlmParams
-from ..triton_adapter import CancelWatcher, artifacts_dir, read_params, scalar_array
+from ..triton_adapter import artifacts_dir, read_params, scalar_array
 from .base import PythonModel
 
 
@@ -54,7 +52,6 @@ class LlmModel(PythonModel):
             nice=nice,
         )
         self.cancels = CancelRegistry()
-        self.watcher = CancelWatcher(interval_s=params.cancellation_check_period_ms / 1000)
         self.metrics = _Metrics(self.pb, args["model_name"], self.batcher)
         self.batcher.on_step = self.metrics.stepped
         self.batcher.start()
@@ -90,7 +87,6 @@ class LlmModel(PythonModel):
                 with torch.no_grad():
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
                 self.cancels.register(key)  # a stop request with this id cancels it while in flight
-                cancelled = _Cancellation(self.watcher, request, self.cancels, key)
                 try:
                     self.batcher.submit(
                         GenerationRequest(
@@ -98,21 +94,16 @@ class LlmModel(PythonModel):
                             max_new_tokens=req.max_new_tokens,
                             end_id=req.end_id,
                             on_tokens=_Sender(
-                                self,
-                                sender,
-                                req.streaming,
-                                None if self.exclude_input else req.input_ids.tolist(),
-                                before_final=cancelled.end,
+                                self, sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()
                             ),
-                            is_cancelled=cancelled,
+                            is_cancelled=_CancelCheck(self.pb, request, self.cancels, key),
                             sampling=req.sampling,
                             on_finish=lambda outcome, n, k=key: self._finished(k, outcome, n),
                             on_admit=self.metrics.admitted,
-                            on_error=lambda e, s=sender, c=cancelled: (c.end(), self.send_error(s, e)),
+                            on_error=lambda e, s=sender: self.send_error(s, e),
                         )
                     )
                 except Exception:
-                    cancelled.end()
                     self.cancels.release(key)
                     raise
             except Exception as e:  # noqa: BLE001
@@ -126,26 +117,27 @@ class LlmModel(PythonModel):
 
     def finalize(self):
         self.batcher.stop()
-        self.watcher.close()
 
 
-class _Cancellation:
-    """Whether the client or a stop request cancelled a request, as the engine asks after each
-    token: from memory only. The client's cancellation (``request.is_cancelled()``, an IPC round
-    trip) is polled by the model's :class:`CancelWatcher` every ``cancellation_check_period_ms``,
-    as TensorRT-LLM's backend does; a failing poll counts as not cancelled. :meth:`end` stops the
-    polling; it is called before the request's FINAL response (never asked after it)."""
+class _CancelCheck:
+    """Whether the client or a stop request cancelled a request (the engine asks after each
+    token). A failing check (an IPC round trip to the server) counts as not cancelled, logged once
+    per request: it must neither stop the engine nor fail the request's batch mates."""
 
-    def __init__(self, watcher: CancelWatcher, request, cancels: CancelRegistry, key: str | None):
-        self.cancels, self.key, self.watcher = cancels, key, watcher
-        self.by_client = threading.Event()
-        self.handle = watcher.watch(request.is_cancelled, self.by_client.set)
+    def __init__(self, pb, request, cancels: CancelRegistry, key: str | None):
+        self.pb, self.request, self.cancels, self.key = pb, request, cancels, key
+        self.warned = False
 
     def __call__(self) -> bool:
-        return self.by_client.is_set() or self.cancels.is_cancelled(self.key)
-
-    def end(self) -> None:
-        self.watcher.unwatch(self.handle)  # idempotent; waits for a poll of this request in progress
+        if self.cancels.is_cancelled(self.key):
+            return True
+        try:
+            return bool(self.request.is_cancelled())
+        except Exception as e:  # noqa: BLE001
+            if not self.warned:
+                self.warned = True
+                self.pb.Logger.log_warn(f"llm: is_cancelled() failed ({e}); the request goes on")
+            return False
 
 
 class _Metrics:
@@ -209,13 +201,10 @@ class _Metrics:
 class _Sender:
     """Streams each new token, or sends all tokens once; exactly one FINAL flag per request."""
 
-    def __init__(self, model, sender, streaming, prompt, before_final=lambda: None):
+    def __init__(self, model, sender, streaming, prompt):
         self.model, self.sender, self.streaming, self.prompt, self.tokens = model, sender, streaming, prompt, []
-        self.before_final = before_final
 
     def __call__(self, tokens, done):
-        if done:
-            self.before_final()
         if self.streaming:
             if tokens:
                 self.model.send(self.sender, _outputs(self.model.pb, tokens), final=done)
