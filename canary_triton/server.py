@@ -256,8 +256,9 @@ class TritonServer:
         stacks: dict[str, str] = {}
         for model, pids in sorted(self.stub_pids().items()):
             for pid in pids:
+                key = model if len(pids) == 1 else f"{model} (pid {pid})"
                 if not _catches(pid, signal.SIGUSR1):  # SIGUSR1 would end a stub without the handler
-                    stacks[model] = "(the stub has no SIGUSR1 handler: a repository without canary_bootstrap.py)"
+                    stacks[key] = "(the stub has no SIGUSR1 handler: a repository without canary_bootstrap.py)"
                     continue
                 start = self.log_path.stat().st_size
                 try:
@@ -273,7 +274,6 @@ class TritonServer:
                 with open(self.log_path, "rb") as f:
                     f.seek(start)
                     text = f.read(size - start).decode(errors="replace")
-                key = model if len(pids) == 1 else f"{model} (pid {pid})"
                 stacks[key] = text or "(nothing written: the stub did not answer SIGUSR1)"
         return stacks
 

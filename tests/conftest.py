@@ -106,8 +106,8 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.when == "call" and report.failed and item.get_closest_marker("served") is not None:
         for server in _started:
+            name = server.log_path.parent.name if server.log_path else "?"
             for model, text in server.dump_stacks().items():
-                name = server.log_path.parent.name if server.log_path else "?"
                 report.sections.append((f"stacks of {model} ({name})", text[-6000:]))
     return report
 

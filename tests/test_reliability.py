@@ -563,25 +563,23 @@ def test_a_burst_beyond_the_queue_is_refused_at_once_and_retries_recover(strict_
     messages: list[str] = []
     t_refused: list[float] = []
 
-    def once(a):
+    def attempt(call):
         t0 = time.monotonic()
         try:
-            CanaryClient(options=no_retry).transcribe(a)
+            call(CanaryClient(options=no_retry))
             statuses.append("ok")
         except ServerError as e:
             statuses.append(e.status)
             messages.append(f"{e.status}: {e}")
             t_refused.append(time.monotonic() - t0)
 
+    def once(a):
+        attempt(lambda c: c.transcribe(a))
+
     def ask(i):
         # LLM mode: canary_qwen_llm takes every request into its workers, which forward them to
         # llm_base at once: a refusal there comes back through the decoupled BLS hop
-        try:
-            CanaryClient(options=no_retry).ask(f"Say hello {i}", max_new_tokens=2)
-            statuses.append("ok")
-        except ServerError as e:
-            statuses.append(e.status)
-            messages.append(f"{e.status}: {e}")
+        attempt(lambda c: c.ask(f"Say hello {i}", max_new_tokens=2))
 
     with ThreadPoolExecutor(64) as pool:
         list(pool.map(once, clips))
