@@ -11,3 +11,8 @@ class CheckpointError(CanaryTritonError):
 
 class InputError(CanaryTritonError, ValueError):
     """A client's input is invalid (wrong dtype, shape, length, value range...)."""
+
+
+class ServerBusyError(CanaryTritonError):
+    """The server cannot answer this request now (engine stopping, a stalled response): the
+    client may retry, here or on another instance (Triton's UNAVAILABLE)."""

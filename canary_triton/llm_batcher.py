@@ -30,8 +30,9 @@ import torch
 
 from . import contract
 from .cpu_profile import check_nice, lower_thread_priority
+from .errors import ServerBusyError
 from .llm_runner import LoraWeights, ModelRunner
-from .llm_scheduler import CANCELLED, COMPLETED, FAILED, OUTCOMES, Scheduler
+from .llm_scheduler import ABORTED, CANCELLED, FAILED, OUTCOMES, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class GenerationRequest:
     is_cancelled: Callable[[], bool] = lambda: False
     on_error: Callable[[Exception], None] | None = None
     sampling: "Sampling | None" = None  # None: greedy (NeMo's default)
-    #: Called once when the request leaves the engine: outcome ("completed" | "cancelled" |
-    #: "failed") and the number of tokens generated (statistics, metrics).
+    #: Called once when the request leaves the engine: outcome (llm_scheduler.OUTCOMES) and the
+    #: number of tokens generated (statistics, metrics).
     on_finish: Callable[[str, int], None] | None = None
     on_admit: Callable[[], None] | None = None  # called when the request takes a batch slot
     #: ASR mode: the run-time LoRA applies (an engine on base weights with LoraWeights); LLM
@@ -147,6 +148,7 @@ class ContinuousBatcher:
         self._queue: "queue.Queue[GenerationRequest | None]" = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._submit_lock = threading.Lock()  # no submission lands behind the stop marker
         self.steps = 0  # decode steps run (statistics)
         self.prefills = 0  # batched prefills run
         self.max_rows_seen = 0
@@ -161,15 +163,25 @@ class ContinuousBatcher:
         return self
 
     def submit(self, req: GenerationRequest) -> None:
-        if self._stopping.is_set():
-            raise RuntimeError("the LLM engine is stopping")
-        self._queue.put(req)
+        """Queue a request; raises :class:`EngineStopped` once :meth:`stop` was called (the
+        request was not taken: the caller answers it)."""
+        with self._submit_lock:
+            if self._stopping.is_set():
+                raise EngineStopped("the LLM engine is stopping (model unloading or server shutting down)")
+            self._queue.put(req)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        self._queue.put(None)
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the engine: every request it holds, running or queued, ends ``aborted`` with an
+        :class:`EngineStopped` error (never as completed). True once the engine thread has ended
+        (within ``timeout``; a step in progress finishes first)."""
+        with self._submit_lock:
+            self._stopping.set()
+            self._queue.put(None)  # behind every submission: they are all taken, then aborted
         if self._thread is not None:
             self._thread.join(timeout)
+            return not self._thread.is_alive()
+        self._abort_all()  # never started: answer what was submitted
+        return True
 
     # -- engine ---------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -193,9 +205,7 @@ class ContinuousBatcher:
         if sched.idle:  # nothing holds a row: a cache grown by a long request gives its memory back
             self.runner.cache.shrink()
         if not self._take_submissions(block=sched.idle):
-            for req in sched.release_all():
-                self._done(req, COMPLETED, [])
-            self.active = 0
+            self._abort_all()
             return False
         admission = sched.admit()
         for req in admission.dropped:  # cancelled while queued: no prefill, no row
@@ -205,6 +215,24 @@ class ContinuousBatcher:
         if sched.running:
             self._decode()
         return True
+
+    def _abort_all(self) -> None:
+        """End every request held (running, waiting, still submitted) with EngineStopped."""
+        held = self.scheduler.release_all()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                held.append(item)
+        self.active = 0
+        for req in held:
+            error = EngineStopped(
+                f"the LLM engine stopped (model unloading or server shutting down) after "
+                f"{len(req.generated)} of at most {req.max_new_tokens} tokens; the request was not finished"
+            )
+            self._done(req, ABORTED, [], error=error)
 
     def _take_submissions(self, block: bool) -> bool:
         """Move submitted requests to the scheduler; False once the engine is told to stop."""
@@ -323,6 +351,11 @@ class ContinuousBatcher:
                 req.on_tokens(tokens, done)
         except Exception:  # the sender may be gone (client cancelled); the engine goes on
             log.exception("token callback failed")
+
+
+class EngineStopped(ServerBusyError):
+    """The engine stopped before the request finished (a server-side condition, not the
+    client's mistake: the client may retry on another instance)."""
 
 
 def _check_embeds(req: GenerationRequest, hidden: int) -> None:

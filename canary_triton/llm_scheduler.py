@@ -26,8 +26,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-COMPLETED, CANCELLED, FAILED = "completed", "cancelled", "failed"
-OUTCOMES = (COMPLETED, CANCELLED, FAILED)
+COMPLETED, CANCELLED, FAILED, ABORTED = "completed", "cancelled", "failed", "aborted"
+#: How a request leaves the engine. Only ``completed`` (end id or token limit) is a success:
+#: ``cancelled`` by its client (or a stop request, or a response send that stalled), ``failed`` by
+#: an error, ``aborted`` because the engine stopped (model unloaded, server shutting down).
+OUTCOMES = (COMPLETED, CANCELLED, FAILED, ABORTED)
 
 
 class CapacityError(ValueError):

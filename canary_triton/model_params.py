@@ -107,10 +107,18 @@ class LlmParams(ModelParams):
     exclude_input_in_output: bool = True
     weights: str = LLM_WEIGHTS[0]  # the Qwen3 folder mapped: llm_base (one copy shared with llm_base) or llm_merged
     asr_adapter: bool = True  # apply the ASR LoRA at run time (on the base weights)
+    # How often each request's client is asked whether it cancelled (TensorRT-LLM's key and
+    # default): an IPC round trip, made by the request's response thread, not the engine.
+    cancellation_check_period_ms: int = 100
+    # A response send in progress longer than this cancels its request and frees its row (a
+    # caller that died or stopped reading); the other rows go on.
+    send_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         check_nice(self.nice)
         _positive(self, "max_batch")
+        _positive(self, "cancellation_check_period_ms")
+        _positive(self, "send_timeout_s")
         if self.weights not in LLM_WEIGHTS:
             raise CanaryTritonError(f"weights {self.weights!r}: expected one of {', '.join(LLM_WEIGHTS)}")
 

@@ -158,6 +158,7 @@ class TritonServer:
         self.proc: subprocess.Popen | None = None
         self.admin_key = opts.admin_key or secrets.token_hex(16)  # random: told to no one but the supervisor
         self.supervisor: StubSupervisor | None = None
+        self.watchdog = None  # watchdog.Watchdog, started by start() when the options ask for one
 
     @property
     def http_url(self) -> str:
@@ -214,17 +215,23 @@ class TritonServer:
         return failed[-limit:]
 
     def stop(self, timeout_s: float | None = None) -> int | None:
-        if self.supervisor is not None:
-            self.supervisor.stop()
-            self.supervisor = None
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout_s if timeout_s is not None else self.opts.exit_timeout_s + 15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait()
+        """SIGTERM, then SIGKILL after the exit timeout; then no process of the server is left:
+        whatever of its process group outlived it (a stub stuck in an IPC) is killed."""
+        for watcher in (self.watchdog, self.supervisor):
+            if watcher is not None:
+                watcher.stop()
+        self.watchdog = self.supervisor = None
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s if timeout_s is not None else self.opts.exit_timeout_s + 15)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.proc.pid)
+                self.proc.wait()
+        _kill_group(self.proc.pid)  # tritonserver is gone: its stubs go too (it led their group)
+        return self.proc.returncode
 
     def stub_pids(self) -> dict[str, list[int]]:
         """The Python-backend stub processes of this server's models, by model, from /proc (each
@@ -282,6 +289,13 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _catches(pid: int, signum: int) -> bool:

@@ -8,7 +8,7 @@ locale and isolated ``sys.path`` so that this package can be imported at all.
 from __future__ import annotations
 
 import json
-import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import contract as C
-from .errors import InputError
+from .errors import InputError, ServerBusyError
 from .model_params import ModelParams
 
 P = TypeVar("P", bound=ModelParams)
@@ -39,9 +39,12 @@ def artifacts_dir(args: dict[str, Any], params: ModelParams) -> Path:
 
 
 def error_response(pb_utils, exc: Exception):
-    """INVALID_ARG for a client's mistake (Triton answers HTTP 400), INTERNAL otherwise."""
+    """INVALID_ARG for a client's mistake (Triton answers HTTP 400), UNAVAILABLE for a request the
+    server cannot finish now (retry), INTERNAL otherwise."""
     if isinstance(exc, (InputError, ValueError)):
         code = pb_utils.TritonError.INVALID_ARG
+    elif isinstance(exc, ServerBusyError):
+        code = pb_utils.TritonError.UNAVAILABLE
     else:
         code = pb_utils.TritonError.INTERNAL
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc), code))
@@ -100,73 +103,9 @@ def _raise_if_error(pb_utils, response) -> None:
         raise ForwardedError(message, err.code() if hasattr(err, "code") else None)
 
 
-class _Watch:
-    """One caller being watched; its lock is held while its ``is_cancelled()`` runs."""
-
-    def __init__(self, is_cancelled, on_cancel):
-        self.is_cancelled, self.on_cancel = is_cancelled, on_cancel
-        self.lock = threading.Lock()
-        self.active = True  # False once unwatched or fired: never asked again
-
-
-class CancelWatcher:
-    """One thread per model instance that polls the in-flight callers' ``is_cancelled()`` (an
-    IPC round trip each, hence a shared poller at ``interval_s`` rather than one per request) and
-    runs each watch's ``on_cancel`` once when its caller is cancelled, until :meth:`close`.
-
-    A caller is asked only while its watch exists: :meth:`unwatch` (called before the caller is
-    answered) waits for a check of that caller in progress, so a request is never asked after its
-    response (Triton 2.51 crashes in ResponseFactoryIsCancelled then). Each watch has its own
-    lock: a check that hangs holds up only its own caller's unwatch, not every worker's."""
-
-    def __init__(self, interval_s: float = 0.2):
-        self.interval_s = interval_s
-        self._watches: dict[int, _Watch] = {}
-        self._lock = threading.Lock()  # guards the dict only; never held during a check
-        self._next = 0
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
-        self._thread.start()
-
-    def watch(self, is_cancelled, on_cancel) -> int:
-        with self._lock:
-            self._next += 1
-            self._watches[self._next] = _Watch(is_cancelled, on_cancel)
-            return self._next
-
-    def unwatch(self, handle: int) -> None:
-        with self._lock:
-            watch = self._watches.pop(handle, None)
-        if watch is not None:
-            with watch.lock:  # waits for a check of this caller in progress
-                watch.active = False
-
-    def close(self) -> None:
-        """Stop polling (the model is being unloaded); returns once the thread has ended."""
-        self._closed.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._closed.wait(self.interval_s):
-            with self._lock:
-                watches = list(self._watches.items())
-            for handle, watch in watches:
-                with watch.lock:
-                    if not watch.active:
-                        continue
-                    try:
-                        cancelled = bool(watch.is_cancelled())
-                    except Exception:  # noqa: BLE001
-                        cancelled = False
-                    if cancelled:
-                        watch.active = False
-                if cancelled:
-                    with self._lock:
-                        self._watches.pop(handle, None)
-                    try:
-                        watch.on_cancel()
-                    except Exception:  # noqa: BLE001  the llm may be gone: nothing left to stop
-                        pass
+#: How often a BLS model asks whether its caller was cancelled while it forwards to the ``llm``
+#: (TensorRT-LLM's ``cancellation_check_period_ms`` default): each ask is an IPC round trip.
+CANCELLATION_CHECK_PERIOD_S = 0.1
 
 
 def stop_request_inputs(pb_utils) -> list:
@@ -181,10 +120,11 @@ def stop_request_inputs(pb_utils) -> list:
     ]
 
 
-def send_cancel(pb_utils, model: str, request_id: str) -> None:
+def send_cancel(pb_utils, model: str, request_id: str) -> list:
     """Stop the request that the decoupled ``model`` received with ``request_id``: the
     TensorRT-LLM backend's own mechanism (a ``stop`` request with the same id), which the CPU
-    ``llm`` honours too."""
+    ``llm`` honours too. Returns the stop request's responses, read to the end: the caller holds
+    them until its cleanup barrier (see :func:`forward_tokens`)."""
 
     request = pb_utils.InferenceRequest(
         model_name=model,
@@ -192,23 +132,39 @@ def send_cancel(pb_utils, model: str, request_id: str) -> None:
         inputs=stop_request_inputs(pb_utils),
         request_id=request_id,
     )
-    for _ in request.exec(decoupled=True):
+    responses = request.exec(decoupled=True)
+    for _ in responses:
         pass
+    return [responses]
 
 
-def forward_tokens(
-    pb_utils, model: str, inputs, streaming: bool = False, caller=None, watcher: CancelWatcher | None = None
-):
-    """Call the decoupled ``llm`` through BLS; yield each response's new token ids.
+def _is_cancelled(caller) -> bool:
+    try:
+        return bool(caller.is_cancelled())
+    except Exception:  # noqa: BLE001  a failing check counts as not cancelled
+        return False
 
-    With ``caller`` (whatever tells whether the request being served was cancelled: the request
-    of a unary model, the response sender of a decoupled one) and a ``watcher``, a cancelled
-    caller cancels the forwarded request too: generation stops at the next token and its batch
-    slot is freed. So does closing the generator before the llm's last response (the caller
-    stopped reading, e.g. on an error of its own).
 
-    Close it (``contextlib.closing``) before the caller's FINAL response: the watch must end
-    first, as Triton 2.51 fails when asked whether an answered request was cancelled."""
+def forward_tokens(pb_utils, model: str, inputs, caller, check_period_s: float = CANCELLATION_CHECK_PERIOD_S):
+    """Call the decoupled ``llm`` through BLS (streaming); yield each response's new token ids.
+
+    ``caller`` is the request being served (or its response sender): it must not have been
+    answered yet. Everything happens on the calling thread, which owns the caller's responses:
+    every ``period`` between the llm's responses it asks ``caller.is_cancelled()``; a cancelled
+    caller, or closing the generator before the llm's last response, stops the forwarded request
+    by its id (TensorRT-LLM's stop request): generation stops at the next token and its row is
+    freed. A cancelled caller raises :class:`CallerCancelled`.
+
+    **Why the response iterators are held to the end (Triton 2.51's stub, python_backend r24.10).**
+    A decoupled BLS call's iterator is owned twice: by Python and by the stub's map of live
+    iterators. After the last response the stub queues a clean-up message that drops the map's
+    reference on its own stub-to-parent thread, *without the GIL*; if Python let go first, the
+    iterator and every response it kept (numpy arrays) are freed there, off the GIL, and the stub
+    crashes (a segfault in libpython or libc: what perf_analyzer's streams hit; fixed upstream in
+    python_backend #390, r24.12). That thread serves its queue in order, and ``is_cancelled()`` is
+    a round trip through the same queue: once the caller's ``is_cancelled()`` has answered after
+    the last response, the clean-up is done and Python holds the last reference, so the iterators
+    are freed here, under the GIL. The same holds for the stop request's iterator."""
 
     # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
     scalars = {
@@ -227,41 +183,57 @@ def forward_tokens(
     }
     fixed = []
     for t in inputs:  # only the small scalar tensors are touched: the table may be BF16 on the GPU
+        if t.name() == C.STREAMING.name:
+            continue  # the forwarder's to set
         arr = t.as_numpy() if t.name() in scalars else None
         fixed.append(pb_utils.Tensor(t.name(), arr[:, None]) if arr is not None and arr.ndim == 1 else t)
-    inputs = fixed
-    if streaming:
-        inputs.append(pb_utils.Tensor(C.STREAMING.name, np.array([[True]], dtype=np.bool_)))
+    # Streaming: the llm's responses come as tokens do, so the caller's cancellation is seen while
+    # it generates (the CPU llm merges the tokens of a slow reader into one response).
+    fixed.append(pb_utils.Tensor(C.STREAMING.name, np.array([[True]], dtype=np.bool_)))
+    if _is_cancelled(caller):  # already: nothing to forward
+        raise CallerCancelled("the request was cancelled by the client")
     # A unique request id per forwarded request: a stop request with the same id cancels it.
-    key = uuid.uuid4().hex if caller is not None and watcher is not None else None
+    key = uuid.uuid4().hex
     request = pb_utils.InferenceRequest(
         model_name=model,
-        inputs=inputs,
+        inputs=fixed,
         requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name],
-        request_id=key or "",
+        request_id=key,
     )
-    handle = watcher.watch(caller.is_cancelled, lambda: send_cancel(pb_utils, model, key)) if key else None
+    held = []  # every decoupled BLS iterator of this call, freed after the barrier (see above)
     answered = False  # the llm sent its last response (its final one, or its error)
+    cancelled = False
     try:
-        for response in request.exec(decoupled=True):
+        responses = request.exec(decoupled=True)
+        held.append(responses)
+        next_check = time.monotonic() + check_period_s
+        for response in responses:
             if response.has_error():
                 answered = True
             _raise_if_error(pb_utils, response)
             ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
-            if ids is None:  # the flag-only final response
-                continue
-            n = int(pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0])
-            yield ids.as_numpy()[0, 0, :n].tolist()
-        answered = True
+            if ids is not None:  # None: the flag-only final response
+                n = int(pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0])
+                yield ids.as_numpy()[0, 0, :n].tolist()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_period_s
+                if _is_cancelled(caller):
+                    cancelled = True
+                    break
+        else:
+            answered = True
     finally:
-        if handle is not None:
-            watcher.unwatch(handle)
-        if key and not answered:  # closed early: stop the generation nobody reads any more
+        if not answered and held:  # cancelled or closed early: stop the generation nobody reads
             try:
-                send_cancel(pb_utils, model, key)
+                held += send_cancel(pb_utils, model, key)
+                for _ in held[0]:  # to the llm's last response, which the stop brings at its next token
+                    pass
             except Exception:  # noqa: BLE001  the llm may be gone: nothing left to stop
                 pass
-    if caller is not None and caller.is_cancelled():
+        # the barrier: one round trip through the stub's queue after the iterators' clean-ups
+        cancelled = _is_cancelled(caller) or cancelled
+        del held[:]
+    if cancelled:
         raise CallerCancelled("the request was cancelled by the client")
 
 

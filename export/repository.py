@@ -541,7 +541,7 @@ def _trtllm_parameters(
         "enable_kv_cache_reuse": "true" if kv_reuse else "false",
         "exclude_input_in_output": "true",
         "enable_chunked_context": "false",
-        "cancellation_check_period_ms": "100",
+        "cancellation_check_period_ms": str(LlmParams.cancellation_check_period_ms),  # the CPU llm's too
         "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
         "tokenizer_dir": str(root / hf_dir),
         "xgrammar_tokenizer_info_path": "",

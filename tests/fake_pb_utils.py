@@ -320,7 +320,9 @@ class FakePbUtils:
                 sent = [responses[0]]
         else:
             out = target(request)
-            sent = list(out) if decoupled else [out]
+            if decoupled:  # read as the caller reads: a generator route answers token by token
+                return (r if r is not None else InferenceResponse() for r in out)
+            sent = [out]
         if decoupled:
             return iter([r if r is not None else InferenceResponse() for r in sent])
         if len(sent) != 1:

@@ -67,7 +67,7 @@ def test_batched_equals_one_at_a_time_and_slots_are_released(llm):
             ("completed", 9),
         ]
         assert batcher.max_rows_seen > 1 and batcher.active == 0
-        assert batcher.outcomes == {"completed": 8, "cancelled": 0, "failed": 0}
+        assert batcher.outcomes == {"completed": 8, "cancelled": 0, "failed": 0, "aborted": 0}
     finally:
         batcher.stop()
 
@@ -96,7 +96,7 @@ def test_cancellation_stops_generation_and_frees_the_slot(llm):
             batcher.submit(_request(llm, [8, 9], 6, c))
         assert all(c.done.wait(60) for c in pair) and [len(c.tokens) for c in pair] == [6, 6]
         assert batcher.active == 0
-        assert batcher.outcomes == {"completed": 2, "cancelled": 2, "failed": 0}
+        assert batcher.outcomes == {"completed": 2, "cancelled": 2, "failed": 0, "aborted": 0}
         assert batcher.tokens_generated == 11 + 12
     finally:
         batcher.stop()
@@ -282,6 +282,6 @@ def test_an_engine_step_that_fails_fails_its_requests_and_the_engine_goes_on(llm
         second = Collect()
         batcher.submit(_request(llm, [5, 6], 4, second))
         assert second.done.wait(60) and len(second.tokens) == 4 and second.outcome == ("completed", 4)
-        assert batcher.outcomes == {"completed": 1, "cancelled": 0, "failed": 1}
+        assert batcher.outcomes == {"completed": 1, "cancelled": 0, "failed": 1, "aborted": 0}
     finally:
         batcher.stop()

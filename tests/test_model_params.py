@@ -62,6 +62,8 @@ def test_values_travel_as_the_strings_triton_holds():
         "exclude_input_in_output": "false",
         "weights": "llm_merged",
         "asr_adapter": "true",
+        "cancellation_check_period_ms": "100",
+        "send_timeout_s": "10.0",
     }
     assert LlmParams.from_parameters(p.parameters()) == p
     assert EncoderParams.from_parameters({"threads": "4"}).threads == 4

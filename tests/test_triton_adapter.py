@@ -17,7 +17,6 @@ from canary_triton.errors import CanaryTritonError, InputError
 from canary_triton.model_params import ProjectorParams
 from canary_triton.triton_adapter import (
     CallerCancelled,
-    CancelWatcher,
     ForwardedError,
     artifacts_dir,
     bls_error,
@@ -176,6 +175,19 @@ def test_unary_call_returns_the_outputs_by_name_or_raises_the_models_error():
 
 
 # -- forwarding to the decoupled llm ---------------------------------------------------------
+class Caller:
+    """The request being served, as forward_tokens asks it whether it was cancelled; ``asked``
+    counts the asks."""
+
+    def __init__(self):
+        self.cancelled = threading.Event()
+        self.asked = 0
+
+    def is_cancelled(self) -> bool:
+        self.asked += 1
+        return self.cancelled.is_set()
+
+
 def test_forward_tokens_yields_each_responses_valid_ids_and_reshapes_scalars():
     pb = FakePbUtils(llm=lambda req: iter([tokens([11, 12, 0], length=2), tokens([13]), FINAL]))
     table = Tensor(C.PROMPT_EMBEDDING_TABLE.name, np.zeros((2, 3, 4), np.float32))
@@ -183,16 +195,19 @@ def test_forward_tokens_yields_each_responses_valid_ids_and_reshapes_scalars():
         Tensor(C.INPUT_IDS.name, np.array([[1, 2], [3, 4]], np.int32)),
         Tensor(C.INPUT_LENGTHS.name, np.array([2, 2], np.int32)),  # [batch] as `reshape: []` delivers it
         Tensor(C.REQUEST_OUTPUT_LEN.name, np.array([[8], [8]], np.int32)),
+        Tensor(C.STREAMING.name, np.array([[False]])),  # a caller's own flag: the forwarder sets it
         table,
     ]
-    assert list(forward_tokens(pb, "llm", inputs, streaming=True)) == [[11, 12], [13]]
+    assert list(forward_tokens(pb, "llm", inputs, Caller())) == [[11, 12], [13]]
     (req,) = pb.sent
-    assert req.model_name == "llm" and req.request_id == ""  # no caller: nothing to cancel by id
+    assert req.model_name == "llm" and len(req.request_id) == 32  # a unique id: a stop request names it
     assert req.requested_output_names == [C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name]
     assert req.input(C.INPUT_LENGTHS.name).shape == (2, 1)  # the called model wants [batch, 1]
     assert req.input(C.REQUEST_OUTPUT_LEN.name).shape == (2, 1)  # already [batch, 1]: as it was
     assert req.input(C.INPUT_IDS.name).shape == (2, 2)  # not a scalar input: untouched
     assert table in req.inputs  # the table is passed on as it is (it may be BF16 on the GPU)
+    # always streaming (the caller's cancellation is seen while the llm generates), set once
+    assert [t.name() for t in req.inputs].count(C.STREAMING.name) == 1
     assert req.input(C.STREAMING.name).tolist() == [[True]]
 
 
@@ -201,7 +216,7 @@ def test_forward_tokens_raises_the_llms_error_with_its_code():
         yield tokens([5])
         yield InferenceResponse(error=TritonError("input 'request_output_len' is 9999", TritonError.INVALID_ARG))
 
-    gen = forward_tokens(FakePbUtils(llm=llm), "llm", [])
+    gen = forward_tokens(FakePbUtils(llm=llm), "llm", [], Caller())
     assert next(gen) == [5]
     with pytest.raises(ForwardedError) as e:
         next(gen)
@@ -216,6 +231,7 @@ def test_a_called_models_full_queue_comes_back_unavailable_whatever_code_it_carr
         FakePbUtils(llm=lambda req: iter([InferenceResponse(error=TritonError(refusal, TritonError.INTERNAL))])),
         "llm",
         [],
+        Caller(),
     )
     with pytest.raises(ForwardedError) as e:
         next(gen)
@@ -233,177 +249,131 @@ def test_the_stop_request_has_the_backends_required_tensors_and_stop_true():
     assert inputs[C.STOP.name].dtype == np.bool_ and inputs[C.STOP.name].tolist() == [[True]]
     assert all(a.shape == (1, 1) for a in inputs.values())
     pb = FakePbUtils(llm=lambda req: iter([FINAL]))
-    send_cancel(pb, "llm", "abc")
+    held = send_cancel(pb, "llm", "abc")
     (req,) = pb.sent
     assert req.model_name == "llm" and req.request_id == "abc" and req.input(C.STOP.name).tolist() == [[True]]
+    assert len(held) == 1 and list(held[0]) == []  # its responses, read to the end, for the caller to hold
 
 
-class Caller:
-    """What forward_tokens asks whether the request being served was cancelled."""
+class StoppableLlm:
+    """A decoupled llm that generates ``[1]``, ``[2]``, ... until a stop request names its id,
+    then sends its final response (as the CPU llm and TensorRT-LLM do at the next token)."""
 
-    def __init__(self):
-        self.cancelled = threading.Event()
+    def __init__(self, tokens_before_stop: int = 1000):
+        self.stopped = threading.Event()
+        self.stop_ids: list[str] = []
+        self.limit = tokens_before_stop
 
-    def is_cancelled(self) -> bool:
-        return self.cancelled.is_set()
-
-
-def test_a_cancelled_caller_stops_the_forwarded_request_by_its_id():
-    stopped = threading.Event()
-    stop_ids = []
-
-    def llm(req):
-        if any(t.name() == C.STOP.name for t in req.inputs):  # the stop request
-            stop_ids.append(req.request_id)
-            stopped.set()
+    def __call__(self, req):
+        if any(t.name() == C.STOP.name for t in req.inputs):
+            self.stop_ids.append(req.request_id)
+            self.stopped.set()
             return iter([FINAL])
 
-        def generate():  # generates until the stop request for its id arrives
-            yield tokens([1])
-            assert stopped.wait(WAIT_S), "no stop request came"
+        def generate():
+            for i in range(1, self.limit + 1):
+                if self.stopped.is_set():
+                    break
+                yield tokens([i])
             yield FINAL
 
         return generate()
 
-    pb, caller, watcher = FakePbUtils(llm=llm), Caller(), CancelWatcher(interval_s=0.01)
-    gen = forward_tokens(
-        pb, "llm", [Tensor(C.INPUT_IDS.name, np.array([[1]], np.int32))], caller=caller, watcher=watcher
-    )
+
+def test_a_cancelled_caller_stops_the_forwarded_request_by_its_id_and_reads_it_to_its_end():
+    llm, caller = StoppableLlm(), Caller()
+    pb = FakePbUtils(llm=llm)
+    gen = forward_tokens(pb, "llm", [Tensor(C.INPUT_IDS.name, np.array([[1]], np.int32))], caller, check_period_s=0)
     assert next(gen) == [1]
     caller.cancelled.set()
     with pytest.raises(CallerCancelled):
         next(gen)
     key = pb.sent[0].request_id
-    assert len(key) == 32 and stop_ids == [key]  # a unique id, and the stop request named it
-    assert watcher._watches == {}  # unwatched once answered
+    assert llm.stop_ids == [key]  # the stop request named the forwarded request
 
 
-def test_an_uncancelled_caller_gets_every_token_and_is_unwatched():
-    pb, caller, watcher = FakePbUtils(llm=lambda req: iter([tokens([4, 5]), FINAL])), Caller(), CancelWatcher(0.01)
-    assert list(forward_tokens(pb, "llm", [], caller=caller, watcher=watcher)) == [[4, 5]]
-    assert pb.sent[0].request_id and watcher._watches == {}
+def test_the_caller_is_asked_at_most_once_per_period_on_the_forwarding_thread():
+    pb, caller = FakePbUtils(llm=lambda req: iter([tokens([i]) for i in range(50)] + [FINAL])), Caller()
+    assert len(list(forward_tokens(pb, "llm", [], caller, check_period_s=3600))) == 50
+    assert caller.asked == 1  # no period passed: only the barrier's ask after the last response
+    caller = Caller()
+    list(
+        forward_tokens(
+            FakePbUtils(llm=lambda req: iter([tokens([i]) for i in range(50)] + [FINAL])), "llm", [], caller, 0
+        )
+    )
+    assert caller.asked == 52  # one per response (50 tokens and the final one), then the barrier
 
 
-def test_a_generator_closed_early_is_unwatched_and_stops_the_forwarded_request():
-    """The caller stopped reading (an error of its own): the watch ends at close(), before the
-    caller answers, and the generation nobody reads is stopped by its id."""
-    stops = []
-
-    def llm(req):
-        if any(t.name() == C.STOP.name for t in req.inputs):
-            stops.append(req.request_id)
-            return iter([FINAL])
-        return iter([tokens([1]), tokens([2]), FINAL])
-
-    pb, caller, watcher = FakePbUtils(llm=llm), Caller(), CancelWatcher(interval_s=0.01)
-    gen = forward_tokens(pb, "llm", [], caller=caller, watcher=watcher)
+def test_a_generator_closed_early_stops_the_forwarded_request_and_reads_it_to_its_end():
+    """The caller stopped reading (an error of its own): the generation nobody reads is stopped
+    by its id, and its responses are read to the end (an iterator left unfinished would stay in
+    the stub's map for ever)."""
+    llm, caller = StoppableLlm(), Caller()
+    pb = FakePbUtils(llm=llm)
+    gen = forward_tokens(pb, "llm", [], caller)
     with closing(gen):
         assert next(gen) == [1]
-    assert watcher._watches == {} and stops == [pb.sent[0].request_id]
+    assert llm.stop_ids == [pb.sent[0].request_id]
     # answered in full, or with the llm's error: nothing is left to stop
     error = InferenceResponse(error=TritonError("bad", TritonError.INVALID_ARG))
     for answers, raises in (([tokens([1]), FINAL], nullcontext()), ([error], pytest.raises(ForwardedError))):
         pb = FakePbUtils(llm=lambda req, a=answers: iter(a))
-        gen = forward_tokens(pb, "llm", [], caller=caller, watcher=watcher)
+        gen = forward_tokens(pb, "llm", [], caller)
         with closing(gen), raises:
             list(gen)
-        assert len(pb.sent) == 1 and watcher._watches == {}
-    watcher.close()
+        assert len(pb.sent) == 1
 
 
-# -- the cancel watcher ----------------------------------------------------------------------
-class Barrier:
-    """A watch that is never cancelled and sets ``passed`` once the poller has asked it ``n``
-    times: every watch registered before it has been polled since."""
+class Responses:
+    """A decoupled BLS call's response iterator whose lifetime a test can see (weakref)."""
 
-    def __init__(self, n: int = 2):
-        self.n, self.calls, self.passed = n, 0, threading.Event()
+    def __init__(self, responses):
+        self._it = iter(responses)
 
-    def __call__(self) -> bool:
-        self.calls += 1
-        if self.calls >= self.n:
-            self.passed.set()
-        return False
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
 
 
-def test_on_cancel_runs_once_when_the_caller_is_cancelled():
-    watcher = CancelWatcher(interval_s=0.01)
-    caller, fired, count = Caller(), threading.Event(), []
-    watcher.watch(caller.is_cancelled, lambda: (count.append(1), fired.set()))
-    barrier = Barrier()
-    watcher.watch(barrier, lambda: None)
-    assert barrier.passed.wait(WAIT_S) and not fired.is_set()  # polled, not cancelled: nothing runs
-    caller.cancelled.set()
-    assert fired.wait(WAIT_S)
-    later = Barrier()
-    watcher.watch(later, lambda: None)
-    assert later.passed.wait(WAIT_S)
-    assert count == [1]  # the watch is gone after it fired
-    watcher.close()
+@pytest.mark.parametrize("how", ["read to the end", "cancelled", "closed early", "llm error"])
+def test_every_bls_iterator_outlives_a_round_trip_after_its_last_response(how):
+    """The cause of the stub's segfault under perf_analyzer's streams (Triton 2.51, python_backend
+    r24.10): the stub drops its own reference to a finished decoupled-BLS iterator on its
+    stub-to-parent thread without the GIL; if Python had let go first, the responses' numpy arrays
+    are freed there. forward_tokens holds every iterator (the call's and the stop request's) until
+    the caller's is_cancelled() (a round trip through that thread's queue, after the clean-ups)
+    has answered, and frees them after it, here."""
+    import weakref
 
+    refs: list = []
+    alive_at_last_ask: list[bool] = []
+    llm = StoppableLlm(tokens_before_stop=3)
 
-def test_an_unwatched_caller_is_not_asked_again_and_a_failing_one_is_not_cancelled():
-    watcher = CancelWatcher(interval_s=0.01)
-    asked = []
-    handle = watcher.watch(lambda: asked.append(1) or False, lambda: None)
-    first = Barrier()
-    watcher.watch(first, lambda: None)
-    assert first.passed.wait(WAIT_S) and asked
-    watcher.unwatch(handle)
-    watcher.unwatch(handle)  # twice: harmless
-    n = len(asked)
+    def model(req):
+        inner = llm(req)
+        if how == "llm error" and not any(t.name() == C.STOP.name for t in req.inputs):
+            inner = iter([tokens([1]), InferenceResponse(error=TritonError("bad", TritonError.INVALID_ARG))])
+        it = Responses(inner)
+        refs.append(weakref.ref(it))
+        return it
 
-    def broken():
-        raise RuntimeError("the request is gone")
+    class Watching(Caller):
+        def is_cancelled(self):
+            alive_at_last_ask[:] = [r() is not None for r in refs]
+            return super().is_cancelled() or (how == "cancelled" and self.asked > 1)
 
-    def failing_cancel():
-        raise RuntimeError("the llm is gone")
-
-    cancelled_broken = threading.Event()
-    watcher.watch(broken, cancelled_broken.set)
-    caller = Caller()
-    caller.cancelled.set()
-    watcher.watch(caller.is_cancelled, failing_cancel)  # its failure must not stop the poller
-    after = Barrier()
-    watcher.watch(after, lambda: None)
-    assert after.passed.wait(WAIT_S)
-    assert len(asked) == n  # not asked after unwatch
-    assert not cancelled_broken.is_set()  # an is_cancelled() that raises counts as not cancelled
-    watcher.close()
-
-
-def test_a_closed_watcher_stops_polling():
-    """ThreadedModel.finalize closes its watcher: an unloaded model leaves no thread behind."""
-    watcher = CancelWatcher(interval_s=0.01)
-    asked = Barrier()
-    watcher.watch(asked, lambda: None)
-    assert asked.passed.wait(WAIT_S)
-    watcher.close()
-    assert not any(t is watcher._thread for t in threading.enumerate())
-    calls = asked.calls
-    watcher.close()  # twice: harmless
-    assert asked.calls == calls
-
-
-def test_a_check_that_hangs_holds_up_only_its_own_callers_unwatch():
-    """An is_cancelled() IPC that never returns must not freeze every worker of the model: the
-    other callers are unwatched at once (their workers answer), and the hung one's unwatch
-    waits for its check (a caller is never asked after its response)."""
-    watcher = CancelWatcher(interval_s=0.01)
-    entered, release = threading.Event(), threading.Event()
-
-    def hanging():
-        entered.set()
-        assert release.wait(WAIT_S)
-        return False
-
-    other = watcher.watch(lambda: False, lambda: None)
-    stuck = watcher.watch(hanging, lambda: None)
-    assert entered.wait(WAIT_S)  # the poller is inside the hung check now
-    watcher.unwatch(other)  # returns although the poller is stuck
-    unwatched = threading.Event()
-    threading.Thread(target=lambda: (watcher.unwatch(stuck), unwatched.set()), daemon=True).start()
-    assert not unwatched.wait(0.05)  # a bound, not a timing claim: it cannot return before release
-    release.set()
-    assert unwatched.wait(WAIT_S) and watcher._watches == {}
-    watcher.close()
+    caller = Watching()
+    gen = forward_tokens(FakePbUtils(llm=model), "llm", [], caller, check_period_s=0)
+    with closing(gen):
+        try:
+            for piece in gen:
+                if how == "closed early":
+                    break
+        except (CallerCancelled, ForwardedError):
+            pass
+    assert len(refs) == (2 if how in ("cancelled", "closed early") else 1)  # the stop request's too
+    assert alive_at_last_ask == [True] * len(refs)  # held through the barrier
+    assert all(r() is None for r in refs)  # then freed, by Python

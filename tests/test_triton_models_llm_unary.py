@@ -66,7 +66,8 @@ def test_answers_once_with_the_tokens_the_llm_streams(served, unary):
     forwarded = served.pb.calls_to(C.LLM_MODEL)[before:]
     assert len(forwarded) == 1 and forwarded[0].request_id()  # a fresh id, for a stop request
     names = [t.name() for t in forwarded[0].inputs()]
-    assert C.STREAMING.name not in names and C.STOP.name not in names  # the forwarder's to set
+    assert C.STOP.name not in names and names.count(C.STREAMING.name) == 1  # the forwarder's to set:
+    assert get_input_tensor_by_name(forwarded[0], C.STREAMING.name).as_numpy().tolist() == [[True]]  # always on
 
 
 @pytest.mark.parametrize(
@@ -93,29 +94,44 @@ def test_a_called_models_error_code_is_kept(served, unary):
     assert error_of(response) == ("UNAVAILABLE", "the llm says no")
 
 
-def test_a_cancelled_caller_stops_the_forwarded_request_and_gets_cancelled(served, unary):
-    stopped = {}
-    released = threading.Event()
-
-    def llm(request):
-        if get_input_tensor_by_name(request, C.STOP.name) is not None:
-            stopped["id"] = request.request_id()
-            released.set()
-            return [None]
-        assert released.wait(300), "no stop request came"  # a bound against a hang
-        return [
-            InferenceResponse(
-                [Tensor(C.OUTPUT_IDS.name, np.array([[[7]]], np.int32)), Tensor(C.SEQUENCE_LENGTH.name, _one(1))]
-            )
-        ]
-
-    served.pb.route(C.LLM_MODEL, llm)
+def test_a_caller_cancelled_before_it_is_forwarded_gets_cancelled_without_calling_the_llm(served, unary):
+    before = len(served.pb.calls_to(C.LLM_MODEL))
     request = unary.pb.request(_inputs([5], 3))
     request.cancel()
     unary.execute([request])
     assert error_of(request.sender.final()) == ("CANCELLED", "the request was cancelled by the client")
+    assert len(served.pb.calls_to(C.LLM_MODEL)) == before
+
+
+def test_a_caller_cancelled_while_the_llm_generates_stops_it_by_its_id_and_gets_cancelled(served, unary):
+    stopped = threading.Event()
+    stop_ids = []
+    request = unary.pb.request(_inputs([5], 3))
+
+    def llm(forwarded):
+        if get_input_tensor_by_name(forwarded, C.STOP.name) is not None:
+            stop_ids.append(forwarded.request_id())
+            stopped.set()
+            return [None]
+
+        def generate():  # a token, then the client cancels; tokens go on until the stop arrives
+            yield InferenceResponse(
+                [Tensor(C.OUTPUT_IDS.name, np.array([[[7]]], np.int32)), Tensor(C.SEQUENCE_LENGTH.name, _one(1))]
+            )
+            request.cancel()
+            while not stopped.is_set():
+                yield InferenceResponse(
+                    [Tensor(C.OUTPUT_IDS.name, np.array([[[8]]], np.int32)), Tensor(C.SEQUENCE_LENGTH.name, _one(1))]
+                )
+            yield None
+
+        return generate()
+
+    served.pb.route(C.LLM_MODEL, llm)
+    unary.execute([request])
+    assert error_of(request.sender.final()) == ("CANCELLED", "the request was cancelled by the client")
     forwarded = [r for r in served.pb.calls_to(C.LLM_MODEL) if get_input_tensor_by_name(r, C.STOP.name) is None]
-    assert stopped["id"] == forwarded[-1].request_id()
+    assert stop_ids == [forwarded[-1].request_id()]
 
 
 def test_vad_gate_answers_no_speech_without_the_llm(exported_trained):

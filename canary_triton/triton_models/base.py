@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..model_params import BlsParams
-from ..triton_adapter import CancelWatcher, bls_error, error_response, input_array, string_array
+from ..triton_adapter import bls_error, error_response, input_array, string_array
 
 
 class PythonModel:
@@ -89,7 +89,6 @@ class ThreadedModel(PythonModel):
 
     def start_workers(self, params: BlsParams) -> None:
         self.pool = ThreadPoolExecutor(max_workers=params.max_inflight)
-        self.watcher = CancelWatcher()
 
     def execute(self, requests):
         for request in requests:
@@ -108,4 +107,3 @@ class ThreadedModel(PythonModel):
 
     def finalize(self):
         self.pool.shutdown(wait=True)
-        self.watcher.close()

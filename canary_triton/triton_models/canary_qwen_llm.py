@@ -51,7 +51,7 @@ class LlmModeModel(ThreadedModel):
         ):
             if value is not None:
                 inputs.append(pb.Tensor(name, np.asarray(value, dtype=dtype).reshape(1, 1)))
-        pieces = forward_tokens(pb, self.target, inputs, caller=request, watcher=self.watcher)
-        with closing(pieces):  # the cancel watch ends before any FINAL response (an error too)
+        pieces = forward_tokens(pb, self.target, inputs, caller=request)
+        with closing(pieces):  # the forwarded request ends before any FINAL response (an error too)
             tokens = [t for piece in pieces for t in piece]
         self.send(sender, [self.string_tensor(C.TEXT_OUTPUT.name, self.tokenizer.decode(tokens))])

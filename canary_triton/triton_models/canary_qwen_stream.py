@@ -47,8 +47,8 @@ class StreamModel(ThreadedModel):
         proj = unary_call(pb, C.PROJECTOR_MODEL, [enc[C.ENCODED.name]], [C.PROMPT_EMBEDDING_TABLE.name])
         llm_inputs = [pre[n] for n in PRE_OUT[2:]] + [proj[C.PROMPT_EMBEDDING_TABLE.name]]
         stream = TranscriptStream(self.tokenizer.decode)
-        # closed on leaving the block, so the cancel watch ends before any FINAL response (an error too)
-        pieces = forward_tokens(pb, C.LLM_MODEL, llm_inputs, streaming=True, caller=sender, watcher=self.watcher)
+        # closed on leaving the block: the forwarded request ends before any FINAL response (an error too)
+        pieces = forward_tokens(pb, C.LLM_MODEL, llm_inputs, caller=sender)
         with closing(pieces):
             for tokens in pieces:
                 delta = stream.push(tokens)

@@ -1,5 +1,6 @@
 """Triton model `llm` (CPU profile): the TensorRT-LLM backend's tensors, served by PyTorch with
-in-flight batching (decoupled: responses are sent from the engine thread as tokens come)."""
+in-flight batching (decoupled). The engine thread only computes: each request's responses leave
+through its own :class:`~canary_triton.llm_responses.ResponseChannel` as tokens come."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from ..cpu_profile import instruction_set, resolve_threads
 from ..errors import InputError
 from ..llm_batcher import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
 from ..llm_request import is_stop_request, parse_llm_request
+from ..llm_responses import ChannelOptions, ResponseChannel
+from ..llm_scheduler import OUTCOMES
 from ..loaders import load_llm, load_lora
 from ..model_params import LlmParams
 from ..triton_adapter import artifacts_dir, read_params, scalar_array
@@ -52,6 +55,15 @@ class LlmModel(PythonModel):
             nice=nice,
         )
         self.cancels = CancelRegistry()
+        self.name = args["model_name"]
+        self.channel_options = {
+            streaming: ChannelOptions(
+                streaming=streaming,
+                check_period_s=params.cancellation_check_period_ms / 1000,
+                send_timeout_s=params.send_timeout_s,
+            )
+            for streaming in (False, True)
+        }
         self.metrics = _Metrics(self.pb, args["model_name"], self.batcher)
         self.batcher.on_step = self.metrics.stepped
         self.batcher.start()
@@ -87,57 +99,61 @@ class LlmModel(PythonModel):
                 with torch.no_grad():
                     embeds = splice_prompt_table(self.embedding, req.input_ids, req.table)
                 self.cancels.register(key)  # a stop request with this id cancels it while in flight
+                channel = self._channel(request, sender, req.streaming, req.input_ids)
+                stopped = self.cancels.is_cancelled
                 try:
                     self.batcher.submit(
                         GenerationRequest(
                             embeds=embeds,
                             max_new_tokens=req.max_new_tokens,
                             end_id=req.end_id,
-                            on_tokens=_Sender(
-                                self, sender, req.streaming, None if self.exclude_input else req.input_ids.tolist()
-                            ),
-                            is_cancelled=_CancelCheck(self.pb, request, self.cancels, key),
+                            on_tokens=channel.push,
+                            is_cancelled=lambda k=key, c=channel: c.cancelled() or stopped(k),
                             sampling=req.sampling,
-                            on_finish=lambda outcome, n, k=key: self._finished(k, outcome, n),
+                            on_finish=lambda outcome, n, k=key, c=channel: self._finished(k, c, outcome, n),
                             on_admit=self.metrics.admitted,
-                            on_error=lambda e, s=sender: self.send_error(s, e),
+                            on_error=channel.fail,
                         )
                     )
                 except Exception:
                     self.cancels.release(key)
                     raise
+                channel.start()
             except Exception as e:  # noqa: BLE001
                 self.metrics.finished("rejected", 0)
                 self.send_error(sender, e)
         return None  # the engine thread sets the busy-slot gauge as requests take and leave rows
 
-    def _finished(self, key, outcome: str, tokens: int) -> None:
+    def _channel(self, request, sender, streaming: bool, input_ids) -> ResponseChannel:
+        """The request's responses, delivered from a thread of its own (the engine never sends)."""
+        prompt = None if self.exclude_input else input_ids.tolist()
+
+        def deliver(tokens: list[int], final: bool) -> None:
+            if streaming:
+                self.send(sender, _outputs(self.pb, tokens) if tokens else None, final=final)
+            else:
+                self.send(sender, _outputs(self.pb, (prompt or []) + tokens))
+
+        return ResponseChannel(
+            self.channel_options[streaming],
+            deliver,
+            lambda e: self.send_error(sender, e),
+            request.is_cancelled,
+            name=f"{self.name}-response",
+        )
+
+    def _finished(self, key, channel: ResponseChannel, outcome: str, tokens: int) -> None:
         self.cancels.release(key)
+        if channel.abandoned():
+            self.pb.Logger.log_warn(
+                f"{self.name}: a response send did not complete within "
+                f"{channel.options.send_timeout_s:g} s; its request was cancelled and its row freed"
+            )
         self.metrics.finished(outcome, tokens)
 
     def finalize(self):
+        # every request still held ends with an error saying why (never as completed)
         self.batcher.stop()
-
-
-class _CancelCheck:
-    """Whether the client or a stop request cancelled a request (the engine asks after each
-    token). A failing check (an IPC round trip to the server) counts as not cancelled, logged once
-    per request: it must neither stop the engine nor fail the request's batch mates."""
-
-    def __init__(self, pb, request, cancels: CancelRegistry, key: str | None):
-        self.pb, self.request, self.cancels, self.key = pb, request, cancels, key
-        self.warned = False
-
-    def __call__(self) -> bool:
-        if self.cancels.is_cancelled(self.key):
-            return True
-        try:
-            return bool(self.request.is_cancelled())
-        except Exception as e:  # noqa: BLE001
-            if not self.warned:
-                self.warned = True
-                self.pb.Logger.log_warn(f"llm: is_cancelled() failed ({e}); the request goes on")
-            return False
 
 
 class _Metrics:
@@ -152,7 +168,8 @@ class _Metrics:
         self.requests = family(
             "canary_llm_requests_total",
             "COUNTER",
-            "Requests that left the LLM engine, by outcome (completed, cancelled, failed, rejected)",
+            "Requests that left the LLM engine, by outcome (completed, cancelled, failed, aborted: the engine "
+            "stopped, rejected: refused before it)",
         )
         self.tokens = family("canary_llm_generated_tokens_total", "COUNTER", "Tokens generated by the LLM engine")
         self.slots = family("canary_llm_active_requests", "GAUGE", "Requests holding an in-flight batch slot")
@@ -176,8 +193,7 @@ class _Metrics:
         self.row_count = {k: self.rows.Metric(labels={"model": model_name, "kind": k}) for k in STEP_KINDS}
         self.position_count = self.positions.Metric(labels={"model": model_name})
         self.by_outcome = {
-            o: self.requests.Metric(labels={"model": model_name, "outcome": o})
-            for o in ("completed", "cancelled", "failed", "rejected")
+            o: self.requests.Metric(labels={"model": model_name, "outcome": o}) for o in (*OUTCOMES, "rejected")
         }
         self.token_count = self.tokens.Metric(labels={"model": model_name})
         self.slot_gauge = self.slots.Metric(labels={"model": model_name})
@@ -196,25 +212,6 @@ class _Metrics:
 
     def admitted(self):
         self.slot_gauge.set(self.batcher.active)
-
-
-class _Sender:
-    """Streams each new token, or sends all tokens once; exactly one FINAL flag per request."""
-
-    def __init__(self, model, sender, streaming, prompt):
-        self.model, self.sender, self.streaming, self.prompt, self.tokens = model, sender, streaming, prompt, []
-
-    def __call__(self, tokens, done):
-        if self.streaming:
-            if tokens:
-                self.model.send(self.sender, _outputs(self.model.pb, tokens), final=done)
-            elif done:
-                self.model.send(self.sender)
-            return
-        self.tokens.extend(tokens)
-        if done:
-            out = (self.prompt or []) + self.tokens
-            self.model.send(self.sender, _outputs(self.model.pb, out))
 
 
 def _outputs(pb_utils, tokens):

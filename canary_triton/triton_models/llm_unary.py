@@ -49,11 +49,11 @@ class LlmUnaryModel(ThreadedModel):
             self.max_table_rows,
             self.max_output_len,
         )
-        # streaming and stop are the forwarder's to set (the stop travels with its own request id)
-        inputs = [t for t in request.inputs() if t.name() not in (C.STREAMING.name, C.STOP.name)]
+        # stop is the forwarder's to send (with its own request id), as streaming is its to set
+        inputs = [t for t in request.inputs() if t.name() != C.STOP.name]
         tokens = []
-        pieces = forward_tokens(self.pb, self.target, inputs, caller=request, watcher=self.watcher)
-        with closing(pieces):  # the cancel watch ends before any FINAL response (an error too)
+        pieces = forward_tokens(self.pb, self.target, inputs, caller=request)
+        with closing(pieces):  # the forwarded request ends before any FINAL response (an error too)
             for piece in pieces:
                 tokens.extend(piece)
         self.send(sender, self._tokens(tokens))
