@@ -19,7 +19,7 @@ from ..manifest import AUDIO_KEY, DURATION_KEY, PRED_KEY, TEXT_KEY, WER_KEY, rea
 from ..wer import leaderboard_normalize, wer
 from .api import CanaryClient, ClientOptions, Result
 from .audio_input import expand_paths
-from .perf_input import write_perf_input
+from .perf_input import MODES, write_perf_input
 
 
 def _options(args: argparse.Namespace, model: str = contract.ENSEMBLE_MODEL) -> ClientOptions:
@@ -222,7 +222,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_perf_input(args: argparse.Namespace) -> int:
-    path = write_perf_input(expand_paths(args.inputs), args.output, max_new_tokens=args.max_new_tokens)
+    files = expand_paths(args.inputs) if args.mode != "llm" else args.inputs
+    path = write_perf_input(
+        files, args.output, max_new_tokens=args.max_new_tokens, mode=args.mode, instruction=args.instruction
+    )
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -281,10 +284,22 @@ def register(add: Callable[..., argparse.ArgumentParser], max_new_tokens_type: C
     p = add(
         "perf-input",
         cmd_perf_input,
-        "Write perf_analyzer's --input-data JSON for audio files (the canary_qwen ensemble's inputs).",
+        "Write perf_analyzer's --input-data JSON: audio files for the ASR entry points (--mode asr), "
+        "text files for LLM mode (--mode llm), audio files plus an instruction for canary_qwen_ask (--mode ask).",
     )
     p.add_argument("inputs", nargs="+")
     p.add_argument("--output", "-o", required=True)
+    p.add_argument(
+        "--mode",
+        choices=tuple(MODES),
+        default="asr",
+        help="; ".join(f"{m}: {what} for {', '.join(models)}" for m, (what, models) in MODES.items()),
+    )
+    p.add_argument(
+        "--instruction",
+        default=contract.SUMMARIZE_INSTRUCTION,
+        help="the LLM-mode instruction (--mode llm, ask); default: the summary instruction",
+    )
     p.add_argument("--max-new-tokens", type=max_new_tokens_type, default=None)
 
 

@@ -1,9 +1,18 @@
-"""perf_analyzer's ``--input-data`` JSON for the ASR ensemble, from real audio files.
+"""perf_analyzer's ``--input-data`` JSON for every entry point, from real audio or text files.
 
-Each file becomes one entry of ``data`` (perf_analyzer cycles through them): ``audio`` as 16 kHz
-mono float32, base64 of the little-endian bytes, with its own shape (the input is variable
-length, so every entry carries ``shape`` without the batch dimension), and ``max_new_tokens``
-when given. Run with ``--input-data FILE -b 1`` (one clip per request, as clients send them).
+Each file becomes one entry of ``data`` (perf_analyzer cycles through them), by mode:
+
+- ``asr`` (audio files; ``canary_qwen``, ``canary_qwen_stream``, ``canary_qwen_long``,
+  ``canary_qwen_long_stream``): ``audio`` as 16 kHz mono float32, base64 of the little-endian
+  bytes, with its own shape (the input is variable length, so every entry carries ``shape``
+  without the batch dimension);
+- ``llm`` (text files, e.g. transcripts; ``canary_qwen_llm``): ``text_input`` = the instruction
+  about the file's text (``contract.llm_mode_text``, the summary instruction by default);
+- ``ask`` (audio files; ``canary_qwen_ask``): ``audio`` and ``text_input`` = the instruction;
+
+and ``max_new_tokens`` when given. Every optional input the model has is either written or left
+out, never filled by perf_analyzer (its ``--string-data`` would put text into numeric inputs).
+Run with ``--input-data FILE -b 1`` (one request per entry, as clients send them).
 """
 
 from __future__ import annotations
@@ -19,29 +28,80 @@ from .. import contract
 from ..errors import InputError
 from .audio_input import as_audio
 
-_NUMPY = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64}
+_NUMPY = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64, "BYTES": np.object_}
 
 
-def perf_input_entry(samples: np.ndarray, max_new_tokens: int | None = None) -> dict[str, Any]:
-    x = np.ascontiguousarray(samples, dtype="<f4")
-    entry: dict[str, Any] = {
-        contract.AUDIO.name: {"b64": base64.b64encode(x.tobytes()).decode("ascii"), "shape": [int(x.shape[0])]}
-    }
+#: What each mode's files are and which entry points take its entries.
+MODES = {
+    "asr": (
+        "audio files",
+        (
+            contract.ENSEMBLE_MODEL,
+            contract.STREAM_MODEL,
+            contract.LONG_FORM_MODEL,
+            contract.LONG_FORM_STREAM_MODEL,
+        ),
+    ),
+    "llm": ("text files (an instruction is asked about each)", (contract.LLM_MODE_MODEL,)),
+    "ask": ("audio files (the instruction is asked about each transcript)", (contract.ASK_MODEL,)),
+}
+
+
+def perf_input_entry(
+    samples: np.ndarray | None = None, max_new_tokens: int | None = None, text: str | None = None
+) -> dict[str, Any]:
+    """One entry: ``audio`` (when ``samples``), ``text_input`` (when ``text``), ``max_new_tokens``."""
+    entry: dict[str, Any] = {}
+    if samples is not None:
+        x = np.ascontiguousarray(samples, dtype="<f4")
+        entry[contract.AUDIO.name] = {"b64": base64.b64encode(x.tobytes()).decode("ascii"), "shape": [int(x.shape[0])]}
+    if text is not None:
+        entry[contract.TEXT_INPUT.name] = {"content": [text], "shape": [1]}
     if max_new_tokens is not None:
         entry[contract.MAX_NEW_TOKENS.name] = {"content": [int(max_new_tokens)], "shape": [1]}
     return entry
 
 
-def build_perf_input(files: Sequence[str | Path], max_new_tokens: int | None = None) -> dict[str, Any]:
+def build_perf_input(
+    files: Sequence[str | Path],
+    max_new_tokens: int | None = None,
+    mode: str = "asr",
+    instruction: str = contract.SUMMARIZE_INSTRUCTION,
+) -> dict[str, Any]:
+    if mode not in MODES:
+        raise InputError(f"perf-input mode {mode!r}: expected one of {', '.join(MODES)}")
     if not files:
-        raise InputError("perf-input needs at least one audio file")
-    return {"data": [perf_input_entry(as_audio(f).samples, max_new_tokens) for f in files]}
+        raise InputError(f"perf-input --mode {mode} needs at least one file ({MODES[mode][0]})")
+    if mode == "llm":
+        entries = [
+            perf_input_entry(None, max_new_tokens, contract.llm_mode_text(instruction, _read_text(f))) for f in files
+        ]
+    else:
+        text = instruction if mode == "ask" else None
+        entries = [perf_input_entry(as_audio(f).samples, max_new_tokens, text) for f in files]
+    return {"data": entries}
 
 
-def write_perf_input(files: Sequence[str | Path], out: str | Path, max_new_tokens: int | None = None) -> Path:
+def _read_text(path: str | Path) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot be read as UTF-8 text ({e})") from None
+    if not text:
+        raise InputError(f"{path}: the text file is empty")
+    return text
+
+
+def write_perf_input(
+    files: Sequence[str | Path],
+    out: str | Path,
+    max_new_tokens: int | None = None,
+    mode: str = "asr",
+    instruction: str = contract.SUMMARIZE_INSTRUCTION,
+) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(build_perf_input(files, max_new_tokens)))
+    out.write_text(json.dumps(build_perf_input(files, max_new_tokens, mode, instruction)))
     return out
 
 

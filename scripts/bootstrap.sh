@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 stamp="$VENV/.canary-triton-installed"
-want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh scripts/install_perf_analyzer.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -19,4 +19,6 @@ fi
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 "$VENV/bin/python" -m pip check >&2
+# perf_analyzer (the served tests drive every entry point with it, as users measure Triton)
+VENV="$VENV" bash scripts/install_perf_analyzer.sh
 echo "$want" > "$stamp"

@@ -25,7 +25,7 @@ from canary_triton.errors import InputError
 
 from .conftest import speechlike
 
-AUDIO, MNT = contract.AUDIO.name, contract.MAX_NEW_TOKENS.name
+AUDIO, MNT, TEXT = contract.AUDIO.name, contract.MAX_NEW_TOKENS.name, contract.TEXT_INPUT.name
 
 #: The ensemble as ``get_model_metadata`` / ``get_model_config`` answer (max_batch_size > 0: the
 #: metadata's dims include the batch dimension).
@@ -73,8 +73,40 @@ def test_files_become_entries_of_what_the_client_would_send(files):
 
 
 def test_no_files_is_an_error():
-    with pytest.raises(InputError, match="perf-input needs at least one audio file"):
+    with pytest.raises(InputError, match=r"perf-input --mode asr needs at least one file \(audio files\)"):
         build_perf_input([])
+    with pytest.raises(InputError, match="perf-input mode 'tts': expected one of asr, llm, ask"):
+        build_perf_input(["x.wav"], mode="tts")
+
+
+def test_llm_mode_asks_the_instruction_about_each_text_file_as_the_client_does(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("the meeting moved to friday\n")
+    b.write_text("  call back tomorrow  ")
+    data = build_perf_input([a, b], max_new_tokens=8, mode="llm", instruction="Who called?")
+    texts = [e[TEXT]["content"] for e in data["data"]]
+    assert texts == [
+        [contract.llm_mode_text("Who called?", "the meeting moved to friday")],
+        [contract.llm_mode_text("Who called?", "call back tomorrow")],
+    ]
+    assert all(e[TEXT]["shape"] == [1] and e[MNT]["content"] == [8] and AUDIO not in e for e in data["data"])
+    default = build_perf_input([a], mode="llm")["data"][0][TEXT]["content"][0]
+    assert default == contract.llm_mode_text(contract.SUMMARIZE_INSTRUCTION, "the meeting moved to friday")
+    meta = {
+        "inputs": [{"name": TEXT, "datatype": "BYTES", "shape": [1]}, {"name": MNT, "datatype": "INT32", "shape": [1]}]
+    }
+    assert validate_perf_input(data, meta, {"max_batch_size": 0, "input": [{"name": TEXT}]}) == []
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(InputError, match="empty.txt: the text file is empty"):
+        build_perf_input([empty], mode="llm")
+
+
+def test_ask_mode_sends_each_clip_with_the_instruction(files):
+    data = build_perf_input(files, mode="ask", instruction="Summarize.")
+    for f, entry in zip(files, data["data"]):
+        np.testing.assert_array_equal(decode_entry_tensor(entry[AUDIO], "FP32"), as_audio(f).samples)
+        assert entry[TEXT] == {"content": ["Summarize."], "shape": [1]} and MNT not in entry
 
 
 def test_the_written_file_is_the_built_json(files, tmp_path):
@@ -129,10 +161,10 @@ def test_without_batching_the_metadata_dims_are_the_entrys_own():
 
 
 def test_a_datatype_this_writer_does_not_produce_is_named():
-    meta = {"inputs": [{"name": AUDIO, "datatype": "BYTES", "shape": [-1, -1]}]}
+    meta = {"inputs": [{"name": AUDIO, "datatype": "FP16", "shape": [-1, -1]}]}
     data = {"data": [perf_input_entry(np.ones(3, np.float32))]}
     assert validate_perf_input(data, meta, CONFIG) == [
-        "entry 0: 'audio' has datatype BYTES this writer does not produce"
+        "entry 0: 'audio' has datatype FP16 this writer does not produce"
     ]
 
 
