@@ -34,6 +34,7 @@ from .gateway.cli import register as register_gateway
 from .gpu_throughput import DEFAULT_GPU, EXPORT_FLAGS, GPUS, Assumptions, defaults_for_checkpoint
 from .segmenter import VADS, SegmentOptions
 from .server import ServerOptions, TritonServer, free_port, run_forever
+from .watchdog import WatchdogOptions, probe
 
 # The export pipeline and the oracle import torch and NeMo (seconds): only the commands that run
 # them import them, so `canary-triton --help` and the client commands start at once.
@@ -217,9 +218,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         admin_key=os.environ.get("CANARY_TRITON_ADMIN_KEY") or None,
         allow_shared_memory=args.allow_shared_memory,
         supervise_stubs=not args.no_stub_supervisor,
+        watchdog=None
+        if args.no_watchdog
+        else WatchdogOptions(interval_s=args.watchdog_interval, deadline_s=args.watchdog_deadline),
     )
     server = TritonServer(repo, opts, log_path=args.log_file)
     return run_forever(server, [f"models: {', '.join(sorted(p.name for p in repo.iterdir() if p.is_dir()))}"])
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    result = probe(args.url, args.deadline)
+    print(f"{'serving' if result.ok else 'not serving'} ({result.seconds:.2f} s): {result.detail}")
+    return 0 if result.ok else 1
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -604,6 +621,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not reload a model whose Python stub died (then model control is off entirely)",
     )
     p.add_argument(
+        "--no-watchdog",
+        action="store_true",
+        help="do not probe end to end nor recover a server that holds work but answers nothing",
+    )
+    p.add_argument(
+        "--watchdog-interval",
+        type=_positive_float,
+        default=WatchdogOptions.interval_s,
+        help="seconds between the watchdog's end-to-end probes (default %(default)s)",
+    )
+    p.add_argument(
+        "--watchdog-deadline",
+        type=_positive_float,
+        default=WatchdogOptions.deadline_s,
+        help="each probe request's deadline in seconds (default %(default)s); two missed in a row with no "
+        "progress meanwhile mean wedged: the stubs are restarted, and the server stopped if that fails twice",
+    )
+    p.add_argument(
         "--allow-shared-memory",
         action="store_true",
         help="let clients register shared memory (off: restricted to the admin key, "
@@ -615,6 +650,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="pass one more option to tritonserver, e.g. --triton-arg=--model-control-mode=explicit",
     )
+
+    p = add(
+        "probe",
+        _cmd_probe,
+        "Answer one tiny real request end to end through the ASR ensemble and LLM mode, each within a deadline: "
+        "exit 0 when the server can answer now (a load refusal counts), 1 when not (a readiness probe).",
+    )
+    p.add_argument("--url", default="127.0.0.1:8001", help="Triton's gRPC address")
+    p.add_argument("--deadline", type=_positive_float, default=WatchdogOptions.deadline_s, help="seconds per request")
 
     p = add("make-fixture", _cmd_make_fixture, "Write a tiny test checkpoint: tiny-random, or train tiny-trained.")
     p.add_argument("kind", choices=["tiny-random", "tiny-trained"])
@@ -674,7 +718,7 @@ def quiet_libraries() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("inspect", "gateway") + CLIENT_COMMANDS:  # client commands never import NeMo
+    if args.command not in ("inspect", "gateway", "probe") + CLIENT_COMMANDS:  # client commands never import NeMo
         quiet_libraries()
     try:
         return int(args.func(args))

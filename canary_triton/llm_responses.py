@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,10 +54,11 @@ class ResponseChannel:
         ask_cancelled: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
         name: str = "llm-response",
+        warn: Callable[[str], None] = log.warning,
     ):
         self.options = options
         self._deliver, self._deliver_error, self._ask_cancelled = deliver, deliver_error, ask_cancelled
-        self._clock = clock
+        self._clock, self._warn = clock, warn
         self._cond = threading.Condition()
         self._pending: list[int] = []
         self._done = False
@@ -127,7 +129,9 @@ class ResponseChannel:
                         self._client_cancelled = self._check_cancelled()
         except Exception:  # noqa: BLE001  the client may be gone; the request ends here
             self._broken = True
-            log.exception("delivering a response failed; the request is cancelled")
+            self._warn(
+                f"delivering a response failed ({traceback.format_exc(limit=1).strip()}); the request is cancelled"
+            )
         finally:
             self.finished.set()
 
@@ -142,5 +146,5 @@ class ResponseChannel:
         try:
             return bool(self._ask_cancelled())
         except Exception as e:  # noqa: BLE001  a failing check counts as not cancelled
-            log.warning("is_cancelled() failed (%s); the request goes on", e)
+            self._warn(f"is_cancelled() failed ({e}); the request goes on")
             return False

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import CanaryTritonError
+from .watchdog import Watchdog, WatchdogOptions
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class ServerOptions:
     #: not healthy" forever instead). Needs explicit model control, restricted to the admin key.
     supervise_stubs: bool = True
     supervise_interval_s: float = 1.0
+    #: Probe end to end and recover a server that holds work but answers nothing (watchdog.py);
+    #: None: no watchdog (``canary-triton serve`` starts one unless --no-watchdog).
+    watchdog: WatchdogOptions | None = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -182,6 +186,8 @@ class TritonServer:
         if self.opts.supervise_stubs:
             self.supervisor = StubSupervisor(self)
             self.supervisor.start()
+        if self.opts.watchdog is not None:
+            self.watchdog = Watchdog(self, self.opts.watchdog).start()
         return self
 
     def is_ready(self) -> bool:
@@ -383,6 +389,7 @@ def run_forever(server: TritonServer, announce: Sequence[str] = ()) -> int:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     server.start()
+    watchdog = server.watchdog  # stop() forgets it
     print(
         f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics http://{server.opts.host}:{server.opts.metrics_port}/metrics"
     )
@@ -391,5 +398,9 @@ def run_forever(server: TritonServer, announce: Sequence[str] = ()) -> int:
     sys.stdout.flush()
     while not stop["flag"] and server.proc is not None and server.proc.poll() is None:
         time.sleep(0.5)
+    gave_up = watchdog is not None and watchdog.gave_up.is_set()
     code = server.stop()
+    if gave_up:
+        print("canary-triton: the server was wedged and did not recover; exiting 1", file=sys.stderr)
+        return 1
     return 0 if stop["flag"] else (code or 1)

@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "llm_scheduler",
             "llm_batcher",
             "llm_request",
+            "llm_responses",
             "long_form",
             "streaming",
             "onnx_session",
@@ -52,7 +53,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("triton", ("triton_adapter", "triton_models")),
     (
         "top",  # entry points and what only they use
-        ("client", "server", "gateway", "cli", "gpu_first_run", "fixtures", "model_repository", "benchmarks"),
+        (
+            "client",
+            "server",
+            "watchdog",
+            "gateway",
+            "cli",
+            "gpu_first_run",
+            "fixtures",
+            "model_repository",
+            "benchmarks",
+        ),
     ),
 )
 

@@ -295,14 +295,14 @@ def test_a_cancelled_caller_stops_the_forwarded_request_by_its_id_and_reads_it_t
 def test_the_caller_is_asked_at_most_once_per_period_on_the_forwarding_thread():
     pb, caller = FakePbUtils(llm=lambda req: iter([tokens([i]) for i in range(50)] + [FINAL])), Caller()
     assert len(list(forward_tokens(pb, "llm", [], caller, check_period_s=3600))) == 50
-    assert caller.asked == 1  # no period passed: only the barrier's ask after the last response
+    assert caller.asked == 2  # no period passed: once before forwarding, then the barrier after the last response
     caller = Caller()
     list(
         forward_tokens(
             FakePbUtils(llm=lambda req: iter([tokens([i]) for i in range(50)] + [FINAL])), "llm", [], caller, 0
         )
     )
-    assert caller.asked == 52  # one per response (50 tokens and the final one), then the barrier
+    assert caller.asked == 53  # before forwarding, one per response (50 tokens and the final), the barrier
 
 
 def test_a_generator_closed_early_stops_the_forwarded_request_and_reads_it_to_its_end():

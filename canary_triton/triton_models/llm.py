@@ -140,6 +140,7 @@ class LlmModel(PythonModel):
             lambda e: self.send_error(sender, e),
             request.is_cancelled,
             name=f"{self.name}-response",
+            warn=lambda line: self.pb.Logger.log_warn(f"{self.name}: {line}"),
         )
 
     def _finished(self, key, channel: ResponseChannel, outcome: str, tokens: int) -> None:
