@@ -11,7 +11,8 @@ VENV=${VENV:-.venv}
 PA_VERSION=2.51.0
 CUDART_VERSION=12.9.79
 dest="$VENV/perf_analyzer"
-if [ -x "$VENV/bin/perf_analyzer" ] && "$VENV/bin/perf_analyzer" --version 2>/dev/null | grep -q "$PA_VERSION"; then
+installed_version() { "$VENV/bin/perf_analyzer" --version 2>&1 || true; }  # it prints to stderr
+if [ -x "$VENV/bin/perf_analyzer" ] && [[ "$(installed_version)" == *"Version $PA_VERSION"* ]]; then
   exit 0
 fi
 work=$(mktemp -d)
@@ -52,4 +53,8 @@ here=$(cd "$(dirname "$0")/../perf_analyzer" && pwd)
 LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/bin/perf_analyzer" "$@"
 SH
 chmod +x "$VENV/bin/perf_analyzer"
-"$VENV/bin/perf_analyzer" --version | grep -q "$PA_VERSION"
+found=$(installed_version)
+if [[ "$found" != *"Version $PA_VERSION"* ]]; then
+  echo "install_perf_analyzer: $VENV/bin/perf_analyzer does not run: ${found:-no output}" >&2
+  exit 1
+fi

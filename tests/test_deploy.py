@@ -29,6 +29,14 @@ def _bin(name: str) -> str:
     return found
 
 
+def build_parser_commands() -> set[str]:
+    from canary_triton.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return set(sub.choices)
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint(dockerfile):
     r = subprocess.run([_bin("hadolint"), str(dockerfile)], capture_output=True, text=True)
@@ -100,8 +108,16 @@ def test_manifests_agree_with_each_other_and_with_serve():
     svc = docs[("Service", "canary-triton")]
     assert {p["targetPort"] for p in svc["spec"]["ports"]} == set(ports)
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    # readiness and liveness answer a real request end to end (canary-triton probe), on the pod's gRPC port
+    for probe in (container["readinessProbe"], container["livenessProbe"]):
+        command = probe["exec"]["command"]
+        assert (
+            command[:2] == ["canary-triton", "probe"]
+            and command[command.index("--url") + 1] == f"127.0.0.1:{ports['grpc']}"
+        )
+        deadline = float(command[command.index("--deadline") + 1])
+        assert probe["timeoutSeconds"] >= 2 * deadline  # two requests, each within the deadline
+    assert "probe" in build_parser_commands()
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 1200
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     assert (

@@ -285,3 +285,38 @@ def test_an_engine_step_that_fails_fails_its_requests_and_the_engine_goes_on(llm
         assert batcher.outcomes == {"completed": 1, "cancelled": 0, "failed": 1, "aborted": 0}
     finally:
         batcher.stop()
+
+
+def test_stopping_the_engine_aborts_every_request_it_holds_with_an_error_never_as_completed(llm):
+    """A request cut off by the engine's stop (model unloaded, server shutting down) gets an
+    error saying why, running or queued; a submit after stop() is refused, never left unanswered."""
+    from canary_triton.llm_batcher import EngineStopped
+
+    batcher = ContinuousBatcher(llm, max_batch=1).start()
+    running, queued = Collect(), Collect()
+    errors: dict[str, Exception] = {}
+    started = threading.Event()
+
+    def watch_tokens(collect, name):
+        def on_tokens(tokens, done):
+            collect.on_tokens(tokens, done)
+            if len(collect.tokens) >= 3:
+                started.set()
+
+        return on_tokens
+
+    for c, name in ((running, "running"), (queued, "queued")):
+        req = _request(llm, [5, 6, 7], 1500, c)
+        req.on_tokens = watch_tokens(c, name)
+        req.on_error = lambda e, c=c, n=name: (errors.__setitem__(n, e), c.done.set())
+        batcher.submit(req)
+    assert started.wait(60)  # the first holds the only row, the second waits for it
+    assert batcher.stop(timeout=60)
+    assert running.done.wait(60) and queued.done.wait(60)
+    assert running.outcome[0] == "aborted" and 3 <= running.outcome[1] < 1500
+    assert queued.outcome == ("aborted", 0)
+    assert isinstance(errors["running"], EngineStopped) and "not finished" in str(errors["running"])
+    assert "0 of at most 1500 tokens" in str(errors["queued"])
+    assert batcher.outcomes["completed"] == 0 and batcher.outcomes["aborted"] == 2
+    with pytest.raises(EngineStopped, match="stopping"):
+        batcher.submit(_request(llm, [5], 3, Collect()))

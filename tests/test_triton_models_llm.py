@@ -3,6 +3,8 @@ flag, stop requests, bad input, and its Prometheus metrics."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from canary_triton import contract as C
 from canary_triton.triton_models.llm import LlmModel
 
+from .conftest import LONG_GENERATION_TOKENS
 from .fake_pb_utils import FINAL, MetricFamily, error_of, load_model
 
 
@@ -194,3 +197,40 @@ def test_a_failing_cancellation_check_neither_stops_the_engine_nor_the_request(l
     llm.execute([after])
     (response,) = after.sender.wait()
     assert _tokens(response) == _greedy(merged, PROMPT, 3, eos)
+
+
+def test_a_send_that_hangs_cancels_its_own_request_and_the_other_rows_go_on(exported_random):
+    """The engine never waits on a client: a response send that does not return within
+    send_timeout_s cancels its request and frees its row; requests beside it are answered.
+    tiny-random never emits its end id: the stuck request would run for thousands of tokens."""
+    threads = torch.get_num_threads()
+    model = load_model(
+        LlmModel,
+        exported_random / "model_repository",
+        C.LLM_MODEL,
+        parameters={"send_timeout_s": "0.5", "cancellation_check_period_ms": "1"},
+    )
+    torch.set_num_threads(threads)
+    release = threading.Event()
+    try:
+        stuck = _request(model, PROMPT, LONG_GENERATION_TOKENS, streaming=True)
+        send = stuck.sender.send
+
+        def hanging(response=None, flags=0):  # the caller's stub is gone: the first send never returns
+            assert release.wait(600), "released by the test"
+            send(response, flags)
+
+        stuck.sender.send = hanging
+        model.execute([stuck])
+        model.pb.wait_for_metrics(
+            lambda: model.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="cancelled") >= 1
+        )
+        assert model.batcher.active == 0  # its row is free although its send still hangs
+        other = _request(model, PROMPT, 6)
+        model.execute([other])
+        (response,) = other.sender.wait()
+        assert len(_tokens(response)) == 6
+        assert any("did not complete within 0.5 s" in m for level, m in model.pb.Logger.lines if level == "warn")
+    finally:
+        release.set()
+        model.finalize()
