@@ -466,3 +466,36 @@ def test_lora_runtime_benchmark_runs(exported_random, capsys):
     assert "LoRA r=" in out and "q_proj/v_proj" in out
     rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert len(rows) == 2 and all(line.rstrip().endswith("x |") for line in rows)
+
+
+@pytest.mark.served
+def test_a_short_soak_loses_nothing(exported_trained, tmp_path):
+    """benchmarks/soak.py for 2 minutes: perf_analyzer streams, the project's client, dropped
+    streams, missed deadlines and a stub killed every 40 s; nothing lost, every answer right, the
+    server serving at the end."""
+    from benchmarks.soak import passed, report, run_soak
+    from canary_triton.server import ServerOptions, TritonServer
+    from canary_triton.watchdog import WatchdogOptions
+
+    from .conftest import SERVER_START_TIMEOUT_S, free_port
+
+    opts = ServerOptions(
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        exit_timeout_s=10,
+        watchdog=WatchdogOptions(),
+    )
+    server = TritonServer(exported_trained / "model_repository", opts, workdir=tmp_path, log_path=tmp_path / "t.log")
+    server.start(SERVER_START_TIMEOUT_S)
+    try:
+        result = run_soak(server, seconds=120, kill_every_s=40, work=tmp_path)
+    finally:
+        server.stop()
+    print("\n" + report(result))
+    counts = result["counts"]
+    assert passed(result), report(result)
+    assert counts.get("answered", 0) > 0 and counts.get("perf_analyzer runs", 0) > 0
+    assert counts.get("dropped by the client", 0) > 0
+    assert sum(v for k, v in counts.items() if k.startswith("stub killed")) >= 2
+    assert len(result["stub_reloads"]) >= 1
