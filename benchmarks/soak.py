@@ -181,6 +181,18 @@ def run_soak(server: TritonServer, seconds: float, kill_every_s: float, work: Pa
     }
 
 
+def soak_server(export_dir: Path, workdir: Path) -> TritonServer:
+    """A server as ``canary-triton serve`` runs one (stub supervisor and watchdog on), not started."""
+    opts = ServerOptions(
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        exit_timeout_s=10,
+        watchdog=WatchdogOptions(),
+    )
+    return TritonServer(export_dir / "model_repository", opts, workdir=workdir, log_path=workdir / "tritonserver.log")
+
+
 def passed(result: dict) -> bool:
     counts = result["counts"]
     return (
@@ -228,15 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     print(machine_line(info), file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="canary-soak-") as tmp:
-        opts = ServerOptions(
-            http_port=free_port(),
-            grpc_port=free_port(),
-            metrics_port=free_port(),
-            exit_timeout_s=10,
-            watchdog=WatchdogOptions(),
-        )
-        with TritonServer(export / "model_repository", opts, workdir=tmp, log_path=Path(tmp) / "tritonserver.log") as s:
-            result = run_soak(s, a.minutes * 60, a.kill_every, Path(tmp))
+        with soak_server(export, Path(tmp)) as server:
+            result = run_soak(server, a.minutes * 60, a.kill_every, Path(tmp))
     result["machine"] = info
     text = report(result)
     print(text)

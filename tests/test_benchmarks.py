@@ -473,21 +473,11 @@ def test_a_short_soak_loses_nothing(exported_trained, tmp_path):
     """benchmarks/soak.py for 2 minutes: perf_analyzer streams, the project's client, dropped
     streams, missed deadlines and a stub killed every 40 s; nothing lost, every answer right, the
     server serving at the end."""
-    from benchmarks.soak import passed, report, run_soak
-    from canary_triton.server import ServerOptions, TritonServer
-    from canary_triton.watchdog import WatchdogOptions
+    from benchmarks.soak import passed, report, run_soak, soak_server
 
-    from .conftest import SERVER_START_TIMEOUT_S, free_port
+    from .conftest import SERVER_START_TIMEOUT_S
 
-    opts = ServerOptions(
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        exit_timeout_s=10,
-        watchdog=WatchdogOptions(),
-    )
-    server = TritonServer(exported_trained / "model_repository", opts, workdir=tmp_path, log_path=tmp_path / "t.log")
-    server.start(SERVER_START_TIMEOUT_S)
+    server = soak_server(exported_trained, tmp_path).start(SERVER_START_TIMEOUT_S)
     try:
         result = run_soak(server, seconds=120, kill_every_s=40, work=tmp_path)
     finally:
