@@ -241,8 +241,10 @@ class TritonServer:
 
     def stub_pids(self) -> dict[str, list[int]]:
         """The Python-backend stub processes of this server's models, by model, from /proc (each
-        stub's command line names its ``<repository>/<model>/1/model.py``)."""
+        stub's command line names its ``<repository>/<model>/1/model.py``; once started, only the
+        children of this server's tritonserver: another server may serve the same repository)."""
         repo = str(self.repository)
+        parent = self.proc.pid if self.proc is not None else None
         pids: dict[str, list[int]] = {}
         for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
             if not pid.isdigit():
@@ -250,7 +252,11 @@ class TritonServer:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     args = f.read().split(b"\0")
-            except OSError:
+                if parent is not None:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) != parent:
+                            continue
+            except (OSError, ValueError, IndexError):
                 continue
             for a in args:
                 text = a.decode(errors="replace")
