@@ -72,8 +72,16 @@ def _cause(e: Exception) -> str:
     return type(e).__name__
 
 
-def run_soak(server: TritonServer, seconds: float, kill_every_s: float, work: Path, seed: int = 7) -> dict:
-    """Drive ``server`` (started with a stub supervisor and a watchdog) for ``seconds``."""
+def run_soak(
+    server: TritonServer,
+    seconds: float,
+    kill_every_s: float,
+    work: Path,
+    seed: int = 7,
+    spare: tuple[str, ...] = (),
+) -> dict:
+    """Drive ``server`` (started with a stub supervisor and a watchdog) for ``seconds``; the stubs
+    of the models in ``spare`` are never killed."""
     rng = random.Random(seed)
     clips = load_clips(HELDOUT_MANIFEST, limit=12)
     rows = read_manifest(HELDOUT_MANIFEST)[:12]
@@ -141,7 +149,7 @@ def run_soak(server: TritonServer, seconds: float, kill_every_s: float, work: Pa
 
     def kill_loop():
         while not stop.wait(kill_every_s):
-            stubs = server.stub_pids()
+            stubs = {m: p for m, p in server.stub_pids().items() if m not in spare}
             if not stubs:
                 continue
             model = rng.choice(sorted(stubs))
@@ -229,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export-dir", help="an export folder (default: the demo's, ~/.cache/canary-triton/demo/export)")
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--kill-every", type=float, default=60.0, help="seconds between stub kills")
+    ap.add_argument("--spare", nargs="*", default=[], help="models whose stubs are never killed")
     ap.add_argument("--out", help="write soak.json and soak.md here")
     a = ap.parse_args(argv)
     export = Path(a.export_dir or Path.home() / ".cache" / "canary-triton" / "demo" / "export")
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(info), file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="canary-soak-") as tmp:
         with soak_server(export, Path(tmp)) as server:
-            result = run_soak(server, a.minutes * 60, a.kill_every, Path(tmp))
+            result = run_soak(server, a.minutes * 60, a.kill_every, Path(tmp), spare=tuple(a.spare))
     result["machine"] = info
     text = report(result)
     print(text)
