@@ -161,6 +161,7 @@ class Watchdog:
     ):
         self.server, self.options, self.prober, self.log = server, options, prober, log
         self.events: list[tuple[float, str]] = []
+        self.changed = threading.Condition()  # notified at each event (callers wait on what it saw)
         self.recoveries = 0  # done in all
         self.gave_up = threading.Event()  # set when the server was stopped as unrecoverable
         self._stop = threading.Event()
@@ -175,8 +176,15 @@ class Watchdog:
         self._stop.set()
 
     def _event(self, what: str) -> None:
-        self.events.append((time.monotonic() - self._t0, what))
+        with self.changed:
+            self.events.append((time.monotonic() - self._t0, what))
+            self.changed.notify_all()
         self.log(what)
+
+    def wait_for_event(self, text: str, timeout_s: float) -> bool:
+        """Whether an event containing ``text`` was seen within ``timeout_s``."""
+        with self.changed:
+            return self.changed.wait_for(lambda: any(text in e for _, e in self.events), timeout_s)
 
     def _metrics_url(self) -> str:
         return f"http://{self.server.opts.host}:{self.server.opts.metrics_port}/metrics"

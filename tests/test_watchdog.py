@@ -2,13 +2,14 @@
 
 Unit tests drive the watchdog's decisions with a stand-in server and prober. The served tests
 wedge a real server the way the issue saw it (every model READY, nothing answered): the `llm`
-stub is frozen with SIGSTOP, so every request waits on it. Waits are bounded polls of a
-condition (the watchdog's own record), never sleeps sized to the machine.
+stub is frozen with SIGSTOP, so every request waits on it. Every wait is on an event (the
+watchdog's own record, a stub's pidfd) with a bound against a hang, never a sleep.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 import time
@@ -24,13 +25,6 @@ from canary_triton.watchdog import ProbeResult, Watchdog, WatchdogOptions, probe
 from .conftest import SERVER_START_TIMEOUT_S, free_port
 
 BOUND_S = 600.0  # a bound against a hang, not a speed target
-
-
-def wait_for(condition, bound_s: float = BOUND_S, what: str = "condition") -> None:
-    deadline = time.monotonic() + bound_s
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {bound_s} s"
-        time.sleep(0.2)  # polls a condition with a bound: not a synchronisation by duration
 
 
 # -- decisions, with stand-ins ------------------------------------------------------------------
@@ -106,7 +100,7 @@ def test_missed_probes_in_a_row_recover_then_stop_the_server_when_recovery_fails
 def test_a_recovery_that_works_keeps_the_server(monkeypatch):
     dog = watchdog(monkeypatch, [LATE, LATE, OK], [3.0], failures=2)
     dog.start()
-    wait_for(lambda: any("probe answered: serving" in e for _, e in dog.events), what="recovery")
+    assert dog.wait_for_event("probe answered: serving", BOUND_S)
     dog.stop()
     assert dog.recoveries == 1 and not dog.gave_up.is_set()
 
@@ -164,10 +158,11 @@ def test_a_frozen_llm_is_detected_and_recovered_and_health_never_lies_meanwhile(
     (llm_pid,) = server.stub_pids()[C.LLM_MODEL]
     os.kill(llm_pid, signal.SIGSTOP)  # READY everywhere, nothing answered: what the issue saw
     t0 = time.monotonic()
-    wait_for(lambda: server.watchdog.recoveries >= 1, what="recovery")
+    assert server.watchdog.wait_for_event("wedged: killed the stubs", BOUND_S)
     detected = time.monotonic() - t0
-    wait_for(lambda: server.is_ready() and probe(server.grpc_url, 60).ok, what="serving again")
+    assert server.watchdog.wait_for_event("probe answered: serving", BOUND_S)  # its own probe, after the reloads
     recovered = time.monotonic() - t0
+    assert server.is_ready() and probe(server.grpc_url, 60).ok
     print(f"\nwedge detected after {detected:.1f} s, serving again after {recovered:.1f} s")
     assert any("with no progress" in e for _, e in server.watchdog.events)
     assert C.LLM_MODEL in dict(server.supervisor.restarts)
@@ -191,13 +186,19 @@ def test_no_stub_survives_its_tritonserver(exported_trained, tmp_path, how):
         server.proc.send_signal(getattr(signal, how))
         server.proc.wait(timeout=opts.exit_timeout_s + 60)
 
-        def gone(pid):
+        pidfds = []
+        for pid in stubs:
             try:
-                with open(f"/proc/{pid}/stat") as f:
-                    return f.read().split(") ", 1)[1].startswith("Z")  # a zombie has ended
-            except FileNotFoundError:
-                return True
-
-        wait_for(lambda: all(gone(p) for p in stubs), bound_s=opts.exit_timeout_s + 5, what="stub exit")
+                pidfds.append(os.pidfd_open(pid))
+            except ProcessLookupError:  # already gone
+                pass
+        deadline = time.monotonic() + opts.exit_timeout_s + 5
+        try:
+            for fd in pidfds:  # readable once its process has ended
+                ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                assert ready, f"a stub outlived its tritonserver by {opts.exit_timeout_s + 5} s"
+        finally:
+            for fd in pidfds:
+                os.close(fd)
     finally:
         server.stop()
