@@ -3,8 +3,8 @@
 For ``--minutes`` it runs at once: perf_analyzer ``--streaming`` on ``canary_qwen_stream`` (run
 after run), the project's client transcribing held-out clips (each answer checked against the
 transcript taken before the soak), streams dropped after their first piece, requests with a
-deadline too short to meet, and a SIGKILL of a random model's stub every ``--kill-every`` seconds
-(the stub supervisor reloads it; the watchdog recovers a wedge). Then it waits until the server
+deadline too short to meet, and a SIGKILL of a model's stub every ``--kill-every`` seconds (each
+model in turn, the ``llm`` first; the stub supervisor reloads it; the watchdog recovers a wedge). Then it waits until the server
 answers again and checks one more transcript.
 
 It prints requests sent, answered, and failed by cause; **lost** (no answer and no error within
@@ -81,7 +81,7 @@ def run_soak(
     spare: tuple[str, ...] = (),
 ) -> dict:
     """Drive ``server`` (started with a stub supervisor and a watchdog) for ``seconds``; the stubs
-    of the models in ``spare`` are never killed."""
+    of the models in ``spare`` are never killed; the others are killed in turn, the ``llm``'s first."""
     rng = random.Random(seed)
     clips = load_clips(HELDOUT_MANIFEST, limit=12)
     rows = read_manifest(HELDOUT_MANIFEST)[:12]
@@ -148,11 +148,20 @@ def run_soak(
             tally.add("perf_analyzer runs ok" if r.returncode == 0 else "perf_analyzer runs failed")
 
     def kill_loop():
+        # every model in turn, the llm first (its BLS callers wait on it: the worst fault), then
+        # the others in a shuffled cycle
+        order: list[str] = []
         while not stop.wait(kill_every_s):
             stubs = {m: p for m, p in server.stub_pids().items() if m not in spare}
             if not stubs:
                 continue
-            model = rng.choice(sorted(stubs))
+            if not order:
+                rest = sorted(set(stubs) - {contract.LLM_MODEL})
+                rng.shuffle(rest)
+                order = ([contract.LLM_MODEL] if contract.LLM_MODEL in stubs else []) + rest
+            model = order.pop(0)
+            if model not in stubs:
+                continue
             try:
                 os.kill(stubs[model][0], signal.SIGKILL)
                 tally.add(f"stub killed: {model}")

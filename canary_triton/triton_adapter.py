@@ -8,6 +8,8 @@ locale and isolated ``sys.path`` so that this package can be imported at all.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 from . import contract as C
 from .errors import InputError, ServerBusyError
 from .model_params import ModelParams
+from .stub_watch import NO_STUB, StubGeneration, StubWatch
 
 P = TypeVar("P", bound=ModelParams)
 
@@ -36,6 +39,12 @@ def read_params(args: dict[str, Any], cls: type[P]) -> P:
 def artifacts_dir(args: dict[str, Any], params: ModelParams) -> Path:
     """The export folder: ``params.artifacts`` relative to the model's folder."""
     return (Path(args["model_repository"]) / params.artifacts).resolve()
+
+
+def callee_watch(args: dict[str, Any], model: str) -> StubWatch:
+    """A :class:`~canary_triton.stub_watch.StubWatch` of ``model``, a model of the same repository
+    this model calls through BLS (``args`` are the caller's ``initialize`` arguments)."""
+    return StubWatch(Path(args["model_repository"]).parent, model)
 
 
 def error_response(pb_utils, exc: Exception):
@@ -120,11 +129,11 @@ def stop_request_inputs(pb_utils) -> list:
     ]
 
 
-def send_cancel(pb_utils, model: str, request_id: str) -> list:
+def send_cancel(pb_utils, model: str, request_id: str, drain: bool = True) -> list:
     """Stop the request that the decoupled ``model`` received with ``request_id``: the
     TensorRT-LLM backend's own mechanism (a ``stop`` request with the same id), which the CPU
-    ``llm`` honours too. Returns the stop request's responses, read to the end: the caller holds
-    them until its cleanup barrier (see :func:`forward_tokens`)."""
+    ``llm`` honours too. Returns the stop request's response iterator (read to the end unless
+    ``drain`` is false): the caller holds it until its cleanup barrier (see :func:`forward_tokens`)."""
 
     request = pb_utils.InferenceRequest(
         model_name=model,
@@ -133,8 +142,9 @@ def send_cancel(pb_utils, model: str, request_id: str) -> list:
         request_id=request_id,
     )
     responses = request.exec(decoupled=True)
-    for _ in responses:
-        pass
+    if drain:
+        for _ in responses:
+            pass
     return [responses]
 
 
@@ -145,15 +155,69 @@ def _is_cancelled(caller) -> bool:
         return False
 
 
-def forward_tokens(pb_utils, model: str, inputs, caller, check_period_s: float = CANCELLATION_CHECK_PERIOD_S):
+class CalleeEnded(ForwardedError):
+    """The called model's process ended before its last response (it was killed or crashed; the
+    stub supervisor reloads it): the request is lost, UNAVAILABLE (retry)."""
+
+
+#: Decoupled BLS iterators whose callee died before their last response: the stub still holds
+#: them (Triton 2.51 never ends them), so Python keeps them too (see :func:`forward_tokens`).
+_ABANDONED: list = []
+
+_END = object()
+
+
+class _Feed:
+    """A decoupled BLS call's responses, read on a thread of their own into a queue, so that the
+    forwarding thread waits on them with a bound (Triton 2.51's iterator has no timeout)."""
+
+    def __init__(self, responses):
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._read, args=(responses,), name="canary-bls-reader", daemon=True)
+        self.thread.start()
+
+    def _read(self, responses) -> None:
+        try:
+            for response in responses:
+                self.queue.put(response)
+        except Exception as exc:  # noqa: BLE001  handed to the forwarding thread
+            self.queue.put(exc)
+        finally:
+            self.queue.put(_END)
+
+    def get(self, timeout_s: float):
+        """The next response, ``_END`` after the last, or None when ``timeout_s`` passed first."""
+        try:
+            item = self.queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if item is _END:
+            self.thread.join()  # it only returns now: its reference to the iterator goes here
+        elif isinstance(item, Exception):
+            raise item
+        return item
+
+
+def forward_tokens(
+    pb_utils,
+    model: str,
+    inputs,
+    caller,
+    check_period_s: float = CANCELLATION_CHECK_PERIOD_S,
+    callee: StubWatch | None = None,
+):
     """Call the decoupled ``llm`` through BLS (streaming); yield each response's new token ids.
 
     ``caller`` is the request being served (or its response sender): it must not have been
-    answered yet. Everything happens on the calling thread, which owns the caller's responses:
-    every ``period`` between the llm's responses it asks ``caller.is_cancelled()``; a cancelled
-    caller, or closing the generator before the llm's last response, stops the forwarded request
-    by its id (TensorRT-LLM's stop request): generation stops at the next token and its row is
-    freed. A cancelled caller raises :class:`CallerCancelled`.
+    answered yet. Every ``check_period_s`` while it waits or reads, the calling thread (which owns
+    the caller's responses) asks ``caller.is_cancelled()`` and, with ``callee`` (the ``llm``'s
+    :class:`~canary_triton.stub_watch.StubWatch`), whether the process that took the request is
+    still alive. A cancelled caller, or closing the generator before the llm's last response,
+    stops the forwarded request by its id (TensorRT-LLM's stop request): generation stops at the
+    next token and its row is freed; a cancelled caller then raises :class:`CallerCancelled`. A
+    callee that died raises :class:`CalleeEnded` (UNAVAILABLE): Triton 2.51 would never end the
+    call. The llm's responses are read on a thread of their own (:class:`_Feed`), so no wait here
+    is unbounded.
 
     **Why the response iterators are held to the end (Triton 2.51's stub, python_backend r24.10).**
     A decoupled BLS call's iterator is owned twice: by Python and by the stub's map of live
@@ -164,7 +228,8 @@ def forward_tokens(pb_utils, model: str, inputs, caller, check_period_s: float =
     python_backend #390, r24.12). That thread serves its queue in order, and ``is_cancelled()`` is
     a round trip through the same queue: once the caller's ``is_cancelled()`` has answered after
     the last response, the clean-up is done and Python holds the last reference, so the iterators
-    are freed here, under the GIL. The same holds for the stop request's iterator."""
+    are freed here, under the GIL. The same holds for the stop request's iterator. An iterator
+    whose callee died never gets its last response: it is kept for the stub's lifetime."""
 
     # Inputs declared with ``reshape: []`` reach a model as [batch]; the called model wants [batch, 1].
     scalars = {
@@ -200,41 +265,81 @@ def forward_tokens(pb_utils, model: str, inputs, caller, check_period_s: float =
         requested_output_names=[C.OUTPUT_IDS.name, C.SEQUENCE_LENGTH.name],
         request_id=key,
     )
+    generation = callee.current() if callee is not None else NO_STUB
+    wait_s = max(check_period_s, 0.001)
     held = []  # every decoupled BLS iterator of this call, freed after the barrier (see above)
-    answered = False  # the llm sent its last response (its final one, or its error)
-    cancelled = False
+    ended = False  # the llm's iterator gave its last response
+    cancelled = failed = False
+    feed = None
     try:
         responses = request.exec(decoupled=True)
         held.append(responses)
+        feed = _Feed(responses)
         next_check = time.monotonic() + check_period_s
-        for response in responses:
-            if response.has_error():
-                answered = True
-            _raise_if_error(pb_utils, response)
-            ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
-            if ids is not None:  # None: the flag-only final response
-                n = int(pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0])
-                yield ids.as_numpy()[0, 0, :n].tolist()
+        while True:
+            response = feed.get(wait_s)
+            if response is _END:
+                ended = True
+                break
+            if response is not None:
+                failed = failed or response.has_error()
+                _raise_if_error(pb_utils, response)
+                ids = pb_utils.get_output_tensor_by_name(response, C.OUTPUT_IDS.name)
+                if ids is not None:  # None: the flag-only final response
+                    n = int(
+                        pb_utils.get_output_tensor_by_name(response, C.SEQUENCE_LENGTH.name).as_numpy().reshape(-1)[0]
+                    )
+                    yield ids.as_numpy()[0, 0, :n].tolist()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + check_period_s
                 if _is_cancelled(caller):
                     cancelled = True
                     break
-        else:
-            answered = True
+                if generation.ended():
+                    raise CalleeEnded(
+                        f"model {model}: its process ended before it answered (the server reloads it); retry",
+                        pb_utils.TritonError.UNAVAILABLE,
+                    )
     finally:
-        if not answered and held:  # cancelled or closed early: stop the generation nobody reads
-            try:
-                held += send_cancel(pb_utils, model, key)
-                for _ in held[0]:  # to the llm's last response, which the stop brings at its next token
-                    pass
-            except Exception:  # noqa: BLE001  the llm may be gone: nothing left to stop
-                pass
+        if feed is not None and not ended:
+            # cancelled, closed early, an error, or the callee died: stop the generation nobody
+            # reads (a no-op after the llm's error) and read every iterator to its end
+            _finish(pb_utils, model, key, held, feed, generation, wait_s, stop=not failed)
         # the barrier: one round trip through the stub's queue after the iterators' clean-ups
         cancelled = _is_cancelled(caller) or cancelled
         del held[:]
     if cancelled:
         raise CallerCancelled("the request was cancelled by the client")
+
+
+def _drain(feed: _Feed, generation: StubGeneration, wait_s: float) -> bool:
+    """Read ``feed`` to its end; False if the callee's process ended first."""
+    while not generation.ended():
+        try:
+            if feed.get(wait_s) is _END:
+                return True
+        except Exception:  # noqa: BLE001  an iterator that raised has ended
+            return True
+    return False
+
+
+def _finish(pb_utils, model, key, held: list, feed: _Feed, generation: StubGeneration, wait_s: float, stop: bool):
+    """Stop the forwarded request ``key`` (unless the llm already answered with its error) and read
+    every iterator to its end (the stop brings the llm's last response at its next token). If the
+    callee's process died, its iterators never end: they are kept for the stub's lifetime
+    (freeing them could race the stub's own clean-up, see :func:`forward_tokens`)."""
+    done = False
+    if not generation.ended():
+        if stop:
+            try:
+                held += send_cancel(pb_utils, model, key, drain=False)
+                _drain(_Feed(held[-1]), generation, wait_s)
+            except Exception:  # noqa: BLE001  the llm may be reloading: its generation ends by itself
+                pass
+        done = _drain(feed, generation, wait_s)
+    if not done:
+        _ABANDONED.extend(held)
+        del held[:]
 
 
 class CallerCancelled(Exception):

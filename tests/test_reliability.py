@@ -323,12 +323,12 @@ def test_2000_requests_at_concurrency_64_each_answered_once_and_right(server_tra
 # 4. Cancellation and deadlines (tiny-random never stops by itself: generation runs to its cap,
 #    LONG_GENERATION_TOKENS, thousands of steps longer than any cancel path takes)
 # ---------------------------------------------------------------------------------------------
-def _long_llm_request():
+def _long_llm_request(tokens: int = LONG_GENERATION_TOKENS):
     ids = np.array([[5, 6, 7, 8]], np.int32)
     arrays = {
         "input_ids": ids,
         "input_lengths": np.array([[4]], np.int32),
-        "request_output_len": np.array([[LONG_GENERATION_TOKENS]], np.int32),
+        "request_output_len": np.array([[tokens]], np.int32),
         "end_id": np.array([[-1]], np.int32),
     }
     return triton_inputs(grpcclient, arrays)
@@ -642,6 +642,41 @@ def test_a_killed_python_stub_is_reloaded_and_later_requests_succeed(strict_serv
         f"\nfault: preprocessor stub killed; reloaded by the supervisor in "
         f"{strict_server.supervisor.restarts[0][1]:.1f} s, answered {time.monotonic() - t0:.1f} s after the kill"
     )
+
+
+def test_a_killed_llm_ends_the_bls_calls_it_had_taken_with_unavailable(server_random):
+    """The hang the soak found: Triton 2.51 never ends a decoupled BLS call whose callee's stub was
+    SIGKILLed mid-generation, so the caller (here llm_unary) and its client waited for ever while
+    fresh requests succeeded. The caller watches the llm's stub (a pidfd): its request ends with
+    UNAVAILABLE (retry), and once the supervisor has reloaded the llm the retry is answered."""
+    client = grpcclient.InferenceServerClient(server_random.grpc_url)
+    done: list = []
+    answered = threading.Event()
+
+    def callback(result, error):
+        done.append(error)
+        answered.set()
+
+    restarts = len(server_random.supervisor.restarts)
+    client.async_infer(C.LLM_UNARY_MODEL, _long_llm_request(), callback=callback, client_timeout=600)
+    _wait_for(lambda: _llm_metric(server_random, "canary_llm_active_requests") >= 1, 300, "generation to start")
+    os.kill(_stub_pid(server_random, C.LLM_MODEL), signal.SIGKILL)
+    t0 = time.monotonic()
+    assert answered.wait(300), "the caller of a killed llm was never answered"
+    waited = time.monotonic() - t0
+    assert done[0] is not None and "UNAVAILABLE" in str(done[0].status()), done[0]
+    assert "process ended" in done[0].message()
+    _wait_for(lambda: len(server_random.supervisor.restarts) > restarts, 600, "the supervisor to reload the llm")
+
+    def retried():  # the reloaded llm may still be loading: NOT_FOUND/UNAVAILABLE until it is READY
+        try:
+            return client.infer(C.LLM_UNARY_MODEL, _long_llm_request(tokens=4), client_timeout=120)
+        except InferenceServerException:
+            return None
+
+    result = _wait_for(retried, 600, "the reloaded llm to answer")
+    assert result.as_numpy(C.OUTPUT_IDS.name).shape[-1] == 4
+    print(f"\nfault: llm stub killed mid-generation; its BLS caller answered UNAVAILABLE after {waited:.2f} s")
 
 
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_restarts(strict_server, heldout):

@@ -302,7 +302,9 @@ def test_the_caller_is_asked_at_most_once_per_period_on_the_forwarding_thread():
             FakePbUtils(llm=lambda req: iter([tokens([i]) for i in range(50)] + [FINAL])), "llm", [], caller, 0
         )
     )
-    assert caller.asked == 53  # before forwarding, one per response (50 tokens and the final), the barrier
+    # period 0: before forwarding, at least once per response (50 tokens and the final; more if a
+    # response was slow to come: the wait is bounded by the period too), the barrier
+    assert caller.asked >= 53
 
 
 def test_a_generator_closed_early_stops_the_forwarded_request_and_reads_it_to_its_end():
@@ -377,3 +379,86 @@ def test_every_bls_iterator_outlives_a_round_trip_after_its_last_response(how):
     assert len(refs) == (2 if how in ("cancelled", "closed early") else 1)  # the stop request's too
     assert alive_at_last_ask == [True] * len(refs)  # held through the barrier
     assert all(r() is None for r in refs)  # then freed, by Python
+
+
+class Ended:
+    """A callee's stub generation that a test ends (its process killed)."""
+
+    def __init__(self):
+        self.dead = threading.Event()
+
+    def ended(self) -> bool:
+        return self.dead.is_set()
+
+
+class Watch:
+    def __init__(self, generation):
+        self.generation = generation
+
+    def current(self):
+        return self.generation
+
+
+def test_a_callee_that_dies_mid_generation_ends_the_call_unavailable_and_its_iterator_is_kept():
+    """Triton 2.51 never ends a decoupled BLS call whose callee's stub was killed: its iterator
+    waits for ever. The forwarding thread waits on the responses with a bound and asks the
+    callee's liveness each period: the call ends UNAVAILABLE, nothing is sent to the dead llm,
+    and the never-ending iterator is kept (freeing it could race the stub's own clean-up)."""
+    from canary_triton import triton_adapter
+
+    generation, forever = Ended(), threading.Event()
+
+    class Hanging(Responses):
+        def __next__(self):
+            if self.sent:
+                generation.dead.set()  # killed after its first token; its iterator never ends
+                forever.wait()
+            self.sent = True
+            return tokens([7])
+
+    hanging = Hanging([])
+    hanging.sent = False
+    pb = FakePbUtils(llm=lambda req: hanging)
+    caller = Caller()
+    gen = forward_tokens(pb, "llm", [], caller, check_period_s=0.01, callee=Watch(generation))
+    assert next(gen) == [7]
+    with pytest.raises(triton_adapter.CalleeEnded) as e:
+        next(gen)
+    assert e.value.code == TritonError.UNAVAILABLE and "process ended" in str(e.value)
+    assert bls_error(pb, e.value).error().code() == TritonError.UNAVAILABLE
+    assert len(pb.sent) == 1  # no stop request to a dead llm
+    assert any(it is hanging for it in triton_adapter._ABANDONED)
+    forever.set()  # let the reader thread go
+
+
+def test_a_caller_cancelled_while_the_llm_is_silent_is_seen_and_stopped():
+    """No response comes (the llm has not reached the request yet): the wait is bounded by the
+    check period, so a cancel is seen anyway and the forwarded request stopped by its id."""
+    stopped = threading.Event()
+    stop_ids = []
+
+    def llm(req):
+        if any(t.name() == C.STOP.name for t in req.inputs):
+            stop_ids.append(req.request_id)
+            stopped.set()
+            return iter([FINAL])
+
+        def silent():
+            stopped.wait(WAIT_S)  # answers only once stopped
+            yield FINAL
+
+        return silent()
+
+    pb, caller = FakePbUtils(llm=llm), Caller()
+    gen = forward_tokens(pb, "llm", [], caller, check_period_s=0.01)
+
+    def cancel_when_asked_twice(original=caller.is_cancelled):
+        answer = original()
+        if caller.asked >= 2:  # asked once before forwarding, then while waiting
+            caller.cancelled.set()
+        return answer or caller.cancelled.is_set()
+
+    caller.is_cancelled = cancel_when_asked_twice
+    with pytest.raises(CallerCancelled):
+        next(gen)
+    assert stop_ids == [pb.sent[0].request_id]

@@ -14,7 +14,7 @@ from ..llm_request import parse_sampling
 from ..loaders import load_serving_tokenizer
 from ..model_params import LlmModeParams
 from ..preprocess import llm_mode_prompt, validate_max_new_tokens
-from ..triton_adapter import artifacts_dir, forward_tokens, read_params, scalar_array
+from ..triton_adapter import artifacts_dir, callee_watch, forward_tokens, read_params, scalar_array
 from .base import ThreadedModel
 
 
@@ -25,6 +25,7 @@ class LlmModeModel(ThreadedModel):
         self.tokenizer = load_serving_tokenizer(export)
         self.max_new_tokens = ExportManifest.read(export).limits.llm_max_output_len  # LLM mode: the engine's limit
         self.target = params.llm_model
+        self.callee = callee_watch(args, self.target)  # its stub's death ends the calls it had taken
         self.start_workers(params)
 
     def serve(self, request, sender):
@@ -51,7 +52,7 @@ class LlmModeModel(ThreadedModel):
         ):
             if value is not None:
                 inputs.append(pb.Tensor(name, np.asarray(value, dtype=dtype).reshape(1, 1)))
-        pieces = forward_tokens(pb, self.target, inputs, caller=request)
+        pieces = forward_tokens(pb, self.target, inputs, caller=request, callee=self.callee)
         with closing(pieces):  # the forwarded request ends before any FINAL response (an error too)
             tokens = [t for piece in pieces for t in piece]
         self.send(sender, [self.string_tensor(C.TEXT_OUTPUT.name, self.tokenizer.decode(tokens))])

@@ -16,7 +16,7 @@ from .. import contract as C
 from ..loaders import load_serving_tokenizer
 from ..model_params import StreamParams
 from ..streaming import TranscriptStream
-from ..triton_adapter import artifacts_dir, forward_tokens, read_params, unary_call
+from ..triton_adapter import artifacts_dir, callee_watch, forward_tokens, read_params, unary_call
 from .base import ThreadedModel
 
 PRE_OUT = [
@@ -34,6 +34,7 @@ class StreamModel(ThreadedModel):
     def initialize(self, args):
         params = read_params(args, StreamParams)
         self.tokenizer = load_serving_tokenizer(artifacts_dir(args, params))
+        self.callee = callee_watch(args, C.LLM_MODEL)  # its stub's death ends the calls it had taken
         self.start_workers(params)
 
     def serve(self, request, sender):
@@ -48,7 +49,7 @@ class StreamModel(ThreadedModel):
         llm_inputs = [pre[n] for n in PRE_OUT[2:]] + [proj[C.PROMPT_EMBEDDING_TABLE.name]]
         stream = TranscriptStream(self.tokenizer.decode)
         # closed on leaving the block: the forwarded request ends before any FINAL response (an error too)
-        pieces = forward_tokens(pb, C.LLM_MODEL, llm_inputs, caller=sender)
+        pieces = forward_tokens(pb, C.LLM_MODEL, llm_inputs, caller=sender, callee=self.callee)
         with closing(pieces):
             for tokens in pieces:
                 delta = stream.push(tokens)

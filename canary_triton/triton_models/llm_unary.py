@@ -16,7 +16,7 @@ from .. import contract as C
 from ..artifacts import ExportManifest
 from ..llm_request import check_llm_tensors
 from ..model_params import LlmUnaryParams
-from ..triton_adapter import artifacts_dir, forward_tokens, read_params, scalar_array
+from ..triton_adapter import artifacts_dir, callee_watch, forward_tokens, read_params, scalar_array
 from .base import ThreadedModel
 
 
@@ -30,6 +30,7 @@ class LlmUnaryModel(ThreadedModel):
         self.max_table_rows = manifest.limits.max_table_rows
         self.max_output_len = manifest.limits.llm_max_output_len
         self.vad_gate = params.vad_gate
+        self.callee = callee_watch(args, self.target)  # its stub's death ends the calls it had taken
         self.start_workers(params)
 
     def serve(self, request, sender):
@@ -52,7 +53,7 @@ class LlmUnaryModel(ThreadedModel):
         # stop is the forwarder's to send (with its own request id), as streaming is its to set
         inputs = [t for t in request.inputs() if t.name() != C.STOP.name]
         tokens = []
-        pieces = forward_tokens(self.pb, self.target, inputs, caller=request)
+        pieces = forward_tokens(self.pb, self.target, inputs, caller=request, callee=self.callee)
         with closing(pieces):  # the forwarded request ends before any FINAL response (an error too)
             for piece in pieces:
                 tokens.extend(piece)
