@@ -4,8 +4,8 @@ For ``--minutes`` it runs at once: perf_analyzer ``--streaming`` on ``canary_qwe
 after run), the project's client transcribing held-out clips (each answer checked against the
 transcript taken before the soak), streams dropped after their first piece, requests with a
 deadline too short to meet, and a SIGKILL of a model's stub every ``--kill-every`` seconds (each
-model in turn, the ``llm`` first; the stub supervisor reloads it; the watchdog recovers a wedge). Then it waits until the server
-answers again and checks one more transcript.
+model in turn, the ``llm`` first; the stub supervisor reloads it; the watchdog recovers a wedge).
+Then it waits until the server answers again and checks one more transcript.
 
 It prints requests sent, answered, and failed by cause; **lost** (no answer and no error within
 the client's 120 s deadline: must be 0); stub deaths and reloads; wedges detected and recovered;
