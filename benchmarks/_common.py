@@ -28,17 +28,17 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest, as_json
-from canary_triton.audio import load_audio
+from canary_triton.checkpoint.tokenizer import load_tokenizer
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
-from canary_triton.cpu_profile import instruction_set, native_bf16_units
+from canary_triton.evaluation.nemo_manifest import AUDIO_KEY, TEXT_KEY, read_manifest
 from canary_triton.export.repository import RepositoryOptions
-from canary_triton.loaders import load_serving_tokenizer
-from canary_triton.manifest import AUDIO_KEY, TEXT_KEY, read_manifest
+from canary_triton.frontend.audio import load_audio
 from canary_triton.model_params import parse_field
-from canary_triton.server import ServerOptions, TritonServer, free_port
-from canary_triton.tokenizer import load_tokenizer
+from canary_triton.runtime.cpu_profile import instruction_set, native_bf16_units
+from canary_triton.runtime.loaders import load_serving_tokenizer
+from canary_triton.serving.tritonserver import ServerOptions, TritonServer, free_port
 
 # torch (through the export pipeline), tritonclient, matplotlib and PIL are imported by the
 # functions that use them: a benchmark's --help and its argument checks load none of them.
@@ -48,7 +48,7 @@ EXIT_WRONG = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUN = 3
 
-SAMPLE_RATE = contract.MelParams().sample_rate
+SAMPLE_RATE = C.MelParams().sample_rate
 HELDOUT_MANIFEST = DEMO_HELDOUT / "manifest.jsonl"
 DEFAULT_CHECKPOINT = DEMO_CHECKPOINT
 
@@ -181,7 +181,7 @@ def concatenate(clips: Sequence[Clip], gaps_s: Sequence[float], name: str) -> Cl
 def group_to_length(clips: Sequence[Clip], target_s: float, gap_s: float, prefix: str) -> list[Clip]:
     """Consecutive clips joined (``gap_s`` of silence between) into recordings of about
     ``target_s`` seconds each, never over the served limit; every clip is used once."""
-    limit = contract.MAX_AUDIO_SECONDS
+    limit = C.MAX_AUDIO_SECONDS
     out: list[Clip] = []
     group: list[Clip] = []
     length = 0.0
@@ -310,11 +310,11 @@ def served_settings(url: str, models: Sequence[str]) -> dict[str, dict[str, Any]
 
 
 PIPELINE_MODELS = (
-    contract.PREPROCESSOR_MODEL,
-    contract.ENCODER_MODEL,
-    contract.PROJECTOR_MODEL,
-    contract.LLM_MODEL,
-    contract.POSTPROCESSOR_MODEL,
+    C.PREPROCESSOR_MODEL,
+    C.ENCODER_MODEL,
+    C.PROJECTOR_MODEL,
+    C.LLM_MODEL,
+    C.POSTPROCESSOR_MODEL,
 )
 
 
@@ -520,7 +520,7 @@ def served_models(url: str) -> list[str]:
         index = c.get_model_repository_index(as_json=True)
         return sorted(m["name"] for m in index.get("models", []) if m.get("state", "READY") == "READY")
     except Exception:  # noqa: BLE001  e.g. a restricted model-repository protocol
-        names = sorted({v for k, v in vars(contract).items() if k.endswith("_MODEL") and isinstance(v, str)})
+        names = sorted({v for k, v in vars(C).items() if k.endswith("_MODEL") and isinstance(v, str)})
         return [n for n in names if model_ready(url, n)]
     finally:
         c.close()

@@ -16,8 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from benchmarks._common import SAMPLE_RATE, Clip
-from canary_triton import contract, preprocess
-from canary_triton.checkpoint import WEIGHTS_FILE
+from canary_triton import contract as C
+from canary_triton.checkpoint.reader import WEIGHTS_FILE
+from canary_triton.checkpoint.tokenizer import load_tokenizer
 from canary_triton.fixtures.speech import all_texts
 from canary_triton.fixtures.tiny import (
     RANDOM_DIMS,
@@ -27,7 +28,7 @@ from canary_triton.fixtures.tiny import (
     save_checkpoint,
     scale_for_audio_dependence,
 )
-from canary_triton.tokenizer import load_tokenizer
+from canary_triton.frontend import preprocess
 
 # torch, safetensors and the oracle (NeMo) are imported by the functions that run a model.
 
@@ -123,7 +124,7 @@ def load_oracle(checkpoint: str | Path, llm_dir: str | Path | None = None, devic
     """The project's oracle (NeMo ``SALM``, eval mode) moved to ``device`` in ``dtype``."""
     import torch
 
-    from canary_triton.oracle import Oracle
+    from canary_triton.checkpoint.oracle import Oracle
 
     oracle = Oracle.from_checkpoint(checkpoint, llm_dir)
     if device != "cpu" or dtype != "float32":
@@ -133,7 +134,7 @@ def load_oracle(checkpoint: str | Path, llm_dir: str | Path | None = None, devic
 
 def output_limit(clip: Clip, max_new_tokens: int) -> int:
     """The served pipeline's token limit for a clip: ``max_new_tokens``, bounded by the audio's
-    duration where the preprocessor applies such a guard (``canary_triton.preprocess``)."""
+    duration where the preprocessor applies such a guard (``canary_triton.frontend.preprocess``)."""
     rule = getattr(preprocess, "asr_output_limit", None)
     return max_new_tokens if rule is None else rule(max_new_tokens, len(clip.samples), SAMPLE_RATE)
 
@@ -143,7 +144,7 @@ def generate_ids(oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens:
     fixed batches, as the oracle's ``transcribe`` runs it, with the batch on the model's device."""
     import torch
 
-    from canary_triton.oracle import pad_batch
+    from canary_triton.checkpoint.oracle import pad_batch
 
     m = oracle.model
     device = next(m.parameters()).device
@@ -153,7 +154,7 @@ def generate_ids(oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens:
             chunk = clips[i : i + batch_size]
             audio, lens = pad_batch([c.samples for c in chunk])
             gen = m.generate(
-                prompts=[[{"role": "user", "content": contract.ASR_INSTRUCTION}]] * len(chunk),
+                prompts=[[{"role": "user", "content": C.ASR_INSTRUCTION}]] * len(chunk),
                 audios=audio.to(device, non_blocking=True),
                 audio_lens=lens.to(device, non_blocking=True),
                 max_new_tokens=max_new_tokens,
@@ -164,7 +165,7 @@ def generate_ids(oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens:
 
 
 def transcribe(
-    oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens: int = contract.DEFAULT_MAX_NEW_TOKENS
+    oracle, clips: Sequence[Clip], batch_size: int, max_new_tokens: int = C.DEFAULT_MAX_NEW_TOKENS
 ) -> list[str]:
     """NeMo's greedy transcripts, each cut to the served pipeline's token limit for its clip (the
     first k greedy tokens are what NeMo gives with ``max_new_tokens=k``), decoded by NeMo's rules."""

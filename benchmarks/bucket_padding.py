@@ -1,12 +1,12 @@
 """Padding overhead of mel length buckets: extra mel frames the encoder computes, in percent.
 
 The preprocessor pads each clip's mel features to a multiple of the bucket width (capped at the
-40 s tensor) so the encoder's dynamic batcher can group clips of one bucket (contract.bucketed_columns).
+40 s tensor) so the encoder's dynamic batcher can group clips of one bucket (C.bucketed_columns).
 The cost is the padded frames: ``sum(bucketed columns) / sum(columns) - 1``. Reported for the
 bundled held-out set (its clip lengths) and for a uniform 1-40 s mix (seeded), for each width.
 Pure arithmetic on clip lengths, no model runs. Usage:
 
-    python benchmarks/bucket_padding.py [--widths 0.5,1,2,4] [--uniform-clips 10000] [--seed 0]
+    python -m benchmarks.bucket_padding [--widths 0.5,1,2,4] [--uniform-clips 10000] [--seed 0]
         [--manifest M.jsonl]
 """
 
@@ -20,19 +20,17 @@ from typing import Sequence
 
 import numpy as np
 
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.cli import DEMO_HELDOUT
 
 # soundfile is imported where the clips' lengths are read.
 
 
-def overhead_percent(
-    samples: Sequence[int], bucket_seconds: float, mel: contract.MelParams = contract.MelParams()
-) -> float:
+def overhead_percent(samples: Sequence[int], bucket_seconds: float, mel: C.MelParams = C.MelParams()) -> float:
     """Extra mel frames from bucket padding, in percent of the unpadded frames."""
-    width = contract.mel_bucket_columns(bucket_seconds, mel)
-    cols = [contract.mel_columns(int(n), mel) for n in samples]
-    padded = [contract.bucketed_columns(c, width, mel) for c in cols]
+    width = C.mel_bucket_columns(bucket_seconds, mel)
+    cols = [C.mel_columns(int(n), mel) for n in samples]
+    padded = [C.bucketed_columns(c, width, mel) for c in cols]
     return 100.0 * (sum(padded) / sum(cols) - 1.0)
 
 
@@ -57,17 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--manifest", type=Path, default=DEMO_HELDOUT / "manifest.jsonl")
     args = p.parse_args(argv)
-    mel = contract.MelParams()
+    mel = C.MelParams()
     try:
         widths = [float(w) for w in args.widths.split(",")]
         for w in widths:
-            contract.mel_bucket_columns(w, mel)
+            C.mel_bucket_columns(w, mel)
     except ValueError as e:
         print(f"error: --widths: {e}", file=sys.stderr)
         return 2
     heldout = manifest_samples(args.manifest, mel.sample_rate)
     rng = np.random.default_rng(args.seed)
-    uniform = (rng.uniform(1.0, contract.MAX_AUDIO_SECONDS, args.uniform_clips) * mel.sample_rate).astype(int)
+    uniform = (rng.uniform(1.0, C.MAX_AUDIO_SECONDS, args.uniform_clips) * mel.sample_rate).astype(int)
     sets = {
         f"held-out ({len(heldout)} clips, "
         f"{min(heldout) / mel.sample_rate:.1f}-{max(heldout) / mel.sample_rate:.1f} s)": heldout,
@@ -78,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, samples in sets.items():
         print(f"| {name} | " + " | ".join(f"+{overhead_percent(samples, w, mel):.1f} %" for w in widths) + " |")
     print(
-        f"\nDefault width: {contract.DEFAULT_MEL_BUCKET_SECONDS:g} s. Extra frames = padded mel frames the "
+        f"\nDefault width: {C.DEFAULT_MEL_BUCKET_SECONDS:g} s. Extra frames = padded mel frames the "
         "encoder computes beyond the clips' own (arithmetic, not a timing)."
     )
     return 0

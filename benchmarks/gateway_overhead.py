@@ -11,7 +11,7 @@ requests/s; the overhead is gateway minus direct p50 and the RTFx ratio. Warm-up
 the clips on each path at concurrency 1, excluded; its direct transcripts are the reference and
 every measured transcript must equal it (exit 1 otherwise). The two paths alternate per pass.
 
-    python benchmarks/gateway_overhead.py [--url HOST:8001 | --export-dir OUT | --checkpoint DIR]
+    python -m benchmarks.gateway_overhead [--url HOST:8001 | --export-dir OUT | --checkpoint DIR]
         [--gateway-url http://HOST:8080] [--manifest M.jsonl] [--limit N] [--concurrency 1,16]
         [--passes 3] [--out DIR]
 
@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/gateway_overhead.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -47,8 +45,8 @@ from benchmarks._common import (
 )
 from canary_triton.client import AsyncCanaryClient
 from canary_triton.client.api import ClientOptions
-from canary_triton.manifest import AUDIO_KEY, read_manifest
-from canary_triton.server import free_port
+from canary_triton.evaluation.nemo_manifest import AUDIO_KEY, read_manifest
+from canary_triton.serving.tritonserver import free_port
 
 # soundfile and httpx are imported by the passes that use them: --help and the argument checks need neither.
 

@@ -16,7 +16,7 @@ Exit codes: 1 a request failed, or the long-form WER exceeds the short-form WER 
 manifest has none), or the streamed segments do not join to the unary long transcript; 3 the
 server has no ready ``canary_qwen_long`` (short-form figures are still printed). Usage:
 
-    python benchmarks/long_form.py [--url HOST:8001 | --export-dir OUT | --checkpoint DIR]
+    python -m benchmarks.long_form [--url HOST:8001 | --export-dir OUT | --checkpoint DIR]
         [--manifest M.jsonl] [--limit N] [--silence 0.3,1.5] [--seed 0] [--concurrency 8]
         [--repeats 2] [--out DIR] [--write-audio long.wav]
 """
@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/long_form.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 from benchmarks._common import (
     EXIT_NOT_RUN,
     EXIT_OK,
@@ -52,10 +50,10 @@ from benchmarks._common import (
     silence_gaps,
     write_outputs,
 )
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.client.api import CanaryClient, ClientOptions, audio_request
 from canary_triton.client.audio_input import Audio
-from canary_triton.wer import leaderboard_normalize, wer
+from canary_triton.evaluation.wer import leaderboard_normalize, wer
 
 # soundfile is imported where the long recording is written (--write-audio).
 
@@ -95,7 +93,7 @@ def short_form(
 def _long_request(client, recording: Clip, max_new_tokens: int | None) -> tuple[str, float]:
     arrays = audio_request(Audio(recording.samples, recording.name), max_new_tokens)
     t0 = time.perf_counter()
-    text = client.infer(contract.LONG_FORM_MODEL, arrays, contract.TRANSCRIPT.name)
+    text = client.infer(C.LONG_FORM_MODEL, arrays, C.TRANSCRIPT.name)
     return text, time.perf_counter() - t0
 
 
@@ -122,7 +120,7 @@ def long_stream(client, recording: Clip, max_new_tokens: int | None) -> dict[str
     t0 = time.perf_counter()
     first = None
     pieces: list[str] = []
-    for piece in client._stream(contract.LONG_FORM_STREAM_MODEL, arrays, contract.TRANSCRIPT.name):
+    for piece in client._stream(C.LONG_FORM_STREAM_MODEL, arrays, C.TRANSCRIPT.name):
         if first is None:
             first = time.perf_counter() - t0
         pieces.append(piece)
@@ -152,7 +150,7 @@ def render(p: dict[str, Any]) -> str:
     rows = [
         [
             "short form (clips)",
-            contract.ENSEMBLE_MODEL,
+            C.ENSEMBLE_MODEL,
             s["requests"],
             s["concurrency"],
             s["audio_s"],
@@ -166,7 +164,7 @@ def render(p: dict[str, Any]) -> str:
         rows.append(
             [
                 "long form (one recording)",
-                contract.LONG_FORM_MODEL,
+                C.LONG_FORM_MODEL,
                 1,
                 1,
                 lf["audio_s"],
@@ -202,7 +200,7 @@ def render(p: dict[str, Any]) -> str:
         st = p.get("long_stream")
         if st is not None:
             lines.append(
-                f"Streamed ({contract.LONG_FORM_STREAM_MODEL}): first segment after "
+                f"Streamed ({C.LONG_FORM_STREAM_MODEL}): first segment after "
                 f"{st['first_piece_s']:.2f} s, "
                 f"{st['pieces']} pieces, whole recording in {st['wall_s']:.2f} s (RTFx {st['rtfx']:.1f}); "
                 f"joined text equals the unary transcript: {st['matches_unary']}."
@@ -309,10 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             s["wer"] = _wer(refs, [t or "" for t in s["texts"]]) if have_refs else None
             payload["short"] = s
             failures += s["errors"]
-            if not model_ready(target.grpc_url, contract.LONG_FORM_MODEL):
+            if not model_ready(target.grpc_url, C.LONG_FORM_MODEL):
                 payload["long"] = None
                 payload["long_missing"] = (
-                    f"the server at {target.grpc_url} has no ready model '{contract.LONG_FORM_MODEL}' (ready: "
+                    f"the server at {target.grpc_url} has no ready model '{C.LONG_FORM_MODEL}' (ready: "
                     f"{', '.join(served_models(target.grpc_url)) or 'none'}). Serve an export made by a version of "
                     f"the project whose repository includes it, then rerun."
                 )
@@ -320,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     lf = long_form(client, recording, warm_recording, speech_s, a.repeats, a.max_new_tokens)
                 except Exception as e:  # noqa: BLE001  reported as a failed request
-                    failures.append(f"{contract.LONG_FORM_MODEL}: {e}")
+                    failures.append(f"{C.LONG_FORM_MODEL}: {e}")
                     lf = None
                 if lf is not None:
                     short_joined = " ".join(t or "" for t in s["texts"])
@@ -360,17 +358,17 @@ def _measure_stream(
     payload: dict[str, Any],
     failures: list[str],
 ) -> None:
-    if not model_ready(url, contract.LONG_FORM_STREAM_MODEL):
-        payload["long_stream_missing"] = f"no ready model '{contract.LONG_FORM_STREAM_MODEL}' at {url}"
+    if not model_ready(url, C.LONG_FORM_STREAM_MODEL):
+        payload["long_stream_missing"] = f"no ready model '{C.LONG_FORM_STREAM_MODEL}' at {url}"
         return
     try:
         st = long_stream(client, recording, max_new_tokens)
     except Exception as e:  # noqa: BLE001
-        failures.append(f"{contract.LONG_FORM_STREAM_MODEL}: {e}")
+        failures.append(f"{C.LONG_FORM_STREAM_MODEL}: {e}")
         return
     st["matches_unary"] = leaderboard_normalize(st["text"]) == leaderboard_normalize(lf["text"])
     if not st["matches_unary"]:
-        failures.append(f"{contract.LONG_FORM_STREAM_MODEL}: the streamed segments do not join to the unary transcript")
+        failures.append(f"{C.LONG_FORM_STREAM_MODEL}: the streamed segments do not join to the unary transcript")
     payload["long_stream"] = st
 
 

@@ -7,7 +7,7 @@ merged model, the base model with the adapter on every row (all ASR) and on half
 and LLM mode in one batch). The merged copy costs a second set of LLM weights in memory (at full
 size 3.4 GB in bf16); the run-time adapter costs the extra ``x A^T B^T`` products per step.
 
-    python benchmarks/lora_runtime.py EXPORT_DIR [--rows 1,8,16] [--context 160] [--steps 20]
+    python -m benchmarks.lora_runtime EXPORT_DIR [--rows 1,8,16] [--context 160] [--steps 20]
         [--threads N] [--dtype float32|bfloat16]
 """
 
@@ -20,11 +20,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-if __package__ in (None, ""):
-    sys.path.append(str(Path(__file__).resolve().parents[1]))
-
 from benchmarks.throughput import parse_ints
-from canary_triton.loaders import load_llm, load_lora
+from canary_triton.runtime.loaders import load_llm, load_lora
 
 # torch and the model runner (torch) are imported by main: --help needs neither.
 
@@ -49,7 +46,7 @@ def time_steps(runner, rows: int, context: int, steps: int, warmup: int, adapter
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    from canary_triton.llm_runner import ModelRunner
+    from canary_triton.cpu_llm.runner import ModelRunner
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("export_dir", type=Path)

@@ -17,7 +17,7 @@ Checkpoints: ``--size trained`` the bundled tiny-trained (default, meaningful tr
 slow and ~10 GB of RAM per copy on CPU), whose EOS row is zeroed so every request generates
 exactly ``--max-new-tokens`` tokens; or ``--checkpoint DIR`` (any SALM checkpoint). Usage:
 
-    python benchmarks/nemo_vs_served.py [--size trained|tiny|small|full | --checkpoint DIR]
+    python -m benchmarks.nemo_vs_served [--size trained|tiny|small|full | --checkpoint DIR]
         [--manifest M.jsonl] [--limit N] [--batch-sizes 1,4,16,45] [--concurrency 2,4,8]
         [--max-new-tokens N] [--url HOST:8001 --export-dir OUT] [--profile] [--out DIR]
 """
@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/nemo_vs_served.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 from benchmarks._common import (
     DEFAULT_CHECKPOINT,
     EXIT_OK,
@@ -78,7 +76,7 @@ from benchmarks._nemo import (
     timed_run,
 )
 from benchmarks.throughput import parse_ints
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.client.api import CanaryClient, ClientOptions
 from canary_triton.client.audio_input import Audio
@@ -136,8 +134,8 @@ def nemo_side(
 
 def make_latency_clip(clips: Sequence[Clip], seconds: float) -> Clip:
     """One clip of exactly ``seconds``: held-out clips joined with 0.3 s pauses, then cut."""
-    if not 0 < seconds <= contract.MAX_AUDIO_SECONDS:
-        raise ValueError(f"--latency-seconds must be in (0, {contract.MAX_AUDIO_SECONDS:g}], got {seconds:g}")
+    if not 0 < seconds <= C.MAX_AUDIO_SECONDS:
+        raise ValueError(f"--latency-seconds must be in (0, {C.MAX_AUDIO_SECONDS:g}], got {seconds:g}")
     joined = group_to_length(clips, seconds, 0.3, "latency")[0]
     n = int(round(seconds * SAMPLE_RATE))
     if len(joined.samples) < n:
@@ -583,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
-    """``oracle``: an already loaded ``canary_triton.oracle.Oracle`` of the same checkpoint (tests)."""
+    """``oracle``: an already loaded ``canary_triton.checkpoint.oracle.Oracle`` of the same checkpoint (tests)."""
     import torch
 
     a = build_parser().parse_args(argv)
@@ -618,9 +616,7 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
         clips = manifest_clips[: a.limit] if a.limit is not None else manifest_clips
         random_size = a.checkpoint is None and a.size != "trained"
         max_new = a.max_new_tokens or (
-            min(output_limit(c, contract.DEFAULT_MAX_NEW_TOKENS) for c in clips)
-            if random_size
-            else contract.DEFAULT_MAX_NEW_TOKENS
+            min(output_limit(c, C.DEFAULT_MAX_NEW_TOKENS) for c in clips) if random_size else C.DEFAULT_MAX_NEW_TOKENS
         )
         latency_clip = make_latency_clip(manifest_clips, a.latency_seconds) if a.latency_seconds > 0 else None
         own_oracle = oracle is None
@@ -673,7 +669,7 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
             served_precision = precision.llm if precision else "fp32"
             encoder_precision = precision.encoder if precision else "fp32"
             nemo = combine_nemo(nemo_runs, {"fp32": "float32", "bf16": "bfloat16"}.get(served_precision, "float32"))
-            models = served_settings(target.grpc_url, (contract.ENSEMBLE_MODEL, *PIPELINE_MODELS))
+            models = served_settings(target.grpc_url, (C.ENSEMBLE_MODEL, *PIPELINE_MODELS))
             srv = served_side(
                 target.grpc_url,
                 clips,
@@ -735,7 +731,7 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     mismatches = max(len(r["wrong"]) for r in srv["rows"])
     # bf16 served against NeMo bf16: batch composition moves near-tied logits, as the int8
     # encoder's rounding does (not an error here; the WER bounds are tested in
-    # tests/test_llm_bf16.py and tests/test_encoder_int8.py). fp32 must be identical.
+    # tests/test_cpu_llm_bf16.py and tests/test_encoder_int8.py). fp32 must be identical.
     allowed = a.max_mismatches if (served_precision, encoder_precision) == ("fp32", "fp32") else len(clips)
     if errors or mismatches > allowed:
         print(

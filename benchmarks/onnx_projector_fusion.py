@@ -3,7 +3,7 @@
 Prints the measured time of each layout and their ratio, and checks that both give the same
 embeddings. Usage:
 
-    python benchmarks/onnx_projector_fusion.py CHECKPOINT [--batch 4 --seconds 10 --repeats 5 --threads 1]
+    python -m benchmarks.onnx_projector_fusion CHECKPOINT [--batch 4 --seconds 10 --repeats 5 --threads 1]
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from canary_triton.checkpoint import load_salm
+from canary_triton.checkpoint.reader import load_salm
 from canary_triton.export.onnx_encoder import OPSET, EncoderForExport, export_onnx
-from canary_triton.onnx_session import ONNX_IN_MEL, ONNX_IN_MEL_LENGTH, ONNX_OUT_TABLE, OnnxEncoderProjector
+from canary_triton.runtime.onnx_session import ONNX_IN_MEL, ONNX_IN_MEL_LENGTH, ONNX_OUT_TABLE, OnnxEncoderProjector
 
 # onnxruntime and NeMo (seconds to import) are imported by the measurement itself.
 

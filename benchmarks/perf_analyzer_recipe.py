@@ -22,7 +22,7 @@ older system (Debian 12 has glibc 2.36) pip finds no wheel, and a copied binary 
 Exit codes: 0 done; 1 perf_analyzer failed (a request error, a refused input) or the input data do
 not fit the served model; 2 usage; 3 no runnable perf_analyzer. Usage:
 
-    python benchmarks/perf_analyzer_recipe.py --url HOST:8001 [--files A.flac B.wav ... | --manifest M.jsonl]
+    python -m benchmarks.perf_analyzer_recipe --url HOST:8001 [--files A.flac B.wav ... | --manifest M.jsonl]
         [--limit N] [--concurrency-range 1:8:1] [--streaming] [--max-new-tokens N]
         [--measurement-interval 10000] [--perf-analyzer PATH] [--out DIR] [--dry-run]
 """
@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/perf_analyzer_recipe.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 from benchmarks._common import (
     EXIT_NOT_RUN,
     EXIT_OK,
@@ -55,11 +53,11 @@ from benchmarks._common import (
     markdown_table,
     write_outputs,
 )
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.cli import main as cli_main
 from canary_triton.client.audio_input import as_audio
 from canary_triton.client.perf_input import validate_perf_input
-from canary_triton.manifest import AUDIO_KEY, read_manifest
+from canary_triton.evaluation.nemo_manifest import AUDIO_KEY, read_manifest
 
 # tritonclient is imported by the check against a running server.
 
@@ -249,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--manifest", type=Path, default=HELDOUT_MANIFEST, help="else: the files of this manifest")
     ap.add_argument("--limit", type=int, help="at most N files")
     ap.add_argument("--concurrency-range", default="1:8:1", help="START:END:STEP, as perf_analyzer takes it")
-    ap.add_argument("--streaming", action="store_true", help=f"also run {contract.STREAM_MODEL} with --streaming")
+    ap.add_argument("--streaming", action="store_true", help=f"also run {C.STREAM_MODEL} with --streaming")
     ap.add_argument("--max-new-tokens", type=int)
     ap.add_argument("--measurement-interval", type=int, default=10000, help="ms per measurement window")
     ap.add_argument("--perf-analyzer", help="the binary (default: perf_analyzer on PATH)")
@@ -278,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"input data: {shlex.join(gen_cmd)}", file=sys.stderr)
 
     seconds = [len(as_audio(f).samples) / SAMPLE_RATE for f in files]
-    models = [(contract.ENSEMBLE_MODEL, False)] + ([(contract.STREAM_MODEL, True)] if a.streaming else [])
+    models = [(C.ENSEMBLE_MODEL, False)] + ([(C.STREAM_MODEL, True)] if a.streaming else [])
     if not a.no_check and not a.dry_run:
         for model, _ in models:
             problems = check_input(a.url, model, input_json)

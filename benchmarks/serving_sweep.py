@@ -5,7 +5,7 @@ For each setting the repository is regenerated, tritonserver started, 4 warm-up 
 wall seconds, pooled), requests/s and latency p50/p90 per setting, and fails (exit 1) if any
 request errors or any transcript differs between settings. Usage:
 
-    python benchmarks/serving_sweep.py [--checkpoint DIR] [--concurrency 8] [--repeat 2] \
+    python -m benchmarks.serving_sweep [--checkpoint DIR] [--concurrency 8] [--repeat 2] \
         [--delays 0,2000,10000] [--instances 1,2] [--json out.json]
 """
 
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from canary_triton.audio import load_audio
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.client.transcribe import ClientOptions, transcribe
+from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.export.options import ExportOptions
 from canary_triton.export.pipeline import export_checkpoint
 from canary_triton.export.repository import RepositoryOptions, write_repository
-from canary_triton.manifest import read_manifest
-from canary_triton.server import ServerOptions, TritonServer, free_port
+from canary_triton.frontend.audio import load_audio
+from canary_triton.serving.tritonserver import ServerOptions, TritonServer, free_port
 
 
 def run_setting(

@@ -12,7 +12,7 @@ the client's 120 s deadline: must be 0); stub deaths and reloads; wedges detecte
 each process's memory at the start and the end. Exit 0 when nothing was lost, every answer was
 right and the server serves at the end; 1 otherwise.
 
-    python benchmarks/soak.py [--export-dir DIR] [--minutes 20] [--kill-every 60] [--out DIR]
+    python -m benchmarks.soak [--export-dir DIR] [--minutes 20] [--kill-every 60] [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/soak.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (
     EXIT_OK,
     EXIT_WRONG,
@@ -43,12 +41,12 @@ from benchmarks._common import (
     markdown_table,
     write_outputs,
 )
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.client.perf_input import write_perf_input
-from canary_triton.manifest import read_manifest
-from canary_triton.server import ServerOptions, TritonServer, free_port
-from canary_triton.watchdog import WatchdogOptions, probe
+from canary_triton.evaluation.nemo_manifest import read_manifest
+from canary_triton.serving.tritonserver import ServerOptions, TritonServer, free_port
+from canary_triton.serving.watchdog import WatchdogOptions, probe
 
 PERF_ANALYZER = Path(sys.executable).parent / "perf_analyzer"
 CLIENT_DEADLINE_S = 120.0  # a request with neither answer nor error by then is lost
@@ -136,7 +134,7 @@ def run_soak(
             r = subprocess.run(
                 [
                     str(PERF_ANALYZER),
-                    *("-m", contract.STREAM_MODEL, "-u", server.grpc_url, "-i", "grpc", "--streaming", "-b", "1"),
+                    *("-m", C.STREAM_MODEL, "-u", server.grpc_url, "-i", "grpc", "--streaming", "-b", "1"),
                     *("--input-data", str(data), "--concurrency-range", "8"),
                     *("--measurement-mode", "count_windows", "--measurement-request-count", "32"),
                     *("--stability-percentage", "1000"),
@@ -156,9 +154,9 @@ def run_soak(
             if not stubs:
                 continue
             if not order:
-                rest = sorted(set(stubs) - {contract.LLM_MODEL})
+                rest = sorted(set(stubs) - {C.LLM_MODEL})
                 rng.shuffle(rest)
-                order = ([contract.LLM_MODEL] if contract.LLM_MODEL in stubs else []) + rest
+                order = ([C.LLM_MODEL] if C.LLM_MODEL in stubs else []) + rest
             model = order.pop(0)
             if model not in stubs:
                 continue

@@ -17,7 +17,7 @@ Mixes: ``short`` the manifest's clips as they are; ``medium`` / ``long`` consecu
 with 0.5 s silences into recordings of about 8 / 25 s (never over the 40 s limit); ``mixed`` all
 three interleaved. Usage:
 
-    python benchmarks/throughput.py [--url HOST:8001 [--export-dir OUT]] [--export-dir OUT]
+    python -m benchmarks.throughput [--url HOST:8001 [--export-dir OUT]] [--export-dir OUT]
         [--checkpoint DIR] [--manifest M.jsonl] [--limit N] [--mixes short,medium,long]
         [--concurrency 1,2,4,8] [--min-requests 45] [--no-stream] [--max-new-tokens N]
         [--out DIR] [--no-nemo-check]
@@ -36,8 +36,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/throughput.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 from benchmarks._common import (
     DEFAULT_CHECKPOINT,
     EXIT_OK,
@@ -66,7 +64,7 @@ from benchmarks._common import (
     write_outputs,
 )
 from benchmarks._nemo import load_oracle, transcribe
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.client.api import CanaryClient, ClientOptions
 from canary_triton.client.audio_input import Audio
@@ -189,9 +187,7 @@ def nemo_reference(
     checkpoint: Path, recordings: Sequence[Clip], max_new_tokens: int | None, oracle=None
 ) -> dict[str, str]:
     oracle = oracle if oracle is not None else load_oracle(checkpoint)
-    texts = transcribe(
-        oracle, recordings, batch_size=8, max_new_tokens=max_new_tokens or contract.DEFAULT_MAX_NEW_TOKENS
-    )
+    texts = transcribe(oracle, recordings, batch_size=8, max_new_tokens=max_new_tokens or C.DEFAULT_MAX_NEW_TOKENS)
     return {c.name: t for c, t in zip(recordings, texts)}
 
 
@@ -369,7 +365,7 @@ def reference_checkpoint(checkpoint: Path | None, url: str | None, export_dir: P
 
 
 def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
-    """``oracle``: an already loaded ``canary_triton.oracle.Oracle`` of the served checkpoint (tests)."""
+    """``oracle``: an already loaded ``canary_triton.checkpoint.oracle.Oracle`` of the served checkpoint (tests)."""
     a = build_parser().parse_args(argv)
     try:
         opts = SweepOptions(
@@ -406,7 +402,7 @@ def main(argv: Sequence[str] | None = None, *, oracle=None) -> int:
     )
     with served(serve) as target:
         tokens = TokenCounter.load(target.export_dir, a.tokenizer_dir)
-        settings_served = served_settings(target.grpc_url, (contract.ENSEMBLE_MODEL, *PIPELINE_MODELS))
+        settings_served = served_settings(target.grpc_url, (C.ENSEMBLE_MODEL, *PIPELINE_MODELS))
         export = export_description(target.export_dir)
         result = sweep(target.grpc_url, mixes, opts, tokens, nemo)
     payload = {

@@ -5,7 +5,7 @@ pauses drawn uniformly in ``--pauses LOW,HIGH`` seconds (default 0.2..2), so eve
 voiced span is known (where its level passes -60 dBFS). Conditions: clean, and with white,
 pink or babble noise (other utterances of the set mixed under, four at a time) at each of
 ``--snr`` dB (default 20,10,5,0; SNR over the voiced samples). Each segmenter cuts each
-recording with the long-form path's own code (canary_triton.segmenter, ``--merge-s``: default
+recording with the long-form path's own code (canary_triton.longform.segmenter, ``--merge-s``: default
 the tiny fixtures' merge length, one utterance per segment). Reported per condition and
 segmenter:
 
@@ -18,14 +18,14 @@ segmenter:
 With a server (``--url``, or one started here as benchmarks/_common.py does, unless
 ``--no-server``): long-form WER of each segmenter's segments (sent to ``canary_qwen``
 concurrently and joined as the long-form model joins them: the same text the server's
-``canary_qwen_long`` returns with that segmenter, tests/test_long_form.py) against the
+``canary_qwen_long`` returns with that segmenter, tests/test_longform_transcribe.py) against the
 references and against the same utterances transcribed one by one (cut at their true bounds,
 noise included); RTFx of the long-form path (segmenting + transcribing, wall clock; for the
 served default also through ``canary_qwen_long`` itself); and characters per minute emitted on
 audio with no speech (pink noise, synthetic music, near-silence with clicks), for each
 segmenter and for the plain model (the audio sent whole, in <= 40 s pieces).
 
-    python benchmarks/vad_eval.py [--url HOST:8001 | --export-dir OUT | --checkpoint DIR | --no-server]
+    python -m benchmarks.vad_eval [--url HOST:8001 | --export-dir OUT | --checkpoint DIR | --no-server]
         [--clips 20] [--pauses 0.2,2] [--snr 20,10,5,0] [--noises white,pink,babble]
         [--no-speech-s 60] [--merge-s 0.5] [--seed 0] [--out DIR]
 """
@@ -41,8 +41,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/vad_eval.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -58,14 +56,14 @@ from benchmarks._common import (
     served,
     write_outputs,
 )
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions
 from canary_triton.client.api import audio_request
 from canary_triton.client.audio_input import Audio
+from canary_triton.evaluation.wer import wer
 from canary_triton.fixtures import noise
 from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S
-from canary_triton.segmenter import VADS, SegmentOptions, TextJoiner, model_input, split
-from canary_triton.wer import wer
+from canary_triton.longform.segmenter import VADS, SegmentOptions, TextJoiner, model_input, split
 
 SR = SAMPLE_RATE
 VOICED_DBFS = -60.0
@@ -180,7 +178,7 @@ def no_speech_audio(seconds: float, seed: int) -> dict[str, np.ndarray]:
 
 
 def plain_chunks(audio: np.ndarray) -> list[np.ndarray]:
-    step = int(contract.MAX_AUDIO_SECONDS * SR)
+    step = int(C.MAX_AUDIO_SECONDS * SR)
     return [audio[i : i + step] for i in range(0, len(audio), step)]
 
 
@@ -226,7 +224,7 @@ def render(p: dict[str, Any]) -> str:
     if p.get("served_long_form"):
         s = p["served_long_form"]
         lines += [
-            f"Served `{contract.LONG_FORM_MODEL}` (its export's segmenter, {s['vad']}) on the clean recording: "
+            f"Served `{C.LONG_FORM_MODEL}` (its export's segmenter, {s['vad']}) on the clean recording: "
             f"RTFx {s['rtfx']:.1f}, WER {100 * s['wer']:.1f}%, same text as the emulation: {s['matches']}.",
             "",
         ]
@@ -263,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(
             f"error: bad option ({e}); --pauses LOW,HIGH, --noises among white,pink,babble, --clips >= 2, "
-            f"--merge-s in (0, {contract.MAX_AUDIO_SECONDS:g}]",
+            f"--merge-s in (0, {C.MAX_AUDIO_SECONDS:g}]",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -351,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 t0 = time.perf_counter()
                 got = client.infer(
-                    contract.LONG_FORM_MODEL, audio_request(Audio(clean.audio, "clean"), None), contract.TRANSCRIPT.name
+                    C.LONG_FORM_MODEL, audio_request(Audio(clean.audio, "clean"), None), C.TRANSCRIPT.name
                 )
                 wall = time.perf_counter() - t0
                 default = next(r for r in rows if r["condition"] == "clean" and r["vad"] == base_opts.vad)

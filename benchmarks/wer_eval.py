@@ -4,7 +4,7 @@ Each set's audio is decoded beforehand (not timed), sent through the served ense
 ``CanaryClient.transcribe_many`` (``--concurrency`` in flight, in chunks of ``--chunk`` items so a
 large set never sits in memory whole), and scored as the Open ASR Leaderboard scores it:
 references and predictions through Whisper's English normaliser
-(``canary_triton.wer.leaderboard_normalize``), items whose normalised reference is empty or
+(``canary_triton.evaluation.wer.leaderboard_normalize``), items whose normalised reference is empty or
 "ignore time segment in scoring" dropped, WER pooled over the set (total edits / total words).
 RTFx = the set's audio seconds / the wall seconds of its transcription requests. The summary gives
 the mean WER over the sets (the leaderboard's average) and the composite RTFx (all audio / all
@@ -19,8 +19,8 @@ Hub sets need network access and, for gated ones, ``huggingface-cli login``.
 
 Exit codes: 1 any request failed, or a set's WER exceeds ``--max-wer``; 2 usage. Usage:
 
-    python benchmarks/wer_eval.py --manifest test.jsonl [--url HOST:8001 | --export-dir OUT | --checkpoint DIR]
-    python benchmarks/wer_eval.py --hf-dataset hf-audio/esb-datasets-test-only-sorted \\
+    python -m benchmarks.wer_eval --manifest test.jsonl [--url HOST:8001 | --export-dir OUT | --checkpoint DIR]
+    python -m benchmarks.wer_eval --hf-dataset hf-audio/esb-datasets-test-only-sorted \\
         [--hf-sets librispeech:test.clean,ami:test] [--max-samples N] --url HOST:8001 --out results/
 """
 
@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-if __package__ in (None, ""):  # run as a file: python benchmarks/wer_eval.py
-    sys.path.append(str(Path(__file__).resolve().parents[1]))  # after site-packages: an installed canary_triton wins
 from benchmarks._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -51,8 +49,8 @@ from benchmarks._common import (
 from canary_triton.client.api import CanaryClient, ClientOptions
 from canary_triton.client.audio_input import as_audio
 from canary_triton.errors import CanaryTritonError
-from canary_triton.manifest import AUDIO_KEY, DURATION_KEY, TEXT_KEY, read_manifest
-from canary_triton.wer import leaderboard_normalize, wer
+from canary_triton.evaluation.nemo_manifest import AUDIO_KEY, DURATION_KEY, TEXT_KEY, read_manifest
+from canary_triton.evaluation.wer import leaderboard_normalize, wer
 
 # datasets (the Hugging Face dataset path) and soundfile (--save-audio) are imported where used.
 

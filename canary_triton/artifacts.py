@@ -17,8 +17,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from .contract import MelParams, SpecialIds
-from .errors import CheckpointError
+from canary_triton.contract import MelParams, SpecialIds
+from canary_triton.errors import CheckpointError
 
 #: The manifest's file name in an export folder.
 EXPORT_MANIFEST = "export.json"
@@ -28,7 +28,7 @@ ENGINE_BUILD = "engine_build.json"
 #: has this same layout (version 1); any other version is refused.
 MANIFEST_VERSION = 1
 #: Beside llm_base's weights (``Files.llm_base``): the ASR adapter's A/B matrices for a run-time
-#: LoRA (one set of LLM weights for both modes; see canary_triton.llm_runner.LoraWeights).
+#: LoRA (one set of LLM weights for both modes; see canary_triton.cpu_llm.runner.LoraWeights).
 ADAPTER_FILE = "asr_adapter.safetensors"
 
 
@@ -53,7 +53,7 @@ class RecordedOptions:
     engine: dict[str, Any]  # export.tensorrt_engine.EngineOptions
     llm_engine: dict[str, Any]  # export.trtllm_engine.LlmEngineOptions (gpu: the merged engine's build options)
     repository: dict[str, Any]  # export.repository.RepositoryOptions
-    long_form_segmenter: dict[str, Any]  # canary_triton.segmenter.SegmentOptions of the long-form model
+    long_form_segmenter: dict[str, Any]  # canary_triton.longform.segmenter.SegmentOptions of the long-form model
     vad_gate: bool  # the repository's voice-activity gate before ASR
 
 

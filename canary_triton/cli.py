@@ -15,26 +15,27 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__, contract
-from .artifacts import ExportManifest, as_json
-from .audio import load_audio
-from .checkpoint import checkpoint_tokenizer, inspect_checkpoint, read_weight_shapes
-from .client.commands import CLIENT_COMMANDS
-from .client.commands import register as register_client
-from .client.transcribe import ClientOptions, transcribe
-from .cpu_profile import CPU_ENCODER_PRECISIONS, split_threads
-from .errors import CanaryTritonError, CheckpointError
-from .export.options import ExportOptions
-from .export.repository import CPU_LLM_WEIGHTS, RepositoryOptions
-from .export.tensorrt_engine import DEFAULT_GPU_ARCH, EngineOptions
-from .export.trtllm_engine import FP8_REFUSAL, SUPPORTED_WEIGHT_QUANT, LlmEngineOptions
-from .fixtures.tiny import TINY_LONG_FORM_MERGE_S, make_tiny_random
-from .fixtures.train import train_fixture
-from .gateway.cli import register as register_gateway
-from .gpu_throughput import DEFAULT_GPU, EXPORT_FLAGS, GPUS, Assumptions, defaults_for_checkpoint
-from .segmenter import VADS, SegmentOptions
-from .server import ServerOptions, TritonServer, free_port, run_forever
-from .watchdog import WatchdogOptions, probe
+from canary_triton import __version__
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest, as_json
+from canary_triton.checkpoint.reader import checkpoint_tokenizer, inspect_checkpoint, read_weight_shapes
+from canary_triton.client.commands import CLIENT_COMMANDS
+from canary_triton.client.commands import register as register_client
+from canary_triton.client.transcribe import ClientOptions, transcribe
+from canary_triton.errors import CanaryTritonError, CheckpointError
+from canary_triton.export.options import ExportOptions
+from canary_triton.export.repository import CPU_LLM_WEIGHTS, RepositoryOptions
+from canary_triton.export.tensorrt_engine import DEFAULT_GPU_ARCH, EngineOptions
+from canary_triton.export.trtllm_engine import FP8_REFUSAL, SUPPORTED_WEIGHT_QUANT, LlmEngineOptions
+from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S, make_tiny_random
+from canary_triton.fixtures.train import train_fixture
+from canary_triton.frontend.audio import load_audio
+from canary_triton.gateway.command import register as register_gateway
+from canary_triton.gpu.throughput import DEFAULT_GPU, EXPORT_FLAGS, GPUS, Assumptions, defaults_for_checkpoint
+from canary_triton.longform.segmenter import VADS, SegmentOptions
+from canary_triton.runtime.cpu_profile import CPU_ENCODER_PRECISIONS, split_threads
+from canary_triton.serving.tritonserver import ServerOptions, TritonServer, free_port, run_forever
+from canary_triton.serving.watchdog import WatchdogOptions, probe
 
 # The export pipeline and the oracle import torch and NeMo (seconds): only the commands that run
 # them import them, so `canary-triton --help` and the client commands start at once.
@@ -74,15 +75,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         "mel": info.mel.__dict__,
         "special_ids": tok.ids.__dict__,
         "asr_prompt_ids": tok.asr_prompt_ids(),
-        "max_audio_seconds": contract.MAX_AUDIO_SECONDS,
-        "max_audio_frames": info.num_audio_frames(contract.max_audio_samples(info.mel)),
+        "max_audio_seconds": C.MAX_AUDIO_SECONDS,
+        "max_audio_frames": info.num_audio_frames(C.max_audio_samples(info.mel)),
     }
     print(json.dumps(report, indent=2))
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export.pipeline import export_checkpoint
+    from canary_triton.export.pipeline import export_checkpoint
 
     try:
         opts = _export_options(args)
@@ -248,8 +249,8 @@ def _positive_int(text: str) -> int:
 
 def _max_new_tokens(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= contract.MAX_NEW_TOKENS_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {contract.MAX_NEW_TOKENS_LIMIT}, got {value}")
+    if not 1 <= value <= C.MAX_NEW_TOKENS_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {C.MAX_NEW_TOKENS_LIMIT}, got {value}")
     return value
 
 
@@ -262,8 +263,8 @@ def _positive_float(text: str) -> float:
 
 def _audio_seconds(text: str) -> float:
     value = float(text)
-    if not 0 < value <= contract.MAX_AUDIO_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be in (0, {contract.MAX_AUDIO_SECONDS:g}] seconds, got {value:g}")
+    if not 0 < value <= C.MAX_AUDIO_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be in (0, {C.MAX_AUDIO_SECONDS:g}] seconds, got {value:g}")
     return value
 
 
@@ -299,16 +300,15 @@ def _cmd_make_fixture(args: argparse.Namespace) -> int:
 
 def _cmd_reference(args: argparse.Namespace) -> int:
     """Transcribe files in-process with NeMo's SALM (the oracle): the ground truth for serving."""
-    from .oracle import Oracle
+    from canary_triton.checkpoint.oracle import Oracle
 
     oracle = Oracle.from_checkpoint(args.checkpoint, args.llm_dir)
     audios = [load_audio(f, oracle.info.mel.sample_rate) for f in args.audio]
-    limit = contract.max_audio_samples(oracle.info.mel)
+    limit = C.max_audio_samples(oracle.info.mel)
     for f, a in zip(args.audio, audios):
         if len(a) > limit:
             raise CanaryTritonError(
-                f"{f} is {len(a) / oracle.info.mel.sample_rate:.1f} s long; "
-                f"the limit is {contract.MAX_AUDIO_SECONDS:.0f} s"
+                f"{f} is {len(a) / oracle.info.mel.sample_rate:.1f} s long; the limit is {C.MAX_AUDIO_SECONDS:.0f} s"
             )
     for f, text in zip(args.audio, oracle.transcribe(audios, max_new_tokens=args.max_new_tokens)):
         print(f"{f}\t{text}")
@@ -317,7 +317,7 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Export the checkpoint (once), start tritonserver, transcribe a sample over gRPC, stop."""
-    from .export.pipeline import export_checkpoint
+    from canary_triton.export.pipeline import export_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
     if not args.checkpoint and not (checkpoint / "model.safetensors").is_file():
@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--opt-batch", type=_positive_int, help="gpu: encoder engine optimal batch" + sized % EngineOptions.opt_batch
     )
-    p.add_argument("--max-audio-seconds", type=_audio_seconds, default=contract.MAX_AUDIO_SECONDS)
+    p.add_argument("--max-audio-seconds", type=_audio_seconds, default=C.MAX_AUDIO_SECONDS)
     p.add_argument("--opt-audio-seconds", type=_audio_seconds, default=10.0)
     p.add_argument(
         "--llm-max-batch",
@@ -563,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-new-tokens",
         type=_max_new_tokens,
-        default=contract.MAX_NEW_TOKENS_LIMIT,
+        default=C.MAX_NEW_TOKENS_LIMIT,
         help="gpu: longest output the TensorRT-LLM engine is built for",
     )
     p.add_argument(
@@ -674,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+")
     p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
-    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=C.DEFAULT_MAX_NEW_TOKENS)
 
     register_client(add, _max_new_tokens)
 
@@ -689,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="a real checkpoint folder; default: the bundled tiny-trained model")
     p.add_argument("--llm-dir", help=LLM_DIR_HELP)
     p.add_argument("--audio", help="an audio file; default: a bundled sample")
-    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=contract.DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--max-new-tokens", type=_max_new_tokens, default=C.DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--work-dir", default="~/.cache/canary-triton/demo", help="export, server files and log go here")
     return parser
 

@@ -91,7 +91,7 @@ REAL_MODEL_IDS = {"pad": 151643, "im_start": 151644, "im_end": 151645, "audio_pl
 
 @dataclass(frozen=True)
 class SpecialIds:
-    """Token ids resolved from one tokenizer (see :func:`canary_triton.tokenizer`)."""
+    """Token ids resolved from one tokenizer (see :func:`canary_triton.checkpoint.tokenizer`)."""
 
     pad: int
     im_start: int

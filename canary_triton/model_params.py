@@ -1,6 +1,6 @@
 """The parameters of each Triton Python model: one frozen dataclass per model.
 
-``export/repository.py`` renders an instance into the model's ``config.pbtxt`` (``parameters {
+``canary_triton/export/repository.py`` renders an instance into the model's ``config.pbtxt`` (``parameters {
 key: ... value: { string_value: ... } }``, :meth:`ModelParams.parameters`) and the model parses
 them back at ``initialize`` (:meth:`ModelParams.from_parameters`). The field names are the keys
 and the field defaults are the only defaults: the repository options and the CLI take theirs from
@@ -19,10 +19,10 @@ import typing
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Mapping, TypeVar
 
-from . import contract
-from .cpu_profile import DEFAULT_LLM_NICE, check_nice
-from .errors import CanaryTritonError
-from .segmenter import SegmentOptions
+from canary_triton import contract as C
+from canary_triton.errors import CanaryTritonError
+from canary_triton.longform.segmenter import SegmentOptions
+from canary_triton.runtime.cpu_profile import DEFAULT_LLM_NICE, check_nice
 
 P = TypeVar("P", bound="ModelParams")
 
@@ -61,12 +61,12 @@ class ModelParams:
 @dataclass(frozen=True)
 class PreprocessorParams(ModelParams):
     threads: int = 1  # torch intra-op threads (the mel front end is light)
-    mel_bucket_seconds: float = contract.DEFAULT_MEL_BUCKET_SECONDS  # mel padded to multiples of this span
+    mel_bucket_seconds: float = C.DEFAULT_MEL_BUCKET_SECONDS  # mel padded to multiples of this span
     vad_gate: bool = False  # a clip with no speech (the segmenter's detector) gives "" without the LLM
     segment: SegmentOptions = SegmentOptions()  # the detector the gate runs
 
     def __post_init__(self) -> None:
-        contract.mel_bucket_columns(self.mel_bucket_seconds)  # ValueError naming the range
+        C.mel_bucket_columns(self.mel_bucket_seconds)  # ValueError naming the range
         _positive(self, "threads")
 
 
@@ -88,7 +88,7 @@ class PostprocessorParams(ModelParams):
     pass
 
 
-#: Rows of the CPU llm_base (LLM mode): text prompts up to contract.MAX_TEXT_PROMPT_TOKENS grow
+#: Rows of the CPU llm_base (LLM mode): text prompts up to C.MAX_TEXT_PROMPT_TOKENS grow
 #: every row's cache with them (16 rows x 2,048 positions = 3.5 GiB in bf16 at full size).
 LLM_MODE_MAX_BATCH = 16
 
@@ -135,7 +135,7 @@ class BlsParams(ModelParams):
 
 @dataclass(frozen=True)
 class LlmUnaryParams(BlsParams):
-    llm_model: str = contract.LLM_MODEL  # the decoupled model it collects
+    llm_model: str = C.LLM_MODEL  # the decoupled model it collects
     vad_gate: bool = False  # an empty prompt table (no speech) answers without calling it
 
 
@@ -146,13 +146,13 @@ class StreamParams(BlsParams):
 
 @dataclass(frozen=True)
 class LlmModeParams(BlsParams):
-    llm_model: str = contract.LLM_BASE_MODEL
+    llm_model: str = C.LLM_BASE_MODEL
 
 
 @dataclass(frozen=True)
 class LongFormParams(BlsParams):
-    segment_model: str = contract.ENSEMBLE_MODEL  # the model each segment goes to
-    max_seconds: float = contract.MAX_LONG_FORM_SECONDS  # the longest recording taken
+    segment_model: str = C.ENSEMBLE_MODEL  # the model each segment goes to
+    max_seconds: float = C.MAX_LONG_FORM_SECONDS  # the longest recording taken
     segment_concurrency: int = 16  # segments in flight at once (shared by all long-form requests)
     segment: SegmentOptions = SegmentOptions()  # the detector that cuts the recording
 
@@ -164,7 +164,7 @@ class LongFormParams(BlsParams):
 
 @dataclass(frozen=True)
 class AskParams(BlsParams):
-    max_seconds: float = contract.MAX_LONG_FORM_SECONDS  # the longest recording taken
+    max_seconds: float = C.MAX_LONG_FORM_SECONDS  # the longest recording taken
 
     def __post_init__(self) -> None:
         super().__post_init__()

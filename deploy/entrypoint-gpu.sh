@@ -15,7 +15,7 @@ if [ ! -f "$out/model_repository/canary_qwen/config.pbtxt" ]; then
   canary-triton export "$CANARY_CHECKPOINT" --output "$out" --profile gpu --force \
     --llm-dir "$CANARY_LLM_DIR" ${CANARY_EXPORT_ARGS:-}
 fi
-# Secure defaults, as `canary-triton serve` (canary_triton/server.py hardening_args): operator APIs
+# Secure defaults, as `canary-triton serve` (canary_triton/serving/tritonserver.py hardening_args): operator APIs
 # only with the admin key ($CANARY_TRITON_ADMIN_KEY, else random), no model control, no
 # SageMaker/Vertex, HTTP bodies bounded by the long-form limit (1 h of FP32 audio + 1 MiB).
 key="${CANARY_TRITON_ADMIN_KEY:-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"

@@ -11,5 +11,5 @@
 set -euo pipefail
 work="${CANARY_FIRST_RUN:-${CANARY_ENGINES:-/engines}/first-run}"
 mkdir -p "$work" "${HOME:-/engines/home}" "${NUMBA_CACHE_DIR:-/engines/cache/numba}"
-exec timeout "${CANARY_FIRST_RUN_TIMEOUT_S:-1200}" python3 -m canary_triton.gpu_first_run \
+exec timeout "${CANARY_FIRST_RUN_TIMEOUT_S:-1200}" python3 -m canary_triton.gpu.first_run \
   --work "$work" --release "${CANARY_TRITON_RELEASE:-}" --report "$work/first-run.md" "$@"

@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
-from canary_triton.server import free_port  # noqa: E402
+from canary_triton.serving.tritonserver import free_port  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -113,7 +113,7 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_configure(config):
-    from canary_triton.server import TritonServer
+    from canary_triton.serving.tritonserver import TritonServer
 
     if not config.pluginmanager.has_plugin("canary-gc-freeze"):
         config.pluginmanager.register(_FreezeWhatLivesTheSession(), "canary-gc-freeze")
@@ -137,14 +137,14 @@ def tiny_trained_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def oracle_random(tiny_random_dir):
-    from canary_triton.oracle import Oracle
+    from canary_triton.checkpoint.oracle import Oracle
 
     return Oracle.from_checkpoint(tiny_random_dir)
 
 
 @pytest.fixture(scope="session")
 def oracle_trained(tiny_trained_dir):
-    from canary_triton.oracle import Oracle
+    from canary_triton.checkpoint.oracle import Oracle
 
     return Oracle.from_checkpoint(tiny_trained_dir)
 
@@ -152,8 +152,8 @@ def oracle_trained(tiny_trained_dir):
 @pytest.fixture(scope="session")
 def heldout():
     """The committed held-out renditions of the tiny-trained speech set: (audio, text) pairs."""
-    from canary_triton.audio import load_audio
-    from canary_triton.manifest import read_manifest
+    from canary_triton.evaluation.nemo_manifest import read_manifest
+    from canary_triton.frontend.audio import load_audio
 
     rows = read_manifest(DEMO_HELDOUT / "manifest.jsonl")
     return [(load_audio(r["audio_filepath"], SR), r["text"]) for r in rows]
@@ -195,7 +195,7 @@ SERVER_START_TIMEOUT_S = 900.0
 
 
 def _served(export_dir: Path, tmp: Path):
-    from canary_triton.server import ServerOptions, TritonServer
+    from canary_triton.serving.tritonserver import ServerOptions, TritonServer
 
     opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
     return TritonServer(export_dir / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.cli import DEMO_HELDOUT
 
 from .conftest import speechlike
@@ -64,7 +64,7 @@ def test_throughput_sweep_smoke(server_trained, exported_trained, oracle_trained
         if r["mode"] == "stream":
             assert 0 < r["first_partial_p50_ms"] <= r["latency_p99_ms"]
     models = {s["model"] for s in p["result"]["server_statistics"]}
-    assert {contract.ENSEMBLE_MODEL, contract.ENCODER_MODEL, contract.LLM_MODEL} <= models
+    assert {C.ENSEMBLE_MODEL, C.ENCODER_MODEL, C.LLM_MODEL} <= models
     assert "| mode | mix | concurrency |" in (out / "throughput.md").read_text()
     assert (out / "latency_vs_throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -121,7 +121,7 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
     assert p["served"]["llm_mode"]["errors"] == [] and p["memory"]["llm_mode_requests"] == 2
     # The ASR engine's in-flight batch over the best pass, from the server's own counters.
     (steps,) = [r for r in p["served"]["rows"] if r["concurrency"] == p["served"]["best_concurrency"]][0]["llm_steps"]
-    assert steps["model"] == contract.LLM_MODEL and steps["decode_steps"] > 0 and steps["prefill_positions"] > 0
+    assert steps["model"] == C.LLM_MODEL and steps["decode_steps"] > 0 and steps["prefill_positions"] > 0
     assert 1 <= steps["decode_mean_rows"] <= 2 and 1 <= steps["prefill_mean_rows"] <= 2  # concurrency 1 or 2
     assert "mean rows per step" in (out / "nemo_vs_served.md").read_text()
     # fp32 served equals NeMo fp32: every leading token agrees
@@ -181,7 +181,7 @@ def test_long_form_smoke(server_trained, tmp_path, capsys):
     assert len(gaps) == 3 and all(0.3 <= g <= 1.5 for g in gaps)
     assert p["audio"]["long_s"] == pytest.approx(p["audio"]["speech_s"] + sum(gaps), abs=1e-3)
     assert (tmp_path / "long.wav").stat().st_size > 0
-    if model_ready(server_trained.grpc_url, contract.LONG_FORM_MODEL):
+    if model_ready(server_trained.grpc_url, C.LONG_FORM_MODEL):
         assert rc == 0, p.get("failures")
         assert p["long"]["rtfx"] > 0 and p["ratio_long_over_short"] > 0 and p["long"]["text"]
         assert 0 <= p["long"]["wer"] and 0 <= p["long"]["wer_vs_short"]
@@ -190,8 +190,8 @@ def test_long_form_smoke(server_trained, tmp_path, capsys):
         assert long_form.main(argv + ["--max-wer-increase", "-1"]) == 1  # a gate no transcript passes
     else:  # the part that cannot run says so and fails on its own
         assert rc == 3
-        assert p["long"] is None and contract.LONG_FORM_MODEL in p["long_missing"]
-        assert contract.LONG_FORM_MODEL in capsys.readouterr().err
+        assert p["long"] is None and C.LONG_FORM_MODEL in p["long_missing"]
+        assert C.LONG_FORM_MODEL in capsys.readouterr().err
 
 
 # -- 4. WER harness ------------------------------------------------------------------------------
@@ -387,11 +387,11 @@ def test_perf_analyzer_recipe_with_a_stand_in_binary(server_trained, tmp_path):
     assert rc == 0
     lines = calls.read_text().splitlines()
     assert len(lines) == 2
-    assert f"-m {contract.ENSEMBLE_MODEL} -b 1 --input-data {out / 'input.json'} -i grpc" in lines[0]
+    assert f"-m {C.ENSEMBLE_MODEL} -b 1 --input-data {out / 'input.json'} -i grpc" in lines[0]
     assert "--streaming" not in lines[0]
-    assert f"-m {contract.STREAM_MODEL} " in lines[1] and lines[1].endswith("--streaming")
+    assert f"-m {C.STREAM_MODEL} " in lines[1] and lines[1].endswith("--streaming")
     data = _json(out / "input.json")["data"]
-    assert len(data) == 2 and data[0][contract.MAX_NEW_TOKENS.name]["content"] == [16]
+    assert len(data) == 2 and data[0][C.MAX_NEW_TOKENS.name]["content"] == [16]
     p = _json(out / "perf_analyzer.json")
     rows = p["runs"][0]["rows"]
     assert [r["concurrency"] for r in rows] == [1, 2]
@@ -450,7 +450,7 @@ def test_mixes_join_clips_under_the_limit():
     assert len(mixes["short"]) == 20
     for name in ("medium", "long"):
         assert sum(len(c.text.split()) for c in mixes[name]) == 20  # every clip used once
-        assert all(c.seconds <= contract.MAX_AUDIO_SECONDS for c in mixes[name])
+        assert all(c.seconds <= C.MAX_AUDIO_SECONDS for c in mixes[name])
     assert 8 <= mixes["medium"][0].seconds < 12 and 25 <= mixes["long"][0].seconds < 30
     assert len(mixes["mixed"]) == sum(len(mixes[n]) for n in ("short", "medium", "long"))
 

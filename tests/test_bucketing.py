@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from canary_triton import contract as C
-from canary_triton.loaders import load_onnx, load_preprocessor
+from canary_triton.runtime.loaders import load_onnx, load_preprocessor
 
 from .conftest import SR, speechlike
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from canary_triton.cli import DEMO_HELDOUT
-from canary_triton.manifest import read_manifest
+from canary_triton.evaluation.nemo_manifest import read_manifest
 
 from .conftest import cli_in_process
 
@@ -61,7 +61,7 @@ def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trai
     import urllib.request
 
     from canary_triton.client.transcribe import ClientOptions, transcribe
-    from canary_triton.server import free_port
+    from canary_triton.serving.tritonserver import free_port
 
     from .conftest import SERVER_START_TIMEOUT_S
 

@@ -12,13 +12,13 @@ import pytest
 import soundfile as sf
 import soxr
 
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.cli import DEMO_HELDOUT, main
 from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, ServerError
 from canary_triton.client.api import backoff_delays, is_retryable
 from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input
-from canary_triton.manifest import read_manifest
-from canary_triton.server import free_port
+from canary_triton.evaluation.nemo_manifest import read_manifest
+from canary_triton.serving.tritonserver import free_port
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_transcribe_command_round_trips_a_manifest_with_a_corrupt_file(server_tr
     good = out[:5] + out[6:]
     assert [o["pred_text"] for o in good] == [reference[r["audio_filepath"]] for r in rows[:5] + rows[6:]]
     assert all(o["wer"] == (0.0 if o["pred_text"] == o["text"] else o["wer"]) for o in good)
-    from canary_triton.wer import leaderboard_normalize, wer
+    from canary_triton.evaluation.wer import leaderboard_normalize, wer
 
     pooled = wer([o["text"] for o in good], [o["pred_text"] for o in good], normalize=leaderboard_normalize)
     assert f"WER {100 * pooled:.2f}%" in err
@@ -234,7 +234,7 @@ def test_perf_input_validates_against_the_served_model(server_trained, reference
     assert main(["perf-input", *files, "-o", str(tmp_path / "in.json"), "--max-new-tokens", "64"]) == 0
     data = json.loads((tmp_path / "in.json").read_text())
     c = httpclient.InferenceServerClient(server_trained.http_url)
-    meta, config = c.get_model_metadata(contract.ENSEMBLE_MODEL), c.get_model_config(contract.ENSEMBLE_MODEL)
+    meta, config = c.get_model_metadata(C.ENSEMBLE_MODEL), c.get_model_config(C.ENSEMBLE_MODEL)
     assert validate_perf_input(data, meta, config) == []
     # the samples perf_analyzer will send are the client's, bit for bit
     with CanaryClient(server_trained.grpc_url) as client:

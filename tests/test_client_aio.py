@@ -1,4 +1,4 @@
-"""client/aio.py without a server: ``AsyncCanaryClient`` over a stand-in for tritonclient's asyncio
+"""canary_triton/client/aio.py without a server: ``AsyncCanaryClient`` over a stand-in for tritonclient's asyncio
 client: what each call sends, retries with the shared backoff, the HTTP deadline, cancellation,
 the concurrency bound of ``transcribe_many``, readiness and streaming (served: tests/test_client.py)."""
 

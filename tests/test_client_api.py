@@ -1,4 +1,4 @@
-"""client/api.py without a server: the options, the ``Call`` each function builds (model, tensors,
+"""canary_triton/client/api.py without a server: the options, the ``Call`` each function builds (model, tensors,
 outputs, parsing), the retry policy, and ``CanaryClient``'s sending, retrying and batching over a
 stand-in for tritonclient's client (the served behaviour is in tests/test_client.py)."""
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.client import commands
 from canary_triton.client.api import Result
 from canary_triton.client.perf_input import decode_entry_tensor
-from canary_triton.manifest import read_manifest
+from canary_triton.evaluation.nemo_manifest import read_manifest
 
 from .conftest import cli_in_process, speechlike
 
@@ -111,7 +111,7 @@ def test_transcribe_prints_a_line_per_file_and_reports_failures_on_stderr(fake, 
     assert (o.url, o.protocol, o.model, o.timeout_s, o.retries) == (
         "127.0.0.1:8001",
         "grpc",
-        contract.ENSEMBLE_MODEL,
+        C.ENSEMBLE_MODEL,
         120.0,
         4,
     )
@@ -206,7 +206,7 @@ def test_no_input_and_bad_options_are_usage_errors(fake, tmp_path):
     assert r.returncode == 2 and r.stderr == f"error: {tmp_path / '*.wav'} matches no audio file\n"
     r = cli_in_process("transcribe", "x.wav", "--concurrency", "0")
     assert r.returncode == 2 and "--concurrency: must be >= 1, got 0" in r.stderr
-    r = cli_in_process("transcribe", "x.wav", "--max-new-tokens", str(contract.MAX_NEW_TOKENS_LIMIT + 1))
+    r = cli_in_process("transcribe", "x.wav", "--max-new-tokens", str(C.MAX_NEW_TOKENS_LIMIT + 1))
     assert r.returncode == 2 and "--max-new-tokens" in r.stderr
     assert fake.made == []  # nothing was sent
 
@@ -217,7 +217,7 @@ def test_ask_about_audio_is_one_call_to_the_ask_model(fake, clips):
     r = cli_in_process("ask", "What is asked?", "--audio", str(clips[0]), "--show-transcript", "--max-new-tokens", "20")
     assert r.returncode == 0 and r.stdout == "transcript: turn on the light\nanswer to What is asked?\n"
     (client,) = fake.made
-    assert client.options.model == contract.LLM_MODE_MODEL
+    assert client.options.model == C.LLM_MODE_MODEL
     assert client.calls == [("transcribe_and_ask", "a.wav", "What is asked?", 20)]
 
 
@@ -226,8 +226,8 @@ def test_sampling_transcribes_first_then_asks_with_the_sampling_options(fake, cl
     r = cli_in_process("ask", "Why?", "--audio", str(clips[0]), "--temperature", "0.7", "--top-p", "0.9", "--seed", "3")
     assert r.returncode == 0 and r.stdout == "answer to Why?\n"
     asr, llm = fake.made
-    assert asr.options.model == contract.ENSEMBLE_MODEL and asr.calls == [("transcribe", "a.wav")]
-    assert llm.options.model == contract.LLM_MODE_MODEL
+    assert asr.options.model == C.ENSEMBLE_MODEL and asr.calls == [("transcribe", "a.wav")]
+    assert llm.options.model == C.LLM_MODE_MODEL
     assert llm.calls == [("ask", "Why?", "turn on the light", None, 0.7, 0.9, 3)]
 
 
@@ -236,9 +236,9 @@ def test_summarize_a_transcript_file_and_ask_without_context(fake, tmp_path):
     t.write_text("a long meeting about lights", encoding="utf-8")
     r = cli_in_process("summarize", "--transcript", str(t), "--show-transcript")
     assert r.returncode == 0
-    assert r.stdout == f"transcript: a long meeting about lights\nanswer to {contract.SUMMARIZE_INSTRUCTION}\n"
+    assert r.stdout == f"transcript: a long meeting about lights\nanswer to {C.SUMMARIZE_INSTRUCTION}\n"
     assert fake.made[0].calls == [
-        ("ask", contract.SUMMARIZE_INSTRUCTION, "a long meeting about lights", None, None, None, None)
+        ("ask", C.SUMMARIZE_INSTRUCTION, "a long meeting about lights", None, None, None, None)
     ]
     r = cli_in_process("ask", "Tell me a joke")
     assert r.returncode == 0 and fake.made[-1].calls == [("ask", "Tell me a joke", None, None, None, None, None)]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.client import as_audio
 from canary_triton.client.perf_input import (
     build_perf_input,
@@ -25,7 +25,7 @@ from canary_triton.errors import InputError
 
 from .conftest import speechlike
 
-AUDIO, MNT, TEXT = contract.AUDIO.name, contract.MAX_NEW_TOKENS.name, contract.TEXT_INPUT.name
+AUDIO, MNT, TEXT = C.AUDIO.name, C.MAX_NEW_TOKENS.name, C.TEXT_INPUT.name
 
 #: The ensemble as ``get_model_metadata`` / ``get_model_config`` answer (max_batch_size > 0: the
 #: metadata's dims include the batch dimension).
@@ -86,12 +86,12 @@ def test_llm_mode_asks_the_instruction_about_each_text_file_as_the_client_does(t
     data = build_perf_input([a, b], max_new_tokens=8, mode="llm", instruction="Who called?")
     texts = [e[TEXT]["content"] for e in data["data"]]
     assert texts == [
-        [contract.llm_mode_text("Who called?", "the meeting moved to friday")],
-        [contract.llm_mode_text("Who called?", "call back tomorrow")],
+        [C.llm_mode_text("Who called?", "the meeting moved to friday")],
+        [C.llm_mode_text("Who called?", "call back tomorrow")],
     ]
     assert all(e[TEXT]["shape"] == [1] and e[MNT]["content"] == [8] and AUDIO not in e for e in data["data"])
     default = build_perf_input([a], mode="llm")["data"][0][TEXT]["content"][0]
-    assert default == contract.llm_mode_text(contract.SUMMARIZE_INSTRUCTION, "the meeting moved to friday")
+    assert default == C.llm_mode_text(C.SUMMARIZE_INSTRUCTION, "the meeting moved to friday")
     meta = {
         "inputs": [{"name": TEXT, "datatype": "BYTES", "shape": [1]}, {"name": MNT, "datatype": "INT32", "shape": [1]}]
     }

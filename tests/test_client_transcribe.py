@@ -1,4 +1,4 @@
-"""client/transcribe.py: the one-call helpers open one client with the caller's options, pass their
+"""canary_triton/client/transcribe.py: the one-call helpers open one client with the caller's options, pass their
 arguments on, and close it; ``ask`` sends its text as it is (served: tests/test_client.py)."""
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from canary_triton import contract
-from canary_triton.checkpoint import inspect_checkpoint
+from canary_triton import contract as C
+from canary_triton.checkpoint.reader import inspect_checkpoint
 
 # 0.1 s .. 40 s, with lengths that are not multiples of the hop and the edges around them.
 LENGTHS = sorted(
@@ -40,7 +40,7 @@ def test_mel_frames_equal_nemo_get_seq_len(oracle_random):
     featurizer = oracle_random.model.perception.preprocessor.featurizer
     info = oracle_random.info
     nemo = featurizer.get_seq_len(torch.tensor(LENGTHS)).tolist()
-    ours = [contract.num_mel_frames(n, info.mel) for n in LENGTHS]
+    ours = [C.num_mel_frames(n, info.mel) for n in LENGTHS]
     assert ours == nemo
 
 
@@ -49,7 +49,7 @@ def test_encoder_frames_equal_nemo_calc_length(oracle_random):
 
     enc = oracle_random.model.perception.encoder
     info = oracle_random.info
-    mel = torch.tensor([contract.num_mel_frames(n, info.mel) for n in LENGTHS])
+    mel = torch.tensor([C.num_mel_frames(n, info.mel) for n in LENGTHS])
     nemo = (
         calc_length(
             mel.float(),
@@ -65,8 +65,8 @@ def test_encoder_frames_equal_nemo_calc_length(oracle_random):
     ours = [info.num_audio_frames(n) for n in LENGTHS]
     assert ours == nemo
     # 11.0 s -> 1100 -> 550 -> 275 -> 138 frames, as transcribe.cpp reported for the real model.
-    assert contract.num_audio_frames(176_000) == 138
-    assert contract.num_audio_frames(contract.max_audio_samples()) == 500
+    assert C.num_audio_frames(176_000) == 138
+    assert C.num_audio_frames(C.max_audio_samples()) == 500
 
 
 @pytest.mark.parametrize("seconds", [0.1, 0.37, 1.0, 3.3, 40.0])
@@ -85,24 +85,24 @@ def test_mel_params_read_from_checkpoint_match_nemo(oracle_random):
     assert p.preemph == pytest.approx(f.preemph)
     assert p.log_zero_guard == f.log_zero_guard_value_fn(torch.zeros(1))
     # Canary-Qwen-2.5B's own values are the defaults.
-    assert p == contract.MelParams()
+    assert p == C.MelParams()
 
 
 def test_unsupported_front_end_settings_are_refused():
     with pytest.raises(ValueError, match="normalize='all_features'"):
-        contract.MelParams.from_config({"normalize": "all_features"})
+        C.MelParams.from_config({"normalize": "all_features"})
     with pytest.raises(ValueError, match="exact_pad"):
-        contract.MelParams.from_config({"exact_pad": True})
+        C.MelParams.from_config({"exact_pad": True})
     with pytest.raises(ValueError, match="subsampling 'vggnet'"):
-        contract.Subsampling.from_config({"subsampling": "vggnet"})
+        C.Subsampling.from_config({"subsampling": "vggnet"})
     with pytest.raises(ValueError, match="power of two"):
-        contract.Subsampling.from_config({"subsampling_factor": 6})
+        C.Subsampling.from_config({"subsampling_factor": 6})
 
 
 def test_subsampling_factor_is_read_not_assumed():
-    sub4 = contract.Subsampling.from_config({"subsampling": "dw_striding", "subsampling_factor": 4})
-    assert contract.num_encoder_frames(1100, sub4) == 275
-    assert contract.num_encoder_frames(0) == 0
+    sub4 = C.Subsampling.from_config({"subsampling": "dw_striding", "subsampling_factor": 4})
+    assert C.num_encoder_frames(1100, sub4) == 275
+    assert C.num_encoder_frames(0) == 0
 
 
 def test_dimensions_come_from_the_checkpoint(tiny_random_dir, tiny_trained_dir):
@@ -112,7 +112,7 @@ def test_dimensions_come_from_the_checkpoint(tiny_random_dir, tiny_trained_dir):
 
 
 def test_tensor_specs_are_consistent():
-    specs = [v for v in vars(contract).values() if isinstance(v, contract.TensorSpec)]
+    specs = [v for v in vars(C).values() if isinstance(v, C.TensorSpec)]
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     assert all(
@@ -120,12 +120,12 @@ def test_tensor_specs_are_consistent():
     )
     # The CPU llm imitates the TensorRT-LLM backend: its tensor names are that backend's.
     for s in (
-        contract.INPUT_IDS,
-        contract.INPUT_LENGTHS,
-        contract.REQUEST_OUTPUT_LEN,
-        contract.PROMPT_EMBEDDING_TABLE,
-        contract.PROMPT_VOCAB_SIZE,
-        contract.OUTPUT_IDS,
-        contract.SEQUENCE_LENGTH,
+        C.INPUT_IDS,
+        C.INPUT_LENGTHS,
+        C.REQUEST_OUTPUT_LEN,
+        C.PROMPT_EMBEDDING_TABLE,
+        C.PROMPT_VOCAB_SIZE,
+        C.OUTPUT_IDS,
+        C.SEQUENCE_LENGTH,
     ):
         assert s.name == s.name.lower()

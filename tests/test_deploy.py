@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from canary_triton import contract as C
-from canary_triton.server import ServerOptions, free_port
+from canary_triton.serving.tritonserver import ServerOptions, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -200,7 +200,13 @@ def test_cpu_image_entrypoint_exports_serves_and_stops(tiny_trained_dir, oracle_
 
 
 def test_gpu_entrypoint_applies_the_same_secure_defaults_as_serve():
-    from canary_triton.server import ADMIN_KEY_HEADER, RESTRICTED_APIS, SHARED_MEMORY_API, ServerOptions, hardening_args
+    from canary_triton.serving.tritonserver import (
+        ADMIN_KEY_HEADER,
+        RESTRICTED_APIS,
+        SHARED_MEMORY_API,
+        ServerOptions,
+        hardening_args,
+    )
 
     text = (ROOT / "deploy" / "entrypoint-gpu.sh").read_text()
     flags = hardening_args(ServerOptions(supervise_stubs=False), "KEY")

@@ -12,9 +12,9 @@ import torch
 
 from canary_triton.artifacts import ExportManifest
 from canary_triton.cli import main
-from canary_triton.wer import wer
+from canary_triton.evaluation.wer import wer
 
-from .test_llm_bf16 import transcribe_in_process
+from .test_cpu_llm_bf16 import transcribe_in_process
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,8 @@ def test_int8_encoder_wer_within_half_a_point_of_fp32_and_95_percent_identical(
 
 
 def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
-    from canary_triton.cpu_profile import choose_encoder_precision
     from canary_triton.export.options import ExportOptions
+    from canary_triton.runtime.cpu_profile import choose_encoder_precision
 
     assert choose_encoder_precision("auto", "bf16").precision == "int8"
     assert choose_encoder_precision("auto", "fp32").precision == "fp32"

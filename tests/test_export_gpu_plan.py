@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from canary_triton import contract
+from canary_triton import contract as C
 from canary_triton.export.tensorrt_engine import EngineOptions, encoder_profiles
 from canary_triton.export.trtllm_engine import (
     PLUGIN_SETTINGS,
@@ -20,7 +20,7 @@ from canary_triton.export.trtllm_engine import (
 
 def test_encoder_profiles_cover_the_40s_limit():
     opts = EngineOptions(max_batch=16, opt_batch=8, max_audio_seconds=40.0, opt_audio_seconds=10.0)
-    shapes = encoder_profiles(opts, contract.MelParams(), contract.Subsampling(), encoder_dim=1024)
+    shapes = encoder_profiles(opts, C.MelParams(), C.Subsampling(), encoder_dim=1024)
     lo, opt, hi = shapes["encoder"]["mel"]
     assert lo == (1, 128, 1) and opt == (8, 128, 1001) and hi == (16, 128, 4001)
     assert shapes["encoder"]["mel_length"] == ((1,), (8,), (16,))
@@ -41,7 +41,7 @@ def test_llm_engine_sizing_from_the_contract():
     opts = LlmEngineOptions(max_batch=64, max_audio_frames=500, prompt_tokens=64, max_new_tokens=512)
     k = build_config_kwargs(opts)
     assert k["max_prompt_embedding_table_size"] == 64 * 500  # the backend's per-request cap is 500 rows
-    assert k["max_input_len"] == max(564, contract.MAX_TEXT_PROMPT_TOKENS)
+    assert k["max_input_len"] == max(564, C.MAX_TEXT_PROMPT_TOKENS)
     assert k["max_seq_len"] == k["max_input_len"] + 512
     assert k["strongly_typed"] is True
     assert PLUGIN_SETTINGS == {"remove_input_padding": True, "paged_kv_cache": True, "use_paged_context_fmha": True}
@@ -51,7 +51,7 @@ def test_trtllm_build_command_line():
     cmd = trtllm_build_command("ckpt", "engine", LlmEngineOptions(max_batch=8, dtype="bfloat16"))
     assert cmd[0] == "trtllm-build"
     flags = dict(zip(cmd[1::2], cmd[2::2]))
-    assert flags["--max_prompt_embedding_table_size"] == str(8 * 501)  # default: contract.max_table_rows()
+    assert flags["--max_prompt_embedding_table_size"] == str(8 * 501)  # default: C.max_table_rows()
     assert flags["--kv_cache_type"] == "paged" and flags["--remove_input_padding"] == "enable"
     assert flags["--gemm_plugin"] == "bfloat16"
 
@@ -68,20 +68,20 @@ def test_llm_engine_options_are_checked():
 
 def test_a_40s_clip_fits_every_table_limit():
     """The TensorRT encoder returns every frame of its padded input: 40 s = 640000 samples -> 4001
-    mel columns -> 501 rows (500 valid). Each limit is contract.max_table_rows(), so it fits."""
-    mel, sub = contract.MelParams(), contract.Subsampling()
-    samples = contract.max_audio_samples(mel)
-    assert contract.num_audio_frames(samples, mel, sub) == 500
-    rows = contract.num_encoder_frames(contract.mel_columns(samples, mel), sub)
-    assert rows == 501 == contract.max_table_rows(mel, sub)
+    mel columns -> 501 rows (500 valid). Each limit is C.max_table_rows(), so it fits."""
+    mel, sub = C.MelParams(), C.Subsampling()
+    samples = C.max_audio_samples(mel)
+    assert C.num_audio_frames(samples, mel, sub) == 500
+    rows = C.num_encoder_frames(C.mel_columns(samples, mel), sub)
+    assert rows == 501 == C.max_table_rows(mel, sub)
     opts = LlmEngineOptions(max_batch=16)
     assert opts.max_prompt_embedding_table_size // opts.max_batch == rows  # the backend's per-request cap
     shapes = encoder_profiles(EngineOptions(), mel, sub, encoder_dim=1024)
     assert shapes["projector"]["encoded"][2][1] == rows
     # The widest bucket never exceeds the encoder profile, whatever the width.
     for seconds in (0.5, 1.0, 2.0, 3.0, 7.0, 40.0):
-        width = contract.mel_bucket_columns(seconds, mel)
-        assert contract.bucketed_columns(contract.max_mel_columns(mel), width, mel) == shapes["encoder"]["mel"][2][2]
+        width = C.mel_bucket_columns(seconds, mel)
+        assert C.bucketed_columns(C.max_mel_columns(mel), width, mel) == shapes["encoder"]["mel"][2][2]
 
 
 def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monkeypatch):

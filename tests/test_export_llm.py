@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from canary_triton.checkpoint import checkpoint_tokenizer, inspect_checkpoint
+from canary_triton.checkpoint.reader import checkpoint_tokenizer, inspect_checkpoint
+from canary_triton.checkpoint.tokenizer import load_tokenizer
 from canary_triton.errors import CheckpointError
 from canary_triton.export.lora import LoraSpec, export_llm
-from canary_triton.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from canary_triton.checkpoint import load_salm
+from canary_triton.checkpoint.reader import load_salm
 from canary_triton.export.onnx_encoder import export_onnx
-from canary_triton.onnx_session import OnnxEncoderProjector
+from canary_triton.runtime.onnx_session import OnnxEncoderProjector
 
 from .conftest import speechlike
 

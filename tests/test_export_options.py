@@ -1,4 +1,4 @@
-"""export/options.py: the export's options, each refusal naming the option and what is allowed,
+"""canary_triton/export/options.py: the export's options, each refusal naming the option and what is allowed,
 and the precisions they resolve to. (The CLI's one-line errors for the same options are in
 test_gpu_dry_run.py and test_export_pipeline.py.)"""
 
@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from canary_triton.cpu_profile import PrecisionChoice
 from canary_triton.export.options import PROFILES, ExportOptions
 from canary_triton.export.repository import RepositoryOptions
 from canary_triton.export.tensorrt_engine import DEFAULT_GPU_ARCH, EngineOptions
-from canary_triton.gpu_throughput import DEFAULT_GPU, GPUS
+from canary_triton.gpu.throughput import DEFAULT_GPU, GPUS
+from canary_triton.runtime.cpu_profile import PrecisionChoice
 
 
 def test_the_defaults():

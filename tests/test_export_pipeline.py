@@ -19,8 +19,8 @@ from canary_triton.export.pipeline import (
     check_audio_limit,
     export_checkpoint,
 )
-from canary_triton.features import FB_KEY, WINDOW_KEY, load_front_end
-from canary_triton.onnx_session import OnnxEncoderProjector
+from canary_triton.frontend.features import FB_KEY, WINDOW_KEY, load_front_end
+from canary_triton.runtime.onnx_session import OnnxEncoderProjector
 
 from .conftest import cli_in_process
 
@@ -94,7 +94,7 @@ def test_artifacts_load_from_the_output_folder_alone(exported, tmp_path, oracle_
 
     from transformers import AutoModelForCausalLM
 
-    from canary_triton.tokenizer import load_tokenizer
+    from canary_triton.checkpoint.tokenizer import load_tokenizer
 
     out, _ = exported
     moved = tmp_path / "moved"
@@ -119,7 +119,7 @@ def test_non_empty_output_folder_is_refused(tiny_random_dir, tmp_path):
 
 
 def test_audio_limit_beyond_the_positional_table_is_refused(tiny_random_dir):
-    from canary_triton.checkpoint import inspect_checkpoint
+    from canary_triton.checkpoint.reader import inspect_checkpoint
 
     info = inspect_checkpoint(tiny_random_dir)
     check_audio_limit(info, 40.0)
@@ -130,7 +130,7 @@ def test_audio_limit_beyond_the_positional_table_is_refused(tiny_random_dir):
 def test_checkpoint_without_lora_exports_the_base_model(tiny_random_dir, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from canary_triton.checkpoint import inspect_checkpoint
+    from canary_triton.checkpoint.reader import inspect_checkpoint
     from canary_triton.export.lora import PEFT_PREFIX, export_llm
 
     ckpt = tmp_path / "nolora"
@@ -162,9 +162,9 @@ _NEMO_ALONE = """
 import json, sys
 import torch
 from nemo.collections.speechlm2.models import SALM
-from canary_triton.audio import load_audio
-from canary_triton.checkpoint import inspect_checkpoint
-from canary_triton.oracle import Oracle
+from canary_triton.frontend.audio import load_audio
+from canary_triton.checkpoint.reader import inspect_checkpoint
+from canary_triton.checkpoint.oracle import Oracle
 ckpt, files = sys.argv[1], sys.argv[2:]
 model = SALM.from_pretrained(ckpt, local_files_only=True, strict=True).to(torch.float32).eval()  # NeMo's own lookup
 texts = Oracle(model, inspect_checkpoint(ckpt)).transcribe([load_audio(f, 16000) for f in files])
@@ -185,7 +185,7 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
     from canary_triton.cli import DEMO_HELDOUT
     from canary_triton.client import CanaryClient
 
-    from .test_checkpoint import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with
+    from .test_checkpoint_reader import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if where == "folder":
@@ -253,7 +253,7 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
 def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(
     tiny_trained_dir, exported_trained, exported_random
 ):
-    from canary_triton.checkpoint import inspect_checkpoint
+    from canary_triton.checkpoint.reader import inspect_checkpoint
     from canary_triton.export.pipeline import llm_max_output_len
     from canary_triton.export.trtllm_engine import LlmEngineOptions
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.fixtures import speech as sp
-from canary_triton.manifest import read_manifest
 
 
 @pytest.fixture(scope="module")

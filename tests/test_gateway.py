@@ -25,13 +25,13 @@ import soundfile as sf
 from canary_triton import contract as C
 from canary_triton.cli import DEMO_HELDOUT, main
 from canary_triton.client import CanaryClient
+from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.gateway import BackgroundGateway, GatewayOptions
 from canary_triton.gateway.asgi import Gate, Load
 from canary_triton.gateway.chat import parse_chat
-from canary_triton.gateway.errors import GatewayError
 from canary_triton.gateway.formats import render
-from canary_triton.manifest import read_manifest
-from canary_triton.server import free_port
+from canary_triton.gateway.openai_errors import GatewayError
+from canary_triton.serving.tritonserver import free_port
 
 from .conftest import LONG_GENERATION_TOKENS, SR
 from .test_reliability import _llm_metric, _wait_for, assert_cancelled_early, llm_counters

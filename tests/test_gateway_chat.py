@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from canary_triton.gateway.chat import ChatRequest, completion, completion_id, parse_chat, stream_chunks
-from canary_triton.gateway.errors import GatewayError
+from canary_triton.gateway.openai_errors import GatewayError
 
 
 def user(text):

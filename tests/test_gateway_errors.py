@@ -1,4 +1,4 @@
-"""canary_triton/gateway/errors.py: OpenAI's error body, and the client's ServerError mapped onto
+"""canary_triton/gateway/openai_errors.py: OpenAI's error body, and the client's ServerError mapped onto
 HTTP statuses (INVALID_ARG 400, UNAVAILABLE 503 with Retry-After, deadline 504, else 502)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from canary_triton.client.api import ServerError
-from canary_triton.gateway.errors import GatewayError, bad_request, from_server_error
+from canary_triton.gateway.openai_errors import GatewayError, bad_request, from_server_error
 
 
 def test_a_bad_request_is_a_400_in_openais_shape():

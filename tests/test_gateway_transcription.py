@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import FormData
 
-from canary_triton.gateway.errors import GatewayError
 from canary_triton.gateway.formats import RESPONSE_FORMATS
+from canary_triton.gateway.openai_errors import GatewayError
 from canary_triton.gateway.transcription import TranscriptionRequest, check_language, parse_transcription
 
 

@@ -1,5 +1,5 @@
 """``canary-triton export --profile gpu --dry-run``: the GPU repository rendered without TensorRT,
-checked against what the pinned backends require at load (export/gpu_checks.py), for the bundled
+checked against what the pinned backends require at load (canary_triton/export/gpu_checks.py), for the bundled
 tiny-trained checkpoint and for a full-size Canary-Qwen-2.5B description (config only, no weights).
 Each of the first-start failures found by reading the backends' source has a test here that the
 old rendering fails."""

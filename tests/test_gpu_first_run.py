@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from canary_triton import gpu_first_run as fr
+from canary_triton.gpu import first_run as fr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,13 +116,13 @@ def test_the_script_is_valid_bash_and_the_image_installs_it():
     assert (
         "COPY scripts/gpu_first_run.sh /usr/local/bin/canary-gpu-first-run" in (ROOT / "Dockerfile.triton").read_text()
     )
-    assert "canary_triton.gpu_first_run" in (ROOT / "scripts" / "gpu_first_run.sh").read_text()
+    assert "canary_triton.gpu.first_run" in (ROOT / "scripts" / "gpu_first_run.sh").read_text()
 
 
 # -- the throughput model's predictions beside the run's measurements ----------------------------
 def _throughput_record(tiny_trained_dir):
-    from canary_triton import gpu_throughput as gt
-    from canary_triton.checkpoint import inspect_checkpoint
+    from canary_triton.checkpoint.reader import inspect_checkpoint
+    from canary_triton.gpu import throughput as gt
 
     shapes = gt.ModelShapes.from_checkpoint(inspect_checkpoint(tiny_trained_dir))
     d = gt.derive_gpu_defaults(shapes, gt.H100_SXM)

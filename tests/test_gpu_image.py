@@ -1,6 +1,6 @@
 """The GPU image (Dockerfile.triton, not built here): it installs what the gpu export imports at
 versions that agree with TensorRT-LLM 1.2, keeps the image's own stack, gives uid 1000 writable
-caches, and refuses a TRITON_RELEASE without TensorRT-LLM 1.2.x (canary_triton/gpu_stack.py)."""
+caches, and refuses a TRITON_RELEASE without TensorRT-LLM 1.2.x (canary_triton/gpu/stack.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from canary_triton import gpu_stack
+from canary_triton.gpu import stack as gpu_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.triton"
@@ -34,7 +34,7 @@ def _gpu_export_imports() -> set[str]:
     """Top-level modules imported (at any depth) by the gpu export path's modules."""
     mods = set()
     for name in ("pipeline", "tensorrt_engine", "trtllm_engine", "onnx_encoder", "lora", "frontend"):
-        tree = ast.parse((ROOT / "export" / f"{name}.py").read_text())
+        tree = ast.parse((ROOT / "canary_triton" / "export" / f"{name}.py").read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 mods |= {a.name.split(".")[0] for a in node.names}
@@ -42,7 +42,8 @@ def _gpu_export_imports() -> set[str]:
                 mods.add(node.module.split(".")[0])
     import sys
 
-    return {m for m in mods if m not in sys.stdlib_module_names and m != "__future__"}
+    # the project's own package is the image's `pip install .`
+    return {m for m in mods if m not in sys.stdlib_module_names and m not in ("__future__", "canary_triton")}
 
 
 def _install_lines() -> str:
@@ -85,7 +86,7 @@ def test_uid_1000_gets_writable_caches():
 
 def test_the_dockerfile_checks_the_release():
     text = DOCKERFILE.read_text()
-    assert 'python3 -m canary_triton.gpu_stack --release "${TRITON_RELEASE}" --require-supported' in text
+    assert 'python3 -m canary_triton.gpu.stack --release "${TRITON_RELEASE}" --require-supported' in text
     release = re.search(r"^ARG TRITON_RELEASE=(\S+)$", text, re.M).group(1)
     assert gpu_stack.check_release(release, gpu_stack.KNOWN_RELEASES[release]) == "1.2.1"
 

@@ -1,5 +1,5 @@
-"""canary_triton/gpu_stack.py: the GPU image's version report and its release check (the
-Dockerfile's ``python3 -m canary_triton.gpu_stack --release ... --require-supported``; the
+"""canary_triton/gpu/stack.py: the GPU image's version report and its release check (the
+Dockerfile's ``python3 -m canary_triton.gpu.stack --release ... --require-supported``; the
 Dockerfile's own use is in test_gpu_image.py)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canary_triton import gpu_stack as gs
+from canary_triton.gpu import stack as gs
 
 
 def test_it_imports_only_the_standard_library():
@@ -89,7 +89,7 @@ def test_the_check_without_a_release_is_refused(capsys):
 
 def test_it_runs_as_a_module():
     r = subprocess.run(
-        [sys.executable, "-m", "canary_triton.gpu_stack", "--release", "25.01", "--require-supported"],
+        [sys.executable, "-m", "canary_triton.gpu.stack", "--release", "25.01", "--require-supported"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,4 +1,4 @@
-"""The GPU throughput model (canary_triton/gpu_throughput.py): its arithmetic on the real
+"""The GPU throughput model (canary_triton/gpu/throughput.py): its arithmetic on the real
 Canary-Qwen-2.5B shapes (config only; the sizes are written here, in the test, and nowhere in the
 library), the parameter formulas against the bundled checkpoint's tensors, the docs page's tables
 against the code, and the gpu profile's defaults applied by `canary-triton export`. A MODEL, not a
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from canary_triton import gpu_throughput as gt
 from canary_triton.artifacts import ENGINE_BUILD, ExportManifest
-from canary_triton.checkpoint import inspect_checkpoint, read_weight_shapes
+from canary_triton.checkpoint.reader import inspect_checkpoint, read_weight_shapes
 from canary_triton.export.gpu_checks import load_time_problems, parse_config
 from canary_triton.export.repository import REPOSITORY_DIR
+from canary_triton.gpu import throughput as gt
 
 from .conftest import cli_in_process
 
@@ -171,7 +171,7 @@ def _doc_block(name: str) -> str:
 
 def test_the_docs_tables_are_the_codes():
     """docs/gpu-throughput-model.md's defaults and predictions tables, for the real shapes, are
-    exactly what the code computes (regenerate them with `python -m canary_triton.gpu_throughput`)."""
+    exactly what the code computes (regenerate them with `python -m canary_triton.gpu.throughput`)."""
     s = real_shapes()
     assert _doc_block("defaults") == gt.defaults_table(s)
     assert _doc_block("predictions") == gt.predictions_table(s)
@@ -182,7 +182,7 @@ def test_the_docs_tables_are_the_codes():
 
 def test_importing_the_model_imports_neither_torch_nor_tensorrt():
     code = (
-        "import sys, canary_triton.gpu_throughput as g; g.derive_gpu_defaults; "
+        "import sys, canary_triton.gpu.throughput as g; g.derive_gpu_defaults; "
         "print(sorted(m for m in ('torch', 'tensorrt', 'tensorrt_llm') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -12,8 +12,6 @@ import ast
 import functools
 from pathlib import Path
 
-import tomllib
-
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Lowest first. Names are relative to ``canary_triton`` ("" is the package's ``__init__``, the
@@ -23,64 +21,35 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "runtime",  # model math and the CPU runtime: no export, Triton or client code
         (
-            "audio",
-            "features",
-            "tokenizer",
+            "frontend",
             "checkpoint",
-            "manifest",
-            "wer",
-            "segmenter",
-            "vad",
-            "preprocess",
-            "tensor_checks",
-            "cpu_profile",
-            "llm_runner",
-            "llm_scheduler",
-            "llm_batcher",
-            "llm_request",
-            "llm_responses",
-            "long_form",
-            "streaming",
-            "onnx_session",
+            "evaluation",
+            "longform",
+            "cpu_llm",
+            "runtime",
             "model_params",  # the Triton models' parameters: rendered by export, parsed by the models
-            "loaders",
-            "oracle",
-            "gpu_throughput",  # arithmetic on the checkpoint's shapes; the export reads its defaults
-            "gpu_stack",  # the GPU image's pinned versions, checked against what is installed
+            "gpu.throughput",  # arithmetic on the checkpoint's shapes; the export reads its defaults
+            "gpu.stack",  # the GPU image's pinned versions, checked against what is installed
         ),
     ),
     ("export", ("export",)),
-    ("triton", ("triton_adapter", "triton_models")),
+    ("triton", ("triton_models",)),
     (
         "top",  # entry points and what only they use
-        (
-            "client",
-            "server",
-            "watchdog",
-            "gateway",
-            "cli",
-            "gpu_first_run",
-            "fixtures",
-            "model_repository",
-            "benchmarks",
-        ),
+        ("client", "serving", "gateway", "cli", "gpu", "fixtures", "benchmarks"),
     ),
 )
 
 
 def _package_dirs() -> dict[str, Path]:
-    """Package name -> folder, as pyproject.toml maps them (``canary_triton.export`` is export/)."""
-    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    dirs = {name: ROOT / folder for name, folder in cfg["package-dir"].items()}
-    dirs["benchmarks"] = ROOT / "benchmarks"
-    return dirs
+    """Package name -> folder: every import name is its folder (no package-dir mapping)."""
+    return {"canary_triton": ROOT / "canary_triton", "benchmarks": ROOT / "benchmarks"}
 
 
 def _modules() -> dict[str, Path]:
     """Every module of the package and the benchmarks: dotted name -> file."""
-    dirs = _package_dirs()
     out: dict[str, Path] = {}
-    for pkg, folder in dirs.items():
+    for pkg, folder in _package_dirs().items():
         for path in sorted(folder.rglob("*.py")):
             rel = path.relative_to(folder).with_suffix("").parts
             if "assets" in rel:
@@ -207,7 +176,7 @@ def test_the_checker_resolves_relative_package_and_lazy_imports(tmp_path):
     init.write_text(
         "from . import contract\nfrom .export.frontend import x\n"
         "def f():\n    from .client import CanaryClient\n"
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import canary_triton.loaders\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import canary_triton.runtime.loaders\n"
     )
     known = {"canary_triton.contract", "canary_triton.client", "canary_triton.export.frontend"}
     got = sorted(t for t, _ in _imports("canary_triton", init, known))
@@ -215,11 +184,11 @@ def test_the_checker_resolves_relative_package_and_lazy_imports(tmp_path):
         "canary_triton.client",
         "canary_triton.contract",
         "canary_triton.export.frontend",
-        "canary_triton.loaders",
+        "canary_triton.runtime.loaders",
     ]
     sub = tmp_path / "cli.py"
     sub.write_text("from ..errors import CanaryTritonError\nfrom . import options\nimport numpy\n")
-    got = sorted(t for t, _ in _imports("canary_triton.gateway.cli", sub, {"canary_triton.gateway.options"}))
+    got = sorted(t for t, _ in _imports("canary_triton.gateway.command", sub, {"canary_triton.gateway.options"}))
     assert got == ["canary_triton.errors", "canary_triton.gateway.options"]
     assert layer_of("canary_triton") == 0 and layer_of("canary_triton.export.pipeline") == 2
     assert layer_of("canary_triton.triton_models.llm") == 3 and layer_of("benchmarks._common") == 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from canary_triton.server import ServerOptions, TritonServer
+from canary_triton.serving.tritonserver import ServerOptions, TritonServer
 
 from .conftest import starts_a_server
 

@@ -7,9 +7,9 @@ from dataclasses import fields
 import pytest
 
 from canary_triton import contract as C
-from canary_triton.cpu_profile import DEFAULT_LLM_NICE
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.repository import RepositoryOptions, describe
+from canary_triton.longform.segmenter import SegmentOptions
 from canary_triton.model_params import (
     ARTIFACTS,
     LLM_MODE_MAX_BATCH,
@@ -27,7 +27,7 @@ from canary_triton.model_params import (
     StreamParams,
     parse_field,
 )
-from canary_triton.segmenter import SegmentOptions
+from canary_triton.runtime.cpu_profile import DEFAULT_LLM_NICE
 
 from .sample_export import sample_manifest
 
@@ -104,7 +104,7 @@ def test_bad_values_are_one_line_errors_naming_the_model_and_key(cls, params, me
 
 
 def test_each_python_model_of_the_repository_parses_its_rendered_parameters():
-    """What export/repository.py renders is what each model reads back, with the options' values."""
+    """What canary_triton/export/repository.py renders is what each model reads back, with the options' values."""
     opts = RepositoryOptions(
         llm_max_batch=24, llm_base_max_batch=4, llm_nice=0, max_inflight=8, vad_gate=True, mel_bucket_s=1.0
     )

@@ -26,7 +26,7 @@ import pytest
 from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions
 from canary_triton.client.perf_input import MODES, validate_perf_input, write_perf_input
-from canary_triton.manifest import read_manifest
+from canary_triton.evaluation.nemo_manifest import read_manifest
 
 from .conftest import DEMO_HELDOUT
 

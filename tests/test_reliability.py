@@ -27,7 +27,7 @@ from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
-from canary_triton.loaders import export_mel_params
+from canary_triton.runtime.loaders import export_mel_params
 
 from .bad_inputs import cases, triton_inputs
 from .conftest import LONG_GENERATION_TOKENS, SERVER_START_TIMEOUT_S, SR, free_port
@@ -542,7 +542,7 @@ def strict_export(exported_trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def strict_server(strict_export, tmp_path_factory):
-    from canary_triton.server import ServerOptions, TritonServer
+    from canary_triton.serving.tritonserver import ServerOptions, TritonServer
 
     tmp = tmp_path_factory.mktemp("triton-strict")
     opts = ServerOptions(
@@ -623,7 +623,7 @@ def _stub_pid(server, model: str) -> int:
 
 def test_a_killed_python_stub_is_reloaded_and_later_requests_succeed(strict_server, heldout):
     """Triton 2.51's Python backend never restarts a dead stub; the server's stub supervisor
-    (canary_triton.server.StubSupervisor) reloads that model with the admin key."""
+    (canary_triton.serving.tritonserver.StubSupervisor) reloads that model with the admin key."""
     audio, _ = heldout[1]
     with CanaryClient(strict_server.grpc_url) as c:
         want = c.transcribe(audio)
@@ -734,7 +734,7 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_restarts(stric
 
 @pytest.mark.served  # starts (and fails to start) its own tritonserver
 def test_missing_or_corrupt_artifacts_fail_at_load_naming_the_file(strict_export, tmp_path):
-    from canary_triton.server import ServerOptions, TritonServer
+    from canary_triton.serving.tritonserver import ServerOptions, TritonServer
 
     broken = tmp_path / "export"
     shutil.copytree(strict_export, broken)

@@ -8,7 +8,7 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
-from canary_triton.loaders import export_mel_params
+from canary_triton.runtime.loaders import export_mel_params
 
 from .bad_inputs import cases
 from .fake_pb_utils import Tensor, error_of

@@ -8,7 +8,13 @@ import pytest
 
 from canary_triton.errors import InputError
 from canary_triton.model_params import BlsParams
-from canary_triton.triton_adapter import CallerCancelled, ForwardedError, first_string, scalar_array, string_array
+from canary_triton.triton_models.adapter import (
+    CallerCancelled,
+    ForwardedError,
+    first_string,
+    scalar_array,
+    string_array,
+)
 from canary_triton.triton_models.base import BatchedModel, PythonModel, ThreadedModel
 
 from .fake_pb_utils import FINAL, ClosedSender, FakePbUtils, TritonError, error_of

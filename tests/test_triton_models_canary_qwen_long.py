@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from canary_triton import contract as C
-from canary_triton.segmenter import SegmentOptions, join_texts, model_input, split
+from canary_triton.longform.segmenter import SegmentOptions, join_texts, model_input, split
 
 from .conftest import SR, TINY_LONG_FORM_MERGE_S
 from .fake_pb_utils import FINAL, InferenceResponse, Tensor, error_of, get_input_tensor_by_name
 from .inprocess import InProcess
-from .test_segmenter import long_recording
+from .test_longform_segmenter import long_recording
 
 OPTS = SegmentOptions(merge_s=TINY_LONG_FORM_MERGE_S)
 

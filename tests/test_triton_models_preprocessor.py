@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from canary_triton import contract as C
-from canary_triton.preprocess import asr_output_limit
+from canary_triton.frontend.preprocess import asr_output_limit
 from canary_triton.triton_models.preprocessor import PreprocessorModel
 
 from .conftest import SR, speechlike

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from canary_triton.segmenter import VADS
+from canary_triton.longform.segmenter import VADS
 
 
 def test_vad_eval_smoke(server_trained, tmp_path):

@@ -71,7 +71,7 @@ def test_no_speech_gives_empty_text_without_running_the_llm(gated_server):
 
 def test_speech_is_still_transcribed(gated_server, heldout):
     """Speech passes the gate: the LLM runs for each clip (unary and streamed) and the text is right."""
-    from canary_triton.wer import wer
+    from canary_triton.evaluation.wer import wer
 
     server, _ = gated_server
     clips = heldout[:6]

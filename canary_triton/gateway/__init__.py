@@ -7,18 +7,18 @@ The web stack (Starlette, uvicorn, python-multipart: the ``gateway`` extra) is i
 the app is built, so the rest of the command line works without it.
 """
 
-from .options import API_KEY_ENV, GatewayOptions, api_key_from_env
+from canary_triton.gateway.options import API_KEY_ENV, GatewayOptions, api_key_from_env
 
 __all__ = ["API_KEY_ENV", "BackgroundGateway", "GatewayOptions", "api_key_from_env", "create_app", "serve"]
 
 
 def __getattr__(name: str):
     if name == "create_app":
-        from .app import create_app
+        from canary_triton.gateway.app import create_app
 
         return create_app
     if name in ("BackgroundGateway", "serve"):
-        from . import server
+        from canary_triton.gateway import runner
 
-        return getattr(server, name)
+        return getattr(runner, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

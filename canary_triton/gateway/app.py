@@ -25,27 +25,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import contract
-from ..client.aio import AsyncCanaryClient
-from ..client.api import Call, ClientOptions, ServerError, audio_request, entry_model
-from ..client.audio_input import Audio, decode_bytes
-from ..errors import InputError
-from . import chat
-from .asgi import LOG_KEY, ClientGone, EventStream, Gate, Load, read_body, replay, until_disconnect
-from .errors import SERVER_ERROR, GatewayError, bad_request, from_server_error
-from .formats import MEDIA_TYPES, TIMED_FORMATS, delta_event, done_event, render, sse
-from .options import GatewayOptions
-from .transcription import parse_transcription
+from canary_triton import contract as C
+from canary_triton.client.aio import AsyncCanaryClient
+from canary_triton.client.api import Call, ClientOptions, ServerError, audio_request, entry_model
+from canary_triton.client.audio_input import Audio, decode_bytes
+from canary_triton.errors import InputError
+from canary_triton.gateway import chat
+from canary_triton.gateway.asgi import LOG_KEY, ClientGone, EventStream, Gate, Load, read_body, replay, until_disconnect
+from canary_triton.gateway.formats import MEDIA_TYPES, TIMED_FORMATS, delta_event, done_event, render, sse
+from canary_triton.gateway.openai_errors import SERVER_ERROR, GatewayError, bad_request, from_server_error
+from canary_triton.gateway.options import GatewayOptions
+from canary_triton.gateway.transcription import parse_transcription
 
 log = logging.getLogger("canary_triton.gateway")
 
 #: Every model a gateway request can reach (``/health`` waits for all of them).
 ENTRY_MODELS = (
-    contract.ENSEMBLE_MODEL,
-    contract.STREAM_MODEL,
-    contract.LONG_FORM_MODEL,
-    contract.LONG_FORM_STREAM_MODEL,
-    contract.LLM_MODE_MODEL,
+    C.ENSEMBLE_MODEL,
+    C.STREAM_MODEL,
+    C.LONG_FORM_MODEL,
+    C.LONG_FORM_STREAM_MODEL,
+    C.LLM_MODE_MODEL,
 )
 MAX_FILENAME = 120  # characters of the upload's name kept in error messages
 
@@ -101,12 +101,12 @@ async def _form(request: Request, body: bytes):
 async def _timed(client: AsyncCanaryClient, audio: Audio) -> tuple[str, list[dict]]:
     """Text and segments: the long-form entry point's (one request for both) over 40 s; under
     it the clip is transcribed in one piece, one segment from 0 to its end."""
-    if entry_model(client.opts, audio, None) == contract.LONG_FORM_MODEL:
+    if entry_model(client.opts, audio, None) == C.LONG_FORM_MODEL:
         call = Call(
-            contract.LONG_FORM_MODEL,
+            C.LONG_FORM_MODEL,
             audio_request(audio, None),
-            (contract.TRANSCRIPT.name, contract.SEGMENTS.name),
-            lambda out: (out[contract.TRANSCRIPT.name], json.loads(out[contract.SEGMENTS.name])),
+            (C.TRANSCRIPT.name, C.SEGMENTS.name),
+            lambda out: (out[C.TRANSCRIPT.name], json.loads(out[C.SEGMENTS.name])),
         )
         return await client.call(call)
     text = await client.transcribe(audio)

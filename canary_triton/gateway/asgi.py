@@ -2,7 +2,7 @@
 body reading, and running a Triton call so that a client who disconnects cancels it.
 
 Cancelling the asyncio task that awaits the async client's gRPC call cancels the request on the
-server (see ``client/aio.py``); ``until_disconnect`` does that when the client leaves.
+server (see ``canary_triton/client/aio.py``); ``until_disconnect`` does that when the client leaves.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, TypeVar
 
-from .errors import RATE_LIMIT, GatewayError, bad_request
-from .options import API_KEY_ENV, GatewayOptions
+from canary_triton.gateway.openai_errors import RATE_LIMIT, GatewayError, bad_request
+from canary_triton.gateway.options import API_KEY_ENV, GatewayOptions
 
 log = logging.getLogger("canary_triton.gateway.access")
 T = TypeVar("T")

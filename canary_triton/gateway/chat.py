@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .errors import bad_request
+from canary_triton.gateway.openai_errors import bad_request
 
 SYSTEM_ROLES = ("system", "developer")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ..client.commands import srt_blocks, srt_time
+from canary_triton.client.commands import srt_blocks, srt_time
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 #: Formats that carry timing (they need the segments).

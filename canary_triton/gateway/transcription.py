@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import bad_request
-from .formats import RESPONSE_FORMATS, STREAM_FORMATS
+from canary_triton.gateway.formats import RESPONSE_FORMATS, STREAM_FORMATS
+from canary_triton.gateway.openai_errors import bad_request
 
 ENGLISH = ("en", "eng", "english")
 MAX_TEMPERATURE = 1.0  # OpenAI's range for transcriptions

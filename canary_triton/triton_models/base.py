@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..model_params import BlsParams
-from ..triton_adapter import bls_error, error_response, input_array, string_array
+from canary_triton.model_params import BlsParams
+from canary_triton.triton_models.adapter import bls_error, error_response, input_array, string_array
 
 
 class PythonModel:

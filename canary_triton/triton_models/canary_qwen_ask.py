@@ -7,13 +7,13 @@ Qwen3) in NeMo's LLM-mode prompt format (contract.llm_mode_text).
 
 from __future__ import annotations
 
-from .. import contract as C
-from ..loaders import export_mel_params
-from ..long_form import LongFormOptions
-from ..model_params import AskParams
-from ..preprocess import decode_text, validate_audio
-from ..triton_adapter import artifacts_dir, first_string, read_params, unary_call
-from .base import ThreadedModel
+from canary_triton import contract as C
+from canary_triton.frontend.preprocess import decode_text, validate_audio
+from canary_triton.longform.transcribe import LongFormOptions
+from canary_triton.model_params import AskParams
+from canary_triton.runtime.loaders import export_mel_params
+from canary_triton.triton_models.adapter import artifacts_dir, first_string, read_params, unary_call
+from canary_triton.triton_models.base import ThreadedModel
 
 
 class AskModel(ThreadedModel):

@@ -8,14 +8,14 @@ from contextlib import closing
 
 import numpy as np
 
-from .. import contract as C
-from ..artifacts import ExportManifest
-from ..llm_request import parse_sampling
-from ..loaders import load_serving_tokenizer
-from ..model_params import LlmModeParams
-from ..preprocess import llm_mode_prompt, validate_max_new_tokens
-from ..triton_adapter import artifacts_dir, callee_watch, forward_tokens, read_params, scalar_array
-from .base import ThreadedModel
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest
+from canary_triton.cpu_llm.request import parse_sampling
+from canary_triton.frontend.preprocess import llm_mode_prompt, validate_max_new_tokens
+from canary_triton.model_params import LlmModeParams
+from canary_triton.runtime.loaders import load_serving_tokenizer
+from canary_triton.triton_models.adapter import artifacts_dir, callee_watch, forward_tokens, read_params, scalar_array
+from canary_triton.triton_models.base import ThreadedModel
 
 
 class LlmModeModel(ThreadedModel):

@@ -1,11 +1,11 @@
 """Triton models `canary_qwen_long` (unary) and `canary_qwen_long_stream` (decoupled): audio of
 any length up to the long-form limit -> transcript (+ segments as JSON).
 
-The audio is split at pauses (canary_triton.segmenter; Silero VAD by default, on this instance's
+The audio is split at pauses (canary_triton.longform.segmenter; Silero VAD by default, on this instance's
 CPU threads) into segments the model can take, audio without speech never being sent; the
 segments go to the `canary_qwen` ensemble all at once through BLS, so they share its in-flight
 batches; texts are joined in order. The streaming variant sends each segment's text as soon as it
-and every earlier one are done. The work is in canary_triton.long_form; this adapts tensors.
+and every earlier one are done. The work is in canary_triton.longform.transcribe; this adapts tensors.
 """
 
 from __future__ import annotations
@@ -13,14 +13,28 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import contract as C
-from ..loaders import export_mel_params
-from ..long_form import LongFormCancelled, LongFormOptions, TextJoiner, plan, segments_json, transcribe_in_order
-from ..model_params import LongFormParams
-from ..preprocess import validate_max_new_tokens
-from ..segmenter import prepare
-from ..triton_adapter import CallerCancelled, artifacts_dir, first_string, read_params, scalar_array, unary_call
-from .base import ThreadedModel
+from canary_triton import contract as C
+from canary_triton.frontend.preprocess import validate_max_new_tokens
+from canary_triton.longform.segmenter import prepare
+from canary_triton.longform.transcribe import (
+    LongFormCancelled,
+    LongFormOptions,
+    TextJoiner,
+    plan,
+    segments_json,
+    transcribe_in_order,
+)
+from canary_triton.model_params import LongFormParams
+from canary_triton.runtime.loaders import export_mel_params
+from canary_triton.triton_models.adapter import (
+    CallerCancelled,
+    artifacts_dir,
+    first_string,
+    read_params,
+    scalar_array,
+    unary_call,
+)
+from canary_triton.triton_models.base import ThreadedModel
 
 
 class LongFormModel(ThreadedModel):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from contextlib import closing
 
-from .. import contract as C
-from ..loaders import load_serving_tokenizer
-from ..model_params import StreamParams
-from ..streaming import TranscriptStream
-from ..triton_adapter import artifacts_dir, callee_watch, forward_tokens, read_params, unary_call
-from .base import ThreadedModel
+from canary_triton import contract as C
+from canary_triton.longform.streaming import TranscriptStream
+from canary_triton.model_params import StreamParams
+from canary_triton.runtime.loaders import load_serving_tokenizer
+from canary_triton.triton_models.adapter import artifacts_dir, callee_watch, forward_tokens, read_params, unary_call
+from canary_triton.triton_models.base import ThreadedModel
 
 PRE_OUT = [
     C.MEL.name,

@@ -1,24 +1,30 @@
 """Triton model `llm` (CPU profile): the TensorRT-LLM backend's tensors, served by PyTorch with
 in-flight batching (decoupled). The engine thread only computes: each request's responses leave
-through its own :class:`~canary_triton.llm_responses.ResponseChannel` as tokens come."""
+through its own :class:`~canary_triton.cpu_llm.responses.ResponseChannel` as tokens come."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .. import contract as C
-from ..artifacts import ExportManifest
-from ..cpu_profile import instruction_set, resolve_threads
-from ..errors import InputError
-from ..llm_batcher import STEP_KINDS, CancelRegistry, ContinuousBatcher, GenerationRequest, splice_prompt_table
-from ..llm_request import is_stop_request, parse_llm_request
-from ..llm_responses import ChannelOptions, ResponseChannel
-from ..llm_scheduler import OUTCOMES
-from ..loaders import load_llm, load_lora
-from ..model_params import LlmParams
-from ..triton_adapter import artifacts_dir, read_params, scalar_array
-from .base import PythonModel
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest
+from canary_triton.cpu_llm.batcher import (
+    STEP_KINDS,
+    CancelRegistry,
+    ContinuousBatcher,
+    GenerationRequest,
+    splice_prompt_table,
+)
+from canary_triton.cpu_llm.request import is_stop_request, parse_llm_request
+from canary_triton.cpu_llm.responses import ChannelOptions, ResponseChannel
+from canary_triton.cpu_llm.scheduler import OUTCOMES
+from canary_triton.errors import InputError
+from canary_triton.model_params import LlmParams
+from canary_triton.runtime.cpu_profile import instruction_set, resolve_threads
+from canary_triton.runtime.loaders import load_llm, load_lora
+from canary_triton.triton_models.adapter import artifacts_dir, read_params, scalar_array
+from canary_triton.triton_models.base import PythonModel
 
 
 class LlmModel(PythonModel):

@@ -12,12 +12,12 @@ from contextlib import closing
 
 import numpy as np
 
-from .. import contract as C
-from ..artifacts import ExportManifest
-from ..llm_request import check_llm_tensors
-from ..model_params import LlmUnaryParams
-from ..triton_adapter import artifacts_dir, callee_watch, forward_tokens, read_params, scalar_array
-from .base import ThreadedModel
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest
+from canary_triton.cpu_llm.request import check_llm_tensors
+from canary_triton.model_params import LlmUnaryParams
+from canary_triton.triton_models.adapter import artifacts_dir, callee_watch, forward_tokens, read_params, scalar_array
+from canary_triton.triton_models.base import ThreadedModel
 
 
 class LlmUnaryModel(ThreadedModel):

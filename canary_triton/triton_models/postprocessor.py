@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .. import contract as C
-from ..artifacts import ExportManifest
-from ..loaders import load_serving_tokenizer
-from ..model_params import PostprocessorParams
-from ..tensor_checks import check_output_ids
-from ..triton_adapter import artifacts_dir, read_params
-from .base import BatchedModel
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest
+from canary_triton.model_params import PostprocessorParams
+from canary_triton.runtime.loaders import load_serving_tokenizer
+from canary_triton.triton_models.adapter import artifacts_dir, read_params
+from canary_triton.triton_models.base import BatchedModel
+from canary_triton.triton_models.tensor_checks import check_output_ids
 
 
 class PostprocessorModel(BatchedModel):

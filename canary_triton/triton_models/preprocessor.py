@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import contract as C
-from ..loaders import load_preprocessor
-from ..model_params import PreprocessorParams
-from ..preprocess import asr_output_limit, validate_audio, validate_max_new_tokens
-from ..segmenter import has_speech, prepare
-from ..triton_adapter import artifacts_dir, read_params, scalar_array
-from .base import BatchedModel
+from canary_triton import contract as C
+from canary_triton.frontend.preprocess import asr_output_limit, validate_audio, validate_max_new_tokens
+from canary_triton.longform.segmenter import has_speech, prepare
+from canary_triton.model_params import PreprocessorParams
+from canary_triton.runtime.loaders import load_preprocessor
+from canary_triton.triton_models.adapter import artifacts_dir, read_params, scalar_array
+from canary_triton.triton_models.base import BatchedModel
 
 
 class PreprocessorModel(BatchedModel):

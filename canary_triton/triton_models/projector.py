@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import contract as C
-from ..artifacts import ExportManifest
-from ..loaders import load_onnx
-from ..model_params import ProjectorParams
-from ..tensor_checks import check_encoded
-from ..triton_adapter import artifacts_dir, pad_stack, read_params, scalar_array
-from .base import BatchedModel
+from canary_triton import contract as C
+from canary_triton.artifacts import ExportManifest
+from canary_triton.model_params import ProjectorParams
+from canary_triton.runtime.loaders import load_onnx
+from canary_triton.triton_models.adapter import artifacts_dir, pad_stack, read_params, scalar_array
+from canary_triton.triton_models.base import BatchedModel
+from canary_triton.triton_models.tensor_checks import check_encoded
 
 
 class ProjectorModel(BatchedModel):

@@ -1,0 +1,114 @@
+"""The GPU image's software stack: which versions are present, and whether they are the ones the
+GPU profile is built for. Standard library only (the Dockerfile runs it before installing the
+project): ``python3 -m canary_triton.gpu.stack --release 26.06 --require-supported``.
+
+Why TensorRT-LLM 1.2.x and nothing later: TensorRT-LLM deletes the C++ ``inflight_batcher_llm``
+backend (PR #15907) and the TensorRT engine flow (PR #15918) after 1.2, and multimodal serving
+through Triton ends at 1.2 (its deprecation notice). NVIDIA's ``tritonserver:<release>-trtllm-
+python-py3`` images 26.06 and 26.07 ship TensorRT-LLM 1.2.1 with TensorRT 10.14, Triton 2.70 and
+Python 3.12; 26.06 is also the first release with the security fixes this project requires.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+from typing import Callable, Sequence
+
+#: Distributions whose versions the first GPU run reports (import name in parentheses where it differs).
+REPORTED = (
+    "tensorrt_llm",
+    "tensorrt",
+    "torch",
+    "transformers",
+    "nvidia-modelopt",
+    "onnx",
+    "onnxruntime-gpu",
+    "onnxruntime",
+    "nemo_toolkit",
+    "tritonclient",
+    "numpy",
+)
+SUPPORTED_TRTLLM = "1.2."  # prefix
+#: Releases of NVIDIA's Triton+TensorRT-LLM image known to ship TensorRT-LLM 1.2.x (and carrying
+#: the security fixes of 26.06); a later release is refused unless it still ships 1.2.x.
+KNOWN_RELEASES = {"26.06": "1.2.1", "26.07": "1.2.1"}
+MIN_RELEASE = "26.06"
+
+
+class StackError(Exception):
+    """An unsupported stack: one line naming what was found and what is allowed."""
+
+
+def installed_versions(
+    names: Sequence[str] = REPORTED, version: Callable[[str], str] | None = None
+) -> dict[str, str | None]:
+    """``{distribution: version or None}`` from the installed metadata (nothing is imported)."""
+    if version is None:
+        version = metadata.version
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except Exception:  # PackageNotFoundError, or damaged metadata
+            out[name] = None
+    return out
+
+
+def _release_key(release: str) -> tuple[int, int]:
+    try:
+        year, month = release.split(".")
+        return int(year), int(month)
+    except ValueError:
+        raise StackError(f"TRITON_RELEASE {release!r} is not a release name like {MIN_RELEASE}") from None
+
+
+def check_release(release: str, trtllm_version: str | None) -> str:
+    """The TensorRT-LLM version of ``release`` if the GPU profile supports it; else StackError."""
+    allowed = (
+        f"releases {MIN_RELEASE} or later that ship TensorRT-LLM {SUPPORTED_TRTLLM}x (known: "
+        f"{', '.join(sorted(KNOWN_RELEASES))})"
+    )
+    if _release_key(release) < _release_key(MIN_RELEASE):
+        raise StackError(f"TRITON_RELEASE {release} is older than {MIN_RELEASE}; allowed: {allowed}")
+    if trtllm_version is None:
+        raise StackError(
+            f"TRITON_RELEASE {release}: TensorRT-LLM is not installed in the image (use the "
+            f"-trtllm-python-py3 image); allowed: {allowed}"
+        )
+    if not trtllm_version.startswith(SUPPORTED_TRTLLM):
+        raise StackError(
+            f"TRITON_RELEASE {release} ships TensorRT-LLM {trtllm_version}; allowed: {allowed}. "
+            "Later TensorRT-LLM removes the C++ tensorrtllm backend and the TensorRT engine flow "
+            "(see the README's GPU migration notes)"
+        )
+    return trtllm_version
+
+
+def main(argv: Sequence[str] | None = None, version: Callable[[str], str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m canary_triton.gpu.stack",
+        description="Report the GPU image's versions; refuse unsupported releases.",
+    )
+    parser.add_argument("--release", default="", help="the image's TRITON_RELEASE (e.g. 26.06)")
+    parser.add_argument(
+        "--require-supported",
+        action="store_true",
+        help="exit 2 with a one-line error unless the release ships TensorRT-LLM 1.2.x",
+    )
+    args = parser.parse_args(argv)
+    versions = installed_versions(version=version)
+    for name, v in versions.items():
+        print(f"{name}\t{v or '-'}")
+    if args.require_supported:
+        try:
+            check_release(args.release or "?", versions.get("tensorrt_llm"))
+        except StackError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Running and supervising ``tritonserver``: the launcher, the stub supervisor and the watchdog."""
