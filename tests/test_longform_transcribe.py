@@ -84,7 +84,7 @@ def test_segment_timestamps_are_the_cuts_within_a_tenth_of_a_second(server_train
     assert len(segments) == len(spans)  # one utterance per segment (the tiny model's merge length)
     worst = max(max(abs(d.start - s / SR), abs(d.end - e / SR)) for d, (s, e) in zip(segments, spans))
     assert worst <= 0.1, worst
-    assert segments[-1]["end"] > 180  # minutes in: no drift
+    assert segments[-1].end > 180  # minutes in: no drift
 
 
 def test_seventy_seconds_without_a_pause_is_cut_with_overlap_and_nothing_dropped(server_trained, heldout):
@@ -110,7 +110,7 @@ def test_seventy_seconds_without_a_pause_is_cut_with_overlap_and_nothing_dropped
             for d in segments
         ]
     assert len(segments) >= 2
-    assert segments[0]["start"] <= 0.2 and segments[-1]["end"] >= 70 - 0.2
+    assert segments[0].start <= 0.2 and segments[-1].end >= 70 - 0.2
     for a, b in zip(segments, segments[1:]):
         assert b.start < a.end  # overlap: no sample between two segments is skipped
         assert b.duration <= C.MAX_AUDIO_SECONDS
