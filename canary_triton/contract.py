@@ -14,6 +14,7 @@ checkpoint's config; nothing here assumes the real model's sizes.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -310,6 +311,36 @@ def bucketed_columns(columns: int, bucket_columns: int, mel: MelParams = MelPara
 
 
 # --------------------------------------------------------------------------------------------
+# Why a generation ended (vLLM's finish reasons)
+# --------------------------------------------------------------------------------------------
+class FinishReason(str, enum.Enum):
+    """Why a request left the LLM engine, in vLLM's words; the value is what travels (the
+    ``finish_reason`` output, the ``outcome`` label of ``canary_llm_requests_total``, OpenAI's
+    ``finish_reason``).
+
+    Only :attr:`STOP` (the end id was generated) and :attr:`LENGTH` (the request's output-length
+    limit cut it) are answers. :attr:`ABORTED` (the engine stopped: model unloaded, server shutting
+    down) and :attr:`ERROR` (the request failed) are error responses, never outputs.
+    :attr:`CANCELLED` (by its client, a stop request, or a response send that stalled) ends the
+    ``llm``'s response stream with the tokens so far, as TensorRT-LLM answers a stop request; the
+    entry points answer their cancelled caller with a CANCELLED error."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    CANCELLED = "cancelled"
+    ABORTED = "aborted"
+    ERROR = "error"
+
+    def __str__(self) -> str:  # the value, whatever the Python version's Enum formatting
+        return self.value
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request finished with an answer (stop or length)."""
+        return self in (FinishReason.STOP, FinishReason.LENGTH)
+
+
+# --------------------------------------------------------------------------------------------
 # Tensors between Triton models (same names and dtypes in the CPU and GPU profiles)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -354,6 +385,9 @@ SEGMENTS = TensorSpec("segments", "TYPE_STRING", (1,))
 TEXT_INPUT = TensorSpec("text_input", "TYPE_STRING", (1,))
 TEXT_OUTPUT = TensorSpec("text_output", "TYPE_STRING", (1,))
 TOP_P = TensorSpec("top_p", "TYPE_FP32", (1,), optional=True)
+#: Why the answer ended: ``stop`` or ``length`` (:class:`FinishReason`; the other reasons are errors).
+#: Both profiles derive it from the llm's token ids and lengths (cpu_llm.request.finish_reason_of).
+FINISH_REASON = TensorSpec("finish_reason", "TYPE_STRING", (1,))
 
 # preprocessor -> encoder
 MEL = TensorSpec("mel", "TYPE_FP32", (-1, -1))  # [n_mels, T_mel]

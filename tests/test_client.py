@@ -14,7 +14,7 @@ import soxr
 
 from canary_triton import contract as C
 from canary_triton.cli import DEMO_HELDOUT, main
-from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, ServerError
+from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, Segment, ServerError
 from canary_triton.client.api import backoff_delays, is_retryable
 from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input
 from canary_triton.evaluation.nemo_manifest import read_manifest
@@ -277,4 +277,5 @@ def test_async_summarize_transcribe_and_ask_and_segments_equal_the_sync_calls(se
         assert (transcript, answer) == c.transcribe_and_ask(f, "Repeat the text.", max_new_tokens=6)
         assert segments == c.transcribe_segments(f)
     assert transcript == reference[f]
-    assert "".join(s["text"] for s in segments).strip() == reference[f].strip()
+    assert all(isinstance(s, Segment) for s in segments)
+    assert "".join(s.text for s in segments).strip() == reference[f].strip()

@@ -14,8 +14,9 @@ from tritonclient.utils import InferenceServerException
 from canary_triton import contract as C
 from canary_triton.client import aio
 from canary_triton.client.aio import AsyncCanaryClient
-from canary_triton.client.api import ClientOptions, ServerError
+from canary_triton.client.api import Answer, ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
+from canary_triton.longform.segment import Segment
 
 SR = C.MelParams().sample_rate
 AUDIO = np.zeros(SR // 10, np.float32)
@@ -75,6 +76,7 @@ def test_each_call_goes_to_its_model_with_its_tensors_deadline_and_headers():
             {
                 C.TRANSCRIPT.name: "t",
                 C.TEXT_OUTPUT.name: "a",
+                C.FINISH_REASON.name: "length",
                 C.SEGMENTS.name: json.dumps([{"start": 0, "end": 1, "text": "t"}]),
             }
         )
@@ -89,9 +91,21 @@ def test_each_call_goes_to_its_model_with_its_tensors_deadline_and_headers():
                 await c.summarize("t"),
                 await c.transcribe_and_ask(AUDIO, "Q?"),
                 await c.infer(C.ENSEMBLE_MODEL, {}, C.TRANSCRIPT.name),
+                await c.ask_result("Q?", max_new_tokens=2),
+                await c.transcribe_and_ask_result(AUDIO, "Q?"),
             )
 
-    assert asyncio.run(run()) == ("t", [{"start": 0, "end": 1, "text": "t"}], "a", "a", ("t", "a"), "t")
+    cut = Answer("a", C.FinishReason.LENGTH)
+    assert asyncio.run(run()) == (
+        "t",
+        [Segment(0.0, 1.0, "t")],
+        "a",
+        "a",
+        ("t", "a"),
+        "t",
+        cut,
+        ("t", cut),
+    )
     assert fake.closed
     models = [call[0] for call in fake.calls]
     assert models == [
@@ -101,12 +115,16 @@ def test_each_call_goes_to_its_model_with_its_tensors_deadline_and_headers():
         C.LLM_MODE_MODEL,
         C.ASK_MODEL,
         C.ENSEMBLE_MODEL,
+        C.LLM_MODE_MODEL,
+        C.ASK_MODEL,
     ]
     _, arrays, outputs, headers, kwargs = fake.calls[0]
     assert set(arrays) == {C.AUDIO.name, C.MAX_NEW_TOKENS.name} and outputs == [C.TRANSCRIPT.name]
     assert headers == {"k": "v"} and kwargs == {"client_timeout": 9.0}
     assert set(fake.calls[2][1]) == {C.TEXT_INPUT.name, C.TEMPERATURE.name}
     assert fake.calls[4][2] == [C.TRANSCRIPT.name, C.TEXT_OUTPUT.name]
+    assert fake.calls[6][2] == [C.TEXT_OUTPUT.name, C.FINISH_REASON.name]
+    assert fake.calls[7][2] == [C.TRANSCRIPT.name, C.TEXT_OUTPUT.name, C.FINISH_REASON.name]
 
 
 def test_unavailable_is_retried_with_the_backoff_and_a_refusal_is_not(monkeypatch):

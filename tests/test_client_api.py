@@ -4,6 +4,7 @@ stand-in for tritonclient's client (the served behaviour is in tests/test_client
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -17,11 +18,13 @@ from tritonclient.utils import InferenceServerException
 from canary_triton import contract as C
 from canary_triton.client import api
 from canary_triton.client.api import (
+    Answer,
     CanaryClient,
     ClientOptions,
     Result,
     ServerError,
     ask_call,
+    ask_result_call,
     audio_request,
     backoff_delays,
     entry_model,
@@ -37,10 +40,12 @@ from canary_triton.client.api import (
     stream_model,
     summarize_call,
     transcribe_and_ask_call,
+    transcribe_and_ask_result_call,
     transcribe_call,
 )
 from canary_triton.client.audio_input import Audio
 from canary_triton.errors import CanaryTritonError
+from canary_triton.longform.segment import Segment
 
 SR = C.MelParams().sample_rate
 
@@ -135,7 +140,7 @@ def test_transcribe_and_segments_calls():
     s = segments_call(a, None)
     assert s.model == C.LONG_FORM_MODEL and s.outputs == (C.SEGMENTS.name,)
     segments = [{"start": 0.0, "end": 1.5, "text": "a b"}]
-    assert s.parse({C.SEGMENTS.name: json.dumps(segments)}) == segments
+    assert s.parse({C.SEGMENTS.name: json.dumps(segments)}) == [Segment(0.0, 1.5, "a b")]
 
 
 def test_llm_mode_calls_build_the_contracts_text():
@@ -157,6 +162,21 @@ def test_transcribe_and_ask_sends_audio_and_instruction_to_one_model():
     assert np.array_equal(c.arrays[C.AUDIO.name][0], a.samples)
     assert c.arrays[C.TEXT_INPUT.name][0, 0] == b"Summarize." and c.arrays[C.MAX_NEW_TOKENS.name].tolist() == [[8]]
     assert c.parse({C.TRANSCRIPT.name: "t", C.TEXT_OUTPUT.name: "a"}) == ("t", "a")
+
+
+def test_the_typed_llm_calls_ask_for_the_finish_reason_too():
+    c = ask_result_call("Who speaks?", "t", 6, None, None, None)
+    assert c.model == C.LLM_MODE_MODEL and c.outputs == (C.TEXT_OUTPUT.name, C.FINISH_REASON.name)
+    assert c.arrays.keys() == ask_call("Who speaks?", "t", 6, None, None, None).arrays.keys()
+    answer = c.parse({C.TEXT_OUTPUT.name: "Bob", C.FINISH_REASON.name: "length"})
+    assert answer == Answer("Bob", C.FinishReason.LENGTH) and answer.truncated
+    assert not c.parse({C.TEXT_OUTPUT.name: "Bob.", C.FINISH_REASON.name: "stop"}).truncated
+    t = transcribe_and_ask_result_call(clip(2.0), "Summarize.", 8)
+    assert t.model == C.ASK_MODEL and t.outputs == (C.TRANSCRIPT.name, C.TEXT_OUTPUT.name, C.FINISH_REASON.name)
+    out = {C.TRANSCRIPT.name: "t", C.TEXT_OUTPUT.name: "a", C.FINISH_REASON.name: "stop"}
+    assert t.parse(out) == ("t", Answer("a", C.FinishReason.STOP))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        answer.text = "x"
 
 
 def test_results_name_their_source():
@@ -265,16 +285,26 @@ def test_a_call_sends_its_model_tensors_outputs_deadline_and_headers(monkeypatch
 
 def test_each_client_call_goes_to_its_model_and_parses_its_outputs(monkeypatch):
     answers = {
-        C.LLM_MODE_MODEL: {C.TEXT_OUTPUT.name: "an answer"},
-        C.ASK_MODEL: {C.TRANSCRIPT.name: "words", C.TEXT_OUTPUT.name: "reply"},
+        C.LLM_MODE_MODEL: {C.TEXT_OUTPUT.name: "an answer", C.FINISH_REASON.name: "length"},
+        C.ASK_MODEL: {C.TRANSCRIPT.name: "words", C.TEXT_OUTPUT.name: "reply", C.FINISH_REASON.name: "stop"},
         C.LONG_FORM_MODEL: {C.SEGMENTS.name: json.dumps([{"start": 0, "end": 1, "text": "x"}])},
     }
     c, fake, _ = client_with(lambda model, arrays: answers[model], monkeypatch)
     audio = np.zeros(SR, np.float32)
     assert c.ask("Q?", "t") == "an answer" and c.summarize("t") == "an answer"
     assert c.transcribe_and_ask(audio, "Q?") == ("words", "reply")
-    assert c.transcribe_segments(audio) == [{"start": 0, "end": 1, "text": "x"}]
-    assert [m for m, *_ in fake.calls] == [C.LLM_MODE_MODEL, C.LLM_MODE_MODEL, C.ASK_MODEL, C.LONG_FORM_MODEL]
+    assert c.ask_result("Q?", "t") == Answer("an answer", C.FinishReason.LENGTH)
+    assert c.transcribe_and_ask_result(audio, "Q?") == ("words", Answer("reply", C.FinishReason.STOP))
+    assert c.transcribe_segments(audio) == [Segment(0.0, 1.0, "x")]
+    assert [m for m, *_ in fake.calls] == [
+        C.LLM_MODE_MODEL,
+        C.LLM_MODE_MODEL,
+        C.ASK_MODEL,
+        C.LLM_MODE_MODEL,
+        C.ASK_MODEL,
+        C.LONG_FORM_MODEL,
+    ]
+    assert fake.calls[3][2] == [C.TEXT_OUTPUT.name, C.FINISH_REASON.name]
 
 
 def test_unavailable_is_retried_with_the_backoff_until_it_succeeds(monkeypatch):

@@ -18,6 +18,7 @@ from canary_triton.client import commands
 from canary_triton.client.api import Result
 from canary_triton.client.perf_input import decode_entry_tensor
 from canary_triton.evaluation.nemo_manifest import read_manifest
+from canary_triton.longform.segment import Segment
 
 from .conftest import cli_in_process, speechlike
 
@@ -57,9 +58,9 @@ class FakeClient:
     def transcribe_segments(self, path, max_new_tokens=None):
         self.calls.append(("transcribe_segments", Path(path).name, max_new_tokens))
         return [
-            {"start": 0.0, "end": 1.25, "text": self._text(path)},
-            {"start": 1.25, "end": 2.0, "text": "  "},  # no words: no block
-            {"start": 2.0, "end": 3661.5, "text": "later"},
+            Segment(0.0, 1.25, self._text(path)),
+            Segment(1.25, 2.0, "  "),  # no words: no block
+            Segment(2.0, 3661.5, "later"),
         ]
 
     def stream(self, path, max_new_tokens=None):
@@ -185,6 +186,16 @@ def test_srt_prints_a_numbered_block_per_timed_segment(fake, clips):
     assert fake.made[0].calls[0] == ("transcribe_segments", "a.wav", 16)
 
 
+def test_vtt_prints_a_cue_per_timed_segment(fake, clips):
+    fake.texts = {"a.wav": "first words"}
+    r = cli_in_process("transcribe", str(clips[0]), "--format", "vtt", "--no-progress")
+    assert r.returncode == 0
+    assert (
+        r.stdout == "WEBVTT\n\n00:00:00.000 --> 00:00:01.250\nfirst words\n\n00:00:02.000 --> 01:01:01.500\nlater\n\n"
+    )
+    assert fake.made[0].calls[0] == ("transcribe_segments", "a.wav", None)
+
+
 def test_one_file_in_srt_has_no_header(fake, clips):
     fake.texts = {"a.wav": "only"}
     r = cli_in_process("transcribe", str(clips[0]), "--format", "srt")
@@ -299,21 +310,3 @@ def test_disabled_progress_writes_nothing_but_still_counts():
     p.update(_results(1, 0)[0])
     p.finish()
     assert stream.getvalue() == "" and p.done == 1 and p.rtfx > 0
-
-
-@pytest.mark.parametrize(
-    "seconds,text",
-    [(0, "00:00:00,000"), (1.2344, "00:00:01,234"), (59.9996, "00:01:00,000"), (3723.05, "01:02:03,050")],
-)
-def test_srt_times(seconds, text):
-    assert commands.srt_time(seconds) == text
-
-
-def test_srt_blocks_number_only_segments_with_words():
-    segs = [
-        {"start": 0, "end": 1, "text": ""},
-        {"start": 1, "end": 2.5, "text": "a"},
-        {"start": 3, "end": 4, "text": "b"},
-    ]
-    assert commands.srt_blocks(segs) == "1\n00:00:01,000 --> 00:00:02,500\na\n\n2\n00:00:03,000 --> 00:00:04,000\nb\n\n"
-    assert commands.srt_blocks([]) == ""

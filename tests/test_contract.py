@@ -129,3 +129,12 @@ def test_tensor_specs_are_consistent():
         C.SEQUENCE_LENGTH,
     ):
         assert s.name == s.name.lower()
+
+
+def test_finish_reasons_are_vllms_words_and_only_stop_and_length_are_answers():
+    assert [r.value for r in C.FinishReason] == ["stop", "length", "cancelled", "aborted", "error"]
+    assert {r for r in C.FinishReason if r.ok} == {C.FinishReason.STOP, C.FinishReason.LENGTH}
+    # the value wherever it is written (metric labels, JSON, f-strings), and equal to it
+    r = C.FinishReason.LENGTH
+    assert str(r) == f"{r}" == "length" and r == "length" and C.FinishReason("length") is r
+    assert C.FINISH_REASON.name == "finish_reason" and C.FINISH_REASON.dtype == "TYPE_STRING"

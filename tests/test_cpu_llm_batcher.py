@@ -1,4 +1,4 @@
-"""The in-flight batcher in-process: batch-exact, cancellation frees slots, outcomes counted."""
+"""The in-flight batcher in-process: batch-exact, cancellation frees slots, finish reasons counted."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 import pytest
 import torch
 
+from canary_triton.contract import FinishReason
 from canary_triton.cpu_llm.batcher import CancelRegistry, ContinuousBatcher, GenerationRequest
 from canary_triton.cpu_llm.runner import CACHE_BLOCK
 from canary_triton.runtime.loaders import load_llm
@@ -31,13 +32,13 @@ class Collect:
         self.outcome = (outcome, n)
 
 
-def _request(llm, ids, n, collect, is_cancelled=lambda: False):
+def _request(llm, ids, n, collect, is_cancelled=lambda: False, end_id=-1):
     with torch.no_grad():
         embeds = llm.get_input_embeddings()(torch.tensor(ids))
     return GenerationRequest(
         embeds=embeds,
         max_new_tokens=n,
-        end_id=-1,
+        end_id=end_id,
         on_tokens=collect.on_tokens,
         is_cancelled=is_cancelled,
         on_finish=collect.on_finish,
@@ -61,13 +62,31 @@ def test_batched_equals_one_at_a_time_and_slots_are_released(llm):
             assert c.done.wait(60)
         assert [c.tokens for c in together] == [alone[0], alone[1][:5], alone[2], alone[3][:9]]
         assert [c.outcome for c in together] == [
-            ("completed", 12),
-            ("completed", 5),
-            ("completed", 12),
-            ("completed", 9),
+            ("length", 12),
+            ("length", 5),
+            ("length", 12),
+            ("length", 9),
         ]
         assert batcher.max_rows_seen > 1 and batcher.active == 0
-        assert batcher.outcomes == {"completed": 8, "cancelled": 0, "failed": 0, "aborted": 0}
+        assert batcher.outcomes == {"stop": 0, "length": 8, "cancelled": 0, "aborted": 0, "error": 0}
+    finally:
+        batcher.stop()
+
+
+def test_the_end_id_finishes_with_stop_and_the_limit_with_length(llm):
+    """``stop``: the end id was generated (not emitted); ``length``: the output limit cut it."""
+    batcher = ContinuousBatcher(llm, max_batch=2).start()
+    try:
+        free = Collect()
+        batcher.submit(_request(llm, [5, 6, 7], 12, free))
+        assert free.done.wait(60) and free.outcome == ("length", 12)
+        # the first token that did not come before: as the end id, generation stops just before it
+        k = next(i for i, t in enumerate(free.tokens) if i and t not in free.tokens[:i])
+        ended = Collect()
+        batcher.submit(_request(llm, [5, 6, 7], 12, ended, end_id=free.tokens[k]))
+        assert ended.done.wait(60) and ended.tokens == free.tokens[:k] and ended.outcome == ("stop", k)
+        assert ended.outcome[0] is FinishReason.STOP and free.outcome[0] is FinishReason.LENGTH
+        assert batcher.outcomes == {"stop": 1, "length": 1, "cancelled": 0, "aborted": 0, "error": 0}
     finally:
         batcher.stop()
 
@@ -96,7 +115,7 @@ def test_cancellation_stops_generation_and_frees_the_slot(llm):
             batcher.submit(_request(llm, [8, 9], 6, c))
         assert all(c.done.wait(60) for c in pair) and [len(c.tokens) for c in pair] == [6, 6]
         assert batcher.active == 0
-        assert batcher.outcomes == {"completed": 2, "cancelled": 2, "failed": 0, "aborted": 0}
+        assert batcher.outcomes == {"stop": 0, "length": 2, "cancelled": 2, "aborted": 0, "error": 0}
         assert batcher.tokens_generated == 11 + 12
     finally:
         batcher.stop()
@@ -113,7 +132,7 @@ def test_a_bad_request_fails_alone(llm):
         batcher.submit(bad_req)
         batcher.submit(_request(llm, [5, 6], 4, good))
         assert good.done.wait(60) and len(good.tokens) == 4
-        assert len(errors) == 1 and bad.outcome == ("failed", 0) and batcher.active == 0
+        assert len(errors) == 1 and bad.outcome == ("error", 0) and batcher.active == 0
     finally:
         batcher.stop()
 
@@ -153,7 +172,7 @@ def test_a_request_above_the_row_capacity_fails_alone_with_the_limit(llm):
         batcher.submit(req)
         batcher.submit(_request(llm, [5, 6], 4, small))
         assert small.done.wait(60) and len(small.tokens) == 4
-        assert big.outcome == ("failed", 0) and "needs 17 positions; the LLM engine's limit is 16" in str(errors[0])
+        assert big.outcome == ("error", 0) and "needs 17 positions; the LLM engine's limit is 16" in str(errors[0])
     finally:
         batcher.stop()
 
@@ -218,7 +237,7 @@ def test_the_engine_thread_runs_below_the_callers_priority(llm):
     try:
         c = Collect()
         batcher.submit(_request(llm, [5, 6, 7], 3, c))
-        assert c.done.wait(60) and c.outcome == ("completed", 3)
+        assert c.done.wait(60) and c.outcome == ("length", 3)
         assert batcher.running_nice == min(19, before + 5)
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller keeps its own
     finally:
@@ -278,16 +297,16 @@ def test_an_engine_step_that_fails_fails_its_requests_and_the_engine_goes_on(llm
         req.on_error = lambda e: (errors.append(e), first.done.set())
         batcher.submit(req)
         assert first.done.wait(60) and [str(e) for e in errors] == ["a broken scheduler step"]
-        assert first.outcome == ("failed", 0) and batcher.active == 0
+        assert first.outcome == ("error", 0) and batcher.active == 0
         second = Collect()
         batcher.submit(_request(llm, [5, 6], 4, second))
-        assert second.done.wait(60) and len(second.tokens) == 4 and second.outcome == ("completed", 4)
-        assert batcher.outcomes == {"completed": 1, "cancelled": 0, "failed": 1, "aborted": 0}
+        assert second.done.wait(60) and len(second.tokens) == 4 and second.outcome == ("length", 4)
+        assert batcher.outcomes == {"stop": 0, "length": 1, "cancelled": 0, "aborted": 0, "error": 1}
     finally:
         batcher.stop()
 
 
-def test_stopping_the_engine_aborts_every_request_it_holds_with_an_error_never_as_completed(llm):
+def test_stopping_the_engine_aborts_every_request_it_holds_with_an_error_never_as_an_answer(llm):
     """A request cut off by the engine's stop (model unloaded, server shutting down) gets an
     error saying why, running or queued; a submit after stop() is refused, never left unanswered."""
     from canary_triton.cpu_llm.batcher import EngineStopped
@@ -317,6 +336,6 @@ def test_stopping_the_engine_aborts_every_request_it_holds_with_an_error_never_a
     assert queued.outcome == ("aborted", 0)
     assert isinstance(errors["running"], EngineStopped) and "not finished" in str(errors["running"])
     assert "0 of at most 1500 tokens" in str(errors["queued"])
-    assert batcher.outcomes["completed"] == 0 and batcher.outcomes["aborted"] == 2
+    assert batcher.outcomes["stop"] == batcher.outcomes["length"] == 0 and batcher.outcomes["aborted"] == 2
     with pytest.raises(EngineStopped, match="stopping"):
         batcher.submit(_request(llm, [5], 3, Collect()))

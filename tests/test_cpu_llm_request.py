@@ -1,5 +1,5 @@
 """canary_triton/cpu_llm/request.py: the checks of an ``llm`` request (TensorRT-LLM's tensors), each
-refusal naming the input and the limit."""
+refusal naming the input and the limit; the finish reason of an answer from its tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import torch
 
 from canary_triton import contract as C
 from canary_triton.cpu_llm.batcher import Sampling
-from canary_triton.cpu_llm.request import check_llm_tensors, is_stop_request, parse_llm_request, parse_sampling
+from canary_triton.cpu_llm.request import (
+    check_llm_tensors,
+    finish_reason_of,
+    is_stop_request,
+    parse_llm_request,
+    parse_sampling,
+)
 from canary_triton.errors import InputError
 
 VOCAB, HIDDEN, ROWS = 100, 4, 10
@@ -147,3 +153,29 @@ def test_the_cpu_llm_refuses_a_table_that_is_not_fp32():
             HIDDEN,
             ROWS,
         )
+
+
+# -- the finish reason -----------------------------------------------------------------------
+END = 9
+
+
+@pytest.mark.parametrize(
+    "tokens,limit,reason",
+    [
+        ([], 4, "stop"),  # the end id came first (not returned)
+        ([1, 2], 4, "stop"),  # under the limit: only the end id ends a generation early
+        ([1, 2, 3, 4], 4, "length"),  # the limit, no end id: the limit cut it
+        ([1, 2, 3, END], 4, "stop"),  # an engine that returns the end id: it ended at the limit
+        ([1, 2, END], 4, "stop"),
+        ([7], 1, "length"),
+        (np.array([1, 2, 3, 4], np.int32), 4, "length"),  # the llm's ids, as they come
+    ],
+)
+def test_length_when_the_limit_cut_the_answer_else_stop(tokens, limit, reason):
+    got = finish_reason_of(tokens, limit, END)
+    assert got is C.FinishReason(reason) and str(got) == reason and got.ok
+
+
+def test_the_finish_reason_needs_a_limit():
+    with pytest.raises(ValueError, match="the output-length limit must be >= 1, got 0"):
+        finish_reason_of([1], 0, END)

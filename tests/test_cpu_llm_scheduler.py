@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from canary_triton.cpu_llm.scheduler import CANCELLED, COMPLETED, CapacityError, Move, PlainRequest, Scheduler
+from canary_triton.contract import FinishReason
+from canary_triton.cpu_llm.scheduler import OUTCOMES, CapacityError, Move, PlainRequest, Scheduler
 
 
 def test_the_scheduler_imports_no_torch():
@@ -47,10 +48,25 @@ def test_end_id_finishes_without_being_emitted_and_the_limit_finishes_after_emit
     s.add(b)
     s.admit()
     t = s.on_token(a, 0)
-    assert (t.emit, t.finished) == (False, COMPLETED) and a.generated == []
+    assert (t.emit, t.finished) == (False, FinishReason.STOP) and a.generated == []
     assert s.on_token(b, 7).finished is None
     t = s.on_token(b, 8)
-    assert (t.emit, t.finished) == (True, COMPLETED) and b.generated == [7, 8]
+    assert (t.emit, t.finished) == (True, FinishReason.LENGTH) and b.generated == [7, 8]
+
+
+def test_the_end_id_as_the_last_allowed_token_is_stop_not_length():
+    s = Scheduler(max_rows=1, max_positions=100)
+    r = PlainRequest(3, 2, end_id=0)
+    s.add(r)
+    s.admit()
+    assert s.on_token(r, 7).finished is None
+    t = s.on_token(r, 0)
+    assert (t.emit, t.finished) == (False, FinishReason.STOP) and r.generated == [7]
+
+
+def test_the_outcomes_are_the_finish_reasons_and_only_stop_and_length_are_answers():
+    assert [str(o) for o in OUTCOMES] == ["stop", "length", "cancelled", "aborted", "error"]
+    assert [o for o in OUTCOMES if o.ok] == [FinishReason.STOP, FinishReason.LENGTH]
 
 
 def test_cancellation_is_seen_at_the_next_token():
@@ -62,7 +78,7 @@ def test_cancellation_is_seen_at_the_next_token():
     assert s.on_token(r, 5).finished is None
     flag["on"] = True
     t = s.on_token(r, 6)
-    assert (t.emit, t.finished) == (True, CANCELLED) and r.generated == [5, 6]
+    assert (t.emit, t.finished) == (True, FinishReason.CANCELLED) and r.generated == [5, 6]
 
 
 def test_capacity_a_request_that_cannot_fit_a_row_is_refused_with_the_limit():

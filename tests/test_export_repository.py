@@ -160,6 +160,22 @@ def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
         assert f'cc_model_filenames {{ key: "{cc}" value: "encoder.{arch}.plan" }}' in enc
 
 
+def test_llm_mode_and_ask_answer_a_finish_reason_in_both_profiles(exported_random, tmp_path):
+    """The LLM-mode entry points are Python BLS models in both profiles: they derive it from the
+    llm's ids and lengths, which TensorRT-LLM's backend returns too."""
+    profiles = {
+        "cpu": describe(_manifest(exported_random), "cpu", RepositoryOptions()),
+        "gpu": describe(_gpu_manifest(exported_random, tmp_path), "gpu", RepositoryOptions(), tmp_path),
+    }
+    for profile, decls in profiles.items():
+        by_name = {d.name: d for d in decls}
+        for model in (C.LLM_MODE_MODEL, C.ASK_MODEL):
+            assert by_name[model].backend == "python", (profile, model)
+            outs = {t.name: t for t in by_name[model].outputs}
+            assert outs[C.FINISH_REASON.name] == C.FINISH_REASON, (profile, model)
+            assert 'name: "finish_reason"\n    data_type: TYPE_STRING\n    dims: [ 1 ]' in render(by_name[model])
+
+
 def test_gpu_repository_needs_plans(exported_random):
     with pytest.raises(CanaryTritonError, match="no TensorRT plans"):
         describe(_manifest(exported_random), "gpu", RepositoryOptions())

@@ -31,6 +31,7 @@ from canary_triton.gateway.asgi import Gate, Load
 from canary_triton.gateway.chat import parse_chat
 from canary_triton.gateway.formats import render
 from canary_triton.gateway.openai_errors import GatewayError
+from canary_triton.longform.segment import Segment
 from canary_triton.serving.tritonserver import free_port
 
 from .conftest import LONG_GENERATION_TOKENS, SR
@@ -176,14 +177,14 @@ def test_long_form_audio_goes_through_the_same_call(oai, server_trained, long_re
         oai, long_recording, "long.wav", response_format="verbose_json", timestamp_granularities=["segment"]
     )
     assert verbose.text == expected and abs(verbose.duration - seconds) < 1e-3
-    assert [(s.start, s.end, s.text) for s in verbose.segments] == [(s["start"], s["end"], s["text"]) for s in segments]
+    assert [(s.start, s.end, s.text) for s in verbose.segments] == [(s.start, s.end, s.text) for s in segments]
     assert [s.id for s in verbose.segments] == list(range(len(segments)))
     assert all(0 <= s.start < s.end <= seconds + 1e-3 for s in verbose.segments)
     starts = [s.start for s in verbose.segments]
     assert starts == sorted(starts)
     for fmt in ("srt", "vtt"):
         cues = _cue_texts(_transcribe(oai, long_recording, "long.wav", response_format=fmt))
-        assert cues == [s["text"] for s in segments if s["text"].strip()]
+        assert cues == [s.text for s in segments if s.text.strip()]
         assert " ".join(cues).split() == expected.split()  # pauses everywhere: no overlap was dropped
     events = list(_transcribe(oai, long_recording, "long.wav", stream=True))
     assert events[-1].type == "transcript.text.done" and events[-1].text == expected
@@ -221,14 +222,29 @@ def test_chat_completions_equal_ask(oai, server_trained, messages, params, ask_a
         "seed": params.get("seed"),
     }
     with CanaryClient(server_trained.grpc_url) as c:
-        expected = c.ask(ask_args[0], transcript=ask_args[1], **sampling)
+        expected = c.ask_result(ask_args[0], transcript=ask_args[1], **sampling)
+        assert c.ask(ask_args[0], transcript=ask_args[1], **sampling) == expected.text
     answer = oai.chat.completions.create(model=MODEL, messages=messages, **params)
     assert answer.object == "chat.completion" and answer.model == MODEL
-    assert answer.choices[0].message.role == "assistant" and answer.choices[0].message.content == expected
+    assert answer.choices[0].message.role == "assistant" and answer.choices[0].message.content == expected.text
+    assert answer.choices[0].finish_reason == expected.finish_reason
     chunks = list(oai.chat.completions.create(model=MODEL, messages=messages, stream=True, **params))
     assert all(ch.object == "chat.completion.chunk" and ch.id == chunks[0].id for ch in chunks)
-    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == expected
-    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == expected.text
+    assert chunks[-1].choices[0].finish_reason == expected.finish_reason
+
+
+@pytest.mark.parametrize("limit", [{"max_tokens": 2}, {"max_completion_tokens": 2}])
+def test_a_chat_answer_cut_by_max_tokens_finishes_with_length(oai, server_trained, limit):
+    messages = [{"role": "user", "content": "Tell me a long story about the sea."}]
+    with CanaryClient(server_trained.grpc_url) as c:
+        cut = c.ask_result("Tell me a long story about the sea.", max_new_tokens=2)
+    assert cut.finish_reason == "length" and cut.truncated  # the model goes on past 2 tokens
+    answer = oai.chat.completions.create(model=MODEL, messages=messages, **limit)
+    assert answer.choices[0].finish_reason == "length" and answer.choices[0].message.content == cut.text
+    chunks = list(oai.chat.completions.create(model=MODEL, messages=messages, stream=True, **limit))
+    assert [ch.choices[0].finish_reason for ch in chunks][-1] == "length"
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == cut.text
 
 
 def test_message_lists_map_onto_ask_as_documented():
@@ -499,11 +515,7 @@ def test_a_request_leaves_the_in_flight_count_only_after_its_access_line(caplog)
 
 
 def test_timed_formats_render_segments():
-    segs = [
-        {"start": 0.5, "end": 2.25, "text": "one two"},
-        {"start": 3.0, "end": 3661.5, "text": " "},
-        {"start": 3662.0, "end": 3663.0, "text": "three"},
-    ]
+    segs = [Segment(0.5, 2.25, "one two"), Segment(3.0, 3661.5, " "), Segment(3662.0, 3663.0, "three")]
     assert render("srt", "one two three", segs, 3664.0) == (
         "1\n00:00:00,500 --> 00:00:02,250\none two\n\n2\n01:01:02,000 --> 01:01:03,000\nthree\n\n"
     )

@@ -105,3 +105,14 @@ def test_a_completion_and_its_stream_chunks():
     ]
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, "stop"]
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["created"] for c in chunks}) == 1
+
+
+@pytest.mark.parametrize("reason", ["stop", "length"])
+def test_the_finish_reason_is_the_servers_in_the_completion_and_the_last_chunk(reason):
+    from canary_triton import contract as C
+
+    cid = completion_id()
+    body = completion(cid, "m", "cut sh", C.FinishReason(reason))
+    assert body["choices"][0]["finish_reason"] == reason and type(body["choices"][0]["finish_reason"]) is str
+    chunks = stream_chunks(cid, "m", "cut sh", C.FinishReason(reason))
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, reason]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from canary_triton import contract as C
-from canary_triton.longform.segmenter import Segment, SegmentOptions, join_texts, speech_regions, split
+from canary_triton.longform.segmenter import Region, SegmentOptions, join_texts, speech_regions, split
 
 from .conftest import SR
 
@@ -104,13 +104,13 @@ def test_silence_only_gives_no_segment():
 
 
 def test_join_texts_drops_the_overlap_once():
-    segs = [Segment(0, 10), Segment(8, 20, after_hard_cut=True), Segment(25, 30)]
+    segs = [Region(0, 10), Region(8, 20, after_hard_cut=True), Region(25, 30)]
     assert (
         join_texts(["one two three four", "three four five six", "four five"], segs)
         == "one two three four five six four five"
     )  # no de-dup across a pause
-    assert join_texts(["a b", "c d"], [Segment(0, 1), Segment(1, 2, after_hard_cut=True)]) == "a b c d"
-    assert join_texts(["Hello, world.", "world. Again"], [Segment(0, 1), Segment(1, 2, True)]) == "Hello, world. Again"
+    assert join_texts(["a b", "c d"], [Region(0, 1), Region(1, 2, after_hard_cut=True)]) == "a b c d"
+    assert join_texts(["Hello, world.", "world. Again"], [Region(0, 1), Region(1, 2, True)]) == "Hello, world. Again"
 
 
 def test_options_are_checked():

@@ -11,7 +11,7 @@ from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
 from canary_triton.evaluation.wer import wer
 from canary_triton.fixtures import noise
-from canary_triton.longform.segmenter import Segment, SegmentOptions, join_texts, model_input, split
+from canary_triton.longform.segmenter import Region, SegmentOptions, join_texts, model_input, split
 
 from .conftest import SR, TINY_LONG_FORM_MERGE_S
 from .test_longform_segmenter import long_recording
@@ -43,10 +43,8 @@ def test_a_recording_of_minutes_is_transcribed_and_equals_its_segments_one_by_on
     assert wer([ref], [got]) <= wer([ref], [utterances]) + 0.02, (wer([ref], [got]), wer([ref], [utterances]))
     assert wer([ref], [got]) <= 0.10, (wer([ref], [got]), got[:200])
     assert got == join_texts(one_by_one, planned)
-    assert [(round(s.start / SR, 3), round(s.end / SR, 3)) for s in planned] == [
-        (d["start"], d["end"]) for d in segments
-    ]
-    assert [d["text"] for d in segments] == one_by_one
+    assert [(round(s.start / SR, 3), round(s.end / SR, 3)) for s in planned] == [(d.start, d.end) for d in segments]
+    assert [d.text for d in segments] == one_by_one
     print(
         f"\nlong-form: {len(audio) / SR:.0f} s, {len(planned)} segments, WER {100 * wer([' '.join(texts)], [got]):.1f}%"
     )
@@ -84,9 +82,9 @@ def test_segment_timestamps_are_the_cuts_within_a_tenth_of_a_second(server_train
     with CanaryClient(options=ClientOptions(url=server_trained.grpc_url, timeout_s=600)) as c:
         segments = c.transcribe_segments(audio)
     assert len(segments) == len(spans)  # one utterance per segment (the tiny model's merge length)
-    worst = max(max(abs(d["start"] - s / SR), abs(d["end"] - e / SR)) for d, (s, e) in zip(segments, spans))
+    worst = max(max(abs(d.start - s / SR), abs(d.end - e / SR)) for d, (s, e) in zip(segments, spans))
     assert worst <= 0.1, worst
-    assert segments[-1]["end"] > 180  # minutes in: no drift
+    assert segments[-1].end > 180  # minutes in: no drift
 
 
 def test_seventy_seconds_without_a_pause_is_cut_with_overlap_and_nothing_dropped(server_trained, heldout):
@@ -108,16 +106,16 @@ def test_seventy_seconds_without_a_pause_is_cut_with_overlap_and_nothing_dropped
         got = c.transcribe(audio)
         segments = c.transcribe_segments(audio)
         alone = [
-            c.transcribe(model_input(audio, Segment(int(round(d["start"] * SR)), int(round(d["end"] * SR))), OPTS, SR))
+            c.transcribe(model_input(audio, Region(int(round(d.start * SR)), int(round(d.end * SR))), OPTS, SR))
             for d in segments
         ]
     assert len(segments) >= 2
-    assert segments[0]["start"] <= 0.2 and segments[-1]["end"] >= 70 - 0.2
+    assert segments[0].start <= 0.2 and segments[-1].end >= 70 - 0.2
     for a, b in zip(segments, segments[1:]):
-        assert b["start"] < a["end"]  # overlap: no sample between two segments is skipped
-        assert b["end"] - b["start"] <= C.MAX_AUDIO_SECONDS
-    assert [d["text"] for d in segments] == alone
-    joined, dropped = got.split(), sum(len(d["text"].split()) for d in segments) - len(got.split())
+        assert b.start < a.end  # overlap: no sample between two segments is skipped
+        assert b.duration <= C.MAX_AUDIO_SECONDS
+    assert [d.text for d in segments] == alone
+    joined, dropped = got.split(), sum(len(d.text.split()) for d in segments) - len(got.split())
     assert 0 <= dropped <= 8 * (len(segments) - 1), dropped
     assert joined[: len(alone[0].split())] == alone[0].split()
 

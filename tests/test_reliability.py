@@ -508,7 +508,11 @@ def test_prometheus_metrics_expose_queue_latency_and_llm_counters(server_trained
         "nv_inference_pending_request_count",
     ):
         assert any(k.startswith(name + "{") and f'model="{C.ENSEMBLE_MODEL}"' in k for k in m), name
-    assert _llm_metric(server_trained, "canary_llm_requests_total", outcome="completed") >= 1
+    # answered requests are counted by finish reason: the end id (stop) or the output limit (length)
+    answered = sum(_llm_metric(server_trained, "canary_llm_requests_total", outcome=r) for r in ("stop", "length"))
+    assert answered >= 1
+    for reason in ("cancelled", "aborted", "error", "rejected"):  # every label is exported from the start
+        assert _llm_metric(server_trained, "canary_llm_requests_total", outcome=reason) >= 0
     assert _llm_metric(server_trained, "canary_llm_generated_tokens_total") >= 1
 
 

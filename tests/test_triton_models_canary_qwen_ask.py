@@ -44,19 +44,20 @@ def _ask(s, audio, instruction: bytes, **more):
     return request.sender.final()
 
 
-def _call(s, model, inputs, output):
+def _call(s, model, inputs, *outputs):
     response = s.pb.InferenceRequest(
-        model_name=model, inputs=[Tensor(k, v) for k, v in inputs.items()], requested_output_names=[output]
+        model_name=model, inputs=[Tensor(k, v) for k, v in inputs.items()], requested_output_names=list(outputs)
     ).exec()
     assert not response.has_error(), response.error().message()
-    return response.outputs()[output][0, 0].decode("utf-8")
+    got = tuple(response.outputs()[o][0, 0].decode("utf-8") for o in outputs)
+    return got[0] if len(got) == 1 else got
 
 
 def test_equals_the_two_calls(served, heldout):
     audio = heldout[0][0]
     got = _ask(served, audio, b"Summarize.", max_new_tokens=np.array([[6]], np.int32)).outputs()
     transcript = _call(served, C.ENSEMBLE_MODEL, {C.AUDIO.name: audio[None]}, C.TRANSCRIPT.name)
-    answer = _call(
+    answer, reason = _call(
         served,
         C.LLM_MODE_MODEL,
         {
@@ -64,9 +65,13 @@ def test_equals_the_two_calls(served, heldout):
             C.MAX_NEW_TOKENS.name: np.array([[6]], np.int32),
         },
         C.TEXT_OUTPUT.name,
+        C.FINISH_REASON.name,
     )
     assert got[C.TRANSCRIPT.name][0, 0].decode("utf-8") == transcript and transcript
     assert got[C.TEXT_OUTPUT.name][0, 0].decode("utf-8") == answer
+    # the answer's finish reason is LLM mode's, passed on (stop or length, never anything else)
+    assert got[C.FINISH_REASON.name].shape == (1, 1) and got[C.FINISH_REASON.name][0, 0].decode() == reason
+    assert reason in ("stop", "length")
     forwarded = served.pb.calls_to(C.LLM_MODE_MODEL)[-2]  # the ask's call, before the test's own
     assert get_input_tensor_by_name(forwarded, C.MAX_NEW_TOKENS.name).as_numpy().shape == (1, 1)
 

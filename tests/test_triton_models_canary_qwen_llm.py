@@ -1,5 +1,5 @@
 """`canary_qwen_llm` (LLM mode) in-process (fake pb_utils) over the real `llm_base`: NeMo's
-answer with the adapter off, sampling inputs forwarded, bad input."""
+answer with the adapter off, sampling inputs forwarded, the finish reason, bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from canary_triton import contract as C
 
-from .fake_pb_utils import error_of, get_input_tensor_by_name
+from .fake_pb_utils import InferenceResponse, Tensor, error_of, get_input_tensor_by_name
 from .inprocess import InProcess
 
 TEXTS = ["What is the capital of France?", "Say hello."]
@@ -61,3 +61,50 @@ def test_the_token_limit_is_the_engines(served):
     limit = served[C.LLM_MODE_MODEL].max_new_tokens
     code, message = error_of(_ask(served, b"hi", max_new_tokens=np.array([[limit + 1]], np.int32)))
     assert code == "INVALID_ARG" and f"it must be between 1 and {limit}" in message
+
+
+def _finish_reason(response) -> str:
+    out = response.outputs()[C.FINISH_REASON.name]
+    assert out.shape == (1, 1) and out.dtype == np.object_
+    return out[0, 0].decode("utf-8")
+
+
+def test_an_answer_cut_by_max_new_tokens_finishes_with_length(served, oracle_trained):
+    (ids,) = oracle_trained.llm_generate(["Say hello."], max_new_tokens=2)
+    assert len(ids) == 2  # NeMo's answer is cut too: no end id in its first 2 tokens
+    response = _ask(served, b"Say hello.", max_new_tokens=np.array([[2]], np.int32))
+    assert (_answer(response), _finish_reason(response)) == (oracle_trained.decode(ids), "length")
+
+
+def _llm_answering(tokens: list[int]):
+    """A stand-in for ``llm_base`` (either profile's: ids and lengths only) that streams ``tokens``."""
+
+    def respond(request):
+        yield InferenceResponse(
+            [
+                Tensor(C.OUTPUT_IDS.name, np.asarray(tokens, np.int32).reshape(1, 1, -1)),
+                Tensor(C.SEQUENCE_LENGTH.name, np.array([[len(tokens)]], np.int32)),
+            ]
+        )
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    "tokens,reason",
+    [
+        ([5, 6], "stop"),  # fewer than the limit: the end id ended it
+        ([5, 6, 7, 8], "length"),  # the limit, and no end id: the limit cut it
+        ([5, 6, 7, "eos"], "stop"),  # an engine that returns the end id: it ended exactly at the limit
+    ],
+)
+def test_the_finish_reason_comes_from_the_tokens_and_the_limit(served, tokens, reason):
+    model = served[C.LLM_MODE_MODEL]
+    eos = model.tokenizer.ids.eos
+    real = served.pb.routes[C.LLM_BASE_MODEL]
+    served.pb.route(C.LLM_BASE_MODEL, _llm_answering([eos if t == "eos" else t for t in tokens]))
+    try:
+        response = _ask(served, b"hi", max_new_tokens=np.array([[4]], np.int32))
+    finally:
+        served.pb.route(C.LLM_BASE_MODEL, real)
+    assert _finish_reason(response) == reason

@@ -85,7 +85,7 @@ PROMPT = [5, 17, 42, 99, 7]
 
 
 def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, merged, eos):
-    before = llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed")
+    before = {r: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome=r) for r in ("stop", "length")}
     tokens_before = llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL)
     steps = {k: llm.pb.metric("canary_llm_steps_total", model=C.LLM_MODEL, kind=k) for k in ("prefill", "decode")}
     rows = {k: llm.pb.metric("canary_llm_step_rows_total", model=C.LLM_MODEL, kind=k) for k in ("prefill", "decode")}
@@ -103,9 +103,13 @@ def test_unary_request_answers_the_greedy_tokens_once_and_counts_them(llm, merge
     assert (
         llm.pb.metric("canary_llm_step_rows_total", model=C.LLM_MODEL, kind="decode") - rows["decode"] == decode_steps
     )
+    # counted by its finish reason: length when the 6 tokens were all generated, else the end id came
+    reason = "length" if len(tokens) == 6 else "stop"
     llm.pb.wait_for_metrics(
-        lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="completed") == before + 1
+        lambda: llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome=reason) == before[reason] + 1
     )
+    other = "stop" if reason == "length" else "length"
+    assert llm.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome=other) == before[other]
     assert llm.pb.metric("canary_llm_generated_tokens_total", model=C.LLM_MODEL) == tokens_before + len(tokens)
     assert llm.pb.metric("canary_llm_active_requests", model=C.LLM_MODEL) == 0
 
@@ -131,7 +135,7 @@ def test_the_metric_families_and_their_labels(llm):
         "canary_llm_prefill_positions_total": MetricFamily.COUNTER,
     }
     outcomes = {m.labels["outcome"] for m in families["canary_llm_requests_total"].metrics}
-    assert outcomes == {"completed", "cancelled", "failed", "aborted", "rejected"}
+    assert outcomes == {"stop", "length", "cancelled", "aborted", "error", "rejected"}
     # The CPU default: base weights (shared with llm_base) plus the run-time ASR adapter.
     assert any(
         line[1].startswith(f"{C.LLM_MODEL}: llm_base + run-time ASR adapter (r=") and "LLM in float32" in line[1]
@@ -234,3 +238,25 @@ def test_a_send_that_hangs_cancels_its_own_request_and_the_other_rows_go_on(expo
     finally:
         release.set()
         model.finalize()
+
+
+def test_a_request_cut_off_by_the_engine_stop_is_an_unavailable_error_counted_as_aborted(exported_random):
+    """Unloading the model (finalize) while a request generates answers it with an error saying
+    why, never with its tokens so far as if it had finished. tiny-random never emits its end id."""
+    threads = torch.get_num_threads()
+    model = load_model(LlmModel, exported_random / "model_repository", C.LLM_MODEL)
+    torch.set_num_threads(threads)
+    try:
+        request = _request(model, PROMPT, LONG_GENERATION_TOKENS)  # unary: one answer, at its end
+        model.execute([request])
+        # it holds a row (the gauge is set when the engine admits it)
+        model.pb.wait_for_metrics(lambda: model.pb.metric("canary_llm_active_requests", model=C.LLM_MODEL) == 1)
+    finally:
+        model.finalize()
+    code, message = error_of(request.sender.final())
+    assert code == "UNAVAILABLE" and "the request was not finished" in message
+    model.pb.wait_for_metrics(
+        lambda: model.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome="aborted") == 1
+    )
+    for reason in ("stop", "length", "cancelled", "error"):
+        assert model.pb.metric("canary_llm_requests_total", model=C.LLM_MODEL, outcome=reason) == 0

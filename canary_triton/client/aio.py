@@ -26,11 +26,13 @@ import numpy as np
 
 from canary_triton import contract as C
 from canary_triton.client.api import (
+    Answer,
     Call,
     ClientOptions,
     Result,
     ServerError,
     ask_call,
+    ask_result_call,
     audio_request,
     backoff_delays,
     first_string,
@@ -43,10 +45,12 @@ from canary_triton.client.api import (
     stream_model,
     summarize_call,
     transcribe_and_ask_call,
+    transcribe_and_ask_result_call,
     transcribe_call,
 )
 from canary_triton.client.audio_input import Audio, AudioLike, as_audio
 from canary_triton.errors import CanaryTritonError
+from canary_triton.longform.segment import Segment
 
 # tritonclient's asyncio modules are imported when a client is made (as in api.py).
 
@@ -149,8 +153,8 @@ class AsyncCanaryClient:
 
     async def transcribe_segments(
         self, audio: AudioLike | Audio, sample_rate: int | None = None, max_new_tokens: int | None = None
-    ) -> list[dict]:
-        """Long-form with timing: [{"start": s, "end": s, "text": ...}] per segment (seconds)."""
+    ) -> list[Segment]:
+        """Long-form with timing: a :class:`Segment` (start, end in seconds, text) per segment."""
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
         return await self.call(segments_call(a, max_new_tokens))
 
@@ -226,6 +230,19 @@ class AsyncCanaryClient:
         """LLM mode (base Qwen3, adapter off): an instruction, optionally about a transcript."""
         return await self.call(ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
 
+    async def ask_result(
+        self,
+        instruction: str,
+        transcript: str | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Answer:
+        """As :meth:`ask`, typed: the answer and its finish reason (``length`` when
+        ``max_new_tokens`` cut it, else ``stop``)."""
+        return await self.call(ask_result_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
+
     async def summarize(self, transcript: str, max_new_tokens: int | None = None) -> str:
         """LLM mode with the contract's summary instruction."""
         return await self.call(summarize_call(transcript, max_new_tokens))
@@ -240,3 +257,14 @@ class AsyncCanaryClient:
         """One request to ``canary_qwen_ask``: (transcript, answer)."""
         a = await asyncio.to_thread(as_audio, audio, sample_rate)
         return await self.call(transcribe_and_ask_call(a, instruction, max_new_tokens))
+
+    async def transcribe_and_ask_result(
+        self,
+        audio: AudioLike | Audio,
+        instruction: str,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> tuple[str, Answer]:
+        """As :meth:`transcribe_and_ask`, typed: (transcript, :class:`Answer`)."""
+        a = await asyncio.to_thread(as_audio, audio, sample_rate)
+        return await self.call(transcribe_and_ask_result_call(a, instruction, max_new_tokens))

@@ -16,13 +16,12 @@ the server when it passes (the LLM stops generating and frees its slot).
 
 from __future__ import annotations
 
-import json
 import queue
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import sleep  # module-level, so a test records the waits without patching time.sleep for every thread
 from typing import Callable, Iterator, Sequence
 
@@ -31,6 +30,7 @@ import numpy as np
 from canary_triton import contract as C
 from canary_triton.client.audio_input import Audio, AudioLike, as_audio
 from canary_triton.errors import CanaryTritonError
+from canary_triton.longform.segment import Segment, segments_from_wire
 
 # tritonclient is imported when a client connects: what takes only this module's options and
 # request builders (the gateway's options, the CLI's parsers) does not load it.
@@ -168,6 +168,25 @@ class Result:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class Answer:
+    """An LLM-mode answer (``ask_result``): its text and why it ended, ``stop`` (the model ended
+    it) or ``length`` (``max_new_tokens`` cut it), as ``contract.FinishReason``."""
+
+    text: str
+    finish_reason: C.FinishReason
+
+    @property
+    def truncated(self) -> bool:
+        """Whether ``max_new_tokens`` cut the answer."""
+        return self.finish_reason is C.FinishReason.LENGTH
+
+
+def answer_of(out: dict[str, str]) -> Answer:
+    """The ``text_output`` and ``finish_reason`` strings of an LLM-mode response as an Answer."""
+    return Answer(out[C.TEXT_OUTPUT.name], C.FinishReason(out[C.FINISH_REASON.name]))
+
+
 def resolve_options(options: ClientOptions | None, url: str | None, protocol: str | None) -> ClientOptions:
     """``options`` (default ClientOptions()) with ``url``/``protocol`` put in when given."""
     opts = options or ClientOptions()
@@ -215,12 +234,12 @@ def transcribe_call(opts: ClientOptions, audio: Audio, max_new_tokens: int | Non
 
 
 def segments_call(audio: Audio, max_new_tokens: int | None) -> Call:
-    """``segments`` (JSON) of canary_qwen_long: [{"start", "end", "text"}] in seconds."""
+    """``segments`` of canary_qwen_long (JSON on the wire) as :class:`Segment`\ s."""
     return Call(
         C.LONG_FORM_MODEL,
         audio_request(audio, max_new_tokens),
         (C.SEGMENTS.name,),
-        lambda out: json.loads(out[C.SEGMENTS.name]),
+        lambda out: segments_from_wire(out[C.SEGMENTS.name]),
     )
 
 
@@ -242,6 +261,19 @@ def ask_call(
     )
 
 
+def ask_result_call(
+    instruction: str,
+    transcript: str | None,
+    max_new_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    seed: int | None,
+) -> Call:
+    """As :func:`ask_call`, with ``finish_reason`` too: an :class:`Answer`."""
+    c = ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed)
+    return replace(c, outputs=(C.TEXT_OUTPUT.name, C.FINISH_REASON.name), parse=answer_of)
+
+
 def summarize_call(transcript: str, max_new_tokens: int | None) -> Call:
     return ask_call(C.SUMMARIZE_INSTRUCTION, transcript, max_new_tokens, None, None, None)
 
@@ -255,6 +287,16 @@ def transcribe_and_ask_call(audio: Audio, instruction: str, max_new_tokens: int 
         arrays,
         (C.TRANSCRIPT.name, C.TEXT_OUTPUT.name),
         lambda out: (out[C.TRANSCRIPT.name], out[C.TEXT_OUTPUT.name]),
+    )
+
+
+def transcribe_and_ask_result_call(audio: Audio, instruction: str, max_new_tokens: int | None) -> Call:
+    """As :func:`transcribe_and_ask_call`, with ``finish_reason`` too: (transcript, :class:`Answer`)."""
+    c = transcribe_and_ask_call(audio, instruction, max_new_tokens)
+    return replace(
+        c,
+        outputs=(*c.outputs, C.FINISH_REASON.name),
+        parse=lambda out: (out[C.TRANSCRIPT.name], answer_of(out)),
     )
 
 
@@ -362,8 +404,8 @@ class CanaryClient:
 
     def transcribe_segments(
         self, audio: AudioLike | Audio, sample_rate: int | None = None, max_new_tokens: int | None = None
-    ) -> list[dict]:
-        """Long-form with timing: [{"start": s, "end": s, "text": ...}] per segment (seconds)."""
+    ) -> list[Segment]:
+        """Long-form with timing: a :class:`Segment` (start, end in seconds, text) per segment."""
         return self.call(segments_call(as_audio(audio, sample_rate), max_new_tokens))
 
     def transcribe_many(
@@ -464,6 +506,19 @@ class CanaryClient:
         """LLM mode (base Qwen3, adapter off): an instruction, optionally about a transcript."""
         return self.call(ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
 
+    def ask_result(
+        self,
+        instruction: str,
+        transcript: str | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Answer:
+        """As :meth:`ask`, typed: the answer and its finish reason (``length`` when
+        ``max_new_tokens`` cut it, else ``stop``)."""
+        return self.call(ask_result_call(instruction, transcript, max_new_tokens, temperature, top_p, seed))
+
     def summarize(self, transcript: str, max_new_tokens: int | None = None) -> str:
         """LLM mode with the contract's summary instruction."""
         return self.call(summarize_call(transcript, max_new_tokens))
@@ -478,3 +533,13 @@ class CanaryClient:
         """One request to ``canary_qwen_ask``: the server transcribes the audio (long-form when over
         40 s), then answers the instruction about the transcript. Returns (transcript, answer)."""
         return self.call(transcribe_and_ask_call(as_audio(audio, sample_rate), instruction, max_new_tokens))
+
+    def transcribe_and_ask_result(
+        self,
+        audio: AudioLike | Audio,
+        instruction: str,
+        sample_rate: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> tuple[str, Answer]:
+        """As :meth:`transcribe_and_ask`, typed: (transcript, :class:`Answer`)."""
+        return self.call(transcribe_and_ask_result_call(as_audio(audio, sample_rate), instruction, max_new_tokens))

@@ -28,6 +28,10 @@ from canary_triton.evaluation.nemo_manifest import (
     write_manifest,
 )
 from canary_triton.evaluation.wer import leaderboard_normalize, wer
+from canary_triton.longform import formats
+
+#: ``--format`` values written from timed segments (the rest print the manifest rows).
+SUBTITLE_FORMATS = {"srt": formats.srt, "vtt": formats.vtt}
 
 
 def _options(args: argparse.Namespace, model: str = C.ENSEMBLE_MODEL) -> ClientOptions:
@@ -92,8 +96,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     with CanaryClient(options=opts, concurrency=args.concurrency) as client:
         if args.stream:
             return _stream_files(client, paths, args)
-        if args.format == "srt":
-            return _srt_files(client, paths, args)
+        if args.format in SUBTITLE_FORMATS:
+            return _subtitle_files(client, paths, args)
         progress = Progress(len(paths), enabled=not args.no_progress)
         results = client.transcribe_many(
             paths, concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, on_result=progress.update
@@ -146,20 +150,8 @@ def _print(rows: list[dict], fmt: str, out: TextIO) -> None:
                 out.write(f"{row[AUDIO_KEY]}\t{row[PRED_KEY]}\n")
 
 
-def srt_time(seconds: float) -> str:
-    ms = int(round(seconds * 1000))
-    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
-
-
-def srt_blocks(segments: list[dict]) -> str:
-    """SubRip text: one numbered block per long-form segment with its start --> end time."""
-    return "".join(
-        f"{i}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['text']}\n\n"
-        for i, s in enumerate((s for s in segments if s["text"].strip()), 1)
-    )
-
-
-def _srt_files(client: CanaryClient, paths: list[str], args: argparse.Namespace) -> int:
+def _subtitle_files(client: CanaryClient, paths: list[str], args: argparse.Namespace) -> int:
+    """``--format srt|vtt``: each file's timed segments (the long-form entry point) as subtitles."""
     failed = 0
     for p in paths:
         try:
@@ -170,7 +162,7 @@ def _srt_files(client: CanaryClient, paths: list[str], args: argparse.Namespace)
             continue
         if len(paths) > 1:
             print(f"# {p}")
-        print(srt_blocks(segments), end="")
+        print(SUBTITLE_FORMATS[args.format](segments), end="")
     return 1 if failed else 0
 
 
@@ -263,9 +255,9 @@ def register(add: Callable[..., argparse.ArgumentParser], max_new_tokens_type: C
     p.add_argument("--output", "-o", help="write the output manifest here (input rows + pred_text, wer)")
     p.add_argument(
         "--format",
-        choices=["text", "json", "jsonl", "srt"],
+        choices=["text", "json", "jsonl", *SUBTITLE_FORMATS],
         default="text",
-        help="stdout format without -o; srt: timed segments from the long-form entry point",
+        help="stdout format without -o; srt, vtt: subtitles of timed segments from the long-form entry point",
     )
     p.add_argument("--stream", action="store_true", help="print partial text as it comes (gRPC)")
     p.add_argument("--concurrency", type=_positive, default=8, help="requests in flight")

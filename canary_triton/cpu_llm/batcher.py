@@ -29,8 +29,9 @@ from typing import Callable
 import torch
 
 from canary_triton import contract as C
+from canary_triton.contract import FinishReason
 from canary_triton.cpu_llm.runner import LoraWeights, ModelRunner
-from canary_triton.cpu_llm.scheduler import ABORTED, CANCELLED, FAILED, OUTCOMES, Scheduler
+from canary_triton.cpu_llm.scheduler import OUTCOMES, Scheduler
 from canary_triton.errors import ServerBusyError
 from canary_triton.runtime.cpu_profile import check_nice, lower_thread_priority
 
@@ -56,9 +57,9 @@ class GenerationRequest:
     is_cancelled: Callable[[], bool] = lambda: False
     on_error: Callable[[Exception], None] | None = None
     sampling: "Sampling | None" = None  # None: greedy (NeMo's default)
-    #: Called once when the request leaves the engine: outcome (llm_scheduler.OUTCOMES) and the
+    #: Called once when the request leaves the engine: why (``contract.FinishReason``) and the
     #: number of tokens generated (statistics, metrics).
-    on_finish: Callable[[str, int], None] | None = None
+    on_finish: Callable[[FinishReason, int], None] | None = None
     on_admit: Callable[[], None] | None = None  # called when the request takes a batch slot
     #: ASR mode: the run-time LoRA applies (an engine on base weights with LoraWeights); LLM
     #: mode (False): the base model. An engine on merged weights has no run-time adapter.
@@ -153,7 +154,7 @@ class ContinuousBatcher:
         self.prefills = 0  # batched prefills run
         self.max_rows_seen = 0
         self.active = 0  # requests holding a batch row now
-        self.outcomes = {o: 0 for o in OUTCOMES}
+        self.outcomes = {o.value: 0 for o in OUTCOMES}  # requests by finish reason
         self.tokens_generated = 0
 
     # -- public ---------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class ContinuousBatcher:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the engine: every request it holds, running or queued, ends ``aborted`` with an
-        :class:`EngineStopped` error (never as completed). True once the engine thread has ended
+        :class:`EngineStopped` error (never as an answer). True once the engine thread has ended
         (within ``timeout``; a step in progress finishes first)."""
         with self._submit_lock:
             self._stopping.set()
@@ -196,7 +197,7 @@ class ContinuousBatcher:
             except Exception as e:  # noqa: BLE001  a dead engine thread would leave every request unanswered
                 log.exception("engine step failed: failing the requests in flight and going on")
                 for req in self.scheduler.release_all():
-                    self._done(req, FAILED, [], error=e)
+                    self._done(req, FinishReason.ERROR, [], error=e)
                 self.active = 0
 
     def _step(self) -> bool:
@@ -209,7 +210,7 @@ class ContinuousBatcher:
             return False
         admission = sched.admit()
         for req in admission.dropped:  # cancelled while queued: no prefill, no row
-            self._done(req, CANCELLED, [])
+            self._done(req, FinishReason.CANCELLED, [])
         if admission.admitted:
             self._prefill(admission.admitted)
         if sched.running:
@@ -232,7 +233,7 @@ class ContinuousBatcher:
                 f"the LLM engine stopped (model unloading or server shutting down) after "
                 f"{len(req.generated)} of at most {req.max_new_tokens} tokens; the request was not finished"
             )
-            self._done(req, ABORTED, [], error=error)
+            self._done(req, FinishReason.ABORTED, [], error=error)
 
     def _take_submissions(self, block: bool) -> bool:
         """Move submitted requests to the scheduler; False once the engine is told to stop."""
@@ -248,7 +249,7 @@ class ContinuousBatcher:
                 _check_embeds(item, self.runner.shape.hidden)
                 self.scheduler.add(item)
             except ValueError as e:  # a request that can never run fails alone
-                self._done(item, FAILED, [], error=e)
+                self._done(item, FinishReason.ERROR, [], error=e)
 
     def _prefill(self, admitted: list[GenerationRequest]) -> None:
         try:
@@ -259,7 +260,7 @@ class ContinuousBatcher:
             if len(admitted) == 1:
                 log.exception("prefill failed")
                 self._release(admitted[0])
-                self._done(admitted[0], FAILED, [], error=e)
+                self._done(admitted[0], FinishReason.ERROR, [], error=e)
                 return
             ok, logits = [], []
             for req in admitted:  # one by one, each into the row it holds now
@@ -269,7 +270,7 @@ class ContinuousBatcher:
                 except Exception as e1:
                     log.exception("prefill failed")
                     self._release(req)
-                    self._done(req, FAILED, [], error=e1)
+                    self._done(req, FinishReason.ERROR, [], error=e1)
             admitted = ok
         self.prefills += 1
         self._stepped("prefill", len(admitted), sum(int(r.embeds.shape[0]) for r in admitted))
@@ -294,7 +295,7 @@ class ContinuousBatcher:
             log.exception("decode step failed")
             for req in reversed(running):
                 self._release(req)
-                self._done(req, FAILED, [], error=e)
+                self._done(req, FinishReason.ERROR, [], error=e)
             return
         self.steps += 1
         self._stepped("decode", len(running), len(running))
@@ -332,9 +333,13 @@ class ContinuousBatcher:
             self.runner.move(move.src, move.dst, move.length)
         self.active = len(self.scheduler.running)
 
-    def _done(self, req: GenerationRequest, outcome: str, tokens: list[int], error: Exception | None = None) -> None:
-        """The request's last callback (counted first, so a waiter sees the engine's counters)."""
-        self.outcomes[outcome] += 1
+    def _done(
+        self, req: GenerationRequest, outcome: FinishReason, tokens: list[int], error: Exception | None = None
+    ) -> None:
+        """The request's last callback (counted first, so a waiter sees the engine's counters).
+        Aborted and error end with ``error``; stop, length and cancelled with the last tokens (a
+        cancelled request's stream ends with the tokens so far, as TensorRT-LLM's stop request)."""
+        self.outcomes[outcome.value] += 1
         self._safe_callback(req, tokens, True, error=error)
         if req.on_finish is not None:
             try:

@@ -5,7 +5,7 @@ forward to it (those check shapes only, so BF16 tables pass too)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -28,6 +28,20 @@ class LlmRequest:
     table: torch.Tensor | None  # [T, hidden]
     streaming: bool
     sampling: object | None = None  # llm_batcher.Sampling, or None for greedy
+
+
+def finish_reason_of(tokens: Sequence[int], limit: int, end_id: int) -> C.FinishReason:
+    """Why a finished ``llm`` answer ended, from what both profiles return (TensorRT-LLM's
+    ``tensorrtllm`` backend gives token ids and lengths only): ``length`` when the answer's
+    ``tokens`` reached the request's ``request_output_len`` (``limit``) and the last one is not
+    ``end_id``, else ``stop``. The end id is not among the tokens when the engine leaves it out
+    (the CPU engine and TensorRT-LLM's executor do), so an answer of ``limit`` tokens then is
+    ``length`` even if the end id would have come next: the limit is what cut it."""
+    if limit < 1:
+        raise ValueError(f"the output-length limit must be >= 1, got {limit}")
+    if len(tokens) >= limit and int(tokens[-1]) != end_id:
+        return C.FinishReason.LENGTH
+    return C.FinishReason.STOP
 
 
 def is_stop_request(stop: np.ndarray | None) -> bool:

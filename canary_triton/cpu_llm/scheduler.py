@@ -15,9 +15,10 @@ Rules:
 - **Admission** is first come, first served at token boundaries: every waiting request that has
   a free row is admitted together (the runner prefills them as one batch). A request cancelled
   while it waited is dropped before it takes a row (never prefilled).
-- **Finish.** The end id finishes a request without being emitted (as TensorRT-LLM's executor);
-  any other token is emitted, and the request finishes once it has ``max_new_tokens`` tokens or is
-  cancelled (checked after each token, between steps: it stops at its next token).
+- **Finish.** The end id finishes a request without being emitted (as TensorRT-LLM's executor):
+  ``stop``; any other token is emitted, and the request finishes once it has ``max_new_tokens``
+  tokens (``length``) or is cancelled (``cancelled``; checked after each token, between steps: it
+  stops at its next token). The reasons are ``contract.FinishReason``, vLLM's vocabulary.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-COMPLETED, CANCELLED, FAILED, ABORTED = "completed", "cancelled", "failed", "aborted"
-#: How a request leaves the engine. Only ``completed`` (end id or token limit) is a success:
-#: ``cancelled`` by its client (or a stop request, or a response send that stalled), ``failed`` by
-#: an error, ``aborted`` because the engine stopped (model unloaded, server shutting down).
-OUTCOMES = (COMPLETED, CANCELLED, FAILED, ABORTED)
+from canary_triton.contract import FinishReason
+
+#: Every way a request leaves the engine (``contract.FinishReason``: stop and length are the
+#: successes; cancelled, aborted and error are answered as errors).
+OUTCOMES: tuple[FinishReason, ...] = tuple(FinishReason)
 
 
 class CapacityError(ValueError):
@@ -71,7 +72,7 @@ class Token:
     """What one new token means for its request."""
 
     emit: bool  # the token is part of the output (False for the end id)
-    finished: str | None  # outcome when the request is done after it, else None
+    finished: FinishReason | None  # why the request is done after it, else None
 
 
 @dataclass
@@ -119,11 +120,11 @@ class Scheduler:
     def on_token(self, req: Schedulable, token: int) -> Token:
         """Record one generated token of a running request (does not free its row: see release)."""
         if token == req.end_id:
-            return Token(emit=False, finished=COMPLETED)
+            return Token(emit=False, finished=FinishReason.STOP)
         req.generated.append(token)
         if req.is_cancelled():
-            return Token(emit=True, finished=CANCELLED)
-        return Token(emit=True, finished=COMPLETED if len(req.generated) >= req.max_new_tokens else None)
+            return Token(emit=True, finished=FinishReason.CANCELLED)
+        return Token(emit=True, finished=FinishReason.LENGTH if len(req.generated) >= req.max_new_tokens else None)
 
     @staticmethod
     def positions(req: Schedulable) -> int:

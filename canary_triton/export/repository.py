@@ -480,7 +480,7 @@ def describe(
         "python",
         opts.max_batch,
         (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
-        (C.TEXT_OUTPUT,),
+        (C.TEXT_OUTPUT, C.FINISH_REASON),
         batching=batching,
         parameters=opts.parameters(C.LLM_MODE_MODEL),
     )
@@ -499,7 +499,7 @@ def describe(
         "python",
         opts.max_batch,
         (_with(C.AUDIO, ragged=True), C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
-        (C.TRANSCRIPT, C.TEXT_OUTPUT),
+        (C.TRANSCRIPT, C.TEXT_OUTPUT, C.FINISH_REASON),
         batching=batching,
         parameters=opts.parameters(C.ASK_MODEL),
     )

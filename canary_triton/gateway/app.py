@@ -36,6 +36,7 @@ from canary_triton.gateway.formats import MEDIA_TYPES, TIMED_FORMATS, delta_even
 from canary_triton.gateway.openai_errors import SERVER_ERROR, GatewayError, bad_request, from_server_error
 from canary_triton.gateway.options import GatewayOptions
 from canary_triton.gateway.transcription import parse_transcription
+from canary_triton.longform.segment import Segment, segments_from_wire
 
 log = logging.getLogger("canary_triton.gateway")
 
@@ -98,7 +99,7 @@ async def _form(request: Request, body: bytes):
         raise bad_request(f"malformed multipart body: {e.detail}", "file") from None
 
 
-async def _timed(client: AsyncCanaryClient, audio: Audio) -> tuple[str, list[dict]]:
+async def _timed(client: AsyncCanaryClient, audio: Audio) -> tuple[str, list[Segment]]:
     """Text and segments: the long-form entry point's (one request for both) over 40 s; under
     it the clip is transcribed in one piece, one segment from 0 to its end."""
     if entry_model(client.opts, audio, None) == C.LONG_FORM_MODEL:
@@ -106,11 +107,11 @@ async def _timed(client: AsyncCanaryClient, audio: Audio) -> tuple[str, list[dic
             C.LONG_FORM_MODEL,
             audio_request(audio, None),
             (C.TRANSCRIPT.name, C.SEGMENTS.name),
-            lambda out: (out[C.TRANSCRIPT.name], json.loads(out[C.SEGMENTS.name])),
+            lambda out: (out[C.TRANSCRIPT.name], segments_from_wire(out[C.SEGMENTS.name])),
         )
         return await client.call(call)
     text = await client.transcribe(audio)
-    return text, ([{"start": 0.0, "end": round(audio.seconds, 3), "text": text}] if text.strip() else [])
+    return text, ([Segment(0.0, round(audio.seconds, 3), text)] if text.strip() else [])
 
 
 async def _transcript_events(client: AsyncCanaryClient, audio: Audio, retry_after_s: int) -> AsyncIterator[bytes]:
@@ -187,12 +188,12 @@ async def chat_completions(request: Request, opts: GatewayOptions, client: Async
     check_model(data.get("model"), opts)
     answer = await until_disconnect(
         request.receive,
-        client.ask(req.instruction, req.transcript, req.max_new_tokens, req.temperature, req.top_p, req.seed),
+        client.ask_result(req.instruction, req.transcript, req.max_new_tokens, req.temperature, req.top_p, req.seed),
     )
     cid = chat.completion_id()
     if req.stream:
-        return EventStream(_chunks(chat.stream_chunks(cid, data["model"], answer)))
-    return JSONResponse(chat.completion(cid, data["model"], answer))
+        return EventStream(_chunks(chat.stream_chunks(cid, data["model"], answer.text, answer.finish_reason)))
+    return JSONResponse(chat.completion(cid, data["model"], answer.text, answer.finish_reason))
 
 
 # -- models and health -------------------------------------------------------------------------

@@ -10,6 +10,8 @@ message list maps onto ``AsyncCanaryClient.ask(instruction, transcript)`` like t
 ``developer`` is OpenAI's newer name for ``system``. Assistant, tool and function messages (a
 conversation history) and non-text content parts are refused with 400: the model would not see
 them as turns. ``canary_qwen_llm`` is unary: ``stream=true`` sends the whole answer as one chunk.
+``finish_reason`` is the server's (``AsyncCanaryClient.ask_result``): ``length`` when ``max_tokens``
+(or ``max_completion_tokens``) cut the answer, ``stop`` otherwise.
 """
 
 from __future__ import annotations
@@ -116,16 +118,20 @@ def completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex
 
 
-def completion(cid: str, model: str, answer: str) -> dict:
-    """A ``chat.completion``. The server reports no token counts or stop reason: ``usage`` is
-    left out and ``finish_reason`` is "stop"."""
+def completion(cid: str, model: str, answer: str, finish_reason: str = "stop") -> dict:
+    """A ``chat.completion``. The server reports no token counts: ``usage`` is left out."""
     return {
         "id": cid,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop", "logprobs": None}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": str(finish_reason),
+                "logprobs": None,
+            }
         ],
     }
 
@@ -140,11 +146,12 @@ def chunk(cid: str, model: str, created: int, delta: dict, finish_reason: str | 
     }
 
 
-def stream_chunks(cid: str, model: str, answer: str) -> list[dict]:
-    """The whole answer as chunks: the role, the content (one chunk: the LLM mode is unary), the stop."""
+def stream_chunks(cid: str, model: str, answer: str, finish_reason: str = "stop") -> list[dict]:
+    """The whole answer as chunks: the role, the content (one chunk: the LLM mode is unary), the
+    finish reason."""
     created = int(time.time())
     return [
         chunk(cid, model, created, {"role": "assistant", "content": ""}, None),
         chunk(cid, model, created, {"content": answer}, None),
-        chunk(cid, model, created, {}, "stop"),
+        chunk(cid, model, created, {}, str(finish_reason)),
     ]

@@ -15,7 +15,7 @@ the quietest frame in the last ``search_s`` before the limit, and the next segme
 ``overlap_s`` earlier; :func:`join_texts` removes the words the overlap transcribed twice.
 
 Audio where no speech is found gives no segment, so it is never sent to the model: silence, noise
-and music cost the detector's time only and give empty text. Segment bounds are the sample
+and music cost the detector's time only and give empty text. Region bounds are the sample
 indices where the audio is cut (timestamps never accumulate rounding).
 """
 
@@ -71,7 +71,10 @@ class SegmentOptions:
 
 
 @dataclass(frozen=True)
-class Segment:
+class Region:
+    """A stretch of the recording sent to the model as one request (the timed text it gives back
+    is ``longform.segment.Segment``)."""
+
     start: int  # sample index, inclusive
     end: int  # sample index, exclusive
     after_hard_cut: bool = False  # starts inside the previous segment (overlap): de-duplicate words
@@ -134,7 +137,7 @@ def energy_regions(audio: np.ndarray, sample_rate: int, opts: SegmentOptions) ->
     return [(a * frame, min(len(audio), b * frame)) for a, b in regions]
 
 
-def split(audio: np.ndarray, sample_rate: int, opts: SegmentOptions = SegmentOptions()) -> list[Segment]:
+def split(audio: np.ndarray, sample_rate: int, opts: SegmentOptions = SegmentOptions()) -> list[Region]:
     """Segments covering every speech region (with ``pad_s`` around it), each <= max_segment_s."""
     n = len(audio)
     limit = int(opts.max_segment_s * sample_rate)
@@ -151,26 +154,26 @@ def split(audio: np.ndarray, sample_rate: int, opts: SegmentOptions = SegmentOpt
         lo = max(0, a - pad) if k == 0 else max(a - pad, (regions[k - 1][1] + a) // 2)
         hi = min(n, b + tail) if k == len(regions) - 1 else min(b + tail, (b + regions[k + 1][0]) // 2)
         padded.append((lo, hi))
-    segments: list[Segment] = []
+    segments: list[Region] = []
     current: list[int] | None = None
     for lo, hi in padded:
         if hi - lo > limit:  # no pause long enough: hard cuts with overlap
             if current:
-                segments.append(Segment(current[0], current[1]))
+                segments.append(Region(current[0], current[1]))
                 current = None
             segments.extend(_hard_cuts(audio, lo, hi, sample_rate, opts))
         elif current is not None and hi - current[0] <= merge:
             current[1] = hi
         else:
             if current:
-                segments.append(Segment(current[0], current[1]))
+                segments.append(Region(current[0], current[1]))
             current = [lo, hi]
     if current:
-        segments.append(Segment(current[0], current[1]))
+        segments.append(Region(current[0], current[1]))
     return segments
 
 
-def model_input(audio: np.ndarray, segment: Segment, opts: SegmentOptions, sample_rate: int) -> np.ndarray:
+def model_input(audio: np.ndarray, segment: Region, opts: SegmentOptions, sample_rate: int) -> np.ndarray:
     """The samples sent to the model for ``segment``: its audio with ``silence_pad_s`` of zeros at
     both ends (as much as fits the model's limit). The tiny fixtures were trained with silence at
     the edges of each clip and garble tight cuts (measured, tests/test_longform_transcribe.py: WER 34% with
@@ -183,20 +186,20 @@ def model_input(audio: np.ndarray, segment: Segment, opts: SegmentOptions, sampl
     return out
 
 
-def _hard_cuts(audio: np.ndarray, lo: int, hi: int, sample_rate: int, opts: SegmentOptions) -> list[Segment]:
+def _hard_cuts(audio: np.ndarray, lo: int, hi: int, sample_rate: int, opts: SegmentOptions) -> list[Region]:
     limit = int(opts.max_segment_s * sample_rate)
     overlap = int(opts.overlap_s * sample_rate)
     search = min(int(opts.search_s * sample_rate), limit // 2)
     frame = max(1, int(round(opts.frame_s * sample_rate)))
-    out: list[Segment] = []
+    out: list[Region] = []
     start, first = lo, True
     while hi - start > limit:
         window = audio[start + limit - search : start + limit]
         levels = frame_levels_db(window, frame)
         cut = start + limit - search + int(np.argmin(levels)) * frame + frame // 2
-        out.append(Segment(start, cut, after_hard_cut=not first))
+        out.append(Region(start, cut, after_hard_cut=not first))
         start, first = cut - overlap, False
-    out.append(Segment(start, hi, after_hard_cut=not first))
+    out.append(Region(start, hi, after_hard_cut=not first))
     return out
 
 
@@ -209,7 +212,7 @@ class TextJoiner:
         self.words: list[str] = []
         self.max_overlap_words = max_overlap_words
 
-    def push(self, segment: Segment, text: str) -> str:
+    def push(self, segment: Region, text: str) -> str:
         new = text.split()
         if segment.after_hard_cut and self.words:
             new = new[_overlap(self.words, new, self.max_overlap_words) :]
@@ -224,7 +227,7 @@ class TextJoiner:
         return " ".join(self.words)
 
 
-def join_texts(texts: list[str], segments: list[Segment], max_overlap_words: int = 8) -> str:
+def join_texts(texts: list[str], segments: list[Region], max_overlap_words: int = 8) -> str:
     """Segment transcripts joined in order (see :class:`TextJoiner`)."""
     joiner = TextJoiner(max_overlap_words)
     for text, seg in zip(texts, segments):

@@ -7,7 +7,6 @@ the words one segment adds after the overlap with the previous one is removed.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -17,8 +16,9 @@ import numpy as np
 
 from canary_triton import contract as C
 from canary_triton.frontend.preprocess import AudioLimits, validate_audio
+from canary_triton.longform.segment import Segment
 from canary_triton.longform.segmenter import (  # noqa: F401  (TextJoiner re-exported)
-    Segment,
+    Region,
     SegmentOptions,
     TextJoiner,
     model_input,
@@ -45,13 +45,13 @@ class LongFormOptions:
 
 def transcribe_in_order(
     audio: np.ndarray,
-    segments: list[Segment],
+    segments: list[Region],
     transcribe: Callable[[np.ndarray], str],
     pool: Executor,
     is_cancelled: Callable[[], bool] = lambda: False,
     opts: SegmentOptions = SegmentOptions(),
     sample_rate: int = C.MelParams().sample_rate,
-) -> Iterator[tuple[Segment, str]]:
+) -> Iterator[tuple[Region, str]]:
     """Submit every segment at once (they share the server's in-flight batches) and yield the
     results in segment order as they become available. Stops early when cancelled."""
     futures: list[Future] = [pool.submit(transcribe, model_input(audio, s, opts, sample_rate)) for s in segments]
@@ -75,14 +75,13 @@ class LongFormCancelled(Exception):
     pass
 
 
-def segments_json(items: list[tuple[Segment, str]], sample_rate: int) -> str:
-    return json.dumps(
-        [{"start": round(s.start / sample_rate, 3), "end": round(s.end / sample_rate, 3), "text": t} for s, t in items],
-        ensure_ascii=False,
-    )
+def timed(items: list[tuple[Region, str]], sample_rate: int) -> list[Segment]:
+    """Each region's text as a :class:`~canary_triton.longform.segment.Segment`, its bounds in
+    seconds rounded to the millisecond."""
+    return [Segment(round(r.start / sample_rate, 3), round(r.end / sample_rate, 3), t) for r, t in items]
 
 
-def plan(audio: np.ndarray, mel: C.MelParams, opts: LongFormOptions) -> tuple[np.ndarray, list[Segment]]:
+def plan(audio: np.ndarray, mel: C.MelParams, opts: LongFormOptions) -> tuple[np.ndarray, list[Region]]:
     """Validated audio and its segments."""
     x = validate_audio(audio, opts.limits(mel))
     return x, split(x, mel.sample_rate, opts.segment)

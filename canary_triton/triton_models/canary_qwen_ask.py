@@ -2,7 +2,8 @@
 
 Built on the two modes: the audio goes to `canary_qwen` (or `canary_qwen_long` when it is longer
 than the model's 40 s), then the instruction and the transcript go to `canary_qwen_llm` (the base
-Qwen3) in NeMo's LLM-mode prompt format (contract.llm_mode_text).
+Qwen3) in NeMo's LLM-mode prompt format (contract.llm_mode_text). The answer's `finish_reason`
+is `canary_qwen_llm`'s, passed on.
 """
 
 from __future__ import annotations
@@ -37,5 +38,8 @@ class AskModel(ThreadedModel):
             t = pb.get_input_tensor_by_name(request, spec.name)
             if t is not None:  # [1] when declared with reshape: [] -> [1, 1] as the called model takes it
                 llm_inputs.append(pb.Tensor(spec.name, t.as_numpy().reshape(1, 1)))
-        answer = unary_call(pb, C.LLM_MODE_MODEL, llm_inputs, [C.TEXT_OUTPUT.name])[C.TEXT_OUTPUT.name]
-        self.send(sender, [text, pb.Tensor(C.TEXT_OUTPUT.name, answer.as_numpy())])
+        answer = unary_call(pb, C.LLM_MODE_MODEL, llm_inputs, [C.TEXT_OUTPUT.name, C.FINISH_REASON.name])
+        self.send(
+            sender,
+            [text] + [pb.Tensor(spec.name, answer[spec.name].as_numpy()) for spec in (C.TEXT_OUTPUT, C.FINISH_REASON)],
+        )

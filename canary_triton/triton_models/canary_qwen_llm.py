@@ -1,6 +1,7 @@
 """Triton model `canary_qwen_llm`: LLM mode, text in -> text out with the base Qwen3 (LoRA off),
 NeMo's `qwen` prompt format, greedy by default (temperature/top_p/seed optional). Forwards to the
-decoupled `llm_base` through BLS on a worker thread and answers once (unary HTTP and gRPC)."""
+decoupled `llm_base` through BLS on a worker thread and answers once (unary HTTP and gRPC), with
+`finish_reason`: `length` when `max_new_tokens` cut the answer, else `stop`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
-from canary_triton.cpu_llm.request import parse_sampling
+from canary_triton.cpu_llm.request import finish_reason_of, parse_sampling
 from canary_triton.frontend.preprocess import llm_mode_prompt, validate_max_new_tokens
 from canary_triton.model_params import LlmModeParams
 from canary_triton.runtime.loaders import load_serving_tokenizer
@@ -55,4 +56,11 @@ class LlmModeModel(ThreadedModel):
         pieces = forward_tokens(pb, self.target, inputs, caller=request, callee=self.callee)
         with closing(pieces):  # the forwarded request ends before any FINAL response (an error too)
             tokens = [t for piece in pieces for t in piece]
-        self.send(sender, [self.string_tensor(C.TEXT_OUTPUT.name, self.tokenizer.decode(tokens))])
+        reason = finish_reason_of(tokens, limit, self.tokenizer.ids.eos)
+        self.send(
+            sender,
+            [
+                self.string_tensor(C.TEXT_OUTPUT.name, self.tokenizer.decode(tokens)),
+                self.string_tensor(C.FINISH_REASON.name, reason.value),
+            ],
+        )

@@ -1,5 +1,5 @@
 """Triton models `canary_qwen_long` (unary) and `canary_qwen_long_stream` (decoupled): audio of
-any length up to the long-form limit -> transcript (+ segments as JSON).
+any length up to the long-form limit -> transcript (+ segments: longform.segment.Segment, as JSON).
 
 The audio is split at pauses (canary_triton.longform.segmenter; Silero VAD by default, on this instance's
 CPU threads) into segments the model can take, audio without speech never being sent; the
@@ -15,13 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from canary_triton import contract as C
 from canary_triton.frontend.preprocess import validate_max_new_tokens
+from canary_triton.longform.segment import Segment, segments_to_wire
 from canary_triton.longform.segmenter import prepare
 from canary_triton.longform.transcribe import (
     LongFormCancelled,
     LongFormOptions,
     TextJoiner,
     plan,
-    segments_json,
+    timed,
     transcribe_in_order,
 )
 from canary_triton.model_params import LongFormParams
@@ -73,14 +74,17 @@ class LongFormModel(ThreadedModel):
             piece = joiner.push(seg, text)
             done.append((seg, text))
             if self.streaming and piece:
-                self.send(sender, self._outputs(piece, segments_json([(seg, text)], self.mel.sample_rate)), final=False)
+                self.send(sender, self._outputs(piece, timed([(seg, text)], self.mel.sample_rate)), final=False)
         if self.streaming:
             self.send(sender)
         else:
-            self.send(sender, self._outputs(joiner.text, segments_json(done, self.mel.sample_rate)))
+            self.send(sender, self._outputs(joiner.text, timed(done, self.mel.sample_rate)))
 
-    def _outputs(self, text, segments):
-        return [self.string_tensor(C.TRANSCRIPT.name, text), self.string_tensor(C.SEGMENTS.name, segments)]
+    def _outputs(self, text: str, segments: list[Segment]):
+        return [
+            self.string_tensor(C.TRANSCRIPT.name, text),
+            self.string_tensor(C.SEGMENTS.name, segments_to_wire(segments)),
+        ]
 
     def finalize(self):
         super().finalize()
