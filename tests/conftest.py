@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
+from canary_triton.bundled import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
 from canary_triton.serving.tritonserver import free_port  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

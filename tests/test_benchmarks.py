@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from canary_triton import contract as C
-from canary_triton.cli import DEMO_HELDOUT
+from canary_triton.bundled import DEMO_HELDOUT
 
 from .conftest import speechlike
 

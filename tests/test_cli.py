@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from canary_triton.cli import DEMO_HELDOUT
+from canary_triton.bundled import DEMO_HELDOUT
 from canary_triton.evaluation.nemo_manifest import read_manifest
 
 from .conftest import cli_in_process

@@ -13,7 +13,8 @@ import soundfile as sf
 import soxr
 
 from canary_triton import contract as C
-from canary_triton.cli import DEMO_HELDOUT, main
+from canary_triton.bundled import DEMO_HELDOUT
+from canary_triton.cli import main
 from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, ServerError
 from canary_triton.client.api import backoff_delays, is_retryable
 from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input

@@ -182,7 +182,7 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
     import os
     import shutil
 
-    from canary_triton.cli import DEMO_HELDOUT
+    from canary_triton.bundled import DEMO_HELDOUT
     from canary_triton.client import CanaryClient
 
     from .test_checkpoint_reader import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with

@@ -23,7 +23,8 @@ import pytest
 import soundfile as sf
 
 from canary_triton import contract as C
-from canary_triton.cli import DEMO_HELDOUT, main
+from canary_triton.bundled import DEMO_HELDOUT
+from canary_triton.cli import main
 from canary_triton.client import CanaryClient
 from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.gateway import BackgroundGateway, GatewayOptions

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Lowest first. Names are relative to ``canary_triton`` ("" is the package's ``__init__``, the
 #: version); a name covers its submodules. ``benchmarks`` is the top-level benchmarks package.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("contract", ("", "contract", "errors", "artifacts")),
+    ("contract", ("", "contract", "errors", "artifacts", "bundled")),  # bundled: the shipped data's paths
     (
         "runtime",  # model math and the CPU runtime: no export, Triton or client code
         (

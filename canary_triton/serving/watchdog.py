@@ -28,15 +28,15 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from canary_triton import contract as C
+from canary_triton.bundled import DEMO_SAMPLE
 
 #: The probe's clip: a bundled held-out utterance (speech, so a VAD gate passes it to the LLM).
-PROBE_AUDIO = Path(__file__).resolve().parents[1] / "assets" / "speech" / "heldout" / "heldout_000.flac"
+PROBE_AUDIO = DEMO_SAMPLE
 PROBE_MAX_NEW_TOKENS = 4
 
 
