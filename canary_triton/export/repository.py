@@ -292,157 +292,142 @@ def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
     return replace(spec, **kw)
 
 
-def describe(
-    manifest: ExportManifest, profile: str, opts: RepositoryOptions, export_dir: Path = Path(".")
-) -> list[ModelDecl]:
-    """The whole repository as declarations (no files); ``export_dir`` holds the GPU engines."""
-    n_mels = manifest.model.mel.n_mels
-    d_enc = manifest.model.encoder_dim
+@dataclass(frozen=True)
+class _Tensors:
+    """The tensors whose shapes or types come from the checkpoint and the profile, shared by the
+    models' declarations (``dims`` as in config.pbtxt: without the batch dimension)."""
+
+    mel: TensorSpec  # [n_mels, -1], not ragged: the preprocessor pads to length buckets
+    encoded: TensorSpec  # [-1, d_enc], ragged
+    table_in: TensorSpec  # the prompt table the llm takes: [-1, hidden] in the profile's dtype
+    table_out: TensorSpec  # the prompt table the projector gives: not optional, not ragged
+    llm_inputs: tuple[TensorSpec, ...]
+    llm_outputs: tuple[TensorSpec, ...]
+    batching: Batching
+
+
+def _tensors(manifest: ExportManifest, profile: str, opts: RepositoryOptions) -> _Tensors:
     hidden = manifest.model.llm_hidden
     table_dtype = C.PROMPT_TABLE_DTYPE[profile]
-    # Not ragged: the preprocessor pads mel to length buckets, so the dynamic batcher groups equal
-    # shapes only, in both profiles (a TensorRT plan batches nothing else).
-    mel = _with(C.MEL, dims=(n_mels, -1))
-    encoded = _with(C.ENCODED, dims=(-1, d_enc), ragged=True)
-    table_out = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype, optional=False, ragged=False)
     table_in = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype)
-    batching = Batching(opts.max_queue_delay_us, opts.max_queue_size, opts.queue_timeout_us)
-    req_out = _with(C.REQUEST_OUTPUT_LEN, reshape=None)
-    end_out, pad_out = _with(C.END_ID, optional=False, reshape=None), _with(C.PAD_ID, optional=False, reshape=None)
-    lengths_out = _with(C.INPUT_LENGTHS, reshape=None)
-    ids_out = _with(C.INPUT_IDS, ragged=False)
-    llm_inputs = (
-        C.INPUT_IDS,
-        C.INPUT_LENGTHS,
-        C.REQUEST_OUTPUT_LEN,
-        C.END_ID,
-        C.PAD_ID,
-        C.STREAMING,
-        table_in,
-        C.PROMPT_VOCAB_SIZE,
-        C.TEMPERATURE,
-        C.RUNTIME_TOP_P,
-        C.SEED,
-        C.STOP,
+    return _Tensors(
+        # Not ragged: the preprocessor pads mel to length buckets, so the dynamic batcher groups equal
+        # shapes only, in both profiles (a TensorRT plan batches nothing else).
+        mel=_with(C.MEL, dims=(manifest.model.mel.n_mels, -1)),
+        encoded=_with(C.ENCODED, dims=(-1, manifest.model.encoder_dim), ragged=True),
+        table_in=table_in,
+        table_out=_with(table_in, optional=False, ragged=False),
+        llm_inputs=(
+            C.INPUT_IDS,
+            C.INPUT_LENGTHS,
+            C.REQUEST_OUTPUT_LEN,
+            C.END_ID,
+            C.PAD_ID,
+            C.STREAMING,
+            table_in,
+            C.PROMPT_VOCAB_SIZE,
+            C.TEMPERATURE,
+            C.RUNTIME_TOP_P,
+            C.SEED,
+            C.STOP,
+        ),
+        llm_outputs=(C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
+        batching=Batching(opts.max_queue_delay_us, opts.max_queue_size, opts.queue_timeout_us),
     )
-    llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
-    pre = ModelDecl(
-        C.PREPROCESSOR_MODEL,
-        "python",
-        opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-        (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
-        instance_count=opts.preprocessor_instances,
-        batching=batching,
-        parameters=opts.parameters(C.PREPROCESSOR_MODEL),
+
+def _python(name: str, t: _Tensors, opts: RepositoryOptions, inputs, outputs, **kw: Any) -> ModelDecl:
+    """A Python model of the CPU runtime, dynamically batched, with its model_params parameters."""
+    return ModelDecl(
+        name, "python", opts.max_batch, inputs, outputs, batching=t.batching, parameters=opts.parameters(name), **kw
     )
-    post = ModelDecl(
-        C.POSTPROCESSOR_MODEL,
-        "python",
-        opts.max_batch,
-        (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
-        (C.TRANSCRIPT,),
-        batching=batching,
-        parameters=opts.parameters(C.POSTPROCESSOR_MODEL),
+
+
+def _preprocessor(t: _Tensors, opts: RepositoryOptions) -> ModelDecl:
+    """audio -> mel features and the llm's request tensors (prompt ids, lengths, ids to stop at)."""
+    outputs = (
+        t.mel,
+        C.MEL_LENGTH,
+        _with(C.INPUT_IDS, ragged=False),
+        _with(C.INPUT_LENGTHS, reshape=None),
+        _with(C.REQUEST_OUTPUT_LEN, reshape=None),
+        _with(C.END_ID, optional=False, reshape=None),
+        _with(C.PAD_ID, optional=False, reshape=None),
     )
-    if profile == "cpu":
-        enc = ModelDecl(
-            C.ENCODER_MODEL,
-            "python",
-            opts.max_batch,
-            (mel, C.MEL_LENGTH),
-            (encoded, C.ENCODED_LENGTH),
-            instance_count=opts.encoder_instances,
-            batching=batching,
-            parameters=opts.parameters(C.ENCODER_MODEL),
-        )
-        proj = ModelDecl(
-            C.PROJECTOR_MODEL,
-            "python",
-            opts.max_batch,
-            (encoded,),
-            (table_out, C.PROMPT_VOCAB_SIZE),
-            batching=batching,
-            parameters=opts.parameters(C.PROJECTOR_MODEL),
-        )
-        llm = ModelDecl(
-            C.LLM_MODEL,
-            "python",
-            opts.max_batch,
-            llm_inputs,
-            llm_outputs,
-            batching=batching,
-            decoupled=True,
-            parameters=opts.parameters(C.LLM_MODEL),
-        )
-        llm_base = replace(llm, name=C.LLM_BASE_MODEL, parameters=opts.parameters(C.LLM_BASE_MODEL))
-    elif profile == "gpu":
-        files = manifest.files
-        if files.encoder_plan is None or files.projector_plan is None:
-            raise CanaryTritonError(
-                "the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU"
-            )
-        enc = ModelDecl(
-            C.ENCODER_MODEL,
-            "tensorrt_plan",
-            opts.max_batch,
-            (_with(mel, ragged=False), C.MEL_LENGTH),
-            (_with(encoded, ragged=False), C.ENCODED_LENGTH),
-            instance_count=opts.encoder_instances,
-            kind="KIND_GPU",
-            batching=batching,
-            cc_model_filenames=_cc_files(export_dir / files.encoder_plan),
-        )
-        proj = ModelDecl(
-            C.PROJECTOR_MODEL,
-            "tensorrt_plan",
-            opts.max_batch,
-            (_with(encoded, ragged=False),),
-            (table_out,),
-            kind="KIND_GPU",
-            batching=batching,
-            cc_model_filenames=_cc_files(export_dir / files.projector_plan),
-        )
-        llm = ModelDecl(
-            C.LLM_MODEL,
-            "tensorrtllm",
-            opts.max_batch,
-            llm_inputs,
-            llm_outputs,
-            batching=batching,
-            decoupled=True,
-            parameters=_trtllm_parameters(export_dir, files.trtllm_merged, files.llm_merged, opts, kv_reuse=False),
-            notes=TRTLLM_NOTES,
-        )
-        llm_base = replace(
-            llm,
-            name=C.LLM_BASE_MODEL,
-            notes=TRTLLM_NOTES,
-            parameters=_trtllm_parameters(export_dir, files.trtllm_base, files.llm_base, opts, kv_reuse=True),
-        )
-    else:
-        raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
-    unary = ModelDecl(
-        C.LLM_UNARY_MODEL,
-        "python",
-        opts.max_batch,
-        llm_inputs,
-        llm_outputs,
-        batching=batching,
-        parameters=opts.parameters(C.LLM_UNARY_MODEL),
+    inputs = (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS)
+    return _python(C.PREPROCESSOR_MODEL, t, opts, inputs, outputs, instance_count=opts.preprocessor_instances)
+
+
+def _cpu_models(t: _Tensors, opts: RepositoryOptions) -> tuple[ModelDecl, ModelDecl, ModelDecl, ModelDecl]:
+    """The CPU profile's encoder, projector, llm and llm_base: Python models over ONNX Runtime and
+    the in-process LLM engine (one decoupled model each for ASR and LLM mode)."""
+    enc = _python(
+        C.ENCODER_MODEL,
+        t,
+        opts,
+        (t.mel, C.MEL_LENGTH),
+        (t.encoded, C.ENCODED_LENGTH),
+        instance_count=opts.encoder_instances,
     )
-    stream = ModelDecl(
-        C.STREAM_MODEL,
-        "python",
+    proj = _python(C.PROJECTOR_MODEL, t, opts, (t.encoded,), (t.table_out, C.PROMPT_VOCAB_SIZE))
+    llm = _python(C.LLM_MODEL, t, opts, t.llm_inputs, t.llm_outputs, decoupled=True)
+    llm_base = replace(llm, name=C.LLM_BASE_MODEL, parameters=opts.parameters(C.LLM_BASE_MODEL))
+    return enc, proj, llm, llm_base
+
+
+def _gpu_models(
+    t: _Tensors, manifest: ExportManifest, opts: RepositoryOptions, export_dir: Path
+) -> tuple[ModelDecl, ModelDecl, ModelDecl, ModelDecl]:
+    """The GPU profile's encoder, projector (TensorRT plans, one per GPU architecture), llm and
+    llm_base (the ``tensorrtllm`` backend on the merged and the base engine)."""
+    files = manifest.files
+    if files.encoder_plan is None or files.projector_plan is None:
+        raise CanaryTritonError(
+            "the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU"
+        )
+    enc = ModelDecl(
+        C.ENCODER_MODEL,
+        "tensorrt_plan",
         opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-        (C.TRANSCRIPT,),
-        batching=batching,
+        (_with(t.mel, ragged=False), C.MEL_LENGTH),
+        (_with(t.encoded, ragged=False), C.ENCODED_LENGTH),
+        instance_count=opts.encoder_instances,
+        kind="KIND_GPU",
+        batching=t.batching,
+        cc_model_filenames=_cc_files(export_dir / files.encoder_plan),
+    )
+    proj = ModelDecl(
+        C.PROJECTOR_MODEL,
+        "tensorrt_plan",
+        opts.max_batch,
+        (_with(t.encoded, ragged=False),),
+        (t.table_out,),
+        kind="KIND_GPU",
+        batching=t.batching,
+        cc_model_filenames=_cc_files(export_dir / files.projector_plan),
+    )
+    llm = ModelDecl(
+        C.LLM_MODEL,
+        "tensorrtllm",
+        opts.max_batch,
+        t.llm_inputs,
+        t.llm_outputs,
+        batching=t.batching,
         decoupled=True,
-        parameters=opts.parameters(C.STREAM_MODEL),
+        parameters=_trtllm_parameters(export_dir, files.trtllm_merged, files.llm_merged, opts, kv_reuse=False),
+        notes=TRTLLM_NOTES,
     )
-    ens = ModelDecl(
+    llm_base = replace(
+        llm,
+        name=C.LLM_BASE_MODEL,
+        parameters=_trtllm_parameters(export_dir, files.trtllm_base, files.llm_base, opts, kv_reuse=True),
+    )
+    return enc, proj, llm, llm_base
+
+
+def _ensemble(pre: ModelDecl, opts: RepositoryOptions) -> ModelDecl:
+    """``canary_qwen``: preprocessor -> encoder -> projector -> llm_unary -> postprocessor."""
+    return ModelDecl(
         C.ENSEMBLE_MODEL,
         "ensemble",
         opts.max_batch,
@@ -475,35 +460,55 @@ def describe(
             ),
         ),
     )
-    llm_mode = ModelDecl(
-        C.LLM_MODE_MODEL,
-        "python",
-        opts.max_batch,
-        (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
-        (C.TEXT_OUTPUT,),
-        batching=batching,
-        parameters=opts.parameters(C.LLM_MODE_MODEL),
+
+
+def _shared_models(t: _Tensors, opts: RepositoryOptions) -> dict[str, ModelDecl]:
+    """The Python models that are the same in both profiles: the postprocessor and the BLS models
+    over the pipeline (llm_unary, the ensemble's step; streaming, LLM mode, long form unary and
+    streamed, ask)."""
+    audio = _with(C.AUDIO, ragged=True)
+    sampling = (C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED)
+    long = _python(C.LONG_FORM_MODEL, t, opts, (audio, C.MAX_NEW_TOKENS), (C.TRANSCRIPT, C.SEGMENTS))
+    models = (
+        _python(C.LLM_UNARY_MODEL, t, opts, t.llm_inputs, t.llm_outputs),
+        _python(C.POSTPROCESSOR_MODEL, t, opts, (C.OUTPUT_IDS, C.SEQUENCE_LENGTH), (C.TRANSCRIPT,)),
+        _python(C.STREAM_MODEL, t, opts, (audio, C.MAX_NEW_TOKENS), (C.TRANSCRIPT,), decoupled=True),
+        _python(C.LLM_MODE_MODEL, t, opts, (C.TEXT_INPUT, *sampling), (C.TEXT_OUTPUT,)),
+        long,
+        replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True),
+        _python(C.ASK_MODEL, t, opts, (audio, C.TEXT_INPUT, *sampling), (C.TRANSCRIPT, C.TEXT_OUTPUT)),
     )
-    long = ModelDecl(
-        C.LONG_FORM_MODEL,
-        "python",
-        opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-        (C.TRANSCRIPT, C.SEGMENTS),
-        batching=batching,
-        parameters=opts.parameters(C.LONG_FORM_MODEL),
-    )
-    long_stream = replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True)
-    ask = ModelDecl(
-        C.ASK_MODEL,
-        "python",
-        opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
-        (C.TRANSCRIPT, C.TEXT_OUTPUT),
-        batching=batching,
-        parameters=opts.parameters(C.ASK_MODEL),
-    )
-    return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode, long, long_stream, ask]
+    return {m.name: m for m in models}
+
+
+def describe(
+    manifest: ExportManifest, profile: str, opts: RepositoryOptions, export_dir: Path = Path(".")
+) -> list[ModelDecl]:
+    """The whole repository as declarations (no files); ``export_dir`` holds the GPU engines."""
+    if profile not in ("cpu", "gpu"):
+        raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
+    t = _tensors(manifest, profile, opts)
+    pre = _preprocessor(t, opts)
+    if profile == "cpu":
+        enc, proj, llm, llm_base = _cpu_models(t, opts)
+    else:
+        enc, proj, llm, llm_base = _gpu_models(t, manifest, opts, export_dir)
+    bls = _shared_models(t, opts)
+    return [
+        pre,
+        enc,
+        proj,
+        llm,
+        bls[C.LLM_UNARY_MODEL],
+        bls[C.POSTPROCESSOR_MODEL],
+        _ensemble(pre, opts),
+        bls[C.STREAM_MODEL],
+        llm_base,
+        bls[C.LLM_MODE_MODEL],
+        bls[C.LONG_FORM_MODEL],
+        bls[C.LONG_FORM_STREAM_MODEL],
+        bls[C.ASK_MODEL],
+    ]
 
 
 #: Comments rendered above the ``tensorrtllm`` models' parameters (what the backend does with them).
