@@ -10,6 +10,7 @@ import pytest
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.errors import CanaryTritonError
+from canary_triton.export.gpu_checks import parse_config
 from canary_triton.export.repository import (
     CONFIG_TEMPLATE,
     RepositoryOptions,
@@ -75,21 +76,7 @@ def _check_wiring(decls) -> None:
 
 def test_cpu_repository_wiring(exported_random):
     decls = describe(_manifest(exported_random), "cpu", RepositoryOptions())
-    assert [d.name for d in decls] == [
-        C.PREPROCESSOR_MODEL,
-        C.ENCODER_MODEL,
-        C.PROJECTOR_MODEL,
-        C.LLM_MODEL,
-        C.LLM_UNARY_MODEL,
-        C.POSTPROCESSOR_MODEL,
-        C.ENSEMBLE_MODEL,
-        C.STREAM_MODEL,
-        C.LLM_BASE_MODEL,
-        C.LLM_MODE_MODEL,
-        C.LONG_FORM_MODEL,
-        C.LONG_FORM_STREAM_MODEL,
-        C.ASK_MODEL,
-    ]
+    assert [d.name for d in decls] == list(C.ALL_MODELS)
     by_name = {d.name: d for d in decls}
     assert by_name[C.LLM_MODEL].decoupled and by_name[C.STREAM_MODEL].decoupled
     assert by_name[C.LONG_FORM_STREAM_MODEL].decoupled and not by_name[C.LONG_FORM_MODEL].decoupled
@@ -167,20 +154,7 @@ def test_gpu_repository_needs_plans(exported_random):
 
 def test_written_cpu_repository(exported_random):
     repo = exported_random / "model_repository"
-    for name in (
-        C.PREPROCESSOR_MODEL,
-        C.ENCODER_MODEL,
-        C.PROJECTOR_MODEL,
-        C.LLM_MODEL,
-        C.LLM_UNARY_MODEL,
-        C.POSTPROCESSOR_MODEL,
-        C.STREAM_MODEL,
-        C.LLM_BASE_MODEL,
-        C.LLM_MODE_MODEL,
-        C.LONG_FORM_MODEL,
-        C.LONG_FORM_STREAM_MODEL,
-        C.ASK_MODEL,
-    ):
+    for name in (m for m in C.ALL_MODELS if m != C.ENSEMBLE_MODEL):
         assert (repo / name / "1" / "model.py").is_file()
         assert (repo / name / "1" / "canary_bootstrap.py").is_file()
         text = (repo / name / "config.pbtxt").read_text()
@@ -190,8 +164,6 @@ def test_written_cpu_repository(exported_random):
 
 def test_every_cpu_config_parses_as_a_triton_model_config(exported_random):
     """(The gpu profile's: tests/test_gpu_dry_run.py.)"""
-    from canary_triton.export.gpu_checks import parse_config
-
     configs = {p.parent.name: parse_config(p) for p in (exported_random / "model_repository").glob("*/config.pbtxt")}
     assert len(configs) == 13
     for name, cfg in configs.items():

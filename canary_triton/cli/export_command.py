@@ -287,9 +287,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _sizing(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
-    """The batching and sizing options (gpu_throughput.GpuDefaults fields): an explicit value wins;
+    """The batching and sizing options (gpu.throughput.GpuDefaults fields): an explicit value wins;
     else the gpu profile's come from the throughput model for the checkpoint being exported
-    (gpu_throughput.derive_gpu_defaults), the cpu profile's are the option classes' defaults.
+    (gpu.throughput.derive_gpu_defaults), the cpu profile's are the option classes' defaults.
     Returns the values and the fields that came from the model."""
     given = {k: getattr(args, flag[2:].replace("-", "_")) for k, flag in EXPORT_FLAGS.items()}
     if args.profile != "gpu":

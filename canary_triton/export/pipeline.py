@@ -381,7 +381,7 @@ def gpu_build_plan(info: CheckpointInfo, opts: ExportOptions, arch: str) -> dict
 
 
 def throughput_record(info: CheckpointInfo, opts: ExportOptions) -> dict[str, Any]:
-    """The throughput model for this checkpoint and GPU (gpu_throughput.record): its derived
+    """The throughput model for this checkpoint and GPU (gpu.throughput.record): its derived
     defaults, the settings used, which came from it, and its predictions for them (not measured)."""
     used = GpuDefaults(
         llm_max_batch=opts.llm_engine.max_batch,

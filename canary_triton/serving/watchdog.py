@@ -122,14 +122,7 @@ def probe(grpc_url: str, deadline_s: float) -> ProbeResult:
 
 #: The models a client calls: their successes (and the llm engines' steps) are progress. The inner
 #: models' are not: a request can pass the preprocessor and encoder and still never be answered.
-ENTRY_MODELS = (
-    C.ENSEMBLE_MODEL,
-    C.STREAM_MODEL,
-    C.LLM_MODE_MODEL,
-    C.ASK_MODEL,
-    C.LONG_FORM_MODEL,
-    C.LONG_FORM_STREAM_MODEL,
-)
+ENTRY_MODELS = C.ENTRY_MODELS
 _COUNTER = re.compile(
     r'^(?:nv_inference_request_success\{model="(?:' + "|".join(ENTRY_MODELS) + r')"[^}]*\}'
     r"|canary_llm_steps_total\{[^}]*\}) (\S+)$",
