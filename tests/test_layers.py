@@ -29,6 +29,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "runtime",
             "model_params",  # the Triton models' parameters: rendered by export, parsed by the models
             "gpu.throughput",  # arithmetic on the checkpoint's shapes; the export reads its defaults
+            "gpu.assumptions",  # its parts: the GPUs' data sheets and what it assumes,
+            "gpu.model_shapes",  # what it reads of a checkpoint,
+            "gpu.costs",  # a request's costs and the memory plan
             "gpu.stack",  # the GPU image's pinned versions, checked against what is installed
         ),
     ),
