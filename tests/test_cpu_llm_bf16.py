@@ -16,7 +16,7 @@ from canary_triton.artifacts import ExportManifest
 from canary_triton.cpu_llm.batcher import ContinuousBatcher, GenerationRequest, splice_prompt_table
 from canary_triton.evaluation.wer import wer
 from canary_triton.export.lora import export_llm
-from canary_triton.export.pipeline import parity_report
+from canary_triton.export.parity import parity_report
 from canary_triton.frontend.preprocess import asr_output_limit
 from canary_triton.runtime.loaders import load_llm, load_onnx, load_preprocessor, load_serving_tokenizer
 

@@ -20,14 +20,8 @@ from canary_triton.checkpoint.tokenizer import load_tokenizer
 from canary_triton.client import CanaryClient
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.lora import PEFT_PREFIX, export_llm
-from canary_triton.export.pipeline import (
-    PARITY_REPORT,
-    PARITY_TABLE,
-    ExportOptions,
-    check_audio_limit,
-    export_checkpoint,
-    llm_max_output_len,
-)
+from canary_triton.export.parity import PARITY_REPORT, PARITY_TABLE
+from canary_triton.export.pipeline import ExportOptions, check_audio_limit, export_checkpoint, llm_max_output_len
 from canary_triton.export.trtllm_engine import LlmEngineOptions
 from canary_triton.frontend.features import FB_KEY, WINDOW_KEY, load_front_end
 from canary_triton.runtime.onnx_session import OnnxEncoderProjector

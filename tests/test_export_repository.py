@@ -1,9 +1,7 @@
-"""The repository generator: templates that fail loudly, and an ensemble whose wiring type-checks,
-for both profiles (the GPU one is checked structurally; it is not loaded here)."""
+"""The repository generator: an ensemble whose wiring type-checks, for both profiles (the GPU one
+is checked structurally; it is not loaded here), and the repository it writes."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 
@@ -11,23 +9,9 @@ from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.gpu_checks import parse_config
-from canary_triton.export.repository import (
-    CONFIG_TEMPLATE,
-    RepositoryOptions,
-    describe,
-    fill_template,
-    render,
-)
-
-
-def test_fill_template_fails_on_unfilled_and_unknown_fields():
-    with pytest.raises(CanaryTritonError, match="left unfilled: name"):
-        fill_template("name: ${name}", {})
-    with pytest.raises(CanaryTritonError, match="does not have: extra"):
-        fill_template("name: ${name}", {"name": "x", "extra": "y"})
-    with pytest.raises(CanaryTritonError, match="unfilled field"):
-        fill_template("a: ${a}", {"a": "${b}"})
-    assert set(re.findall(r"\$\{(\w+)\}", CONFIG_TEMPLATE)) >= {"name", "inputs", "outputs"}
+from canary_triton.export.pbtxt import render
+from canary_triton.export.repository import describe
+from canary_triton.export.repository_options import RepositoryOptions
 
 
 def _manifest(exported_random) -> ExportManifest:
@@ -112,11 +96,6 @@ def test_cpu_llm_engines_run_below_the_encoders_priority(exported_random):
     assert by_name[C.LLM_MODEL].parameters["nice"] == "0"
     with pytest.raises(CanaryTritonError, match="nice value is 20; it must be between 0"):
         RepositoryOptions(llm_nice=20)
-
-
-def test_cpu_llm_weights_bad_value():
-    with pytest.raises(CanaryTritonError, match="cpu llm weights 'both': expected one of shared, merged"):
-        RepositoryOptions(cpu_llm_weights="both")
 
 
 def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):

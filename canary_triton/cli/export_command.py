@@ -16,7 +16,7 @@ from canary_triton.artifacts import as_json
 from canary_triton.cli import arguments as A
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.options import ExportOptions
-from canary_triton.export.repository import CPU_LLM_WEIGHTS, RepositoryOptions
+from canary_triton.export.repository_options import CPU_LLM_WEIGHTS, RepositoryOptions
 from canary_triton.export.tensorrt_engine import DEFAULT_GPU_ARCH, EngineOptions
 from canary_triton.export.trtllm_engine import LlmEngineOptions
 from canary_triton.gpu.throughput import DEFAULT_GPU, EXPORT_FLAGS, GPUS, Assumptions, defaults_for_checkpoint
