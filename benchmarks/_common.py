@@ -30,8 +30,8 @@ import numpy as np
 
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest, as_json
+from canary_triton.bundled import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.checkpoint.tokenizer import load_tokenizer
-from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.evaluation.nemo_manifest import AUDIO_KEY, TEXT_KEY, read_manifest
 from canary_triton.export.repository import RepositoryOptions
 from canary_triton.frontend.audio import load_audio

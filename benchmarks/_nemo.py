@@ -250,7 +250,3 @@ def profile_top(profile_path: Path, limit: int = 15) -> list[dict]:
         rows.append({"function": f"{Path(file).name}:{line}({func})", "calls": nc, "own_s": tt, "cumulative_s": ct})
     rows.sort(key=lambda r: -r["own_s"])
     return rows[:limit]
-
-
-def token_lengths(oracle, texts: Sequence[str]) -> np.ndarray:
-    return np.array([len(oracle.model.tokenizer.text_to_ids(t)) if t else 0 for t in texts])

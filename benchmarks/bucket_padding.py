@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from canary_triton import contract as C
-from canary_triton.cli import DEMO_HELDOUT
+from canary_triton.bundled import DEMO_HELDOUT
 
 # soundfile is imported where the clips' lengths are read.
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from canary_triton.checkpoint.reader import load_salm
-from canary_triton.export.onnx_encoder import OPSET, EncoderForExport, export_onnx
+from canary_triton.export.onnx_encoder import EncoderForExport, export_onnx, to_onnx
 from canary_triton.runtime.onnx_session import ONNX_IN_MEL, ONNX_IN_MEL_LENGTH, ONNX_OUT_TABLE, OnnxEncoderProjector
 
 # onnxruntime and NeMo (seconds to import) are imported by the measurement itself.
@@ -57,20 +57,12 @@ def main() -> int:
         fused_path = Path(tmp) / "fused.onnx"
         fused = Fused(model.perception.encoder, model.perception.proj).eval()
         with torch.no_grad(), typecheck.disable_checks():
-            torch.onnx.export(
+            to_onnx(
                 fused,
                 (torch.from_numpy(mel[:2, :, :320]), torch.tensor([320, 250])),
-                str(fused_path),
-                opset_version=OPSET,
-                dynamo=False,
-                input_names=[ONNX_IN_MEL, ONNX_IN_MEL_LENGTH],
-                output_names=[ONNX_OUT_TABLE, "encoded_length"],
-                dynamic_axes={
-                    ONNX_IN_MEL: {0: "b", 2: "t"},
-                    ONNX_IN_MEL_LENGTH: {0: "b"},
-                    ONNX_OUT_TABLE: {0: "b", 1: "f"},
-                    "encoded_length": {0: "b"},
-                },
+                fused_path,
+                {ONNX_IN_MEL: {0: "b", 2: "t"}, ONNX_IN_MEL_LENGTH: {0: "b"}},
+                {ONNX_OUT_TABLE: {0: "b", 1: "f"}, "encoded_length": {0: "b"}},
             )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = a.threads

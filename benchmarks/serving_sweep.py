@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT
+from canary_triton.bundled import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.client.transcribe import ClientOptions, transcribe
 from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.export.options import ExportOptions

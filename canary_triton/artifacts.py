@@ -133,7 +133,7 @@ class ExportManifest:
     files: Files
     versions: Versions
     dry_run: bool | None = None  # True: a gpu --dry-run (nothing built); absent otherwise
-    throughput_model: dict[str, Any] | None = None  # gpu: gpu_throughput.record's output
+    throughput_model: dict[str, Any] | None = None  # gpu: gpu.throughput.record's output
     parity_passed: bool | None = None  # the parity report's verdict (absent: parity not run)
     repository: str | None = None  # the model repository written from this manifest (absolute)
 

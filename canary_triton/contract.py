@@ -372,6 +372,28 @@ PROJECTOR_MODEL = "projector"
 LLM_MODEL = "llm"  # decoupled, as TensorRT-LLM's decoupled_mode (streaming-capable)
 LLM_UNARY_MODEL = "llm_unary"  # the unary face of llm for the ensemble
 POSTPROCESSOR_MODEL = "postprocessor"
+#: The models of the short-form ASR pipeline behind the ensemble (llm_unary is llm's unary face).
+ASR_PIPELINE_MODELS = (
+    PREPROCESSOR_MODEL,
+    ENCODER_MODEL,
+    PROJECTOR_MODEL,
+    LLM_MODEL,
+    LLM_UNARY_MODEL,
+    POSTPROCESSOR_MODEL,
+)
+#: The models a client calls (the entry points; every other model is called only by these).
+ENTRY_MODELS = (ENSEMBLE_MODEL, STREAM_MODEL, LLM_MODE_MODEL, ASK_MODEL, LONG_FORM_MODEL, LONG_FORM_STREAM_MODEL)
+#: Every model of the generated repository, in the order the export describes them.
+ALL_MODELS = (
+    *ASR_PIPELINE_MODELS,
+    ENSEMBLE_MODEL,
+    STREAM_MODEL,
+    LLM_BASE_MODEL,
+    LLM_MODE_MODEL,
+    LONG_FORM_MODEL,
+    LONG_FORM_STREAM_MODEL,
+    ASK_MODEL,
+)
 
 # Client-facing ensemble tensors.
 AUDIO = TensorSpec("audio", "TYPE_FP32", (-1,))  # 16 kHz mono samples, nominally in [-1, 1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import os
 import subprocess
 from pathlib import Path
@@ -15,8 +17,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
-from canary_triton.serving.tritonserver import free_port  # noqa: E402
+from canary_triton.bundled import DEMO_CHECKPOINT, DEMO_HELDOUT  # noqa: E402
+from canary_triton.checkpoint.oracle import Oracle  # noqa: E402
+from canary_triton.cli import main  # noqa: E402
+from canary_triton.evaluation.nemo_manifest import read_manifest  # noqa: E402
+from canary_triton.export.options import ExportOptions  # noqa: E402
+from canary_triton.export.pipeline import export_checkpoint  # noqa: E402
+from canary_triton.export.repository import RepositoryOptions  # noqa: E402
+from canary_triton.export.trtllm_engine import LlmEngineOptions  # noqa: E402
+from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S, make_tiny_random  # noqa: E402
+from canary_triton.frontend.audio import load_audio  # noqa: E402
+from canary_triton.serving.tritonserver import ServerOptions, TritonServer, free_port  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -113,8 +124,6 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_configure(config):
-    from canary_triton.serving.tritonserver import TritonServer
-
     if not config.pluginmanager.has_plugin("canary-gc-freeze"):
         config.pluginmanager.register(_FreezeWhatLivesTheSession(), "canary-gc-freeze")
 
@@ -124,8 +133,6 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def tiny_random_dir(tmp_path_factory) -> Path:
-    from canary_triton.fixtures.tiny import make_tiny_random
-
     return make_tiny_random(tmp_path_factory.mktemp("ckpt") / "tiny-random", seed=1234)
 
 
@@ -137,24 +144,17 @@ def tiny_trained_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def oracle_random(tiny_random_dir):
-    from canary_triton.checkpoint.oracle import Oracle
-
     return Oracle.from_checkpoint(tiny_random_dir)
 
 
 @pytest.fixture(scope="session")
 def oracle_trained(tiny_trained_dir):
-    from canary_triton.checkpoint.oracle import Oracle
-
     return Oracle.from_checkpoint(tiny_trained_dir)
 
 
 @pytest.fixture(scope="session")
 def heldout():
     """The committed held-out renditions of the tiny-trained speech set: (audio, text) pairs."""
-    from canary_triton.evaluation.nemo_manifest import read_manifest
-    from canary_triton.frontend.audio import load_audio
-
     rows = read_manifest(DEMO_HELDOUT / "manifest.jsonl")
     return [(load_audio(r["audio_filepath"], SR), r["text"]) for r in rows]
 
@@ -175,11 +175,6 @@ def cli_in_process(*argv: str) -> subprocess.CompletedProcess:
     (exit code, stdout, stderr). What a subprocess proves about a one-line error (exit 2, one
     ``error:`` line, nothing written) it proves too, without a fresh interpreter importing torch and
     NeMo again (about 5 s each); an unexpected exception fails the test with its traceback."""
-    import contextlib
-    import io
-
-    from canary_triton.cli import main
-
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -195,13 +190,9 @@ SERVER_START_TIMEOUT_S = 900.0
 
 
 def _served(export_dir: Path, tmp: Path):
-    from canary_triton.serving.tritonserver import ServerOptions, TritonServer
-
     opts = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=10)
     return TritonServer(export_dir / "model_repository", opts, workdir=tmp, log_path=tmp / "tritonserver.log")
 
-
-from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S  # noqa: E402,F401  (the demo export's too)
 
 #: tiny-random's export lets one llm / LLM-mode request generate this many tokens (its engines'
 #: max_new_tokens; tiny-random never emits EOS), so a "long" request in the in-flight and
@@ -210,11 +201,6 @@ LONG_GENERATION_TOKENS = 8192
 
 
 def _export(checkpoint: Path, out: Path, **llm_engine) -> Path:
-    from canary_triton.export.options import ExportOptions
-    from canary_triton.export.pipeline import export_checkpoint
-    from canary_triton.export.repository import RepositoryOptions
-    from canary_triton.export.trtllm_engine import LlmEngineOptions
-
     # fp32: the token-equality tests against NeMo fp32 must not depend on the CI machine's CPU
     # (auto would pick bf16 where it has bf16 units); one thread per model: the tiny models only
     # lose from more on a shared machine.

@@ -7,16 +7,23 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks import gateway_overhead, long_form, lora_runtime, nemo_vs_served, throughput, wer_eval
+from benchmarks import perf_analyzer_recipe as pa
+from benchmarks._common import Clip, Series, load_clips, model_ready, plot_latency_throughput
+from benchmarks._nemo import SIZES, checkpoint_parameters, generate_ids, load_oracle, make_random_checkpoint
+from benchmarks.soak import passed, report, run_soak, soak_server
+from benchmarks.throughput import build_mixes
 from canary_triton import contract as C
-from canary_triton.cli import DEMO_HELDOUT
+from canary_triton.bundled import DEMO_HELDOUT
 
-from .conftest import speechlike
+from .conftest import SERVER_START_TIMEOUT_S, speechlike
 
 MANIFEST = DEMO_HELDOUT / "manifest.jsonl"
 
@@ -28,8 +35,6 @@ def _json(path: Path) -> dict:
 
 # -- 1. throughput / latency sweep --------------------------------------------------------------
 def test_throughput_sweep_smoke(server_trained, exported_trained, oracle_trained, tmp_path):
-    from benchmarks import throughput
-
     out = tmp_path / "tp"
     rc = throughput.main(
         [
@@ -71,8 +76,6 @@ def test_throughput_sweep_smoke(server_trained, exported_trained, oracle_trained
 
 # -- 2. NeMo in-process vs served ----------------------------------------------------------------
 def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, tmp_path):
-    from benchmarks import nemo_vs_served
-
     out = tmp_path / "nvs"
     rc = nemo_vs_served.main(
         [
@@ -133,17 +136,12 @@ def test_nemo_vs_served_smoke(server_trained, exported_trained, oracle_trained, 
 
 
 def test_nemo_vs_served_url_needs_export_dir(capsys):
-    from benchmarks import nemo_vs_served
-
     assert nemo_vs_served.main(["--url", "127.0.0.1:1"]) == 2
     assert "--export-dir" in capsys.readouterr().err
 
 
 def test_random_checkpoint_generates_a_fixed_length(tmp_path):
     """Random-weight sizes: EOS never wins, so every clip generates exactly max_new_tokens."""
-    from benchmarks._common import Clip
-    from benchmarks._nemo import SIZES, checkpoint_parameters, generate_ids, load_oracle, make_random_checkpoint
-
     ckpt = make_random_checkpoint("tiny", tmp_path / "ckpt", seed=3)
     counts = checkpoint_parameters(ckpt)
     assert counts["encoder"] > 0 and counts["llm"] > 0
@@ -164,9 +162,6 @@ def test_random_checkpoint_generates_a_fixed_length(tmp_path):
 
 # -- 3. long form vs short form ------------------------------------------------------------------
 def test_long_form_smoke(server_trained, tmp_path, capsys):
-    from benchmarks import long_form
-    from benchmarks._common import model_ready
-
     out = tmp_path / "lf"
     argv = ["--url", server_trained.grpc_url, "--limit", "4", "--concurrency", "2", "--repeats", "1", "--warmup", "1"]
     # The WER gate is the checkpoint's business (tiny-trained was not trained on joined utterances):
@@ -196,8 +191,6 @@ def test_long_form_smoke(server_trained, tmp_path, capsys):
 
 # -- 4. WER harness ------------------------------------------------------------------------------
 def test_wer_eval_manifest(server_trained, tmp_path):
-    from benchmarks import wer_eval
-
     out = tmp_path / "wer"
     rc = wer_eval.main(
         [
@@ -227,8 +220,6 @@ def test_wer_eval_manifest(server_trained, tmp_path):
 
 
 def test_wer_eval_fails_on_wrong_transcripts(server_trained, tmp_path):
-    from benchmarks import wer_eval
-
     rows = [json.loads(x) for x in MANIFEST.read_text().splitlines()[:2]]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
@@ -250,10 +241,8 @@ def test_wer_eval_fails_on_wrong_transcripts(server_trained, tmp_path):
 @pytest.mark.parametrize("streaming", [True, False])
 def test_wer_eval_hf_dataset_local(server_trained, tmp_path, streaming):
     """The Hugging Face path on a local parquet folder laid out as the hub's audio sets (no download)."""
-    import pyarrow as pa
+    import pyarrow as pa  # lazy, as the others below: heavy optional packages (seconds) few tests use
     import pyarrow.parquet as pq
-
-    from benchmarks import wer_eval
 
     rows = [json.loads(x) for x in MANIFEST.read_text().splitlines()[:3]]
     table = pa.Table.from_pylist(
@@ -292,7 +281,6 @@ def test_wer_eval_hf_dataset_local(server_trained, tmp_path, streaming):
     (s,) = _json(out / "wer_eval.json")["sets"]
     assert s["items"] == 3 and s["skipped_empty_references"] == 1 and s["errors"] == [] and s["wer"] is not None
     (saved,) = (tmp_path / "audio").glob("*/manifest.jsonl")  # the same clips, reusable as a NeMo manifest
-    from benchmarks._common import load_clips
 
     clips = load_clips(saved)
     assert [c.text for c in clips] == [r["text"] for r in rows]
@@ -301,8 +289,6 @@ def test_wer_eval_hf_dataset_local(server_trained, tmp_path, streaming):
 
 # -- 4b. gateway overhead -----------------------------------------------------------------------
 def test_gateway_overhead_smoke(server_trained, tmp_path):
-    from benchmarks import gateway_overhead
-
     out = tmp_path / "gw"
     rc = gateway_overhead.main(
         ["--url", server_trained.grpc_url, "--limit", "3", "--concurrency", "1,2", "--passes", "1", "--out", str(out)]
@@ -327,8 +313,6 @@ def _script(path: Path, body: str) -> Path:
 
 
 def test_perf_analyzer_missing_or_unrunnable(tmp_path, capsys):
-    from benchmarks import perf_analyzer_recipe as pa
-
     assert pa.main(["--perf-analyzer", str(tmp_path / "absent"), "--limit", "1", "--out", str(tmp_path / "o")]) == 3
     err = capsys.readouterr().err
     assert "glibc" in err and "2.38" in err
@@ -346,8 +330,6 @@ def test_perf_analyzer_missing_or_unrunnable(tmp_path, capsys):
 def test_perf_analyzer_recipe_with_a_stand_in_binary(server_trained, tmp_path):
     """Everything but perf_analyzer itself: input data checked against the served models, the
     command lines, and the CSV it writes parsed into the table."""
-    from benchmarks import perf_analyzer_recipe as pa
-
     calls = tmp_path / "calls.txt"
     csv_out = tmp_path / "perf.csv"  # what perf_analyzer -f writes: latencies in microseconds, rows by throughput
     csv_out.write_text(
@@ -400,8 +382,6 @@ def test_perf_analyzer_recipe_with_a_stand_in_binary(server_trained, tmp_path):
 
 
 def test_perf_analyzer_failure_is_an_error(server_trained, tmp_path):
-    from benchmarks import perf_analyzer_recipe as pa
-
     failing = _script(
         tmp_path / "perf_analyzer",
         """
@@ -428,10 +408,6 @@ def test_perf_analyzer_failure_is_an_error(server_trained, tmp_path):
 
 
 def test_plot_without_matplotlib_still_writes_a_png(tmp_path, monkeypatch):
-    import sys
-
-    from benchmarks._common import Series, plot_latency_throughput
-
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a machine without it
     lib = plot_latency_throughput(
         [Series("unary short", (10.0, 20.0), (50.0, 80.0), ("c=1", "c=2"))], tmp_path / "p.png", "t", "RTFx"
@@ -442,9 +418,6 @@ def test_plot_without_matplotlib_still_writes_a_png(tmp_path, monkeypatch):
 
 
 def test_mixes_join_clips_under_the_limit():
-    from benchmarks._common import Clip
-    from benchmarks.throughput import build_mixes
-
     clips = [Clip(f"c{i}", np.zeros(int(16000 * s), np.float32), f"t{i}") for i, s in enumerate([3.0] * 20)]
     mixes = build_mixes(clips, ["short", "medium", "long", "mixed"])
     assert len(mixes["short"]) == 20
@@ -456,8 +429,6 @@ def test_mixes_join_clips_under_the_limit():
 
 
 def test_lora_runtime_benchmark_runs(exported_random, capsys):
-    from benchmarks import lora_runtime
-
     assert (
         lora_runtime.main([str(exported_random), "--rows", "1,2", "--context", "8", "--steps", "2", "--warmup", "1"])
         == 0
@@ -475,9 +446,6 @@ def test_a_short_soak_loses_nothing(exported_trained, tmp_path):
     callers end their requests UNAVAILABLE); nothing lost, every answer right, the server serving
     at the end. The decoupled entry models are spared: Triton 2.51 never ends the streams of a
     killed entry stub, and perf_analyzer has no deadline (docs/reliability.md, measured)."""
-    from benchmarks.soak import passed, report, run_soak, soak_server
-
-    from .conftest import SERVER_START_TIMEOUT_S
 
     server = soak_server(exported_trained, tmp_path).start(SERVER_START_TIMEOUT_S)
     try:

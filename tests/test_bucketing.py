@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
+from benchmarks.bucket_padding import main, overhead_percent
 from canary_triton import contract as C
+from canary_triton.export.repository import RepositoryOptions
 from canary_triton.runtime.loaders import load_onnx, load_preprocessor
 
 from .conftest import SR, speechlike
@@ -34,8 +37,6 @@ def test_bucket_arithmetic():
 
 
 def test_repository_options_refuse_a_bad_bucket_width():
-    from canary_triton.export.repository import RepositoryOptions
-
     with pytest.raises(ValueError, match=r"mel bucket width must be in \(0, 40\] seconds, got 0"):
         RepositoryOptions(mel_bucket_s=0.0)
 
@@ -85,8 +86,6 @@ def test_bucket_padding_changes_no_encoder_output(pair, exported_random):
 
 
 def test_served_preprocessor_pads_to_buckets(server_random):
-    import tritonclient.grpc as grpcclient
-
     c = grpcclient.InferenceServerClient(server_random.grpc_url)
     for seconds in (0.7, 2.3, 40.0):
         clip = speechlike(seconds, seed=7)
@@ -104,8 +103,6 @@ def test_served_preprocessor_pads_to_buckets(server_random):
 
 
 def test_padding_overhead_benchmark_arithmetic():
-    from benchmarks.bucket_padding import overhead_percent
-
     hop = C.MelParams().hop_length
     assert overhead_percent([(200 - 1) * hop], 2.0) == 0.0  # exactly one bucket: no padding
     assert overhead_percent([(100 - 1) * hop], 2.0) == pytest.approx(100.0)  # half a bucket: doubled
@@ -113,8 +110,6 @@ def test_padding_overhead_benchmark_arithmetic():
 
 
 def test_padding_overhead_benchmark_runs(capsys):
-    from benchmarks.bucket_padding import main
-
     assert main(["--widths", "1,2", "--uniform-clips", "200"]) == 0
     out = capsys.readouterr().out
     assert "| held-out (45 clips" in out and "| uniform 1-40 s (200 clips, seed 0) |" in out

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 
+import huggingface_hub.constants
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from canary_triton.checkpoint.oracle import Oracle
-from canary_triton.checkpoint.reader import inspect_checkpoint, load_salm
+from canary_triton.checkpoint.reader import inspect_checkpoint, load_salm, read_safetensors_into
 from canary_triton.errors import CheckpointError
 
 
@@ -164,9 +167,6 @@ def _bare_checkpoint(src, dst, **config_changes):
 def hub_cache_with(cache, repo_id, files):
     """A Hugging Face cache laid out as huggingface_hub writes it: content-addressed blobs,
     refs/main holding the commit, snapshots/<commit>/<file> as relative symlinks to the blobs."""
-    import hashlib
-    import os
-
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     commit = hashlib.sha1(repo_id.encode()).hexdigest()
     (repo / "blobs").mkdir(parents=True)
@@ -221,8 +221,6 @@ def test_tokenizer_path_is_read_as_nemo_reads_it(tiny_random_dir, tmp_path):
 
 
 def test_hub_id_found_in_the_local_hugging_face_cache(tiny_random_dir, tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
     cache = tmp_path / "hf" / "hub"
     repo_id = json.loads((tiny_random_dir / "config.json").read_text())["pretrained_llm"]
     snap = hub_cache_with(cache, repo_id, _cache_files(tiny_random_dir))
@@ -250,8 +248,6 @@ def test_order_llm_dir_then_beside_then_pretrained_llm(tiny_random_dir, tmp_path
 
 
 def test_qwen3_found_nowhere_names_every_place_tried(tiny_random_dir, tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     ckpt = _bare_checkpoint(tiny_random_dir, tmp_path / "canary", pretrained_llm="Qwen/Qwen3-1.7B")
     with pytest.raises(CheckpointError) as e:
@@ -271,11 +267,6 @@ def test_qwen3_found_nowhere_names_every_place_tried(tiny_random_dir, tmp_path, 
 
 
 def test_read_safetensors_into_fills_tensors_in_place(tmp_path):
-    import torch
-    from safetensors.torch import save_file
-
-    from canary_triton.checkpoint.reader import read_safetensors_into
-
     g = torch.Generator().manual_seed(0)
     stored = {
         "a": torch.randn(3, 5, generator=g),
@@ -297,11 +288,6 @@ def test_read_safetensors_into_fills_tensors_in_place(tmp_path):
 
 
 def test_read_safetensors_into_names_a_wrong_shape_and_a_truncated_file(tmp_path):
-    import torch
-    from safetensors.torch import save_file
-
-    from canary_triton.checkpoint.reader import read_safetensors_into
-
     path = tmp_path / "w.safetensors"
     save_file({"a": torch.ones(64, 64)}, str(path))
     with pytest.raises(CheckpointError, match=r"a has shape \(64, 64\), the model's x \(2, 2\)"):

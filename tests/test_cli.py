@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
-from canary_triton.cli import DEMO_HELDOUT
+from canary_triton.bundled import DEMO_HELDOUT
+from canary_triton.client.transcribe import ClientOptions, transcribe
 from canary_triton.evaluation.nemo_manifest import read_manifest
+from canary_triton.serving.tritonserver import free_port
 
-from .conftest import cli_in_process
+from .conftest import SERVER_START_TIMEOUT_S, cli_in_process
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -57,14 +61,6 @@ def test_demo_prints_the_transcript_of_the_bundled_sample(tmp_path):
 
 @pytest.mark.served  # starts tritonserver in a subprocess
 def test_serve_starts_answers_and_stops_on_sigterm(exported_trained, oracle_trained, heldout, tmp_path):
-    import signal
-    import urllib.request
-
-    from canary_triton.client.transcribe import ClientOptions, transcribe
-    from canary_triton.serving.tritonserver import free_port
-
-    from .conftest import SERVER_START_TIMEOUT_S
-
     http, grpc, metrics = free_port(), free_port(), free_port()
     err = open(tmp_path / "stderr.log", "w")  # a file: an unread pipe could fill and block the child
     proc = subprocess.Popen(

@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+import tritonclient.http as httpclient
 
 from canary_triton import contract as C
-from canary_triton.cli import DEMO_HELDOUT, main
-from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, Segment, ServerError
+from canary_triton.bundled import DEMO_HELDOUT
+from canary_triton.cli import main
+from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, Segment, ServerError, api, as_audio
 from canary_triton.client.api import backoff_delays, is_retryable
 from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input
 from canary_triton.evaluation.nemo_manifest import read_manifest
+from canary_triton.evaluation.wer import leaderboard_normalize, wer
 from canary_triton.serving.tritonserver import free_port
 
 
@@ -100,8 +103,6 @@ def test_asyncio_transcribe_many_and_ask(server_trained, reference, protocol):
 
 def _record_sleeps(monkeypatch) -> list[float]:
     """The client's backoff waits, recorded instead of slept (the retry tests then hold on any machine)."""
-    import canary_triton.client.api as api
-
     waits: list[float] = []
     monkeypatch.setattr(api, "sleep", waits.append)
     return waits
@@ -164,7 +165,6 @@ def test_transcribe_command_round_trips_a_manifest_with_a_corrupt_file(server_tr
     good = out[:5] + out[6:]
     assert [o["pred_text"] for o in good] == [reference[r["audio_filepath"]] for r in rows[:5] + rows[6:]]
     assert all(o["wer"] == (0.0 if o["pred_text"] == o["text"] else o["wer"]) for o in good)
-    from canary_triton.evaluation.wer import leaderboard_normalize, wer
 
     pooled = wer([o["text"] for o in good], [o["pred_text"] for o in good], normalize=leaderboard_normalize)
     assert f"WER {100 * pooled:.2f}%" in err
@@ -228,8 +228,6 @@ def test_ask_and_summarize_commands(server_random, tmp_path, capsys):
 
 
 def test_perf_input_validates_against_the_served_model(server_trained, reference, tmp_path):
-    import tritonclient.http as httpclient
-
     files = sorted(reference)[:3]
     assert main(["perf-input", *files, "-o", str(tmp_path / "in.json"), "--max-new-tokens", "64"]) == 0
     data = json.loads((tmp_path / "in.json").read_text())
@@ -238,8 +236,6 @@ def test_perf_input_validates_against_the_served_model(server_trained, reference
     assert validate_perf_input(data, meta, config) == []
     # the samples perf_analyzer will send are the client's, bit for bit
     with CanaryClient(server_trained.grpc_url) as client:
-        from canary_triton.client import as_audio
-
         for f, entry in zip(files, data["data"]):
             np.testing.assert_array_equal(decode_entry_tensor(entry["audio"], "FP32"), as_audio(f).samples)
             assert client.transcribe(decode_entry_tensor(entry["audio"], "FP32")) == reference[f]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,8 +142,6 @@ def test_corrupt_and_missing_files_are_named(tmp_path, monkeypatch):
 def _fake_ffmpeg(bin_dir, monkeypatch):
     """An `ffmpeg` on PATH that decodes this test's headerless float32 `.raw` files (and fails on
     anything else with ffmpeg's kind of message), to exercise the fallback's plumbing anywhere."""
-    import sys
-
     script = bin_dir / "ffmpeg"
     script.write_text(f"""#!{sys.executable}
 import sys, numpy as np, soundfile as sf
@@ -156,8 +156,6 @@ sf.write(out, np.fromfile(src, dtype="<f4"), 16000, subtype="FLOAT")
 
 
 def test_formats_libsndfile_cannot_read_go_through_ffmpeg(tmp_path, clip, monkeypatch):
-    import subprocess
-
     real = shutil.which("ffmpeg")
     if real:  # the real thing where it is installed (it is on the development machines)
         wav = tmp_path / "a.wav"

@@ -45,7 +45,7 @@ def test_mel_frames_equal_nemo_get_seq_len(oracle_random):
 
 
 def test_encoder_frames_equal_nemo_calc_length(oracle_random):
-    from nemo.collections.asr.parts.submodules.subsampling import calc_length
+    from nemo.collections.asr.parts.submodules.subsampling import calc_length  # lazy: NeMo imports in seconds
 
     enc = oracle_random.model.perception.encoder
     info = oracle_random.info
@@ -138,3 +138,10 @@ def test_finish_reasons_are_vllms_words_and_only_stop_and_length_are_answers():
     r = C.FinishReason.LENGTH
     assert str(r) == f"{r}" == "length" and r == "length" and C.FinishReason("length") is r
     assert C.FINISH_REASON.name == "finish_reason" and C.FINISH_REASON.dtype == "TYPE_STRING"
+
+
+def test_all_models_names_every_model_constant_once():
+    constants = {v for k, v in vars(C).items() if k.endswith("_MODEL") and isinstance(v, str)}
+    assert len(C.ALL_MODELS) == len(set(C.ALL_MODELS)) and set(C.ALL_MODELS) == constants
+    assert set(C.ENTRY_MODELS) | set(C.ASR_PIPELINE_MODELS) < set(C.ALL_MODELS)
+    assert not set(C.ENTRY_MODELS) & set(C.ASR_PIPELINE_MODELS)

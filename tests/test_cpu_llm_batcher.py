@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from canary_triton.contract import FinishReason
-from canary_triton.cpu_llm.batcher import CancelRegistry, ContinuousBatcher, GenerationRequest
+from canary_triton.cpu_llm.batcher import CancelRegistry, ContinuousBatcher, EngineStopped, GenerationRequest
 from canary_triton.cpu_llm.runner import CACHE_BLOCK
-from canary_triton.runtime.loaders import load_llm
+from canary_triton.runtime.loaders import load_llm, load_lora
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +180,6 @@ def test_a_request_above_the_row_capacity_fails_alone_with_the_limit(llm):
 def test_one_set_of_weights_serves_both_modes_in_one_batch(llm, exported_random):
     """Base weights + the run-time LoRA: ASR rows (adapter) give the merged model's tokens,
     LLM-mode rows the base model's, each the same alone as mixed in one batch."""
-    from canary_triton.runtime.loaders import load_lora
-
     base = load_llm(exported_random, "llm_base")
     lora = load_lora(exported_random)
     assert lora is not None and lora.scale == 3.0 and set(lora.layers[0]) == {"q_proj", "v_proj"}
@@ -309,8 +307,6 @@ def test_an_engine_step_that_fails_fails_its_requests_and_the_engine_goes_on(llm
 def test_stopping_the_engine_aborts_every_request_it_holds_with_an_error_never_as_an_answer(llm):
     """A request cut off by the engine's stop (model unloaded, server shutting down) gets an
     error saying why, running or queued; a submit after stop() is refused, never left unanswered."""
-    from canary_triton.cpu_llm.batcher import EngineStopped
-
     batcher = ContinuousBatcher(llm, max_batch=1).start()
     running, queued = Collect(), Collect()
     errors: dict[str, Exception] = {}

@@ -15,6 +15,8 @@ from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.cpu_llm.batcher import ContinuousBatcher, GenerationRequest, splice_prompt_table
 from canary_triton.evaluation.wer import wer
+from canary_triton.export.lora import export_llm
+from canary_triton.export.parity import parity_report
 from canary_triton.frontend.preprocess import asr_output_limit
 from canary_triton.runtime.loaders import load_llm, load_onnx, load_preprocessor, load_serving_tokenizer
 
@@ -72,9 +74,6 @@ def test_bf16_wer_within_half_a_point_of_fp32_and_95_percent_identical(exported_
 
 
 def test_export_records_its_precision_and_a_bf16_export_passes_bf16_parity(exported_trained, oracle_trained, tmp_path):
-    from canary_triton.export.lora import export_llm
-    from canary_triton.export.pipeline import parity_report
-
     manifest = ExportManifest.read(exported_trained)
     assert manifest.precision.llm == "fp32" and manifest.options.llm_dtype == "float32"
     assert manifest.precision.reason.startswith("requested") and manifest.precision.cpu_instruction_set

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -11,8 +12,6 @@ from canary_triton.cpu_llm.scheduler import OUTCOMES, CapacityError, Move, Plain
 
 
 def test_the_scheduler_imports_no_torch():
-    import subprocess
-
     code = "import sys, canary_triton.cpu_llm.scheduler; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import json
 
+import onnx
 import pytest
 import torch
 
 from canary_triton.artifacts import ExportManifest
 from canary_triton.cli import main
 from canary_triton.evaluation.wer import wer
+from canary_triton.export.options import ExportOptions
+from canary_triton.export.pipeline import export_checkpoint
+from canary_triton.export.repository import RepositoryOptions
+from canary_triton.runtime.cpu_profile import choose_encoder_precision
 
 from .test_cpu_llm_bf16 import transcribe_in_process
 
 
 @pytest.fixture(scope="module")
 def exported_int8(tiny_trained_dir, tmp_path_factory):
-    from canary_triton.export.options import ExportOptions
-    from canary_triton.export.pipeline import export_checkpoint
-    from canary_triton.export.repository import RepositoryOptions
-
     out = tmp_path_factory.mktemp("trained-int8")
     export_checkpoint(
         tiny_trained_dir,
@@ -42,7 +43,6 @@ def test_an_int8_export_serves_the_quantized_encoder_and_records_it(exported_int
     assert manifest.precision.encoder == "int8" and manifest.precision.llm == "fp32"
     assert manifest.files.encoder_onnx == "onnx/encoder_int8.onnx"
     assert (exported_int8 / "onnx" / "encoder.onnx").is_file()  # the fp32 graph stays beside it
-    import onnx
 
     ops = {n.op_type for n in onnx.load(str(exported_int8 / "onnx" / "encoder_int8.onnx")).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops, sorted(ops)
@@ -72,9 +72,6 @@ def test_int8_encoder_wer_within_half_a_point_of_fp32_and_95_percent_identical(
 
 
 def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
-    from canary_triton.export.options import ExportOptions
-    from canary_triton.runtime.cpu_profile import choose_encoder_precision
-
     assert choose_encoder_precision("auto", "bf16").precision == "int8"
     assert choose_encoder_precision("auto", "fp32").precision == "fp32"
     assert choose_encoder_precision("fp32", "bf16").precision == "fp32"
@@ -92,8 +89,6 @@ def test_auto_follows_the_llm_int8_with_bf16_fp32_with_fp32(exported_trained):
 
 
 def test_int8_encoder_is_a_cpu_profile_option(capsys):
-    from canary_triton.export.options import ExportOptions
-
     with pytest.raises(ValueError, match="--cpu-encoder-precision int8 is for the cpu profile"):
         ExportOptions(profile="gpu", cpu_encoder_precision="int8")
     with pytest.raises(ValueError, match="cpu encoder precision must be one of auto, fp32, int8, got 'int4'"):

@@ -6,6 +6,7 @@ import pytest
 
 from canary_triton import errors
 from canary_triton.cli import main
+from canary_triton.client import commands
 
 
 def test_the_hierarchy():
@@ -18,8 +19,6 @@ def test_the_hierarchy():
 
 @pytest.mark.parametrize("cls", [errors.CanaryTritonError, errors.CheckpointError, errors.InputError])
 def test_the_command_line_prints_one_error_line_and_exits_2(cls, monkeypatch, capsys):
-    from canary_triton.client import commands
-
     def boom(args):
         raise cls("the clip is 41.0 s; the limit is 40 s")
 

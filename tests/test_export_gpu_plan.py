@@ -6,9 +6,17 @@ container. What does not need them is tested here; their absence is tested in te
 
 from __future__ import annotations
 
+import math
+import sys
+import types
+
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from canary_triton import contract as C
+from canary_triton.export import tensorrt_engine
 from canary_triton.export.tensorrt_engine import EngineOptions, encoder_profiles
 from canary_triton.export.trtllm_engine import (
     PLUGIN_SETTINGS,
@@ -87,15 +95,6 @@ def test_a_40s_clip_fits_every_table_limit():
 def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monkeypatch):
     """modelopt is absent here: a stand-in records the call. The graph it returns is saved for real
     with its weights in a side file (the real encoder's ONNX is over protobuf's 2 GB)."""
-    import math
-    import sys
-    import types
-
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from canary_triton.export import tensorrt_engine
 
     weight = numpy_helper.from_array(np.ones((64, 64), dtype=np.float32), "w")
     graph = helper.make_graph(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ def llm_dirs(tiny_random_dir, tmp_path_factory):
 
 
 def _hf(path):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # lazy: transformers imports in seconds
 
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
 
@@ -99,8 +100,6 @@ def test_exported_tokenizer_holds_the_placeholder(llm_dirs, oracle_random):
 
 
 def test_dora_is_refused(tiny_random_dir, tmp_path):
-    import shutil
-
     ckpt = tmp_path / "c"
     shutil.copytree(tiny_random_dir, ckpt)
     cfg = json.loads((ckpt / "config.json").read_text())

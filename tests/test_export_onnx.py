@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from canary_triton.checkpoint.reader import load_salm
-from canary_triton.export.onnx_encoder import export_onnx
+from canary_triton.export.onnx_encoder import ENCODER_DATA, ENCODER_ONNX, consolidate_external_data, export_onnx
 from canary_triton.runtime.onnx_session import OnnxEncoderProjector
 
 from .conftest import speechlike
@@ -26,10 +27,6 @@ def onnx_runner(onnx_export):
 def test_loose_external_data_becomes_one_file_that_onnx_runtime_reads(onnx_export, onnx_runner, tmp_path):
     """What the exporter writes for a graph over 2 GB (one file per tensor, as the full-size
     encoder's 489), rewritten as encoder.onnx + encoder.onnx.data; outputs unchanged."""
-    import onnx
-
-    from canary_triton.export.onnx_encoder import ENCODER_DATA, ENCODER_ONNX, consolidate_external_data
-
     assert consolidate_external_data(onnx_export.encoder, ENCODER_DATA) is None  # small: self-contained
     loose = tmp_path / ENCODER_ONNX
     onnx.save_model(
@@ -73,8 +70,6 @@ def test_onnx_result_does_not_depend_on_the_batch(onnx_runner, oracle_random):
 
 
 def test_gpu_projector_emits_a_bf16_table(tiny_random_dir, tmp_path):
-    import onnx
-
     model, _ = load_salm(tiny_random_dir)
     export_onnx(model, tmp_path, bf16_table=True)
     graph = onnx.load(str(tmp_path / "projector_bf16.onnx")).graph

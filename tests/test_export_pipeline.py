@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from canary_triton.artifacts import ExportManifest
+from canary_triton.bundled import DEMO_HELDOUT
+from canary_triton.checkpoint.reader import inspect_checkpoint
+from canary_triton.checkpoint.tokenizer import load_tokenizer
+from canary_triton.client import CanaryClient
 from canary_triton.errors import CanaryTritonError
-from canary_triton.export.pipeline import (
-    PARITY_REPORT,
-    PARITY_TABLE,
-    ExportOptions,
-    check_audio_limit,
-    export_checkpoint,
-)
+from canary_triton.export.lora import PEFT_PREFIX, export_llm
+from canary_triton.export.parity import PARITY_REPORT, PARITY_TABLE
+from canary_triton.export.pipeline import ExportOptions, check_audio_limit, export_checkpoint, llm_max_output_len
+from canary_triton.export.trtllm_engine import LlmEngineOptions
 from canary_triton.frontend.features import FB_KEY, WINDOW_KEY, load_front_end
 from canary_triton.runtime.onnx_session import OnnxEncoderProjector
 
-from .conftest import cli_in_process
+from .conftest import LONG_GENERATION_TOKENS, cli_in_process
+from .test_checkpoint_reader import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +95,7 @@ def test_export_option_limits(tiny_random_dir, tmp_path, args, message):
 
 
 def test_artifacts_load_from_the_output_folder_alone(exported, tmp_path, oracle_random):
-    import shutil
-
-    from transformers import AutoModelForCausalLM
-
-    from canary_triton.checkpoint.tokenizer import load_tokenizer
+    from transformers import AutoModelForCausalLM  # lazy: transformers imports in seconds
 
     out, _ = exported
     moved = tmp_path / "moved"
@@ -119,8 +120,6 @@ def test_non_empty_output_folder_is_refused(tiny_random_dir, tmp_path):
 
 
 def test_audio_limit_beyond_the_positional_table_is_refused(tiny_random_dir):
-    from canary_triton.checkpoint.reader import inspect_checkpoint
-
     info = inspect_checkpoint(tiny_random_dir)
     check_audio_limit(info, 40.0)
     with pytest.raises(CanaryTritonError, match="positional table"):
@@ -128,13 +127,7 @@ def test_audio_limit_beyond_the_positional_table_is_refused(tiny_random_dir):
 
 
 def test_checkpoint_without_lora_exports_the_base_model(tiny_random_dir, tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    from canary_triton.checkpoint.reader import inspect_checkpoint
-    from canary_triton.export.lora import PEFT_PREFIX, export_llm
-
     ckpt = tmp_path / "nolora"
-    import shutil
 
     shutil.copytree(tiny_random_dir, ckpt)
     cfg = json.loads((ckpt / "config.json").read_text())
@@ -179,13 +172,6 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
     """A checkpoint that names its Qwen3 as NeMo's save_pretrained writes it (``pretrained_llm``: a
     folder, or a hub id in the local cache) exports with no --llm-dir to the same artifacts as the
     bundled layout; NeMo loading it by itself transcribes as the served export does."""
-    import os
-    import shutil
-
-    from canary_triton.cli import DEMO_HELDOUT
-    from canary_triton.client import CanaryClient
-
-    from .test_checkpoint_reader import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if where == "folder":
@@ -253,12 +239,6 @@ def test_export_finds_the_qwen3_named_by_pretrained_llm_without_llm_dir(
 def test_llm_max_output_len_is_the_engines_and_must_fit_the_context(
     tiny_trained_dir, exported_trained, exported_random
 ):
-    from canary_triton.checkpoint.reader import inspect_checkpoint
-    from canary_triton.export.pipeline import llm_max_output_len
-    from canary_triton.export.trtllm_engine import LlmEngineOptions
-
-    from .conftest import LONG_GENERATION_TOKENS
-
     info = inspect_checkpoint(tiny_trained_dir)
     context = info.llm_cfg["max_position_embeddings"]
     most = context - LlmEngineOptions().max_input_len

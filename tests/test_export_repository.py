@@ -1,32 +1,17 @@
-"""The repository generator: templates that fail loudly, and an ensemble whose wiring type-checks,
-for both profiles (the GPU one is checked structurally; it is not loaded here)."""
+"""The repository generator: an ensemble whose wiring type-checks, for both profiles (the GPU one
+is checked structurally; it is not loaded here), and the repository it writes."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.errors import CanaryTritonError
-from canary_triton.export.repository import (
-    CONFIG_TEMPLATE,
-    RepositoryOptions,
-    describe,
-    fill_template,
-    render,
-)
-
-
-def test_fill_template_fails_on_unfilled_and_unknown_fields():
-    with pytest.raises(CanaryTritonError, match="left unfilled: name"):
-        fill_template("name: ${name}", {})
-    with pytest.raises(CanaryTritonError, match="does not have: extra"):
-        fill_template("name: ${name}", {"name": "x", "extra": "y"})
-    with pytest.raises(CanaryTritonError, match="unfilled field"):
-        fill_template("a: ${a}", {"a": "${b}"})
-    assert set(re.findall(r"\$\{(\w+)\}", CONFIG_TEMPLATE)) >= {"name", "inputs", "outputs"}
+from canary_triton.export.gpu_checks import parse_config
+from canary_triton.export.pbtxt import render
+from canary_triton.export.repository import describe
+from canary_triton.export.repository_options import RepositoryOptions
 
 
 def _manifest(exported_random) -> ExportManifest:
@@ -75,21 +60,7 @@ def _check_wiring(decls) -> None:
 
 def test_cpu_repository_wiring(exported_random):
     decls = describe(_manifest(exported_random), "cpu", RepositoryOptions())
-    assert [d.name for d in decls] == [
-        C.PREPROCESSOR_MODEL,
-        C.ENCODER_MODEL,
-        C.PROJECTOR_MODEL,
-        C.LLM_MODEL,
-        C.LLM_UNARY_MODEL,
-        C.POSTPROCESSOR_MODEL,
-        C.ENSEMBLE_MODEL,
-        C.STREAM_MODEL,
-        C.LLM_BASE_MODEL,
-        C.LLM_MODE_MODEL,
-        C.LONG_FORM_MODEL,
-        C.LONG_FORM_STREAM_MODEL,
-        C.ASK_MODEL,
-    ]
+    assert [d.name for d in decls] == list(C.ALL_MODELS)
     by_name = {d.name: d for d in decls}
     assert by_name[C.LLM_MODEL].decoupled and by_name[C.STREAM_MODEL].decoupled
     assert by_name[C.LONG_FORM_STREAM_MODEL].decoupled and not by_name[C.LONG_FORM_MODEL].decoupled
@@ -125,11 +96,6 @@ def test_cpu_llm_engines_run_below_the_encoders_priority(exported_random):
     assert by_name[C.LLM_MODEL].parameters["nice"] == "0"
     with pytest.raises(CanaryTritonError, match="nice value is 20; it must be between 0"):
         RepositoryOptions(llm_nice=20)
-
-
-def test_cpu_llm_weights_bad_value():
-    with pytest.raises(CanaryTritonError, match="cpu llm weights 'both': expected one of shared, merged"):
-        RepositoryOptions(cpu_llm_weights="both")
 
 
 def test_gpu_repository_wiring_and_parameters(exported_random, tmp_path):
@@ -183,20 +149,7 @@ def test_gpu_repository_needs_plans(exported_random):
 
 def test_written_cpu_repository(exported_random):
     repo = exported_random / "model_repository"
-    for name in (
-        C.PREPROCESSOR_MODEL,
-        C.ENCODER_MODEL,
-        C.PROJECTOR_MODEL,
-        C.LLM_MODEL,
-        C.LLM_UNARY_MODEL,
-        C.POSTPROCESSOR_MODEL,
-        C.STREAM_MODEL,
-        C.LLM_BASE_MODEL,
-        C.LLM_MODE_MODEL,
-        C.LONG_FORM_MODEL,
-        C.LONG_FORM_STREAM_MODEL,
-        C.ASK_MODEL,
-    ):
+    for name in (m for m in C.ALL_MODELS if m != C.ENSEMBLE_MODEL):
         assert (repo / name / "1" / "model.py").is_file()
         assert (repo / name / "1" / "canary_bootstrap.py").is_file()
         text = (repo / name / "config.pbtxt").read_text()
@@ -206,8 +159,6 @@ def test_written_cpu_repository(exported_random):
 
 def test_every_cpu_config_parses_as_a_triton_model_config(exported_random):
     """(The gpu profile's: tests/test_gpu_dry_run.py.)"""
-    from canary_triton.export.gpu_checks import parse_config
-
     configs = {p.parent.name: parse_config(p) for p in (exported_random / "model_repository").glob("*/config.pbtxt")}
     assert len(configs) == 13
     for name, cfg in configs.items():

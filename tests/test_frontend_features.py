@@ -53,7 +53,7 @@ def test_front_end_uses_the_checkpoints_bf16_filterbank(front_end, oracle_random
     assert torch.equal(front_end.window, featurizer.window)
     # Stored BF16-rounded, as in the real checkpoint; a fresh librosa filterbank differs.
     assert torch.equal(fb, fb.to(torch.bfloat16).float())
-    import librosa
+    import librosa  # lazy: librosa (numba) imports in seconds
 
     fresh = torch.tensor(librosa.filters.mel(sr=16000, n_fft=512, n_mels=128, fmin=0, fmax=8000, norm="slaney"))
     assert (fresh.float() - fb).abs().max().item() > 1e-5

@@ -21,9 +21,11 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from canary_triton import contract as C
-from canary_triton.cli import DEMO_HELDOUT, main
+from canary_triton.bundled import DEMO_HELDOUT
+from canary_triton.cli import main
 from canary_triton.client import CanaryClient
 from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.gateway import BackgroundGateway, GatewayOptions
@@ -153,8 +155,6 @@ def test_other_formats_and_rates_decode_like_the_client(oai, server_trained, cli
     x, _ = sf.read(clips[0], dtype="float32")
     uploads = {}
     for name, fmt, rate, subtype in (("c.ogg", "OGG", SR, "VORBIS"), ("c.wav", "WAV", 44100, "PCM_16")):
-        import soxr
-
         y = soxr.resample(x, SR, rate) if rate != SR else x
         buf = io.BytesIO()
         sf.write(buf, np.stack([y, y], axis=1) if rate != SR else y, rate, format=fmt, subtype=subtype)
@@ -340,7 +340,7 @@ def test_bad_uploads_get_400_in_openai_shape_and_the_service_keeps_serving(http,
 
 
 def test_the_openai_client_raises_its_own_error_classes(gateway, oai, clips, reference):
-    import openai
+    import openai  # lazy, as above
 
     with openai.OpenAI(base_url=gateway.base_url, api_key="wrong-key", max_retries=0) as bad:
         with pytest.raises(openai.AuthenticationError) as e:

@@ -96,21 +96,7 @@ def test_dry_run_repository_passes_every_load_time_check(which, request):
     manifest = ExportManifest.read(out)
     assert manifest.dry_run is True and manifest.profile == "gpu"
     names = {p.parent.name for p in (out / REPOSITORY_DIR).glob("*/config.pbtxt")}
-    assert names == {
-        C.PREPROCESSOR_MODEL,
-        C.ENCODER_MODEL,
-        C.PROJECTOR_MODEL,
-        C.LLM_MODEL,
-        C.LLM_UNARY_MODEL,
-        C.POSTPROCESSOR_MODEL,
-        C.ENSEMBLE_MODEL,
-        C.STREAM_MODEL,
-        C.LLM_BASE_MODEL,
-        C.LLM_MODE_MODEL,
-        C.LONG_FORM_MODEL,
-        C.LONG_FORM_STREAM_MODEL,
-        C.ASK_MODEL,
-    }
+    assert names == set(C.ALL_MODELS)
     assert not (out / "engines").exists() and not (out / "trtllm").exists()  # nothing was built
 
 

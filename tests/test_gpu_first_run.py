@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from canary_triton.checkpoint.reader import inspect_checkpoint
 from canary_triton.gpu import first_run as fr
+from canary_triton.gpu import throughput as gt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,9 +123,6 @@ def test_the_script_is_valid_bash_and_the_image_installs_it():
 
 # -- the throughput model's predictions beside the run's measurements ----------------------------
 def _throughput_record(tiny_trained_dir):
-    from canary_triton.checkpoint.reader import inspect_checkpoint
-    from canary_triton.gpu import throughput as gt
-
     shapes = gt.ModelShapes.from_checkpoint(inspect_checkpoint(tiny_trained_dir))
     d = gt.derive_gpu_defaults(shapes, gt.H100_SXM)
     return gt.record(shapes, "h100", gt.Assumptions(), d, tuple(gt.EXPORT_FLAGS)), d

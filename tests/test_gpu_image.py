@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,6 @@ def _gpu_export_imports() -> set[str]:
                 mods |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 mods.add(node.module.split(".")[0])
-    import sys
 
     # the project's own package is the image's `pip install .`
     return {m for m in mods if m not in sys.stdlib_module_names and m not in ("__future__", "canary_triton")}
@@ -67,12 +67,11 @@ def test_the_image_provides_every_module_the_gpu_export_imports():
 
 def test_the_image_keeps_its_own_stack_and_pins_agree_with_tensorrt_llm():
     text = DOCKERFILE.read_text()
-    assert "pip list --format=freeze" in text and "pip freeze" not in text.replace("`pip freeze`", "")
+    assert "pip list --format=freeze" in text
     keep = re.search(r"grep -iE '\^\((.+?)\)=='", text).group(1)
     for name in ("torch", "tensorrt", "numpy", "onnx", "nvidia[-_]modelopt", "transformers"):
         assert name in keep.split("|"), name
     assert not re.search(r'"onnx==', text)  # TensorRT-LLM 1.2: onnx>=1.18,<1.20 -> the image's onnx
-    assert "transformers" in text and "4.57" in text  # the version note
 
 
 def test_uid_1000_gets_writable_caches():

@@ -1,6 +1,5 @@
-"""The GPU throughput model (canary_triton/gpu/throughput.py): its arithmetic on the real
-Canary-Qwen-2.5B shapes (config only; the sizes are written here, in the test, and nowhere in the
-library), the parameter formulas against the bundled checkpoint's tensors, the docs page's tables
+"""The GPU throughput model (canary_triton/gpu/throughput.py): the defaults and predictions it
+derives on the real Canary-Qwen-2.5B shapes (tests/test_gpu_model_shapes.py), the docs page's tables
 against the code, and the gpu profile's defaults applied by `canary-triton export`. A MODEL, not a
 measurement: no figure here was measured on a GPU."""
 
@@ -16,109 +15,20 @@ from pathlib import Path
 import pytest
 
 from canary_triton.artifacts import ENGINE_BUILD, ExportManifest
-from canary_triton.checkpoint.reader import inspect_checkpoint, read_weight_shapes
+from canary_triton.checkpoint.reader import inspect_checkpoint
+from canary_triton.cli import export_options
 from canary_triton.export.gpu_checks import load_time_problems, parse_config
-from canary_triton.export.repository import REPOSITORY_DIR
+from canary_triton.export.repository import REPOSITORY_DIR, RepositoryOptions
+from canary_triton.export.tensorrt_engine import EngineOptions
+from canary_triton.export.trtllm_engine import LlmEngineOptions
 from canary_triton.gpu import throughput as gt
+from tests.test_gpu_dry_run import _k8s_export_args, full_size_checkpoint
 
 from .conftest import cli_in_process
+from .test_gpu_model_shapes import real_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / gt.DOC
-
-#: Canary-Qwen-2.5B: FastConformer 32 x d_model 1024 (the HF config.json) and Qwen3-1.7B's config.json.
-REAL_ENCODER = {
-    "d_model": 1024,
-    "n_layers": 32,
-    "n_heads": 8,
-    "ff_expansion_factor": 4,
-    "conv_kernel_size": 9,
-    "subsampling": "dw_striding",
-    "subsampling_factor": 8,
-    "subsampling_conv_channels": 256,
-}
-REAL_QWEN3 = {
-    "hidden_size": 2048,
-    "intermediate_size": 6144,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "vocab_size": 151936,
-    "tie_word_embeddings": True,
-    "attention_bias": False,
-    "max_position_embeddings": 40960,
-}
-REAL_PROMPT_TEXT_IDS = 14  # 15 ASR prompt ids, one of them the audio placeholder
-
-
-def real_shapes() -> gt.ModelShapes:
-    salm = {
-        "perception": {
-            "encoder": REAL_ENCODER,
-            "preprocessor": {"features": 128, "sample_rate": 16000, "window_size": 0.025, "window_stride": 0.01},
-        }
-    }
-    return gt.ModelShapes.from_configs(salm, REAL_QWEN3, REAL_PROMPT_TEXT_IDS)
-
-
-def test_real_shapes_match_the_published_sizes():
-    s = real_shapes()
-    assert s.frames_per_audio_second == 12.5 and s.max_table_rows == 501
-    assert 0.80e9 < s.encoder_params < 0.82e9  # "~0.8 B parameters (incl. subsampling)"
-    assert 1.40e9 < s.llm_non_embedding_params < 1.42e9  # Qwen3-1.7B without its 311 M embedding
-    assert s.lm_head_params == s.embedding_params == 151936 * 2048  # tied
-    assert gt.kv_bytes_per_token(s) == 2 * 28 * 8 * 128 * 2 == 112 * 1024
-    assert gt.weight_bytes_per_step(s) == pytest.approx(3.44e9, rel=0.01)
-
-
-def test_parameter_formulas_count_the_bundled_checkpoints_tensors(tiny_trained_dir):
-    """From the config alone, exactly the parameters stored (BatchNorm statistics and the LoRA are not)."""
-    info = inspect_checkpoint(tiny_trained_dir)
-    shapes = read_weight_shapes(info.paths.weights)
-
-    def count(prefix, skip=()):
-        total = 0
-        for name, shape in shapes.items():
-            if name.startswith(prefix) and not any(k in name for k in skip):
-                n = 1
-                for d in shape:
-                    n *= d
-                total += n
-        return total
-
-    s = gt.ModelShapes.from_checkpoint(info)
-    buffers = ("running_mean", "running_var", "num_batches_tracked")
-    assert s.encoder_params == count("perception.encoder.", buffers)
-    assert s.projector_params == count("perception.proj.")
-    layers = "llm.base_model.model.model."
-    assert s.llm_non_embedding_params == count(layers, ("lora_", "embed_tokens"))
-    assert s.embedding_params == count("embed_tokens.")
-
-
-def test_costs_of_the_real_model_on_an_h100():
-    s, a, h100 = real_shapes(), gt.Assumptions(), gt.GPUS["h100"]
-    # 12.5 frames/s x ~1.6 GFLOP/frame, + the attention term, + 10 % bucket padding (1 s of a 10 s clip)
-    assert gt.padding_overhead(a) == pytest.approx(0.1)
-    assert 20e9 < gt.encoder_flops_per_audio_second(s, a) < 24e9
-    # (125 rows + 14 ids) x 2 x 1.41 B per 10 s
-    assert gt.prefill_flops_per_audio_second(s, a) == pytest.approx(139 * 2 * s.llm_non_embedding_params / 10, rel=0.02)
-    # memory-bound decode step: (3.44 GB + 64 x 200 x 112 KiB) / (0.6 x 3.35 TB/s)
-    step = gt.decode_step_seconds(s, h100, a, 64, 200)
-    assert step == pytest.approx((gt.weight_bytes_per_step(s) + 64 * 200 * 114688) / (0.6 * 3.35e12))
-    assert 2.3e-3 < step < 2.5e-3
-    # a 10 s request holds its prompt + the reserved output (min(128, 8/s x 10 s + 16) = 96 tokens)
-    assert gt.reserved_output_len(10.0) == 96 and gt.reserved_output_len(40.0) == 128
-    assert gt.kv_bytes_per_request(s, 10.0) == (125 + 14 + 96) * 114688
-
-
-def test_littles_law_and_the_rate_bound_agree():
-    costs = gt.request_costs(real_shapes(), gt.GPUS["h100"], gt.Assumptions())
-    for batch in (16, 64, 256, 1024):
-        rate = gt.max_rate(costs, batch)
-        assert gt.requests_in_flight(costs, rate) == pytest.approx(batch)
-    assert gt.iteration_seconds(costs, 1.0 / costs.per_request_s) is None  # the GPU cannot keep up
-    assert gt.requests_in_flight(costs, 2.0 / costs.per_request_s) is None
 
 
 @pytest.mark.parametrize("gpu", sorted(gt.GPUS))
@@ -155,13 +65,6 @@ def test_an_unreachable_target_sizes_the_batch_by_memory():
     assert "not reachable" in gt.predictions_table(s, a)
 
 
-def test_assumptions_are_checked():
-    with pytest.raises(ValueError, match="gemm_efficiency must be at most 1"):
-        gt.Assumptions(gemm_efficiency=1.5)
-    with pytest.raises(ValueError, match="target_rtfx must be > 0"):
-        gt.Assumptions(target_rtfx=0)
-
-
 def _doc_block(name: str) -> str:
     text = DOC.read_text()
     m = re.search(rf"<!-- {name}: generated.*?-->\n(.*?)<!-- end {name} -->", text, re.S)
@@ -175,9 +78,6 @@ def test_the_docs_tables_are_the_codes():
     s = real_shapes()
     assert _doc_block("defaults") == gt.defaults_table(s)
     assert _doc_block("predictions") == gt.predictions_table(s)
-    text = DOC.read_text()
-    assert "a MODEL, not a measurement" in text and "gpu_throughput.derive_gpu_defaults" in text
-    assert "not yet applied" not in text
 
 
 def test_importing_the_model_imports_neither_torch_nor_tensorrt():
@@ -245,8 +145,6 @@ def test_gpu_dry_run_applies_the_models_defaults_and_records_them(dry_sized, tin
 
 
 def test_explicit_options_win_and_h200_has_its_own_sizing(tiny_trained_dir, tmp_path):
-    from canary_triton.cli import export_options
-
     explicit = export_options(
         [
             str(tiny_trained_dir),
@@ -283,11 +181,6 @@ def test_explicit_options_win_and_h200_has_its_own_sizing(tiny_trained_dir, tmp_
 
 
 def test_the_cpu_profile_keeps_its_defaults(tiny_trained_dir, tmp_path):
-    from canary_triton.cli import export_options
-    from canary_triton.export.repository import RepositoryOptions
-    from canary_triton.export.tensorrt_engine import EngineOptions
-    from canary_triton.export.trtllm_engine import LlmEngineOptions
-
     o = export_options([str(tiny_trained_dir), "-o", str(tmp_path)])
     assert o.sized_by_model == ()
     assert (o.engine.max_batch, o.engine.opt_batch) == (EngineOptions.max_batch, EngineOptions.opt_batch) == (16, 8)
@@ -320,8 +213,6 @@ def test_bad_sizing_options_are_one_line_errors(tiny_trained_dir, tmp_path, args
 def test_the_k8s_deployment_leaves_the_sizing_to_the_model():
     """deploy/k8s once passed --max-batch 64 --opt-batch 32 --llm-max-batch 64 by hand; the gpu
     profile's defaults now come from the model, so it passes none of the sized options."""
-    from tests.test_gpu_dry_run import _k8s_export_args
-
     args = _k8s_export_args()
     assert args and not set(args) & set(gt.EXPORT_FLAGS.values()), args
 
@@ -329,8 +220,6 @@ def test_the_k8s_deployment_leaves_the_sizing_to_the_model():
 def test_a_full_size_dry_run_with_the_models_defaults_loads(tiny_trained_dir, tmp_path):
     """Canary-Qwen-2.5B's configs (no weights): `export --profile gpu --dry-run` with every sized
     option from the model renders a repository that passes the backends' load-time checks."""
-    from tests.test_gpu_dry_run import full_size_checkpoint
-
     ckpt = full_size_checkpoint(tiny_trained_dir, tmp_path / "ckpt")
     r = _cli(str(ckpt), "-o", str(tmp_path / "gpu"), "--profile", "gpu", "--dry-run")
     assert r.returncode == 0, r.stderr
@@ -345,26 +234,3 @@ def test_a_full_size_dry_run_with_the_models_defaults_loads(tiny_trained_dir, tm
         bc["max_prompt_embedding_table_size"] == d.llm_max_batch * 501 and bc["max_num_tokens"] >= bc["max_input_len"]
     )
     assert build["throughput_model"]["predictions"] == asdict(gt.predict(shapes, gt.H100_SXM, gt.Assumptions(), d))
-
-
-def test_recorded_shapes_are_read_back_checked_field_by_field(tiny_trained_dir):
-    """ModelShapes.from_manifest reads export.json's throughput_model.shapes as the manifest's
-    own sections are read: a missing or mistyped field is one line naming its path."""
-    from dataclasses import replace
-
-    from canary_triton.errors import CheckpointError
-
-    from .sample_export import sample_manifest
-
-    shapes = gt.ModelShapes.from_checkpoint(inspect_checkpoint(tiny_trained_dir))
-    d = gt.derive_gpu_defaults(shapes, gt.H100_SXM, gt.Assumptions())
-    rec = gt.record(shapes, "h100", gt.Assumptions(), d, ())
-    m = replace(sample_manifest(), throughput_model=rec)
-    assert gt.ModelShapes.from_manifest(m) == shapes
-    broken = {**rec, gt.SHAPES: {**rec[gt.SHAPES], "encoder_layers": "two"}}
-    with pytest.raises(
-        CheckpointError, match=r"throughput_model\.shapes\.encoder_layers is \"two\", expected an integer"
-    ):
-        gt.ModelShapes.from_manifest(replace(m, throughput_model=broken))
-    with pytest.raises(CheckpointError, match="not a gpu export"):
-        gt.ModelShapes.from_manifest(sample_manifest())

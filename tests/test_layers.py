@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Lowest first. Names are relative to ``canary_triton`` ("" is the package's ``__init__``, the
 #: version); a name covers its submodules. ``benchmarks`` is the top-level benchmarks package.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("contract", ("", "contract", "errors", "artifacts")),
+    ("contract", ("", "contract", "errors", "artifacts", "bundled")),  # bundled: the shipped data's paths
     (
         "runtime",  # model math and the CPU runtime: no export, Triton or client code
         (
@@ -29,6 +29,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "runtime",
             "model_params",  # the Triton models' parameters: rendered by export, parsed by the models
             "gpu.throughput",  # arithmetic on the checkpoint's shapes; the export reads its defaults
+            "gpu.assumptions",  # its parts: the GPUs' data sheets and what it assumes,
+            "gpu.model_shapes",  # what it reads of a checkpoint,
+            "gpu.costs",  # a request's costs and the memory plan
             "gpu.stack",  # the GPU image's pinned versions, checked against what is installed
         ),
     ),

@@ -8,6 +8,7 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.longform.segmenter import Region, SegmentOptions, join_texts, speech_regions, split
+from canary_triton.model_params import LongFormParams
 
 from .conftest import SR
 
@@ -131,8 +132,6 @@ def test_options_are_checked():
 
 
 def test_options_travel_as_model_parameters():
-    from canary_triton.model_params import LongFormParams
-
     opts = SegmentOptions(merge_s=12.5, vad="energy", vad_threshold=0.42, min_speech_s=0.3, vad_threads=2)
     params = LongFormParams(segment=opts).parameters()
     assert params["segment.vad"] == "energy" and params["segment.vad_threads"] == "2"

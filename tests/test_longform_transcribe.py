@@ -9,9 +9,11 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions, ServerError
+from canary_triton.errors import InputError
 from canary_triton.evaluation.wer import wer
 from canary_triton.fixtures import noise
 from canary_triton.longform.segmenter import Region, SegmentOptions, join_texts, model_input, split
+from canary_triton.longform.transcribe import LongFormOptions, plan
 
 from .conftest import SR, TINY_LONG_FORM_MERGE_S
 from .test_longform_segmenter import long_recording
@@ -145,8 +147,5 @@ def test_the_long_form_limit_is_read_from_the_repository(exported_trained):
 
 
 def test_audio_over_the_long_form_limit_is_refused_naming_it():
-    from canary_triton.errors import InputError
-    from canary_triton.longform.transcribe import LongFormOptions, plan
-
     with pytest.raises(InputError, match="the limit is 60 s .*raise the server's long-form limit"):
         plan(np.zeros((1, 61 * SR), np.float32), C.MelParams(), LongFormOptions(max_seconds=60))

@@ -3,12 +3,20 @@ implementation, and the no-speech audio it must reject."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
+import torch
 
+from canary_triton import contract as C
+from canary_triton.cli import main
+from canary_triton.errors import CanaryTritonError
+from canary_triton.export.repository import RepositoryOptions, describe, render
 from canary_triton.fixtures import noise
 from canary_triton.longform import vad
 from canary_triton.longform.segmenter import SegmentOptions, speech_regions, split
+from canary_triton.model_params import LongFormParams
 
 from .conftest import SR
 from .sample_export import sample_manifest
@@ -26,8 +34,7 @@ def recordings(heldout):
 def test_probabilities_equal_the_packages_streaming_implementation(recordings):
     """The package's OnnxWrapper (stock streaming model, one window per call, torch) vs ours
     (the sequence export, numpy framing)."""
-    import torch
-    from silero_vad.utils_vad import OnnxWrapper
+    from silero_vad.utils_vad import OnnxWrapper  # lazy: the silero_vad package is only the reference here
 
     ref_model = OnnxWrapper(str(vad.model_path(vad.STREAMING_MODEL)), force_onnx_cpu=True)
     ours = vad.SileroVad()
@@ -40,7 +47,7 @@ def test_probabilities_equal_the_packages_streaming_implementation(recordings):
 
 @pytest.mark.parametrize("threshold,min_speech_s,min_silence_s", [(0.5, 0.25, 0.1), (0.3, 0.1, 0.3), (0.7, 0.5, 0.2)])
 def test_regions_equal_the_packages_timestamps(recordings, threshold, min_speech_s, min_silence_s):
-    from silero_vad.utils_vad import get_speech_timestamps_from_probs
+    from silero_vad.utils_vad import get_speech_timestamps_from_probs  # lazy, as above
 
     ours = vad.SileroVad()
     for name, audio in recordings.items():
@@ -91,10 +98,6 @@ def test_silero_wants_16_khz():
 
 
 def test_segmenter_options_are_rendered_into_both_long_form_models():
-    from canary_triton import contract as C
-    from canary_triton.export.repository import RepositoryOptions, describe, render
-    from canary_triton.model_params import LongFormParams
-
     manifest = sample_manifest()
     opts = RepositoryOptions(
         long_form_merge_s=12.0,
@@ -113,10 +116,6 @@ def test_segmenter_options_are_rendered_into_both_long_form_models():
 
 
 def test_bad_segmenter_options_are_one_line_errors_naming_the_option(capsys, tmp_path):
-    from canary_triton.cli import main
-    from canary_triton.errors import CanaryTritonError
-    from canary_triton.export.repository import RepositoryOptions
-
     for field, value, message in (
         ("long_form_vad_threshold", 1.5, r"vad_threshold must be in \(0, 1\)"),
         ("long_form_vad_min_speech_s", -1.0, "min_speech_s must be >= 0"),
@@ -141,8 +140,6 @@ def test_bad_segmenter_options_are_one_line_errors_naming_the_option(capsys, tmp
 
 
 def test_one_session_serves_concurrent_calls(recordings):
-    from concurrent.futures import ThreadPoolExecutor
-
     v = vad.SileroVad()
     audios = list(recordings.values()) * 2
     alone = [v.probabilities(a) for a in audios]

@@ -6,7 +6,9 @@ from dataclasses import fields
 
 import pytest
 
+from benchmarks._common import parse_repository_options
 from canary_triton import contract as C
+from canary_triton.cli import export_options
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.repository import RepositoryOptions, describe
 from canary_triton.longform.segmenter import SegmentOptions
@@ -151,8 +153,6 @@ def test_the_repository_options_take_their_defaults_from_the_models():
 
 
 def test_cli_defaults_are_the_repository_options():
-    from canary_triton.cli import export_options
-
     assert export_options(["ckpt", "-o", "out"]).repository == RepositoryOptions()
 
 
@@ -163,8 +163,6 @@ def test_model_params_is_the_base_of_each():
 
 
 def test_a_repository_option_given_as_text_is_parsed_by_its_type():
-    from benchmarks._common import parse_repository_options
-
     assert parse_field(RepositoryOptions, "encoder_threads", "auto") is None
     assert parse_repository_options(["encoder_threads=2", "vad_gate=false", "mel_bucket_s=1.5"]) == (
         ("encoder_threads", 2),

@@ -6,28 +6,35 @@ Bounded: every loop has a deadline; traffic goes only to 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import threading
 import time
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+import canary_triton
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
-from canary_triton.client import CanaryClient, ClientOptions, ServerError
+from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
+from canary_triton.export.repository import RepositoryOptions, write_repository
 from canary_triton.runtime.loaders import export_mel_params
+from canary_triton.serving.tritonserver import ServerOptions, TritonServer
 
 from .bad_inputs import cases, triton_inputs
 from .conftest import LONG_GENERATION_TOKENS, SERVER_START_TIMEOUT_S, SR, free_port
@@ -236,8 +243,6 @@ def test_valid_requests_batched_with_invalid_ones_succeed(server_trained, heldou
 
 
 def _server_rss_mb(server) -> float:
-    import psutil
-
     proc = psutil.Process(server.proc.pid)
     procs = [proc] + proc.children(recursive=True)
     return sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20
@@ -355,8 +360,6 @@ def test_cancelled_or_timed_out_requests_stop_generating_and_free_their_slot(ser
 
 
 def test_closing_a_stream_to_the_llm_stops_it_at_once(server_random):
-    import queue
-
     before = llm_counters(server_random)
     responses: "queue.Queue" = queue.Queue()
     client = grpcclient.InferenceServerClient(server_random.grpc_url)
@@ -372,9 +375,6 @@ def test_a_stop_request_with_the_same_id_stops_the_llm_request(server_random):
     """TensorRT-LLM's own cancellation, which the BLS models use on both profiles: a second
     request carrying `stop` = true and the request id of one in flight stops that one (the C++
     backend's handleStopRequest; it ignores custom request parameters). The CPU llm honours it."""
-    import queue
-    import uuid
-
     before = llm_counters(server_random)
     responses: "queue.Queue" = queue.Queue()
     client = grpcclient.InferenceServerClient(server_random.grpc_url)
@@ -440,7 +440,6 @@ def test_a_stop_request_without_a_request_id_is_refused(server_random):
             "stop": np.array([[True]]),
         },
     )
-    import queue
 
     responses: "queue.Queue" = queue.Queue()
     client.start_stream(callback=lambda result, error: responses.put((result, error)))
@@ -518,8 +517,6 @@ def test_prometheus_metrics_expose_queue_latency_and_llm_counters(server_trained
 
 def test_checkpoints_and_artifacts_load_without_pickle():
     """safetensors / ONNX / JSON only: no torch.load, pickle or trust_remote_code in the package."""
-    import canary_triton
-
     root = os.path.dirname(canary_triton.__file__)
     pattern = re.compile(r"torch\.load\(|pickle\.load|trust_remote_code\s*=\s*True|weights_only\s*=\s*False")
     offenders = []
@@ -536,8 +533,6 @@ def test_checkpoints_and_artifacts_load_without_pickle():
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def strict_export(exported_trained, tmp_path_factory):
-    from canary_triton.export.repository import RepositoryOptions, write_repository
-
     out = tmp_path_factory.mktemp("strict") / "export"
     shutil.copytree(exported_trained, out)
     write_repository(out, "cpu", RepositoryOptions(max_queue_size=2, queue_timeout_us=0))
@@ -546,8 +541,6 @@ def strict_export(exported_trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def strict_server(strict_export, tmp_path_factory):
-    from canary_triton.serving.tritonserver import ServerOptions, TritonServer
-
     tmp = tmp_path_factory.mktemp("triton-strict")
     opts = ServerOptions(
         http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), exit_timeout_s=20, admin_key=ADMIN_KEY
@@ -614,8 +607,6 @@ def test_the_admin_key_opens_the_restricted_apis(strict_server):
 
 
 def _stub_pid(server, model: str) -> int:
-    import psutil
-
     for p in psutil.Process(server.proc.pid).children(recursive=True):
         try:
             if p.status() != psutil.STATUS_ZOMBIE and any(a.endswith(f"/{model}/1/model.py") for a in p.cmdline()):
@@ -738,8 +729,6 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_restarts(stric
 
 @pytest.mark.served  # starts (and fails to start) its own tritonserver
 def test_missing_or_corrupt_artifacts_fail_at_load_naming_the_file(strict_export, tmp_path):
-    from canary_triton.serving.tritonserver import ServerOptions, TritonServer
-
     broken = tmp_path / "export"
     shutil.copytree(strict_export, broken)
     onnx = broken / ExportManifest.read(broken).files.encoder_onnx
@@ -754,10 +743,6 @@ def test_missing_or_corrupt_artifacts_fail_at_load_naming_the_file(strict_export
 
 def test_cancelling_an_asyncio_task_cancels_the_llm_mode_request(server_random):
     """The asyncio client's cancellation reaches the base model's generation (LLM mode, via BLS)."""
-    import asyncio
-
-    from canary_triton.client import AsyncCanaryClient
-
     before = llm_counters(server_random, C.LLM_BASE_MODEL)
 
     async def run():

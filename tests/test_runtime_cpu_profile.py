@@ -7,8 +7,10 @@ import os
 import threading
 
 import pytest
+import torch
 
 from canary_triton.errors import CanaryTritonError
+from canary_triton.model_params import LlmParams
 from canary_triton.runtime.cpu_profile import (
     DEFAULT_LLM_NICE,
     available_cores,
@@ -113,8 +115,6 @@ def test_lower_thread_priority_lowers_the_calling_thread_only():
 
 
 def test_nice_parameter_defaults_to_the_cpu_profile_and_bad_values_are_one_line_errors():
-    from canary_triton.model_params import LlmParams
-
     assert LlmParams.from_parameters({}).nice == DEFAULT_LLM_NICE
     assert LlmParams.from_parameters({"nice": "0"}).nice == 0 and LlmParams.from_parameters({"nice": "19"}).nice == 19
     for bad in ("-1", "20"):
@@ -129,8 +129,6 @@ def test_nice_parameter_defaults_to_the_cpu_profile_and_bad_values_are_one_line_
 def test_the_openmp_threads_a_lowered_thread_starts_inherit_its_priority():
     """What the LLM engine relies on: torch's intra-op (OpenMP) workers, started by the first
     parallel op of the lowered thread, run at its nice value too (Linux: /proc/self/task/*/stat)."""
-    import torch
-
     before = {int(t) for t in os.listdir("/proc/self/task")}
     seen = {}
 

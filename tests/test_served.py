@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -197,8 +198,6 @@ def test_short_requests_are_not_held_behind_a_long_one(server_random):
     (end id -1, LONG_GENERATION_TOKENS, the most its export allows); the short ones are sent once
     its first tokens have arrived and must all finish while it is still generating (a batcher that
     ran requests one after another, or a batch to its end, would finish the long one first)."""
-    import queue
-
     long_events: "queue.Queue" = queue.Queue()
     short_events: "queue.Queue" = queue.Queue()
     long_client = grpcclient.InferenceServerClient(server_random.grpc_url)
@@ -326,8 +325,6 @@ def test_a_bad_request_in_a_batch_does_not_hurt_the_others(server_trained, heldo
 
 def _stream(server, audio, max_new_tokens=None):
     """Partial transcripts from canary_qwen_stream over the gRPC streaming API, in arrival order."""
-    import queue
-
     results: "queue.Queue" = queue.Queue()
     client = grpcclient.InferenceServerClient(server.grpc_url)
     client.start_stream(callback=lambda result, error: results.put((result, error)))

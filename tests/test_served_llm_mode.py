@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from canary_triton import contract as C
+from canary_triton.client import CanaryClient, ServerError
 from canary_triton.client.transcribe import ClientOptions, ask, transcribe
 from canary_triton.errors import CanaryTritonError
 
@@ -68,8 +69,6 @@ def test_bad_llm_mode_input(server_random, text, kwargs, message):
 
 
 def test_audio_and_instruction_in_one_call_equals_the_two_calls(server_trained, heldout):
-    from canary_triton.client import CanaryClient, ServerError
-
     audio = heldout[2][0]
     long_audio = np.concatenate([np.concatenate([a, np.zeros(8000, np.float32)]) for a, _ in heldout[:25]])
     assert len(long_audio) > C.MAX_AUDIO_SECONDS * 16000

@@ -19,6 +19,7 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions
+from canary_triton.serving import watchdog as wd
 from canary_triton.serving.tritonserver import ServerOptions, TritonServer
 from canary_triton.serving.watchdog import ProbeResult, Watchdog, WatchdogOptions, probe
 
@@ -55,8 +56,6 @@ class FakeServer:
 def watchdog(monkeypatch, results, progress, **options):
     """A watchdog over a stand-in server whose probes answer ``results`` in turn and whose
     progress counter reads ``progress`` in turn (both repeat their last value)."""
-    import canary_triton.serving.watchdog as wd
-
     reads = iter(progress)
     last = [progress[0]]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from contextlib import closing, nullcontext
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ import pytest
 from canary_triton import contract as C
 from canary_triton.errors import CanaryTritonError, InputError
 from canary_triton.model_params import ProjectorParams
+from canary_triton.triton_models import adapter as triton_adapter
 from canary_triton.triton_models.adapter import (
     CallerCancelled,
     ForwardedError,
@@ -348,8 +350,6 @@ def test_every_bls_iterator_outlives_a_round_trip_after_its_last_response(how):
     are freed there. forward_tokens holds every iterator (the call's and the stop request's) until
     the caller's is_cancelled() (a round trip through that thread's queue, after the clean-ups)
     has answered, and frees them after it, here."""
-    import weakref
-
     refs: list = []
     alive_at_last_ask: list[bool] = []
     llm = StoppableLlm(tokens_before_stop=3)
@@ -404,8 +404,6 @@ def test_a_callee_that_dies_mid_generation_ends_the_call_unavailable_and_its_ite
     waits for ever. The forwarding thread waits on the responses with a bound and asks the
     callee's liveness each period: the call ends UNAVAILABLE, nothing is sent to the dead llm,
     and the never-ending iterator is kept (freeing it could race the stub's own clean-up)."""
-    from canary_triton.triton_models import adapter as triton_adapter
-
     generation, forever = Ended(), threading.Event()
 
     class Hanging(Responses):

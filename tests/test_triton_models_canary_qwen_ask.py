@@ -12,17 +12,7 @@ from .conftest import SR
 from .fake_pb_utils import InferenceResponse, Tensor, error_of, get_input_tensor_by_name
 from .inprocess import InProcess
 
-MODELS = [
-    C.PREPROCESSOR_MODEL,
-    C.ENCODER_MODEL,
-    C.PROJECTOR_MODEL,
-    C.LLM_MODEL,
-    C.LLM_UNARY_MODEL,
-    C.POSTPROCESSOR_MODEL,
-    C.LLM_BASE_MODEL,
-    C.LLM_MODE_MODEL,
-    C.ASK_MODEL,
-]
+MODELS = [*C.ASR_PIPELINE_MODELS, C.LLM_BASE_MODEL, C.LLM_MODE_MODEL, C.ASK_MODEL]
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,7 @@ from .conftest import SR
 from .fake_pb_utils import FINAL, error_of
 from .inprocess import InProcess
 
-ASR = [
-    C.PREPROCESSOR_MODEL,
-    C.ENCODER_MODEL,
-    C.PROJECTOR_MODEL,
-    C.LLM_MODEL,
-    C.LLM_UNARY_MODEL,
-    C.POSTPROCESSOR_MODEL,
-    C.STREAM_MODEL,
-]
+ASR = [*C.ASR_PIPELINE_MODELS, C.STREAM_MODEL]
 
 
 @pytest.fixture(scope="module")

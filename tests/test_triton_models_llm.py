@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from canary_triton import contract as C
+from canary_triton.runtime.loaders import load_llm, load_serving_tokenizer
 from canary_triton.triton_models.llm import LlmModel
 
 from .conftest import LONG_GENERATION_TOKENS
@@ -48,8 +49,6 @@ def _request(m, ids, out_len, streaming=None, request_id="", end_id=None, **more
 
 @pytest.fixture(scope="module")
 def eos(exported_trained):
-    from canary_triton.runtime.loaders import load_serving_tokenizer
-
     return load_serving_tokenizer(exported_trained).ids.eos
 
 
@@ -57,8 +56,6 @@ def eos(exported_trained):
 def merged(exported_trained):
     """The LoRA-merged Qwen3 the export wrote: what ``llm`` (base weights + the run-time adapter,
     the CPU default) must answer as."""
-    from canary_triton.runtime.loaders import load_llm
-
     return load_llm(exported_trained, "llm_merged")
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 
+from benchmarks import vad_eval
 from canary_triton.longform.segmenter import VADS
 
 
 def test_vad_eval_smoke(server_trained, tmp_path):
-    from benchmarks import vad_eval
-
     out = tmp_path / "vad"
     rc = vad_eval.main(
         [
@@ -46,8 +45,6 @@ def test_vad_eval_smoke(server_trained, tmp_path):
 
 
 def test_vad_eval_bad_options(capsys):
-    from benchmarks import vad_eval
-
     assert vad_eval.main(["--no-server", "--noises", "traffic"]) == 2
     assert vad_eval.main(["--no-server", "--merge-s", "41"]) == 2
     assert "error:" in capsys.readouterr().err

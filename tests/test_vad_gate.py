@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks._common import model_statistics
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
 from canary_triton.client import CanaryClient, ClientOptions
+from canary_triton.evaluation.wer import wer
+from canary_triton.export.repository import REPOSITORY_DIR, RepositoryOptions, write_repository
 from canary_triton.fixtures import noise
 
 from .conftest import SR, TINY_LONG_FORM_MERGE_S, _served
@@ -18,8 +21,6 @@ from .conftest import SR, TINY_LONG_FORM_MERGE_S, _served
 
 @pytest.fixture(scope="module")
 def gated_server(exported_trained, tmp_path_factory):
-    from canary_triton.export.repository import REPOSITORY_DIR, RepositoryOptions, write_repository
-
     export = tmp_path_factory.mktemp("gated-export")
     for item in exported_trained.iterdir():  # the same artifacts, a repository of its own
         if item.name != REPOSITORY_DIR:
@@ -34,8 +35,6 @@ def gated_server(exported_trained, tmp_path_factory):
 
 
 def _llm_requests(url: str) -> int:
-    from benchmarks._common import model_statistics
-
     return model_statistics(url)[C.LLM_MODEL]["inference_count"]
 
 
@@ -71,8 +70,6 @@ def test_no_speech_gives_empty_text_without_running_the_llm(gated_server):
 
 def test_speech_is_still_transcribed(gated_server, heldout):
     """Speech passes the gate: the LLM runs for each clip (unary and streamed) and the text is right."""
-    from canary_triton.evaluation.wer import wer
-
     server, _ = gated_server
     clips = heldout[:6]
     with CanaryClient(options=ClientOptions(url=server.grpc_url, timeout_s=300)) as c:

@@ -4,18 +4,19 @@ Requests join the running batch at token boundaries and leave it as soon as they
 or reach their token limit, so a short request is never held behind a long one. Two parts, as
 vLLM separates its Scheduler from its ModelRunner:
 
-- ``llm_scheduler.Scheduler`` (plain data, no torch): which requests hold which rows, admission
-  at token boundaries, finish by end id / token limit / cancellation, capacity limits;
-- ``llm_runner.ModelRunner`` (tensors): a KV cache held per row (no copy per admission), batched prefill of the
-  requests admitted together (from their embeddings: text ids plus prompt-table rows for the
-  audio), one decode step for all running rows at their own positions.
+- :class:`canary_triton.cpu_llm.scheduler.Scheduler` (plain data, no torch): which requests hold
+  which rows, admission at token boundaries, finish by end id / token limit / cancellation,
+  capacity limits;
+- :class:`canary_triton.cpu_llm.runner.ModelRunner` (tensors): a KV cache held per row (no copy per
+  admission), batched prefill of the requests admitted together (from their embeddings: text ids
+  plus prompt-table rows for the audio), one decode step for all running rows at their own positions.
 
 This module is the loop between them and the callbacks to the requests. Greedy decoding, as
 NeMo's ``SALM.generate`` (the end id is not emitted, as TensorRT-LLM's executor does not emit it).
 
 Why a hand-written loop: transformers' continuous-batching manager takes token ids only, while
-audio enters as embeddings; this loop takes ``inputs_embeds`` natively (see
-``../shared/reference/cpu-serving-notes.md`` for the measurements that informed the choice).
+audio enters as embeddings; this loop takes ``inputs_embeds`` natively (the served throughput it
+gives is measured in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

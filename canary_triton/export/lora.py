@@ -135,21 +135,6 @@ def stream_safetensors(
     return path
 
 
-def write_qwen3(
-    info: CheckpointInfo, tensors: dict[str, torch.Tensor], out_dir: Path, dtype: torch.dtype | None
-) -> Path:
-    """Write one HF Qwen3 folder from tensors in memory (see :func:`write_qwen3_streamed`)."""
-    return write_qwen3_streamed(
-        info,
-        out_dir,
-        dtype,
-        list(tensors),
-        {k: tuple(v.shape) for k, v in tensors.items()},
-        {k: v.dtype for k, v in tensors.items()},
-        tensors.__getitem__,
-    )
-
-
 def write_qwen3_streamed(
     info: CheckpointInfo,
     out_dir: Path,

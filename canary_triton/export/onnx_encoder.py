@@ -82,6 +82,41 @@ def _example(n_mels: int, frames: int = 320) -> tuple[torch.Tensor, torch.Tensor
     return mel, torch.tensor([frames, frames - 77], dtype=torch.int64)
 
 
+#: Each graph's inputs and outputs in argument / result order: name -> {axis: name} of its dynamic axes.
+_ENCODER_IN = {ONNX_IN_MEL: {0: "batch", 2: "mel_frames"}, ONNX_IN_MEL_LENGTH: {0: "batch"}}
+_ENCODER_OUT = {ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_ENCODED_LENGTH: {0: "batch"}}
+_PROJECTOR_IN = {ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}}
+_PROJECTOR_OUT = {ONNX_OUT_TABLE: {0: "batch", 1: "frames"}}
+
+
+def to_onnx(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: str | Path,
+    inputs: dict[str, dict[int, str]],
+    outputs: dict[str, dict[int, str]],
+) -> Path:
+    """Trace ``module`` on ``example`` into ``path``: the one ``torch.onnx.export`` call of the
+    project (legacy TorchScript exporter, opset :data:`OPSET`, constants folded).
+
+    ``inputs`` / ``outputs``: tensor name -> {axis: name} of its dynamic axes, in the order of
+    ``module``'s arguments / results (``{}``: every axis fixed). The caller picks the grad and
+    NeMo type-check context (``torch.no_grad()``, ``typecheck.disable_checks()``).
+    """
+    torch.onnx.export(
+        module,
+        example,
+        str(path),
+        opset_version=OPSET,
+        dynamo=False,
+        input_names=list(inputs),
+        output_names=list(outputs),
+        dynamic_axes={name: axes for name, axes in {**inputs, **outputs}.items() if axes},
+        do_constant_folding=True,
+    )
+    return Path(path)
+
+
 def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExport:
     """Export ``model.perception``'s encoder and projector (``model`` is NeMo's SALM, eval).
 
@@ -104,45 +139,11 @@ def export_onnx(model, out_dir: str | Path, bf16_table: bool = False) -> OnnxExp
     mel, mel_len = _example(int(perception.encoder._feat_in))
     with torch.no_grad(), typecheck.disable_checks():
         encoded, _ = enc(mel, mel_len)
-        torch.onnx.export(
-            enc,
-            (mel, mel_len),
-            str(out_dir / ENCODER_ONNX),
-            opset_version=OPSET,
-            dynamo=False,
-            input_names=[ONNX_IN_MEL, ONNX_IN_MEL_LENGTH],
-            output_names=[ONNX_OUT_ENCODED, ONNX_OUT_ENCODED_LENGTH],
-            dynamic_axes={
-                ONNX_IN_MEL: {0: "batch", 2: "mel_frames"},
-                ONNX_IN_MEL_LENGTH: {0: "batch"},
-                ONNX_OUT_ENCODED: {0: "batch", 1: "frames"},
-                ONNX_OUT_ENCODED_LENGTH: {0: "batch"},
-            },
-            do_constant_folding=True,
-        )
-        torch.onnx.export(
-            proj,
-            (encoded,),
-            str(out_dir / PROJECTOR_ONNX),
-            opset_version=OPSET,
-            dynamo=False,
-            input_names=[ONNX_OUT_ENCODED],
-            output_names=[ONNX_OUT_TABLE],
-            dynamic_axes={ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_TABLE: {0: "batch", 1: "frames"}},
-            do_constant_folding=True,
-        )
+        to_onnx(enc, (mel, mel_len), out_dir / ENCODER_ONNX, _ENCODER_IN, _ENCODER_OUT)
+        to_onnx(proj, (encoded,), out_dir / PROJECTOR_ONNX, _PROJECTOR_IN, _PROJECTOR_OUT)
         if bf16_table:
-            torch.onnx.export(
-                ProjectorForExport(perception.proj, torch.bfloat16).eval(),
-                (encoded,),
-                str(out_dir / PROJECTOR_BF16_ONNX),
-                opset_version=OPSET,
-                dynamo=False,
-                input_names=[ONNX_OUT_ENCODED],
-                output_names=[ONNX_OUT_TABLE],
-                dynamic_axes={ONNX_OUT_ENCODED: {0: "batch", 1: "frames"}, ONNX_OUT_TABLE: {0: "batch", 1: "frames"}},
-                do_constant_folding=True,
-            )
+            bf16 = ProjectorForExport(perception.proj, torch.bfloat16).eval()
+            to_onnx(bf16, (encoded,), out_dir / PROJECTOR_BF16_ONNX, _PROJECTOR_IN, _PROJECTOR_OUT)
     # The legacy exporter restores the wrappers' training flags on exit; keep everything in eval.
     model.eval()
     consolidate_external_data(out_dir / ENCODER_ONNX, ENCODER_DATA)

@@ -39,8 +39,8 @@ class ExportOptions:
     parity: bool = True
     dry_run: bool = False  # gpu: write the repository, export.json and engine_build.json; build nothing
     gpu_arch: str = DEFAULT_GPU_ARCH  # dry run: the architecture the plans are named for
-    gpu_model: str = DEFAULT_GPU  # gpu: the data sheet the throughput model uses (gpu_throughput.GPUS)
-    #: gpu: the gpu_throughput.GpuDefaults fields whose values came from the model (not given explicitly)
+    gpu_model: str = DEFAULT_GPU  # gpu: the data sheet the throughput model uses (gpu.throughput.GPUS)
+    #: gpu: the gpu.throughput.GpuDefaults fields whose values came from the model (not given explicitly)
     sized_by_model: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

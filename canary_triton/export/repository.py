@@ -2,16 +2,15 @@
 
 Both profiles have the same model names, tensor names and ensemble wiring; only the backends of
 ``encoder``, ``projector`` and ``llm`` differ (Python + ONNX Runtime / PyTorch on CPU; TensorRT
-plans and the ``tensorrtllm`` backend on GPU). Every ``config.pbtxt`` is rendered from
-:data:`CONFIG_TEMPLATE` by :func:`fill_template`, which fails on any unfilled ``${field}`` (as
-TensorRT-LLM's ``fill_template.py`` would leave it and Triton would then reject it at load).
+plans and the ``tensorrtllm`` backend on GPU). Every ``config.pbtxt`` is rendered by
+:func:`canary_triton.export.pbtxt.render`; the settings are :class:`RepositoryOptions`
+(:mod:`canary_triton.export.repository_options`).
 """
 
 from __future__ import annotations
 
-import re
 import shutil
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,429 +19,153 @@ from canary_triton.artifacts import ExportManifest
 from canary_triton.contract import TensorSpec
 from canary_triton.errors import CanaryTritonError
 from canary_triton.export.model_shells import write_shell
-from canary_triton.longform.segmenter import SegmentOptions
-from canary_triton.model_params import (
-    LLM_MODE_MAX_BATCH,
-    AskParams,
-    BlsParams,
-    EncoderParams,
-    LlmModeParams,
-    LlmParams,
-    LlmUnaryParams,
-    LongFormParams,
-    PostprocessorParams,
-    PreprocessorParams,
-    ProjectorParams,
-    StreamParams,
-)
-
-_SEGMENT = SegmentOptions()  # the long-form segmenter's defaults
+from canary_triton.export.pbtxt import Batching, ModelDecl, Step, render
+from canary_triton.export.repository_options import RepositoryOptions
+from canary_triton.model_params import LlmParams
 
 REPOSITORY_DIR = "model_repository"
-
-CONFIG_TEMPLATE = """name: "${name}"
-${backend}
-max_batch_size: ${max_batch_size}
-${inputs}
-${outputs}
-${instance_group}
-${batching}
-${transaction_policy}
-${parameters}
-${ensemble_scheduling}
-"""
-
-_FIELD = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def fill_template(template: str, values: dict[str, str]) -> str:
-    """Substitute every ``${field}``; unknown fields in ``values`` and unfilled ones are errors."""
-    wanted = set(_FIELD.findall(template))
-    missing = sorted(wanted - values.keys())
-    if missing:
-        raise CanaryTritonError(f"template field(s) left unfilled: {', '.join(missing)}")
-    extra = sorted(values.keys() - wanted)
-    if extra:
-        raise CanaryTritonError(f"value(s) for field(s) the template does not have: {', '.join(extra)}")
-    text = _FIELD.sub(lambda m: values[m.group(1)], template)
-    if _FIELD.search(text):
-        raise CanaryTritonError(f"a filled value itself holds an unfilled field: {_FIELD.search(text).group(0)}")
-    return "\n".join(line for line in text.splitlines() if line.strip()) + "\n"
-
-
-@dataclass(frozen=True)
-class Batching:
-    max_queue_delay_us: int
-    max_queue_size: int  # beyond this, requests are rejected at once (UNAVAILABLE)
-    default_timeout_us: int  # 0: no queue timeout
-
-
-@dataclass(frozen=True)
-class Step:
-    model: str
-    inputs: dict[str, str]  # model input -> ensemble tensor
-    outputs: dict[str, str]  # model output -> ensemble tensor
-
-
-@dataclass(frozen=True)
-class ModelDecl:
-    name: str
-    backend: str  # python | tensorrt_plan | tensorrtllm | ensemble
-    max_batch_size: int
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    instance_count: int = 1
-    kind: str = "KIND_CPU"
-    batching: Batching | None = None
-    decoupled: bool = False
-    parameters: dict[str, str] = field(default_factory=dict)
-    cc_model_filenames: dict[str, str] = field(default_factory=dict)
-    steps: tuple[Step, ...] = ()
-    notes: dict[str, str] = field(default_factory=dict)  # parameter key -> comment written above it
-
-
-def _tensor(spec: TensorSpec, io: str) -> str:
-    parts = [f'name: "{spec.name}"', f"data_type: {spec.dtype}", f"dims: [ {', '.join(map(str, spec.dims))} ]"]
-    if io == "input":
-        if spec.optional:
-            parts.append("optional: true")
-        if spec.ragged:
-            parts.append("allow_ragged_batch: true")
-    if spec.reshape is not None:
-        parts.append(f"reshape: {{ shape: [ {', '.join(map(str, spec.reshape))} ] }}")
-    return "  {\n    " + "\n    ".join(parts) + "\n  }"
-
-
-def render(decl: ModelDecl) -> str:
-    if decl.backend == "ensemble":
-        backend = 'platform: "ensemble"'
-    elif decl.backend == "tensorrt_plan":
-        backend = 'platform: "tensorrt_plan"'
-    else:
-        backend = f'backend: "{decl.backend}"'
-    if decl.cc_model_filenames:
-        backend += "\n" + "\n".join(
-            f'cc_model_filenames {{ key: "{k}" value: "{v}" }}' for k, v in sorted(decl.cc_model_filenames.items())
-        )
-    values = {
-        "name": decl.name,
-        "backend": backend,
-        "max_batch_size": str(decl.max_batch_size),
-        "inputs": "input [\n" + ",\n".join(_tensor(t, "input") for t in decl.inputs) + "\n]",
-        "outputs": "output [\n" + ",\n".join(_tensor(t, "output") for t in decl.outputs) + "\n]",
-        "instance_group": ""
-        if decl.backend == "ensemble"
-        else f"instance_group [ {{ count: {decl.instance_count} kind: {decl.kind} }} ]",
-        "batching": "",
-        "transaction_policy": f"model_transaction_policy {{ decoupled: {'true' if decl.decoupled else 'false'} }}"
-        if decl.backend != "ensemble"
-        else "",
-        "parameters": "\n".join(
-            "".join(f"# {line}\n" for line in decl.notes.get(k, "").splitlines())
-            + f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}'
-            for k, v in sorted(decl.parameters.items())
-        ),
-        "ensemble_scheduling": "",
-    }
-    if decl.batching is not None:
-        b = decl.batching
-        policy = f"default_queue_policy {{ max_queue_size: {b.max_queue_size}"
-        if b.default_timeout_us:
-            policy += f" timeout_action: REJECT default_timeout_microseconds: {b.default_timeout_us}"
-        policy += " }"
-        values["batching"] = (
-            f"dynamic_batching {{\n  max_queue_delay_microseconds: {b.max_queue_delay_us}\n  {policy}\n}}"
-        )
-    if decl.steps:
-        steps = []
-        for s in decl.steps:
-            maps = [f'      input_map {{ key: "{k}" value: "{v}" }}' for k, v in s.inputs.items()]
-            maps += [f'      output_map {{ key: "{k}" value: "{v}" }}' for k, v in s.outputs.items()]
-            steps.append(
-                f'    {{\n      model_name: "{s.model}"\n      model_version: -1\n' + "\n".join(maps) + "\n    }"
-            )
-        values["ensemble_scheduling"] = "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}"
-    return fill_template(CONFIG_TEMPLATE, values)
-
-
-#: How the CPU profile holds the LLM weights (first = default); see RepositoryOptions.cpu_llm_weights.
-CPU_LLM_WEIGHTS = ("shared", "merged")
-
-
-@dataclass(frozen=True)
-class RepositoryOptions:
-    """The repository's settings, flat (one CLI flag each). The defaults of those that become a
-    Python model's parameters are that model's (canary_triton.model_params)."""
-
-    max_batch: int = 16
-    preprocessor_instances: int = 1
-    encoder_instances: int = 1
-    llm_max_batch: int = LlmParams.max_batch  # the CPU llm's in-flight rows (gpu: TensorRT-LLM max batch)
-    llm_base_max_batch: int = LLM_MODE_MAX_BATCH  # the CPU llm_base's
-    threads_per_instance: int = PreprocessorParams.threads  # the light Python models (preprocessor, projector)
-    encoder_threads: int | None = EncoderParams.threads  # None: auto at serve time (cpu_profile.split_threads)
-    llm_threads: int | None = LlmParams.threads  # None: auto at serve time (every core the server may run on)
-    llm_nice: int = LlmParams.nice  # the LLM engine's priority below the encoder's (canary_triton.runtime.cpu_profile)
-    # 0 measured best on CPU (benchmarks/serving_sweep.py); requests already queued still batch.
-    max_queue_delay_us: int = 0
-    max_queue_size: int = 256
-    queue_timeout_us: int = 0  # 0: never
-    kv_cache_free_gpu_mem_fraction: float = 0.5
-    max_inflight: int = BlsParams.max_inflight  # worker threads of the BLS models (requests they forward at once)
-    long_form_max_s: float = LongFormParams.max_seconds  # longest recording canary_qwen_long takes
-    long_form_merge_s: float = _SEGMENT.merge_s  # segments merge speech up to this span (<= 40 s, the model's limit)
-    long_form_concurrency: int = LongFormParams.segment_concurrency  # segments in flight at once (all requests)
-    long_form_vad: str = _SEGMENT.vad  # silero | energy
-    long_form_vad_threshold: float = _SEGMENT.vad_threshold
-    long_form_vad_min_speech_s: float = _SEGMENT.min_speech_s
-    long_form_vad_min_silence_s: float = _SEGMENT.min_pause_s
-    long_form_vad_pad_s: float = _SEGMENT.pad_s
-    long_form_silence_pad_s: float = _SEGMENT.silence_pad_s
-    long_form_vad_threads: int = _SEGMENT.vad_threads
-    mel_bucket_s: float = PreprocessorParams.mel_bucket_seconds  # preprocessor pads mel to multiples of this
-    vad_gate: bool = PreprocessorParams.vad_gate  # short form: a clip with no speech gives "" without the LLM
-    #: cpu: ``shared``: ``llm`` (ASR) and ``llm_base`` (LLM mode) map the same base weights file (one
-    #: copy in memory; ASR adds the LoRA at run time); ``merged``: ``llm`` maps the merged copy.
-    cpu_llm_weights: str = CPU_LLM_WEIGHTS[0]
-
-    def long_form_segment(self) -> SegmentOptions:
-        """The long-form segmenter these options describe (a bad value: one-line error naming it)."""
-        try:
-            return replace(
-                _SEGMENT,
-                merge_s=self.long_form_merge_s,
-                vad=self.long_form_vad,
-                vad_threshold=self.long_form_vad_threshold,
-                min_speech_s=self.long_form_vad_min_speech_s,
-                min_pause_s=self.long_form_vad_min_silence_s,
-                pad_s=self.long_form_vad_pad_s,
-                silence_pad_s=self.long_form_silence_pad_s,
-                vad_threads=self.long_form_vad_threads,
-            )
-        except ValueError as e:
-            raise CanaryTritonError(f"long-form segmenter: {e}") from None
-
-    def __post_init__(self) -> None:
-        if self.cpu_llm_weights not in CPU_LLM_WEIGHTS:
-            raise CanaryTritonError(
-                f"cpu llm weights {self.cpu_llm_weights!r}: expected one of {', '.join(CPU_LLM_WEIGHTS)}"
-            )
-        self.model_params(C.PREPROCESSOR_MODEL)  # each model's own range checks, one line each
-        self.model_params(C.LLM_MODEL)
-        self.model_params(C.LLM_BASE_MODEL)
-
-    @classmethod
-    def recorded(cls, values: dict[str, Any]) -> RepositoryOptions:
-        """The options an export ran with, from export.json's ``options.repository``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(values.keys() - names)
-        if unknown:
-            raise CanaryTritonError(f"options.repository has unknown field(s) {', '.join(unknown)}")
-        return cls(**values)
-
-    def model_params(self, model: str):
-        """The parameters of the CPU profile's Python model ``model`` (model_params) these options give."""
-        if model == C.PREPROCESSOR_MODEL:
-            return PreprocessorParams(
-                threads=self.threads_per_instance,
-                mel_bucket_seconds=self.mel_bucket_s,
-                vad_gate=self.vad_gate,
-                segment=self.long_form_segment(),
-            )
-        if model == C.ENCODER_MODEL:
-            return EncoderParams(threads=self.encoder_threads)
-        if model == C.PROJECTOR_MODEL:
-            return ProjectorParams(threads=self.threads_per_instance)
-        if model == C.POSTPROCESSOR_MODEL:
-            return PostprocessorParams()
-        if model in (C.LLM_MODEL, C.LLM_BASE_MODEL):
-            base = model == C.LLM_BASE_MODEL
-            merged = not base and self.cpu_llm_weights == "merged"
-            return LlmParams(
-                threads=self.llm_threads,
-                nice=self.llm_nice,
-                max_batch=self.llm_base_max_batch if base else self.llm_max_batch,
-                weights="llm_merged" if merged else "llm_base",
-                asr_adapter=not base and not merged,
-            )
-        bls = {"max_inflight": self.max_inflight}
-        if model == C.LLM_UNARY_MODEL:
-            return LlmUnaryParams(**bls, vad_gate=self.vad_gate)
-        if model == C.STREAM_MODEL:
-            return StreamParams(**bls)
-        if model == C.LLM_MODE_MODEL:
-            return LlmModeParams(**bls)
-        if model in (C.LONG_FORM_MODEL, C.LONG_FORM_STREAM_MODEL):
-            return LongFormParams(
-                **bls,
-                max_seconds=self.long_form_max_s,
-                segment_concurrency=self.long_form_concurrency,
-                segment=self.long_form_segment(),
-            )
-        if model == C.ASK_MODEL:
-            return AskParams(**bls, max_seconds=self.long_form_max_s)
-        raise CanaryTritonError(f"{model!r} is not a Python model of the repository")
-
-    def parameters(self, model: str) -> dict[str, str]:
-        """``model_params(model)`` as the strings its config.pbtxt holds."""
-        return self.model_params(model).parameters()
 
 
 def _with(spec: TensorSpec, **kw: Any) -> TensorSpec:
     return replace(spec, **kw)
 
 
-def describe(
-    manifest: ExportManifest, profile: str, opts: RepositoryOptions, export_dir: Path = Path(".")
-) -> list[ModelDecl]:
-    """The whole repository as declarations (no files); ``export_dir`` holds the GPU engines."""
-    n_mels = manifest.model.mel.n_mels
-    d_enc = manifest.model.encoder_dim
+@dataclass(frozen=True)
+class _Tensors:
+    """The tensors whose shapes or types come from the checkpoint and the profile, shared by the
+    models' declarations (``dims`` as in config.pbtxt: without the batch dimension)."""
+
+    mel: TensorSpec  # [n_mels, -1], not ragged: the preprocessor pads to length buckets
+    encoded: TensorSpec  # [-1, d_enc], ragged
+    table_in: TensorSpec  # the prompt table the llm takes: [-1, hidden] in the profile's dtype
+    table_out: TensorSpec  # the prompt table the projector gives: not optional, not ragged
+    llm_inputs: tuple[TensorSpec, ...]
+    llm_outputs: tuple[TensorSpec, ...]
+    batching: Batching
+
+
+def _tensors(manifest: ExportManifest, profile: str, opts: RepositoryOptions) -> _Tensors:
     hidden = manifest.model.llm_hidden
     table_dtype = C.PROMPT_TABLE_DTYPE[profile]
-    # Not ragged: the preprocessor pads mel to length buckets, so the dynamic batcher groups equal
-    # shapes only, in both profiles (a TensorRT plan batches nothing else).
-    mel = _with(C.MEL, dims=(n_mels, -1))
-    encoded = _with(C.ENCODED, dims=(-1, d_enc), ragged=True)
-    table_out = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype, optional=False, ragged=False)
     table_in = _with(C.PROMPT_EMBEDDING_TABLE, dims=(-1, hidden), dtype=table_dtype)
-    batching = Batching(opts.max_queue_delay_us, opts.max_queue_size, opts.queue_timeout_us)
-    req_out = _with(C.REQUEST_OUTPUT_LEN, reshape=None)
-    end_out, pad_out = _with(C.END_ID, optional=False, reshape=None), _with(C.PAD_ID, optional=False, reshape=None)
-    lengths_out = _with(C.INPUT_LENGTHS, reshape=None)
-    ids_out = _with(C.INPUT_IDS, ragged=False)
-    llm_inputs = (
-        C.INPUT_IDS,
-        C.INPUT_LENGTHS,
-        C.REQUEST_OUTPUT_LEN,
-        C.END_ID,
-        C.PAD_ID,
-        C.STREAMING,
-        table_in,
-        C.PROMPT_VOCAB_SIZE,
-        C.TEMPERATURE,
-        C.RUNTIME_TOP_P,
-        C.SEED,
-        C.STOP,
+    return _Tensors(
+        # Not ragged: the preprocessor pads mel to length buckets, so the dynamic batcher groups equal
+        # shapes only, in both profiles (a TensorRT plan batches nothing else).
+        mel=_with(C.MEL, dims=(manifest.model.mel.n_mels, -1)),
+        encoded=_with(C.ENCODED, dims=(-1, manifest.model.encoder_dim), ragged=True),
+        table_in=table_in,
+        table_out=_with(table_in, optional=False, ragged=False),
+        llm_inputs=(
+            C.INPUT_IDS,
+            C.INPUT_LENGTHS,
+            C.REQUEST_OUTPUT_LEN,
+            C.END_ID,
+            C.PAD_ID,
+            C.STREAMING,
+            table_in,
+            C.PROMPT_VOCAB_SIZE,
+            C.TEMPERATURE,
+            C.RUNTIME_TOP_P,
+            C.SEED,
+            C.STOP,
+        ),
+        llm_outputs=(C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
+        batching=Batching(opts.max_queue_delay_us, opts.max_queue_size, opts.queue_timeout_us),
     )
-    llm_outputs = (C.OUTPUT_IDS, C.SEQUENCE_LENGTH)
 
-    pre = ModelDecl(
-        C.PREPROCESSOR_MODEL,
-        "python",
-        opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-        (mel, C.MEL_LENGTH, ids_out, lengths_out, req_out, end_out, pad_out),
-        instance_count=opts.preprocessor_instances,
-        batching=batching,
-        parameters=opts.parameters(C.PREPROCESSOR_MODEL),
+
+def _python(name: str, t: _Tensors, opts: RepositoryOptions, inputs, outputs, **kw: Any) -> ModelDecl:
+    """A Python model of the CPU runtime, dynamically batched, with its model_params parameters."""
+    return ModelDecl(
+        name, "python", opts.max_batch, inputs, outputs, batching=t.batching, parameters=opts.parameters(name), **kw
     )
-    post = ModelDecl(
-        C.POSTPROCESSOR_MODEL,
-        "python",
-        opts.max_batch,
-        (C.OUTPUT_IDS, C.SEQUENCE_LENGTH),
-        (C.TRANSCRIPT,),
-        batching=batching,
-        parameters=opts.parameters(C.POSTPROCESSOR_MODEL),
+
+
+def _preprocessor(t: _Tensors, opts: RepositoryOptions) -> ModelDecl:
+    """audio -> mel features and the llm's request tensors (prompt ids, lengths, ids to stop at)."""
+    outputs = (
+        t.mel,
+        C.MEL_LENGTH,
+        _with(C.INPUT_IDS, ragged=False),
+        _with(C.INPUT_LENGTHS, reshape=None),
+        _with(C.REQUEST_OUTPUT_LEN, reshape=None),
+        _with(C.END_ID, optional=False, reshape=None),
+        _with(C.PAD_ID, optional=False, reshape=None),
     )
-    if profile == "cpu":
-        enc = ModelDecl(
-            C.ENCODER_MODEL,
-            "python",
-            opts.max_batch,
-            (mel, C.MEL_LENGTH),
-            (encoded, C.ENCODED_LENGTH),
-            instance_count=opts.encoder_instances,
-            batching=batching,
-            parameters=opts.parameters(C.ENCODER_MODEL),
-        )
-        proj = ModelDecl(
-            C.PROJECTOR_MODEL,
-            "python",
-            opts.max_batch,
-            (encoded,),
-            (table_out, C.PROMPT_VOCAB_SIZE),
-            batching=batching,
-            parameters=opts.parameters(C.PROJECTOR_MODEL),
-        )
-        llm = ModelDecl(
-            C.LLM_MODEL,
-            "python",
-            opts.max_batch,
-            llm_inputs,
-            llm_outputs,
-            batching=batching,
-            decoupled=True,
-            parameters=opts.parameters(C.LLM_MODEL),
-        )
-        llm_base = replace(llm, name=C.LLM_BASE_MODEL, parameters=opts.parameters(C.LLM_BASE_MODEL))
-    elif profile == "gpu":
-        files = manifest.files
-        if files.encoder_plan is None or files.projector_plan is None:
-            raise CanaryTritonError(
-                "the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU"
-            )
-        enc = ModelDecl(
-            C.ENCODER_MODEL,
-            "tensorrt_plan",
-            opts.max_batch,
-            (_with(mel, ragged=False), C.MEL_LENGTH),
-            (_with(encoded, ragged=False), C.ENCODED_LENGTH),
-            instance_count=opts.encoder_instances,
-            kind="KIND_GPU",
-            batching=batching,
-            cc_model_filenames=_cc_files(export_dir / files.encoder_plan),
-        )
-        proj = ModelDecl(
-            C.PROJECTOR_MODEL,
-            "tensorrt_plan",
-            opts.max_batch,
-            (_with(encoded, ragged=False),),
-            (table_out,),
-            kind="KIND_GPU",
-            batching=batching,
-            cc_model_filenames=_cc_files(export_dir / files.projector_plan),
-        )
-        llm = ModelDecl(
-            C.LLM_MODEL,
-            "tensorrtllm",
-            opts.max_batch,
-            llm_inputs,
-            llm_outputs,
-            batching=batching,
-            decoupled=True,
-            parameters=_trtllm_parameters(export_dir, files.trtllm_merged, files.llm_merged, opts, kv_reuse=False),
-            notes=TRTLLM_NOTES,
-        )
-        llm_base = replace(
-            llm,
-            name=C.LLM_BASE_MODEL,
-            notes=TRTLLM_NOTES,
-            parameters=_trtllm_parameters(export_dir, files.trtllm_base, files.llm_base, opts, kv_reuse=True),
-        )
-    else:
-        raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
-    unary = ModelDecl(
-        C.LLM_UNARY_MODEL,
-        "python",
-        opts.max_batch,
-        llm_inputs,
-        llm_outputs,
-        batching=batching,
-        parameters=opts.parameters(C.LLM_UNARY_MODEL),
+    inputs = (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS)
+    return _python(C.PREPROCESSOR_MODEL, t, opts, inputs, outputs, instance_count=opts.preprocessor_instances)
+
+
+def _cpu_models(t: _Tensors, opts: RepositoryOptions) -> tuple[ModelDecl, ModelDecl, ModelDecl, ModelDecl]:
+    """The CPU profile's encoder, projector, llm and llm_base: Python models over ONNX Runtime and
+    the in-process LLM engine (one decoupled model each for ASR and LLM mode)."""
+    enc = _python(
+        C.ENCODER_MODEL,
+        t,
+        opts,
+        (t.mel, C.MEL_LENGTH),
+        (t.encoded, C.ENCODED_LENGTH),
+        instance_count=opts.encoder_instances,
     )
-    stream = ModelDecl(
-        C.STREAM_MODEL,
-        "python",
+    proj = _python(C.PROJECTOR_MODEL, t, opts, (t.encoded,), (t.table_out, C.PROMPT_VOCAB_SIZE))
+    llm = _python(C.LLM_MODEL, t, opts, t.llm_inputs, t.llm_outputs, decoupled=True)
+    llm_base = replace(llm, name=C.LLM_BASE_MODEL, parameters=opts.parameters(C.LLM_BASE_MODEL))
+    return enc, proj, llm, llm_base
+
+
+def _gpu_models(
+    t: _Tensors, manifest: ExportManifest, opts: RepositoryOptions, export_dir: Path
+) -> tuple[ModelDecl, ModelDecl, ModelDecl, ModelDecl]:
+    """The GPU profile's encoder, projector (TensorRT plans, one per GPU architecture), llm and
+    llm_base (the ``tensorrtllm`` backend on the merged and the base engine)."""
+    files = manifest.files
+    if files.encoder_plan is None or files.projector_plan is None:
+        raise CanaryTritonError(
+            "the export holds no TensorRT plans: run `canary-triton export --profile gpu` on the GPU"
+        )
+    enc = ModelDecl(
+        C.ENCODER_MODEL,
+        "tensorrt_plan",
         opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-        (C.TRANSCRIPT,),
-        batching=batching,
+        (_with(t.mel, ragged=False), C.MEL_LENGTH),
+        (_with(t.encoded, ragged=False), C.ENCODED_LENGTH),
+        instance_count=opts.encoder_instances,
+        kind="KIND_GPU",
+        batching=t.batching,
+        cc_model_filenames=_cc_files(export_dir / files.encoder_plan),
+    )
+    proj = ModelDecl(
+        C.PROJECTOR_MODEL,
+        "tensorrt_plan",
+        opts.max_batch,
+        (_with(t.encoded, ragged=False),),
+        (t.table_out,),
+        kind="KIND_GPU",
+        batching=t.batching,
+        cc_model_filenames=_cc_files(export_dir / files.projector_plan),
+    )
+    llm = ModelDecl(
+        C.LLM_MODEL,
+        "tensorrtllm",
+        opts.max_batch,
+        t.llm_inputs,
+        t.llm_outputs,
+        batching=t.batching,
         decoupled=True,
-        parameters=opts.parameters(C.STREAM_MODEL),
+        parameters=_trtllm_parameters(export_dir, files.trtllm_merged, files.llm_merged, opts, kv_reuse=False),
+        notes=TRTLLM_NOTES,
     )
-    ens = ModelDecl(
+    llm_base = replace(
+        llm,
+        name=C.LLM_BASE_MODEL,
+        parameters=_trtllm_parameters(export_dir, files.trtllm_base, files.llm_base, opts, kv_reuse=True),
+    )
+    return enc, proj, llm, llm_base
+
+
+def _ensemble(pre: ModelDecl, opts: RepositoryOptions) -> ModelDecl:
+    """``canary_qwen``: preprocessor -> encoder -> projector -> llm_unary -> postprocessor."""
+    return ModelDecl(
         C.ENSEMBLE_MODEL,
         "ensemble",
         opts.max_batch,
@@ -475,35 +198,55 @@ def describe(
             ),
         ),
     )
-    llm_mode = ModelDecl(
-        C.LLM_MODE_MODEL,
-        "python",
-        opts.max_batch,
-        (C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
-        (C.TEXT_OUTPUT, C.FINISH_REASON),
-        batching=batching,
-        parameters=opts.parameters(C.LLM_MODE_MODEL),
+
+
+def _shared_models(t: _Tensors, opts: RepositoryOptions) -> dict[str, ModelDecl]:
+    """The Python models that are the same in both profiles: the postprocessor and the BLS models
+    over the pipeline (llm_unary, the ensemble's step; streaming, LLM mode, long form unary and
+    streamed, ask)."""
+    audio = _with(C.AUDIO, ragged=True)
+    sampling = (C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED)
+    long = _python(C.LONG_FORM_MODEL, t, opts, (audio, C.MAX_NEW_TOKENS), (C.TRANSCRIPT, C.SEGMENTS))
+    models = (
+        _python(C.LLM_UNARY_MODEL, t, opts, t.llm_inputs, t.llm_outputs),
+        _python(C.POSTPROCESSOR_MODEL, t, opts, (C.OUTPUT_IDS, C.SEQUENCE_LENGTH), (C.TRANSCRIPT,)),
+        _python(C.STREAM_MODEL, t, opts, (audio, C.MAX_NEW_TOKENS), (C.TRANSCRIPT,), decoupled=True),
+        _python(C.LLM_MODE_MODEL, t, opts, (C.TEXT_INPUT, *sampling), (C.TEXT_OUTPUT, C.FINISH_REASON)),
+        long,
+        replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True),
+        _python(C.ASK_MODEL, t, opts, (audio, C.TEXT_INPUT, *sampling), (C.TRANSCRIPT, C.TEXT_OUTPUT, C.FINISH_REASON)),
     )
-    long = ModelDecl(
-        C.LONG_FORM_MODEL,
-        "python",
-        opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.MAX_NEW_TOKENS),
-        (C.TRANSCRIPT, C.SEGMENTS),
-        batching=batching,
-        parameters=opts.parameters(C.LONG_FORM_MODEL),
-    )
-    long_stream = replace(long, name=C.LONG_FORM_STREAM_MODEL, decoupled=True)
-    ask = ModelDecl(
-        C.ASK_MODEL,
-        "python",
-        opts.max_batch,
-        (_with(C.AUDIO, ragged=True), C.TEXT_INPUT, C.MAX_NEW_TOKENS, C.TEMPERATURE, C.TOP_P, C.SEED),
-        (C.TRANSCRIPT, C.TEXT_OUTPUT, C.FINISH_REASON),
-        batching=batching,
-        parameters=opts.parameters(C.ASK_MODEL),
-    )
-    return [pre, enc, proj, llm, unary, post, ens, stream, llm_base, llm_mode, long, long_stream, ask]
+    return {m.name: m for m in models}
+
+
+def describe(
+    manifest: ExportManifest, profile: str, opts: RepositoryOptions, export_dir: Path = Path(".")
+) -> list[ModelDecl]:
+    """The whole repository as declarations (no files); ``export_dir`` holds the GPU engines."""
+    if profile not in ("cpu", "gpu"):
+        raise CanaryTritonError(f"unknown profile {profile!r}; expected cpu or gpu")
+    t = _tensors(manifest, profile, opts)
+    pre = _preprocessor(t, opts)
+    if profile == "cpu":
+        enc, proj, llm, llm_base = _cpu_models(t, opts)
+    else:
+        enc, proj, llm, llm_base = _gpu_models(t, manifest, opts, export_dir)
+    bls = _shared_models(t, opts)
+    return [
+        pre,
+        enc,
+        proj,
+        llm,
+        bls[C.LLM_UNARY_MODEL],
+        bls[C.POSTPROCESSOR_MODEL],
+        _ensemble(pre, opts),
+        bls[C.STREAM_MODEL],
+        llm_base,
+        bls[C.LLM_MODE_MODEL],
+        bls[C.LONG_FORM_MODEL],
+        bls[C.LONG_FORM_STREAM_MODEL],
+        bls[C.ASK_MODEL],
+    ]
 
 
 #: Comments rendered above the ``tensorrtllm`` models' parameters (what the backend does with them).

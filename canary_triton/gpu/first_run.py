@@ -26,8 +26,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from canary_triton import contract as C
+from canary_triton.bundled import DEMO_CHECKPOINT, DEMO_HELDOUT
 from canary_triton.checkpoint.tokenizer import load_tokenizer
-from canary_triton.cli import DEMO_CHECKPOINT, DEMO_HELDOUT, export_options
+from canary_triton.cli import export_options
 from canary_triton.client import AsyncCanaryClient, CanaryClient
 from canary_triton.client.transcribe import ClientOptions, transcribe
 from canary_triton.evaluation.nemo_manifest import read_manifest

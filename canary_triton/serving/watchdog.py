@@ -28,15 +28,15 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from canary_triton import contract as C
+from canary_triton.bundled import DEMO_SAMPLE
 
 #: The probe's clip: a bundled held-out utterance (speech, so a VAD gate passes it to the LLM).
-PROBE_AUDIO = Path(__file__).resolve().parents[1] / "assets" / "speech" / "heldout" / "heldout_000.flac"
+PROBE_AUDIO = DEMO_SAMPLE
 PROBE_MAX_NEW_TOKENS = 4
 
 
@@ -122,14 +122,7 @@ def probe(grpc_url: str, deadline_s: float) -> ProbeResult:
 
 #: The models a client calls: their successes (and the llm engines' steps) are progress. The inner
 #: models' are not: a request can pass the preprocessor and encoder and still never be answered.
-ENTRY_MODELS = (
-    C.ENSEMBLE_MODEL,
-    C.STREAM_MODEL,
-    C.LLM_MODE_MODEL,
-    C.ASK_MODEL,
-    C.LONG_FORM_MODEL,
-    C.LONG_FORM_STREAM_MODEL,
-)
+ENTRY_MODELS = C.ENTRY_MODELS
 _COUNTER = re.compile(
     r'^(?:nv_inference_request_success\{model="(?:' + "|".join(ENTRY_MODELS) + r')"[^}]*\}'
     r"|canary_llm_steps_total\{[^}]*\}) (\S+)$",
