@@ -13,11 +13,11 @@ perf_analyzer, gRPC only); (3) print each CSV as a table (throughput, latency pe
 queue and compute per request) with an RTFx estimate (inferences/s x mean clip seconds:
 perf_analyzer sends the entries in turn).
 
-perf_analyzer is not part of this project's install. It ships in NVIDIA's Triton SDK container
-(``nvcr.io/nvidia/tritonserver:<release>-py3-sdk``) and on PyPI (``pip install perf-analyzer`` or
-``tritonclient[perf_analyzer]``), whose wheels are built for glibc >= 2.38 (manylinux_2_38): on an
-older system (Debian 12 has glibc 2.36) pip finds no wheel, and a copied binary stops with
-"GLIBC_2.38 not found". This script says so and exits 3 when the binary is missing or cannot run.
+perf_analyzer 2.51 is installed by ``scripts/bootstrap.sh`` as ``.venv/bin/perf_analyzer``
+(``scripts/install_perf_analyzer.sh``: the binary of the ``tritonclient==2.51.0`` wheel and the two
+libraries it needs, no root); elsewhere it ships in NVIDIA's Triton SDK container
+(``nvcr.io/nvidia/tritonserver:<release>-py3-sdk``). This script exits 3 when the binary is
+missing or cannot run.
 
 Exit codes: 0 done; 1 perf_analyzer failed (a request error, a refused input) or the input data do
 not fit the served model; 2 usage; 3 no runnable perf_analyzer. Usage:

@@ -258,7 +258,7 @@ def format_model_vs_run(throughput: dict[str, Any] | None, measured: Measured | 
         "The bundled tiny checkpoint's measured figures are dominated by per-request overhead (Python "
         "models, gRPC, scheduling, kernel launches), not by the FLOPs and bytes the model counts: they "
         "neither confirm nor refute it. That takes benchmarks/throughput.py on the real checkpoint "
-        "(benchmarks/README.md, GPU runbook).",
+        "(docs/gpu-runbook.md).",
     ]
     return "\n".join(lines) + "\n"
 

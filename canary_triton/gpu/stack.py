@@ -81,7 +81,7 @@ def check_release(release: str, trtllm_version: str | None) -> str:
         raise StackError(
             f"TRITON_RELEASE {release} ships TensorRT-LLM {trtllm_version}; allowed: {allowed}. "
             "Later TensorRT-LLM removes the C++ tensorrtllm backend and the TensorRT engine flow "
-            "(see the README's GPU migration notes)"
+            "(see docs/deployment.md, migrating past TensorRT-LLM 1.2)"
         )
     return trtllm_version
 
