@@ -22,7 +22,7 @@ from canary_triton.export.pipeline import (
 from canary_triton.frontend.features import FB_KEY, WINDOW_KEY, load_front_end
 from canary_triton.runtime.onnx_session import OnnxEncoderProjector
 
-from .conftest import cli_in_process
+from .conftest import TRANSFORMERS_4_57_TOKENIZER_CLASSES, cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,18 @@ def test_tiny_trained_exports(exported_trained):
     manifest = ExportManifest.read(exported_trained)
     assert manifest.parity_passed is True
     assert manifest.model.lora_scale == 2.0
+
+
+@pytest.mark.parametrize("which", ["exported_trained", "exported_random"])
+def test_every_tokenizer_folder_an_export_writes_loads_under_transformers_4_57(which, request):
+    """The GPU image's transformers is 4.57.3 (TensorRT-LLM 1.2.1's pin): no folder may name a
+    class only transformers 5 has (TokenizersBackend)."""
+    out = request.getfixturevalue(which)
+    configs = sorted(out.rglob("tokenizer_config.json"))
+    assert {c.parent.name for c in configs} >= {"llm_merged", "llm_base"}
+    for config in configs:
+        name = json.loads(config.read_text()).get("tokenizer_class")
+        assert name in TRANSFORMERS_4_57_TOKENIZER_CLASSES, (config, name)
 
 
 def test_non_empty_output_folder_is_refused(tiny_random_dir, tmp_path):

@@ -26,6 +26,37 @@ from canary_triton.errors import CheckpointError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
+#: transformers 5 names a fast tokenizer's generic class ``TokenizersBackend``, a class transformers
+#: 4 does not have: ``AutoTokenizer`` under 4.57.3 (TensorRT-LLM 1.2.1's pin, the GPU image's)
+#: raises ``Tokenizer class TokenizersBackend does not exist``. Every tokenizer folder this project
+#: writes names the transformers 4 class instead, which transformers 5 maps back to the same
+#: class: both load ``tokenizer.json`` as it is, so ids are equal under both. (Naming a generic BPE
+#: ``Qwen2Tokenizer`` would not do: transformers 5's ``Qwen2Tokenizer`` rebuilds the pre-tokenizer
+#: with Qwen2's regex, transformers 4's keeps the file's.) A model class (``Qwen2Tokenizer`` for
+#: Qwen3's own tokenizer) exists in both lines and is kept.
+PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+
+
+def make_tokenizer_class_portable(folder: str | Path) -> str:
+    """Rewrite ``folder/tokenizer_config.json``'s ``tokenizer_class`` to the name transformers 4.57
+    and 5 both load (:data:`PORTABLE_TOKENIZER_CLASSES`); returns the class the folder names."""
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    name = config.get("tokenizer_class")
+    portable = PORTABLE_TOKENIZER_CLASSES.get(name, name)
+    if portable != name:
+        config["tokenizer_class"] = portable
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return portable
+
+
+def save_tokenizer(tok: "Tokenizer", out_dir: str | Path) -> Path:
+    """``save_pretrained`` into ``out_dir`` under a class both transformers lines load."""
+    out_dir = Path(out_dir)
+    tok.hf.save_pretrained(str(out_dir))
+    make_tokenizer_class_portable(out_dir)
+    return out_dir
+
 
 @dataclass(frozen=True)
 class Tokenizer:
