@@ -283,8 +283,11 @@ def assert_portable_tokenizer_folder(folder: Path, want) -> str:
 
     from transformers import AutoTokenizer
 
-    name = json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    name = config.get("tokenizer_class")
     assert name in TRANSFORMERS_4_57_TOKENIZER_CLASSES, f"{folder} names {name!r}, unknown to transformers 4.57.3"
+    # 4.57.3 reads extra_special_tokens as a dict of named tokens; transformers 5 writes a list there
+    assert isinstance(config.get("extra_special_tokens", {}), dict), f"{folder}: extra_special_tokens is a list"
     got = AutoTokenizer.from_pretrained(str(folder), use_fast=True, local_files_only=True)
     if isinstance(want, Path):
         want = AutoTokenizer.from_pretrained(str(want), use_fast=True, local_files_only=True)

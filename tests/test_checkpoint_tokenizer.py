@@ -9,7 +9,7 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.checkpoint.reader import checkpoint_tokenizer, inspect_checkpoint
-from canary_triton.checkpoint.tokenizer import load_tokenizer, make_tokenizer_class_portable, save_tokenizer
+from canary_triton.checkpoint.tokenizer import load_tokenizer, make_tokenizer_config_portable, save_tokenizer
 from canary_triton.errors import CheckpointError
 
 from .conftest import TRANSFORMERS_4_57_TOKENIZER_CLASSES, assert_portable_tokenizer_folder
@@ -162,12 +162,17 @@ def test_saved_tokenizers_name_a_class_transformers_4_57_has(tiny_trained_dir, t
     tok.hf.save_pretrained(str(tmp_path / "plain"))
     plain = json.loads((tmp_path / "plain" / "tokenizer_config.json").read_text())["tokenizer_class"]
     assert plain not in TRANSFORMERS_4_57_TOKENIZER_CLASSES  # what the export wrote before
+    assert isinstance(
+        json.loads((tmp_path / "plain" / "tokenizer_config.json").read_text())["extra_special_tokens"], list
+    )
     saved = save_tokenizer(tok, tmp_path / "saved")
+    config = json.loads((saved / "tokenizer_config.json").read_text())
+    assert "extra_special_tokens" not in config and config["additional_special_tokens"] == [C.AUDIO_PLACEHOLDER_TOKEN]
     assert assert_portable_tokenizer_folder(saved, tok.hf) == "PreTrainedTokenizerFast"
     assert load_tokenizer(saved, require_placeholder=True).ids == tok.ids
 
 
 def test_a_model_tokenizer_class_is_kept(tiny_trained_dir, tmp_path):
     folder = _named(tiny_trained_dir, tmp_path / "q", "Qwen2TokenizerFast")
-    assert make_tokenizer_class_portable(folder) == "Qwen2TokenizerFast"
+    assert make_tokenizer_config_portable(folder) == "Qwen2TokenizerFast"
     assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "Qwen2TokenizerFast"

@@ -120,8 +120,9 @@ def test_every_tokenizer_folder_an_export_writes_loads_under_transformers_4_57(w
     configs = sorted(out.rglob("tokenizer_config.json"))
     assert {c.parent.name for c in configs} >= {"llm_merged", "llm_base"}
     for config in configs:
-        name = json.loads(config.read_text()).get("tokenizer_class")
-        assert name in TRANSFORMERS_4_57_TOKENIZER_CLASSES, (config, name)
+        values = json.loads(config.read_text())
+        assert values.get("tokenizer_class") in TRANSFORMERS_4_57_TOKENIZER_CLASSES, config
+        assert isinstance(values.get("extra_special_tokens", {}), dict), config  # 4.57.3: a dict, 5: a list
 
 
 def test_non_empty_output_folder_is_refused(tiny_random_dir, tmp_path):
