@@ -18,11 +18,14 @@ fi
 # Secure defaults, as `canary-triton serve` (canary_triton/serving/tritonserver.py hardening_args): operator APIs
 # only with the admin key ($CANARY_TRITON_ADMIN_KEY, else random), no model control, no
 # SageMaker/Vertex, HTTP bodies bounded by the long-form limit (1 h of FP32 audio + 1 MiB).
+# Models load one at a time (as serve does for a GPU repository, tritonserver.py SEQUENTIAL_LOAD_ARGS):
+# llm and llm_base each size their KV cache as a fraction of the GPU memory free when they load, and
+# loaded in parallel both could see the same free memory.
 key="${CANARY_TRITON_ADMIN_KEY:-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"
 restricted="model-repository,logging,trace,shared-memory:admin-key=$key"
 exec tritonserver --model-repository="$out/model_repository" \
   --http-port=8000 --grpc-port=8001 --metrics-port=8002 \
-  --exit-timeout-secs=30 --strict-readiness=true \
+  --exit-timeout-secs=30 --strict-readiness=true --model-load-thread-count=1 \
   --model-control-mode=none --allow-sagemaker=false --allow-vertex-ai=false \
   --http-restricted-api="$restricted" --grpc-restricted-protocol="$restricted" \
   --http-max-input-size=$((3600 * 16000 * 4 + 1048576)) "$@"

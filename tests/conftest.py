@@ -240,3 +240,46 @@ def server_random(exported_random, tmp_path_factory):
         yield server.start(SERVER_START_TIMEOUT_S)
     finally:
         server.stop()
+
+
+# -- tokenizer folders the GPU image's transformers 4.57.3 loads -------------------------------
+#: Every tokenizer class transformers 4.57.3 (TensorRT-LLM 1.2.1's pin) resolves, recorded from a
+#: 4.57.3 install (the command heads the file). transformers 5 writes ``TokenizersBackend``, which
+#: 4.57.3 refuses: ``ValueError: Tokenizer class TokenizersBackend does not exist``.
+TRANSFORMERS_4_57_TOKENIZER_CLASSES = frozenset(
+    line
+    for line in (Path(__file__).parent / "data" / "transformers-4.57.3-tokenizer-classes.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+
+#: Texts a portable tokenizer folder must encode exactly as the folder it came from.
+TOKENIZER_PROBE_TEXTS = (
+    "Transcribe the following: <|audio|>",
+    "call 911 now, at 10:45 - it's   urgent!\n\nOK?",
+    "Ünïcödé wörds, naïve café; \t tabs and  double  spaces",
+    "<|im_start|>user\nSummarize: the quick brown fox.<|im_end|>\n<|im_start|>assistant\n",
+)
+
+
+def assert_portable_tokenizer_folder(folder: Path, want) -> str:
+    """``folder``'s tokenizer names a class transformers 4.57.3 has, and loads here (transformers 5)
+    to the same ids and text as ``want`` (a transformers tokenizer, or a folder to load one from);
+    returns the class it names."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    name = config.get("tokenizer_class")
+    assert name in TRANSFORMERS_4_57_TOKENIZER_CLASSES, f"{folder} names {name!r}, unknown to transformers 4.57.3"
+    # 4.57.3 reads extra_special_tokens as a dict of named tokens; transformers 5 writes a list there
+    assert isinstance(config.get("extra_special_tokens", {}), dict), f"{folder}: extra_special_tokens is a list"
+    got = AutoTokenizer.from_pretrained(str(folder), use_fast=True, local_files_only=True)
+    if isinstance(want, Path):
+        want = AutoTokenizer.from_pretrained(str(want), use_fast=True, local_files_only=True)
+    for text in TOKENIZER_PROBE_TEXTS:
+        ids = want.convert_tokens_to_ids(want.tokenize(text))
+        assert got.convert_tokens_to_ids(got.tokenize(text)) == ids, (folder, text)
+        assert got.decode(ids) == want.decode(ids), (folder, text)
+    assert (got.eos_token, got.pad_token, len(got)) == (want.eos_token, want.pad_token, len(want))
+    return name

@@ -461,3 +461,11 @@ def test_a_short_soak_loses_nothing(exported_trained, tmp_path):
     assert counts.get("dropped by the client", 0) > 0
     assert sum(v for k, v in counts.items() if k.startswith("stub killed")) >= 2
     assert len(result["stub_reloads"]) >= 1
+
+
+def test_autocast_lengths_says_what_it_needs_without_modelopt(tmp_path, capsys):
+    """The CPU test environment has no ModelOpt (the GPU image has 0.37): exit 3, naming the package."""
+    from benchmarks import autocast_lengths
+
+    assert autocast_lengths.main(["--onnx", str(tmp_path / "encoder.onnx")]) == 3
+    assert "nvidia-modelopt[onnx]==0.37" in capsys.readouterr().err

@@ -9,8 +9,10 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.checkpoint.reader import checkpoint_tokenizer, inspect_checkpoint
-from canary_triton.checkpoint.tokenizer import load_tokenizer
+from canary_triton.checkpoint.tokenizer import load_tokenizer, make_tokenizer_config_portable, save_tokenizer
 from canary_triton.errors import CheckpointError
+
+from .conftest import TRANSFORMERS_4_57_TOKENIZER_CLASSES, assert_portable_tokenizer_folder
 
 LLM_TEXTS = [
     "Summarize: one two three",
@@ -128,3 +130,49 @@ def test_files_loaded_before_and_unchanged_are_not_parsed_again(tiny_random_dir,
     raw = load_tokenizer(tmp_path / "saved", raw=True)
     assert load_tokenizer(tmp_path / "saved", raw=True) is raw and raw.ids == first.ids
     assert type(load_tokenizer(tmp_path / "saved").hf) is not type(raw.hf)
+
+
+def _named(src, folder, tokenizer_class):
+    """A copy of the tokenizer files at ``src`` whose config names ``tokenizer_class``."""
+    folder.mkdir()
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(src / f, folder / f)
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    cfg["tokenizer_class"] = tokenizer_class
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_the_recorded_transformers_4_57_classes_are_the_real_list():
+    assert len(TRANSFORMERS_4_57_TOKENIZER_CLASSES) == 160
+    assert {"Qwen2Tokenizer", "Qwen2TokenizerFast", "PreTrainedTokenizerFast"} <= TRANSFORMERS_4_57_TOKENIZER_CLASSES
+    assert "TokenizersBackend" not in TRANSFORMERS_4_57_TOKENIZER_CLASSES  # transformers 5 only
+
+
+def test_the_bundled_tiny_trained_tokenizer_loads_under_transformers_4_57(tiny_trained_dir, tmp_path):
+    """It said TokenizersBackend: the first GPU run's export failed there under 4.57.3."""
+    as_written_by_5 = _named(tiny_trained_dir, tmp_path / "v5", "TokenizersBackend")
+    assert assert_portable_tokenizer_folder(tiny_trained_dir, as_written_by_5) == "PreTrainedTokenizerFast"
+
+
+def test_saved_tokenizers_name_a_class_transformers_4_57_has(tiny_trained_dir, tmp_path):
+    """transformers 5's save_pretrained writes TokenizersBackend; save_tokenizer writes the 4.x name
+    of the same class, and the saved folder encodes as the tokenizer in memory (placeholder included)."""
+    tok = load_tokenizer(_named(tiny_trained_dir, tmp_path / "v5", "TokenizersBackend"))
+    tok.hf.save_pretrained(str(tmp_path / "plain"))
+    plain = json.loads((tmp_path / "plain" / "tokenizer_config.json").read_text())["tokenizer_class"]
+    assert plain not in TRANSFORMERS_4_57_TOKENIZER_CLASSES  # what the export wrote before
+    assert isinstance(
+        json.loads((tmp_path / "plain" / "tokenizer_config.json").read_text())["extra_special_tokens"], list
+    )
+    saved = save_tokenizer(tok, tmp_path / "saved")
+    config = json.loads((saved / "tokenizer_config.json").read_text())
+    assert "extra_special_tokens" not in config and config["additional_special_tokens"] == [C.AUDIO_PLACEHOLDER_TOKEN]
+    assert assert_portable_tokenizer_folder(saved, tok.hf) == "PreTrainedTokenizerFast"
+    assert load_tokenizer(saved, require_placeholder=True).ids == tok.ids
+
+
+def test_a_model_tokenizer_class_is_kept(tiny_trained_dir, tmp_path):
+    folder = _named(tiny_trained_dir, tmp_path / "q", "Qwen2TokenizerFast")
+    assert make_tokenizer_config_portable(folder) == "Qwen2TokenizerFast"
+    assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "Qwen2TokenizerFast"

@@ -217,3 +217,13 @@ def test_gpu_entrypoint_applies_the_same_secure_defaults_as_serve():
     )
     assert limit > 0
     subprocess.run(["bash", "-n", str(ROOT / "deploy" / "entrypoint-gpu.sh")], check=True)
+
+
+def test_gpu_entrypoint_loads_models_one_at_a_time_as_serve_does():
+    """llm and llm_base each take kv_cache_free_gpu_mem_fraction of the memory free when they load;
+    tritonserver's parallel loading (4 threads by default) could let both claim the same memory."""
+    from canary_triton.serving.tritonserver import SEQUENTIAL_LOAD_ARGS
+
+    exec_line = (ROOT / "deploy" / "entrypoint-gpu.sh").read_text().split("exec tritonserver", 1)[1]
+    for flag in SEQUENTIAL_LOAD_ARGS:
+        assert exec_line.count(flag) == 1, flag

@@ -119,9 +119,34 @@ def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monk
     ):
         monkeypatch.setitem(sys.modules, name, mod)
     src = tmp_path / "encoder.onnx"
+    # the encoder's inputs: mel_length's arithmetic (Cast -> Add -> Div) is kept out of bf16
+    length_graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["mel_length"], ["f"], name="/len/Cast", to=TensorProto.FLOAT),
+            helper.make_node("Add", ["f", "one"], ["g"], name="/len/Add"),
+            helper.make_node("Div", ["g", "two"], ["h"], name="/len/Div.1"),
+            helper.make_node("MatMul", ["mel", "w"], ["y"], name="/enc/MatMul"),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, 64]),
+            helper.make_tensor_value_info("mel_length", TensorProto.INT64, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [1]),
+        ],
+        [
+            weight,
+            numpy_helper.from_array(np.ones(1, np.float32), "one"),
+            numpy_helper.from_array(np.ones(1, np.float32) * 2, "two"),
+        ],
+    )
+    onnx.save(helper.make_model(length_graph), str(src))
     out = tensorrt_engine._autocast_onnx(src, "bf16")
     (kw,) = calls
     assert kw["onnx_path"] == str(src) and kw["low_precision_type"] == "bf16"
+    assert kw["nodes_to_exclude"] == [r"/len/Cast$", r"/len/Add$", r"/len/Div\.1$"]  # anchored, escaped
     assert math.isinf(kw["data_max"]) and kw["op_types_to_exclude"] == ["Softmax"] and kw["keep_io_types"] is True
     assert out == tmp_path / "encoder.bf16.onnx"
     data = tmp_path / ("encoder.bf16.onnx" + tensorrt_engine.EXTERNAL_DATA_SUFFIX)
@@ -129,3 +154,62 @@ def test_autocast_skips_the_reference_run_and_saves_external_data(tmp_path, monk
     assert out.stat().st_size < 64 * 64 * 4
     loaded = onnx.load(str(out))  # reads the side file back
     assert np.array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), np.ones((64, 64), dtype=np.float32))
+
+
+def test_the_length_walk_keeps_the_mel_length_arithmetic_and_nothing_on_the_mel_path(exported_random):
+    """AutoCast 0.37 sends every float node not excluded to bf16: NeMo's calc_length in bf16 gives
+    a wrong encoded length for most mel lengths up to 40 s (4001 -> 500, not 501). The walk finds
+    the nodes to exclude on the tiny encoder's fp32 ONNX: every node between ``mel_length`` and
+    ``encoded_length``, and none that reads ``mel``."""
+    import onnx
+
+    from canary_triton.artifacts import ExportManifest
+    from canary_triton.export.tensorrt_engine import length_nodes
+
+    manifest = ExportManifest.read(exported_random)
+    graph = onnx.load(str(exported_random / manifest.files.encoder_onnx), load_external_data=False).graph
+    found = length_nodes(graph)
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(names):
+        seen, stack = set(), list(names)
+        while stack:
+            node = producer.get(stack.pop())
+            if node is not None and node.name not in seen:
+                seen.add(node.name)
+                stack.extend(node.input)
+        return seen
+
+    mel_inputs = {i.name for i in graph.input} - {C.MEL_LENGTH.name}
+    assert mel_inputs == {C.MEL.name}
+    # nothing on the mel path: no found node has mel among its sources
+    for node in graph.node:
+        if node.name in found:
+            sources = ancestors_inputs(node, producer)
+            assert C.MEL_LENGTH.name in sources and C.MEL.name not in sources, node.name
+    # every computing node that encoded_length derives from is found (the calc_length chain)
+    chain = {n for n in ancestors([C.ENCODED_LENGTH.name]) if producer_op(graph, n) != "Constant"}
+    assert chain and chain <= set(found)
+    ops = [producer_op(graph, n) for n in found]
+    assert {"Cast", "Add", "Sub", "Div"} <= set(ops) and ops.count("Div") == C.Subsampling().repeats
+    assert len(found) == len(set(found)) and all(found)  # named, each once: AutoCast matches names
+
+
+def producer_op(graph, name):
+    return next(n.op_type for n in graph.node if n.name == name)
+
+
+def ancestors_inputs(node, producer):
+    """The graph inputs and initializers ``node`` reads from, through any number of nodes."""
+    out, seen, stack = set(), set(), list(node.input)
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        parent = producer.get(tensor)
+        if parent is None:
+            out.add(tensor)
+        else:
+            stack.extend(parent.input)
+    return out

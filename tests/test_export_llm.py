@@ -14,6 +14,8 @@ from canary_triton.checkpoint.tokenizer import load_tokenizer
 from canary_triton.errors import CheckpointError
 from canary_triton.export.lora import LoraSpec, export_llm
 
+from .conftest import assert_portable_tokenizer_folder
+
 
 @pytest.fixture(scope="module")
 def llm_dirs(tiny_random_dir, tmp_path_factory):
@@ -107,3 +109,18 @@ def test_dora_is_refused(tiny_random_dir, tmp_path):
     (ckpt / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="use_dora"):
         LoraSpec.from_info(inspect_checkpoint(ckpt))
+
+
+def test_exported_tokenizer_folders_load_under_transformers_4_57(tiny_trained_dir, tmp_path):
+    """llm_merged/ and llm_base/ feed the tensorrtllm backend's tokenizer_dir, the postprocessor and
+    the first GPU run's oracle under transformers 4.57.3: from a checkpoint whose tokenizer says
+    TokenizersBackend (as transformers 5 writes it), both come out under a class 4.57.3 has."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_trained_dir, ckpt)
+    cfg = json.loads((ckpt / "tokenizer_config.json").read_text())
+    (ckpt / "tokenizer_config.json").write_text(json.dumps({**cfg, "tokenizer_class": "TokenizersBackend"}))
+    info = inspect_checkpoint(ckpt)
+    want = checkpoint_tokenizer(info)
+    for folder in export_llm(info, tmp_path / "out"):
+        assert assert_portable_tokenizer_folder(folder, want.hf) == "PreTrainedTokenizerFast"
+        assert load_tokenizer(folder, require_placeholder=True, raw=True).ids == want.ids

@@ -26,7 +26,7 @@ from canary_triton.export.trtllm_engine import LlmEngineOptions
 from canary_triton.frontend.features import FB_KEY, WINDOW_KEY, load_front_end
 from canary_triton.runtime.onnx_session import OnnxEncoderProjector
 
-from .conftest import LONG_GENERATION_TOKENS, cli_in_process
+from .conftest import LONG_GENERATION_TOKENS, TRANSFORMERS_4_57_TOKENIZER_CLASSES, cli_in_process
 from .test_checkpoint_reader import _bare_checkpoint, _cache_files, _qwen3_folder, hub_cache_with
 
 
@@ -111,6 +111,19 @@ def test_tiny_trained_exports(exported_trained):
     manifest = ExportManifest.read(exported_trained)
     assert manifest.parity_passed is True
     assert manifest.model.lora_scale == 2.0
+
+
+@pytest.mark.parametrize("which", ["exported_trained", "exported_random"])
+def test_every_tokenizer_folder_an_export_writes_loads_under_transformers_4_57(which, request):
+    """The GPU image's transformers is 4.57.3 (TensorRT-LLM 1.2.1's pin): no folder may name a
+    class only transformers 5 has (TokenizersBackend)."""
+    out = request.getfixturevalue(which)
+    configs = sorted(out.rglob("tokenizer_config.json"))
+    assert {c.parent.name for c in configs} >= {"llm_merged", "llm_base"}
+    for config in configs:
+        values = json.loads(config.read_text())
+        assert values.get("tokenizer_class") in TRANSFORMERS_4_57_TOKENIZER_CLASSES, config
+        assert isinstance(values.get("extra_special_tokens", {}), dict), config  # 4.57.3: a dict, 5: a list
 
 
 def test_non_empty_output_folder_is_refused(tiny_random_dir, tmp_path):

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from canary_triton.fixtures.tiny import make_tiny_random
 
-from .conftest import speechlike
+from .conftest import TRANSFORMERS_4_57_TOKENIZER_CLASSES, speechlike
 
 
 def test_tiny_random_outputs_depend_on_the_audio(oracle_random):
@@ -44,3 +44,11 @@ def test_lora_is_not_a_no_op(oracle_random):
 def test_tiny_trained_is_small_enough_to_commit(tiny_trained_dir):
     size = sum(p.stat().st_size for p in tiny_trained_dir.rglob("*") if p.is_file())
     assert size <= 10 * 1024 * 1024
+
+
+def test_the_fixture_tokenizer_names_a_class_transformers_4_57_has(tiny_random_dir):
+    """build_tokenizer saved it under transformers 5's TokenizersBackend, unknown to 4.57.3."""
+    import json
+
+    name = json.loads((tiny_random_dir / "tokenizer_config.json").read_text())["tokenizer_class"]
+    assert name == "PreTrainedTokenizerFast" and name in TRANSFORMERS_4_57_TOKENIZER_CLASSES

@@ -25,7 +25,7 @@ GPU_EXPORT_PROVIDERS = {
     "transformers": "image",
     "modelopt": "nvidia-modelopt[onnx]",  # its onnx part needs the [onnx] extra (onnxruntime at top level)
     "onnxruntime": "nvidia-modelopt[onnx]",  # onnxruntime-gpu comes with the extra
-    "nemo": "nemo_toolkit[asr]",
+    "nemo": "nemo_toolkit==3.0.0",  # --no-deps, then its [asr] requirements (nemo-requirements.txt)
     "safetensors": "safetensors",
     "peft": "peft",
 }
@@ -119,3 +119,133 @@ def test_supported_release_reports_versions(capsys):
     assert gpu_stack.main(["--release", "26.07", "--require-supported"], version=fake) == 0
     out = dict(line.split("\t") for line in capsys.readouterr().out.strip().splitlines())
     assert out["tensorrt_llm"] == "1.2.1" and out["tensorrt"] == "10.14.1.48" and out["onnx"] == "-"
+
+
+# -- TensorRT-LLM 1.2.1's published requirements ------------------------------------------------
+TRTLLM_REQUIREMENTS = ROOT / "tests" / "data" / "tensorrt_llm-1.2.1-requirements.txt"
+
+
+def _trtllm_requirements():
+    from packaging.requirements import Requirement
+
+    lines = [ln for ln in TRTLLM_REQUIREMENTS.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return [Requirement(ln) for ln in lines]
+
+
+def _compatible(a, b) -> bool:
+    """Whether two specifier sets admit a common version, tried at every version either names
+    (a pin, a bound): enough for the pins and bounds requirements files hold."""
+    from packaging.version import Version
+
+    candidates = {Version(s.version.replace(".*", "")) for s in (*a, *b)}
+    return not candidates or any(
+        a.contains(v, prereleases=True) and b.contains(v, prereleases=True) for v in candidates
+    )
+
+
+def _clashes(wants: dict[str, list], source: str) -> list[str]:
+    """Requirements in ``wants`` (canonical name -> specifier sets) that TensorRT-LLM's pins exclude."""
+    from packaging.utils import canonicalize_name
+
+    out = []
+    for req in _trtllm_requirements():
+        for spec in wants.get(canonicalize_name(req.name), []):
+            if req.specifier and not _compatible(req.specifier, spec):
+                out.append(f"{source} wants {req.name}{spec}, TensorRT-LLM 1.2.1 requires {req.name}{req.specifier}")
+    return out
+
+
+def _dockerfile_pins() -> dict[str, list]:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, list] = {}
+    for quoted in re.findall(r'"([A-Za-z0-9_.\-\[\],]+[=<>~!][^"]*)"', _install_lines()):
+        req = Requirement(quoted)
+        pins.setdefault(canonicalize_name(req.name), []).append(req.specifier)
+    return pins
+
+
+def test_the_recorded_trtllm_requirements_hold_the_pins_the_audit_found():
+    reqs = {r.name: str(r.specifier) for r in _trtllm_requirements()}
+    assert reqs["transformers"] == "==4.57.3" and reqs["datasets"] == "==3.1.0" and reqs["setuptools"] == "<80"
+    assert reqs["fastapi"] in ("<=0.121.3,>=0.120.1", ">=0.120.1,<=0.121.3")
+
+
+def test_the_image_installs_keep_tensorrt_llm_pins():
+    """pip only warns when an install breaks an installed package's pins: the image's install broke
+    TensorRT-LLM's (datasets 3.1.0 <- NeMo >= 3.2; starlette 1.10 outside fastapi 0.121's range)."""
+    text = DOCKERFILE.read_text()
+    assert "python3 -m canary_triton.gpu.stack --trtllm-constraints trtllm-constraints.txt" in text
+    assert "cat keep-constraints.txt trtllm-constraints.txt > constraints.txt" in text
+    installs = re.findall(r"pip install [^&]*", text.replace("\\\n", " "))
+    assert installs and all("--constraint constraints.txt" in i for i in installs)
+    pins = _dockerfile_pins()
+    assert "starlette" in pins and "nemo-toolkit" in pins
+    assert not _clashes(pins, "Dockerfile.triton")
+    # fastapi 0.121.x (TensorRT-LLM's pin) takes starlette<0.51: the gateway's starlette must fit it
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    (starlette,) = pins["starlette"]
+    assert all(Version(s.version) in SpecifierSet("<0.51.0,>=0.40.0") for s in starlette)
+
+
+def test_nemo_is_installed_without_what_tensorrt_llm_pins_otherwise():
+    """NeMo 3.0.0[asr] asks datasets>=3.2.0 against TensorRT-LLM's datasets==3.1.0: installed with
+    --no-deps, then its [asr] requirements less gpu.stack.NEMO_DEFERS, which clash with nothing."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    assert metadata.version("nemo_toolkit") == "3.0.0"  # the version the image installs
+    text = DOCKERFILE.read_text()
+    assert '--no-deps . "nemo_toolkit==3.0.0"' in text and "--nemo-requirements nemo-requirements.txt" in text
+    everything = gpu_stack.requirements_for(metadata.requires("nemo_toolkit"), "asr")
+    wants: dict[str, list] = {}
+    for line in everything:
+        req = Requirement(line)
+        wants.setdefault(canonicalize_name(req.name), []).append(req.specifier)
+    clashes = _clashes(wants, "nemo_toolkit[asr] 3.0.0")
+    assert clashes == ["nemo_toolkit[asr] 3.0.0 wants datasets>=3.2.0, TensorRT-LLM 1.2.1 requires datasets==3.1.0"]
+    kept = gpu_stack.requirements_for(metadata.requires("nemo_toolkit"), "asr", gpu_stack.NEMO_DEFERS)
+    kept_wants: dict[str, list] = {}
+    for line in kept:
+        req = Requirement(line)
+        kept_wants.setdefault(canonicalize_name(req.name), []).append(req.specifier)
+    assert "datasets" not in kept_wants and not _clashes(kept_wants, "nemo-requirements.txt")
+    # one level down, as installed here: nv-one-logger's setuptools>=79 fits TensorRT-LLM's <80 (79.x)
+    deeper: dict[str, list] = {}
+    for name in kept_wants:
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in gpu_stack.requirements_for(requires, ""):
+            req = Requirement(line)
+            deeper.setdefault(canonicalize_name(req.name), []).append(req.specifier)
+    assert not _clashes(deeper, "NeMo's requirements' requirements")
+
+
+def test_trtllm_metadata_becomes_pip_constraints():
+    requires = [
+        "datasets==3.1.0",
+        "etcd3@ git+https://github.com/kragniz/python-etcd3.git@e58a899",
+        'nvidia-cutlass-dsl==4.3.4; python_version >= "3.10"',
+        "nvidia-modelopt[torch]~=0.37.0",
+        "fastapi<=0.121.3,>=0.120.1",
+        "openai",
+        'pytest; extra == "devel"',
+    ]
+    assert gpu_stack.constraint_lines(requires) == [
+        "datasets==3.1.0",
+        'nvidia-cutlass-dsl==4.3.4; python_version >= "3.10"',
+        "nvidia-modelopt~=0.37.0",
+        "fastapi<=0.121.3,>=0.120.1",
+    ]
+    assert gpu_stack.requirements_for(
+        ["a>=1", 'b==2; extra == "asr"', 'c; sys_platform == "linux" and extra == "asr"', 'd; extra == "tts"'],
+        "asr",
+        ["A"],
+    ) == ["b==2", 'c; sys_platform == "linux"']

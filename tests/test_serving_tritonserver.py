@@ -53,6 +53,29 @@ def test_the_command_line_carries_the_options_and_the_hardening():
     assert set(hardening_args(opts, KEY)) <= set(cmd)
 
 
+def test_a_gpu_repository_loads_its_models_one_at_a_time(tmp_path):
+    """llm and llm_base size their KV caches from the GPU memory free when each loads: loaded in
+    parallel (tritonserver's default, 4 threads) both could claim the same memory."""
+    from canary_triton.export.repository import RepositoryOptions, _trtllm_parameters
+
+    cpu = tmp_path / "cpu"
+    (cpu / "llm").mkdir(parents=True)
+    (cpu / "llm" / "config.pbtxt").write_text('name: "llm"\nbackend: "python"\n')
+    cmd = server_command(Path("tritonserver"), cpu, None, ServerOptions(), KEY)
+    assert not any(c.startswith("--model-load-thread-count") for c in cmd)  # CPU: parallel, as before
+    gpu = tmp_path / "gpu"
+    for name in ("llm", "llm_base", "encoder"):
+        (gpu / name).mkdir(parents=True)
+        backend = 'platform: "tensorrt_plan"' if name == "encoder" else srv.TRTLLM_BACKEND_LINE
+        (gpu / name / "config.pbtxt").write_text(f'name: "{name}"\n{backend}\n')
+    cmd = server_command(Path("tritonserver"), gpu, None, ServerOptions(), KEY)
+    assert cmd.count("--model-load-thread-count=1") == 1
+    assert list(srv.SEQUENTIAL_LOAD_ARGS) == ["--model-load-thread-count=1"]
+    # what makes it necessary: each tensorrtllm model's pool is a fraction of the memory free then
+    params = _trtllm_parameters(tmp_path, "e", "t", RepositoryOptions(), kv_reuse=False)
+    assert float(params["kv_cache_free_gpu_mem_fraction"]) > 0 and "max_tokens_in_paged_kv_cache" not in params
+
+
 def test_no_backend_directory_on_path_and_extra_arguments_go_last():
     opts = ServerOptions(extra_args=("--log-info=false", "--model-control-mode=poll"))
     cmd = server_command(Path("tritonserver"), Path("/r"), None, opts, KEY)

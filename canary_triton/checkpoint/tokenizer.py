@@ -26,6 +26,46 @@ from canary_triton.errors import CheckpointError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
+#: transformers 5 names a fast tokenizer's generic class ``TokenizersBackend``, a class transformers
+#: 4 does not have: ``AutoTokenizer`` under 4.57.3 (TensorRT-LLM 1.2.1's pin, the GPU image's)
+#: raises ``Tokenizer class TokenizersBackend does not exist``. Every tokenizer folder this project
+#: writes names the transformers 4 class instead, which transformers 5 maps back to the same
+#: class: both load ``tokenizer.json`` as it is, so ids are equal under both. (Naming a generic BPE
+#: ``Qwen2Tokenizer`` would not do: transformers 5's ``Qwen2Tokenizer`` rebuilds the pre-tokenizer
+#: with Qwen2's regex, transformers 4's keeps the file's.) A model class (``Qwen2Tokenizer`` for
+#: Qwen3's own tokenizer) exists in both lines and is kept.
+PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+#: transformers 5 writes the added special tokens (the audio placeholder) as a list under
+#: ``extra_special_tokens``; transformers 4 reads that key as a dict of named tokens
+#: (``AttributeError: 'list' object has no attribute 'keys'``) and the list as
+#: ``additional_special_tokens``, which transformers 5 still reads.
+V4_SPECIAL_TOKENS_KEY = "additional_special_tokens"
+V5_SPECIAL_TOKENS_KEY = "extra_special_tokens"
+
+
+def make_tokenizer_config_portable(folder: str | Path) -> str:
+    """Rewrite ``folder/tokenizer_config.json`` so transformers 4.57 and 5 both load it: the class
+    (:data:`PORTABLE_TOKENIZER_CLASSES`) and the added special tokens' key; returns the class."""
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    before = json.dumps(config)
+    name = config.get("tokenizer_class")
+    config["tokenizer_class"] = PORTABLE_TOKENIZER_CLASSES.get(name, name)
+    if isinstance(config.get(V5_SPECIAL_TOKENS_KEY), list):
+        listed = config.pop(V5_SPECIAL_TOKENS_KEY)
+        config[V4_SPECIAL_TOKENS_KEY] = list(dict.fromkeys([*config.get(V4_SPECIAL_TOKENS_KEY, []), *listed]))
+    if json.dumps(config) != before:
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return config["tokenizer_class"]
+
+
+def save_tokenizer(tok: "Tokenizer", out_dir: str | Path) -> Path:
+    """``save_pretrained`` into ``out_dir`` under a class both transformers lines load."""
+    out_dir = Path(out_dir)
+    tok.hf.save_pretrained(str(out_dir))
+    make_tokenizer_config_portable(out_dir)
+    return out_dir
+
 
 @dataclass(frozen=True)
 class Tokenizer:

@@ -30,6 +30,7 @@ from canary_triton.checkpoint.reader import (
     CheckpointInfo,
     checkpoint_tokenizer,
 )
+from canary_triton.checkpoint.tokenizer import save_tokenizer
 from canary_triton.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,9 @@ def write_qwen3_streamed(
         llm_cfg["torch_dtype"] = str(dtype).replace("torch.", "")
     stream_safetensors(out_dir / WEIGHTS_FILE, names, shapes, out_dtypes, produce, metadata={"format": "pt"})
     (out_dir / CONFIG_FILE).write_text(json.dumps(llm_cfg, indent=2))
-    tok = checkpoint_tokenizer(info)  # with the audio placeholder added, as serving needs
-    tok.hf.save_pretrained(str(out_dir))
+    # with the audio placeholder added, as serving needs; under a class transformers 4.57.3 (the GPU
+    # image's: the tensorrtllm backend's tokenizer_dir, the first-run oracle) loads as well as 5
+    save_tokenizer(checkpoint_tokenizer(info), out_dir)
     return out_dir
 
 

@@ -259,6 +259,11 @@ TRTLLM_NOTES = {
         "only, no table) keeps reuse on: equal prompt prefixes share their KV blocks."
     ),
     "gpt_model_path": "Absolute: the backend does not resolve it against the model folder.",
+    "kv_cache_free_gpu_mem_fraction": (
+        "Of the GPU memory free when this model loads. llm and llm_base each take their fraction, so\n"
+        "they must load one after the other: canary-triton serve and the GPU entrypoint start\n"
+        "tritonserver with --model-load-thread-count=1 (in parallel both would see the same free memory)."
+    ),
     "guided_decoding_backend": (
         "tokenizer_dir, xgrammar_tokenizer_info_path, guided_decoding_backend: read by the backend\n"
         "without a default (the model fails to load without them); empty = no guided decoding."

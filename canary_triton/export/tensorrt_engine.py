@@ -16,8 +16,10 @@ holds only stub packages). This code runs inside NVIDIA's Triton+TRT-LLM contain
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from canary_triton import contract as C
 from canary_triton.errors import CanaryTritonError
@@ -77,28 +79,71 @@ def gpu_arch_tag() -> str:
 EXTERNAL_DATA_SUFFIX = ".data"
 
 
-def autocast_settings(precision: str) -> dict[str, object]:
-    """ModelOpt AutoCast arguments: fp16/bf16 with Softmax (attention probabilities) kept in fp32.
+def length_nodes(graph, inputs: Sequence[str] = (C.MEL_LENGTH.name,)) -> list[str]:
+    """Names of the nodes of ``graph`` (an ``onnx.GraphProto``) that compute from ``inputs`` alone.
+
+    A node is on the length path when every input it reads is one of ``inputs``, an initializer, a
+    constant (a ``Constant`` node's output, or a node's computed from constants only), or the output
+    of a node on the length path; and at least one of them derives from ``inputs``. The encoder's
+    ``mel_length -> Cast -> Add/Sub/Div -> Floor ...`` chain (NeMo's ``calc_length``, then the
+    masks' lengths) is; nothing that reads ``mel`` (its data or its ``Shape``) is. A node holding
+    a subgraph (If, Loop, Scan) may read outer tensors unnamed in its inputs: it is left out.
+    Returned in graph order.
+    """
+    derived = set(inputs)
+    constant = {init.name for init in graph.initializer} | {""}  # "": an optional input left out
+    found = []
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute):
+            continue
+        if not all(i in derived or i in constant for i in node.input):
+            continue
+        if any(i in derived for i in node.input):
+            derived.update(node.output)
+            found.append(node.name)
+        else:
+            constant.update(node.output)
+    return found
+
+
+def autocast_settings(precision: str, nodes_to_exclude: Sequence[str] = ()) -> dict[str, object]:
+    """ModelOpt AutoCast arguments: fp16/bf16 with Softmax (attention probabilities) kept in fp32,
+    and the nodes ``nodes_to_exclude`` (the encoder's :func:`length_nodes`) too.
+
+    AutoCast 0.37 sends every float node not excluded to low precision: the length arithmetic
+    from ``mel_length`` in bf16 gives NeMo's ``calc_length`` a wrong encoded length for 2,678 of
+    the 4,001 mel lengths up to 40 s (4001 -> 500, not 501), and a strongly typed TensorRT network
+    keeps that type. The names are passed as anchored regular expressions (AutoCast matches
+    ``re.match(pattern, node.name)``).
 
     ``data_max=inf`` turns off AutoCast's activation-range rule, so it never runs its ONNX Runtime
     reference pass: that pass serialises the whole model in memory (over 2 GB for the real
     encoder) and cannot run the BF16-output projector on ORT's CPU provider. The weights' range
     rule (``init_max``, fp16's largest value) still applies.
     """
-    return {
+    settings: dict[str, object] = {
         "low_precision_type": "fp16" if precision == "fp16" else "bf16",
         "op_types_to_exclude": ["Softmax"],
         "keep_io_types": True,
         "data_max": float("inf"),
     }
+    if nodes_to_exclude:
+        settings["nodes_to_exclude"] = [f"{re.escape(name)}$" for name in nodes_to_exclude]
+    return settings
 
 
 def _autocast_onnx(onnx_path: Path, precision: str) -> Path:
-    """ModelOpt AutoCast (:func:`autocast_settings`), saved with external data (any size)."""
+    """ModelOpt AutoCast (:func:`autocast_settings`, the graph's :func:`length_nodes` kept in
+    fp32), saved with external data (any size)."""
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
-    model = convert_to_mixed_precision(onnx_path=str(onnx_path), **autocast_settings(precision))
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph  # the structure is enough
+    keep = length_nodes(graph, [i.name for i in graph.input if i.name == C.MEL_LENGTH.name])
+    unnamed = sum(1 for name in keep if not name)
+    if unnamed:
+        raise CanaryTritonError(f"{onnx_path}: {unnamed} node(s) on the mel_length path have no name to exclude")
+    model = convert_to_mixed_precision(onnx_path=str(onnx_path), **autocast_settings(precision, keep))
     out = onnx_path.with_name(onnx_path.stem + f".{precision}.onnx")
     onnx.save(
         model,

@@ -12,9 +12,10 @@ Python 3.12; 26.06 is also the first release with the security fixes this projec
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib import metadata
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 #: Distributions whose versions the first GPU run reports (import name in parentheses where it differs).
 REPORTED = (
@@ -35,6 +36,63 @@ SUPPORTED_TRTLLM = "1.2."  # prefix
 #: the security fixes of 26.06); a later release is refused unless it still ships 1.2.x.
 KNOWN_RELEASES = {"26.06": "1.2.1", "26.07": "1.2.1"}
 MIN_RELEASE = "26.06"
+
+
+#: The distribution whose published requirements the image's installs must keep.
+TRTLLM_DIST = "tensorrt_llm"
+#: NeMo's requirements that TensorRT-LLM 1.2.1 pins otherwise, left to TensorRT-LLM's pin: NeMo 3.0.0
+#: asks datasets>=3.2.0, TensorRT-LLM 1.2.1 datasets==3.1.0. The export imports NeMo's SALM, which
+#: imports datasets only for concatenate_datasets and datasets.distributed.split_dataset_by_node
+#: (nemo/collections/asr/data/huggingface/hf_audio_to_text.py; both in 3.1.0), never called here.
+NEMO_DEFERS = ("datasets",)
+
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
+_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def canonical(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def split_requirement(line: str) -> tuple[str, str, str, str]:
+    """``name[extras] spec ; marker`` -> (name, extras, spec, marker); spec is "@ url" for a URL."""
+    body, _, marker = line.partition(";")
+    m = _REQUIREMENT.match(body)
+    if m is None:
+        raise StackError(f"not a requirement: {line!r}")
+    name, extras, spec = m.group(1), m.group(2) or "", m.group(3).strip()
+    if spec.startswith("(") and spec.endswith(")"):
+        spec = spec[1:-1].strip()
+    return name, extras, spec, marker.strip()
+
+
+def constraint_lines(requires: Iterable[str]) -> list[str]:
+    """pip constraints from a distribution's ``Requires-Dist``: every versioned requirement of its
+    base install (not of an extra), extras dropped (a constraint may not name them), environment
+    markers kept; unversioned and URL requirements say nothing to constrain."""
+    out = []
+    for line in requires:
+        name, _, spec, marker = split_requirement(line)
+        if not spec or spec.startswith("@") or _EXTRA.search(marker):
+            continue
+        out.append(f"{name}{spec}" + (f"; {marker}" if marker else ""))
+    return out
+
+
+def requirements_for(requires: Iterable[str], extra: str, leave_out: Iterable[str] = ()) -> list[str]:
+    """A distribution's requirements for its base install plus ``extra`` (the ``extra ==`` clause
+    taken out of the marker), less those named in ``leave_out``."""
+    skip = {canonical(n) for n in leave_out}
+    out = []
+    for line in requires:
+        name, extras, spec, marker = split_requirement(line)
+        wanted = _EXTRA.findall(marker)
+        if (wanted and extra not in wanted) or canonical(name) in skip:
+            continue
+        marker = re.sub(r"\s*(and\s+)?" + _EXTRA.pattern + r"(\s+and)?\s*", " ", marker).strip()
+        out.append(f"{name}{extras}{spec}" + (f"; {marker}" if marker else ""))
+    return out
 
 
 class StackError(Exception):
@@ -97,7 +155,27 @@ def main(argv: Sequence[str] | None = None, version: Callable[[str], str] | None
         action="store_true",
         help="exit 2 with a one-line error unless the release ships TensorRT-LLM 1.2.x",
     )
+    parser.add_argument(
+        "--trtllm-constraints",
+        metavar="FILE",
+        help="write TensorRT-LLM's published requirements (its installed metadata) as pip constraints",
+    )
+    parser.add_argument(
+        "--nemo-requirements",
+        metavar="FILE",
+        help="write NeMo's [asr] requirements less those TensorRT-LLM pins otherwise (NEMO_DEFERS)",
+    )
     args = parser.parse_args(argv)
+    if args.trtllm_constraints or args.nemo_requirements:
+        if args.trtllm_constraints:
+            lines = constraint_lines(metadata.requires(TRTLLM_DIST) or [])
+            with open(args.trtllm_constraints, "w") as f:
+                f.write("".join(f"{line}\n" for line in lines))
+        if args.nemo_requirements:
+            lines = requirements_for(metadata.requires("nemo_toolkit") or [], "asr", NEMO_DEFERS)
+            with open(args.nemo_requirements, "w") as f:
+                f.write("".join(f"{line}\n" for line in lines))
+        return 0
     versions = installed_versions(version=version)
     for name, v in versions.items():
         print(f"{name}\t{v or '-'}")

@@ -85,6 +85,23 @@ def hardening_args(opts: ServerOptions, admin_key: str) -> list[str]:
     ]
 
 
+#: A ``tensorrtllm`` model sizes its KV-cache pool as ``kv_cache_free_gpu_mem_fraction`` of the GPU
+#: memory free when its instance starts (model_instance_state.cc). tritonserver loads models in
+#: parallel (``--model-load-thread-count``, 4 by default), so ``llm`` and ``llm_base`` could both see
+#: the same free memory and claim 0.5 + 0.5 of it. One load thread: each pool is sized after the
+#: ones loaded before it exist (``llm_base`` gets half of what ``llm`` left).
+SEQUENTIAL_LOAD_ARGS = ("--model-load-thread-count=1",)
+TRTLLM_BACKEND_LINE = 'backend: "tensorrtllm"'
+
+
+def load_args(repository: Path) -> list[str]:
+    """:data:`SEQUENTIAL_LOAD_ARGS` for a repository holding a ``tensorrtllm`` model (the GPU
+    profile's), nothing for the CPU profile's (its models load in parallel, as before)."""
+    configs = sorted(Path(repository).glob("*/config.pbtxt"))
+    gpu = any(TRTLLM_BACKEND_LINE in c.read_text() for c in configs)
+    return list(SEQUENTIAL_LOAD_ARGS) if gpu else []
+
+
 def _pytriton_dist() -> Path | None:
     try:
         import pytriton  # the serve extra's; optional (NVIDIA's container has tritonserver on PATH)
@@ -139,6 +156,7 @@ def server_command(
         f"--exit-timeout-secs={opts.exit_timeout_s}",
         "--strict-readiness=true",
         *hardening_args(opts, admin_key),
+        *load_args(repository),
     ]
     if backends is not None:
         cmd.append(f"--backend-directory={backends}")
