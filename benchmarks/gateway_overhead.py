@@ -44,7 +44,7 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton.client import AsyncCanaryClient
-from canary_triton.client.api import ClientOptions
+from canary_triton.client.options import ClientOptions
 from canary_triton.evaluation.nemo_manifest import AUDIO_KEY, read_manifest
 from canary_triton.serving.tritonserver import free_port
 

@@ -51,8 +51,10 @@ from benchmarks._common import (
     write_outputs,
 )
 from canary_triton import contract as C
-from canary_triton.client.api import CanaryClient, ClientOptions, audio_request
+from canary_triton.client.api import CanaryClient
 from canary_triton.client.audio_input import Audio
+from canary_triton.client.calls import audio_request
+from canary_triton.client.options import ClientOptions
 from canary_triton.evaluation.wer import leaderboard_normalize, wer
 
 # soundfile is imported where the long recording is written (--write-audio).

@@ -78,8 +78,9 @@ from benchmarks._nemo import (
 from benchmarks.throughput import parse_ints
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
-from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.api import CanaryClient
 from canary_triton.client.audio_input import Audio
+from canary_triton.client.options import ClientOptions
 
 # torch is imported where the NeMo side runs (the served side needs none).
 

@@ -66,8 +66,9 @@ from benchmarks._common import (
 from benchmarks._nemo import load_oracle, transcribe
 from canary_triton import contract as C
 from canary_triton.artifacts import ExportManifest
-from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.api import CanaryClient
 from canary_triton.client.audio_input import Audio
+from canary_triton.client.options import ClientOptions
 
 MIX_SECONDS = {"short": None, "medium": 8.0, "long": 25.0}
 MIXES = (*MIX_SECONDS, "mixed")

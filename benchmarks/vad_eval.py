@@ -58,8 +58,8 @@ from benchmarks._common import (
 )
 from canary_triton import contract as C
 from canary_triton.client import CanaryClient, ClientOptions
-from canary_triton.client.api import audio_request
 from canary_triton.client.audio_input import Audio
+from canary_triton.client.calls import audio_request
 from canary_triton.evaluation.wer import wer
 from canary_triton.fixtures import noise
 from canary_triton.fixtures.tiny import TINY_LONG_FORM_MERGE_S

@@ -46,8 +46,9 @@ from benchmarks._common import (
     served,
     write_outputs,
 )
-from canary_triton.client.api import CanaryClient, ClientOptions
+from canary_triton.client.api import CanaryClient
 from canary_triton.client.audio_input import as_audio
+from canary_triton.client.options import ClientOptions
 from canary_triton.errors import CanaryTritonError
 from canary_triton.evaluation.nemo_manifest import AUDIO_KEY, DURATION_KEY, TEXT_KEY, read_manifest
 from canary_triton.evaluation.wer import leaderboard_normalize, wer

@@ -17,7 +17,7 @@ from canary_triton import contract as C
 from canary_triton.bundled import DEMO_HELDOUT
 from canary_triton.cli import main
 from canary_triton.client import AsyncCanaryClient, CanaryClient, ClientOptions, Segment, ServerError, api, as_audio
-from canary_triton.client.api import backoff_delays, is_retryable
+from canary_triton.client.options import backoff_delays, is_retryable
 from canary_triton.client.perf_input import build_perf_input, decode_entry_tensor, validate_perf_input
 from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.evaluation.wer import leaderboard_normalize, wer

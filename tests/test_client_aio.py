@@ -14,7 +14,8 @@ from tritonclient.utils import InferenceServerException
 from canary_triton import contract as C
 from canary_triton.client import aio
 from canary_triton.client.aio import AsyncCanaryClient
-from canary_triton.client.api import Answer, ClientOptions, ServerError
+from canary_triton.client.calls import Answer
+from canary_triton.client.options import ClientOptions, ServerError
 from canary_triton.errors import CanaryTritonError
 from canary_triton.longform.segment import Segment
 

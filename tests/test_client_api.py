@@ -1,6 +1,7 @@
-"""canary_triton/client/api.py without a server: the options, the ``Call`` each function builds (model, tensors,
-outputs, parsing), the retry policy, and ``CanaryClient``'s sending, retrying and batching over a
-stand-in for tritonclient's client (the served behaviour is in tests/test_client.py)."""
+"""canary_triton/client/options.py, calls.py and api.py without a server: the options and the retry
+policy (options), the ``Call`` each function builds (calls: model, tensors, outputs, parsing), and
+``CanaryClient``'s sending, retrying and batching (api) over a stand-in for tritonclient's client
+(the served behaviour is in tests/test_client.py)."""
 
 from __future__ import annotations
 
@@ -17,25 +18,20 @@ from tritonclient.utils import InferenceServerException
 
 from canary_triton import contract as C
 from canary_triton.client import api
-from canary_triton.client.api import (
+from canary_triton.client.api import CanaryClient
+from canary_triton.client.audio_input import Audio
+from canary_triton.client.calls import (
     Answer,
-    CanaryClient,
-    ClientOptions,
     Result,
-    ServerError,
     ask_call,
     ask_result_call,
     audio_request,
-    backoff_delays,
     entry_model,
     first_string,
     item_result,
     llm_request,
     make_inputs,
-    resolve_options,
-    retry_delay,
     segments_call,
-    server_error,
     source_name,
     stream_model,
     summarize_call,
@@ -43,7 +39,14 @@ from canary_triton.client.api import (
     transcribe_and_ask_result_call,
     transcribe_call,
 )
-from canary_triton.client.audio_input import Audio
+from canary_triton.client.options import (
+    ClientOptions,
+    ServerError,
+    backoff_delays,
+    resolve_options,
+    retry_delay,
+    server_error,
+)
 from canary_triton.errors import CanaryTritonError
 from canary_triton.longform.segment import Segment
 

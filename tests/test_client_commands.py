@@ -15,7 +15,7 @@ import soundfile as sf
 
 from canary_triton import contract as C
 from canary_triton.client import commands
-from canary_triton.client.api import Result
+from canary_triton.client.calls import Result
 from canary_triton.client.perf_input import decode_entry_tensor
 from canary_triton.evaluation.nemo_manifest import read_manifest
 from canary_triton.longform.segment import Segment

@@ -8,7 +8,7 @@ import pytest
 
 from canary_triton import contract as C
 from canary_triton.client import transcribe as helpers
-from canary_triton.client.api import ClientOptions, ServerError
+from canary_triton.client.options import ClientOptions, ServerError
 
 
 class RecordingClient:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from canary_triton.client.api import ServerError
+from canary_triton.client.options import ServerError
 from canary_triton.gateway.openai_errors import GatewayError, bad_request, from_server_error
 
 

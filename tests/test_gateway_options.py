@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from canary_triton.client.api import DEFAULT_GRPC_URL
+from canary_triton.client.options import DEFAULT_GRPC_URL
 from canary_triton.gateway.options import (
     API_KEY_ENV,
     DEFAULT_MAX_UPLOAD_BYTES,

@@ -25,30 +25,32 @@ from typing import AsyncIterator, Callable, Sequence
 import numpy as np
 
 from canary_triton import contract as C
-from canary_triton.client.api import (
+from canary_triton.client.audio_input import Audio, AudioLike, as_audio
+from canary_triton.client.calls import (
     Answer,
     Call,
-    ClientOptions,
     Result,
-    ServerError,
     ask_call,
     ask_result_call,
     audio_request,
-    backoff_delays,
     first_string,
     item_result,
     make_inputs,
-    resolve_options,
-    retry_delay,
     segments_call,
-    server_error,
     stream_model,
     summarize_call,
     transcribe_and_ask_call,
     transcribe_and_ask_result_call,
     transcribe_call,
 )
-from canary_triton.client.audio_input import Audio, AudioLike, as_audio
+from canary_triton.client.options import (
+    ClientOptions,
+    ServerError,
+    backoff_delays,
+    resolve_options,
+    retry_delay,
+    server_error,
+)
 from canary_triton.errors import CanaryTritonError
 from canary_triton.longform.segment import Segment
 

@@ -17,11 +17,9 @@ the server when it passes (the LLM stops generating and frees its slot).
 from __future__ import annotations
 
 import queue
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from time import sleep  # module-level, so a test records the waits without patching time.sleep for every thread
 from typing import Callable, Iterator, Sequence
 
@@ -29,295 +27,34 @@ import numpy as np
 
 from canary_triton import contract as C
 from canary_triton.client.audio_input import Audio, AudioLike, as_audio
+from canary_triton.client.calls import (  # noqa: E402
+    Answer,
+    Call,
+    Result,
+    ask_call,
+    ask_result_call,
+    audio_request,
+    first_string,
+    item_result,
+    make_inputs,
+    segments_call,
+    stream_model,
+    summarize_call,
+    transcribe_and_ask_call,
+    transcribe_and_ask_result_call,
+    transcribe_call,
+)
+from canary_triton.client.options import (  # noqa: E402
+    ClientOptions,
+    ServerError,
+    backoff_delays,
+    protocol_module,
+    resolve_options,
+    retry_delay,
+    server_error,
+)
 from canary_triton.errors import CanaryTritonError
-from canary_triton.longform.segment import Segment, segments_from_wire
-
-# tritonclient is imported when a client connects: what takes only this module's options and
-# request builders (the gateway's options, the CLI's parsers) does not load it.
-
-_TRITON_TYPES = {
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.uint64): "UINT64",
-    np.dtype(np.object_): "BYTES",
-}
-DEFAULT_GRPC_URL = "127.0.0.1:8001"
-
-
-class ServerError(CanaryTritonError):
-    """The server answered with an error: ``status`` (gRPC code or HTTP status) and its message."""
-
-    def __init__(self, message: str, status: str = "", retryable: bool = False):
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class ClientOptions:
-    url: str = DEFAULT_GRPC_URL
-    protocol: str = "grpc"  # grpc | http
-    model: str = C.ENSEMBLE_MODEL
-    timeout_s: float = 120.0  # per attempt; gRPC cancels the request on the server when it passes
-    retries: int = 4  # extra attempts after UNAVAILABLE
-    backoff_s: float = 0.25  # first wait; doubles each attempt, with jitter
-    max_backoff_s: float = 8.0
-    headers: dict = field(default_factory=dict, hash=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.protocol not in ("grpc", "http"):
-            raise ValueError(f"protocol must be grpc or http, got {self.protocol!r}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
-
-
-def protocol_module(protocol: str):
-    if protocol == "grpc":
-        import tritonclient.grpc as m
-    else:
-        import tritonclient.http as m
-    return m
-
-
-def is_retryable(status: str, message: str = "") -> bool:
-    """UNAVAILABLE in either protocol: a full queue, a model not ready, a server not up yet."""
-    s = status.upper()
-    return "UNAVAILABLE" in s or s in ("503", "502") or C.QUEUE_FULL_MESSAGE.lower() in message.lower()
-
-
-def server_error(model: str, exc: Exception, url: str) -> ServerError:
-    """A tritonclient exception, or a connection failure (UNAVAILABLE), as a ServerError."""
-    from tritonclient.utils import InferenceServerException
-
-    if isinstance(exc, InferenceServerException):
-        status = str(exc.status() or "")
-        return ServerError(f"{model}: {exc.message()}", status, is_retryable(status, exc.message() or ""))
-    return ServerError(f"{model}: cannot reach {url}: {exc}", "UNAVAILABLE", True)
-
-
-def retry_delay(err: ServerError, delays: Iterator[float], retries: int) -> float:
-    """How long to wait before the next attempt; raises ``err`` when it is not retryable or the
-    retries are used up."""
-    if not err.retryable:
-        raise err from None
-    delay = next(delays, None)
-    if delay is None:
-        raise ServerError(f"{err} (gave up after {retries} retries)", err.status, True) from None
-    return delay
-
-
-def backoff_delays(opts: ClientOptions, rng: random.Random | None = None) -> Iterator[float]:
-    """Exponential backoff with full jitter (AWS's recipe): uniform in [d/2, d], d doubling."""
-    rng = rng or random.Random()
-    d = opts.backoff_s
-    for _ in range(opts.retries):
-        yield rng.uniform(d / 2, d)
-        d = min(d * 2, opts.max_backoff_s)
-
-
-def make_inputs(m, arrays: dict[str, np.ndarray]):
-    tensors = []
-    for name, arr in arrays.items():
-        tensors.append(m.InferInput(name, list(arr.shape), _TRITON_TYPES[arr.dtype]))
-        tensors[-1].set_data_from_numpy(arr)
-    return tensors
-
-
-def audio_request(audio: Audio, max_new_tokens: int | None) -> dict[str, np.ndarray]:
-    arrays = {C.AUDIO.name: audio.samples.reshape(1, -1)}
-    if max_new_tokens is not None:
-        arrays[C.MAX_NEW_TOKENS.name] = np.array([[max_new_tokens]], dtype=np.int32)
-    return arrays
-
-
-def llm_request(
-    text: str, max_new_tokens: int | None, temperature: float | None, top_p: float | None, seed: int | None
-) -> dict[str, np.ndarray]:
-    arrays = {C.TEXT_INPUT.name: np.array([[text.encode("utf-8")]], dtype=np.object_)}
-    for spec, value, dtype in (
-        (C.MAX_NEW_TOKENS, max_new_tokens, np.int32),
-        (C.TEMPERATURE, temperature, np.float32),
-        (C.TOP_P, top_p, np.float32),
-        (C.SEED, seed, np.uint64),
-    ):
-        if value is not None:
-            arrays[spec.name] = np.array([[value]], dtype=dtype)
-    return arrays
-
-
-def first_string(result, name: str) -> str:
-    value = result.as_numpy(name).reshape(-1)[0]
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-@dataclass(frozen=True)
-class Result:
-    """One item of ``transcribe_many``: the text, or the error that item met (others go on)."""
-
-    index: int
-    name: str
-    seconds: float  # audio duration
-    text: str | None = None
-    error: str | None = None
-    latency_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An LLM-mode answer (``ask_result``): its text and why it ended, ``stop`` (the model ended
-    it) or ``length`` (``max_new_tokens`` cut it), as ``contract.FinishReason``."""
-
-    text: str
-    finish_reason: C.FinishReason
-
-    @property
-    def truncated(self) -> bool:
-        """Whether ``max_new_tokens`` cut the answer."""
-        return self.finish_reason is C.FinishReason.LENGTH
-
-
-def answer_of(out: dict[str, str]) -> Answer:
-    """The ``text_output`` and ``finish_reason`` strings of an LLM-mode response as an Answer."""
-    return Answer(out[C.TEXT_OUTPUT.name], C.FinishReason(out[C.FINISH_REASON.name]))
-
-
-def resolve_options(options: ClientOptions | None, url: str | None, protocol: str | None) -> ClientOptions:
-    """``options`` (default ClientOptions()) with ``url``/``protocol`` put in when given."""
-    opts = options or ClientOptions()
-    override = {k: v for k, v in (("url", url), ("protocol", protocol)) if v}
-    return ClientOptions(**{**opts.__dict__, **override}) if override else opts
-
-
-def entry_model(opts: ClientOptions, audio: Audio, long_form: bool | None) -> str:
-    """The ensemble, or canary_qwen_long for audio over the model's 40 s (``long_form=None``:
-    chosen by duration)."""
-    if long_form is None:
-        long_form = audio.seconds > C.MAX_AUDIO_SECONDS
-    return C.LONG_FORM_MODEL if long_form else opts.model
-
-
-def stream_model(opts: ClientOptions, audio: Audio, long_form: bool | None) -> str:
-    """The decoupled entry point that streams what ``entry_model`` would answer in one piece."""
-    return C.LONG_FORM_STREAM_MODEL if entry_model(opts, audio, long_form) == C.LONG_FORM_MODEL else C.STREAM_MODEL
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request as plain data: both clients build it with the functions below and only differ
-    in how they send it (``outputs`` are string tensors; ``parse`` turns their first strings into
-    the call's result)."""
-
-    model: str
-    arrays: dict
-    outputs: tuple[str, ...]
-    parse: Callable[[dict[str, str]], object]
-
-
-def _only(name: str) -> Callable[[dict[str, str]], str]:
-    return lambda out: out[name]
-
-
-def transcribe_call(opts: ClientOptions, audio: Audio, max_new_tokens: int | None, long_form: bool | None) -> Call:
-    """``transcript`` of the ensemble (or of canary_qwen_long for audio over 40 s)."""
-    return Call(
-        entry_model(opts, audio, long_form),
-        audio_request(audio, max_new_tokens),
-        (C.TRANSCRIPT.name,),
-        _only(C.TRANSCRIPT.name),
-    )
-
-
-def segments_call(audio: Audio, max_new_tokens: int | None) -> Call:
-    """``segments`` of canary_qwen_long (JSON on the wire) as :class:`Segment`\ s."""
-    return Call(
-        C.LONG_FORM_MODEL,
-        audio_request(audio, max_new_tokens),
-        (C.SEGMENTS.name,),
-        lambda out: segments_from_wire(out[C.SEGMENTS.name]),
-    )
-
-
-def ask_call(
-    instruction: str,
-    transcript: str | None,
-    max_new_tokens: int | None,
-    temperature: float | None,
-    top_p: float | None,
-    seed: int | None,
-) -> Call:
-    """``text_output`` of canary_qwen_llm for the LLM-mode text built from instruction + transcript."""
-    text = C.llm_mode_text(instruction, transcript)
-    return Call(
-        C.LLM_MODE_MODEL,
-        llm_request(text, max_new_tokens, temperature, top_p, seed),
-        (C.TEXT_OUTPUT.name,),
-        _only(C.TEXT_OUTPUT.name),
-    )
-
-
-def ask_result_call(
-    instruction: str,
-    transcript: str | None,
-    max_new_tokens: int | None,
-    temperature: float | None,
-    top_p: float | None,
-    seed: int | None,
-) -> Call:
-    """As :func:`ask_call`, with ``finish_reason`` too: an :class:`Answer`."""
-    c = ask_call(instruction, transcript, max_new_tokens, temperature, top_p, seed)
-    return replace(c, outputs=(C.TEXT_OUTPUT.name, C.FINISH_REASON.name), parse=answer_of)
-
-
-def summarize_call(transcript: str, max_new_tokens: int | None) -> Call:
-    return ask_call(C.SUMMARIZE_INSTRUCTION, transcript, max_new_tokens, None, None, None)
-
-
-def transcribe_and_ask_call(audio: Audio, instruction: str, max_new_tokens: int | None) -> Call:
-    """One request to canary_qwen_ask: (``transcript``, ``text_output``)."""
-    arrays = llm_request(instruction, max_new_tokens, None, None, None)
-    arrays[C.AUDIO.name] = audio.samples.reshape(1, -1)
-    return Call(
-        C.ASK_MODEL,
-        arrays,
-        (C.TRANSCRIPT.name, C.TEXT_OUTPUT.name),
-        lambda out: (out[C.TRANSCRIPT.name], out[C.TEXT_OUTPUT.name]),
-    )
-
-
-def transcribe_and_ask_result_call(audio: Audio, instruction: str, max_new_tokens: int | None) -> Call:
-    """As :func:`transcribe_and_ask_call`, with ``finish_reason`` too: (transcript, :class:`Answer`)."""
-    c = transcribe_and_ask_call(audio, instruction, max_new_tokens)
-    return replace(
-        c,
-        outputs=(*c.outputs, C.FINISH_REASON.name),
-        parse=lambda out: (out[C.TRANSCRIPT.name], answer_of(out)),
-    )
-
-
-def source_name(index: int, src) -> str:
-    """What results and errors call an input: its path or name, else its position."""
-    if isinstance(src, Audio):
-        return src.name
-    if isinstance(src, (bytes, bytearray, memoryview, np.ndarray, tuple)):
-        return f"<item {index}>"
-    return str(src)
-
-
-def item_result(
-    index: int, src, audio: Audio | None, t0: float, text: str | None = None, error: str | None = None
-) -> Result:
-    """One ``transcribe_many`` item: its text, or the error it met (``audio`` None: not decoded)."""
-    if audio is None:
-        return Result(index, source_name(index, src), 0.0, error=error)
-    return Result(
-        index, source_name(index, src), audio.seconds, text=text, error=error, latency_s=time.perf_counter() - t0
-    )
+from canary_triton.longform.segment import Segment
 
 
 class CanaryClient:

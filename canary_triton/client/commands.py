@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from canary_triton import contract as C
-from canary_triton.client.api import CanaryClient, ClientOptions, Result
+from canary_triton.client.api import CanaryClient
 from canary_triton.client.audio_input import expand_paths
+from canary_triton.client.calls import Result
+from canary_triton.client.options import ClientOptions
 from canary_triton.client.perf_input import MODES, write_perf_input
 from canary_triton.errors import InputError
 from canary_triton.evaluation.nemo_manifest import (

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from canary_triton import contract as C
-from canary_triton.client.api import CanaryClient, ClientOptions, llm_request
+from canary_triton.client.api import CanaryClient
+from canary_triton.client.calls import llm_request
+from canary_triton.client.options import ClientOptions
 
 __all__ = ["ClientOptions", "infer_one", "transcribe", "ask"]
 

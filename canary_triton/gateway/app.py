@@ -27,8 +27,9 @@ from starlette.routing import Route
 
 from canary_triton import contract as C
 from canary_triton.client.aio import AsyncCanaryClient
-from canary_triton.client.api import Call, ClientOptions, ServerError, audio_request, entry_model
 from canary_triton.client.audio_input import Audio, decode_bytes
+from canary_triton.client.calls import Call, audio_request, entry_model
+from canary_triton.client.options import ClientOptions, ServerError
 from canary_triton.errors import InputError
 from canary_triton.gateway import chat
 from canary_triton.gateway.asgi import LOG_KEY, ClientGone, EventStream, Gate, Load, read_body, replay, until_disconnect

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
-from canary_triton.client.api import ServerError
+from canary_triton.client.options import ServerError
 
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from canary_triton.client.api import DEFAULT_GRPC_URL
+from canary_triton.client.options import DEFAULT_GRPC_URL
 
 #: Environment variable holding the API key clients must send as ``Authorization: Bearer KEY``.
 API_KEY_ENV = "CANARY_TRITON_API_KEY"
