@@ -287,3 +287,72 @@ def test_a_served_models_stacks_show_its_threads(server_trained):
     assert "cpu_llm/batcher.py" in stacks["llm"]  # the in-flight batcher's thread
     # every stub's thread that ends it with its tritonserver (canary_bootstrap.py)
     assert all("_end_with_parent" in text for text in stacks.values()), stacks
+
+
+# -- serve: a tritonserver that ends by itself is started again --------------------------------
+class _Proc:
+    """A tritonserver process that ends by itself (``returncode``) after ``polls`` polls, or
+    whose last poll raises SIGTERM in this process (the operator's stop)."""
+
+    def __init__(self, polls: int, returncode: int | None = -6, sigterm: bool = False):
+        self.polls, self.returncode, self.sigterm = polls, None, sigterm
+        self._code = returncode
+
+    def poll(self):
+        self.polls -= 1
+        if self.polls > 0:
+            return None
+        if self.sigterm:
+            signal.raise_signal(signal.SIGTERM)  # the handler sets the stop flag; the loop ends
+            return None
+        self.returncode = self._code
+        return self.returncode
+
+
+class _Server:
+    """What run_forever touches of a TritonServer: each start() runs the next process."""
+
+    def __init__(self, procs):
+        self.procs, self.proc, self.starts, self.stops = list(procs), None, 0, 0
+        self.watchdog = None
+        self.http_url, self.grpc_url = "127.0.0.1:8000", "127.0.0.1:8001"
+        self.opts = SimpleNamespace(host="127.0.0.1", metrics_port=8002)
+
+    def start(self):
+        self.starts += 1
+        self.proc = self.procs.pop(0)
+        return self
+
+    def stop(self):
+        self.stops += 1
+        return self.proc.returncode if self.proc else None
+
+
+@pytest.fixture
+def restore_signals():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_serve_starts_a_tritonserver_that_aborted_again_and_stops_on_sigterm(restore_signals, capsys):
+    server = _Server([_Proc(2, returncode=-6), _Proc(3, sigterm=True)])
+    assert srv.run_forever(server, poll_s=0) == 0  # SIGTERM: a clean exit
+    assert server.starts == 2
+    err = capsys.readouterr().err
+    assert "ended by itself (exit status -6); starting it again (1 of 3 within 600 s)" in err
+
+
+def test_serve_exits_1_when_tritonserver_keeps_ending_within_the_window(restore_signals, capsys):
+    server = _Server([_Proc(1, returncode=-6) for _ in range(4)])
+    assert srv.run_forever(server, max_restarts=2, restart_window_s=3600, poll_s=0) == 1
+    assert server.starts == 3  # the first start and two restarts; the third end exits
+    assert "ended by itself 3 times within 3600 s; exiting for the orchestrator" in capsys.readouterr().err
+
+
+def test_serve_does_not_restart_a_server_the_watchdog_gave_up_on(restore_signals):
+    server = _Server([_Proc(1, returncode=0), _Proc(1)])
+    server.watchdog = SimpleNamespace(gave_up=SimpleNamespace(is_set=lambda: True))
+    assert srv.run_forever(server, poll_s=0) == 1
+    assert server.starts == 1

@@ -403,8 +403,24 @@ class StubSupervisor:
                         self._stop.wait(10)  # do not hammer a server that cannot load it
 
 
-def run_forever(server: TritonServer, announce: Sequence[str] = ()) -> int:
-    """Start, print the endpoints, and stop cleanly on Ctrl-C / SIGTERM."""
+#: ``serve`` restarts a ``tritonserver`` that ended by itself at most this many times within
+#: :data:`RESTART_WINDOW_S` (Triton 2.51's Python backend can abort, ``boost::interprocess::
+#: lock_exception``, when a stub dies holding its IPC lock: docs/reliability.md); past that it exits
+#: 1 for the orchestrator.
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 600.0
+
+
+def run_forever(
+    server: TritonServer,
+    announce: Sequence[str] = (),
+    max_restarts: int = MAX_RESTARTS,
+    restart_window_s: float = RESTART_WINDOW_S,
+    poll_s: float = 0.5,
+) -> int:
+    """Start, print the endpoints, and stop cleanly on Ctrl-C / SIGTERM. A ``tritonserver`` that
+    ends by itself is started again (``max_restarts`` within ``restart_window_s``), unless the
+    watchdog gave up on it."""
     stop = {"flag": False}
 
     def handler(signum, frame):  # noqa: ARG001
@@ -420,11 +436,35 @@ def run_forever(server: TritonServer, announce: Sequence[str] = ()) -> int:
     for line in announce:
         print(line)
     sys.stdout.flush()
-    while not stop["flag"] and server.proc is not None and server.proc.poll() is None:
-        time.sleep(0.5)
-    gave_up = watchdog is not None and watchdog.gave_up.is_set()
+    restarts: list[float] = []
+    while True:
+        while not stop["flag"] and server.proc is not None and server.proc.poll() is None:
+            time.sleep(poll_s)
+        gave_up = watchdog is not None and watchdog.gave_up.is_set()
+        if stop["flag"] or gave_up or server.proc is None:
+            break
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < restart_window_s]
+        if len(restarts) >= max_restarts:
+            print(
+                f"canary-triton: tritonserver ended by itself {len(restarts) + 1} times within "
+                f"{restart_window_s:.0f} s; exiting for the orchestrator",
+                file=sys.stderr,
+            )
+            break
+        restarts.append(now)
+        print(
+            f"canary-triton: tritonserver ended by itself (exit status {server.proc.returncode}); "
+            f"starting it again ({len(restarts)} of {max_restarts} within {restart_window_s:.0f} s)",
+            file=sys.stderr,
+        )
+        server.stop()
+        server.start()
+        watchdog = server.watchdog
     code = server.stop()
     if gave_up:
         print("canary-triton: the server was wedged and did not recover; exiting 1", file=sys.stderr)
         return 1
-    return 0 if stop["flag"] else (code or 1)
+    if stop["flag"]:
+        return 0
+    return code if code is not None and code > 0 else 1  # a signal's death (negative) exits 1
