@@ -162,6 +162,7 @@ def run_soak(
 
     kills = random.Random(seed)  # the kill order alone: the client loops draw from `rng` concurrently
     deaths: list[dict] = []
+    earlier_reloads: list[tuple[str, float]] = []  # the reloads of a server that died since
 
     def kill_loop():
         # every model in turn, the llm first (its BLS callers wait on it: the worst fault), then
@@ -194,6 +195,8 @@ def run_soak(
                 tail = server.log_path.read_text(errors="replace").splitlines()[-200:] if server.log_path else []
                 cause = next((line for line in tail if "terminate called" in line or "Signal (" in line), "")
                 deaths.append({"returncode": code, "cause": cause.strip()})
+                if server.supervisor is not None:  # the restarted server gets a new supervisor
+                    earlier_reloads.extend(server.supervisor.restarts)
                 tally.add("tritonserver died (restarted)")
                 server.stop()
                 server.start(SERVER_RESTART_BOUND_S)
@@ -216,7 +219,9 @@ def run_soak(
     return {
         "seconds": seconds,
         "counts": dict(sorted(tally.counts.items())),
-        "stub_reloads": [(m, round(s, 1)) for m, s in (server.supervisor.restarts if server.supervisor else [])],
+        "stub_reloads": [
+            (m, round(s, 1)) for m, s in earlier_reloads + (server.supervisor.restarts if server.supervisor else [])
+        ],
         "watchdog": {
             "recoveries": server.watchdog.recoveries if server.watchdog else None,
             "events": [e for _, e in server.watchdog.events] if server.watchdog else [],

@@ -460,7 +460,9 @@ def test_a_short_soak_loses_nothing(exported_trained, tmp_path):
     assert counts.get("answered", 0) > 0 and counts.get("perf_analyzer runs", 0) > 0
     assert counts.get("dropped by the client", 0) > 0
     assert sum(v for k, v in counts.items() if k.startswith("stub killed")) >= 2
-    assert len(result["stub_reloads"]) >= 1
+    # each kill is answered by a reload, or by a restart when tritonserver itself aborted (Triton
+    # 2.51's lock_exception: docs/reliability.md)
+    assert len(result["stub_reloads"]) + len(result["tritonserver_deaths"]) >= 1
 
 
 def test_autocast_lengths_says_what_it_needs_without_modelopt(tmp_path, capsys):
