@@ -26,6 +26,7 @@ from typing import Sequence
 
 from canary_triton.errors import CanaryTritonError
 from canary_triton.serving.watchdog import Watchdog, WatchdogOptions
+from canary_triton.triton_models.stub_watch import stub_processes
 
 
 @dataclass(frozen=True)
@@ -261,27 +262,7 @@ class TritonServer:
         """The Python-backend stub processes of this server's models, by model, from /proc (each
         stub's command line names its ``<repository>/<model>/1/model.py``; once started, only the
         children of this server's tritonserver: another server may serve the same repository)."""
-        repo = str(self.repository)
-        parent = self.proc.pid if self.proc is not None else None
-        pids: dict[str, list[int]] = {}
-        for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    args = f.read().split(b"\0")
-                if parent is not None:
-                    with open(f"/proc/{pid}/stat") as f:
-                        if int(f.read().rsplit(")", 1)[1].split()[1]) != parent:
-                            continue
-            except (OSError, ValueError, IndexError):
-                continue
-            for a in args:
-                text = a.decode(errors="replace")
-                if text.startswith(repo + "/") and text.endswith("/1/model.py"):
-                    pids.setdefault(text[len(repo) + 1 :].split("/")[0], []).append(int(pid))
-                    break
-        return pids
+        return stub_processes(self.repository, self.proc.pid if self.proc is not None else None)
 
     def dump_stacks(self, settle_s: float = 0.3, limit_s: float = 10.0) -> dict[str, str]:
         """Every thread's Python stack in each model's stub, by model (what a stuck server was

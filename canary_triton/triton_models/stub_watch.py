@@ -47,28 +47,36 @@ class StubGeneration:
 NO_STUB = StubGeneration(pids=(), fds=())
 
 
-def _ppid(pid: str) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-def find_stub_pids(repository: Path, model: str, parent: int) -> list[int]:
-    """The pids of ``parent``'s children whose command line names ``<repository>/<model>/1/model.py``."""
-    target = os.path.realpath(os.path.join(repository, model, "1", "model.py"))
-    found = []
+def stub_processes(repository: str | Path, parent: int | None) -> dict[str, list[int]]:
+    """The Python-backend stub processes of ``repository``'s models, by model, from ``/proc``:
+    each stub's command line names its ``<repository>/<model>/1/model.py``. With ``parent``, only
+    that process's children (another server may serve the same repository)."""
+    repo = os.path.realpath(repository) + os.sep
+    pids: dict[str, list[int]] = {}
     for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not pid.isdigit():
             continue
         try:
-            if _ppid(pid) != parent:
-                continue
+            if parent is not None:
+                with open(f"/proc/{pid}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) != parent:
+                        continue
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 args = f.read().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue
-        if any(a.endswith(b"/1/model.py") and os.path.realpath(a.decode(errors="replace")) == target for a in args):
-            found.append(int(pid))
-    return sorted(found)
+        for a in args:
+            if a.endswith(b"/1/model.py"):
+                path = os.path.realpath(a.decode(errors="replace"))
+                if path.startswith(repo):
+                    pids.setdefault(path[len(repo) :].split(os.sep)[0], []).append(int(pid))
+                    break
+    return {model: sorted(found) for model, found in pids.items()}
+
+
+def find_stub_pids(repository: str | Path, model: str, parent: int) -> list[int]:
+    """The pids of ``parent``'s children whose command line names ``<repository>/<model>/1/model.py``."""
+    return stub_processes(repository, parent).get(model, [])
 
 
 class StubWatch:
